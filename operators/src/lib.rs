@@ -1,0 +1,428 @@
+//! weir's operator catalogue.
+//!
+//! Pipelines start at [`Pipeline`] (a source), go through [`FlowExt`] methods
+//! (transformations), and end in a sink method that returns a
+//! [`Runnable`]. Every operator here is an ordinary
+//! [`Operator`](weir_runtime::operator::Operator); your own plug in with
+//! [`Flow::via`].
+//!
+//! # Examples
+//!
+//! ```
+//! use weir_operators::{FlowExt, Pipeline};
+//! use weir_runtime::Runtime;
+//!
+//! let rt = Runtime::builder().arbiters(1).build()?;
+//! let done = Pipeline::from_iter(1..=10_u64)
+//!     .map(|x| x * x)
+//!     .filter(|x| x % 2 == 1)
+//!     .collect()
+//!     .run(&rt)?
+//!     .wait()?;
+//! assert_eq!(done.output, vec![1, 9, 25, 49, 81]);
+//! assert_eq!(done.report.filtered(), 5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![forbid(unsafe_code)]
+
+pub mod ops;
+pub mod sink;
+pub mod source;
+
+use std::future::Future;
+
+use futures::Stream;
+use weir_runtime::{Flow, OutputReceiver, Runnable, output};
+
+use crate::ops::{Chunks, Filter, FilterMap, FlatMap, Inspect, Map, MapAsync, Take};
+use crate::sink::{Collect, Egress, EgressSink, ForEach, ForEachAsync};
+use crate::source::{Ingress, IngressSource, IterSource, StreamSource};
+
+/// Where pipelines start: one constructor per kind of source.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipeline;
+
+impl Pipeline {
+    /// A source that emits the items of an iterator, pulling only what downstream has
+    /// room for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(["a", "b"]).collect().run(&rt)?.wait()?;
+    /// assert_eq!(done.output, ["a", "b"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_iter<I>(iter: I) -> Flow<I::Item>
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        I::Item: Send + 'static,
+    {
+        Flow::from_source(IterSource::new(iter.into_iter()))
+    }
+
+    /// A source that polls a [`Stream`], only while downstream has room.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let stream = futures::stream::iter(vec![1, 2, 3]);
+    /// let done = Pipeline::from_stream(stream).collect().run(&rt)?.wait()?;
+    /// assert_eq!(done.output, [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_stream<S>(stream: S) -> Flow<S::Item>
+    where
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+    {
+        Flow::from_source(StreamSource::new(stream))
+    }
+
+    /// A source fed through a bounded [`Ingress`] handle: `send(x).await` waits while
+    /// `capacity` elements are buffered, `try_send(x)` hands `x` back when full or
+    /// closed. The stream ends when every `Ingress` clone is dropped.
+    ///
+    /// Choosing a capacity: it is the burst the service can hand over without
+    /// waiting; the pipeline behind it adds its own edge capacities.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let (ingress, flow) = Pipeline::ingress::<u32>(16);
+    /// let running = flow.map(|x| x + 1).collect().run(&rt)?;
+    /// ingress.try_send(1).unwrap();
+    /// futures::executor::block_on(ingress.send(2)).unwrap();
+    /// drop(ingress); // ends the stream
+    /// assert_eq!(running.wait()?.output, [2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ingress<T: Send + 'static>(capacity: usize) -> (Ingress<T>, Flow<T>) {
+        let (ingress, source) = IngressSource::channel(capacity);
+        (ingress, Flow::from_source(source))
+    }
+}
+
+/// The operators, as methods on a [`Flow`]. In the prelude.
+pub trait FlowExt<T: Send + 'static>: Sized {
+    /// Applies `f` to every element.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(1..4).map(|x| x * 10).collect().run(&rt)?.wait()?;
+    /// assert_eq!(done.output, [10, 20, 30]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn map<U, F>(self, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> U + Send + 'static,
+        U: Send + 'static;
+
+    /// Keeps the elements for which `predicate` is true; the others count as
+    /// filtered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(1..7).filter(|x| x % 3 == 0).collect().run(&rt)?.wait()?;
+    /// assert_eq!(done.output, [3, 6]);
+    /// assert_eq!(done.report.filtered(), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn filter<F>(self, predicate: F) -> Flow<T>
+    where
+        F: FnMut(&T) -> bool + Send + 'static;
+
+    /// Maps and filters in one step: `None` counts as filtered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(["1", "x", "3"])
+    ///     .filter_map(|s| s.parse::<u32>().ok())
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.output, [1, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn filter_map<U, F>(self, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Option<U> + Send + 'static,
+        U: Send + 'static;
+
+    /// Expands each element into zero or more, drained lazily as downstream has room.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(1..4_u32)
+    ///     .flat_map(|n| std::iter::repeat(n).take(n as usize))
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.output, [1, 2, 2, 3, 3, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn flat_map<I, F>(self, f: F) -> Flow<I::Item>
+    where
+        F: FnMut(T) -> I + Send + 'static,
+        I: IntoIterator + 'static,
+        I::IntoIter: Send + 'static,
+        I::Item: Send + 'static;
+
+    /// Calls `f` with a reference to each element and passes it on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let seen = Arc::new(AtomicU64::new(0));
+    /// let counter = Arc::clone(&seen);
+    /// Pipeline::from_iter(0..5)
+    ///     .inspect(move |_| { counter.fetch_add(1, Ordering::Relaxed); })
+    ///     .for_each(drop)
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(seen.load(Ordering::Relaxed), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn inspect<F>(self, f: F) -> Flow<T>
+    where
+        F: FnMut(&T) + Send + 'static;
+
+    /// Runs an async function per element with up to `concurrency` futures in
+    /// flight; results keep the input order.
+    ///
+    /// Choosing `concurrency`: the number of calls the service behind `f` should see
+    /// at once. Elements in flight count against nothing else, so this is also the
+    /// extra memory the stage holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(1..6_u64)
+    ///     .map_async(3, |x| async move {
+    ///         // later elements finish first; the output order is still the input order
+    ///         tokio::time::sleep(std::time::Duration::from_millis(10 - 2 * x)).await;
+    ///         x * 2
+    ///     })
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.output, [2, 4, 6, 8, 10]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn map_async<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = U> + Send + 'static,
+        U: Send + 'static;
+
+    /// Groups elements into vectors of `size`; the last may be shorter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(1..6).chunks(2).collect().run(&rt)?.wait()?;
+    /// assert_eq!(done.output, [vec![1, 2], vec![3, 4], vec![5]]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn chunks(self, size: usize) -> Flow<Vec<T>>;
+
+    /// Passes the first `n` elements, then ends the stream and cancels upstream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(0..).take(3).collect().run(&rt)?.wait()?;
+    /// assert_eq!(done.output, [0, 1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn take(self, n: u64) -> Flow<T>;
+
+    /// Ends the pipeline with a function called for every element.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(0..3).for_each(|x| println!("{x}")).run(&rt)?.wait()?;
+    /// assert_eq!(done.report.delivered(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn for_each<F>(self, f: F) -> Runnable<()>
+    where
+        F: FnMut(T) + Send + 'static;
+
+    /// Ends the pipeline with an async function awaited for each element, one at a
+    /// time, in order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(0..3)
+    ///     .for_each_async(|x| async move { tokio::task::yield_now().await; drop(x) })
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.report.delivered(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn for_each_async<F, Fut>(self, f: F) -> Runnable<()>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static;
+
+    /// Ends the pipeline by gathering every element into a `Vec`, the pipeline's
+    /// output.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(0..3).collect().run(&rt)?.wait()?;
+    /// assert_eq!(done.output, [0, 1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn collect(self) -> Runnable<Vec<T>>;
+
+    /// Ends the pipeline in a bounded [`Egress`] receiver the service reads from.
+    /// The pipeline holds at most `capacity` elements in it; when it is full the
+    /// pipeline backpressures.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let (runnable, mut egress) = Pipeline::from_iter(0..3).map(|x| x + 1).egress(8);
+    /// let running = runnable.run(&rt)?;
+    /// let mut got = Vec::new();
+    /// while let Some(x) = futures::executor::block_on(egress.recv()) {
+    ///     got.push(x);
+    /// }
+    /// assert_eq!(got, [1, 2, 3]);
+    /// running.wait()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn egress(self, capacity: usize) -> (Runnable<()>, Egress<T>);
+}
+
+impl<T: Send + 'static> FlowExt<T> for Flow<T> {
+    fn map<U, F>(self, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> U + Send + 'static,
+        U: Send + 'static,
+    {
+        self.via(Map::new(f))
+    }
+
+    fn filter<F>(self, predicate: F) -> Flow<T>
+    where
+        F: FnMut(&T) -> bool + Send + 'static,
+    {
+        self.via(Filter::new(predicate))
+    }
+
+    fn filter_map<U, F>(self, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Option<U> + Send + 'static,
+        U: Send + 'static,
+    {
+        self.via(FilterMap::new(f))
+    }
+
+    fn flat_map<I, F>(self, f: F) -> Flow<I::Item>
+    where
+        F: FnMut(T) -> I + Send + 'static,
+        I: IntoIterator + 'static,
+        I::IntoIter: Send + 'static,
+        I::Item: Send + 'static,
+    {
+        self.via(FlatMap::new(f))
+    }
+
+    fn inspect<F>(self, f: F) -> Flow<T>
+    where
+        F: FnMut(&T) + Send + 'static,
+    {
+        self.via(Inspect::new(f))
+    }
+
+    fn map_async<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = U> + Send + 'static,
+        U: Send + 'static,
+    {
+        self.via(MapAsync::new(concurrency, f))
+    }
+
+    fn chunks(self, size: usize) -> Flow<Vec<T>> {
+        self.via(Chunks::new(size))
+    }
+
+    fn take(self, n: u64) -> Flow<T> {
+        self.via(Take::new(n))
+    }
+
+    fn for_each<F>(self, f: F) -> Runnable<()>
+    where
+        F: FnMut(T) + Send + 'static,
+    {
+        self.to(ForEach::new(f), OutputReceiver::ready(()))
+    }
+
+    fn for_each_async<F, Fut>(self, f: F) -> Runnable<()>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.to(ForEachAsync::new(f), OutputReceiver::ready(()))
+    }
+
+    fn collect(self) -> Runnable<Vec<T>> {
+        let (tx, rx) = output();
+        self.to(Collect::new(tx), rx)
+    }
+
+    fn egress(self, capacity: usize) -> (Runnable<()>, Egress<T>) {
+        let (sink, egress) = EgressSink::channel(capacity);
+        (self.to(sink, OutputReceiver::ready(())), egress)
+    }
+}

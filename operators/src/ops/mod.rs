@@ -1,0 +1,20 @@
+//! Transformations: one operator per file, each created by a [`FlowExt`](crate::FlowExt)
+//! method of the same name.
+
+mod chunks;
+mod filter;
+mod filter_map;
+mod flat_map;
+mod inspect;
+mod map;
+mod map_async;
+mod take;
+
+pub use chunks::Chunks;
+pub use filter::Filter;
+pub use filter_map::FilterMap;
+pub use flat_map::FlatMap;
+pub use inspect::Inspect;
+pub use map::Map;
+pub use map_async::MapAsync;
+pub use take::Take;

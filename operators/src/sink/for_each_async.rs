@@ -1,0 +1,77 @@
+//! [`ForEachAsync`]: a sink that awaits a future per element.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use weir_runtime::operator::{Counting, Io, Operator, Step};
+
+/// Awaits an async function for each element, one at a time and in order; an
+/// element is delivered when its future completes. While a future is pending the
+/// sink takes no more input, so a slow sink backpressures the whole pipeline.
+/// Created by [`FlowExt::for_each_async`](crate::FlowExt::for_each_async).
+pub struct ForEachAsync<F, T, Fut> {
+    f: F,
+    current: Option<Pin<Box<Fut>>>,
+    _type: PhantomData<fn(T)>,
+}
+
+impl<F, T, Fut> ForEachAsync<F, T, Fut> {
+    pub(crate) fn new(f: F) -> Self {
+        ForEachAsync {
+            f,
+            current: None,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<F, T, Fut> std::fmt::Debug for ForEachAsync<F, T, Fut> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForEachAsync")
+            .field("busy", &self.current.is_some())
+            .finish()
+    }
+}
+
+impl<F, T, Fut> Operator for ForEachAsync<F, T, Fut>
+where
+    F: FnMut(T) -> Fut + Send + 'static,
+    T: Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    type In = T;
+    type Out = Infallible;
+
+    fn kind(&self) -> &'static str {
+        "for_each_async"
+    }
+
+    fn counting(&self) -> Counting {
+        Counting::Custom
+    }
+
+    fn held(&self) -> usize {
+        usize::from(self.current.is_some())
+    }
+
+    fn step(&mut self, io: &mut Io<'_, T, Infallible>, cx: &mut Context<'_>) -> Step {
+        loop {
+            if let Some(fut) = &mut self.current {
+                match fut.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        self.current = None;
+                        io.complete(1);
+                    }
+                    Poll::Pending => return Step::Continue,
+                }
+            }
+            match io.pop() {
+                Some(x) => self.current = Some(Box::pin((self.f)(x))),
+                None => return io.finish_when_drained(),
+            }
+        }
+    }
+}

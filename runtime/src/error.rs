@@ -1,0 +1,120 @@
+//! Errors of building, starting and running pipelines.
+
+use weir_supervisor::Failure;
+
+use crate::pipeline::report::Report;
+
+/// A pipeline that cannot be built. Every variant names what is wrong and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A stage's input capacity is zero: nothing could ever flow into it.
+    #[error("stage `{stage}` has capacity 0; an edge needs room for at least one element")]
+    ZeroCapacity {
+        /// The stage.
+        stage: String,
+    },
+    /// A capacity was set on a source, which has no input edge.
+    #[error(
+        "stage `{stage}` is a source and has no input edge to size; set the capacity of the stage after it"
+    )]
+    CapacityOnSource {
+        /// The source.
+        stage: String,
+    },
+    /// An operator argument is out of range (`chunks(0)`, `map_async(0, …)`).
+    #[error("stage `{stage}`: {message}")]
+    InvalidArgument {
+        /// The stage.
+        stage: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two stages have the same name; names identify stages in stats and errors.
+    #[error("stage name `{name}` is used by stages {first} and {second}")]
+    DuplicateStageName {
+        /// The name.
+        name: String,
+        /// Index of the first stage with it.
+        first: usize,
+        /// Index of the second.
+        second: usize,
+    },
+    /// A stage name is empty.
+    #[error("stage {index} has an empty name")]
+    EmptyStageName {
+        /// Index of the stage.
+        index: usize,
+    },
+    /// The pipeline's batch limit is zero.
+    #[error("pipeline `{pipeline}` has max_batch 0; a batch carries at least one element")]
+    ZeroBatchLimit {
+        /// The pipeline.
+        pipeline: String,
+    },
+    /// A stage was pinned to an arbiter the runtime does not have.
+    #[error("stage `{stage}` is pinned to arbiter {arbiter}, but the runtime has {available}")]
+    NoSuchArbiter {
+        /// The stage.
+        stage: String,
+        /// The arbiter index asked for.
+        arbiter: usize,
+        /// How many the runtime has.
+        available: usize,
+    },
+    /// The runtime's arbiters have stopped.
+    #[error("the runtime has stopped; stage `{stage}` could not be started")]
+    RuntimeStopped {
+        /// The stage that could not start.
+        stage: String,
+    },
+}
+
+/// A pipeline that failed while running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// User code in a stage panicked or returned an error; every stage was stopped.
+    /// The report says where each element ended.
+    #[error("stage `{stage}` failed: {failure}")]
+    StageFailed {
+        /// The stage that failed first.
+        stage: String,
+        /// What went wrong.
+        #[source]
+        failure: Failure,
+        /// The final counts.
+        report: Box<Report>,
+    },
+    /// The runtime stopped (or its arbiter died) before the pipeline could report.
+    #[error("pipeline `{pipeline}` lost its runtime before completing")]
+    RuntimeStopped {
+        /// The pipeline.
+        pipeline: String,
+    },
+}
+
+impl PipelineError {
+    /// The final report, where the pipeline got to produce one.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            PipelineError::StageFailed { report, .. } => Some(report),
+            PipelineError::RuntimeStopped { .. } => None,
+        }
+    }
+}
+
+/// The runtime could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// Zero arbiters were asked for.
+    #[error("a runtime needs at least one arbiter")]
+    NoArbiters,
+    /// The system thread could not be spawned or died while starting.
+    #[error("could not start the actix system thread: {0}")]
+    Start(#[source] std::io::Error),
+    /// `Runtime::from_current` was called outside a running actix System.
+    #[error("no actix System is running on this thread")]
+    NoSystem,
+}

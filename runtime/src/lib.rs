@@ -1,0 +1,35 @@
+//! weir's engine: stage actors on bounded, credit-based edges.
+//!
+//! Most users depend on the `weir` facade and `use weir::prelude::*`; this crate is
+//! what it is built on, and what an operator author implements against.
+//!
+//! - [`Runtime`]: the arbiters (threads) stages run on, owned or borrowed from a
+//!   running actix `System`.
+//! - [`Flow`] → [`Runnable`] → [`Running`]: build a typed pipeline, run it, await its
+//!   [`Completion`] with a [`Report`].
+//! - [`operator::Operator`]: what every stage runs.
+//!
+//! The guarantees (bounded edges, backpressure, batching without latency,
+//! conservation, ordering, completion and shutdown) are stated in `docs/semantics.md`
+//! with the tests that prove them.
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod operator;
+mod pipeline;
+mod runtime;
+mod stage;
+
+pub use error::{BuildError, PipelineError, RuntimeError};
+pub use pipeline::{
+    Completion, ConservationError, DEFAULT_CAPACITY, Flow, Outcome, OutputReceiver, OutputSender,
+    PipelineController, PipelineStats, Report, Runnable, Running, StageReport, StageStats, output,
+};
+pub use runtime::{Placement, Runtime, RuntimeBuilder};
+pub use weir_supervisor::{ErrorClass, Failure};

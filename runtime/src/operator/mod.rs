@@ -1,0 +1,136 @@
+//! The contract between a stage and the operator it runs.
+//!
+//! Every stage of a pipeline is an actix actor that owns one [`Operator`]. The stage
+//! does the messaging — batches in, credit out, end-of-stream, cancellation — and
+//! calls [`Operator::step`] whenever something changed: new input arrived, downstream
+//! granted credit, the input ended, or a future the operator waits on woke it up.
+//!
+//! An operator never sees a mailbox or a credit count. It sees an [`Io`]: a queue of
+//! input elements, an output buffer, and a *room* — how many more outputs it may
+//! produce in this step. Producing only what fits is what keeps every edge bounded.
+//!
+//! Sources are operators whose input type is [`Infallible`](std::convert::Infallible);
+//! sinks are operators whose output type is `Infallible`.
+//!
+//! # Examples
+//!
+//! An operator that doubles every element:
+//!
+//! ```
+//! use std::task::Context;
+//! use weir_runtime::operator::{Io, Operator, Step};
+//!
+//! struct Double;
+//!
+//! impl Operator for Double {
+//!     type In = u64;
+//!     type Out = u64;
+//!
+//!     fn kind(&self) -> &'static str {
+//!         "double"
+//!     }
+//!
+//!     fn step(&mut self, io: &mut Io<'_, u64, u64>, _cx: &mut Context<'_>) -> Step {
+//!         while io.has_room() {
+//!             match io.pop() {
+//!                 Some(x) => io.push(x * 2),
+//!                 None => break,
+//!             }
+//!         }
+//!         io.finish_when_drained()
+//!     }
+//! }
+//! ```
+
+mod io;
+
+pub use io::Io;
+
+use std::task::Context;
+
+use weir_supervisor::Failure;
+
+/// What an operator says after a [`step`](Operator::step).
+#[derive(Debug)]
+#[must_use]
+pub enum Step {
+    /// The operator did what it could; call it again when something changes (more
+    /// input, more room, end of input, or a waker it registered fires).
+    Continue,
+    /// The operator has produced all its output and takes no more input. The stage
+    /// sends what is left in its output buffer, then end-of-stream downstream, and
+    /// cancels its upstream if the input has not ended.
+    Finished,
+    /// The operator failed. The stage reports the failure with its name; the element
+    /// being processed is counted as failed.
+    Failed(Failure),
+}
+
+/// How an operator's inputs relate to its outputs, for the element accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// Each input becomes at most one output: every [`Io::push`] completes one input,
+    /// and an input that produces nothing is reported with [`Io::filter`]
+    /// (`map`, `filter`, `inspect`, `take`, …).
+    OneToOne,
+    /// The operator reports completed inputs itself with [`Io::complete`] (`chunks`,
+    /// `flat_map`, sinks).
+    Custom,
+}
+
+/// A unit of stream processing run by a stage actor.
+///
+/// Implement it to add an operator; the built-in catalogue (map, filter, sources,
+/// sinks, …) implements it the same way. The stage guarantees:
+///
+/// - `step` is only called on the stage's arbiter thread, never concurrently;
+/// - a panic inside `step` is caught and reported as a [`Failure`]; the arbiter and
+///   the other stages keep running;
+/// - outputs pushed beyond [`Io::room`] are kept (never dropped) but make the stage
+///   stop taking input until they are sent, so well-behaved operators stop at the
+///   room.
+pub trait Operator: Send + 'static {
+    /// Input element type (`Infallible` for sources).
+    type In: Send + 'static;
+    /// Output element type (`Infallible` for sinks).
+    type Out: Send + 'static;
+
+    /// A short lowercase name of the operator ("map", "filter"), used in default
+    /// stage names, stats and errors.
+    fn kind(&self) -> &'static str;
+
+    /// Moves input to output.
+    ///
+    /// Take input with [`Io::pop`], produce output with [`Io::push`] while
+    /// [`Io::has_room`] is true, and say [`Step::Finished`] once the input has ended
+    /// and nothing is held back (see [`Io::finish_when_drained`]). An operator that
+    /// waits on a future registers `cx`'s waker and returns [`Step::Continue`].
+    fn step(&mut self, io: &mut Io<'_, Self::In, Self::Out>, cx: &mut Context<'_>) -> Step;
+
+    /// Checks the operator's arguments when the pipeline is built (`chunks(0)` is
+    /// rejected here). The message names what is wrong; the build error adds the
+    /// stage.
+    ///
+    /// # Errors
+    ///
+    /// A message describing the invalid argument.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// How inputs relate to outputs in the accounting; see [`Counting`].
+    fn counting(&self) -> Counting {
+        Counting::OneToOne
+    }
+
+    /// How many input elements the operator currently holds in its own state
+    /// (a partial chunk, futures in flight). Counted as in flight, and as abandoned if
+    /// the stage stops while holding them.
+    fn held(&self) -> usize {
+        0
+    }
+
+    /// Called once when the stage stops, for whatever reason: a sink hands its
+    /// result over here.
+    fn on_stop(&mut self) {}
+}

@@ -1,0 +1,16 @@
+//! Pipelines: the typed builder ([`Flow`], [`Runnable`]), the running handle
+//! ([`Running`], [`PipelineController`]), live [`PipelineStats`] and the final
+//! [`Report`].
+
+pub(crate) mod flow;
+pub(crate) mod output;
+pub(crate) mod report;
+pub(crate) mod running;
+pub(crate) mod shared;
+pub(crate) mod stats;
+
+pub use flow::{DEFAULT_CAPACITY, Flow, Runnable};
+pub use output::{OutputReceiver, OutputSender, output};
+pub use report::{ConservationError, Outcome, Report, StageReport};
+pub use running::{Completion, PipelineController, Running};
+pub use stats::{PipelineStats, StageStats};

@@ -1,0 +1,317 @@
+//! [`Report`]: what a finished pipeline did, stage by stage.
+
+use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::operator::Counting;
+use crate::stage::shared::StageShared;
+
+/// How a pipeline ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Every source ended (or a stage finished early, like `take`) and everything
+    /// in flight reached a sink.
+    Completed,
+    /// A graceful shutdown stopped the sources and everything in flight drained;
+    /// `drained` elements reached a sink after the shutdown was requested.
+    Drained {
+        /// Elements delivered after the shutdown was requested.
+        drained: u64,
+    },
+    /// A graceful shutdown ran out of time; what had not drained by the deadline was
+    /// abandoned (see the per-stage `abandoned` counts).
+    DeadlineExceeded {
+        /// Elements delivered between the shutdown request and the deadline.
+        drained: u64,
+    },
+    /// [`abort`](crate::Running::abort) stopped every stage at once.
+    Aborted,
+    /// A stage failed and the pipeline stopped.
+    Failed {
+        /// Name of the stage that failed first.
+        stage: String,
+        /// The failure, as text.
+        error: String,
+    },
+}
+
+/// Counts for one stage, all final.
+///
+/// Input counts are in the stage's input elements. For every stage:
+///
+/// ```text
+/// input = completed + filtered + failed + abandoned
+/// ```
+///
+/// where `input` is what the stage before it produced (for a source: what it took in).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageReport {
+    /// Stage name.
+    pub name: String,
+    /// Operator kind ("map", "filter", …).
+    pub kind: &'static str,
+    /// Input capacity (0 for a source).
+    pub capacity: usize,
+    /// True for sources.
+    pub is_source: bool,
+    /// True for sinks.
+    pub is_sink: bool,
+    /// True if each input becomes at most one output (see [`Counting`]).
+    pub one_to_one: bool,
+    /// Elements handed to this stage: produced by the stage before it, or taken in by
+    /// a source (an ingress counts what it accepted).
+    pub input: u64,
+    /// Elements that reached the stage's input queue.
+    pub received: u64,
+    /// Inputs fully processed; for a sink, delivered.
+    pub completed: u64,
+    /// Inputs dropped on purpose by the operator (a filter).
+    pub filtered: u64,
+    /// Inputs destroyed by a failure of user code.
+    pub failed: u64,
+    /// Inputs left unprocessed when the pipeline stopped: in the stage's queue or
+    /// state, in its mailbox, or still in the previous stage's output buffer.
+    pub abandoned: u64,
+    /// Outputs created.
+    pub produced: u64,
+    /// Outputs sent downstream.
+    pub emitted: u64,
+    /// Batches sent downstream.
+    pub batches: u64,
+    /// Largest batch sent downstream.
+    pub largest_batch: usize,
+    /// Largest occupancy of the input edge (queue + mailbox) the stage observed.
+    pub peak_occupancy: usize,
+    /// Times the input edge was observed above capacity. Always 0 unless weir has a
+    /// flow-control bug.
+    pub bound_violations: u64,
+}
+
+impl StageReport {
+    pub(crate) fn finalize(s: &StageShared) -> Self {
+        let fs = s.final_state().unwrap_or_default();
+        let received = s.received.load(Relaxed);
+        let (input, abandoned) = match s.upstream.get() {
+            Some(up) => {
+                let up_final = up.final_state().unwrap_or_default();
+                let in_mailbox = up.emitted.load(Relaxed).saturating_sub(received);
+                let in_transit = in_mailbox + up_final.outbox as u64;
+                (
+                    up.produced.load(Relaxed),
+                    fs.queued as u64 + fs.held as u64 + in_transit,
+                )
+            }
+            // A source's "held" elements were taken in but never emitted (an
+            // ingress's buffered elements).
+            None => (received + fs.held as u64, fs.held as u64),
+        };
+        StageReport {
+            name: s.name.clone(),
+            kind: s.kind,
+            capacity: s.capacity,
+            is_source: s.is_source,
+            is_sink: s.is_sink,
+            one_to_one: s.counting == Counting::OneToOne,
+            input,
+            received: if s.is_source { input } else { received },
+            completed: s.completed.load(Relaxed),
+            filtered: s.filtered.load(Relaxed),
+            failed: s.failed.load(Relaxed),
+            abandoned,
+            produced: s.produced.load(Relaxed),
+            emitted: s.emitted.load(Relaxed),
+            batches: s.batches.load(Relaxed),
+            largest_batch: s.largest_batch.load(Relaxed),
+            peak_occupancy: s.peak_occupancy.load(Relaxed),
+            bound_violations: s.bound_violations.load(Relaxed),
+        }
+    }
+
+    /// Mean elements per batch sent downstream (0 if none was sent).
+    pub fn mean_batch(&self) -> f64 {
+        if self.batches == 0 {
+            0.0
+        } else {
+            self.emitted as f64 / self.batches as f64
+        }
+    }
+}
+
+/// What a finished pipeline did. Returned by [`Running::join`](crate::Running::join),
+/// [`shutdown`](crate::Running::shutdown) and [`abort`](crate::Running::abort), and
+/// carried by a failure.
+///
+/// Conservation holds in every report, whatever the outcome; see
+/// [`check_conservation`](Self::check_conservation).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Time from start to the last stage stopping.
+    #[serde(serialize_with = "serialize_secs")]
+    pub elapsed: Duration,
+    /// One entry per stage, from source to sink.
+    pub stages: Vec<StageReport>,
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// A conservation equation that does not hold. Seeing one means weir lost or invented
+/// elements: a bug to report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("conservation broken at `{stage}`: {equation}")]
+pub struct ConservationError {
+    /// The stage (or "pipeline") whose equation failed.
+    pub stage: String,
+    /// The equation with its numbers.
+    pub equation: String,
+}
+
+impl Report {
+    /// The report of the stage with this name.
+    pub fn stage(&self, name: &str) -> Option<&StageReport> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// Elements the sources took in.
+    pub fn admitted(&self) -> u64 {
+        self.stages
+            .iter()
+            .filter(|s| s.is_source)
+            .map(|s| s.input)
+            .sum()
+    }
+
+    /// Elements the sources emitted into the pipeline.
+    pub fn emitted_by_sources(&self) -> u64 {
+        self.stages
+            .iter()
+            .filter(|s| s.is_source)
+            .map(|s| s.produced)
+            .sum()
+    }
+
+    /// Elements the sinks delivered.
+    pub fn delivered(&self) -> u64 {
+        self.stages
+            .iter()
+            .filter(|s| s.is_sink)
+            .map(|s| s.completed)
+            .sum()
+    }
+
+    /// Elements filtered, over all stages.
+    pub fn filtered(&self) -> u64 {
+        self.stages.iter().map(|s| s.filtered).sum()
+    }
+
+    /// Elements destroyed by failures, over all stages.
+    pub fn failed(&self) -> u64 {
+        self.stages.iter().map(|s| s.failed).sum()
+    }
+
+    /// Elements abandoned, over all stages (see each stage's count for where).
+    pub fn abandoned(&self) -> u64 {
+        self.stages.iter().map(|s| s.abandoned).sum()
+    }
+
+    /// Checks that no element was lost or invented.
+    ///
+    /// For every stage, `input = completed + filtered + failed + abandoned`; for every
+    /// one-to-one stage, `completed = produced`. When every stage between sources and
+    /// sinks is one-to-one, these compose into the end-to-end equation
+    /// `admitted = delivered + filtered + failed + abandoned`, which is checked too.
+    ///
+    /// # Errors
+    ///
+    /// The first equation that does not hold, with its numbers.
+    pub fn check_conservation(&self) -> Result<(), ConservationError> {
+        for s in &self.stages {
+            let out = s.completed + s.filtered + s.failed + s.abandoned;
+            if s.input != out {
+                return Err(ConservationError {
+                    stage: s.name.clone(),
+                    equation: format!(
+                        "input {} != completed {} + filtered {} + failed {} + abandoned {}",
+                        s.input, s.completed, s.filtered, s.failed, s.abandoned
+                    ),
+                });
+            }
+            if s.one_to_one && !s.is_sink && s.completed != s.produced {
+                return Err(ConservationError {
+                    stage: s.name.clone(),
+                    equation: format!("completed {} != produced {}", s.completed, s.produced),
+                });
+            }
+        }
+        if self.stages.iter().all(|s| s.one_to_one || s.is_sink) {
+            let (admitted, delivered) = (self.admitted(), self.delivered());
+            let rest = self.filtered() + self.failed() + self.abandoned();
+            if admitted != delivered + rest {
+                return Err(ConservationError {
+                    stage: "pipeline".to_owned(),
+                    equation: format!(
+                        "admitted {admitted} != delivered {delivered} + filtered {} + failed {} + abandoned {}",
+                        self.filtered(),
+                        self.failed(),
+                        self.abandoned()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "pipeline `{}`: {:?} in {:.3}s — admitted {}, delivered {}, filtered {}, failed {}, abandoned {}",
+            self.pipeline,
+            self.outcome,
+            self.elapsed.as_secs_f64(),
+            self.admitted(),
+            self.delivered(),
+            self.filtered(),
+            self.failed(),
+            self.abandoned()
+        )?;
+        writeln!(
+            f,
+            "  {:<16} {:>10} {:>10} {:>9} {:>7} {:>9} {:>10} {:>10}",
+            "stage",
+            "input",
+            "completed",
+            "filtered",
+            "failed",
+            "abandoned",
+            "emitted",
+            "mean batch"
+        )?;
+        for s in &self.stages {
+            writeln!(
+                f,
+                "  {:<16} {:>10} {:>10} {:>9} {:>7} {:>9} {:>10} {:>10.1}",
+                s.name,
+                s.input,
+                s.completed,
+                s.filtered,
+                s.failed,
+                s.abandoned,
+                s.emitted,
+                s.mean_batch()
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! [`Running`]: the handle of a started pipeline, and its cloneable
+//! [`PipelineController`].
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use weir_supervisor::Failure;
+
+use super::output::OutputReceiver;
+use super::report::{Outcome, Report};
+use super::shared::PipelineShared;
+use super::stats::PipelineStats;
+use crate::error::PipelineError;
+
+/// What a pipeline that ended without failing hands back.
+#[derive(Debug)]
+pub struct Completion<R> {
+    /// The sink's result (`Vec<T>` for `collect`, `()` for `for_each`).
+    pub output: R,
+    /// Final counts per stage.
+    pub report: Report,
+}
+
+/// A running pipeline.
+///
+/// Await it (or call [`join`](Self::join) or [`wait`](Self::wait)) for its
+/// [`Completion`]; stop it early with [`shutdown`](Self::shutdown) or
+/// [`abort`](Self::abort); watch it with [`stats`](Self::stats). Dropping the handle
+/// does not stop the pipeline; use a [`PipelineController`] to control it from
+/// elsewhere.
+pub struct Running<R> {
+    controller: PipelineController,
+    done: oneshot::Receiver<(Report, Option<Failure>)>,
+    output: OutputReceiver<R>,
+}
+
+impl<R> std::fmt::Debug for Running<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("pipeline", &self.controller.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Controls a running pipeline from anywhere: cloneable, `Send` and `Sync`.
+#[derive(Debug, Clone)]
+pub struct PipelineController {
+    shared: Arc<PipelineShared>,
+}
+
+impl PipelineController {
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// A live snapshot of every stage.
+    pub fn stats(&self) -> PipelineStats {
+        PipelineStats::snapshot(&self.shared)
+    }
+
+    /// True once every stage has stopped.
+    pub fn is_finished(&self) -> bool {
+        self.shared.is_finished()
+    }
+
+    /// Starts a graceful shutdown: the sources stop taking in elements (an ingress
+    /// stops accepting but still emits what it already accepted), everything in
+    /// flight drains to the sinks, and the pipeline completes with
+    /// [`Outcome::Drained`]. Whatever has not drained when `deadline` passes is
+    /// abandoned ([`Outcome::DeadlineExceeded`]).
+    ///
+    /// Choose the deadline from the slowest sink: capacity of the path × the sink's
+    /// time per element is the longest a full pipeline can take to drain.
+    pub fn shutdown(&self, deadline: Duration) {
+        self.shared.shutdown();
+        let shared = Arc::clone(&self.shared);
+        self.shared.timer_arbiter.spawn(async move {
+            actix_rt::time::sleep(deadline).await;
+            shared.deadline_exceeded();
+        });
+    }
+
+    /// Stops every stage now. Elements in flight are abandoned and counted, per
+    /// stage, in the report.
+    pub fn abort(&self) {
+        self.shared.abort();
+    }
+}
+
+impl<R: Send + 'static> Running<R> {
+    pub(crate) fn new(
+        shared: Arc<PipelineShared>,
+        done: oneshot::Receiver<(Report, Option<Failure>)>,
+        output: OutputReceiver<R>,
+    ) -> Self {
+        Running {
+            controller: PipelineController { shared },
+            done,
+            output,
+        }
+    }
+
+    /// A cloneable controller for this pipeline.
+    pub fn controller(&self) -> PipelineController {
+        self.controller.clone()
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        self.controller.name()
+    }
+
+    /// A live snapshot of every stage.
+    pub fn stats(&self) -> PipelineStats {
+        self.controller.stats()
+    }
+
+    /// Waits for the pipeline to end.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::StageFailed`] if a stage failed (with the report), or
+    /// [`PipelineError::RuntimeStopped`] if the runtime went away first.
+    pub async fn join(self) -> Result<Completion<R>, PipelineError> {
+        let name = self.controller.name().to_owned();
+        let lost = || PipelineError::RuntimeStopped {
+            pipeline: name.clone(),
+        };
+        let (report, failure) = self.done.await.map_err(|_| lost())?;
+        if let Some(failure) = failure {
+            let stage = match &report.outcome {
+                Outcome::Failed { stage, .. } => stage.clone(),
+                _ => String::new(),
+            };
+            return Err(PipelineError::StageFailed {
+                stage,
+                failure,
+                report: Box::new(report),
+            });
+        }
+        let output = self.output.await.ok_or_else(lost)?;
+        Ok(Completion { output, report })
+    }
+
+    /// Blocks the current thread until the pipeline ends; for synchronous `main`s and
+    /// tests. Inside async code, `.await` the handle instead.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join).
+    ///
+    /// # Panics
+    ///
+    /// If called on an actix arbiter thread, which would block the thread the
+    /// pipeline may need to make progress.
+    pub fn wait(self) -> Result<Completion<R>, PipelineError> {
+        assert!(
+            actix_rt::System::try_current().is_none(),
+            "Running::wait blocks the thread; on an actix thread, .await the pipeline instead"
+        );
+        futures::executor::block_on(self.join())
+    }
+
+    /// Shuts down gracefully within `deadline` (see
+    /// [`PipelineController::shutdown`]) and waits for the end.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join).
+    pub async fn shutdown(self, deadline: Duration) -> Result<Completion<R>, PipelineError> {
+        self.controller.shutdown(deadline);
+        self.join().await
+    }
+
+    /// Stops every stage now and waits for the report of what was abandoned where.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join); a stage failure that happened before the abort is
+    /// still reported as a failure.
+    pub async fn abort(self) -> Result<Completion<R>, PipelineError> {
+        self.controller.abort();
+        self.join().await
+    }
+}
+
+impl<R: Send + 'static> IntoFuture for Running<R> {
+    type Output = Result<Completion<R>, PipelineError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.join())
+    }
+}

@@ -1,0 +1,183 @@
+//! State a pipeline's stages share with its handle: the stage counters, the first
+//! failure, the outcome flags, and the completion channel.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use actix::Recipient;
+use actix_rt::ArbiterHandle;
+use tokio::sync::oneshot;
+use weir_supervisor::Failure;
+
+use super::report::{Outcome, Report, StageReport};
+use crate::stage::message::Control;
+use crate::stage::shared::StageShared;
+
+/// How the pipeline is being brought to an end, if it is.
+#[derive(Debug, Default)]
+pub(crate) struct EndState {
+    /// First failure, with the index of the stage it happened in.
+    pub(crate) failure: Option<(usize, Failure)>,
+    pub(crate) aborted: bool,
+    /// Delivered count when a graceful shutdown was requested.
+    pub(crate) shutdown_from: Option<u64>,
+    pub(crate) deadline_exceeded: bool,
+}
+
+/// Shared by every stage of one pipeline and by its handles.
+#[derive(Debug)]
+pub(crate) struct PipelineShared {
+    pub(crate) name: String,
+    pub(crate) stages: Vec<Arc<StageShared>>,
+    /// Arbiter used for the pipeline's timers (shutdown deadline).
+    pub(crate) timer_arbiter: ArbiterHandle,
+    live: AtomicUsize,
+    controls: OnceLock<Vec<Recipient<Control>>>,
+    end: Mutex<EndState>,
+    done: Mutex<Option<oneshot::Sender<(Report, Option<Failure>)>>>,
+    started: Instant,
+}
+
+impl PipelineShared {
+    pub(crate) fn new(
+        name: String,
+        stages: Vec<Arc<StageShared>>,
+        timer_arbiter: ArbiterHandle,
+    ) -> (Arc<Self>, oneshot::Receiver<(Report, Option<Failure>)>) {
+        let (tx, rx) = oneshot::channel();
+        let shared = Arc::new(PipelineShared {
+            name,
+            live: AtomicUsize::new(stages.len()),
+            stages,
+            timer_arbiter,
+            controls: OnceLock::new(),
+            end: Mutex::new(EndState::default()),
+            done: Mutex::new(Some(tx)),
+            started: Instant::now(),
+        });
+        (shared, rx)
+    }
+
+    pub(crate) fn set_controls(&self, controls: Vec<Recipient<Control>>) {
+        let _ = self.controls.set(controls);
+    }
+
+    fn end(&self) -> std::sync::MutexGuard<'_, EndState> {
+        self.end.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.live.load(SeqCst) == 0
+    }
+
+    pub(crate) fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Records a stage failure (the first one wins) and aborts every stage.
+    pub(crate) fn fail(&self, stage: usize, failure: Failure) {
+        {
+            let mut end = self.end();
+            if end.failure.is_none() {
+                end.failure = Some((stage, failure));
+            }
+        }
+        self.broadcast(Control::Abort);
+    }
+
+    /// Stops every stage now.
+    pub(crate) fn abort(&self) {
+        self.end().aborted = true;
+        self.broadcast(Control::Abort);
+    }
+
+    /// Asks the sources to end their streams; what is in flight drains.
+    pub(crate) fn shutdown(&self) {
+        {
+            let mut end = self.end();
+            if end.shutdown_from.is_none() {
+                end.shutdown_from = Some(self.delivered());
+            }
+        }
+        self.broadcast(Control::Shutdown);
+    }
+
+    /// The graceful shutdown ran out of time: abort what is left.
+    pub(crate) fn deadline_exceeded(&self) {
+        if self.is_finished() {
+            return;
+        }
+        self.end().deadline_exceeded = true;
+        self.broadcast(Control::Abort);
+    }
+
+    fn broadcast(&self, msg: Control) {
+        if let Some(controls) = self.controls.get() {
+            for control in controls {
+                // Control messages are few and must not be refused: `do_send` is
+                // right here (it never carries elements). A closed mailbox belongs to
+                // a stage that already stopped.
+                control.do_send(msg);
+            }
+        }
+    }
+
+    fn delivered(&self) -> u64 {
+        self.stages
+            .iter()
+            .filter(|s| s.is_sink)
+            .map(|s| s.completed.load(Relaxed))
+            .sum()
+    }
+
+    /// Called by each stage once it has stopped; the last one completes the pipeline.
+    pub(crate) fn stage_stopped(&self) {
+        if self.live.fetch_sub(1, SeqCst) != 1 {
+            return;
+        }
+        let (report, failure) = self.final_report();
+        if let Some(tx) = self.done.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send((report, failure));
+        }
+    }
+
+    fn final_report(&self) -> (Report, Option<Failure>) {
+        let stages: Vec<StageReport> = self
+            .stages
+            .iter()
+            .map(|s| StageReport::finalize(s))
+            .collect();
+        let delivered: u64 = stages
+            .iter()
+            .filter(|s| s.is_sink)
+            .map(|s| s.completed)
+            .sum();
+        let mut end = self.end();
+        let failure = end.failure.take();
+        let drained = end.shutdown_from.map(|from| delivered.saturating_sub(from));
+        let outcome = if let Some((index, failure)) = &failure {
+            Outcome::Failed {
+                stage: self.stages[*index].name.clone(),
+                error: failure.to_string(),
+            }
+        } else if end.deadline_exceeded {
+            Outcome::DeadlineExceeded {
+                drained: drained.unwrap_or(0),
+            }
+        } else if end.aborted {
+            Outcome::Aborted
+        } else if let Some(drained) = drained {
+            Outcome::Drained { drained }
+        } else {
+            Outcome::Completed
+        };
+        let report = Report {
+            pipeline: self.name.clone(),
+            outcome,
+            elapsed: self.uptime(),
+            stages,
+        };
+        (report, failure.map(|(_, f)| f))
+    }
+}

@@ -1,0 +1,97 @@
+//! [`PipelineStats`]: a live snapshot of a running pipeline.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::shared::PipelineShared;
+
+/// A snapshot of one stage while the pipeline runs. Each counter is read on its
+/// own, so a snapshot taken while elements move is close to, not exactly, one
+/// instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageStats {
+    /// Stage name.
+    pub name: String,
+    /// Operator kind.
+    pub kind: &'static str,
+    /// Input capacity (0 for a source).
+    pub capacity: usize,
+    /// Elements that reached the stage (sources: taken in).
+    pub received: u64,
+    /// Outputs sent downstream.
+    pub emitted: u64,
+    /// Inputs fully processed (sinks: delivered).
+    pub completed: u64,
+    /// Inputs dropped on purpose.
+    pub filtered: u64,
+    /// Inputs destroyed by a failure.
+    pub failed: u64,
+    /// Elements inside the stage: queued, held by the operator, or waiting for credit.
+    pub in_flight: u64,
+    /// Elements sent to the stage that are still in its mailbox.
+    pub mailbox: u64,
+    /// Credit the stage holds: how many more elements it may send downstream.
+    pub credit: usize,
+    /// Batches sent downstream.
+    pub batches: u64,
+    /// Largest occupancy of the input edge observed.
+    pub peak_occupancy: usize,
+}
+
+/// A snapshot of a running pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PipelineStats {
+    /// Pipeline name.
+    pub name: String,
+    /// Time since it started.
+    #[serde(serialize_with = "serialize_secs")]
+    pub uptime: Duration,
+    /// True once every stage has stopped.
+    pub finished: bool,
+    /// One entry per stage, from source to sink.
+    pub stages: Vec<StageStats>,
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl PipelineStats {
+    pub(crate) fn snapshot(p: &PipelineShared) -> Self {
+        let stages = p
+            .stages
+            .iter()
+            .map(|s| {
+                let held = s.held.load(Relaxed) as u64;
+                StageStats {
+                    name: s.name.clone(),
+                    kind: s.kind,
+                    capacity: s.capacity,
+                    received: s.received.load(Relaxed) + if s.is_source { held } else { 0 },
+                    emitted: s.emitted.load(Relaxed),
+                    completed: s.completed.load(Relaxed),
+                    filtered: s.filtered.load(Relaxed),
+                    failed: s.failed.load(Relaxed),
+                    in_flight: s.queued.load(Relaxed) as u64 + held + s.outbox.load(Relaxed) as u64,
+                    mailbox: s.in_mailbox(),
+                    credit: s.credit.load(Relaxed),
+                    batches: s.batches.load(Relaxed),
+                    peak_occupancy: s.peak_occupancy.load(Relaxed),
+                }
+            })
+            .collect();
+        PipelineStats {
+            name: p.name.clone(),
+            uptime: p.uptime(),
+            finished: p.is_finished(),
+            stages,
+        }
+    }
+
+    /// The snapshot of the stage with this name.
+    pub fn stage(&self, name: &str) -> Option<&StageStats> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}

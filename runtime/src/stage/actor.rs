@@ -1,0 +1,438 @@
+//! [`StageActor`]: the actix actor that runs one operator between two credit-based
+//! edges.
+//!
+//! Message handlers only record what arrived (a batch, credit, end-of-stream, a
+//! control command). The work happens in [`Driver`], an actor future that actix
+//! polls right after it drained the mailbox: so a stage that received ten batches
+//! processes them in one pass, and sends one batch and one credit grant for all of
+//! them. That is how batches grow under load without a linger timer, and shrink to
+//! one element when elements arrive one at a time.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::task::{self, Poll};
+
+use actix::dev::SendError;
+use actix::{Actor, ActorContext, ActorFuture, AsyncContext, Context, Handler, Recipient};
+use weir_supervisor::{ErrorClass, Failure};
+
+use super::message::{Control, Down, Up};
+use super::shared::{FinalState, StageShared};
+use crate::operator::{Counting, Io, Operator, Step};
+use crate::pipeline::shared::PipelineShared;
+
+/// The link from a stage to the one after it.
+pub(crate) struct DownLink<T: Send + 'static> {
+    pub(crate) recipient: Recipient<Down<T>>,
+    /// Input capacity of the next stage: the credit this stage starts with.
+    pub(crate) initial_credit: usize,
+}
+
+/// The link from a stage to the one before it.
+pub(crate) struct UpLink {
+    pub(crate) recipient: Recipient<Up>,
+    pub(crate) shared: Arc<StageShared>,
+}
+
+/// Where the stage is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// The operator finished; waiting for credit to send what is left.
+    Finishing,
+    Stopped,
+}
+
+/// One stage of a pipeline.
+pub(crate) struct StageActor<Op: Operator> {
+    op: Op,
+    shared: Arc<StageShared>,
+    pipeline: Arc<PipelineShared>,
+    upstream: Option<UpLink>,
+    downstream: Option<Recipient<Down<Op::Out>>>,
+    inq: VecDeque<Op::In>,
+    outbox: Vec<Op::Out>,
+    /// Elements this stage may still send downstream.
+    credit: usize,
+    /// Places freed in the input queue, not yet granted upstream.
+    owed: usize,
+    max_batch: usize,
+    input_ended: bool,
+    shutdown: bool,
+    phase: Phase,
+    // Running totals mirrored into `shared`.
+    received: u64,
+    consumed: u64,
+    completed: u64,
+    filtered: u64,
+    last_batch: usize,
+}
+
+// The actor is only ever moved as a whole and no field is pinned structurally (the
+// operator registers wakers through `&mut self`), so it is `Unpin` whatever the
+// element types are; actix needs that of every actor.
+impl<Op: Operator> Unpin for StageActor<Op> {}
+
+impl<Op: Operator> StageActor<Op> {
+    pub(crate) fn new(
+        op: Op,
+        shared: Arc<StageShared>,
+        pipeline: Arc<PipelineShared>,
+        upstream: Option<UpLink>,
+        downstream: Option<DownLink<Op::Out>>,
+        max_batch: usize,
+    ) -> Self {
+        let (downstream, credit) = match downstream {
+            Some(link) => (Some(link.recipient), link.initial_credit),
+            None => (None, 0),
+        };
+        shared.credit.store(credit, Relaxed);
+        StageActor {
+            op,
+            shared,
+            pipeline,
+            upstream,
+            downstream,
+            inq: VecDeque::new(),
+            outbox: Vec::new(),
+            credit,
+            owed: 0,
+            max_batch,
+            input_ended: false,
+            shutdown: false,
+            phase: Phase::Running,
+            received: 0,
+            consumed: 0,
+            completed: 0,
+            filtered: 0,
+            last_batch: 1,
+        }
+    }
+
+    fn is_source(&self) -> bool {
+        self.shared.is_source
+    }
+
+    /// Does all the work that can be done now.
+    fn drive(&mut self, ctx: &mut Context<Self>, cx: &mut task::Context<'_>) {
+        while self.phase != Phase::Stopped {
+            if !self.flush(ctx) {
+                break;
+            }
+            if self.phase == Phase::Finishing {
+                self.finish(ctx);
+                break;
+            }
+            let limit = match self.downstream {
+                Some(_) => self.credit.min(self.max_batch),
+                None => usize::MAX,
+            };
+            if limit == 0 {
+                break;
+            }
+            if !self.step(limit, ctx, cx) {
+                break;
+            }
+        }
+        self.grant(ctx);
+        self.publish_gauges();
+    }
+
+    /// Runs the operator once. Returns whether it made progress.
+    fn step(&mut self, limit: usize, ctx: &mut Context<Self>, cx: &mut task::Context<'_>) -> bool {
+        let queued_before = self.inq.len();
+        let out_before = self.outbox.len();
+        let input_ended = if self.is_source() {
+            self.shutdown
+        } else {
+            self.input_ended
+        };
+        let mut io = Io::new(&mut self.inq, &mut self.outbox, input_ended, limit);
+        let op = &mut self.op;
+        let result = catch_unwind(AssertUnwindSafe(|| op.step(&mut io, cx)));
+        let (filtered, custom_completed) = (io.filtered, io.completed);
+
+        let consumed = queued_before.saturating_sub(self.inq.len());
+        let produced = self.outbox.len().saturating_sub(out_before);
+        let completed = match self.op.counting() {
+            Counting::OneToOne => produced as u64,
+            Counting::Custom => custom_completed,
+        };
+        self.consumed += consumed as u64;
+        self.completed += completed;
+        self.filtered += filtered;
+        self.owed += consumed;
+        if self.is_source() {
+            self.received += produced as u64;
+            self.shared.received.fetch_add(produced as u64, Relaxed);
+        }
+        self.shared.produced.fetch_add(produced as u64, Relaxed);
+        self.shared.completed.fetch_add(completed, Relaxed);
+        self.shared.filtered.fetch_add(filtered, Relaxed);
+        let progress = consumed > 0 || produced > 0 || completed > 0 || filtered > 0;
+
+        match result {
+            Ok(Step::Continue) => progress,
+            Ok(Step::Finished) => {
+                self.phase = Phase::Finishing;
+                true
+            }
+            Ok(Step::Failed(failure)) => {
+                self.fail(failure, ctx);
+                false
+            }
+            Err(payload) => {
+                self.fail(Failure::from_panic(payload), ctx);
+                false
+            }
+        }
+    }
+
+    /// Sends the outbox downstream as far as credit allows. Returns true when the
+    /// outbox is empty.
+    fn flush(&mut self, ctx: &mut Context<Self>) -> bool {
+        while !self.outbox.is_empty() {
+            let Some(downstream) = &self.downstream else {
+                // Sinks have no output; an operator that pushes anyway is a bug in it.
+                let n = self.outbox.len();
+                self.outbox.clear();
+                let msg = format!("a sink produced {n} output elements");
+                self.fail(Failure::error(ErrorClass::Permanent, msg), ctx);
+                return false;
+            };
+            let n = self.outbox.len().min(self.credit).min(self.max_batch);
+            if n == 0 {
+                return false;
+            }
+            let batch = if n == self.outbox.len() {
+                let hint = self.last_batch.max(n).min(self.max_batch);
+                std::mem::replace(&mut self.outbox, Vec::with_capacity(hint))
+            } else {
+                self.outbox.drain(..n).collect()
+            };
+            // Counted before sending so that the receiver never sees more elements in
+            // its mailbox than `emitted` says were sent.
+            self.shared.emitted.fetch_add(n as u64, SeqCst);
+            match downstream.try_send(Down::Batch(batch)) {
+                Ok(()) => {
+                    self.credit -= n;
+                    self.last_batch = n;
+                    self.shared.batches.fetch_add(1, Relaxed);
+                    self.shared.largest_batch.fetch_max(n, Relaxed);
+                }
+                Err(err) => {
+                    self.shared.emitted.fetch_sub(n as u64, SeqCst);
+                    let (closed, msg) = match err {
+                        SendError::Full(msg) => (false, msg),
+                        SendError::Closed(msg) => (true, msg),
+                    };
+                    if let Down::Batch(mut batch) = msg {
+                        batch.append(&mut self.outbox);
+                        self.outbox = batch;
+                    }
+                    if closed {
+                        // The next stage is gone (it finished early or was aborted):
+                        // nothing more can be delivered from here.
+                        self.cancel(ctx);
+                    } else {
+                        let msg = "mailbox full despite credit (weir flow-control bug)";
+                        self.fail(Failure::error(ErrorClass::ResourceExhausted, msg), ctx);
+                    }
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The operator finished and the outbox is empty: end the stream downstream,
+    /// cancel upstream if it still sends, and stop.
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        if let Some(downstream) = &self.downstream {
+            // End-of-stream is control, not data: it needs no credit. A closed
+            // downstream has nothing left to end.
+            let _ = downstream.try_send(Down::End);
+        }
+        if !self.input_ended {
+            if let Some(up) = &self.upstream {
+                let _ = up.recipient.try_send(Up::Cancel);
+            }
+        }
+        self.stop(ctx);
+    }
+
+    /// Downstream wants nothing more: stop taking input and stop.
+    fn cancel(&mut self, ctx: &mut Context<Self>) {
+        if !self.input_ended {
+            if let Some(up) = &self.upstream {
+                let _ = up.recipient.try_send(Up::Cancel);
+            }
+        }
+        self.stop(ctx);
+    }
+
+    fn fail(&mut self, failure: Failure, ctx: &mut Context<Self>) {
+        // What was taken from the queue and neither completed, filtered nor held is
+        // the element (or elements) the failure destroyed.
+        let held = self.op_held() as u64;
+        let lost = self
+            .consumed
+            .saturating_sub(self.completed + self.filtered + held);
+        if !self.is_source() {
+            self.shared.failed.fetch_add(lost, Relaxed);
+        }
+        tracing::error!(
+            pipeline = %self.pipeline.name,
+            stage = %self.shared.name,
+            error = %failure,
+            "stage failed"
+        );
+        self.pipeline.fail(self.shared.index, failure);
+        self.stop(ctx);
+    }
+
+    fn stop(&mut self, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Stopped {
+            self.phase = Phase::Stopped;
+            ctx.stop();
+        }
+    }
+
+    /// Grants upstream the places freed in the input queue.
+    fn grant(&mut self, _ctx: &mut Context<Self>) {
+        if self.owed == 0 || self.input_ended || self.phase == Phase::Stopped {
+            return;
+        }
+        if let Some(up) = &self.upstream {
+            let owed = std::mem::take(&mut self.owed);
+            // A closed upstream has ended or was aborted; the credit is moot.
+            let _ = up.recipient.try_send(Up::Demand(owed));
+        }
+    }
+
+    fn op_held(&self) -> usize {
+        catch_unwind(AssertUnwindSafe(|| self.op.held())).unwrap_or(0)
+    }
+
+    fn publish_gauges(&self) {
+        self.shared.queued.store(self.inq.len(), Relaxed);
+        self.shared.outbox.store(self.outbox.len(), Relaxed);
+        self.shared.credit.store(self.credit, Relaxed);
+        self.shared.held.store(self.op_held(), Relaxed);
+    }
+}
+
+impl<Op: Operator> Actor for StageActor<Op> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.spawn(Driver);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Sinks hand over their result here; an ingress closes its channel so that
+        // the count of what it held is final.
+        if catch_unwind(AssertUnwindSafe(|| self.op.on_stop())).is_err() {
+            tracing::error!(stage = %self.shared.name, "operator panicked in on_stop");
+        }
+        let final_state = FinalState {
+            queued: self.inq.len(),
+            held: self.op_held(),
+            outbox: self.outbox.len(),
+        };
+        self.publish_gauges();
+        *self
+            .shared
+            .final_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(final_state);
+        self.pipeline.stage_stopped();
+    }
+}
+
+impl<Op: Operator> Handler<Down<Op::In>> for StageActor<Op> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Down<Op::In>, _ctx: &mut Self::Context) {
+        match msg {
+            Down::Batch(batch) => {
+                let n = batch.len();
+                self.received += n as u64;
+                self.shared.received.fetch_add(n as u64, Relaxed);
+                if self.inq.is_empty() {
+                    // Reuses the batch's allocation.
+                    self.inq = VecDeque::from(batch);
+                } else {
+                    self.inq.extend(batch);
+                }
+                self.observe_occupancy();
+            }
+            Down::End => self.input_ended = true,
+        }
+    }
+}
+
+impl<Op: Operator> StageActor<Op> {
+    /// Checks, from inside the stage, that the input edge holds no more than its
+    /// capacity: the queue plus what upstream sent that is still in the mailbox.
+    fn observe_occupancy(&self) {
+        let in_mailbox = self.upstream.as_ref().map_or(0, |up| {
+            up.shared.emitted.load(SeqCst).saturating_sub(self.received) as usize
+        });
+        let occupancy = self.inq.len() + in_mailbox;
+        self.shared.peak_occupancy.fetch_max(occupancy, Relaxed);
+        if occupancy > self.shared.capacity {
+            self.shared.bound_violations.fetch_add(1, Relaxed);
+            tracing::error!(
+                stage = %self.shared.name,
+                occupancy,
+                capacity = self.shared.capacity,
+                "input edge above capacity"
+            );
+        }
+    }
+}
+
+impl<Op: Operator> Handler<Up> for StageActor<Op> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Up, ctx: &mut Self::Context) {
+        match msg {
+            Up::Demand(n) => self.credit += n,
+            Up::Cancel => self.cancel(ctx),
+        }
+    }
+}
+
+impl<Op: Operator> Handler<Control> for StageActor<Op> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Control, ctx: &mut Self::Context) {
+        match msg {
+            Control::Shutdown => self.shutdown = true,
+            Control::Abort => self.stop(ctx),
+        }
+    }
+}
+
+/// The actor future that runs [`StageActor::drive`] after every mailbox drain and
+/// whenever a waker registered by the operator fires. It never completes; it is
+/// dropped with the actor.
+struct Driver;
+
+impl<Op: Operator> ActorFuture<StageActor<Op>> for Driver {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut StageActor<Op>,
+        ctx: &mut Context<StageActor<Op>>,
+        cx: &mut task::Context<'_>,
+    ) -> Poll<()> {
+        act.drive(ctx, cx);
+        Poll::Pending
+    }
+}

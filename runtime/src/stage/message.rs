@@ -1,0 +1,46 @@
+//! The messages stage actors exchange. None of them is public: users see operators,
+//! flows and handles, never the protocol.
+
+use actix::Message;
+
+/// Travels downstream on an edge: a batch of elements, or the end of the stream.
+///
+/// A batch is only sent against credit the receiver granted, so the receiver's queue
+/// plus the batches in its mailbox never exceed its input capacity.
+pub(crate) enum Down<T> {
+    /// Elements, in order. Never empty.
+    Batch(Vec<T>),
+    /// No element follows on this edge.
+    End,
+}
+
+impl<T: Send + 'static> Message for Down<T> {
+    type Result = ();
+}
+
+/// Travels upstream on an edge.
+#[derive(Debug)]
+pub(crate) enum Up {
+    /// The receiver freed this many places in its input queue: the sender may send
+    /// this many more elements.
+    Demand(usize),
+    /// The receiver wants nothing more (it finished early, like `take`).
+    Cancel,
+}
+
+impl Message for Up {
+    type Result = ();
+}
+
+/// Sent by the pipeline's controller to its stages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Control {
+    /// Sources stop producing and end their stream; everything in flight drains.
+    Shutdown,
+    /// Every stage stops now; what it holds is counted as abandoned.
+    Abort,
+}
+
+impl Message for Control {
+    type Result = ();
+}

@@ -1,0 +1,114 @@
+//! Counters a stage shares with its pipeline's handle: written by the stage actor,
+//! read by `stats()` and by the final report.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::operator::Counting;
+
+/// What a stage held when it stopped; the pipeline turns it into abandoned counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FinalState {
+    /// Elements in the input queue.
+    pub(crate) queued: usize,
+    /// Elements held by the operator.
+    pub(crate) held: usize,
+    /// Outputs created but not sent (belong to the edge to the next stage).
+    pub(crate) outbox: usize,
+}
+
+/// Live counters of one stage.
+#[derive(Debug)]
+pub(crate) struct StageShared {
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    /// Input capacity (0 for sources).
+    pub(crate) capacity: usize,
+    pub(crate) counting: Counting,
+    pub(crate) is_source: bool,
+    pub(crate) is_sink: bool,
+    /// The stage feeding this one, for mailbox depth (`upstream.emitted - received`).
+    pub(crate) upstream: OnceLock<Arc<StageShared>>,
+
+    /// Elements that reached the input queue (sources: elements taken in).
+    pub(crate) received: AtomicU64,
+    /// Inputs fully processed (sinks: delivered).
+    pub(crate) completed: AtomicU64,
+    pub(crate) filtered: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    /// Outputs created.
+    pub(crate) produced: AtomicU64,
+    /// Outputs sent downstream. Incremented before a batch is sent, so that the
+    /// receiver's view of its mailbox depth never underestimates.
+    pub(crate) emitted: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) largest_batch: AtomicUsize,
+    pub(crate) queued: AtomicUsize,
+    pub(crate) held: AtomicUsize,
+    pub(crate) outbox: AtomicUsize,
+    pub(crate) credit: AtomicUsize,
+    /// Largest input-edge occupancy (queue + mailbox) the stage observed.
+    pub(crate) peak_occupancy: AtomicUsize,
+    /// Times the stage observed its input edge above capacity (a protocol bug).
+    pub(crate) bound_violations: AtomicU64,
+    pub(crate) final_state: Mutex<Option<FinalState>>,
+}
+
+/// Static description of a stage, resolved at build time.
+#[derive(Debug, Clone)]
+pub(crate) struct StageSpec {
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) capacity: usize,
+    pub(crate) counting: Counting,
+    pub(crate) is_source: bool,
+    pub(crate) is_sink: bool,
+}
+
+impl StageShared {
+    pub(crate) fn new(index: usize, spec: StageSpec) -> Self {
+        StageShared {
+            index,
+            name: spec.name,
+            kind: spec.kind,
+            capacity: spec.capacity,
+            counting: spec.counting,
+            is_source: spec.is_source,
+            is_sink: spec.is_sink,
+            upstream: OnceLock::new(),
+            received: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            filtered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            produced: AtomicU64::new(0),
+            emitted: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            largest_batch: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            outbox: AtomicUsize::new(0),
+            credit: AtomicUsize::new(0),
+            peak_occupancy: AtomicUsize::new(0),
+            bound_violations: AtomicU64::new(0),
+            final_state: Mutex::new(None),
+        }
+    }
+
+    /// Elements sent to this stage that it has not handled yet.
+    pub(crate) fn in_mailbox(&self) -> u64 {
+        match self.upstream.get() {
+            Some(up) => up
+                .emitted
+                .load(Relaxed)
+                .saturating_sub(self.received.load(Relaxed)),
+            None => 0,
+        }
+    }
+
+    pub(crate) fn final_state(&self) -> Option<FinalState> {
+        *self.final_state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,33 @@
+//! Failure handling for weir stages.
+//!
+//! This crate holds the types that describe *why* a stage failed. weir's runtime
+//! catches every panic and every error a user operator returns, turns it into a
+//! [`Failure`] and reports it with the name of the stage it happened in.
+//!
+//! Restart policies, backoff, circuit breakers and dead letters build on these types
+//! (see the supervision guide); today a failure makes the pipeline fail with a report
+//! that names the stage.
+//!
+//! # Examples
+//!
+//! ```
+//! use weir_supervisor::{ErrorClass, Failure};
+//!
+//! let failure = Failure::error(ErrorClass::Transient, "connection reset");
+//! assert_eq!(failure.class(), ErrorClass::Transient);
+//! assert_eq!(failure.to_string(), "transient error: connection reset");
+//!
+//! let panic = Failure::from_panic(Box::new("index out of bounds"));
+//! assert_eq!(panic.class(), ErrorClass::Panic);
+//! ```
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![forbid(unsafe_code)]
+
+mod failure;
+
+pub use failure::{ErrorClass, Failure};

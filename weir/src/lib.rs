@@ -1,0 +1,53 @@
+//! weir: an actor-based stream processing runtime for Rust services.
+//!
+//! Every stage of a pipeline is an actix actor; elements travel downstream in
+//! batches against credit granted upstream, so no edge ever holds more than its
+//! capacity and a slow sink slows the source instead of filling memory. Batches grow
+//! under load and shrink to single elements at idle, so there is no linger timer and
+//! no latency cost for batching.
+//!
+//! # Examples
+//!
+//! ```
+//! use weir::prelude::*;
+//!
+//! let rt = Runtime::new()?;
+//! let done = Pipeline::from_iter(0..1_000_u64)
+//!     .map(|x| x * 3)
+//!     .filter(|x| x % 2 == 0)
+//!     .name("evens")
+//!     .chunks(100)
+//!     .map(|chunk| chunk.iter().sum::<u64>())
+//!     .collect()
+//!     .run(&rt)?
+//!     .wait()?;
+//! assert_eq!(done.output.iter().sum::<u64>(), (0..1_000).map(|x| x * 3).filter(|x| x % 2 == 0).sum());
+//! done.report.check_conservation()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The crates behind the facade: [`weir_runtime`] (stage actors, edges, placement,
+//! handles), [`weir_operators`] (the catalogue), [`weir_supervisor`] (failure
+//! classification).
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![forbid(unsafe_code)]
+
+pub use weir_operators::{FlowExt, Pipeline, ops, sink, source};
+pub use weir_runtime::*;
+pub use weir_supervisor as supervisor;
+
+/// Everything a pipeline author needs: `use weir::prelude::*;`.
+pub mod prelude {
+    pub use weir_operators::sink::Egress;
+    pub use weir_operators::source::{Ingress, SendError, TrySendError};
+    pub use weir_operators::{FlowExt, Pipeline};
+    pub use weir_runtime::{
+        BuildError, Completion, Flow, Outcome, PipelineController, PipelineError, Placement,
+        Report, Runnable, Running, Runtime,
+    };
+}
