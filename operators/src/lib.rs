@@ -41,7 +41,7 @@ use futures::Stream;
 use weir_runtime::{Flow, OutputReceiver, Runnable, output};
 
 use crate::ops::{Chunks, Filter, FilterMap, FlatMap, Inspect, Map, MapAsync, Take};
-use crate::sink::{Collect, Egress, EgressSink, ForEach, ForEachAsync};
+use crate::sink::{Collect, Egress, EgressSink, Fold, ForEach, ForEachAsync};
 use crate::source::{Ingress, IngressSource, IterSource, StreamSource};
 
 /// Where pipelines start: one constructor per kind of source.
@@ -321,6 +321,23 @@ pub trait FlowExt<T: Send + 'static>: Sized {
     /// ```
     fn collect(self) -> Runnable<Vec<T>>;
 
+    /// Ends the pipeline by folding every element into an accumulator, the
+    /// pipeline's output.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(1..=4_u64).fold(0, |acc, x| acc + x).run(&rt)?.wait()?;
+    /// assert_eq!(done.output, 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn fold<A, F>(self, init: A, f: F) -> Runnable<A>
+    where
+        F: FnMut(A, T) -> A + Send + 'static,
+        A: Send + 'static;
+
     /// Ends the pipeline in a bounded [`Egress`] receiver the service reads from.
     /// The pipeline holds at most `capacity` elements in it; when it is full the
     /// pipeline backpressures.
@@ -419,6 +436,15 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
     fn collect(self) -> Runnable<Vec<T>> {
         let (tx, rx) = output();
         self.to(Collect::new(tx), rx)
+    }
+
+    fn fold<A, F>(self, init: A, f: F) -> Runnable<A>
+    where
+        F: FnMut(A, T) -> A + Send + 'static,
+        A: Send + 'static,
+    {
+        let (tx, rx) = output();
+        self.to(Fold::new(init, f, tx), rx)
     }
 
     fn egress(self, capacity: usize) -> (Runnable<()>, Egress<T>) {

@@ -40,14 +40,7 @@ where
 
     #[inline]
     fn step(&mut self, io: &mut Io<'_, T, T>, _cx: &mut Context<'_>) -> Step {
-        while io.has_room() {
-            let Some(x) = io.pop() else { break };
-            if (self.predicate)(&x) {
-                io.push(x);
-            } else {
-                io.filter();
-            }
-        }
+        io.filter_batch(&mut self.predicate);
         io.finish_when_drained()
     }
 }

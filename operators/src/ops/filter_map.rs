@@ -42,13 +42,7 @@ where
 
     #[inline]
     fn step(&mut self, io: &mut Io<'_, In, Out>, _cx: &mut Context<'_>) -> Step {
-        while io.has_room() {
-            let Some(x) = io.pop() else { break };
-            match (self.f)(x) {
-                Some(y) => io.push(y),
-                None => io.filter(),
-            }
-        }
+        io.filter_map_batch(&mut self.f);
         io.finish_when_drained()
     }
 }

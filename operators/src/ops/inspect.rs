@@ -40,13 +40,11 @@ where
 
     #[inline]
     fn step(&mut self, io: &mut Io<'_, T, T>, _cx: &mut Context<'_>) -> Step {
-        let n = io.room().min(io.input_len());
-        for _ in 0..n {
-            if let Some(x) = io.pop() {
-                (self.f)(&x);
-                io.push(x);
-            }
-        }
+        let f = &mut self.f;
+        io.map_batch(|x| {
+            f(&x);
+            x
+        });
         io.finish_when_drained()
     }
 }

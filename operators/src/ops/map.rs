@@ -42,12 +42,7 @@ where
 
     #[inline]
     fn step(&mut self, io: &mut Io<'_, In, Out>, _cx: &mut Context<'_>) -> Step {
-        let n = io.room().min(io.input_len());
-        for _ in 0..n {
-            if let Some(x) = io.pop() {
-                io.push((self.f)(x));
-            }
-        }
+        io.map_batch(&mut self.f);
         io.finish_when_drained()
     }
 }

@@ -37,11 +37,8 @@ impl<T: Send + 'static> Operator for Collect<T> {
     }
 
     fn step(&mut self, io: &mut Io<'_, T, Infallible>, _cx: &mut Context<'_>) -> Step {
-        let before = self.items.len();
-        while let Some(x) = io.pop() {
-            self.items.push(x);
-        }
-        io.complete(self.items.len() - before);
+        let items = &mut self.items;
+        io.consume_all(|x| items.push(x));
         io.finish_when_drained()
     }
 

@@ -46,12 +46,7 @@ where
 
     #[inline]
     fn step(&mut self, io: &mut Io<'_, T, Infallible>, _cx: &mut Context<'_>) -> Step {
-        let mut n = 0;
-        while let Some(x) = io.pop() {
-            (self.f)(x);
-            n += 1;
-        }
-        io.complete(n);
+        io.consume_all(&mut self.f);
         io.finish_when_drained()
     }
 }

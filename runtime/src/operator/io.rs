@@ -4,6 +4,67 @@ use std::collections::VecDeque;
 
 use super::Step;
 
+/// Holds a draining iterator over the input queue; whatever the iterator has not
+/// yielded when the guard drops (the loop stopped early, or user code panicked) is
+/// moved to the spill buffer, which the stage puts back at the front of its queue.
+/// So a panic loses exactly the element being processed, never the rest of a batch.
+struct Rescue<'s, I: Iterator> {
+    iter: I,
+    spill: &'s mut Vec<I::Item>,
+}
+
+impl<I: Iterator> Drop for Rescue<'_, I> {
+    fn drop(&mut self) {
+        self.spill.extend(&mut self.iter);
+    }
+}
+
+/// Lends the input queue out as a `Vec` (whose `drain` compiles to a tight loop,
+/// where `VecDeque`'s does not) and puts it back when dropped, even on unwind.
+/// Converting a `VecDeque` built from a `Vec` back and forth costs nothing; a
+/// wrapped-around queue is straightened once (a bounded memmove).
+struct Lend<'q, T> {
+    vec: Vec<T>,
+    slot: &'q mut VecDeque<T>,
+}
+
+impl<'q, T> Lend<'q, T> {
+    fn new(slot: &'q mut VecDeque<T>) -> Self {
+        Lend {
+            vec: Vec::from(std::mem::take(slot)),
+            slot,
+        }
+    }
+}
+
+/// Lends the output buffer out as a local `Vec` (so its length lives in a register
+/// in tight loops) and puts it back when dropped, even on unwind.
+struct LendOut<'q, T> {
+    vec: Vec<T>,
+    slot: &'q mut Vec<T>,
+}
+
+impl<'q, T> LendOut<'q, T> {
+    fn new(slot: &'q mut Vec<T>) -> Self {
+        LendOut {
+            vec: std::mem::take(slot),
+            slot,
+        }
+    }
+}
+
+impl<T> Drop for LendOut<'_, T> {
+    fn drop(&mut self) {
+        *self.slot = std::mem::take(&mut self.vec);
+    }
+}
+
+impl<T> Drop for Lend<'_, T> {
+    fn drop(&mut self) {
+        *self.slot = VecDeque::from(std::mem::take(&mut self.vec));
+    }
+}
+
 /// The input queue, output buffer and room an operator works with during one
 /// [`step`](super::Operator::step).
 ///
@@ -12,6 +73,7 @@ use super::Step;
 #[derive(Debug)]
 pub struct Io<'a, In, Out> {
     input: &'a mut VecDeque<In>,
+    spill: &'a mut Vec<In>,
     output: &'a mut Vec<Out>,
     input_ended: bool,
     limit: usize,
@@ -22,18 +84,108 @@ pub struct Io<'a, In, Out> {
 impl<'a, In, Out> Io<'a, In, Out> {
     pub(crate) fn new(
         input: &'a mut VecDeque<In>,
+        spill: &'a mut Vec<In>,
         output: &'a mut Vec<Out>,
         input_ended: bool,
         limit: usize,
     ) -> Self {
         Io {
             input,
+            spill,
             output,
             input_ended,
             limit,
             filtered: 0,
             completed: 0,
         }
+    }
+
+    /// Maps as many queued inputs as there is room for, one output each. The fast
+    /// path for one-to-one operators: it runs a tight loop over the queue instead of
+    /// element-by-element [`pop`](Self::pop)/[`push`](Self::push).
+    ///
+    /// If `f` panics, the element it was given is lost (counted as failed) and the
+    /// rest stay queued, in order.
+    #[inline]
+    pub fn map_batch(&mut self, f: impl FnMut(In) -> Out) {
+        let n = self.room().min(self.input.len());
+        if n == 0 {
+            return;
+        }
+        {
+            let mut lend = Lend::new(&mut *self.input);
+            let mut rescue = Rescue {
+                iter: lend.vec.drain(..n),
+                spill: &mut *self.spill,
+            };
+            self.output.extend((&mut rescue.iter).map(f));
+        }
+        self.requeue();
+    }
+
+    /// Like [`map_batch`](Self::map_batch) for functions that may drop an element:
+    /// `None` is counted as filtered and takes no room.
+    #[inline]
+    pub fn filter_map_batch(&mut self, mut f: impl FnMut(In) -> Option<Out>) {
+        let limit = self.limit;
+        if self.output.len() >= limit || self.input.is_empty() {
+            return;
+        }
+        let mut filtered = 0;
+        {
+            let mut lend = Lend::new(&mut *self.input);
+            let mut rescue = Rescue {
+                iter: lend.vec.drain(..),
+                spill: &mut *self.spill,
+            };
+            for x in &mut rescue.iter {
+                match f(x) {
+                    Some(y) => {
+                        self.output.push(y);
+                        if self.output.len() >= limit {
+                            break;
+                        }
+                    }
+                    None => filtered += 1,
+                }
+            }
+        }
+        self.filtered += filtered;
+        self.requeue();
+    }
+
+    /// Puts the inputs a bulk loop did not get to back at the front of the queue, in
+    /// order, so that the operator sees the true queue before it decides whether it
+    /// is drained.
+    #[inline]
+    fn requeue(&mut self) {
+        while let Some(x) = self.spill.pop() {
+            self.input.push_front(x);
+        }
+    }
+
+    /// Hands every queued input to `f` and records each as completed; the fast path
+    /// for sinks. If `f` panics, the element it was given is lost (counted as failed)
+    /// and the rest stay queued.
+    #[inline]
+    pub fn consume_all(&mut self, mut f: impl FnMut(In)) {
+        if self.input.is_empty() {
+            return;
+        }
+        let mut done = 0;
+        {
+            let mut lend = Lend::new(&mut *self.input);
+            let mut rescue = Rescue {
+                iter: lend.vec.drain(..),
+                spill: &mut *self.spill,
+            };
+            for x in &mut rescue.iter {
+                f(x);
+                done += 1;
+            }
+        }
+        self.completed += done;
+        self.requeue();
     }
 
     /// Takes the next input element, if one is queued.
@@ -116,5 +268,46 @@ impl<'a, In, Out> Io<'a, In, Out> {
         } else {
             Step::Continue
         }
+    }
+}
+
+impl<T> Io<'_, T, T> {
+    /// Keeps the queued inputs `predicate` accepts, as many as there is room for; the
+    /// others are counted as filtered. If `predicate` panics, the element it was
+    /// looking at is lost (counted as failed) and the rest stay queued.
+    ///
+    /// The loop is branch-free in the predicate's result (every element is written,
+    /// and the output shrinks again if it was rejected), so an unpredictable
+    /// predicate costs no branch mispredictions.
+    #[inline]
+    pub fn filter_batch(&mut self, mut predicate: impl FnMut(&T) -> bool) {
+        let limit = self.limit;
+        if self.output.len() >= limit || self.input.is_empty() {
+            return;
+        }
+        let mut filtered = 0_u64;
+        {
+            let mut lend = Lend::new(&mut *self.input);
+            let mut out = LendOut::new(self.output);
+            // At most one element beyond what is kept is ever written.
+            out.vec
+                .reserve(lend.vec.len().min(limit - out.vec.len()) + 1);
+            let mut rescue = Rescue {
+                iter: lend.vec.drain(..),
+                spill: &mut *self.spill,
+            };
+            for x in &mut rescue.iter {
+                let keep = predicate(&x);
+                out.vec.push(x);
+                let len = out.vec.len() - usize::from(!keep);
+                out.vec.truncate(len);
+                filtered += u64::from(!keep);
+                if len >= limit {
+                    break;
+                }
+            }
+        }
+        self.filtered += filtered;
+        self.requeue();
     }
 }

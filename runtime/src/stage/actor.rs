@@ -54,6 +54,8 @@ pub(crate) struct StageActor<Op: Operator> {
     upstream: Option<UpLink>,
     downstream: Option<Recipient<Down<Op::Out>>>,
     inq: VecDeque<Op::In>,
+    /// Inputs an interrupted bulk loop handed back; requeued at the front.
+    spill: Vec<Op::In>,
     outbox: Vec<Op::Out>,
     /// Elements this stage may still send downstream.
     credit: usize,
@@ -97,6 +99,7 @@ impl<Op: Operator> StageActor<Op> {
             upstream,
             downstream,
             inq: VecDeque::new(),
+            spill: Vec::new(),
             outbox: Vec::new(),
             credit,
             owed: 0,
@@ -150,10 +153,20 @@ impl<Op: Operator> StageActor<Op> {
         } else {
             self.input_ended
         };
-        let mut io = Io::new(&mut self.inq, &mut self.outbox, input_ended, limit);
+        let mut io = Io::new(
+            &mut self.inq,
+            &mut self.spill,
+            &mut self.outbox,
+            input_ended,
+            limit,
+        );
         let op = &mut self.op;
         let result = catch_unwind(AssertUnwindSafe(|| op.step(&mut io, cx)));
         let (filtered, custom_completed) = (io.filtered, io.completed);
+        // Whatever a bulk loop did not get to goes back to the front, in order.
+        while let Some(x) = self.spill.pop() {
+            self.inq.push_front(x);
+        }
 
         let consumed = queued_before.saturating_sub(self.inq.len());
         let produced = self.outbox.len().saturating_sub(out_before);
