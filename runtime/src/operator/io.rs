@@ -1,6 +1,7 @@
 //! [`Io`]: the operator's view of its stage's queues for one step.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use super::Step;
 
@@ -17,6 +18,13 @@ impl<I: Iterator> Drop for Rescue<'_, I> {
     fn drop(&mut self) {
         self.spill.extend(&mut self.iter);
     }
+}
+
+/// What inputs that produced no output count as in a bulk loop.
+#[derive(Clone, Copy)]
+enum Tally {
+    Filtered,
+    Completed,
 }
 
 /// Lends the input queue out as a `Vec` (whose `drain` compiles to a tight loop,
@@ -131,27 +139,48 @@ impl<'a, In, Out> Io<'a, In, Out> {
         if self.output.len() >= limit || self.input.is_empty() {
             return;
         }
-        let mut filtered = 0;
-        {
+        let (queued, out_before) = (self.input.len(), self.output.len());
+        let run = catch_unwind(AssertUnwindSafe(|| {
             let mut lend = Lend::new(&mut *self.input);
             let mut rescue = Rescue {
                 iter: lend.vec.drain(..),
                 spill: &mut *self.spill,
             };
             for x in &mut rescue.iter {
-                match f(x) {
-                    Some(y) => {
-                        self.output.push(y);
-                        if self.output.len() >= limit {
-                            break;
-                        }
+                if let Some(y) = f(x) {
+                    self.output.push(y);
+                    if self.output.len() >= limit {
+                        break;
                     }
-                    None => filtered += 1,
                 }
             }
+        }));
+        self.settle(queued, out_before, run, Tally::Filtered);
+    }
+
+    /// Records what a bulk loop did, puts back what it did not get to, and re-raises
+    /// a panic from user code once the counts are right. Inputs taken and not
+    /// returned to the queue were processed; those that left no output were
+    /// filtered (or, for sinks, completed). On a panic, the element being processed
+    /// is neither: it is the failed one.
+    fn settle(
+        &mut self,
+        queued: usize,
+        out_before: usize,
+        run: std::thread::Result<()>,
+        tally: Tally,
+    ) {
+        let failed = usize::from(run.is_err());
+        let processed = queued.saturating_sub(self.spill.len() + self.input.len() + failed);
+        let unproductive = processed.saturating_sub(self.output.len() - out_before) as u64;
+        match tally {
+            Tally::Filtered => self.filtered += unproductive,
+            Tally::Completed => self.completed += unproductive,
         }
-        self.filtered += filtered;
         self.requeue();
+        if let Err(payload) = run {
+            resume_unwind(payload);
+        }
     }
 
     /// Puts the inputs a bulk loop did not get to back at the front of the queue, in
@@ -172,8 +201,8 @@ impl<'a, In, Out> Io<'a, In, Out> {
         if self.input.is_empty() {
             return;
         }
-        let mut done = 0;
-        {
+        let (queued, out_before) = (self.input.len(), self.output.len());
+        let run = catch_unwind(AssertUnwindSafe(|| {
             let mut lend = Lend::new(&mut *self.input);
             let mut rescue = Rescue {
                 iter: lend.vec.drain(..),
@@ -181,11 +210,9 @@ impl<'a, In, Out> Io<'a, In, Out> {
             };
             for x in &mut rescue.iter {
                 f(x);
-                done += 1;
             }
-        }
-        self.completed += done;
-        self.requeue();
+        }));
+        self.settle(queued, out_before, run, Tally::Completed);
     }
 
     /// Takes the next input element, if one is queued.
@@ -285,10 +312,10 @@ impl<T> Io<'_, T, T> {
         if self.output.len() >= limit || self.input.is_empty() {
             return;
         }
-        let mut filtered = 0_u64;
-        {
+        let (queued, out_before) = (self.input.len(), self.output.len());
+        let run = catch_unwind(AssertUnwindSafe(|| {
             let mut lend = Lend::new(&mut *self.input);
-            let mut out = LendOut::new(self.output);
+            let mut out = LendOut::new(&mut *self.output);
             // At most one element beyond what is kept is ever written.
             out.vec
                 .reserve(lend.vec.len().min(limit - out.vec.len()) + 1);
@@ -301,13 +328,11 @@ impl<T> Io<'_, T, T> {
                 out.vec.push(x);
                 let len = out.vec.len() - usize::from(!keep);
                 out.vec.truncate(len);
-                filtered += u64::from(!keep);
                 if len >= limit {
                     break;
                 }
             }
-        }
-        self.filtered += filtered;
-        self.requeue();
+        }));
+        self.settle(queued, out_before, run, Tally::Filtered);
     }
 }

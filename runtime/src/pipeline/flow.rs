@@ -285,6 +285,22 @@ impl<R> std::fmt::Debug for Runnable<R> {
 }
 
 impl<R: Send + 'static> Runnable<R> {
+    /// Names the sink stage (see [`Flow::name`]).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        if let Some(sink) = self.stages.last_mut() {
+            sink.name = Some(name.into());
+        }
+        self
+    }
+
+    /// Sets the sink's input capacity (see [`Flow::capacity`]).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        if let Some(sink) = self.stages.last_mut() {
+            sink.capacity = Some(capacity);
+        }
+        self
+    }
+
     /// Names the pipeline. Default: `pipeline-N`.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());

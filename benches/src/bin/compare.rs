@@ -1,0 +1,608 @@
+//! Comparison harness: pushes the shared [`workload`] through several variants
+//! in one invocation and reports throughput, peak RSS and weir's latency.
+//!
+//! ```text
+//! cargo run --release -p weir-benches --bin compare -- [--elements N] [--runs R]
+//!     [--per-element-elements N] [--pings P] [--variants a,b,...] [--out PATH]
+//! ```
+//!
+//! Each variant runs in a child process (this binary re-invoked with
+//! `--child NAME`) that runs it `R` times and prints one JSON line with the
+//! per-run elements/s, whether every checksum matched the reference, and its
+//! own peak RSS (`VmHWM`). The parent only collects, prints a table and writes
+//! a JSON report; it exits non-zero when any selected variant failed.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use weir_benches::baselines::{self, RunFn};
+use weir_benches::{stats, weir_variant, workload};
+
+/// Every throughput variant, in report order.
+const VARIANTS: &[(&str, RunFn)] = &[
+    ("fused", baselines::fused::run),
+    ("crossbeam_batched", baselines::crossbeam_batched::run),
+    ("actix_per_element", baselines::actix_per_element::run),
+    ("actix_batched", baselines::actix_batched::run),
+    ("weir", weir_variant::run),
+];
+/// Name of the latency measurement (weir only).
+const LATENCY: &str = "latency";
+/// The variant that pushes at most `--per-element-elements` elements.
+const PER_ELEMENT: &str = "actix_per_element";
+
+const USAGE: &str = "usage: compare [--elements N] [--runs R] [--per-element-elements N] \
+[--pings P] [--variants a,b,...] [--out PATH]
+  --elements N              elements per run (default 10000000)
+  --runs R                  runs per variant; the median is reported (default 5)
+  --per-element-elements N  cap for actix_per_element (default 200000)
+  --pings P                 pings for the weir latency measurement (default 100000)
+  --variants LIST           comma-separated subset of: fused, crossbeam_batched,
+                            actix_per_element, actix_batched, weir, latency (default: all)
+  --out PATH                JSON report (default: <workspace>/target/compare.json)";
+
+/// Parsed command line.
+#[derive(Debug, Clone, PartialEq)]
+struct Args {
+    elements: u64,
+    per_element_elements: u64,
+    runs: usize,
+    pings: usize,
+    variants: Vec<String>,
+    out: PathBuf,
+    child: Option<String>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Self {
+            elements: 10_000_000,
+            per_element_elements: baselines::actix_per_element::DEFAULT_ELEMENTS,
+            runs: 5,
+            pings: 100_000,
+            variants: all_names(),
+            out: PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/compare.json"
+            )),
+            child: None,
+        }
+    }
+}
+
+fn all_names() -> Vec<String> {
+    VARIANTS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain([LATENCY])
+        .map(str::to_owned)
+        .collect()
+}
+
+fn parse_count<T>(flag: &str, value: &str, min: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let parsed: T = value
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("{flag}: `{value}` is not a non-negative integer"))?;
+    if parsed < min {
+        return Err(format!("{flag}: must be at least {min}, got {value}"));
+    }
+    Ok(parsed)
+}
+
+fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    let mut args = Args::default();
+    let mut raw = raw.into_iter();
+    while let Some(arg) = raw.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.into())),
+            _ => (arg, None),
+        };
+        if !matches!(
+            flag.as_str(),
+            "--elements"
+                | "--per-element-elements"
+                | "--runs"
+                | "--pings"
+                | "--variants"
+                | "--out"
+                | "--child"
+        ) {
+            return Err(format!("unknown argument `{flag}`"));
+        }
+        let value: String = match inline.or_else(|| raw.next()) {
+            Some(value) => value,
+            None => return Err(format!("{flag} needs a value")),
+        };
+        match flag.as_str() {
+            "--elements" => args.elements = parse_count(&flag, &value, 0)?,
+            "--per-element-elements" => args.per_element_elements = parse_count(&flag, &value, 0)?,
+            "--runs" => args.runs = parse_count(&flag, &value, 1)?,
+            "--pings" => args.pings = parse_count(&flag, &value, 1)?,
+            "--out" => args.out = PathBuf::from(value),
+            "--child" => args.child = Some(value),
+            _ => {
+                let known = all_names();
+                let mut selected = Vec::new();
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    if !known.iter().any(|k| k == name) {
+                        return Err(format!(
+                            "--variants: unknown variant `{name}` (known: {})",
+                            known.join(", ")
+                        ));
+                    }
+                    selected.push(name.to_owned());
+                }
+                if selected.is_empty() {
+                    return Err("--variants: empty list".into());
+                }
+                // Report order is fixed; the list only selects.
+                args.variants = known.into_iter().filter(|k| selected.contains(k)).collect();
+            }
+        }
+    }
+    Ok(args)
+}
+
+/// What a throughput child prints (one JSON line on stdout).
+#[derive(Debug, Serialize, Deserialize)]
+struct ChildReport {
+    name: String,
+    elements: u64,
+    runs: Vec<f64>,
+    checksum_ok: bool,
+    peak_rss_bytes: Option<u64>,
+    error: Option<String>,
+}
+
+/// What the latency child prints (one JSON line on stdout).
+#[derive(Debug, Serialize, Deserialize)]
+struct LatencyChildReport {
+    pings: usize,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    peak_rss_bytes: Option<u64>,
+    error: Option<String>,
+}
+
+/// One throughput variant in the JSON report.
+#[derive(Debug, Serialize)]
+struct VariantEntry {
+    name: String,
+    elements: u64,
+    elements_per_sec: f64,
+    peak_rss_bytes: Option<u64>,
+    checksum_ok: bool,
+    runs: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// The latency measurement in the JSON report.
+#[derive(Debug, Serialize)]
+struct LatencyEntry {
+    name: &'static str,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    pings: usize,
+    peak_rss_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// One element of the JSON report's list.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Entry {
+    Variant(VariantEntry),
+    Latency(LatencyEntry),
+}
+
+fn run_child(name: &str, args: &Args) -> Result<String, String> {
+    if name == LATENCY {
+        return serde_json::to_string(&child_latency(args.pings)).map_err(|e| e.to_string());
+    }
+    let Some(&(_, run)) = VARIANTS.iter().find(|(n, _)| *n == name) else {
+        return Err(format!("--child: unknown variant `{name}`"));
+    };
+    serde_json::to_string(&child_variant(name, run, args.elements, args.runs))
+        .map_err(|e| e.to_string())
+}
+
+fn child_variant(name: &str, run: RunFn, elements: u64, runs: usize) -> ChildReport {
+    let expected = workload::reference_checksum(elements);
+    let mut report = ChildReport {
+        name: name.to_owned(),
+        elements,
+        runs: Vec::with_capacity(runs),
+        checksum_ok: false,
+        peak_rss_bytes: None,
+        error: None,
+    };
+    for _ in 0..runs {
+        let start = Instant::now();
+        let result = run(std::hint::black_box(elements));
+        let secs = start.elapsed().as_secs_f64();
+        match result {
+            Ok(sum) if sum == expected => {
+                report.runs.push(if secs > 0.0 {
+                    elements as f64 / secs
+                } else {
+                    0.0
+                });
+            }
+            Ok(sum) => {
+                report.error = Some(format!("checksum {sum:#x} != reference {expected:#x}"));
+                break;
+            }
+            Err(e) => {
+                report.error = Some(e);
+                break;
+            }
+        }
+    }
+    report.checksum_ok = report.error.is_none() && report.runs.len() == runs;
+    report.peak_rss_bytes = stats::peak_rss_bytes();
+    report
+}
+
+fn child_latency(pings: usize) -> LatencyChildReport {
+    let mut report = LatencyChildReport {
+        pings: 0,
+        p50_us: None,
+        p99_us: None,
+        peak_rss_bytes: None,
+        error: None,
+    };
+    match weir_variant::latency(pings) {
+        Ok(mut samples) if !samples.is_empty() => {
+            samples.sort_unstable();
+            let us = |p| stats::percentile(&samples, p).map(|d| d.as_secs_f64() * 1e6);
+            report.pings = samples.len();
+            report.p50_us = us(0.50);
+            report.p99_us = us(0.99);
+        }
+        Ok(_) => report.error = Some("no latency samples".into()),
+        Err(e) => report.error = Some(e),
+    }
+    report.peak_rss_bytes = stats::peak_rss_bytes();
+    report
+}
+
+/// Runs `--child name` with `extra` arguments and returns its last JSON line.
+fn spawn_child(name: &str, extra: &[String]) -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating the harness: {e}"))?;
+    let output = Command::new(exe)
+        .args(["--child", name])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("spawning the {name} child: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+    {
+        Some(line) if output.status.success() => Ok(line.to_owned()),
+        _ => Err(format!("{name} child failed ({})", output.status)),
+    }
+}
+
+fn measure_variant(name: &str, args: &Args) -> VariantEntry {
+    let elements = if name == PER_ELEMENT {
+        args.elements.min(args.per_element_elements)
+    } else {
+        args.elements
+    };
+    eprintln!(
+        "running {name}: {elements} elements x {} runs ...",
+        args.runs
+    );
+    let extra = [
+        "--elements".to_owned(),
+        elements.to_string(),
+        "--runs".to_owned(),
+        args.runs.to_string(),
+    ];
+    let report = spawn_child(name, &extra).and_then(|line| {
+        serde_json::from_str::<ChildReport>(&line)
+            .map_err(|e| format!("{name} child printed bad JSON: {e}"))
+    });
+    match report {
+        Ok(report) => VariantEntry {
+            name: name.to_owned(),
+            elements: report.elements,
+            elements_per_sec: if report.checksum_ok {
+                stats::median(&report.runs).unwrap_or(0.0)
+            } else {
+                0.0
+            },
+            peak_rss_bytes: report.peak_rss_bytes,
+            checksum_ok: report.checksum_ok,
+            runs: report.runs,
+            error: report.error,
+        },
+        Err(error) => VariantEntry {
+            name: name.to_owned(),
+            elements,
+            elements_per_sec: 0.0,
+            peak_rss_bytes: None,
+            checksum_ok: false,
+            runs: Vec::new(),
+            error: Some(error),
+        },
+    }
+}
+
+fn measure_latency(args: &Args) -> LatencyEntry {
+    eprintln!("running {LATENCY}: {} pings ...", args.pings);
+    let extra = ["--pings".to_owned(), args.pings.to_string()];
+    let report = spawn_child(LATENCY, &extra).and_then(|line| {
+        serde_json::from_str::<LatencyChildReport>(&line)
+            .map_err(|e| format!("latency child printed bad JSON: {e}"))
+    });
+    let (report, error) = match report {
+        Ok(report) => {
+            let error = report.error.clone();
+            (Some(report), error)
+        }
+        Err(error) => (None, Some(error)),
+    };
+    LatencyEntry {
+        name: LATENCY,
+        p50_us: report.as_ref().and_then(|r| r.p50_us),
+        p99_us: report.as_ref().and_then(|r| r.p99_us),
+        pings: report.as_ref().map_or(0, |r| r.pings),
+        peak_rss_bytes: report.as_ref().and_then(|r| r.peak_rss_bytes),
+        error,
+    }
+}
+
+fn format_rate(per_sec: f64) -> String {
+    match per_sec {
+        r if r >= 1e9 => format!("{:.2} G/s", r / 1e9),
+        r if r >= 1e6 => format!("{:.2} M/s", r / 1e6),
+        r if r >= 1e3 => format!("{:.2} k/s", r / 1e3),
+        r => format!("{r:.0} /s"),
+    }
+}
+
+fn ratio(entry: &VariantEntry, base: Option<&VariantEntry>) -> String {
+    match base {
+        Some(b) if entry.checksum_ok && b.checksum_ok && b.elements_per_sec > 0.0 => {
+            let r = entry.elements_per_sec / b.elements_per_sec;
+            // Three significant digits down to tiny ratios (per-element actix is slow).
+            let decimals = (2 - r.log10().floor() as i32).clamp(0, 6) as usize;
+            format!("{r:.decimals$}x")
+        }
+        _ => "n/a".into(),
+    }
+}
+
+fn print_table(variants: &[VariantEntry], latency: Option<&LatencyEntry>) {
+    let find = |name: &str| variants.iter().find(|v| v.name == name && v.checksum_ok);
+    let (crossbeam, per_element) = (find("crossbeam_batched"), find(PER_ELEMENT));
+    println!(
+        "{:<18} {:>10} {:>14} {:>13} {:>14} {:>12} {:>9}",
+        "variant",
+        "elements",
+        "elem/s median",
+        "vs crossbeam",
+        "vs actix/elem",
+        "peak RSS MiB",
+        "checksum"
+    );
+    for v in variants {
+        let rss = v.peak_rss_bytes.map_or_else(
+            || "?".into(),
+            |b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)),
+        );
+        println!(
+            "{:<18} {:>10} {:>14} {:>13} {:>14} {:>12} {:>9}",
+            v.name,
+            v.elements,
+            if v.checksum_ok {
+                format_rate(v.elements_per_sec)
+            } else {
+                "-".into()
+            },
+            ratio(v, crossbeam),
+            ratio(v, per_element),
+            rss,
+            if v.checksum_ok { "ok" } else { "FAILED" },
+        );
+    }
+    for v in variants {
+        if let Some(error) = &v.error {
+            println!("  {} failed: {error}", v.name);
+        }
+    }
+    if let Some(l) = latency {
+        match (&l.error, l.p50_us, l.p99_us) {
+            (None, Some(p50), Some(p99)) => {
+                println!(
+                    "latency (weir, {} pings): p50 {p50:.1} us, p99 {p99:.1} us",
+                    l.pings
+                );
+            }
+            (error, _, _) => println!(
+                "latency failed: {}",
+                error.as_deref().unwrap_or("no percentiles")
+            ),
+        }
+    }
+}
+
+fn write_report(path: &PathBuf, entries: &[Entry]) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(entries).map_err(|e| e.to_string())?;
+    std::fs::write(path, json + "\n").map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+fn main() -> ExitCode {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let args = match parse_args(raw) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("compare: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(name) = &args.child {
+        return match run_child(name, &args) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("compare child: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    let variants: Vec<VariantEntry> = VARIANTS
+        .iter()
+        .filter(|(name, _)| args.variants.iter().any(|v| v == name))
+        .map(|(name, _)| measure_variant(name, &args))
+        .collect();
+    let latency = args
+        .variants
+        .iter()
+        .any(|v| v == LATENCY)
+        .then(|| measure_latency(&args));
+
+    println!();
+    print_table(&variants, latency.as_ref());
+    let failed = variants.iter().any(|v| !v.checksum_ok)
+        || latency
+            .as_ref()
+            .is_some_and(|l| l.error.is_some() || l.p50_us.is_none());
+
+    let mut entries: Vec<Entry> = variants.into_iter().map(Entry::Variant).collect();
+    entries.extend(latency.map(Entry::Latency));
+    let written = write_report(&args.out, &entries);
+    match &written {
+        Ok(()) => {
+            let shown = std::fs::canonicalize(&args.out).unwrap_or_else(|_| args.out.clone());
+            println!("report written to {}", shown.display());
+        }
+        Err(e) => eprintln!("compare: {e}"),
+    }
+    if let Some(rss) = stats::peak_rss_bytes() {
+        println!(
+            "harness parent peak RSS: {:.1} MiB",
+            rss as f64 / (1024.0 * 1024.0)
+        );
+    }
+    if failed || written.is_err() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        parse_args(args.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn defaults() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.elements, 10_000_000);
+        assert_eq!(args.runs, 5);
+        assert_eq!(args.pings, 100_000);
+        assert_eq!(args.per_element_elements, 200_000);
+        assert_eq!(args.variants.len(), VARIANTS.len() + 1);
+        assert!(args.out.ends_with("target/compare.json"));
+    }
+
+    #[test]
+    fn flags_and_inline_values() {
+        let args = parse(&[
+            "--elements",
+            "1_000",
+            "--runs=3",
+            "--variants",
+            "weir,fused",
+            "--out",
+            "/tmp/x.json",
+        ])
+        .unwrap();
+        assert_eq!(args.elements, 1000);
+        assert_eq!(args.runs, 3);
+        assert_eq!(args.variants, ["fused", "weir"]);
+        assert_eq!(args.out, PathBuf::from("/tmp/x.json"));
+    }
+
+    #[test]
+    fn bad_flags_are_reported() {
+        assert!(
+            parse(&["--bogus"])
+                .unwrap_err()
+                .contains("unknown argument")
+        );
+        assert!(
+            parse(&["--elements"])
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(parse(&["--elements", "ten"]).is_err());
+        assert!(parse(&["--runs", "0"]).is_err());
+        assert!(
+            parse(&["--variants", "fused,nope"])
+                .unwrap_err()
+                .contains("nope")
+        );
+    }
+
+    #[test]
+    fn child_variant_reports_runs_and_checksum() {
+        let report = child_variant("fused", baselines::fused::run, 10_000, 2);
+        assert!(report.checksum_ok);
+        assert_eq!(report.runs.len(), 2);
+        let failing = child_variant("broken", |_| Err("boom".into()), 10, 2);
+        assert!(!failing.checksum_ok);
+        assert_eq!(failing.error.as_deref(), Some("boom"));
+        let wrong = child_variant("wrong", |n| Ok(workload::reference_checksum(n) ^ 1), 10, 2);
+        assert!(!wrong.checksum_ok);
+        assert!(wrong.runs.is_empty());
+    }
+
+    #[test]
+    fn rates_and_ratios_format() {
+        assert_eq!(format_rate(2.5e9), "2.50 G/s");
+        assert_eq!(format_rate(1.5e6), "1.50 M/s");
+        assert_eq!(format_rate(999.0), "999 /s");
+        let entry = |eps| VariantEntry {
+            name: "x".into(),
+            elements: 1,
+            elements_per_sec: eps,
+            peak_rss_bytes: None,
+            checksum_ok: true,
+            runs: Vec::new(),
+            error: None,
+        };
+        assert_eq!(ratio(&entry(1.0), Some(&entry(1.0))), "1.00x");
+        assert_eq!(ratio(&entry(1234.0), Some(&entry(1.0))), "1234x");
+        assert_eq!(ratio(&entry(1.0), Some(&entry(500.0))), "0.00200x");
+        assert_eq!(ratio(&entry(1.0), None), "n/a");
+    }
+}

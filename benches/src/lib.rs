@@ -1,0 +1,12 @@
+//! Shared workloads, baselines and helpers for the benches and the `compare`
+//! harness.
+//!
+//! * [`workload`]: the pipeline every variant runs and its reference checksum.
+//! * [`baselines`]: the non-weir variants (fused, crossbeam, actix).
+//! * [`weir_variant`]: the same workload on weir.
+//! * [`stats`]: median, percentiles and peak RSS.
+
+pub mod baselines;
+pub mod stats;
+pub mod weir_variant;
+pub mod workload;
