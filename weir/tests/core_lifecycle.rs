@@ -219,3 +219,16 @@ fn a_controller_stops_the_pipeline_from_another_thread() {
     assert_eq!(done.report.abandoned(), 0);
     done.report.check_conservation().unwrap();
 }
+
+#[test]
+fn dropping_the_runtime_resolves_running_pipelines_with_an_error() {
+    // Regression: stages dropped with their arbiter never reported, and `wait` hung.
+    let rt = runtime();
+    let running = Pipeline::from_iter(0_u64..).map(|x| x).for_each(drop).run(&rt).unwrap();
+    while running.stats().stages[0].emitted == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(rt);
+    let err = running.wait().unwrap_err();
+    assert!(matches!(err, PipelineError::RuntimeStopped { .. }), "{err:?}");
+}

@@ -416,14 +416,14 @@ impl<R: Send + 'static> Runnable<R> {
                 }
                 capacity
             };
-            if let Some(arbiter) = meta.pinned {
-                if arbiter >= runtime.arbiters() {
-                    return Err(BuildError::NoSuchArbiter {
-                        stage: name,
-                        arbiter,
-                        available: runtime.arbiters(),
-                    });
-                }
+            if let Some(arbiter) = meta.pinned
+                && arbiter >= runtime.arbiters()
+            {
+                return Err(BuildError::NoSuchArbiter {
+                    stage: name,
+                    arbiter,
+                    available: runtime.arbiters(),
+                });
             }
             specs.push(StageSpec {
                 name,

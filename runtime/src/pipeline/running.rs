@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use weir_supervisor::Failure;
 
 use super::output::OutputReceiver;
 use super::report::{Outcome, Report};
-use super::shared::PipelineShared;
+use super::shared::{Done, PipelineShared};
 use super::stats::PipelineStats;
 use crate::error::PipelineError;
 
@@ -33,7 +32,7 @@ pub struct Completion<R> {
 /// elsewhere.
 pub struct Running<R> {
     controller: PipelineController,
-    done: oneshot::Receiver<(Report, Option<Failure>)>,
+    done: oneshot::Receiver<Done>,
     output: OutputReceiver<R>,
 }
 
@@ -94,7 +93,7 @@ impl PipelineController {
 impl<R: Send + 'static> Running<R> {
     pub(crate) fn new(
         shared: Arc<PipelineShared>,
-        done: oneshot::Receiver<(Report, Option<Failure>)>,
+        done: oneshot::Receiver<Done>,
         output: OutputReceiver<R>,
     ) -> Self {
         Running {
@@ -130,7 +129,7 @@ impl<R: Send + 'static> Running<R> {
         let lost = || PipelineError::RuntimeStopped {
             pipeline: name.clone(),
         };
-        let (report, failure) = self.done.await.map_err(|_| lost())?;
+        let Done { report, failure, runtime_lost } = self.done.await.map_err(|_| lost())?;
         if let Some(failure) = failure {
             let stage = match &report.outcome {
                 Outcome::Failed { stage, .. } => stage.clone(),
@@ -141,6 +140,9 @@ impl<R: Send + 'static> Running<R> {
                 failure,
                 report: Box::new(report),
             });
+        }
+        if runtime_lost {
+            return Err(lost());
         }
         let output = self.output.await.ok_or_else(lost)?;
         Ok(Completion { output, report })

@@ -14,6 +14,15 @@ use super::report::{Outcome, Report, StageReport};
 use crate::stage::message::Control;
 use crate::stage::shared::StageShared;
 
+/// What the last stage to stop sends to the pipeline's handle.
+#[derive(Debug)]
+pub(crate) struct Done {
+    pub(crate) report: Report,
+    pub(crate) failure: Option<Failure>,
+    /// Some stage was dropped with its arbiter instead of stopping.
+    pub(crate) runtime_lost: bool,
+}
+
 /// How the pipeline is being brought to an end, if it is.
 #[derive(Debug, Default)]
 pub(crate) struct EndState {
@@ -23,6 +32,7 @@ pub(crate) struct EndState {
     /// Delivered count when a graceful shutdown was requested.
     pub(crate) shutdown_from: Option<u64>,
     pub(crate) deadline_exceeded: bool,
+    pub(crate) runtime_lost: bool,
 }
 
 /// Shared by every stage of one pipeline and by its handles.
@@ -35,7 +45,7 @@ pub(crate) struct PipelineShared {
     live: AtomicUsize,
     controls: OnceLock<Vec<Recipient<Control>>>,
     end: Mutex<EndState>,
-    done: Mutex<Option<oneshot::Sender<(Report, Option<Failure>)>>>,
+    done: Mutex<Option<oneshot::Sender<Done>>>,
     started: Instant,
 }
 
@@ -44,7 +54,7 @@ impl PipelineShared {
         name: String,
         stages: Vec<Arc<StageShared>>,
         timer_arbiter: ArbiterHandle,
-    ) -> (Arc<Self>, oneshot::Receiver<(Report, Option<Failure>)>) {
+    ) -> (Arc<Self>, oneshot::Receiver<Done>) {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::new(PipelineShared {
             name,
@@ -131,14 +141,20 @@ impl PipelineShared {
             .sum()
     }
 
+    /// A stage's arbiter went away under it.
+    pub(crate) fn runtime_lost(&self) {
+        self.end().runtime_lost = true;
+    }
+
     /// Called by each stage once it has stopped; the last one completes the pipeline.
     pub(crate) fn stage_stopped(&self) {
         if self.live.fetch_sub(1, SeqCst) != 1 {
             return;
         }
         let (report, failure) = self.final_report();
+        let runtime_lost = self.end().runtime_lost;
         if let Some(tx) = self.done.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = tx.send((report, failure));
+            let _ = tx.send(Done { report, failure, runtime_lost });
         }
     }
 

@@ -65,6 +65,8 @@ pub(crate) struct StageActor<Op: Operator> {
     input_ended: bool,
     shutdown: bool,
     phase: Phase,
+    /// Whether the final state was reported to the pipeline.
+    reported: bool,
     // Running totals mirrored into `shared`.
     received: u64,
     consumed: u64,
@@ -107,6 +109,7 @@ impl<Op: Operator> StageActor<Op> {
             input_ended: false,
             shutdown: false,
             phase: Phase::Running,
+            reported: false,
             received: 0,
             consumed: 0,
             completed: 0,
@@ -269,22 +272,24 @@ impl<Op: Operator> StageActor<Op> {
             // downstream has nothing left to end.
             let _ = downstream.try_send(Down::End);
         }
-        if !self.input_ended {
-            if let Some(up) = &self.upstream {
-                let _ = up.recipient.try_send(Up::Cancel);
-            }
-        }
+        self.cancel_upstream();
         self.stop(ctx);
     }
 
     /// Downstream wants nothing more: stop taking input and stop.
     fn cancel(&mut self, ctx: &mut Context<Self>) {
-        if !self.input_ended {
-            if let Some(up) = &self.upstream {
-                let _ = up.recipient.try_send(Up::Cancel);
-            }
-        }
+        self.cancel_upstream();
         self.stop(ctx);
+    }
+
+    /// Tells upstream to send nothing more, unless it has already ended.
+    fn cancel_upstream(&self) {
+        if !self.input_ended
+            && let Some(up) = &self.upstream
+        {
+            // A closed upstream has stopped already.
+            let _ = up.recipient.try_send(Up::Cancel);
+        }
     }
 
     fn fail(&mut self, failure: Failure, ctx: &mut Context<Self>) {
@@ -346,6 +351,33 @@ impl<Op: Operator> Actor for StageActor<Op> {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // weir always moves to `Stopped` before stopping the context; a stop from
+        // anywhere else is actix tearing the actor down with its arbiter.
+        if self.phase != Phase::Stopped {
+            self.pipeline.runtime_lost();
+        }
+        self.report_stop();
+    }
+}
+
+// An actor dropped without stopping means its arbiter went away (the runtime was
+// dropped or stopped while the pipeline ran). It still reports, so that the
+// pipeline's handle resolves instead of waiting forever.
+impl<Op: Operator> Drop for StageActor<Op> {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.pipeline.runtime_lost();
+            self.report_stop();
+        }
+    }
+}
+
+impl<Op: Operator> StageActor<Op> {
+    /// Records the final state and tells the pipeline this stage is done. Runs once.
+    fn report_stop(&mut self) {
+        if std::mem::replace(&mut self.reported, true) {
+            return;
+        }
         // Sinks hand over their result here; an ingress closes its channel so that
         // the count of what it held is final.
         if catch_unwind(AssertUnwindSafe(|| self.op.on_stop())).is_err() {

@@ -61,8 +61,11 @@ impl<Op: Operator> Unstarted<Op> {
         max_batch: usize,
     ) -> bool {
         let rx = self.rx;
+        // Built here rather than on the arbiter: if the arbiter stops before running
+        // the closure, dropping it drops the actor, which still reports to the
+        // pipeline (see `StageActor`'s `Drop`).
+        let actor = StageActor::new(op, shared, pipeline, upstream, downstream, max_batch);
         arbiter.spawn_fn(move || {
-            let actor = StageActor::new(op, shared, pipeline, upstream, downstream, max_batch);
             let ctx = Context::with_receiver(rx);
             actix_rt::spawn(ctx.into_future(actor));
         })
