@@ -72,10 +72,10 @@ impl Drop for Inner {
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
             // Joining from one of our own threads would wait for ourselves.
-            if System::try_current().is_none() {
-                if let Some(thread) = thread {
-                    let _ = thread.join();
-                }
+            if System::try_current().is_none()
+                && let Some(thread) = thread
+            {
+                let _ = thread.join();
             }
             for arbiter in owned.arbiter_threads {
                 if System::try_current().is_none() {
