@@ -34,6 +34,8 @@
 pub mod ops;
 pub mod sink;
 pub mod source;
+#[cfg(test)]
+mod test_support;
 
 use std::future::Future;
 

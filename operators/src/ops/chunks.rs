@@ -70,3 +70,181 @@ impl<T: Send + 'static> Operator for Chunks<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use weir_runtime::{BuildError, Outcome};
+
+    use crate::test_support::rt;
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn groups_in_order_with_a_partial_last_chunk() {
+        let rt = rt();
+        let done = Pipeline::from_iter(1..=11_u32)
+            .chunks(3)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(
+            done.output,
+            [vec![1, 2, 3], vec![4, 5, 6], vec![7, 8, 9], vec![10, 11]]
+        );
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        assert_eq!(r.outcome, Outcome::Completed);
+        let chunks = r.stage("chunks#1").unwrap();
+        assert!(!chunks.one_to_one);
+        assert_eq!(chunks.input, 11);
+        assert_eq!(chunks.completed, 11, "completed counts input elements");
+        assert_eq!(chunks.produced, 4, "produced counts chunks");
+        assert!(chunks.largest_batch <= 2);
+        assert_eq!(r.stage("collect#2").unwrap().completed, 4);
+    }
+
+    #[test]
+    fn exact_multiple_has_no_trailing_empty_chunk() {
+        let rt = rt();
+        let done = Pipeline::from_iter((0..6).map(|i| i.to_string()))
+            .chunks(2)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, [["0", "1"], ["2", "3"], ["4", "5"]]);
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn chunk_larger_than_the_input() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..5_u32)
+            .chunks(100)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, [vec![0, 1, 2, 3, 4]]);
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn chunks_of_one() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..4_u32)
+            .chunks(1)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, [[0], [1], [2], [3]]);
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn empty_input_makes_no_chunk() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..0_u32)
+            .chunks(3)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+        assert_eq!(done.report.stage("chunks#1").unwrap().produced, 0);
+    }
+
+    /// Many chunks with little room downstream: chunks are emitted only as credit
+    /// allows, none is lost.
+    #[test]
+    fn many_chunks_with_tiny_room() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..1000_u32)
+            .chunks(3)
+            .collect()
+            .default_capacity(2)
+            .max_batch(1)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output.len(), 334);
+        assert_eq!(done.output.concat(), (0..1000).collect::<Vec<_>>());
+        assert!(done.output[..333].iter().all(|c| c.len() == 3));
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        assert_eq!(r.stage("chunks#1").unwrap().largest_batch, 1);
+    }
+
+    /// A partial chunk the operator holds when the stream is cut short is counted
+    /// as abandoned at the chunks stage.
+    #[test]
+    fn partial_chunk_held_when_cancelled_is_abandoned() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0_u32..)
+            .chunks(2)
+            .take(3)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, [[0, 1], [2, 3], [4, 5]]);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        let chunks = r.stage("chunks#1").unwrap();
+        assert_eq!(chunks.input, chunks.completed + chunks.abandoned);
+    }
+
+    #[test]
+    fn zero_size_is_rejected_at_build_time() {
+        let rt = rt();
+        let err = Pipeline::from_iter(0..3_u32)
+            .chunks(0)
+            .collect()
+            .run(&rt)
+            .unwrap_err();
+        match err {
+            BuildError::InvalidArgument { stage, message } => {
+                assert_eq!(stage, "chunks#1");
+                assert!(message.contains("chunks(0)"), "{message}");
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn zero_size_error_names_a_renamed_stage() {
+        let rt = rt();
+        let err = Pipeline::from_iter(0..3_u32)
+            .map(|x| x)
+            .chunks(0)
+            .name("batcher")
+            .collect()
+            .run(&rt)
+            .unwrap_err();
+        assert!(
+            matches!(&err, BuildError::InvalidArgument { stage, .. } if stage == "batcher"),
+            "{err:?}"
+        );
+    }
+}

@@ -46,3 +46,122 @@ where
         io.finish_when_drained()
     }
 }
+
+#[cfg(test)]
+mod tests {
+
+    use crate::test_support::{Gate, failed_at, rt};
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn maps_somes_in_order_and_counts_nones_as_filtered() {
+        let rt = rt();
+        let input: Vec<String> = (0..60)
+            .map(|i| {
+                if i % 4 == 1 {
+                    format!("x{i}")
+                } else {
+                    i.to_string()
+                }
+            })
+            .collect();
+        let done = Pipeline::from_iter(input)
+            .filter_map(|s| s.parse::<u32>().ok())
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        let expected: Vec<u32> = (0..60).filter(|i| i % 4 != 1).collect();
+        assert_eq!(done.output, expected);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        let fm = r.stage("filter_map#1").unwrap();
+        assert_eq!(fm.input, 60);
+        assert_eq!(fm.filtered, 15);
+        assert_eq!((fm.completed, fm.produced), (45, 45));
+        assert!(fm.largest_batch <= 2);
+    }
+
+    #[test]
+    fn all_none_and_empty_input() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..30_u32)
+            .filter_map(|_| None::<u8>)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+        assert_eq!(done.report.stage("filter_map#1").unwrap().filtered, 30);
+
+        let done = Pipeline::from_iter(0..0_u32)
+            .filter_map(Some)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn panic_fails_the_stage_and_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..50_u32)
+            .filter_map(move |x| {
+                if x == 0 {
+                    g.boom("filter_map panics on 0")
+                }
+                Some(x)
+            })
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "filter_map#1");
+        assert_eq!(report.stage("filter_map#1").unwrap().failed, 1);
+        assert_eq!(report.failed(), 1);
+    }
+
+    /// The whole input arrives in one batch; the `None`s before the panic are
+    /// filtered, not failed.
+    #[test]
+    fn panic_mid_batch_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..10_u32)
+            .filter_map(move |x| {
+                if x == 5 {
+                    g.boom("filter_map panics on 5")
+                }
+                (x % 2 == 0).then_some(x * 10)
+            })
+            .collect()
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "filter_map#1");
+        let fm = report.stage("filter_map#1").unwrap();
+        assert_eq!(fm.failed, 1);
+        assert_eq!(fm.filtered, 2);
+        assert_eq!(fm.completed, 3);
+        assert_eq!(fm.abandoned, 4);
+    }
+}

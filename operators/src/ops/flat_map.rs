@@ -57,19 +57,24 @@ where
 
     fn step(&mut self, io: &mut Io<'_, T, I::Item>, _cx: &mut Context<'_>) -> Step {
         loop {
-            if let Some(items) = &mut self.current {
+            // Taken out while it runs: if the user's iterator panics, the element
+            // it came from is not held any more, so it is counted as failed.
+            if let Some(mut items) = self.current.take() {
+                let mut exhausted = false;
                 while io.has_room() {
                     match items.next() {
                         Some(item) => io.push(item),
                         None => {
-                            self.current = None;
-                            io.complete(1);
+                            exhausted = true;
                             break;
                         }
                     }
                 }
-                if self.current.is_some() {
+                if exhausted {
+                    io.complete(1);
+                } else {
                     // Out of room; resume when downstream grants credit.
+                    self.current = Some(items);
                     return Step::Continue;
                 }
             }
@@ -78,5 +83,196 @@ where
                 None => return io.finish_when_drained(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use crate::test_support::{Gate, failed_at, rt};
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn expands_in_order_and_counts_inputs_completed() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..20_u32)
+            .flat_map(|n| (0..n % 4).map(move |i| (n, i)))
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        let expected: Vec<(u32, u32)> = (0..20)
+            .flat_map(|n| (0..n % 4).map(move |i| (n, i)))
+            .collect();
+        assert_eq!(done.output, expected);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        let fm = r.stage("flat_map#1").unwrap();
+        assert!(!fm.one_to_one);
+        assert_eq!(fm.input, 20);
+        assert_eq!(
+            fm.completed, 20,
+            "every input expanded, empty ones included"
+        );
+        assert_eq!(fm.produced, expected.len() as u64);
+        assert_eq!(fm.filtered, 0);
+        assert!(fm.largest_batch <= 2);
+        assert_eq!(r.stage("collect#2").unwrap().input, expected.len() as u64);
+    }
+
+    #[test]
+    fn empty_expansions_produce_nothing() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..25_u32)
+            .flat_map(|_| Vec::<String>::new())
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+        let fm = done.report.stage("flat_map#1").unwrap();
+        assert_eq!((fm.input, fm.completed, fm.produced), (25, 25, 0));
+    }
+
+    #[test]
+    fn empty_input() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..0_u32)
+            .flat_map(|x| [x, x])
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+    }
+
+    /// One element expanding into 10 000 is drained as downstream grants credit,
+    /// never buffered whole.
+    #[test]
+    fn large_expansion_is_drained_lazily() {
+        let rt = rt();
+        let pulled = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&pulled);
+        let running = Pipeline::from_iter([10_000_u32])
+            .flat_map(move |n| {
+                let counter = Arc::clone(&counter);
+                (0..n).inspect(move |_| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .collect()
+            .default_capacity(4)
+            .run(&rt)
+            .unwrap();
+        let done = running.wait().unwrap();
+        assert_eq!(done.output, (0..10_000).collect::<Vec<_>>());
+        assert_eq!(pulled.load(Ordering::Relaxed), 10_000);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        let fm = r.stage("flat_map#1").unwrap();
+        assert!(fm.largest_batch <= 4, "largest batch {}", fm.largest_batch);
+        assert_eq!((fm.input, fm.completed, fm.produced), (1, 1, 10_000));
+        assert!(r.stage("collect#2").unwrap().peak_occupancy <= 4);
+    }
+
+    /// An endless expansion works when something downstream stops the stream.
+    #[test]
+    fn endless_expansion_with_take() {
+        let rt = rt();
+        let pulled = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&pulled);
+        let done = Pipeline::from_iter(["x"])
+            .flat_map(move |s| {
+                let counter = Arc::clone(&counter);
+                std::iter::repeat(s).inspect(move |_| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .take(7)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, ["x"; 7]);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        // What it pulled is what take passed plus at most take's input capacity.
+        let pulled = pulled.load(Ordering::Relaxed);
+        assert!(pulled <= 7 + 3, "pulled {pulled}");
+        let fm = r.stage("flat_map#1").unwrap();
+        assert_eq!(fm.completed, 0);
+        assert_eq!(fm.abandoned, 1, "the endless expansion was never finished");
+    }
+
+    #[test]
+    fn panic_in_function_fails_the_stage_and_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..10_u32)
+            .flat_map(move |x| {
+                if x == 4 {
+                    g.boom("flat_map panics on 4")
+                }
+                [x, x]
+            })
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "flat_map#1");
+        let fm = report.stage("flat_map#1").unwrap();
+        assert_eq!(fm.failed, 1);
+        assert_eq!(fm.completed, 4);
+        assert_eq!(report.failed(), 1);
+    }
+
+    /// A panic while draining an element's expansion destroys that element, so it
+    /// should count as failed, like a panic in the function itself.
+    #[test]
+    fn panic_in_expansion_iterator_counts_its_element_as_failed() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..10_u32)
+            .flat_map(move |x| {
+                let g = g.clone();
+                (0..3).map(move |i| {
+                    if x == 4 && i == 1 {
+                        g.boom("expansion of 4 panics")
+                    }
+                    x * 10 + i
+                })
+            })
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "flat_map#1");
+        let fm = report.stage("flat_map#1").unwrap();
+        assert_eq!(fm.completed, 4);
+        assert_eq!(fm.failed, 1, "abandoned: {}", fm.abandoned);
     }
 }

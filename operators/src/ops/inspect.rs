@@ -48,3 +48,79 @@ where
         io.finish_when_drained()
     }
 }
+
+#[cfg(test)]
+mod tests {
+
+    use std::sync::{Arc, Mutex};
+
+    use crate::test_support::{Gate, failed_at, rt};
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn sees_every_element_in_order_and_passes_it_on_unchanged() {
+        let rt = rt();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let input: Vec<String> = (0..40).map(|i| format!("e{i}")).collect();
+        let done = Pipeline::from_iter(input.clone())
+            .inspect(move |s: &String| log.lock().unwrap().push(s.clone()))
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, input);
+        assert_eq!(*seen.lock().unwrap(), input);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        let inspect = r.stage("inspect#1").unwrap();
+        assert_eq!(
+            (inspect.input, inspect.completed, inspect.produced),
+            (40, 40, 40)
+        );
+        assert_eq!(inspect.filtered, 0);
+        assert!(inspect.largest_batch <= 2);
+    }
+
+    #[test]
+    fn empty_input_calls_nothing() {
+        let rt = rt();
+        let done = Pipeline::from_iter(Vec::<u8>::new())
+            .inspect(|_| panic!("no element to inspect"))
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn panic_fails_the_stage_and_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..10_u32)
+            .inspect(move |&x| {
+                if x == 6 {
+                    g.boom("inspect panics on 6")
+                }
+            })
+            .collect()
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "inspect#1");
+        let inspect = report.stage("inspect#1").unwrap();
+        assert_eq!(inspect.failed, 1);
+        assert_eq!(inspect.completed, 6);
+        assert_eq!(inspect.abandoned, 3);
+    }
+}

@@ -46,3 +46,132 @@ where
         io.finish_when_drained()
     }
 }
+
+#[cfg(test)]
+mod tests {
+
+    use weir_runtime::Outcome;
+
+    use crate::test_support::{Gate, failed_at, rt};
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn maps_every_element_in_order() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..100_u64)
+            .map(|x| x * 3)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, (0..100).map(|x| x * 3).collect::<Vec<_>>());
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        assert_eq!(r.outcome, Outcome::Completed);
+        let map = r.stage("map#1").unwrap();
+        assert_eq!(map.kind, "map");
+        assert!(map.one_to_one);
+        assert_eq!((map.input, map.completed, map.produced), (100, 100, 100));
+        assert_eq!((map.filtered, map.failed, map.abandoned), (0, 0, 0));
+        assert!(map.largest_batch <= 2);
+        assert!(map.peak_occupancy <= 3);
+        assert_eq!(map.bound_violations, 0);
+        assert_eq!(r.delivered(), 100);
+    }
+
+    #[test]
+    fn maps_to_another_non_copy_type_with_state() {
+        let rt = rt();
+        let mut seq = 0;
+        let done = Pipeline::from_iter(["a", "b", "c", "d", "e"])
+            .map(move |s| {
+                seq += 1;
+                format!("{seq}{s}")
+            })
+            .map(|s: String| s.repeat(2))
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, ["1a1a", "2b2b", "3c3c", "4d4d", "5e5e"]);
+        done.report.check_conservation().unwrap();
+        assert_eq!(done.report.stage("map#2").unwrap().completed, 5);
+    }
+
+    #[test]
+    fn empty_input() {
+        let rt = rt();
+        let done = Pipeline::from_iter(std::iter::empty::<u32>())
+            .map(|x| x + 1)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+        let map = done.report.stage("map#1").unwrap();
+        assert_eq!((map.input, map.completed, map.produced), (0, 0, 0));
+    }
+
+    #[test]
+    fn panic_fails_the_stage_and_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..50_u32)
+            .map(move |x| {
+                if x == 20 {
+                    g.boom("map panics on 20")
+                }
+                x
+            })
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "map#1");
+        let map = report.stage("map#1").unwrap();
+        assert_eq!(map.failed, 1);
+        assert_eq!(map.completed, 20);
+        assert_eq!(report.failed(), 1);
+    }
+
+    /// The whole input arrives in one batch: the elements behind the panicking one
+    /// are abandoned, the ones before it completed.
+    #[test]
+    fn panic_mid_batch_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter((0..10).map(|i| i.to_string()))
+            .map(move |s| {
+                if s == "4" {
+                    g.boom("map panics on 4")
+                }
+                s + "!"
+            })
+            .collect()
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "map#1");
+        let map = report.stage("map#1").unwrap();
+        assert_eq!(map.input, 10);
+        assert_eq!(map.failed, 1);
+        assert_eq!(map.completed, 4);
+        assert_eq!(map.abandoned, 5);
+    }
+}

@@ -94,3 +94,212 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use weir_runtime::BuildError;
+
+    use crate::test_support::{Gate, failed_at, rt};
+    use crate::{FlowExt, Pipeline};
+
+    /// Later elements finish first; the output keeps the input order.
+    #[test]
+    fn keeps_input_order_when_futures_finish_out_of_order() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..24_u64)
+            .map_async(4, |x| async move {
+                tokio::time::sleep(Duration::from_millis(4 - x % 4)).await;
+                format!("r{x}")
+            })
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        let expected: Vec<String> = (0..24).map(|x| format!("r{x}")).collect();
+        assert_eq!(done.output, expected);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        let ma = r.stage("map_async#1").unwrap();
+        assert!(ma.one_to_one);
+        assert_eq!((ma.input, ma.completed, ma.produced), (24, 24, 24));
+        assert_eq!(ma.abandoned, 0);
+        assert!(ma.largest_batch <= 2);
+    }
+
+    #[test]
+    fn never_runs_more_than_concurrency_futures() {
+        let rt = rt();
+        let current = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let (cur, mx) = (Arc::clone(&current), Arc::clone(&max));
+        let done = Pipeline::from_iter(0..30_u32)
+            .map_async(3, move |x| {
+                let (cur, mx) = (Arc::clone(&cur), Arc::clone(&mx));
+                async move {
+                    let now = cur.fetch_add(1, Ordering::SeqCst) + 1;
+                    mx.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    cur.fetch_sub(1, Ordering::SeqCst);
+                    x
+                }
+            })
+            .collect()
+            .default_capacity(8)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, (0..30).collect::<Vec<_>>());
+        done.report.check_conservation().unwrap();
+        assert_eq!(current.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            max.load(Ordering::SeqCst),
+            3,
+            "concurrency reached, not exceeded"
+        );
+    }
+
+    #[test]
+    fn concurrency_one_runs_one_at_a_time() {
+        let rt = rt();
+        let current = Arc::new(AtomicUsize::new(0));
+        let cur = Arc::clone(&current);
+        let done = Pipeline::from_iter(0..10_u32)
+            .map_async(1, move |x| {
+                let cur = Arc::clone(&cur);
+                async move {
+                    assert_eq!(cur.fetch_add(1, Ordering::SeqCst), 0);
+                    tokio::task::yield_now().await;
+                    cur.fetch_sub(1, Ordering::SeqCst);
+                    x * 2
+                }
+            })
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, (0..10).map(|x| x * 2).collect::<Vec<_>>());
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn empty_input() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..0_u32)
+            .map_async(2, |x| async move { x })
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn zero_concurrency_is_rejected_at_build_time() {
+        let rt = rt();
+        let err = Pipeline::from_iter(0..3_u32)
+            .map_async(0, |x| async move { x })
+            .collect()
+            .run(&rt)
+            .unwrap_err();
+        assert!(
+            matches!(&err, BuildError::InvalidArgument { stage, .. } if stage == "map_async#1"),
+            "{err:?}"
+        );
+    }
+
+    /// Futures in flight when the stream is cut short are counted (abandoned).
+    #[test]
+    fn futures_in_flight_when_cancelled_are_accounted() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0_u64..)
+            .map_async(4, |x| async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                x
+            })
+            .take(5)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, [0, 1, 2, 3, 4]);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        let ma = r.stage("map_async#1").unwrap();
+        assert_eq!(ma.input, ma.completed + ma.abandoned);
+    }
+
+    #[test]
+    fn panic_in_future_fails_the_stage_and_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..20_u32)
+            .map_async(3, move |x| {
+                let g = g.clone();
+                async move {
+                    tokio::task::yield_now().await;
+                    if x == 7 {
+                        g.boom("future panics on 7")
+                    }
+                    x
+                }
+            })
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "map_async#1");
+        let ma = report.stage("map_async#1").unwrap();
+        assert_eq!(ma.failed, 1);
+        // The futures ahead of 7 in the window may not have finished when it
+        // panicked: those were held, and are abandoned, not failed.
+        assert!(ma.completed <= 7, "completed {}", ma.completed);
+        assert_eq!(report.failed(), 1);
+    }
+
+    #[test]
+    fn panic_in_function_fails_the_stage_and_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..20_u32)
+            .map_async(3, move |x| {
+                if x == 5 {
+                    g.boom("function panics on 5")
+                }
+                async move { x }
+            })
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "map_async#1");
+        assert_eq!(report.stage("map_async#1").unwrap().failed, 1);
+        assert_eq!(report.failed(), 1);
+    }
+}

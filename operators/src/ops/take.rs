@@ -43,3 +43,176 @@ impl<T: Send + 'static> Operator for Take<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use weir_runtime::Outcome;
+
+    use crate::test_support::rt;
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn passes_the_first_n_then_ends() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..100_u32)
+            .take(10)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, (0..10).collect::<Vec<_>>());
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        assert_eq!(r.outcome, Outcome::Completed);
+        let take = r.stage("take#1").unwrap();
+        assert_eq!((take.completed, take.produced), (10, 10));
+        // What reached take behind the tenth element is abandoned there.
+        assert_eq!(take.input, 10 + take.abandoned);
+        assert!(
+            take.abandoned <= 3,
+            "at most its capacity: {}",
+            take.abandoned
+        );
+        assert!(take.largest_batch <= 2);
+    }
+
+    #[test]
+    fn take_zero_passes_nothing() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..100_u32)
+            .take(0)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        assert_eq!(r.outcome, Outcome::Completed);
+        let take = r.stage("take#1").unwrap();
+        assert_eq!((take.completed, take.produced), (0, 0));
+        assert_eq!(take.input, take.abandoned);
+        assert_eq!(r.delivered(), 0);
+    }
+
+    #[test]
+    fn take_more_than_the_input_passes_everything() {
+        let rt = rt();
+        let done = Pipeline::from_iter((0..5).map(|i| i.to_string()))
+            .take(1_000)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, ["0", "1", "2", "3", "4"]);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        let take = r.stage("take#1").unwrap();
+        assert_eq!((take.input, take.completed, take.abandoned), (5, 5, 0));
+    }
+
+    #[test]
+    fn take_exactly_the_input() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..6_u32)
+            .take(6)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, [0, 1, 2, 3, 4, 5]);
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn take_on_empty_input() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..0_u32)
+            .take(3)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+    }
+
+    /// An endless source stops: take cancels it, and it pulled only what credit
+    /// allowed.
+    #[test]
+    fn take_stops_an_infinite_source() {
+        let rt = rt();
+        let pulled = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&pulled);
+        let done = Pipeline::from_iter((0_u64..).inspect(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }))
+        .take(25)
+        .collect()
+        .default_capacity(3)
+        .max_batch(2)
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
+        assert_eq!(done.output, (0..25).collect::<Vec<_>>());
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        let pulled = pulled.load(Ordering::Relaxed);
+        assert!(pulled <= 25 + 3, "pulled {pulled}");
+        assert_eq!(r.stage("iter#0").unwrap().produced, pulled);
+        assert_eq!(r.admitted(), pulled);
+    }
+
+    #[test]
+    fn take_zero_on_an_infinite_source() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0_u64..)
+            .take(0)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn chained_takes_keep_the_smaller() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0_u64..)
+            .take(9)
+            .map(|x| x + 1)
+            .take(4)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, [1, 2, 3, 4]);
+        done.report.check_conservation().unwrap();
+    }
+}

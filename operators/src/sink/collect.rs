@@ -46,3 +46,85 @@ impl<T: Send + 'static> Operator for Collect<T> {
         self.output.send(std::mem::take(&mut self.items));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use weir_runtime::Outcome;
+
+    use crate::test_support::rt;
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn gathers_every_element_in_order() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..500_u32)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, (0..500).collect::<Vec<_>>());
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        assert_eq!(r.outcome, Outcome::Completed);
+        let sink = r.stage("collect#1").unwrap();
+        assert!(sink.is_sink);
+        assert_eq!((sink.input, sink.completed, sink.abandoned), (500, 500, 0));
+        assert!(sink.peak_occupancy <= 3);
+        assert_eq!(sink.bound_violations, 0);
+        let source = r.stage("iter#0").unwrap();
+        assert!(source.largest_batch <= 2);
+        assert_eq!(r.admitted(), 500);
+        assert_eq!(r.delivered(), 500);
+    }
+
+    #[test]
+    fn gathers_non_copy_elements() {
+        let rt = rt();
+        let input: Vec<Vec<String>> = (0..20)
+            .map(|i| (0..i % 3).map(|j| format!("{i}.{j}")).collect())
+            .collect();
+        let done = Pipeline::from_iter(input.clone())
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, input);
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn empty_input_gives_an_empty_vec() {
+        let rt = rt();
+        let done = Pipeline::from_iter(Vec::<String>::new())
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+        assert_eq!(done.report.delivered(), 0);
+    }
+
+    /// With default settings the whole input crosses in one batch.
+    #[test]
+    fn default_settings() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..100_u32)
+            .collect()
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, (0..100).collect::<Vec<_>>());
+        done.report.check_conservation().unwrap();
+    }
+}

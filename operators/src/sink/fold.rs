@@ -69,3 +69,115 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+
+    use crate::test_support::{Gate, failed_at, rt};
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn folds_every_element() {
+        let rt = rt();
+        let done = Pipeline::from_iter(1..=100_u64)
+            .fold(0, |acc, x| acc + x)
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, 5050);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        let fold = r.stage("fold#1").unwrap();
+        assert!(fold.is_sink);
+        assert_eq!((fold.input, fold.completed), (100, 100));
+    }
+
+    #[test]
+    fn folds_in_order_with_a_non_copy_accumulator() {
+        let rt = rt();
+        let done = Pipeline::from_iter((0..30).map(|i| i.to_string()))
+            .fold(String::new(), |mut acc, s| {
+                acc.push_str(&s);
+                acc.push(',');
+                acc
+            })
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        let expected: String = (0..30).map(|i| format!("{i},")).collect();
+        assert_eq!(done.output, expected);
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn empty_input_returns_init() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..0_u32)
+            .fold(vec![7_u32], |mut acc, x| {
+                acc.push(x);
+                acc
+            })
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(done.output, [7]);
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn panic_fails_the_stage_and_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..30_u32)
+            .fold(0, move |acc, x| {
+                if x == 0 {
+                    g.boom("fold panics on 0")
+                }
+                acc + x
+            })
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "fold#1");
+        let fold = report.stage("fold#1").unwrap();
+        assert_eq!((fold.failed, fold.completed), (1, 0));
+    }
+
+    /// The whole input arrives in one batch: the elements folded before the panic
+    /// count as completed, not failed.
+    #[test]
+    fn panic_mid_batch_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..10_u32)
+            .fold(0, move |acc, x| {
+                if x == 3 {
+                    g.boom("fold panics on 3")
+                }
+                acc + x
+            })
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "fold#1");
+        let fold = report.stage("fold#1").unwrap();
+        assert_eq!(fold.failed, 1);
+        assert_eq!(fold.completed, 3);
+        assert_eq!(fold.abandoned, 6);
+    }
+}

@@ -50,3 +50,101 @@ where
         io.finish_when_drained()
     }
 }
+
+#[cfg(test)]
+mod tests {
+
+    use std::sync::{Arc, Mutex};
+
+    use weir_runtime::Outcome;
+
+    use crate::test_support::{Gate, failed_at, rt};
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn calls_the_function_for_every_element_in_order() {
+        let rt = rt();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let input: Vec<String> = (0..50).map(|i| format!("s{i}")).collect();
+        let done = Pipeline::from_iter(input.clone())
+            .for_each(move |s| log.lock().unwrap().push(s))
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(*seen.lock().unwrap(), input);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        assert_eq!(r.outcome, Outcome::Completed);
+        let sink = r.stage("for_each#1").unwrap();
+        assert!(sink.is_sink);
+        assert_eq!((sink.input, sink.completed), (50, 50));
+        assert!(sink.peak_occupancy <= 3);
+        assert_eq!(r.delivered(), 50);
+    }
+
+    #[test]
+    fn empty_input() {
+        let rt = rt();
+        let done = Pipeline::from_iter(0..0_u32)
+            .for_each(|_| panic!("nothing to consume"))
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        done.report.check_conservation().unwrap();
+        assert_eq!(done.report.delivered(), 0);
+    }
+
+    #[test]
+    fn panic_fails_the_stage_and_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..30_u32)
+            .for_each(move |x| {
+                if x == 0 {
+                    g.boom("sink panics on 0")
+                }
+            })
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "for_each#1");
+        let sink = report.stage("for_each#1").unwrap();
+        assert_eq!((sink.failed, sink.completed), (1, 0));
+    }
+
+    /// The whole input arrives in one batch: the elements delivered before the
+    /// panic count as delivered, not failed.
+    #[test]
+    fn panic_mid_batch_loses_one_element() {
+        let rt = rt();
+        let gate = Gate::default();
+        let g = gate.clone();
+        let running = Pipeline::from_iter(0..10_u32)
+            .for_each(move |x| {
+                if x == 5 {
+                    g.boom("sink panics on 5")
+                }
+            })
+            .run(&rt)
+            .unwrap();
+        gate.open();
+        let err = running.wait().unwrap_err();
+        let report = failed_at(err, "for_each#1");
+        let sink = report.stage("for_each#1").unwrap();
+        assert_eq!(sink.failed, 1);
+        assert_eq!(sink.completed, 5);
+        assert_eq!(sink.abandoned, 4);
+        assert_eq!(report.delivered(), 5);
+    }
+}

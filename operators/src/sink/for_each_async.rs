@@ -59,13 +59,15 @@ where
 
     fn step(&mut self, io: &mut Io<'_, T, Infallible>, cx: &mut Context<'_>) -> Step {
         loop {
-            if let Some(fut) = &mut self.current {
+            // Taken out while it is polled: if the user's future panics, its
+            // element is not held any more, so it is counted as failed.
+            if let Some(mut fut) = self.current.take() {
                 match fut.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        self.current = None;
-                        io.complete(1);
+                    Poll::Ready(()) => io.complete(1),
+                    Poll::Pending => {
+                        self.current = Some(fut);
+                        return Step::Continue;
                     }
-                    Poll::Pending => return Step::Continue,
                 }
             }
             match io.pop() {

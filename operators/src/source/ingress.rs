@@ -154,3 +154,177 @@ impl<T: Send + 'static> Operator for IngressSource<T> {
         self.rx.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use futures::executor::block_on;
+    use weir_runtime::{BuildError, Outcome};
+
+    use super::{SendError, TrySendError};
+    use crate::test_support::{eventually, rt};
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn delivers_what_is_sent_and_ends_when_every_handle_is_dropped() {
+        let rt = rt();
+        let (ingress, flow) = Pipeline::ingress::<String>(4);
+        let running = flow
+            .map(|s| s + "!")
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        let other = ingress.clone();
+        for i in 0..40 {
+            let handle = if i % 2 == 0 { &ingress } else { &other };
+            // Waits while the buffer is full; the pipeline drains it meanwhile.
+            block_on(handle.send(i.to_string())).unwrap();
+        }
+        drop(ingress);
+        assert!(!running.stats().finished, "a clone is still alive");
+        drop(other);
+        let done = running.wait().unwrap();
+        let expected: Vec<String> = (0..40).map(|i| format!("{i}!")).collect();
+        assert_eq!(done.output, expected);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        assert_eq!(r.outcome, Outcome::Completed);
+        let source = r.stage("ingress#0").unwrap();
+        assert!(source.is_source);
+        assert_eq!(
+            (source.input, source.produced, source.abandoned),
+            (40, 40, 0)
+        );
+        assert!(source.largest_batch <= 2);
+    }
+
+    /// With a sink that never finishes an element, the pipeline fills up and the
+    /// ingress reports `Full`, handing the element back.
+    #[test]
+    fn try_send_reports_full_under_backpressure() {
+        let rt = rt();
+        let (ingress, flow) = Pipeline::ingress::<u32>(2);
+        let running = flow
+            .for_each_async(|_| std::future::pending())
+            .default_capacity(1)
+            .run(&rt)
+            .unwrap();
+        // Accept until the pipeline stops draining the buffer.
+        let mut accepted = 0;
+        let mut full_since: Option<Instant> = None;
+        let start = Instant::now();
+        while full_since.is_none_or(|t| t.elapsed() < Duration::from_millis(30)) {
+            assert!(start.elapsed() < Duration::from_secs(1), "never filled up");
+            match ingress.try_send(accepted) {
+                Ok(()) => {
+                    accepted += 1;
+                    full_since = None;
+                }
+                Err(TrySendError::Full(x)) => {
+                    assert_eq!(x, accepted, "the element comes back");
+                    full_since.get_or_insert_with(Instant::now);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(TrySendError::Closed(_)) => panic!("closed while running"),
+            }
+        }
+        // One element in the sink's future, one in its queue (capacity 1), two in
+        // the ingress buffer.
+        assert_eq!(accepted, 4);
+        assert_eq!(ingress.available(), 0);
+        assert!(!ingress.is_closed());
+        let err = ingress.try_send(99).unwrap_err();
+        assert_eq!(err, TrySendError::Full(99));
+        assert_eq!(err.into_inner(), 99);
+
+        let done = block_on(running.abort()).unwrap();
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        assert_eq!(r.outcome, Outcome::Aborted);
+        let source = r.stage("ingress#0").unwrap();
+        assert_eq!(source.input, 4, "accepted elements count as taken in");
+        assert_eq!(source.abandoned, 2, "the ingress buffer");
+        let sink = r.stage("for_each_async#1").unwrap();
+        assert_eq!((sink.input, sink.completed, sink.abandoned), (2, 0, 2));
+
+        // The pipeline has ended: the ingress is closed.
+        assert!(ingress.is_closed());
+        assert_eq!(ingress.try_send(5), Err(TrySendError::Closed(5)));
+        assert_eq!(block_on(ingress.send(6)), Err(SendError(6)));
+    }
+
+    #[test]
+    fn closed_once_the_pipeline_has_ended() {
+        let rt = rt();
+        let (ingress, flow) = Pipeline::ingress::<u32>(4);
+        let running = flow
+            .take(2)
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        ingress.try_send(1).unwrap();
+        ingress.try_send(2).unwrap();
+        // `take` ends the stream although the ingress is still alive.
+        let done = running.wait().unwrap();
+        assert_eq!(done.output, [1, 2]);
+        done.report.check_conservation().unwrap();
+        eventually(|| ingress.is_closed());
+        assert_eq!(ingress.try_send(3), Err(TrySendError::Closed(3)));
+        assert_eq!(block_on(ingress.send(4)), Err(SendError(4)));
+    }
+
+    /// A graceful shutdown stops accepting but still emits what was accepted.
+    #[test]
+    fn shutdown_drains_what_was_accepted() {
+        let rt = rt();
+        let (ingress, flow) = Pipeline::ingress::<u32>(8);
+        let running = flow
+            .collect()
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        for i in 0..6 {
+            ingress.try_send(i).unwrap();
+        }
+        running.controller().shutdown(Duration::from_secs(5));
+        let done = running.wait().unwrap();
+        assert_eq!(done.output, [0, 1, 2, 3, 4, 5]);
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        assert!(
+            matches!(r.outcome, Outcome::Drained { .. }),
+            "{:?}",
+            r.outcome
+        );
+        assert_eq!(r.admitted(), 6);
+        assert_eq!(ingress.try_send(6), Err(TrySendError::Closed(6)));
+    }
+
+    #[test]
+    fn dropped_before_sending_gives_an_empty_stream() {
+        let rt = rt();
+        let (ingress, flow) = Pipeline::ingress::<u32>(1);
+        let running = flow.collect().run(&rt).unwrap();
+        drop(ingress);
+        let done = running.wait().unwrap();
+        assert!(done.output.is_empty());
+        done.report.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn zero_capacity_is_rejected_at_build_time() {
+        let rt = rt();
+        let (_ingress, flow) = Pipeline::ingress::<u32>(0);
+        let err = flow.collect().run(&rt).unwrap_err();
+        assert!(
+            matches!(&err, BuildError::InvalidArgument { stage, .. } if stage == "ingress#0"),
+            "{err:?}"
+        );
+    }
+}

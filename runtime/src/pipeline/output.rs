@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 /// # Examples
 ///
 /// ```
-/// let (tx, rx) = weir_runtime::output::<u32>();
+/// let (mut tx, rx) = weir_runtime::output::<u32>();
 /// tx.send(7);
 /// assert_eq!(futures::executor::block_on(rx), Some(7));
 /// ```

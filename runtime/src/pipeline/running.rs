@@ -129,7 +129,11 @@ impl<R: Send + 'static> Running<R> {
         let lost = || PipelineError::RuntimeStopped {
             pipeline: name.clone(),
         };
-        let Done { report, failure, runtime_lost } = self.done.await.map_err(|_| lost())?;
+        let Done {
+            report,
+            failure,
+            runtime_lost,
+        } = self.done.await.map_err(|_| lost())?;
         if let Some(failure) = failure {
             let stage = match &report.outcome {
                 Outcome::Failed { stage, .. } => stage.clone(),

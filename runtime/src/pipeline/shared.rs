@@ -69,8 +69,20 @@ impl PipelineShared {
         (shared, rx)
     }
 
+    /// Stores the stages' control addresses once every stage is started. A stage
+    /// that failed (or an abort that came) before this point found no addresses to
+    /// broadcast to, so the abort is sent again here. The failure is recorded under
+    /// the `end` lock before `fail` looks for addresses, and the addresses are
+    /// stored before this looks at `end`: one of the two always sees the other.
     pub(crate) fn set_controls(&self, controls: Vec<Recipient<Control>>) {
         let _ = self.controls.set(controls);
+        let ending = {
+            let end = self.end();
+            end.failure.is_some() || end.aborted
+        };
+        if ending {
+            self.broadcast(Control::Abort);
+        }
     }
 
     fn end(&self) -> std::sync::MutexGuard<'_, EndState> {
@@ -154,7 +166,11 @@ impl PipelineShared {
         let (report, failure) = self.final_report();
         let runtime_lost = self.end().runtime_lost;
         if let Some(tx) = self.done.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = tx.send(Done { report, failure, runtime_lost });
+            let _ = tx.send(Done {
+                report,
+                failure,
+                runtime_lost,
+            });
         }
     }
 
