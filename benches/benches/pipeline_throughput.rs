@@ -23,22 +23,26 @@ fn throughput(c: &mut Criterion) {
         });
     });
     for capacity in [64, 256, 1024, 4096] {
-        group.bench_with_input(BenchmarkId::new("weir", capacity), &capacity, |b, &capacity| {
-            b.iter(|| {
-                let done = Pipeline::from_iter(0..ELEMENTS)
-                    .map(|x| map_step(1, x))
-                    .map(|x| map_step(2, x))
-                    .map(|x| map_step(3, x))
-                    .filter(|x| keep(*x))
-                    .fold(0_u64, sum_step)
-                    .default_capacity(capacity)
-                    .run(&rt)
-                    .expect("run")
-                    .wait()
-                    .expect("completion");
-                assert_eq!(done.output, expected);
-            });
-        });
+        group.bench_with_input(
+            BenchmarkId::new("weir", capacity),
+            &capacity,
+            |b, &capacity| {
+                b.iter(|| {
+                    let done = Pipeline::from_iter(0..ELEMENTS)
+                        .map(|x| map_step(1, x))
+                        .map(|x| map_step(2, x))
+                        .map(|x| map_step(3, x))
+                        .filter(|x| keep(*x))
+                        .fold(0_u64, sum_step)
+                        .default_capacity(capacity)
+                        .run(&rt)
+                        .expect("run")
+                        .wait()
+                        .expect("completion");
+                    assert_eq!(done.output, expected);
+                });
+            },
+        );
     }
     group.finish();
 }

@@ -72,7 +72,11 @@ fn a_slow_sink_bounds_every_edge_across_arbiters() {
         .map(|x| x * 2)
         .capacity(32)
         .egress(4);
-    let running = runnable.capacity(2).placement(Placement::Spread).run(&rt).unwrap();
+    let running = runnable
+        .capacity(2)
+        .placement(Placement::Spread)
+        .run(&rt)
+        .unwrap();
     let mut got = 0_u64;
     let mut last = 0;
     while let Some(x) = futures::executor::block_on(egress.recv()) {
@@ -93,9 +97,17 @@ fn a_slow_sink_bounds_every_edge_across_arbiters() {
 #[test]
 fn blocked_sink_bound_holds_across_arbiters() {
     let rt = Runtime::builder().arbiters(2).build().unwrap();
-    let (runnable, egress) =
-        Pipeline::from_iter(0_u64..).map(|x| x).capacity(6).map(|x| x).capacity(9).egress(5);
-    let running = runnable.capacity(4).placement(Placement::Spread).run(&rt).unwrap();
+    let (runnable, egress) = Pipeline::from_iter(0_u64..)
+        .map(|x| x)
+        .capacity(6)
+        .map(|x| x)
+        .capacity(9)
+        .egress(5);
+    let running = runnable
+        .capacity(4)
+        .placement(Placement::Spread)
+        .run(&rt)
+        .unwrap();
     let expected = 6 + 9 + 4 + 5;
     let deadline = Instant::now() + Duration::from_secs(10);
     while running.stats().stages[0].emitted < expected {

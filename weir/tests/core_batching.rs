@@ -59,7 +59,10 @@ fn max_batch_caps_every_batch_and_loses_nothing() {
             .unwrap()
             .wait()
             .unwrap();
-        assert_eq!(done.output, (0..20_000).filter(|x| x % 2 == 0).collect::<Vec<_>>());
+        assert_eq!(
+            done.output,
+            (0..20_000).filter(|x| x % 2 == 0).collect::<Vec<_>>()
+        );
         assert_eq!(done.report.abandoned(), 0);
         for stage in done.report.stages.iter().filter(|s| !s.is_sink) {
             assert!(stage.largest_batch <= 8, "{stage:?}");

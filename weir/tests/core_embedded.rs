@@ -43,5 +43,8 @@ async fn runs_on_the_current_arbiter_next_to_the_services_actors() {
 
 #[test]
 fn from_current_outside_a_system_is_an_error() {
-    assert!(matches!(Runtime::from_current(), Err(weir::RuntimeError::NoSystem)));
+    assert!(matches!(
+        Runtime::from_current(),
+        Err(weir::RuntimeError::NoSystem)
+    ));
 }

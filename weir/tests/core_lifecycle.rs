@@ -84,7 +84,11 @@ fn graceful_shutdown_drains_everything_accepted() {
     assert_eq!(done.report.admitted(), 200);
     assert_eq!(done.report.delivered(), 200);
     assert_eq!(delivered.load(Ordering::SeqCst), 200);
-    assert!(matches!(done.report.outcome, Outcome::Drained { .. }), "{:?}", done.report.outcome);
+    assert!(
+        matches!(done.report.outcome, Outcome::Drained { .. }),
+        "{:?}",
+        done.report.outcome
+    );
     done.report.check_conservation().unwrap();
     // The source no longer accepts anything, and hands the element back.
     assert_eq!(ingress.try_send(7), Err(TrySendError::Closed(7)));
@@ -102,7 +106,10 @@ fn shutdown_deadline_abandons_what_did_not_drain() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let done = futures::executor::block_on(running.shutdown(Duration::from_millis(50))).unwrap();
-    assert_eq!(done.report.outcome, Outcome::DeadlineExceeded { drained: 0 });
+    assert_eq!(
+        done.report.outcome,
+        Outcome::DeadlineExceeded { drained: 0 }
+    );
     assert_eq!(done.report.delivered(), 0);
     // 10 + 10 on the edges, plus the one element inside the sink's pending future.
     assert_eq!(done.report.abandoned(), 21, "{}", done.report);
@@ -159,7 +166,13 @@ fn a_panicking_stage_fails_the_pipeline_by_name_and_the_arbiter_survives() {
     let rt = Runtime::builder().arbiters(1).build().unwrap();
     let err = Pipeline::from_iter(0..10_000_u64)
         .map(|x| x + 1)
-        .map(|x| if x == 5_000 { panic!("bad element {x}") } else { x })
+        .map(|x| {
+            if x == 5_000 {
+                panic!("bad element {x}")
+            } else {
+                x
+            }
+        })
         .name("boom")
         .for_each(drop)
         .run(&rt)
@@ -181,7 +194,12 @@ fn a_panicking_stage_fails_the_pipeline_by_name_and_the_arbiter_survives() {
     report.check_conservation().unwrap();
 
     // The same (only) arbiter still runs pipelines.
-    let done = Pipeline::from_iter(0..10_u64).collect().run(&rt).unwrap().wait().unwrap();
+    let done = Pipeline::from_iter(0..10_u64)
+        .collect()
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
     assert_eq!(done.output.len(), 10);
 }
 
@@ -204,7 +222,11 @@ fn a_panicking_sink_fails_the_pipeline() {
 #[test]
 fn a_controller_stops_the_pipeline_from_another_thread() {
     let rt = runtime();
-    let running = Pipeline::from_iter(0_u64..).map(|x| x).for_each(drop).run(&rt).unwrap();
+    let running = Pipeline::from_iter(0_u64..)
+        .map(|x| x)
+        .for_each(drop)
+        .run(&rt)
+        .unwrap();
     let controller = running.controller();
     assert!(!controller.is_finished());
     std::thread::spawn(move || {
@@ -224,11 +246,18 @@ fn a_controller_stops_the_pipeline_from_another_thread() {
 fn dropping_the_runtime_resolves_running_pipelines_with_an_error() {
     // Regression: stages dropped with their arbiter never reported, and `wait` hung.
     let rt = runtime();
-    let running = Pipeline::from_iter(0_u64..).map(|x| x).for_each(drop).run(&rt).unwrap();
+    let running = Pipeline::from_iter(0_u64..)
+        .map(|x| x)
+        .for_each(drop)
+        .run(&rt)
+        .unwrap();
     while running.stats().stages[0].emitted == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
     drop(rt);
     let err = running.wait().unwrap_err();
-    assert!(matches!(err, PipelineError::RuntimeStopped { .. }), "{err:?}");
+    assert!(
+        matches!(err, PipelineError::RuntimeStopped { .. }),
+        "{err:?}"
+    );
 }

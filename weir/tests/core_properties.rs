@@ -37,9 +37,15 @@ fn reference(input: &[u64], ops: &[Op]) -> Vec<u64> {
     let mut xs = input.to_vec();
     for op in ops {
         xs = match *op {
-            Op::Map(a, b) => xs.into_iter().map(|x| x.wrapping_mul(a).wrapping_add(b)).collect(),
+            Op::Map(a, b) => xs
+                .into_iter()
+                .map(|x| x.wrapping_mul(a).wrapping_add(b))
+                .collect(),
             Op::Filter(m) => xs.into_iter().filter(|x| x % m != 0).collect(),
-            Op::Repeat(k) => xs.into_iter().flat_map(|x| std::iter::repeat_n(x, k)).collect(),
+            Op::Repeat(k) => xs
+                .into_iter()
+                .flat_map(|x| std::iter::repeat_n(x, k))
+                .collect(),
             Op::Regroup(_) => xs,
             Op::Take(n) => xs.into_iter().take(n as usize).collect(),
         };
@@ -51,9 +57,13 @@ fn build(input: Vec<u64>, ops: &[Op], capacities: &[usize]) -> Flow<u64> {
     let mut flow = Pipeline::from_iter(input);
     for (op, &cap) in ops.iter().zip(capacities.iter().cycle()) {
         flow = match *op {
-            Op::Map(a, b) => flow.map(move |x| x.wrapping_mul(a).wrapping_add(b)).capacity(cap),
+            Op::Map(a, b) => flow
+                .map(move |x| x.wrapping_mul(a).wrapping_add(b))
+                .capacity(cap),
             Op::Filter(m) => flow.filter(move |x| x % m != 0).capacity(cap),
-            Op::Repeat(k) => flow.flat_map(move |x| std::iter::repeat_n(x, k)).capacity(cap),
+            Op::Repeat(k) => flow
+                .flat_map(move |x| std::iter::repeat_n(x, k))
+                .capacity(cap),
             Op::Regroup(n) => flow.chunks(n).capacity(cap).flat_map(|c| c).capacity(cap),
             Op::Take(n) => flow.take(n).capacity(cap),
         };

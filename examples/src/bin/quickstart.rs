@@ -57,7 +57,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Everything accepted so far is drained, then the pipeline ends.
     let done = futures::executor::block_on(running.shutdown(Duration::from_secs(10)))?;
     let grand_total: u64 = done.output.iter().sum();
-    println!("{} chunks, grand total {} cents\n", done.output.len(), grand_total);
+    println!(
+        "{} chunks, grand total {} cents\n",
+        done.output.len(),
+        grand_total
+    );
     println!("{}", done.report);
     done.report.check_conservation()?;
     Ok(())
