@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use weir_runtime::{Outcome, PipelineError, Report, Runtime};
+use weir_runtime::{Completion, Outcome, PipelineError, Report, Runnable, Runtime};
 
 /// A runtime with one arbiter, so that every stage of a test pipeline shares it.
 pub(crate) fn rt() -> Runtime {
@@ -51,4 +51,19 @@ pub(crate) fn eventually(mut cond: impl FnMut() -> bool) {
         assert!(start.elapsed() < Duration::from_secs(1), "timed out");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Runs `runnable` on [`rt`] with tiny edges (capacity 3) and batches (at most 2),
+/// so that batches split and queues grow past the batch limit, and checks that
+/// conservation holds in its report.
+pub(crate) fn run_small<R: Send + 'static>(runnable: Runnable<R>) -> Completion<R> {
+    let done = runnable
+        .default_capacity(3)
+        .max_batch(2)
+        .run(&rt())
+        .unwrap()
+        .wait()
+        .unwrap();
+    done.report.check_conservation().unwrap();
+    done
 }

@@ -73,6 +73,7 @@ impl<T: Send + 'static> Operator for Chunks<T> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_support::run_small;
     use weir_runtime::{BuildError, Outcome};
 
     use crate::test_support::rt;
@@ -80,16 +81,7 @@ mod tests {
 
     #[test]
     fn groups_in_order_with_a_partial_last_chunk() {
-        let rt = rt();
-        let done = Pipeline::from_iter(1..=11_u32)
-            .chunks(3)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(1..=11_u32).chunks(3).collect());
         assert_eq!(
             done.output,
             [vec![1, 2, 3], vec![4, 5, 6], vec![7, 8, 9], vec![10, 11]]
@@ -108,64 +100,32 @@ mod tests {
 
     #[test]
     fn exact_multiple_has_no_trailing_empty_chunk() {
-        let rt = rt();
-        let done = Pipeline::from_iter((0..6).map(|i| i.to_string()))
-            .chunks(2)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter((0..6).map(|i| i.to_string()))
+                .chunks(2)
+                .collect(),
+        );
         assert_eq!(done.output, [["0", "1"], ["2", "3"], ["4", "5"]]);
         done.report.check_conservation().unwrap();
     }
 
     #[test]
     fn chunk_larger_than_the_input() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..5_u32)
-            .chunks(100)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..5_u32).chunks(100).collect());
         assert_eq!(done.output, [vec![0, 1, 2, 3, 4]]);
         done.report.check_conservation().unwrap();
     }
 
     #[test]
     fn chunks_of_one() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..4_u32)
-            .chunks(1)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..4_u32).chunks(1).collect());
         assert_eq!(done.output, [[0], [1], [2], [3]]);
         done.report.check_conservation().unwrap();
     }
 
     #[test]
     fn empty_input_makes_no_chunk() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..0_u32)
-            .chunks(3)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..0_u32).chunks(3).collect());
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
         assert_eq!(done.report.stage("chunks#1").unwrap().produced, 0);
@@ -197,17 +157,7 @@ mod tests {
     /// as abandoned at the chunks stage.
     #[test]
     fn partial_chunk_held_when_cancelled_is_abandoned() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0_u32..)
-            .chunks(2)
-            .take(3)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0_u32..).chunks(2).take(3).collect());
         assert_eq!(done.output, [[0, 1], [2, 3], [4, 5]]);
         let r = &done.report;
         r.check_conservation().unwrap();

@@ -50,21 +50,16 @@ mod tests {
 
     use weir_runtime::Outcome;
 
-    use crate::test_support::{Gate, failed_at, rt};
+    use crate::test_support::{Gate, failed_at, rt, run_small};
     use crate::{FlowExt, Pipeline};
 
     #[test]
     fn keeps_accepted_elements_in_order_and_counts_the_rest() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..100_u32)
-            .filter(|x| x % 3 == 0)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(0..100_u32)
+                .filter(|x| x % 3 == 0)
+                .collect(),
+        );
         assert_eq!(done.output, (0..100).step_by(3).collect::<Vec<_>>());
         let r = &done.report;
         r.check_conservation().unwrap();
@@ -82,16 +77,7 @@ mod tests {
 
     #[test]
     fn rejecting_everything_ends_the_stream() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..50_u32)
-            .filter(|_| false)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..50_u32).filter(|_| false).collect());
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
         let filter = done.report.stage("filter#1").unwrap();
@@ -100,17 +86,12 @@ mod tests {
 
     #[test]
     fn accepting_everything_passes_non_copy_elements_through() {
-        let rt = rt();
         let words: Vec<String> = (0..20).map(|i| format!("w{i}")).collect();
-        let done = Pipeline::from_iter(words.clone())
-            .filter(|s| !s.is_empty())
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(words.clone())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        );
         assert_eq!(done.output, words);
         done.report.check_conservation().unwrap();
         assert_eq!(done.report.stage("filter#1").unwrap().filtered, 0);
@@ -118,16 +99,11 @@ mod tests {
 
     #[test]
     fn empty_input() {
-        let rt = rt();
-        let done = Pipeline::from_iter(Vec::<u32>::new())
-            .filter(|_| true)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(Vec::<u32>::new())
+                .filter(|_| true)
+                .collect(),
+        );
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
     }

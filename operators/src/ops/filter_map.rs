@@ -50,12 +50,11 @@ where
 #[cfg(test)]
 mod tests {
 
-    use crate::test_support::{Gate, failed_at, rt};
+    use crate::test_support::{Gate, failed_at, rt, run_small};
     use crate::{FlowExt, Pipeline};
 
     #[test]
     fn maps_somes_in_order_and_counts_nones_as_filtered() {
-        let rt = rt();
         let input: Vec<String> = (0..60)
             .map(|i| {
                 if i % 4 == 1 {
@@ -65,15 +64,11 @@ mod tests {
                 }
             })
             .collect();
-        let done = Pipeline::from_iter(input)
-            .filter_map(|s| s.parse::<u32>().ok())
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(input)
+                .filter_map(|s| s.parse::<u32>().ok())
+                .collect(),
+        );
         let expected: Vec<u32> = (0..60).filter(|i| i % 4 != 1).collect();
         assert_eq!(done.output, expected);
         let r = &done.report;
@@ -87,29 +82,16 @@ mod tests {
 
     #[test]
     fn all_none_and_empty_input() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..30_u32)
-            .filter_map(|_| None::<u8>)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(0..30_u32)
+                .filter_map(|_| None::<u8>)
+                .collect(),
+        );
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
         assert_eq!(done.report.stage("filter_map#1").unwrap().filtered, 30);
 
-        let done = Pipeline::from_iter(0..0_u32)
-            .filter_map(Some)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..0_u32).filter_map(Some).collect());
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
     }

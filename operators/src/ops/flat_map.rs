@@ -91,21 +91,16 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use crate::test_support::{Gate, failed_at, rt};
+    use crate::test_support::{Gate, failed_at, rt, run_small};
     use crate::{FlowExt, Pipeline};
 
     #[test]
     fn expands_in_order_and_counts_inputs_completed() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..20_u32)
-            .flat_map(|n| (0..n % 4).map(move |i| (n, i)))
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(0..20_u32)
+                .flat_map(|n| (0..n % 4).map(move |i| (n, i)))
+                .collect(),
+        );
         let expected: Vec<(u32, u32)> = (0..20)
             .flat_map(|n| (0..n % 4).map(move |i| (n, i)))
             .collect();
@@ -127,16 +122,11 @@ mod tests {
 
     #[test]
     fn empty_expansions_produce_nothing() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..25_u32)
-            .flat_map(|_| Vec::<String>::new())
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(0..25_u32)
+                .flat_map(|_| Vec::<String>::new())
+                .collect(),
+        );
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
         let fm = done.report.stage("flat_map#1").unwrap();
@@ -145,16 +135,7 @@ mod tests {
 
     #[test]
     fn empty_input() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..0_u32)
-            .flat_map(|x| [x, x])
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..0_u32).flat_map(|x| [x, x]).collect());
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
     }
@@ -191,24 +172,19 @@ mod tests {
     /// An endless expansion works when something downstream stops the stream.
     #[test]
     fn endless_expansion_with_take() {
-        let rt = rt();
         let pulled = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&pulled);
-        let done = Pipeline::from_iter(["x"])
-            .flat_map(move |s| {
-                let counter = Arc::clone(&counter);
-                std::iter::repeat(s).inspect(move |_| {
-                    counter.fetch_add(1, Ordering::Relaxed);
+        let done = run_small(
+            Pipeline::from_iter(["x"])
+                .flat_map(move |s| {
+                    let counter = Arc::clone(&counter);
+                    std::iter::repeat(s).inspect(move |_| {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    })
                 })
-            })
-            .take(7)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+                .take(7)
+                .collect(),
+        );
         assert_eq!(done.output, ["x"; 7]);
         let r = &done.report;
         r.check_conservation().unwrap();

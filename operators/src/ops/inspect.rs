@@ -54,24 +54,19 @@ mod tests {
 
     use std::sync::{Arc, Mutex};
 
-    use crate::test_support::{Gate, failed_at, rt};
+    use crate::test_support::{Gate, failed_at, rt, run_small};
     use crate::{FlowExt, Pipeline};
 
     #[test]
     fn sees_every_element_in_order_and_passes_it_on_unchanged() {
-        let rt = rt();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         let input: Vec<String> = (0..40).map(|i| format!("e{i}")).collect();
-        let done = Pipeline::from_iter(input.clone())
-            .inspect(move |s: &String| log.lock().unwrap().push(s.clone()))
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(input.clone())
+                .inspect(move |s: &String| log.lock().unwrap().push(s.clone()))
+                .collect(),
+        );
         assert_eq!(done.output, input);
         assert_eq!(*seen.lock().unwrap(), input);
         let r = &done.report;
@@ -87,16 +82,11 @@ mod tests {
 
     #[test]
     fn empty_input_calls_nothing() {
-        let rt = rt();
-        let done = Pipeline::from_iter(Vec::<u8>::new())
-            .inspect(|_| panic!("no element to inspect"))
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(Vec::<u8>::new())
+                .inspect(|_| panic!("no element to inspect"))
+                .collect(),
+        );
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
     }

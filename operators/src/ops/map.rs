@@ -52,21 +52,12 @@ mod tests {
 
     use weir_runtime::Outcome;
 
-    use crate::test_support::{Gate, failed_at, rt};
+    use crate::test_support::{Gate, failed_at, rt, run_small};
     use crate::{FlowExt, Pipeline};
 
     #[test]
     fn maps_every_element_in_order() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..100_u64)
-            .map(|x| x * 3)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..100_u64).map(|x| x * 3).collect());
         assert_eq!(done.output, (0..100).map(|x| x * 3).collect::<Vec<_>>());
         let r = &done.report;
         r.check_conservation().unwrap();
@@ -84,21 +75,16 @@ mod tests {
 
     #[test]
     fn maps_to_another_non_copy_type_with_state() {
-        let rt = rt();
         let mut seq = 0;
-        let done = Pipeline::from_iter(["a", "b", "c", "d", "e"])
-            .map(move |s| {
-                seq += 1;
-                format!("{seq}{s}")
-            })
-            .map(|s: String| s.repeat(2))
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(["a", "b", "c", "d", "e"])
+                .map(move |s| {
+                    seq += 1;
+                    format!("{seq}{s}")
+                })
+                .map(|s: String| s.repeat(2))
+                .collect(),
+        );
         assert_eq!(done.output, ["1a1a", "2b2b", "3c3c", "4d4d", "5e5e"]);
         done.report.check_conservation().unwrap();
         assert_eq!(done.report.stage("map#2").unwrap().completed, 5);
@@ -106,16 +92,11 @@ mod tests {
 
     #[test]
     fn empty_input() {
-        let rt = rt();
-        let done = Pipeline::from_iter(std::iter::empty::<u32>())
-            .map(|x| x + 1)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(std::iter::empty::<u32>())
+                .map(|x| x + 1)
+                .collect(),
+        );
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
         let map = done.report.stage("map#1").unwrap();

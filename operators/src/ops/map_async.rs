@@ -103,25 +103,20 @@ mod tests {
 
     use weir_runtime::BuildError;
 
-    use crate::test_support::{Gate, failed_at, rt};
+    use crate::test_support::{Gate, failed_at, rt, run_small};
     use crate::{FlowExt, Pipeline};
 
     /// Later elements finish first; the output keeps the input order.
     #[test]
     fn keeps_input_order_when_futures_finish_out_of_order() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..24_u64)
-            .map_async(4, |x| async move {
-                tokio::time::sleep(Duration::from_millis(4 - x % 4)).await;
-                format!("r{x}")
-            })
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(0..24_u64)
+                .map_async(4, |x| async move {
+                    tokio::time::sleep(Duration::from_millis(4 - x % 4)).await;
+                    format!("r{x}")
+                })
+                .collect(),
+        );
         let expected: Vec<String> = (0..24).map(|x| format!("r{x}")).collect();
         assert_eq!(done.output, expected);
         let r = &done.report;
@@ -169,42 +164,32 @@ mod tests {
 
     #[test]
     fn concurrency_one_runs_one_at_a_time() {
-        let rt = rt();
         let current = Arc::new(AtomicUsize::new(0));
         let cur = Arc::clone(&current);
-        let done = Pipeline::from_iter(0..10_u32)
-            .map_async(1, move |x| {
-                let cur = Arc::clone(&cur);
-                async move {
-                    assert_eq!(cur.fetch_add(1, Ordering::SeqCst), 0);
-                    tokio::task::yield_now().await;
-                    cur.fetch_sub(1, Ordering::SeqCst);
-                    x * 2
-                }
-            })
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(0..10_u32)
+                .map_async(1, move |x| {
+                    let cur = Arc::clone(&cur);
+                    async move {
+                        assert_eq!(cur.fetch_add(1, Ordering::SeqCst), 0);
+                        tokio::task::yield_now().await;
+                        cur.fetch_sub(1, Ordering::SeqCst);
+                        x * 2
+                    }
+                })
+                .collect(),
+        );
         assert_eq!(done.output, (0..10).map(|x| x * 2).collect::<Vec<_>>());
         done.report.check_conservation().unwrap();
     }
 
     #[test]
     fn empty_input() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..0_u32)
-            .map_async(2, |x| async move { x })
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(0..0_u32)
+                .map_async(2, |x| async move { x })
+                .collect(),
+        );
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
     }
@@ -226,20 +211,15 @@ mod tests {
     /// Futures in flight when the stream is cut short are counted (abandoned).
     #[test]
     fn futures_in_flight_when_cancelled_are_accounted() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0_u64..)
-            .map_async(4, |x| async move {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                x
-            })
-            .take(5)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(0_u64..)
+                .map_async(4, |x| async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    x
+                })
+                .take(5)
+                .collect(),
+        );
         assert_eq!(done.output, [0, 1, 2, 3, 4]);
         let r = &done.report;
         r.check_conservation().unwrap();

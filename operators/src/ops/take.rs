@@ -46,26 +46,17 @@ impl<T: Send + 'static> Operator for Take<T> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_support::run_small;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use weir_runtime::Outcome;
 
-    use crate::test_support::rt;
     use crate::{FlowExt, Pipeline};
 
     #[test]
     fn passes_the_first_n_then_ends() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..100_u32)
-            .take(10)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..100_u32).take(10).collect());
         assert_eq!(done.output, (0..10).collect::<Vec<_>>());
         let r = &done.report;
         r.check_conservation().unwrap();
@@ -84,16 +75,7 @@ mod tests {
 
     #[test]
     fn take_zero_passes_nothing() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..100_u32)
-            .take(0)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..100_u32).take(0).collect());
         assert!(done.output.is_empty());
         let r = &done.report;
         r.check_conservation().unwrap();
@@ -106,16 +88,11 @@ mod tests {
 
     #[test]
     fn take_more_than_the_input_passes_everything() {
-        let rt = rt();
-        let done = Pipeline::from_iter((0..5).map(|i| i.to_string()))
-            .take(1_000)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter((0..5).map(|i| i.to_string()))
+                .take(1_000)
+                .collect(),
+        );
         assert_eq!(done.output, ["0", "1", "2", "3", "4"]);
         let r = &done.report;
         r.check_conservation().unwrap();
@@ -125,32 +102,14 @@ mod tests {
 
     #[test]
     fn take_exactly_the_input() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..6_u32)
-            .take(6)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..6_u32).take(6).collect());
         assert_eq!(done.output, [0, 1, 2, 3, 4, 5]);
         done.report.check_conservation().unwrap();
     }
 
     #[test]
     fn take_on_empty_input() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..0_u32)
-            .take(3)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..0_u32).take(3).collect());
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
     }
@@ -159,20 +118,15 @@ mod tests {
     /// allowed.
     #[test]
     fn take_stops_an_infinite_source() {
-        let rt = rt();
         let pulled = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&pulled);
-        let done = Pipeline::from_iter((0_u64..).inspect(move |_| {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }))
-        .take(25)
-        .collect()
-        .default_capacity(3)
-        .max_batch(2)
-        .run(&rt)
-        .unwrap()
-        .wait()
-        .unwrap();
+        let done = run_small(
+            Pipeline::from_iter((0_u64..).inspect(move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }))
+            .take(25)
+            .collect(),
+        );
         assert_eq!(done.output, (0..25).collect::<Vec<_>>());
         let r = &done.report;
         r.check_conservation().unwrap();
@@ -184,34 +138,20 @@ mod tests {
 
     #[test]
     fn take_zero_on_an_infinite_source() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0_u64..)
-            .take(0)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0_u64..).take(0).collect());
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
     }
 
     #[test]
     fn chained_takes_keep_the_smaller() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0_u64..)
-            .take(9)
-            .map(|x| x + 1)
-            .take(4)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(0_u64..)
+                .take(9)
+                .map(|x| x + 1)
+                .take(4)
+                .collect(),
+        );
         assert_eq!(done.output, [1, 2, 3, 4]);
         done.report.check_conservation().unwrap();
     }

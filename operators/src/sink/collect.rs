@@ -49,6 +49,7 @@ impl<T: Send + 'static> Operator for Collect<T> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_support::run_small;
     use weir_runtime::Outcome;
 
     use crate::test_support::rt;
@@ -56,15 +57,7 @@ mod tests {
 
     #[test]
     fn gathers_every_element_in_order() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..500_u32)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(0..500_u32).collect());
         assert_eq!(done.output, (0..500).collect::<Vec<_>>());
         let r = &done.report;
         r.check_conservation().unwrap();
@@ -82,33 +75,17 @@ mod tests {
 
     #[test]
     fn gathers_non_copy_elements() {
-        let rt = rt();
         let input: Vec<Vec<String>> = (0..20)
             .map(|i| (0..i % 3).map(|j| format!("{i}.{j}")).collect())
             .collect();
-        let done = Pipeline::from_iter(input.clone())
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(input.clone()).collect());
         assert_eq!(done.output, input);
         done.report.check_conservation().unwrap();
     }
 
     #[test]
     fn empty_input_gives_an_empty_vec() {
-        let rt = rt();
-        let done = Pipeline::from_iter(Vec::<String>::new())
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(Vec::<String>::new()).collect());
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
         assert_eq!(done.report.delivered(), 0);

@@ -73,20 +73,12 @@ where
 #[cfg(test)]
 mod tests {
 
-    use crate::test_support::{Gate, failed_at, rt};
+    use crate::test_support::{Gate, failed_at, rt, run_small};
     use crate::{FlowExt, Pipeline};
 
     #[test]
     fn folds_every_element() {
-        let rt = rt();
-        let done = Pipeline::from_iter(1..=100_u64)
-            .fold(0, |acc, x| acc + x)
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(1..=100_u64).fold(0, |acc, x| acc + x));
         assert_eq!(done.output, 5050);
         let r = &done.report;
         r.check_conservation().unwrap();
@@ -97,19 +89,14 @@ mod tests {
 
     #[test]
     fn folds_in_order_with_a_non_copy_accumulator() {
-        let rt = rt();
-        let done = Pipeline::from_iter((0..30).map(|i| i.to_string()))
-            .fold(String::new(), |mut acc, s| {
+        let done = run_small(Pipeline::from_iter((0..30).map(|i| i.to_string())).fold(
+            String::new(),
+            |mut acc, s| {
                 acc.push_str(&s);
                 acc.push(',');
                 acc
-            })
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+            },
+        ));
         let expected: String = (0..30).map(|i| format!("{i},")).collect();
         assert_eq!(done.output, expected);
         done.report.check_conservation().unwrap();
@@ -117,18 +104,12 @@ mod tests {
 
     #[test]
     fn empty_input_returns_init() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..0_u32)
-            .fold(vec![7_u32], |mut acc, x| {
+        let done = run_small(
+            Pipeline::from_iter(0..0_u32).fold(vec![7_u32], |mut acc, x| {
                 acc.push(x);
                 acc
-            })
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+            }),
+        );
         assert_eq!(done.output, [7]);
         done.report.check_conservation().unwrap();
     }

@@ -58,23 +58,17 @@ mod tests {
 
     use weir_runtime::Outcome;
 
-    use crate::test_support::{Gate, failed_at, rt};
+    use crate::test_support::{Gate, failed_at, rt, run_small};
     use crate::{FlowExt, Pipeline};
 
     #[test]
     fn calls_the_function_for_every_element_in_order() {
-        let rt = rt();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         let input: Vec<String> = (0..50).map(|i| format!("s{i}")).collect();
-        let done = Pipeline::from_iter(input.clone())
-            .for_each(move |s| log.lock().unwrap().push(s))
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(
+            Pipeline::from_iter(input.clone()).for_each(move |s| log.lock().unwrap().push(s)),
+        );
         assert_eq!(*seen.lock().unwrap(), input);
         let r = &done.report;
         r.check_conservation().unwrap();
@@ -88,15 +82,8 @@ mod tests {
 
     #[test]
     fn empty_input() {
-        let rt = rt();
-        let done = Pipeline::from_iter(0..0_u32)
-            .for_each(|_| panic!("nothing to consume"))
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done =
+            run_small(Pipeline::from_iter(0..0_u32).for_each(|_| panic!("nothing to consume")));
         done.report.check_conservation().unwrap();
         assert_eq!(done.report.delivered(), 0);
     }

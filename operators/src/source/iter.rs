@@ -56,21 +56,13 @@ mod tests {
 
     use weir_runtime::{Outcome, PipelineError, Runtime};
 
-    use crate::test_support::{Gate, rt};
+    use crate::test_support::{Gate, rt, run_small};
     use crate::{FlowExt, Pipeline};
 
     #[test]
     fn emits_every_item_in_order() {
-        let rt = rt();
         let input: Vec<String> = (0..100).map(|i| format!("i{i}")).collect();
-        let done = Pipeline::from_iter(input.clone())
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(input.clone()).collect());
         assert_eq!(done.output, input);
         let r = &done.report;
         r.check_conservation().unwrap();
@@ -90,15 +82,7 @@ mod tests {
 
     #[test]
     fn empty_iterator_completes_at_once() {
-        let rt = rt();
-        let done = Pipeline::from_iter(std::iter::empty::<u8>())
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap()
-            .wait()
-            .unwrap();
+        let done = run_small(Pipeline::from_iter(std::iter::empty::<u8>()).collect());
         assert!(done.output.is_empty());
         done.report.check_conservation().unwrap();
         assert_eq!(done.report.admitted(), 0);
