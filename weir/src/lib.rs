@@ -26,6 +26,38 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Invalid pipelines
+//!
+//! Mistakes that can be caught by the compiler are. A flow cannot be used twice
+//! (stages are moved into it):
+//!
+//! ```compile_fail
+//! use weir::prelude::*;
+//! let flow = Pipeline::from_iter(0..3_u64).map(|x| x + 1);
+//! let a = flow.collect();
+//! let b = flow.collect(); // error: use of moved value `flow`
+//! ```
+//!
+//! and a flow without a sink cannot be run:
+//!
+//! ```compile_fail
+//! use weir::prelude::*;
+//! let rt = Runtime::new().unwrap();
+//! Pipeline::from_iter(0..3_u64).map(|x| x + 1).run(&rt); // error: no method `run` on `Flow`
+//! ```
+//!
+//! The rest is rejected by [`Runnable::run`](weir_runtime::Runnable::run) with a
+//! [`BuildError`](weir_runtime::BuildError) naming the stage: zero capacities,
+//! duplicate names, invalid operator arguments, pins to missing arbiters.
+//!
+//! ```
+//! use weir::prelude::*;
+//! let rt = Runtime::builder().arbiters(1).build()?;
+//! let err = Pipeline::from_iter(0..3_u64).chunks(0).name("batches").collect().run(&rt).unwrap_err();
+//! assert!(err.to_string().contains("`batches`"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! The crates behind the facade: [`weir_runtime`] (stage actors, edges, placement,
 //! handles), [`weir_operators`] (the catalogue), [`weir_supervisor`] (failure
 //! classification).
