@@ -28,6 +28,8 @@
 )]
 #![forbid(unsafe_code)]
 
+pub mod dead_letter;
 mod failure;
+pub mod policy;
 
 pub use failure::{ErrorClass, Failure};

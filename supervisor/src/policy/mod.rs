@@ -1,0 +1,1 @@
+//! Supervision policy (in progress).
