@@ -28,8 +28,9 @@ mod stage;
 
 pub use error::{BuildError, PipelineError, RuntimeError};
 pub use pipeline::{
-    Completion, ConservationError, DEFAULT_CAPACITY, Flow, Outcome, OutputReceiver, OutputSender,
-    PipelineController, PipelineStats, Report, Runnable, Running, StageReport, StageStats, output,
+    Completion, ConservationError, DEFAULT_CAPACITY, EventError, Events, Flow, Outcome,
+    OutputReceiver, OutputSender, PipelineController, PipelineStats, Report, Runnable, Running,
+    StageReport, StageStats, output,
 };
 pub use runtime::{Placement, Runtime, RuntimeBuilder};
-pub use weir_supervisor::{ErrorClass, Failure};
+pub use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};

@@ -29,7 +29,9 @@
 #![forbid(unsafe_code)]
 
 pub mod dead_letter;
+mod event;
 mod failure;
 pub mod policy;
 
+pub use event::{StopReason, SupervisionEvent};
 pub use failure::{ErrorClass, Failure};

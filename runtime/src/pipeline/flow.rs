@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use actix::Recipient;
 
+use super::events::{EVENT_BUFFER, Events};
 use super::output::OutputReceiver;
 use super::running::Running;
 use super::shared::PipelineShared;
@@ -204,6 +205,7 @@ impl<T: Send + 'static> Flow<T> {
             default_capacity: DEFAULT_CAPACITY,
             max_batch: usize::MAX,
             placement: Placement::default(),
+            events: None,
         }
     }
 
@@ -270,6 +272,7 @@ pub struct Runnable<R> {
     default_capacity: usize,
     max_batch: usize,
     placement: Placement,
+    events: Option<tokio::sync::broadcast::Sender<weir_supervisor::SupervisionEvent>>,
 }
 
 impl<R> std::fmt::Debug for Runnable<R> {
@@ -299,6 +302,15 @@ impl<R: Send + 'static> Runnable<R> {
             sink.capacity = Some(capacity);
         }
         self
+    }
+
+    /// Subscribes to the pipeline's supervision events before it starts, so that no
+    /// event is missed (see [`Events`]).
+    pub fn subscribe(&mut self) -> Events {
+        let tx = self
+            .events
+            .get_or_insert_with(|| tokio::sync::broadcast::channel(EVENT_BUFFER).0);
+        Events::new(tx.subscribe())
     }
 
     /// Names the pipeline. Default: `pipeline-N`.
@@ -351,7 +363,10 @@ impl<R: Send + 'static> Runnable<R> {
         let arbiters = runtime.place(self.placement, &pinned);
         let timer = runtime.handle(arbiters[0]).clone();
         let n = stages.len();
-        let (pipeline, done) = PipelineShared::new(pipeline_name, stages, timer);
+        let events = self
+            .events
+            .unwrap_or_else(|| tokio::sync::broadcast::channel(EVENT_BUFFER).0);
+        let (pipeline, done) = PipelineShared::new(pipeline_name, stages, timer, events);
         let mut wiring = Wiring {
             runtime,
             pipeline: Arc::clone(&pipeline),

@@ -2,6 +2,7 @@
 //! ([`Running`], [`PipelineController`]), live [`PipelineStats`] and the final
 //! [`Report`].
 
+pub(crate) mod events;
 pub(crate) mod flow;
 pub(crate) mod output;
 pub(crate) mod report;
@@ -9,6 +10,7 @@ pub(crate) mod running;
 pub(crate) mod shared;
 pub(crate) mod stats;
 
+pub use events::{EventError, Events};
 pub use flow::{DEFAULT_CAPACITY, Flow, Runnable};
 pub use output::{OutputReceiver, OutputSender, output};
 pub use report::{ConservationError, Outcome, Report, StageReport};

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::events::Events;
 use super::output::OutputReceiver;
 use super::report::{Outcome, Report};
 use super::shared::{Done, PipelineShared};
@@ -88,6 +89,20 @@ impl PipelineController {
     pub fn abort(&self) {
         self.shared.abort();
     }
+
+    /// Subscribes to the pipeline's supervision events from now on. Subscribe on the
+    /// [`Runnable`](crate::Runnable) to see them all. Once the pipeline has ended
+    /// the subscription yields nothing but [`EventError::Ended`](crate::EventError::Ended).
+    pub fn subscribe(&self) -> Events {
+        match self.shared.subscribe() {
+            Some(rx) => Events::new(rx),
+            None => {
+                let (tx, rx) = tokio::sync::broadcast::channel(1);
+                drop(tx);
+                Events::new(rx)
+            }
+        }
+    }
 }
 
 impl<R: Send + 'static> Running<R> {
@@ -116,6 +131,12 @@ impl<R: Send + 'static> Running<R> {
     /// A live snapshot of every stage.
     pub fn stats(&self) -> PipelineStats {
         self.controller.stats()
+    }
+
+    /// Subscribes to the pipeline's supervision events from now on (see
+    /// [`PipelineController::subscribe`]).
+    pub fn subscribe(&self) -> Events {
+        self.controller.subscribe()
     }
 
     /// Waits for the pipeline to end.

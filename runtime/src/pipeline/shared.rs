@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use actix::Recipient;
 use actix_rt::ArbiterHandle;
-use tokio::sync::oneshot;
-use weir_supervisor::Failure;
+use tokio::sync::{broadcast, oneshot};
+use weir_supervisor::{Failure, SupervisionEvent};
 
 use super::report::{Outcome, Report, StageReport};
 use crate::stage::message::Control;
@@ -46,6 +46,8 @@ pub(crate) struct PipelineShared {
     controls: OnceLock<Vec<Recipient<Control>>>,
     end: Mutex<EndState>,
     done: Mutex<Option<oneshot::Sender<Done>>>,
+    /// Dropped when the pipeline completes, which ends every subscription.
+    events: Mutex<Option<broadcast::Sender<SupervisionEvent>>>,
     started: Instant,
 }
 
@@ -54,6 +56,7 @@ impl PipelineShared {
         name: String,
         stages: Vec<Arc<StageShared>>,
         timer_arbiter: ArbiterHandle,
+        events: broadcast::Sender<SupervisionEvent>,
     ) -> (Arc<Self>, oneshot::Receiver<Done>) {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::new(PipelineShared {
@@ -64,6 +67,7 @@ impl PipelineShared {
             controls: OnceLock::new(),
             end: Mutex::new(EndState::default()),
             done: Mutex::new(Some(tx)),
+            events: Mutex::new(Some(events)),
             started: Instant::now(),
         });
         (shared, rx)
@@ -153,6 +157,28 @@ impl PipelineShared {
             .sum()
     }
 
+    /// Publishes a supervision event to the subscribers, if any. Never blocks.
+    pub(crate) fn publish(&self, event: SupervisionEvent) {
+        if let Some(tx) = self
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            // No subscriber is not an error.
+            let _ = tx.send(event);
+        }
+    }
+
+    /// A new subscription, seeing events from now on (nothing once completed).
+    pub(crate) fn subscribe(&self) -> Option<broadcast::Receiver<SupervisionEvent>> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(broadcast::Sender::subscribe)
+    }
+
     /// A stage's arbiter went away under it.
     pub(crate) fn runtime_lost(&self) {
         self.end().runtime_lost = true;
@@ -165,6 +191,8 @@ impl PipelineShared {
         }
         let (report, failure) = self.final_report();
         let runtime_lost = self.end().runtime_lost;
+        // Every stage has published its last event: end the subscriptions.
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(tx) = self.done.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = tx.send(Done {
                 report,

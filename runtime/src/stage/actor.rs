@@ -17,7 +17,9 @@ use std::task::{self, Poll};
 
 use actix::dev::SendError;
 use actix::{Actor, ActorContext, ActorFuture, AsyncContext, Context, Handler, Recipient};
-use weir_supervisor::{ErrorClass, Failure};
+use std::time::{Instant, SystemTime};
+
+use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};
 
 use super::message::{Control, Down, Up};
 use super::shared::{FinalState, StageShared};
@@ -67,6 +69,8 @@ pub(crate) struct StageActor<Op: Operator> {
     phase: Phase,
     /// Whether the final state was reported to the pipeline.
     reported: bool,
+    stop_reason: StopReason,
+    started_at: Instant,
     // Running totals mirrored into `shared`.
     received: u64,
     consumed: u64,
@@ -110,6 +114,8 @@ impl<Op: Operator> StageActor<Op> {
             shutdown: false,
             phase: Phase::Running,
             reported: false,
+            stop_reason: StopReason::Aborted,
+            started_at: Instant::now(),
             received: 0,
             consumed: 0,
             completed: 0,
@@ -273,13 +279,13 @@ impl<Op: Operator> StageActor<Op> {
             let _ = downstream.try_send(Down::End);
         }
         self.cancel_upstream();
-        self.stop(ctx);
+        self.stop(ctx, StopReason::Completed);
     }
 
     /// Downstream wants nothing more: stop taking input and stop.
     fn cancel(&mut self, ctx: &mut Context<Self>) {
         self.cancel_upstream();
-        self.stop(ctx);
+        self.stop(ctx, StopReason::Cancelled);
     }
 
     /// Tells upstream to send nothing more, unless it has already ended.
@@ -308,13 +314,25 @@ impl<Op: Operator> StageActor<Op> {
             error = %failure,
             "stage failed"
         );
+        // Published before anything stops, so subscribers learn the cause first.
+        let element_index = (self.consumed > 0 && !self.is_source()).then(|| self.consumed - 1);
+        self.pipeline.publish(SupervisionEvent::StageFailed {
+            pipeline: self.pipeline.name.clone(),
+            stage: self.shared.name.clone(),
+            class: failure.class(),
+            error: failure.message().to_owned(),
+            element_index,
+            attempt: 1,
+            at: SystemTime::now(),
+        });
         self.pipeline.fail(self.shared.index, failure);
-        self.stop(ctx);
+        self.stop(ctx, StopReason::Failed);
     }
 
-    fn stop(&mut self, ctx: &mut Context<Self>) {
+    fn stop(&mut self, ctx: &mut Context<Self>, reason: StopReason) {
         if self.phase != Phase::Stopped {
             self.phase = Phase::Stopped;
+            self.stop_reason = reason;
             ctx.stop();
         }
     }
@@ -347,6 +365,11 @@ impl<Op: Operator> Actor for StageActor<Op> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.started_at = Instant::now();
+        self.pipeline.publish(SupervisionEvent::StageStarted {
+            pipeline: self.pipeline.name.clone(),
+            stage: self.shared.name.clone(),
+        });
         ctx.spawn(Driver);
     }
 
@@ -355,6 +378,7 @@ impl<Op: Operator> Actor for StageActor<Op> {
         // anywhere else is actix tearing the actor down with its arbiter.
         if self.phase != Phase::Stopped {
             self.pipeline.runtime_lost();
+            self.stop_reason = StopReason::RuntimeStopped;
         }
         self.report_stop();
     }
@@ -367,6 +391,7 @@ impl<Op: Operator> Drop for StageActor<Op> {
     fn drop(&mut self) {
         if !self.reported {
             self.pipeline.runtime_lost();
+            self.stop_reason = StopReason::RuntimeStopped;
             self.report_stop();
         }
     }
@@ -394,6 +419,12 @@ impl<Op: Operator> StageActor<Op> {
             .final_state
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(final_state);
+        self.pipeline.publish(SupervisionEvent::StageStopped {
+            pipeline: self.pipeline.name.clone(),
+            stage: self.shared.name.clone(),
+            reason: self.stop_reason,
+            ran_for: self.started_at.elapsed(),
+        });
         self.pipeline.stage_stopped();
     }
 }
@@ -458,7 +489,7 @@ impl<Op: Operator> Handler<Control> for StageActor<Op> {
     fn handle(&mut self, msg: Control, ctx: &mut Self::Context) {
         match msg {
             Control::Shutdown => self.shutdown = true,
-            Control::Abort => self.stop(ctx),
+            Control::Abort => self.stop(ctx, StopReason::Aborted),
         }
     }
 }

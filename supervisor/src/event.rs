@@ -1,0 +1,95 @@
+//! [`SupervisionEvent`]: what happens to stages, as a typed stream users subscribe to.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::ErrorClass;
+
+/// Something that happened to a stage of a running pipeline.
+///
+/// Events are published by the stage on its arbiter, in the order they happen for
+/// that stage; a failure is published before the stage (and the pipeline) stops.
+/// They are observability, not data: a subscriber that falls far behind is told
+/// how many it missed instead of slowing the pipeline down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SupervisionEvent {
+    /// A stage's actor started on its arbiter.
+    StageStarted {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+    },
+    /// User code in a stage panicked or returned an error.
+    StageFailed {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+        /// The class of the failure.
+        class: ErrorClass,
+        /// The failure's message.
+        error: String,
+        /// Position, in the stage's input stream (0-based), of the element being
+        /// processed, when the operator processes elements one after another.
+        element_index: Option<u64>,
+        /// Which attempt at this element failed (1 for the first).
+        attempt: u32,
+        /// When it happened.
+        #[serde(serialize_with = "serialize_millis")]
+        at: SystemTime,
+    },
+    /// A stage stopped.
+    StageStopped {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+        /// Why.
+        reason: StopReason,
+        /// How long the stage ran.
+        #[serde(serialize_with = "serialize_duration_ms")]
+        ran_for: Duration,
+    },
+}
+
+/// Why a stage stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StopReason {
+    /// Its input ended (or it finished early, like `take`) and everything was sent.
+    Completed,
+    /// The stage after it wanted nothing more.
+    Cancelled,
+    /// The pipeline was aborted (by the user, a failure elsewhere, or a shutdown
+    /// deadline).
+    Aborted,
+    /// The stage itself failed.
+    Failed,
+    /// Its arbiter went away with the runtime.
+    RuntimeStopped,
+}
+
+impl SupervisionEvent {
+    /// The stage the event is about.
+    pub fn stage(&self) -> &str {
+        match self {
+            SupervisionEvent::StageStarted { stage, .. }
+            | SupervisionEvent::StageFailed { stage, .. }
+            | SupervisionEvent::StageStopped { stage, .. } => stage,
+        }
+    }
+}
+
+fn serialize_millis<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let ms = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    s.serialize_u64(ms)
+}
+
+fn serialize_duration_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
