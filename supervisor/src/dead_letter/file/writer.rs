@@ -1,0 +1,418 @@
+//! [`FileDlqWriter`]: appends dead letters to a file, durably.
+
+use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, BufReader, Seek, SeekFrom, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::frame::{self, Frame, HEADER_LEN, Header, RECORD_HEADER_LEN};
+use super::{FileDlqOptions, SyncPolicy, Tail};
+use crate::dead_letter::{DeadLetter, DlqError, ReadError};
+
+/// Appends dead letters to a file in the [dead-letter file format](super).
+///
+/// One writer per file: the writer holds an exclusive advisory lock on it
+/// (`File::try_lock`), and a second writer fails with [`DlqError::Locked`]. Readers
+/// do not lock and may read while a writer appends; a record being written shows up
+/// as a torn tail.
+///
+/// Each [`append`](Self::append) writes its whole record with one `write_all` at the
+/// end of the valid data; the [`SyncPolicy`] decides when it is synced. If the write
+/// fails, the writer cuts the file back to where the record started, so nothing is
+/// ever appended after a partial record.
+///
+/// # Examples
+///
+/// ```
+/// use weir_supervisor::dead_letter::{DeadLetter, FileDlqReader, FileDlqWriter, Tail};
+/// use weir_supervisor::{ErrorClass, Failure};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("payments.dlq");
+///
+/// let failure = Failure::error(ErrorClass::Permanent, "amount is negative");
+/// let mut writer = FileDlqWriter::create(&path)?;
+/// let first = writer.append(&DeadLetter::new(-3_i64, "validate", "payments", &failure, 1, 8))?;
+/// assert_eq!(first, 10); // right after the 10-byte file header
+/// drop(writer);
+///
+/// // Later, or after a crash: reopen and go on appending.
+/// let mut writer = FileDlqWriter::<i64>::open_append(&path)?;
+/// assert_eq!(writer.dropped_bytes(), 0);
+/// writer.append(&DeadLetter::new(-9_i64, "validate", "payments", &failure, 1, 30))?;
+/// assert_eq!(writer.record_count(), 2);
+///
+/// let outcome = FileDlqReader::<i64>::open(&path)?.read_all()?;
+/// let elements: Vec<i64> = outcome.letters.into_iter().map(|l| l.element).collect();
+/// assert_eq!(elements, [-3, -9]);
+/// assert_eq!(outcome.tail, Tail::Clean);
+/// # Ok(())
+/// # }
+/// ```
+pub struct FileDlqWriter<T> {
+    file: File,
+    path: PathBuf,
+    options: FileDlqOptions,
+    /// Where the next record goes: the end of the valid data.
+    end: u64,
+    records: u64,
+    /// Records appended since the last sync (counted under `EveryN` only).
+    unsynced: u32,
+    /// Scratch buffer holding one encoded record.
+    record: Vec<u8>,
+    recovered: Tail,
+    dropped: u64,
+    poisoned: bool,
+    _element: PhantomData<fn(&T)>,
+}
+
+impl<T> FileDlqWriter<T> {
+    /// Creates a new dead-letter file at `path` with the default
+    /// [options](FileDlqOptions::new) and writes its header.
+    ///
+    /// The file must not exist: a dead-letter file is never overwritten. To continue
+    /// an existing one, use [`open_append`](Self::open_append).
+    ///
+    /// # Errors
+    ///
+    /// [`DlqError::Io`] if the file exists (`ErrorKind::AlreadyExists`) or cannot be
+    /// created or written, [`DlqError::Locked`] if another writer locked it first.
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, DlqError> {
+        Self::create_with(path.as_ref(), FileDlqOptions::new())
+    }
+
+    /// Opens the dead-letter file at `path` for appending with the default
+    /// [options](FileDlqOptions::new), creating it if it does not exist.
+    ///
+    /// The existing records are scanned (framing and checksums; payloads are not
+    /// decoded) to find the end of the valid data:
+    ///
+    /// - a **torn tail** (a crash in the middle of a record, or of the header) is
+    ///   truncated away, and [`dropped_bytes`](Self::dropped_bytes) and
+    ///   [`recovered_tail`](Self::recovered_tail) report it;
+    /// - a **corrupt record** is an error, unless the options allow
+    ///   [truncating it](FileDlqOptions::truncate_corrupt_tail).
+    ///
+    /// Either way the writer never appends after bytes that are not a complete record.
+    ///
+    /// # Errors
+    ///
+    /// [`DlqError::BadHeader`] / [`DlqError::UnsupportedVersion`] for a file that is
+    /// not a dead-letter file this build writes (the file is left untouched);
+    /// [`DlqError::Read`] with [`ReadError::Corrupt`] for a corrupt record;
+    /// [`DlqError::Locked`] if another writer holds the file; [`DlqError::Io`] for
+    /// I/O errors.
+    pub fn open_append(path: impl AsRef<Path>) -> Result<Self, DlqError> {
+        Self::open_append_with(path.as_ref(), FileDlqOptions::new())
+    }
+
+    pub(super) fn create_with(path: &Path, options: FileDlqOptions) -> Result<Self, DlqError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        lock(&file)?;
+        let mut writer = Self::with_file(file, path, options, Tail::Clean, 0);
+        writer.write_header()?;
+        if options.sync_policy() != SyncPolicy::Never {
+            sync_parent_dir(path)?;
+        }
+        Ok(writer)
+    }
+
+    pub(super) fn open_append_with(path: &Path, options: FileDlqOptions) -> Result<Self, DlqError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        lock(&file)?;
+        let scan = scan(&file, options.max_record_bytes())?;
+        let recovered = match (&scan.tail, options.truncates_corrupt_tail()) {
+            (Tail::Corrupt { offset, reason }, false) => {
+                return Err(ReadError::Corrupt {
+                    offset: *offset,
+                    reason: reason.clone(),
+                }
+                .into());
+            }
+            (tail, _) => tail.clone(),
+        };
+        let file_len = file.metadata()?.len();
+        let dropped = file_len.saturating_sub(scan.end);
+        let mut writer = Self::with_file(file, path, options, recovered, dropped);
+        writer.records = scan.records;
+        if scan.header_torn {
+            // A crash while the file was created: start it again.
+            writer.file.set_len(0)?;
+            writer.write_header()?;
+            if options.sync_policy() != SyncPolicy::Never {
+                sync_parent_dir(path)?;
+            }
+        } else {
+            if dropped > 0 {
+                writer.file.set_len(scan.end)?;
+                if options.sync_policy() != SyncPolicy::Never {
+                    writer.file.sync_all()?;
+                }
+            }
+            writer.end = scan.end;
+            writer.file.seek(SeekFrom::Start(scan.end))?;
+        }
+        Ok(writer)
+    }
+
+    fn with_file(
+        file: File,
+        path: &Path,
+        options: FileDlqOptions,
+        recovered: Tail,
+        dropped: u64,
+    ) -> Self {
+        FileDlqWriter {
+            file,
+            path: path.to_owned(),
+            options,
+            end: 0,
+            records: 0,
+            unsynced: 0,
+            record: Vec::new(),
+            recovered,
+            dropped,
+            poisoned: false,
+            _element: PhantomData,
+        }
+    }
+
+    /// Writes the header at offset 0 of an empty file.
+    fn write_header(&mut self) -> Result<(), DlqError> {
+        self.file.seek(SeekFrom::Start(0))?;
+        self.file.write_all(&frame::header_bytes())?;
+        if self.options.sync_policy() != SyncPolicy::Never {
+            self.file.sync_all()?;
+        }
+        self.end = HEADER_LEN;
+        Ok(())
+    }
+
+    /// Appends `letter` as one record and returns the offset where the record starts.
+    ///
+    /// When this returns `Ok`, the whole record has been handed to the operating
+    /// system (it survives a crash of the process) and, if the [`SyncPolicy`] says so,
+    /// synced to stable storage (it survives a crash of the machine).
+    ///
+    /// # Errors
+    ///
+    /// - [`DlqError::RecordTooLarge`] (naming the size) or [`DlqError::Encode`]:
+    ///   nothing was written, the writer stays usable.
+    /// - [`DlqError::Io`]: the write failed; what it wrote was cut off again, and the
+    ///   writer stays usable — or, if that failed too, it is poisoned.
+    /// - [`DlqError::Sync`]: the record was written but the sync failed; whether it
+    ///   survives a machine crash is unknown, and the writer is poisoned.
+    /// - [`DlqError::Poisoned`]: an earlier failure; reopen with
+    ///   [`open_append`](Self::open_append).
+    pub fn append(&mut self, letter: &DeadLetter<T>) -> Result<u64, DlqError>
+    where
+        T: Serialize,
+    {
+        if self.poisoned {
+            return Err(DlqError::Poisoned);
+        }
+        frame::encode_record(letter, self.options.max_record_bytes(), &mut self.record)?;
+        let offset = self.end;
+        if let Err(e) = self.file.write_all(&self.record) {
+            self.roll_back(offset);
+            return Err(e.into());
+        }
+        self.end += self.record.len() as u64;
+        self.records += 1;
+        frame::shrink(&mut self.record);
+        match self.options.sync_policy() {
+            SyncPolicy::Never => {}
+            SyncPolicy::EveryRecord => self.sync()?,
+            SyncPolicy::EveryN(n) => {
+                self.unsynced += 1;
+                if self.unsynced >= n {
+                    self.sync()?;
+                }
+            }
+        }
+        Ok(offset)
+    }
+
+    /// Syncs every record appended so far to stable storage, whatever the
+    /// [`SyncPolicy`].
+    ///
+    /// # Errors
+    ///
+    /// [`DlqError::Sync`] if `sync_data` fails (the writer is then poisoned: the
+    /// kernel may have dropped the unsynced data), [`DlqError::Poisoned`] after an
+    /// earlier failure.
+    pub fn flush(&mut self) -> Result<(), DlqError> {
+        if self.poisoned {
+            return Err(DlqError::Poisoned);
+        }
+        self.sync()
+    }
+
+    /// The path the writer appends to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The offset where the next record will start: the length of the valid data.
+    pub fn end_offset(&self) -> u64 {
+        self.end
+    }
+
+    /// The number of records in the file: those found when it was opened plus those
+    /// appended since.
+    pub fn record_count(&self) -> u64 {
+        self.records
+    }
+
+    /// What [`open_append`](Self::open_append) found after the last complete record:
+    /// [`Tail::Clean`], or the torn (or, if allowed, corrupt) tail it truncated.
+    /// Always `Clean` for a writer from [`create`](Self::create).
+    pub fn recovered_tail(&self) -> &Tail {
+        &self.recovered
+    }
+
+    /// How many bytes [`open_append`](Self::open_append) truncated from the end of the
+    /// file (0 when the tail was clean).
+    pub fn dropped_bytes(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The options the writer was opened with.
+    pub fn options(&self) -> FileDlqOptions {
+        self.options
+    }
+
+    fn sync(&mut self) -> Result<(), DlqError> {
+        if let Err(source) = self.file.sync_data() {
+            // After a failed fsync the kernel may have marked unwritten pages clean;
+            // nothing more can be promised about this file handle.
+            self.poisoned = true;
+            return Err(DlqError::Sync(source));
+        }
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    /// Cuts the file back to `offset` after a failed write.
+    fn roll_back(&mut self, offset: u64) {
+        let restored =
+            self.file.set_len(offset).is_ok() && self.file.seek(SeekFrom::Start(offset)).is_ok();
+        if !restored {
+            self.poisoned = true;
+        }
+    }
+}
+
+impl<T> Drop for FileDlqWriter<T> {
+    /// Under [`SyncPolicy::EveryN`], syncs the records appended since the last sync,
+    /// best effort: call [`flush`](FileDlqWriter::flush) to learn about errors.
+    fn drop(&mut self) {
+        if self.unsynced > 0 && !self.poisoned {
+            let _ = self.file.sync_data();
+        }
+    }
+}
+
+// Not derived: the element need not be `Debug`.
+impl<T> fmt::Debug for FileDlqWriter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileDlqWriter")
+            .field("path", &self.path)
+            .field("end_offset", &self.end)
+            .field("records", &self.records)
+            .field("options", &self.options)
+            .field("recovered", &self.recovered)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What scanning an existing file found.
+struct Scan {
+    /// The end of the valid data (the header included).
+    end: u64,
+    records: u64,
+    tail: Tail,
+    /// The header itself is incomplete (or the file empty).
+    header_torn: bool,
+}
+
+/// Walks the records of `file` from the start, checking framing and checksums.
+fn scan(file: &File, max: u32) -> Result<Scan, DlqError> {
+    let mut input = BufReader::with_capacity(1 << 16, file);
+    input.seek(SeekFrom::Start(0))?;
+    match frame::read_header(&mut input)? {
+        Header::Torn(bytes) => {
+            let tail = if bytes == 0 {
+                Tail::Clean
+            } else {
+                Tail::Torn { offset: 0, bytes }
+            };
+            return Ok(Scan {
+                end: 0,
+                records: 0,
+                tail,
+                header_torn: true,
+            });
+        }
+        Header::Valid => {}
+    }
+    let mut end = HEADER_LEN;
+    let mut records = 0;
+    let mut payload = Vec::new();
+    loop {
+        match frame::next_frame(&mut input, end, max, &mut payload)? {
+            Frame::Record => {
+                end += RECORD_HEADER_LEN + payload.len() as u64;
+                records += 1;
+            }
+            Frame::End(tail) => {
+                return Ok(Scan {
+                    end,
+                    records,
+                    tail,
+                    header_torn: false,
+                });
+            }
+        }
+    }
+}
+
+/// Takes the exclusive advisory lock on `file`, without waiting.
+fn lock(file: &File) -> Result<(), DlqError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(DlqError::Locked),
+        // File systems without locks (some network ones): go on unlocked.
+        Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
+        Err(TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// Makes a new file's directory entry durable.
+fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(parent)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
