@@ -25,6 +25,7 @@ pub mod operator;
 mod pipeline;
 mod runtime;
 mod stage;
+mod supervision;
 
 pub use error::{BuildError, PipelineError, RuntimeError};
 pub use pipeline::{
@@ -33,4 +34,5 @@ pub use pipeline::{
     StageReport, StageStats, output,
 };
 pub use runtime::{Placement, Runtime, RuntimeBuilder};
+pub use supervision::Supervision;
 pub use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};

@@ -42,6 +42,70 @@ pub enum SupervisionEvent {
         #[serde(serialize_with = "serialize_millis")]
         at: SystemTime,
     },
+    /// A failed element will be tried again after `delay`.
+    ElementRetried {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+        /// Position of the element in the stage's input stream (0-based).
+        element_index: u64,
+        /// The attempt that failed (1 for the first).
+        attempt: u32,
+        /// How long the stage waits before the next attempt.
+        #[serde(serialize_with = "serialize_duration_ms")]
+        delay: Duration,
+    },
+    /// A failed element was sent to the dead letters.
+    ElementDeadLettered {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+        /// Position of the element in the stage's input stream (0-based).
+        element_index: u64,
+        /// How many times it was tried.
+        attempts: u32,
+        /// The class of the last failure.
+        class: ErrorClass,
+        /// The last failure's message.
+        error: String,
+    },
+    /// A failed element was dropped on the policy's request (counted as failed).
+    ElementSkipped {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+        /// Position of the element in the stage's input stream (0-based).
+        element_index: u64,
+        /// How many times it was tried.
+        attempts: u32,
+    },
+    /// A stage was restarted after a failure; its queue, credit and pending
+    /// elements were kept, and the element that failed is tried again.
+    StageRestarted {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+        /// Restarts of this stage within the current intensity window, this one
+        /// included.
+        restarts: u32,
+        /// How long the stage waited before resuming.
+        #[serde(serialize_with = "serialize_duration_ms")]
+        delay: Duration,
+    },
+    /// A failure went beyond what the stage's policy handles (too many restarts,
+    /// an escalating class): the pipeline fails.
+    Escalated {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+        /// Why.
+        reason: String,
+    },
     /// A stage stopped.
     StageStopped {
         /// Pipeline name.
@@ -80,6 +144,11 @@ impl SupervisionEvent {
         match self {
             SupervisionEvent::StageStarted { stage, .. }
             | SupervisionEvent::StageFailed { stage, .. }
+            | SupervisionEvent::ElementRetried { stage, .. }
+            | SupervisionEvent::ElementDeadLettered { stage, .. }
+            | SupervisionEvent::ElementSkipped { stage, .. }
+            | SupervisionEvent::StageRestarted { stage, .. }
+            | SupervisionEvent::Escalated { stage, .. }
             | SupervisionEvent::StageStopped { stage, .. } => stage,
         }
     }

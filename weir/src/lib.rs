@@ -80,6 +80,9 @@ pub mod prelude {
     pub use weir_operators::{FlowExt, Pipeline};
     pub use weir_runtime::{
         BuildError, Completion, Flow, Outcome, PipelineController, PipelineError, Placement,
-        Report, Runnable, Running, Runtime,
+        Report, Runnable, Running, Runtime, Supervision,
     };
+    pub use weir_supervisor::dead_letter::{DeadLetter, MemoryDlq};
+    pub use weir_supervisor::policy::{Action, BackoffConfig, SupervisionPolicy};
+    pub use weir_supervisor::{ErrorClass, SupervisionEvent};
 }

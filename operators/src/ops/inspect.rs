@@ -38,6 +38,10 @@ where
         "inspect"
     }
 
+    fn retry_safe(&self) -> bool {
+        true
+    }
+
     #[inline]
     fn step(&mut self, io: &mut Io<'_, T, T>, _cx: &mut Context<'_>) -> Step {
         let f = &mut self.f;

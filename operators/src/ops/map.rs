@@ -40,6 +40,10 @@ where
         "map"
     }
 
+    fn retry_safe(&self) -> bool {
+        true
+    }
+
     #[inline]
     fn step(&mut self, io: &mut Io<'_, In, Out>, _cx: &mut Context<'_>) -> Step {
         io.map_batch(&mut self.f);

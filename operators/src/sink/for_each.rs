@@ -40,6 +40,10 @@ where
         "for_each"
     }
 
+    fn retry_safe(&self) -> bool {
+        true
+    }
+
     fn counting(&self) -> Counting {
         Counting::Custom
     }

@@ -118,6 +118,17 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 
+    /// Whether a supervised stage may retry (or dead-letter) the element this
+    /// operator failed on. True only when a failure destroys just the element
+    /// handed to user code: no partial output was pushed for it, no other element
+    /// is held in the operator's state, and the state is still usable. The
+    /// stateless synchronous built-ins (`map`, `filter`, `filter_map`, `inspect`,
+    /// `for_each`) say yes; the default is no, and supervising such a stage is
+    /// rejected when the pipeline is built.
+    fn retry_safe(&self) -> bool {
+        false
+    }
+
     /// How inputs relate to outputs in the accounting; see [`Counting`].
     fn counting(&self) -> Counting {
         Counting::OneToOne

@@ -18,6 +18,7 @@ use crate::stage::Unstarted;
 use crate::stage::actor::{DownLink, UpLink};
 use crate::stage::message::Control;
 use crate::stage::shared::{StageShared, StageSpec};
+use crate::supervision::{StageSupervisor, Supervision};
 
 /// Input capacity of a stage whose capacity was not set: 1024 elements.
 ///
@@ -61,6 +62,7 @@ impl Wiring<'_> {
         op: Op,
         upstream: Option<UpLink>,
         downstream: Option<DownLink<Op::Out>>,
+        sup: Option<StageSupervisor<Op::In>>,
     ) -> Result<UpLink, BuildError> {
         let shared = Arc::clone(&self.pipeline.stages[index]);
         if let Some(up) = &upstream {
@@ -77,6 +79,7 @@ impl Wiring<'_> {
             upstream,
             downstream,
             self.max_batch,
+            sup,
         );
         if !started {
             return Err(BuildError::RuntimeStopped {
@@ -92,6 +95,8 @@ impl Wiring<'_> {
 
 type SpawnFn<T> =
     Box<dyn FnOnce(&mut Wiring<'_>, DownLink<T>) -> Result<UpLink, BuildError> + Send>;
+/// Supervision waiting for the next stage, with the element cloner it needs.
+type NextSupervision<T> = (Supervision<T>, fn(&T) -> T);
 type SpawnSinkFn = Box<dyn FnOnce(&mut Wiring<'_>) -> Result<(), BuildError> + Send>;
 
 /// A pipeline under construction whose last stage emits `T`.
@@ -113,6 +118,8 @@ pub struct Flow<T: Send + 'static> {
     stages: Vec<StageMeta>,
     errors: Vec<BuildError>,
     spawn: SpawnFn<T>,
+    /// Supervision for the next stage, with the element cloner it needs.
+    next: Option<NextSupervision<T>>,
 }
 
 impl<T: Send + 'static> std::fmt::Debug for Flow<T> {
@@ -120,6 +127,31 @@ impl<T: Send + 'static> std::fmt::Debug for Flow<T> {
         f.debug_struct("Flow")
             .field("stages", &self.stages)
             .finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone + Send + 'static> Flow<T> {
+    /// Supervises the **next** stage (the one added after this call): a failure of
+    /// its user code on an element is handled by the policy (the element retried
+    /// with backoff, dead-lettered, skipped, the stage restarted, or the failure
+    /// escalated) instead of failing the pipeline. See [`Supervision`] for what is
+    /// applied today. The elements must be `Clone`: the stage keeps a copy of each
+    /// until its operator has processed it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::{Flow, Supervision};
+    /// use weir_supervisor::policy::{Action, SupervisionPolicy};
+    ///
+    /// fn retrying<T: Clone + Send + 'static>(flow: Flow<T>) -> Flow<T> {
+    ///     let policy = SupervisionPolicy::default().on_exhausted(Action::Escalate);
+    ///     flow.supervise(Supervision::new(policy))
+    /// }
+    /// ```
+    pub fn supervise(mut self, supervision: impl Into<Supervision<T>>) -> Self {
+        self.next = Some((supervision.into(), T::clone));
+        self
     }
 }
 
@@ -134,13 +166,39 @@ impl<T: Send + 'static> Flow<T> {
         check(&op, 0, &mut errors);
         let spawn: SpawnFn<T> = Box::new(move |w: &mut Wiring<'_>, down: DownLink<T>| {
             let unstarted = Unstarted::<Op>::new(0, down.initial_credit);
-            w.start(0, unstarted, op, None, Some(down))
+            w.start(0, unstarted, op, None, Some(down), None)
         });
         Flow {
             stages: vec![meta],
             errors,
             spawn,
+            next: None,
         }
+    }
+
+    /// Takes the supervision set for the next stage (at `index`), checking it.
+    fn take_supervision(
+        &mut self,
+        index: usize,
+        kind: &str,
+        retry_safe: bool,
+    ) -> Option<StageSupervisor<T>> {
+        let (supervision, cloner) = self.next.take()?;
+        let checked = if retry_safe {
+            supervision.check()
+        } else {
+            Err(format!(
+                "`{kind}` cannot be supervised yet: a failure in it can leave partial output \
+                 or held elements, so retrying one element is not safe"
+            ))
+        };
+        if let Err(message) = checked {
+            self.errors.push(BuildError::InvalidArgument {
+                stage: format!("{kind}#{index}"),
+                message,
+            });
+        }
+        Some(StageSupervisor::new(supervision, cloner, index))
     }
 
     /// Adds a stage running `op` after the current last stage.
@@ -151,6 +209,7 @@ impl<T: Send + 'static> Flow<T> {
         let index = self.stages.len();
         self.stages.push(StageMeta::new(&op, false, false));
         check(&op, index, &mut self.errors);
+        let sup = self.take_supervision(index, op.kind(), op.retry_safe());
         let prev = self.spawn;
         let spawn: SpawnFn<Op::Out> =
             Box::new(move |w: &mut Wiring<'_>, down: DownLink<Op::Out>| {
@@ -164,12 +223,13 @@ impl<T: Send + 'static> Flow<T> {
                         initial_credit: capacity,
                     },
                 )?;
-                w.start(index, unstarted, op, Some(up), Some(down))
+                w.start(index, unstarted, op, Some(up), Some(down), sup)
             });
         Flow {
             stages: self.stages,
             errors: self.errors,
             spawn,
+            next: None,
         }
     }
 
@@ -182,6 +242,7 @@ impl<T: Send + 'static> Flow<T> {
         let index = self.stages.len();
         self.stages.push(StageMeta::new(&op, false, true));
         check(&op, index, &mut self.errors);
+        let sup = self.take_supervision(index, op.kind(), op.retry_safe());
         let prev = self.spawn;
         let spawn: SpawnSinkFn = Box::new(move |w: &mut Wiring<'_>| {
             let capacity = w.capacities[index];
@@ -194,7 +255,7 @@ impl<T: Send + 'static> Flow<T> {
                     initial_credit: capacity,
                 },
             )?;
-            w.start(index, unstarted, op, Some(up), None).map(drop)
+            w.start(index, unstarted, op, Some(up), None, sup).map(drop)
         });
         Runnable {
             stages: self.stages,

@@ -45,7 +45,7 @@ pub enum Outcome {
 /// Input counts are in the stage's input elements. For every stage:
 ///
 /// ```text
-/// input = completed + filtered + failed + abandoned
+/// input = completed + filtered + failed + dead_lettered + abandoned
 /// ```
 ///
 /// where `input` is what the stage before it produced (for a source: what it took in).
@@ -72,8 +72,15 @@ pub struct StageReport {
     pub completed: u64,
     /// Inputs dropped on purpose by the operator (a filter).
     pub filtered: u64,
-    /// Inputs destroyed by a failure of user code.
+    /// Inputs destroyed by a failure of user code (including those a supervision
+    /// policy skipped).
     pub failed: u64,
+    /// Inputs the stage's supervision sent to the dead letters.
+    pub dead_lettered: u64,
+    /// Failed attempts that were tried again (by a retry or after a restart).
+    pub retries: u64,
+    /// Restarts of the stage.
+    pub restarts: u64,
     /// Inputs left unprocessed when the pipeline stopped: in the stage's queue or
     /// state, in its mailbox, or still in the previous stage's output buffer.
     pub abandoned: u64,
@@ -122,6 +129,9 @@ impl StageReport {
             completed: s.completed.load(Relaxed),
             filtered: s.filtered.load(Relaxed),
             failed: s.failed.load(Relaxed),
+            dead_lettered: s.dead_lettered.load(Relaxed),
+            retries: s.retries.load(Relaxed),
+            restarts: s.restarts.load(Relaxed),
             abandoned,
             produced: s.produced.load(Relaxed),
             emitted: s.emitted.load(Relaxed),
@@ -219,6 +229,21 @@ impl Report {
         self.stages.iter().map(|s| s.failed).sum()
     }
 
+    /// Elements sent to the dead letters, over all stages.
+    pub fn dead_lettered(&self) -> u64 {
+        self.stages.iter().map(|s| s.dead_lettered).sum()
+    }
+
+    /// Failed attempts tried again, over all stages.
+    pub fn retries(&self) -> u64 {
+        self.stages.iter().map(|s| s.retries).sum()
+    }
+
+    /// Stage restarts, over all stages.
+    pub fn restarts(&self) -> u64 {
+        self.stages.iter().map(|s| s.restarts).sum()
+    }
+
     /// Elements abandoned, over all stages (see each stage's count for where).
     pub fn abandoned(&self) -> u64 {
         self.stages.iter().map(|s| s.abandoned).sum()
@@ -226,23 +251,25 @@ impl Report {
 
     /// Checks that no element was lost or invented.
     ///
-    /// For every stage, `input = completed + filtered + failed + abandoned`; for every
+    /// For every stage, `input = completed + filtered + failed + dead_lettered +
+    /// abandoned`; for every
     /// one-to-one stage, `completed = produced`. When every stage between sources and
     /// sinks is one-to-one, these compose into the end-to-end equation
-    /// `admitted = delivered + filtered + failed + abandoned`, which is checked too.
+    /// `admitted = delivered + filtered + failed + dead_lettered + abandoned`, which is
+    /// checked too.
     ///
     /// # Errors
     ///
     /// The first equation that does not hold, with its numbers.
     pub fn check_conservation(&self) -> Result<(), ConservationError> {
         for s in &self.stages {
-            let out = s.completed + s.filtered + s.failed + s.abandoned;
+            let out = s.completed + s.filtered + s.failed + s.dead_lettered + s.abandoned;
             if s.input != out {
                 return Err(ConservationError {
                     stage: s.name.clone(),
                     equation: format!(
-                        "input {} != completed {} + filtered {} + failed {} + abandoned {}",
-                        s.input, s.completed, s.filtered, s.failed, s.abandoned
+                        "input {} != completed {} + filtered {} + failed {} + dead_lettered {} + abandoned {}",
+                        s.input, s.completed, s.filtered, s.failed, s.dead_lettered, s.abandoned
                     ),
                 });
             }
@@ -255,14 +282,15 @@ impl Report {
         }
         if self.stages.iter().all(|s| s.one_to_one || s.is_sink) {
             let (admitted, delivered) = (self.admitted(), self.delivered());
-            let rest = self.filtered() + self.failed() + self.abandoned();
+            let rest = self.filtered() + self.failed() + self.dead_lettered() + self.abandoned();
             if admitted != delivered + rest {
                 return Err(ConservationError {
                     stage: "pipeline".to_owned(),
                     equation: format!(
-                        "admitted {admitted} != delivered {delivered} + filtered {} + failed {} + abandoned {}",
+                        "admitted {admitted} != delivered {delivered} + filtered {} + failed {} + dead_lettered {} + abandoned {}",
                         self.filtered(),
                         self.failed(),
+                        self.dead_lettered(),
                         self.abandoned()
                     ),
                 });

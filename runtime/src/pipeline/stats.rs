@@ -28,6 +28,12 @@ pub struct StageStats {
     pub filtered: u64,
     /// Inputs destroyed by a failure.
     pub failed: u64,
+    /// Inputs sent to the dead letters.
+    pub dead_lettered: u64,
+    /// Failed attempts tried again.
+    pub retries: u64,
+    /// Restarts of the stage.
+    pub restarts: u64,
     /// Elements inside the stage: queued, held by the operator, or waiting for credit.
     pub in_flight: u64,
     /// Elements sent to the stage that are still in its mailbox.
@@ -74,6 +80,9 @@ impl PipelineStats {
                     completed: s.completed.load(Relaxed),
                     filtered: s.filtered.load(Relaxed),
                     failed: s.failed.load(Relaxed),
+                    dead_lettered: s.dead_lettered.load(Relaxed),
+                    retries: s.retries.load(Relaxed),
+                    restarts: s.restarts.load(Relaxed),
                     in_flight: s.queued.load(Relaxed) as u64 + held + s.outbox.load(Relaxed) as u64,
                     mailbox: s.in_mailbox(),
                     credit: s.credit.load(Relaxed),

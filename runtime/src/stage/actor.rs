@@ -19,12 +19,15 @@ use actix::dev::SendError;
 use actix::{Actor, ActorContext, ActorFuture, AsyncContext, Context, Handler, Recipient};
 use std::time::{Instant, SystemTime};
 
+use weir_supervisor::dead_letter::DeadLetter;
+use weir_supervisor::policy::Action;
 use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};
 
 use super::message::{Control, Down, Up};
 use super::shared::{FinalState, StageShared};
 use crate::operator::{Counting, Io, Operator, Step};
 use crate::pipeline::shared::PipelineShared;
+use crate::supervision::StageSupervisor;
 
 /// The link from a stage to the one after it.
 pub(crate) struct DownLink<T: Send + 'static> {
@@ -76,7 +79,11 @@ pub(crate) struct StageActor<Op: Operator> {
     consumed: u64,
     completed: u64,
     filtered: u64,
+    dead_lettered: u64,
+    failed: u64,
     last_batch: usize,
+    /// Present when the stage is supervised (see `Flow::supervise`).
+    sup: Option<StageSupervisor<Op::In>>,
 }
 
 // The actor is only ever moved as a whole and no field is pinned structurally (the
@@ -92,6 +99,7 @@ impl<Op: Operator> StageActor<Op> {
         upstream: Option<UpLink>,
         downstream: Option<DownLink<Op::Out>>,
         max_batch: usize,
+        sup: Option<StageSupervisor<Op::In>>,
     ) -> Self {
         let (downstream, credit) = match downstream {
             Some(link) => (Some(link.recipient), link.initial_credit),
@@ -120,7 +128,10 @@ impl<Op: Operator> StageActor<Op> {
             consumed: 0,
             completed: 0,
             filtered: 0,
+            dead_lettered: 0,
+            failed: 0,
             last_batch: 1,
+            sup,
         }
     }
 
@@ -145,6 +156,16 @@ impl<Op: Operator> StageActor<Op> {
             if limit == 0 {
                 break;
             }
+            // A supervised stage waiting before a retry or restart takes nothing; the
+            // timer wakes the stage when it is due (no spinning).
+            if let Some(sup) = &mut self.sup
+                && let Some(resume) = &mut sup.resume
+            {
+                if resume.as_mut().poll(cx).is_pending() {
+                    break;
+                }
+                sup.resume = None;
+            }
             if !self.step(limit, ctx, cx) {
                 break;
             }
@@ -162,6 +183,9 @@ impl<Op: Operator> StageActor<Op> {
         } else {
             self.input_ended
         };
+        if let Some(sup) = &mut self.sup {
+            sup.snapshot(self.inq.iter());
+        }
         let mut io = Io::new(
             &mut self.inq,
             &mut self.spill,
@@ -202,15 +226,165 @@ impl<Op: Operator> StageActor<Op> {
                 self.phase = Phase::Finishing;
                 true
             }
-            Ok(Step::Failed(failure)) => {
-                self.fail(failure, ctx);
-                false
+            Ok(Step::Failed(failure)) => self.on_failure(failure, consumed, ctx),
+            Err(payload) => self.on_failure(Failure::from_panic(payload), consumed, ctx),
+        }
+    }
+
+    /// Applies the stage's supervision to a failure of the element that was
+    /// consumed last in this step; without supervision the pipeline fails. Returns
+    /// whether the stage can go on.
+    fn on_failure(&mut self, failure: Failure, consumed: usize, ctx: &mut Context<Self>) -> bool {
+        let is_source = self.is_source();
+        let Some(sup) = self.sup.as_mut() else {
+            self.fail(failure, ctx, true);
+            return false;
+        };
+        // The failed element is the last one taken from the queue in this step:
+        // those before it completed, those after it were put back.
+        let element = match consumed.checked_sub(1) {
+            Some(k) if !is_source => sup.take_copy(k).map(|e| (k, e)),
+            _ => None,
+        };
+        let Some((k, element)) = element else {
+            // Not tied to an element of this step (a source, a future from an
+            // earlier step): nothing to retry.
+            self.fail(failure, ctx, true);
+            return false;
+        };
+        if k > 0 {
+            // The head element succeeded; the failing one is a new element.
+            sup.attempt = 0;
+        }
+        sup.attempt += 1;
+        let attempt = sup.attempt;
+        let index = self.consumed - 1;
+        let action = sup.policy.decide(failure.class(), attempt);
+        self.publish_failed(&failure, Some(index), attempt);
+        let (pipeline, stage) = (self.pipeline.name.clone(), self.shared.name.clone());
+        let sup = self.sup.as_mut().expect("checked above");
+        match action {
+            Action::Retry | Action::Restart => {
+                let delay = if action == Action::Retry {
+                    sup.backoff.delay(attempt)
+                } else {
+                    let now = Instant::now();
+                    if !sup.allow_restart(now) {
+                        let intensity = sup.policy.intensity;
+                        let reason = format!(
+                            "restart intensity exceeded: more than {} restarts within {:?}; last failure: {failure}",
+                            intensity.max_restarts, intensity.within
+                        );
+                        return self.escalate(failure, reason, ctx);
+                    }
+                    let restarts = sup.window.restarts(now);
+                    let delay = sup.restart_backoff.delay(restarts.saturating_sub(1));
+                    self.shared.restarts.fetch_add(1, Relaxed);
+                    self.pipeline.publish(SupervisionEvent::StageRestarted {
+                        pipeline: pipeline.clone(),
+                        stage: stage.clone(),
+                        restarts,
+                        delay,
+                    });
+                    delay
+                };
+                let sup = self.sup.as_mut().expect("checked above");
+                sup.pause(delay);
+                // The element goes back to the front; the copy replaces the one user
+                // code consumed, so nothing is counted twice.
+                self.inq.push_front(element);
+                self.consumed -= 1;
+                self.owed = self.owed.saturating_sub(1);
+                self.shared.retries.fetch_add(1, Relaxed);
+                if action == Action::Retry {
+                    self.pipeline.publish(SupervisionEvent::ElementRetried {
+                        pipeline,
+                        stage,
+                        element_index: index,
+                        attempt,
+                        delay,
+                    });
+                }
+                true
             }
-            Err(payload) => {
-                self.fail(Failure::from_panic(payload), ctx);
-                false
+            Action::DeadLetter => {
+                let letter = DeadLetter::new(
+                    element,
+                    stage.clone(),
+                    pipeline.clone(),
+                    &failure,
+                    attempt,
+                    index,
+                );
+                let pushed = match &sup.dead_letters {
+                    Some(dlq) => dlq.push(letter).map_err(|full| full.capacity()),
+                    None => Err(0),
+                };
+                match pushed {
+                    Ok(()) => {
+                        sup.attempt = 0;
+                        self.dead_lettered += 1;
+                        self.shared.dead_lettered.fetch_add(1, Relaxed);
+                        self.pipeline
+                            .publish(SupervisionEvent::ElementDeadLettered {
+                                pipeline,
+                                stage,
+                                element_index: index,
+                                attempts: attempt,
+                                class: failure.class(),
+                                error: failure.message().to_owned(),
+                            });
+                        true
+                    }
+                    Err(capacity) => {
+                        let reason = format!(
+                            "dead-letter queue full ({capacity} letters); last failure: {failure}"
+                        );
+                        self.escalate(failure, reason, ctx)
+                    }
+                }
+            }
+            Action::Skip => {
+                sup.attempt = 0;
+                self.failed += 1;
+                self.shared.failed.fetch_add(1, Relaxed);
+                self.pipeline.publish(SupervisionEvent::ElementSkipped {
+                    pipeline,
+                    stage,
+                    element_index: index,
+                    attempts: attempt,
+                });
+                true
+            }
+            _ => {
+                let reason = format!("policy escalates {}: {failure}", failure.class());
+                self.escalate(failure, reason, ctx)
             }
         }
+    }
+
+    /// The failure goes beyond the stage's policy: tell subscribers why, then fail.
+    fn escalate(&mut self, failure: Failure, reason: String, ctx: &mut Context<Self>) -> bool {
+        self.pipeline.publish(SupervisionEvent::Escalated {
+            pipeline: self.pipeline.name.clone(),
+            stage: self.shared.name.clone(),
+            reason: reason.clone(),
+        });
+        let failure = Failure::error(failure.class(), reason);
+        self.fail(failure, ctx, false);
+        false
+    }
+
+    fn publish_failed(&self, failure: &Failure, element_index: Option<u64>, attempt: u32) {
+        self.pipeline.publish(SupervisionEvent::StageFailed {
+            pipeline: self.pipeline.name.clone(),
+            stage: self.shared.name.clone(),
+            class: failure.class(),
+            error: failure.message().to_owned(),
+            element_index,
+            attempt,
+            at: SystemTime::now(),
+        });
     }
 
     /// Sends the outbox downstream as far as credit allows. Returns true when the
@@ -222,7 +396,7 @@ impl<Op: Operator> StageActor<Op> {
                 let n = self.outbox.len();
                 self.outbox.clear();
                 let msg = format!("a sink produced {n} output elements");
-                self.fail(Failure::error(ErrorClass::Permanent, msg), ctx);
+                self.fail(Failure::error(ErrorClass::Permanent, msg), ctx, true);
                 return false;
             };
             let n = self.outbox.len().min(self.credit).min(self.max_batch);
@@ -261,7 +435,11 @@ impl<Op: Operator> StageActor<Op> {
                         self.cancel(ctx);
                     } else {
                         let msg = "mailbox full despite credit (weir flow-control bug)";
-                        self.fail(Failure::error(ErrorClass::ResourceExhausted, msg), ctx);
+                        self.fail(
+                            Failure::error(ErrorClass::ResourceExhausted, msg),
+                            ctx,
+                            true,
+                        );
                     }
                     return false;
                 }
@@ -298,13 +476,14 @@ impl<Op: Operator> StageActor<Op> {
         }
     }
 
-    fn fail(&mut self, failure: Failure, ctx: &mut Context<Self>) {
-        // What was taken from the queue and neither completed, filtered nor held is
-        // the element (or elements) the failure destroyed.
+    fn fail(&mut self, failure: Failure, ctx: &mut Context<Self>, publish: bool) {
+        // What was taken from the queue and neither completed, filtered, held,
+        // dead-lettered nor already counted as failed is the element (or elements)
+        // this failure destroyed.
         let held = self.op_held() as u64;
-        let lost = self
-            .consumed
-            .saturating_sub(self.completed + self.filtered + held);
+        let lost = self.consumed.saturating_sub(
+            self.completed + self.filtered + held + self.dead_lettered + self.failed,
+        );
         if !self.is_source() {
             self.shared.failed.fetch_add(lost, Relaxed);
         }
@@ -315,16 +494,10 @@ impl<Op: Operator> StageActor<Op> {
             "stage failed"
         );
         // Published before anything stops, so subscribers learn the cause first.
-        let element_index = (self.consumed > 0 && !self.is_source()).then(|| self.consumed - 1);
-        self.pipeline.publish(SupervisionEvent::StageFailed {
-            pipeline: self.pipeline.name.clone(),
-            stage: self.shared.name.clone(),
-            class: failure.class(),
-            error: failure.message().to_owned(),
-            element_index,
-            attempt: 1,
-            at: SystemTime::now(),
-        });
+        if publish {
+            let element_index = (self.consumed > 0 && !self.is_source()).then(|| self.consumed - 1);
+            self.publish_failed(&failure, element_index, 1);
+        }
         self.pipeline.fail(self.shared.index, failure);
         self.stop(ctx, StopReason::Failed);
     }

@@ -59,12 +59,13 @@ impl<Op: Operator> Unstarted<Op> {
         upstream: Option<UpLink>,
         downstream: Option<DownLink<Op::Out>>,
         max_batch: usize,
+        sup: Option<crate::supervision::StageSupervisor<Op::In>>,
     ) -> bool {
         let rx = self.rx;
         // Built here rather than on the arbiter: if the arbiter stops before running
         // the closure, dropping it drops the actor, which still reports to the
         // pipeline (see `StageActor`'s `Drop`).
-        let actor = StageActor::new(op, shared, pipeline, upstream, downstream, max_batch);
+        let actor = StageActor::new(op, shared, pipeline, upstream, downstream, max_batch, sup);
         arbiter.spawn_fn(move || {
             let ctx = Context::with_receiver(rx);
             actix_rt::spawn(ctx.into_future(actor));

@@ -39,6 +39,12 @@ pub(crate) struct StageShared {
     pub(crate) completed: AtomicU64,
     pub(crate) filtered: AtomicU64,
     pub(crate) failed: AtomicU64,
+    /// Inputs sent to the dead letters by the stage's supervision.
+    pub(crate) dead_lettered: AtomicU64,
+    /// Failed attempts that were tried again (retries and restarts).
+    pub(crate) retries: AtomicU64,
+    /// Restarts of the stage.
+    pub(crate) restarts: AtomicU64,
     /// Outputs created.
     pub(crate) produced: AtomicU64,
     /// Outputs sent downstream. Incremented before a batch is sent, so that the
@@ -83,6 +89,9 @@ impl StageShared {
             completed: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
             produced: AtomicU64::new(0),
             emitted: AtomicU64::new(0),
             batches: AtomicU64::new(0),

@@ -1,0 +1,180 @@
+//! [`Supervision`]: what a stage does when user code fails on an element.
+//!
+//! A supervised stage keeps a copy of each element until its operator has processed
+//! it, so that a failing element can be tried again after a backoff delay, sent to
+//! the dead letters, or skipped, while the rest of the batch waits in order. The
+//! decision comes from a [`SupervisionPolicy`](weir_supervisor::policy::SupervisionPolicy);
+//! the building blocks live in `weir-supervisor`.
+
+use std::pin::Pin;
+use std::time::Instant;
+
+use weir_supervisor::dead_letter::MemoryDlq;
+use weir_supervisor::policy::{Action, Backoff, IntensityWindow, SupervisionPolicy};
+
+/// How a stage handles failures of user code: a policy, and where dead letters go.
+///
+/// Attach it with [`Flow::supervise`](crate::Flow::supervise) before the stage it
+/// applies to. Supervised stages need `Clone` elements: the stage copies each
+/// element before user code consumes it, so that a failing one can be retried or
+/// dead-lettered.
+///
+/// What stages apply today: per-class actions, retries with seeded backoff and
+/// jitter up to `max_attempts`, `on_exhausted`, dead letters into a bounded
+/// [`MemoryDlq`], skip, escalation, and restarts limited by the restart intensity
+/// (a restart keeps the stage's queue, credit and pending elements and resumes
+/// with the same operator instance after `restart_backoff`; a fresh operator from
+/// a factory is not built yet). Circuit breakers, stall detection and element
+/// timeouts are rejected at build time until stages apply them.
+///
+/// # Examples
+///
+/// ```
+/// use weir_runtime::Supervision;
+/// use weir_supervisor::dead_letter::MemoryDlq;
+/// use weir_supervisor::policy::SupervisionPolicy;
+///
+/// let dead_letters = MemoryDlq::<u64>::new(100);
+/// let supervision = Supervision::new(SupervisionPolicy::default().max_attempts(5))
+///     .dead_letters(dead_letters.clone())
+///     .seed(7);
+/// # drop(supervision);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Supervision<T> {
+    pub(crate) policy: SupervisionPolicy,
+    pub(crate) dead_letters: Option<MemoryDlq<T>>,
+    pub(crate) seed: u64,
+}
+
+impl<T> Supervision<T> {
+    /// Supervision with `policy` and no dead-letter queue.
+    pub fn new(policy: SupervisionPolicy) -> Self {
+        Supervision {
+            policy,
+            dead_letters: None,
+            seed: 0x5eed,
+        }
+    }
+
+    /// Where dead-lettered elements go. Required when the policy can dead-letter
+    /// (the default `on_exhausted` does). A full queue escalates: the pipeline fails
+    /// rather than drop an element.
+    pub fn dead_letters(mut self, dlq: MemoryDlq<T>) -> Self {
+        self.dead_letters = Some(dlq);
+        self
+    }
+
+    /// Seed of the backoff jitter, for reproducible runs. The stage index is mixed
+    /// in, so stages with the same seed still spread their retries.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Checks what stages can apply today. The message names the key.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.policy
+            .validate()
+            .map_err(|e| format!("supervision policy: {e}"))?;
+        if self.policy.breaker.is_some() {
+            return Err(
+                "supervision policy: breaker: circuit breakers are not applied by stages yet"
+                    .into(),
+            );
+        }
+        if self.policy.stall_timeout.is_some() {
+            return Err("supervision policy: stall_timeout: not applied by stages yet".into());
+        }
+        if self.policy.element_timeout.is_some() {
+            return Err("supervision policy: element_timeout: not applied by stages yet".into());
+        }
+        let actions = &self.policy.actions;
+        let dead_letters = [
+            actions.panic,
+            actions.transient,
+            actions.permanent,
+            actions.timeout,
+            actions.resource_exhausted,
+            actions.on_exhausted,
+        ]
+        .contains(&Action::DeadLetter);
+        if dead_letters && self.dead_letters.is_none() {
+            return Err("supervision policy dead-letters elements but no dead-letter queue was given (Supervision::dead_letters)".into());
+        }
+        Ok(())
+    }
+}
+
+impl<T> From<SupervisionPolicy> for Supervision<T> {
+    fn from(policy: SupervisionPolicy) -> Self {
+        Supervision::new(policy)
+    }
+}
+
+/// The per-stage state of a supervised stage.
+pub(crate) struct StageSupervisor<T> {
+    pub(crate) policy: SupervisionPolicy,
+    pub(crate) dead_letters: Option<MemoryDlq<T>>,
+    cloner: fn(&T) -> T,
+    pub(crate) backoff: Backoff,
+    pub(crate) restart_backoff: Backoff,
+    pub(crate) window: IntensityWindow,
+    /// Failed attempts of the element at the head of the queue.
+    pub(crate) attempt: u32,
+    /// Copies of the queue taken before the current step.
+    snapshot: Vec<T>,
+    /// While set, the stage processes nothing: it waits before a retry or restart.
+    pub(crate) resume: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> StageSupervisor<T> {
+    pub(crate) fn new(supervision: Supervision<T>, cloner: fn(&T) -> T, stage: usize) -> Self {
+        let seed = supervision.seed ^ (stage as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let policy = supervision.policy;
+        StageSupervisor {
+            backoff: Backoff::new(policy.backoff, seed),
+            restart_backoff: Backoff::new(policy.restart_backoff, seed.rotate_left(17)),
+            window: IntensityWindow::new(policy.intensity),
+            policy,
+            dead_letters: supervision.dead_letters,
+            cloner,
+            attempt: 0,
+            snapshot: Vec::new(),
+            resume: None,
+        }
+    }
+
+    /// Copies the queue before a step.
+    pub(crate) fn snapshot<'a>(&mut self, queue: impl Iterator<Item = &'a T>)
+    where
+        T: 'a,
+    {
+        self.snapshot.clear();
+        self.snapshot.extend(queue.map(self.cloner));
+    }
+
+    /// The copy of the `k`-th element of the queue as it was before the step.
+    pub(crate) fn take_copy(&mut self, k: usize) -> Option<T> {
+        (k < self.snapshot.len()).then(|| self.snapshot.swap_remove(k))
+    }
+
+    /// Waits `delay` before processing anything more.
+    pub(crate) fn pause(&mut self, delay: std::time::Duration) {
+        self.resume = Some(Box::pin(tokio::time::sleep(delay)));
+    }
+
+    /// Restarts allowed by the intensity window; false means escalate.
+    pub(crate) fn allow_restart(&mut self, now: Instant) -> bool {
+        self.window.allow(now)
+    }
+}
+
+impl<T> std::fmt::Debug for StageSupervisor<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageSupervisor")
+            .field("attempt", &self.attempt)
+            .field("paused", &self.resume.is_some())
+            .finish_non_exhaustive()
+    }
+}

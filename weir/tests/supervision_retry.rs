@@ -1,0 +1,342 @@
+//! Supervised stages: failing elements are retried with backoff, dead-lettered,
+//! skipped or escalated by the policy; restarts keep the stage's queue and are
+//! limited by the restart intensity; conservation counts every element.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use weir::prelude::*;
+use weir::{EventError, Events};
+
+fn rt() -> Runtime {
+    Runtime::builder().arbiters(1).build().unwrap()
+}
+
+fn fast() -> BackoffConfig {
+    BackoffConfig::new(Duration::from_millis(1), Duration::from_millis(4))
+}
+
+fn drain(events: &mut Events) -> Vec<SupervisionEvent> {
+    let mut all = Vec::new();
+    loop {
+        match futures::executor::block_on(events.recv()) {
+            Ok(event) => all.push(event),
+            Err(EventError::Ended) => return all,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Panics the first time it sees each element that `flaky` selects.
+fn first_try_fails(flaky: impl Fn(u64) -> bool + Send + 'static) -> impl FnMut(u64) -> u64 + Send {
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    move |x| {
+        if flaky(x) && seen.lock().unwrap().insert(x) {
+            panic!("transient trouble with {x}");
+        }
+        x * 10
+    }
+}
+
+#[test]
+fn transient_panics_are_retried_in_order() {
+    let dlq = MemoryDlq::new(10);
+    let policy = SupervisionPolicy::default()
+        .action(ErrorClass::Panic, Action::Retry)
+        .backoff(fast());
+    let done = Pipeline::from_iter(0..2_000_u64)
+        .supervise(Supervision::new(policy).dead_letters(dlq.clone()))
+        .map(first_try_fails(|x| x % 50 == 3))
+        .name("flaky")
+        .collect()
+        .run(&rt())
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(done.output, (0..2_000).map(|x| x * 10).collect::<Vec<_>>());
+    let flaky = done.report.stage("flaky").unwrap();
+    assert_eq!(flaky.retries, 40);
+    assert_eq!(flaky.failed, 0);
+    assert_eq!(done.report.dead_lettered(), 0);
+    assert!(dlq.is_empty());
+    done.report.check_conservation().unwrap();
+}
+
+#[test]
+fn a_poison_element_is_dead_lettered_after_max_attempts() {
+    let dlq = MemoryDlq::new(10);
+    let policy = SupervisionPolicy::default()
+        .action(ErrorClass::Panic, Action::Retry)
+        .max_attempts(3)
+        .backoff(fast());
+    let mut runnable = Pipeline::from_iter(0..500_u64)
+        .supervise(Supervision::new(policy).dead_letters(dlq.clone()))
+        .map(|x| if x == 77 { panic!("poison {x}") } else { x })
+        .name("parse")
+        .collect();
+    let mut events = runnable.subscribe();
+    let done = runnable.run(&rt()).unwrap().wait().unwrap();
+    assert_eq!(
+        done.output,
+        (0..500).filter(|&x| x != 77).collect::<Vec<_>>()
+    );
+    assert_eq!(done.report.dead_lettered(), 1);
+    assert_eq!(done.report.retries(), 2);
+    done.report.check_conservation().unwrap();
+
+    let letters = dlq.drain();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.element, 77);
+    assert_eq!(letter.attempts, 3);
+    assert_eq!(letter.stage, "parse");
+    assert_eq!(letter.element_index, 77);
+    assert_eq!(letter.class, ErrorClass::Panic);
+    assert!(letter.error.contains("poison 77"));
+
+    let all = drain(&mut events);
+    let failed: Vec<u32> = all
+        .iter()
+        .filter_map(|e| match e {
+            SupervisionEvent::StageFailed {
+                element_index: Some(77),
+                attempt,
+                ..
+            } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, [1, 2, 3]);
+    let retried = all
+        .iter()
+        .filter(|e| matches!(e, SupervisionEvent::ElementRetried { .. }))
+        .count();
+    assert_eq!(retried, 2);
+    assert!(all.iter().any(|e| matches!(
+        e,
+        SupervisionEvent::ElementDeadLettered {
+            element_index: 77,
+            attempts: 3,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn skip_drops_the_element_and_counts_it() {
+    let policy = SupervisionPolicy::default()
+        .action(ErrorClass::Panic, Action::Skip)
+        .action(ErrorClass::Permanent, Action::Skip)
+        .on_exhausted(Action::Skip);
+    let done = Pipeline::from_iter(0..100_u64)
+        .supervise(policy)
+        .filter(|x| if x % 25 == 0 { panic!("bad {x}") } else { true })
+        .name("check")
+        .collect()
+        .run(&rt())
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(
+        done.output,
+        (0..100).filter(|x| x % 25 != 0).collect::<Vec<_>>()
+    );
+    assert_eq!(done.report.stage("check").unwrap().failed, 4);
+    done.report.check_conservation().unwrap();
+}
+
+#[test]
+fn a_restart_keeps_every_queued_element() {
+    let dlq = MemoryDlq::new(10);
+    let policy = SupervisionPolicy::default().restart_backoff(fast());
+    let done = Pipeline::from_iter(0..1_000_u64)
+        .supervise(Supervision::new(policy).dead_letters(dlq))
+        .map(first_try_fails(|x| x == 10))
+        .name("worker")
+        .capacity(64)
+        .collect()
+        .run(&rt())
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(done.output, (0..1_000).map(|x| x * 10).collect::<Vec<_>>());
+    let worker = done.report.stage("worker").unwrap();
+    assert_eq!(worker.restarts, 1);
+    assert_eq!(worker.abandoned, 0);
+    done.report.check_conservation().unwrap();
+}
+
+#[test]
+fn restart_intensity_escalates_and_fails_the_pipeline() {
+    let dlq = MemoryDlq::new(10);
+    let policy = SupervisionPolicy::default()
+        .max_attempts(100)
+        .intensity(weir::supervisor::policy::RestartIntensity::new(
+            3,
+            Duration::from_secs(60),
+        ))
+        .restart_backoff(fast());
+    let mut runnable = Pipeline::from_iter(0..10_u64)
+        .supervise(Supervision::new(policy).dead_letters(dlq))
+        .map(|x| -> u64 { panic!("always {x}") })
+        .name("doomed")
+        .collect();
+    let mut events = runnable.subscribe();
+    let err = runnable.run(&rt()).unwrap().wait().unwrap_err();
+    assert!(
+        err.to_string().contains("restart intensity exceeded"),
+        "{err}"
+    );
+    let report = err.report().unwrap();
+    assert_eq!(report.stage("doomed").unwrap().restarts, 3);
+    report.check_conservation().unwrap();
+    let all = drain(&mut events);
+    let restarts = all
+        .iter()
+        .filter(|e| matches!(e, SupervisionEvent::StageRestarted { .. }))
+        .count();
+    assert_eq!(restarts, 3);
+    assert!(
+        all.iter()
+            .any(|e| matches!(e, SupervisionEvent::Escalated { .. }))
+    );
+}
+
+#[test]
+fn a_full_dead_letter_queue_escalates_instead_of_dropping() {
+    let dlq = MemoryDlq::new(1);
+    let policy = SupervisionPolicy::default().action(ErrorClass::Panic, Action::DeadLetter);
+    let err = Pipeline::from_iter(0..100_u64)
+        .supervise(Supervision::new(policy).dead_letters(dlq.clone()))
+        .map(|x| if x % 10 == 5 { panic!("bad {x}") } else { x })
+        .name("strict")
+        .for_each(drop)
+        .run(&rt())
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(err.to_string().contains("dead-letter queue full"), "{err}");
+    let report = err.report().unwrap();
+    assert_eq!(report.dead_lettered(), 1);
+    assert_eq!(dlq.len(), 1);
+    report.check_conservation().unwrap();
+}
+
+#[test]
+fn policies_stages_cannot_apply_yet_are_rejected_at_build_time() {
+    let without_dlq = Pipeline::from_iter(0..3_u64)
+        .supervise(SupervisionPolicy::default())
+        .map(|x| x)
+        .name("needs-dlq")
+        .collect()
+        .run(&rt())
+        .unwrap_err();
+    assert!(
+        matches!(&without_dlq, BuildError::InvalidArgument { stage, message }
+            if stage == "needs-dlq" && message.contains("no dead-letter queue")),
+        "{without_dlq:?}"
+    );
+    let breaker = SupervisionPolicy::default()
+        .breaker(weir::supervisor::policy::BreakerConfig::default())
+        .on_exhausted(Action::Escalate)
+        .action(ErrorClass::Permanent, Action::Escalate);
+    let err = Pipeline::from_iter(0..3_u64)
+        .supervise(breaker)
+        .map(|x| x)
+        .collect()
+        .run(&rt())
+        .unwrap_err();
+    assert!(err.to_string().contains("breaker"), "{err}");
+}
+
+/// Chaos, deterministic from a seed: elements carry per-key sequence numbers; some
+/// calls fail transiently (once), some elements are poison (always fail). Every
+/// element ends delivered exactly once or in the dead letters after exactly
+/// `max_attempts`; per key, the delivered sequence has no gap other than the
+/// dead-lettered elements and no repeat.
+#[test]
+fn chaos_conserves_every_element_and_every_key_sequence() {
+    const N: u64 = 20_000;
+    const KEYS: u64 = 16;
+    fn mix(x: u64) -> u64 {
+        let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let seed = 42_u64;
+    let poison = move |i: u64| mix(i ^ seed).is_multiple_of(1000);
+    let transient = move |i: u64| mix(i ^ seed.rotate_left(7)).is_multiple_of(100);
+    let dlq = MemoryDlq::new(1_000);
+    let policy = SupervisionPolicy::default()
+        .action(ErrorClass::Panic, Action::Retry)
+        .max_attempts(4)
+        .backoff(BackoffConfig::none());
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let done = Pipeline::from_iter((0..N).map(|i| (i % KEYS, i / KEYS, i)))
+        .supervise(
+            Supervision::new(policy)
+                .dead_letters(dlq.clone())
+                .seed(seed),
+        )
+        .map(move |(key, seq, i)| {
+            if poison(i) {
+                panic!("poison {i}");
+            }
+            if transient(i) && seen.lock().unwrap().insert(i) {
+                panic!("transient {i}");
+            }
+            (key, seq, i)
+        })
+        .name("chaos")
+        .collect()
+        .default_capacity(128)
+        .max_batch(32)
+        .run(&rt())
+        .unwrap()
+        .wait()
+        .unwrap();
+    done.report.check_conservation().unwrap();
+    let letters = dlq.drain();
+    let poisoned: HashSet<u64> = (0..N).filter(|&i| poison(i)).collect();
+    assert!(!poisoned.is_empty());
+    assert_eq!(letters.len(), poisoned.len());
+    for letter in &letters {
+        assert!(poisoned.contains(&letter.element.2));
+        assert_eq!(letter.attempts, 4);
+    }
+    assert_eq!(done.output.len() as u64 + letters.len() as u64, N);
+    let mut next = vec![0_u64; KEYS as usize];
+    for &(key, seq, i) in &done.output {
+        // Skip over dead-lettered elements of this key, then expect exactly `seq`.
+        while poisoned.contains(&(next[key as usize] * KEYS + key)) {
+            next[key as usize] += 1;
+        }
+        assert_eq!(
+            seq, next[key as usize],
+            "key {key}: element {i} out of sequence"
+        );
+        next[key as usize] += 1;
+    }
+    let transient_count = (0..N).filter(|&i| transient(i) && !poison(i)).count() as u64;
+    let expected_retries = transient_count + 3 * poisoned.len() as u64;
+    assert_eq!(done.report.retries(), expected_retries);
+}
+
+#[test]
+fn operators_that_could_duplicate_or_misattribute_are_not_supervisable() {
+    let dlq = MemoryDlq::new(1);
+    let err = Pipeline::from_iter(0..3_u64)
+        .supervise(Supervision::new(SupervisionPolicy::default()).dead_letters(dlq))
+        .flat_map(|x| [x, x])
+        .name("expand")
+        .collect()
+        .run(&rt())
+        .unwrap_err();
+    assert!(
+        matches!(&err, BuildError::InvalidArgument { stage, message }
+            if stage == "expand" && message.contains("cannot be supervised yet")),
+        "{err:?}"
+    );
+}
