@@ -42,7 +42,7 @@ use std::future::Future;
 use futures::Stream;
 use weir_runtime::{Flow, OutputReceiver, Runnable, output};
 
-use crate::ops::{Chunks, Filter, FilterMap, FlatMap, Inspect, Map, MapAsync, Take};
+use crate::ops::{Chunks, Filter, FilterMap, FlatMap, Inspect, Map, MapAsync, Take, TryMap};
 use crate::sink::{Collect, Egress, EgressSink, Fold, ForEach, ForEachAsync};
 use crate::source::{Ingress, IngressSource, IterSource, StreamSource};
 
@@ -135,6 +135,29 @@ pub trait FlowExt<T: Send + 'static>: Sized {
     fn map<U, F>(self, f: F) -> Flow<U>
     where
         F: FnMut(T) -> U + Send + 'static,
+        U: Send + 'static;
+
+    /// Applies a fallible function: `Err(failure)` fails the element with the
+    /// failure's [`ErrorClass`](weir_runtime::ErrorClass), which a supervised stage's
+    /// policy acts on (retry a transient error, dead-letter a permanent one, …).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// use weir_runtime::{ErrorClass, Failure};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(["1", "2"])
+    ///     .try_map(|s| s.parse::<u32>().map_err(|e| Failure::with_source(ErrorClass::Permanent, e)))
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.output, [1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn try_map<U, F>(self, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Result<U, weir_runtime::Failure> + Send + 'static,
         U: Send + 'static;
 
     /// Keeps the elements for which `predicate` is true; the others count as
@@ -369,6 +392,14 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         U: Send + 'static,
     {
         self.via(Map::new(f))
+    }
+
+    fn try_map<U, F>(self, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Result<U, weir_runtime::Failure> + Send + 'static,
+        U: Send + 'static,
+    {
+        self.via(TryMap::new(f))
     }
 
     fn filter<F>(self, predicate: F) -> Flow<T>

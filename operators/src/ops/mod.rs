@@ -9,6 +9,7 @@ mod inspect;
 mod map;
 mod map_async;
 mod take;
+mod try_map;
 
 pub use chunks::Chunks;
 pub use filter::Filter;
@@ -18,3 +19,4 @@ pub use inspect::Inspect;
 pub use map::Map;
 pub use map_async::MapAsync;
 pub use take::Take;
+pub use try_map::TryMap;

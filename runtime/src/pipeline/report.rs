@@ -304,7 +304,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "pipeline `{}`: {:?} in {:.3}s — admitted {}, delivered {}, filtered {}, failed {}, abandoned {}",
+            "pipeline `{}`: {:?} in {:.3}s — admitted {}, delivered {}, filtered {}, failed {}, dead-lettered {}, abandoned {}; retries {}, restarts {}",
             self.pipeline,
             self.outcome,
             self.elapsed.as_secs_f64(),
@@ -312,7 +312,10 @@ impl fmt::Display for Report {
             self.delivered(),
             self.filtered(),
             self.failed(),
-            self.abandoned()
+            self.dead_lettered(),
+            self.abandoned(),
+            self.retries(),
+            self.restarts()
         )?;
         writeln!(
             f,

@@ -1,0 +1,187 @@
+//! Supervision policies from a TOML file, applied to a pipeline with flaky stages.
+//!
+//! Records flow through `parse` (some records are malformed: a permanent error,
+//! dead-lettered per the file's `[stages.parse]`), `enrich` (a flaky lookup: a few
+//! transient errors, retried with backoff; one panic, which restarts the stage) and a
+//! sink. Supervision events are printed as they happen; the final report shows
+//! delivered / retried / dead-lettered / restarts, and `--report PATH` writes it as
+//! JSON.
+//!
+//! ```sh
+//! cargo run -p weir-examples --bin restart_policies -- --report target/restart-report.json
+//! ```
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use weir::prelude::*;
+use weir::supervisor::policy::PolicyConfig;
+use weir::{EventError, Failure};
+
+const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/restart-policy.toml");
+
+#[derive(Debug, Clone)]
+struct Record {
+    id: u64,
+    raw: String,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (config_path, report_path, elements) = args()?;
+    let config = PolicyConfig::from_file(&config_path)?;
+    config.check_stage_names(["records", "parse", "enrich", "sink"])?;
+    println!(
+        "policy: {} ({:?})",
+        config_path.display(),
+        config.strategy()
+    );
+
+    let parse_dlq = MemoryDlq::new(1_000);
+    let enrich_dlq = MemoryDlq::new(1_000);
+    let rt = Runtime::new()?;
+    let flaky_seen = Arc::new(Mutex::new(HashSet::new()));
+    let mut runnable = Pipeline::from_iter((0..elements).map(|id| Record {
+        id,
+        raw: if id % 97 == 13 {
+            format!("garbage-{id}")
+        } else {
+            format!("{id},{}", id % 10)
+        },
+    }))
+    .name("records")
+    .supervise(Supervision::new(applicable(&config, "parse")).dead_letters(parse_dlq.clone()))
+    .try_map(|record: Record| {
+        let (id, category) = record
+            .raw
+            .split_once(',')
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u8>().ok()?)))
+            .ok_or_else(|| {
+                Failure::error(
+                    ErrorClass::Permanent,
+                    format!("malformed record {}", record.id),
+                )
+            })?;
+        Ok((id, category))
+    })
+    .name("parse")
+    .supervise(Supervision::new(applicable(&config, "enrich")).dead_letters(enrich_dlq.clone()))
+    .try_map(move |(id, category): (u64, u8)| {
+        // A flaky lookup: the first call for a few ids fails transiently, and one
+        // id panics once (a bug in the client), which restarts the stage.
+        let first_call = flaky_seen.lock().expect("lock").insert(id);
+        if first_call && id == 500 {
+            panic!("lookup client crashed on {id}");
+        }
+        if first_call && id % 331 == 7 {
+            return Err(Failure::error(
+                ErrorClass::Transient,
+                format!("lookup timed out for {id}"),
+            ));
+        }
+        Ok(format!(
+            "{id}:{}",
+            ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"][category as usize]
+        ))
+    })
+    .name("enrich")
+    .fold(0_u64, |n, _enriched: String| n + 1)
+    .name("sink")
+    .named("restart-policies");
+
+    let mut events = runnable.subscribe();
+    let printer = std::thread::spawn(move || {
+        loop {
+            match futures::executor::block_on(events.recv()) {
+                Ok(event) => match &event {
+                    SupervisionEvent::StageStarted { .. }
+                    | SupervisionEvent::StageStopped { .. } => {}
+                    other => println!("event: {}", serde_json::to_string(other).expect("json")),
+                },
+                Err(EventError::Ended) => break,
+                Err(EventError::Lagged(n)) => println!("event: ({n} events skipped)"),
+                Err(other) => println!("event error: {other}"),
+            }
+        }
+    });
+
+    let done = runnable.run(&rt)?.wait()?;
+    printer.join().expect("event printer");
+    let report = &done.report;
+    println!("\n{report}");
+    println!(
+        "delivered {} of {} records; retries {}, restarts {}, dead-lettered {} (parse {}, enrich {})",
+        done.output,
+        report.emitted_by_sources(),
+        report.retries(),
+        report.restarts(),
+        report.dead_lettered(),
+        parse_dlq.len(),
+        enrich_dlq.len()
+    );
+    for letter in parse_dlq.snapshot().iter().take(3) {
+        println!(
+            "dead letter: stage {} element {} after {} attempt(s): {}",
+            letter.stage, letter.element.id, letter.attempts, letter.error
+        );
+    }
+    report.check_conservation()?;
+
+    if let Some(path) = report_path {
+        let json = serde_json::json!({
+            "emitted": report.emitted_by_sources(),
+            "delivered": report.delivered(),
+            "filtered": report.filtered(),
+            "dead_lettered": report.dead_lettered(),
+            "retries": report.retries(),
+            "restarts": report.restarts(),
+            "failed": report.failed(),
+            "abandoned": report.abandoned(),
+            "report": report,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
+        println!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The stage's policy from the file, without the parts stages do not apply yet
+/// (weir rejects a policy that sets them, rather than ignore them silently).
+fn applicable(config: &PolicyConfig, stage: &str) -> SupervisionPolicy {
+    let mut policy = config.for_stage(stage);
+    if policy.breaker.take().is_some() {
+        eprintln!(
+            "note: stage `{stage}`: the circuit breaker is not applied by stages yet; left out"
+        );
+    }
+    if policy.stall_timeout.take().is_some() {
+        eprintln!("note: stage `{stage}`: stall_timeout is not applied by stages yet; left out");
+    }
+    if policy.element_timeout.take().is_some() {
+        eprintln!("note: stage `{stage}`: element_timeout is not applied by stages yet; left out");
+    }
+    policy
+}
+
+fn args() -> Result<(PathBuf, Option<PathBuf>, u64), String> {
+    let mut config = PathBuf::from(DEFAULT_CONFIG);
+    let mut report = None;
+    let mut elements = 2_000;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--config" => config = PathBuf::from(value()?),
+            "--report" => report = Some(PathBuf::from(value()?)),
+            "--elements" => {
+                elements = value()?.parse().map_err(|e| format!("--elements: {e}"))?;
+            }
+            "--help" | "-h" => {
+                println!("usage: restart_policies [--config PATH] [--report PATH] [--elements N]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}` (try --help)")),
+        }
+    }
+    Ok((config, report, elements))
+}
