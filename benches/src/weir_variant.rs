@@ -3,6 +3,7 @@
 //! a linear chain).
 
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir::prelude::*;
@@ -83,4 +84,117 @@ pub fn latency(pings: usize) -> Result<Vec<Duration>, String> {
         return Err(format!("{} of {pings} pings came back", samples.len()));
     }
     Ok(samples)
+}
+
+/// What the last [`run_faulty`] observed.
+#[derive(Debug, Clone, Default)]
+pub struct FaultyStats {
+    /// Restarts of the faulty stage.
+    pub restarts: u64,
+    /// Elements sent to the dead letters (0 when every retry succeeds).
+    pub dead_lettered: u64,
+    /// Time from each caught panic to the restarted stage processing its next
+    /// element.
+    pub restart_latencies: Vec<Duration>,
+}
+
+static FAULTY: Mutex<Option<FaultyStats>> = Mutex::new(None);
+
+/// The figures of the last [`run_faulty`] in this process.
+pub fn faulty_stats() -> Option<FaultyStats> {
+    FAULTY.lock().ok().and_then(|s| s.clone())
+}
+
+/// Like [`run`], but the first map panics on one call in 10 000 (transient: the
+/// retried call succeeds), under a policy that restarts the stage on a panic
+/// (one-for-one, restart intensity high enough for the run, no restart backoff).
+/// Records restarts, dead letters and the restart latency in [`faulty_stats`].
+///
+/// The default panic hook, which prints every panic, is replaced by a silent one
+/// for the run, as a service with its own hook would have it.
+///
+/// # Errors
+///
+/// Fails when the pipeline cannot be built or does not complete.
+pub fn run_faulty(elements: u64) -> Result<u64, String> {
+    std::panic::set_hook(Box::new(|_| {}));
+    let rt = Runtime::builder()
+        .arbiters(1)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let dead_letters = MemoryDlq::new(1_000);
+    let policy = SupervisionPolicy::default()
+        .action(ErrorClass::Panic, Action::Restart)
+        .max_attempts(3)
+        .intensity(weir::supervisor::policy::RestartIntensity::new(
+            10_000,
+            Duration::from_secs(1),
+        ))
+        .restart_backoff(BackoffConfig::none());
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let mut faults = Faults {
+        until_fault: FAULT_EVERY,
+        panicked_at: None,
+        samples: Arc::clone(&latencies),
+    };
+    let done = Pipeline::from_iter(0..elements)
+        .supervise(Supervision::new(policy).dead_letters(dead_letters.clone()))
+        .map(move |x| {
+            faults.tick();
+            map_step(1, x)
+        })
+        .map(|x| map_step(2, x))
+        .map(|x| map_step(3, x))
+        .filter(|x| keep(*x))
+        .fold(0_u64, sum_step)
+        .run(&rt)
+        .map_err(|e| e.to_string())?
+        .wait()
+        .map_err(|e| e.to_string())?;
+    let _ = std::panic::take_hook();
+    done.report
+        .check_conservation()
+        .map_err(|e| e.to_string())?;
+    let restart_latencies = std::mem::take(&mut *latencies.lock().map_err(|e| e.to_string())?);
+    *FAULTY.lock().map_err(|e| e.to_string())? = Some(FaultyStats {
+        restarts: done.report.restarts(),
+        dead_lettered: done.report.dead_lettered(),
+        restart_latencies,
+    });
+    Ok(done.output)
+}
+
+/// One call in this many panics in [`run_faulty`].
+const FAULT_EVERY: u64 = 10_000;
+
+/// The injected faults of [`run_faulty`]: a panic on every 10 000th call, and the
+/// time from that panic to the next call (the restarted stage's first element).
+struct Faults {
+    until_fault: u64,
+    panicked_at: Option<Instant>,
+    samples: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl Faults {
+    #[inline]
+    fn tick(&mut self) {
+        self.until_fault -= 1;
+        if self.until_fault == 0 || self.panicked_at.is_some() {
+            self.rare();
+        }
+    }
+
+    /// Kept out of line so that the per-element path stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn rare(&mut self) {
+        if let Some(at) = self.panicked_at.take() {
+            self.samples.lock().expect("samples").push(at.elapsed());
+        }
+        if self.until_fault == 0 {
+            self.until_fault = FAULT_EVERY;
+            self.panicked_at = Some(Instant::now());
+            panic!("transient fault");
+        }
+    }
 }

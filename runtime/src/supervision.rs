@@ -6,6 +6,7 @@
 //! decision comes from a [`SupervisionPolicy`](weir_supervisor::policy::SupervisionPolicy);
 //! the building blocks live in `weir-supervisor`.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::Instant;
 
@@ -112,11 +113,20 @@ impl<T> From<SupervisionPolicy> for Supervision<T> {
     }
 }
 
+/// Copies a whole queue into a vector: one indirect call per step, with the
+/// element clones inlined (it is instantiated where `T: Clone` is known).
+pub(crate) type CopyQueue<T> = fn(&VecDeque<T>, &mut Vec<T>);
+
+/// [`CopyQueue`] for a `Clone` element type.
+pub(crate) fn copy_queue<T: Clone>(queue: &VecDeque<T>, into: &mut Vec<T>) {
+    into.extend(queue.iter().cloned());
+}
+
 /// The per-stage state of a supervised stage.
 pub(crate) struct StageSupervisor<T> {
     pub(crate) policy: SupervisionPolicy,
     pub(crate) dead_letters: Option<MemoryDlq<T>>,
-    cloner: fn(&T) -> T,
+    cloner: CopyQueue<T>,
     pub(crate) backoff: Backoff,
     pub(crate) restart_backoff: Backoff,
     pub(crate) window: IntensityWindow,
@@ -129,7 +139,7 @@ pub(crate) struct StageSupervisor<T> {
 }
 
 impl<T> StageSupervisor<T> {
-    pub(crate) fn new(supervision: Supervision<T>, cloner: fn(&T) -> T, stage: usize) -> Self {
+    pub(crate) fn new(supervision: Supervision<T>, cloner: CopyQueue<T>, stage: usize) -> Self {
         let seed = supervision.seed ^ (stage as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let policy = supervision.policy;
         StageSupervisor {
@@ -146,12 +156,9 @@ impl<T> StageSupervisor<T> {
     }
 
     /// Copies the queue before a step.
-    pub(crate) fn snapshot<'a>(&mut self, queue: impl Iterator<Item = &'a T>)
-    where
-        T: 'a,
-    {
+    pub(crate) fn snapshot(&mut self, queue: &VecDeque<T>) {
         self.snapshot.clear();
-        self.snapshot.extend(queue.map(self.cloner));
+        (self.cloner)(queue, &mut self.snapshot);
     }
 
     /// The copy of the `k`-th element of the queue as it was before the step.
@@ -161,7 +168,8 @@ impl<T> StageSupervisor<T> {
 
     /// Waits `delay` before processing anything more.
     pub(crate) fn pause(&mut self, delay: std::time::Duration) {
-        self.resume = Some(Box::pin(tokio::time::sleep(delay)));
+        // A zero delay resumes at once: a timer would still wait for the next tick.
+        self.resume = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
     }
 
     /// Restarts allowed by the intensity window; false means escalate.

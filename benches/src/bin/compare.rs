@@ -27,7 +27,10 @@ const VARIANTS: &[(&str, RunFn)] = &[
     ("actix_per_element", baselines::actix_per_element::run),
     ("actix_batched", baselines::actix_batched::run),
     ("weir", weir_variant::run),
+    ("weir_faulty", weir_variant::run_faulty),
 ];
+/// The variant with injected panics, whose child also reports restarts.
+const FAULTY: &str = "weir_faulty";
 /// Name of the latency measurement (weir only).
 const LATENCY: &str = "latency";
 /// The variant that pushes at most `--per-element-elements` elements.
@@ -158,6 +161,16 @@ struct ChildReport {
     checksum_ok: bool,
     peak_rss_bytes: Option<u64>,
     error: Option<String>,
+    /// `weir_faulty` only: restarts and dead letters of the last run, and the
+    /// restart latency percentiles over all runs.
+    #[serde(default)]
+    restarts: Option<u64>,
+    #[serde(default)]
+    dead_lettered: Option<u64>,
+    #[serde(default)]
+    restart_p50_us: Option<f64>,
+    #[serde(default)]
+    restart_p99_us: Option<f64>,
 }
 
 /// What the latency child prints (one JSON line on stdout).
@@ -179,6 +192,12 @@ struct VariantEntry {
     peak_rss_bytes: Option<u64>,
     checksum_ok: bool,
     runs: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restarts: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_lettered: Option<u64>,
+    #[serde(skip)]
+    restart_latency: Option<(f64, f64)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -223,7 +242,12 @@ fn child_variant(name: &str, run: RunFn, elements: u64, runs: usize) -> ChildRep
         checksum_ok: false,
         peak_rss_bytes: None,
         error: None,
+        restarts: None,
+        dead_lettered: None,
+        restart_p50_us: None,
+        restart_p99_us: None,
     };
+    let mut restart_samples = Vec::new();
     for _ in 0..runs {
         let start = Instant::now();
         let result = run(std::hint::black_box(elements));
@@ -235,6 +259,13 @@ fn child_variant(name: &str, run: RunFn, elements: u64, runs: usize) -> ChildRep
                 } else {
                     0.0
                 });
+                if name == FAULTY
+                    && let Some(faulty) = weir_variant::faulty_stats()
+                {
+                    report.restarts = Some(faulty.restarts);
+                    report.dead_lettered = Some(faulty.dead_lettered);
+                    restart_samples.extend(faulty.restart_latencies);
+                }
             }
             Ok(sum) => {
                 report.error = Some(format!("checksum {sum:#x} != reference {expected:#x}"));
@@ -248,6 +279,12 @@ fn child_variant(name: &str, run: RunFn, elements: u64, runs: usize) -> ChildRep
     }
     report.checksum_ok = report.error.is_none() && report.runs.len() == runs;
     report.peak_rss_bytes = stats::peak_rss_bytes();
+    if !restart_samples.is_empty() {
+        restart_samples.sort();
+        let us = |p| stats::percentile(&restart_samples, p).map(|d| d.as_secs_f64() * 1e6);
+        report.restart_p50_us = us(0.5);
+        report.restart_p99_us = us(0.99);
+    }
     report
 }
 
@@ -327,6 +364,9 @@ fn measure_variant(name: &str, args: &Args) -> VariantEntry {
             peak_rss_bytes: report.peak_rss_bytes,
             checksum_ok: report.checksum_ok,
             runs: report.runs,
+            restarts: report.restarts,
+            dead_lettered: report.dead_lettered,
+            restart_latency: report.restart_p50_us.zip(report.restart_p99_us),
             error: report.error,
         },
         Err(error) => VariantEntry {
@@ -336,6 +376,9 @@ fn measure_variant(name: &str, args: &Args) -> VariantEntry {
             peak_rss_bytes: None,
             checksum_ok: false,
             runs: Vec::new(),
+            restarts: None,
+            dead_lettered: None,
+            restart_latency: None,
             error: Some(error),
         },
     }
@@ -492,8 +535,31 @@ fn main() -> ExitCode {
             .as_ref()
             .is_some_and(|l| l.error.is_some() || l.p50_us.is_none());
 
+    let restart = variants
+        .iter()
+        .find(|v| v.name == FAULTY)
+        .and_then(|v| v.restart_latency)
+        .map(|(p50, p99)| LatencyEntry {
+            name: "restart",
+            p50_us: Some(p50),
+            p99_us: Some(p99),
+            pings: 0,
+            peak_rss_bytes: None,
+            error: None,
+        });
+    if let Some(r) = &restart {
+        let faulty = variants.iter().find(|v| v.name == FAULTY);
+        println!(
+            "restart (weir_faulty: {} restarts, {} dead-lettered in the last run): p50 {:.1} us, p99 {:.1} us",
+            faulty.and_then(|v| v.restarts).unwrap_or(0),
+            faulty.and_then(|v| v.dead_lettered).unwrap_or(0),
+            r.p50_us.unwrap_or(f64::NAN),
+            r.p99_us.unwrap_or(f64::NAN)
+        );
+    }
     let mut entries: Vec<Entry> = variants.into_iter().map(Entry::Variant).collect();
     entries.extend(latency.map(Entry::Latency));
+    entries.extend(restart.map(Entry::Latency));
     let written = write_report(&args.out, &entries);
     match &written {
         Ok(()) => {
@@ -598,6 +664,9 @@ mod tests {
             peak_rss_bytes: None,
             checksum_ok: true,
             runs: Vec::new(),
+            restarts: None,
+            dead_lettered: None,
+            restart_latency: None,
             error: None,
         };
         assert_eq!(ratio(&entry(1.0), Some(&entry(1.0))), "1.00x");

@@ -18,7 +18,7 @@ use crate::stage::Unstarted;
 use crate::stage::actor::{DownLink, UpLink};
 use crate::stage::message::Control;
 use crate::stage::shared::{StageShared, StageSpec};
-use crate::supervision::{StageSupervisor, Supervision};
+use crate::supervision::{CopyQueue, StageSupervisor, Supervision, copy_queue};
 
 /// Input capacity of a stage whose capacity was not set: 1024 elements.
 ///
@@ -96,7 +96,7 @@ impl Wiring<'_> {
 type SpawnFn<T> =
     Box<dyn FnOnce(&mut Wiring<'_>, DownLink<T>) -> Result<UpLink, BuildError> + Send>;
 /// Supervision waiting for the next stage, with the element cloner it needs.
-type NextSupervision<T> = (Supervision<T>, fn(&T) -> T);
+type NextSupervision<T> = (Supervision<T>, CopyQueue<T>);
 type SpawnSinkFn = Box<dyn FnOnce(&mut Wiring<'_>) -> Result<(), BuildError> + Send>;
 
 /// A pipeline under construction whose last stage emits `T`.
@@ -150,7 +150,7 @@ impl<T: Clone + Send + 'static> Flow<T> {
     /// }
     /// ```
     pub fn supervise(mut self, supervision: impl Into<Supervision<T>>) -> Self {
-        self.next = Some((supervision.into(), T::clone));
+        self.next = Some((supervision.into(), copy_queue::<T>));
         self
     }
 }

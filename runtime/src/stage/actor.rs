@@ -184,7 +184,7 @@ impl<Op: Operator> StageActor<Op> {
             self.input_ended
         };
         if let Some(sup) = &mut self.sup {
-            sup.snapshot(self.inq.iter());
+            sup.snapshot(&self.inq);
         }
         let mut io = Io::new(
             &mut self.inq,
