@@ -10,8 +10,11 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::Instant;
 
+use weir_supervisor::ErrorClass;
 use weir_supervisor::dead_letter::MemoryDlq;
-use weir_supervisor::policy::{Action, Backoff, IntensityWindow, SupervisionPolicy};
+use weir_supervisor::policy::{
+    Action, Backoff, CircuitBreaker, IntensityWindow, OpenBehavior, SupervisionPolicy,
+};
 
 /// How a stage handles failures of user code: a policy, and where dead letters go.
 ///
@@ -25,8 +28,10 @@ use weir_supervisor::policy::{Action, Backoff, IntensityWindow, SupervisionPolic
 /// [`MemoryDlq`], skip, escalation, and restarts limited by the restart intensity
 /// (a restart keeps the stage's queue, credit and pending elements and resumes
 /// with the same operator instance after `restart_backoff`; a fresh operator from
-/// a factory is not built yet). Circuit breakers, stall detection and element
-/// timeouts are rejected at build time until stages apply them.
+/// a factory is not built yet), and a circuit breaker per stage: while open the
+/// stage either takes no input until the cooldown ends (backpressure) or diverts
+/// what arrives to the dead letters. Stall detection and element timeouts are
+/// rejected at build time until stages apply them.
 ///
 /// # Examples
 ///
@@ -78,12 +83,11 @@ impl<T> Supervision<T> {
         self.policy
             .validate()
             .map_err(|e| format!("supervision policy: {e}"))?;
-        if self.policy.breaker.is_some() {
-            return Err(
-                "supervision policy: breaker: circuit breakers are not applied by stages yet"
-                    .into(),
-            );
-        }
+        let diverts = self
+            .policy
+            .breaker
+            .as_ref()
+            .is_some_and(|b| b.when_open == OpenBehavior::DeadLetter);
         if self.policy.stall_timeout.is_some() {
             return Err("supervision policy: stall_timeout: not applied by stages yet".into());
         }
@@ -100,7 +104,7 @@ impl<T> Supervision<T> {
             actions.on_exhausted,
         ]
         .contains(&Action::DeadLetter);
-        if dead_letters && self.dead_letters.is_none() {
+        if (dead_letters || diverts) && self.dead_letters.is_none() {
             return Err("supervision policy dead-letters elements but no dead-letter queue was given (Supervision::dead_letters)".into());
         }
         Ok(())
@@ -134,14 +138,20 @@ pub(crate) struct StageSupervisor<T> {
     pub(crate) attempt: u32,
     /// Copies of the queue taken before the current step.
     snapshot: Vec<T>,
-    /// While set, the stage processes nothing: it waits before a retry or restart.
+    /// While set, the stage processes nothing: it waits before a retry or restart,
+    /// or for an open breaker's cooldown.
     pub(crate) resume: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The stage's circuit breaker, if the policy has one.
+    pub(crate) breaker: Option<CircuitBreaker>,
+    /// Class and message of the last failure, for elements diverted while open.
+    pub(crate) last_failure: Option<(ErrorClass, String)>,
 }
 
 impl<T> StageSupervisor<T> {
     pub(crate) fn new(supervision: Supervision<T>, cloner: CopyQueue<T>, stage: usize) -> Self {
         let seed = supervision.seed ^ (stage as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let policy = supervision.policy;
+        let policy_breaker = policy.breaker.map(CircuitBreaker::new);
         StageSupervisor {
             backoff: Backoff::new(policy.backoff, seed),
             restart_backoff: Backoff::new(policy.restart_backoff, seed.rotate_left(17)),
@@ -152,6 +162,8 @@ impl<T> StageSupervisor<T> {
             attempt: 0,
             snapshot: Vec::new(),
             resume: None,
+            breaker: policy_breaker,
+            last_failure: None,
         }
     }
 
@@ -170,6 +182,12 @@ impl<T> StageSupervisor<T> {
     pub(crate) fn pause(&mut self, delay: std::time::Duration) {
         // A zero delay resumes at once: a timer would still wait for the next tick.
         self.resume = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
+    }
+
+    /// Waits until `at` (an open breaker's cooldown) before processing anything.
+    pub(crate) fn pause_until(&mut self, at: Instant) {
+        let at = tokio::time::Instant::from_std(at);
+        self.resume = Some(Box::pin(tokio::time::sleep_until(at)));
     }
 
     /// Restarts allowed by the intensity window; false means escalate.

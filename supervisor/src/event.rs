@@ -106,6 +106,31 @@ pub enum SupervisionEvent {
         /// Why.
         reason: String,
     },
+    /// The stage's circuit breaker opened: the stage takes no input (or diverts it
+    /// to the dead letters) until the cooldown ends.
+    BreakerOpened {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+        /// How long it stays open before a probe.
+        #[serde(serialize_with = "serialize_duration_ms")]
+        cooldown: Duration,
+    },
+    /// The cooldown ended: the next element is a probe.
+    BreakerHalfOpened {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+    },
+    /// Probes succeeded: the breaker closed and elements flow again.
+    BreakerClosed {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+    },
     /// A stage stopped.
     StageStopped {
         /// Pipeline name.
@@ -149,6 +174,9 @@ impl SupervisionEvent {
             | SupervisionEvent::ElementSkipped { stage, .. }
             | SupervisionEvent::StageRestarted { stage, .. }
             | SupervisionEvent::Escalated { stage, .. }
+            | SupervisionEvent::BreakerOpened { stage, .. }
+            | SupervisionEvent::BreakerHalfOpened { stage, .. }
+            | SupervisionEvent::BreakerClosed { stage, .. }
             | SupervisionEvent::StageStopped { stage, .. } => stage,
         }
     }

@@ -237,17 +237,17 @@ fn policies_stages_cannot_apply_yet_are_rejected_at_build_time() {
             if stage == "needs-dlq" && message.contains("no dead-letter queue")),
         "{without_dlq:?}"
     );
-    let breaker = SupervisionPolicy::default()
-        .breaker(weir::supervisor::policy::BreakerConfig::default())
+    let stall = SupervisionPolicy::default()
+        .stall_timeout(Duration::from_secs(1))
         .on_exhausted(Action::Escalate)
         .action(ErrorClass::Permanent, Action::Escalate);
     let err = Pipeline::from_iter(0..3_u64)
-        .supervise(breaker)
+        .supervise(stall)
         .map(|x| x)
         .collect()
         .run(&rt())
         .unwrap_err();
-    assert!(err.to_string().contains("breaker"), "{err}");
+    assert!(err.to_string().contains("stall_timeout"), "{err}");
 }
 
 /// Chaos, deterministic from a seed: elements carry per-key sequence numbers; some

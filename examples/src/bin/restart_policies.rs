@@ -146,14 +146,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The stage's policy from the file, without the parts stages do not apply yet
-/// (weir rejects a policy that sets them, rather than ignore them silently).
+/// (stall and element timeouts: weir rejects a policy that sets them, rather than
+/// ignore them silently).
 fn applicable(config: &PolicyConfig, stage: &str) -> SupervisionPolicy {
     let mut policy = config.for_stage(stage);
-    if policy.breaker.take().is_some() {
-        eprintln!(
-            "note: stage `{stage}`: the circuit breaker is not applied by stages yet; left out"
-        );
-    }
     if policy.stall_timeout.take().is_some() {
         eprintln!("note: stage `{stage}`: stall_timeout is not applied by stages yet; left out");
     }

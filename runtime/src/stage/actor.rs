@@ -20,7 +20,7 @@ use actix::{Actor, ActorContext, ActorFuture, AsyncContext, Context, Handler, Re
 use std::time::{Instant, SystemTime};
 
 use weir_supervisor::dead_letter::DeadLetter;
-use weir_supervisor::policy::Action;
+use weir_supervisor::policy::{Action, OpenBehavior, Permit, Transition};
 use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};
 
 use super::message::{Control, Down, Up};
@@ -28,6 +28,14 @@ use super::shared::{FinalState, StageShared};
 use crate::operator::{Counting, Io, Operator, Step};
 use crate::pipeline::shared::PipelineShared;
 use crate::supervision::StageSupervisor;
+
+/// What the circuit breaker lets a stage do next.
+enum Gate {
+    /// Step with this limit.
+    Step(usize),
+    /// Wait for the cooldown timer.
+    Wait,
+}
 
 /// The link from a stage to the one after it.
 pub(crate) struct DownLink<T: Send + 'static> {
@@ -166,6 +174,12 @@ impl<Op: Operator> StageActor<Op> {
                 }
                 sup.resume = None;
             }
+            let limit = match self.breaker_gate(limit, ctx) {
+                Gate::Step(limit) => limit,
+                // The cooldown timer is set: the check above polls it (registering
+                // the waker) and stops the loop until it fires.
+                Gate::Wait => continue,
+            };
             if !self.step(limit, ctx, cx) {
                 break;
             }
@@ -220,6 +234,9 @@ impl<Op: Operator> StageActor<Op> {
         self.shared.filtered.fetch_add(filtered, Relaxed);
         let progress = consumed > 0 || produced > 0 || completed > 0 || filtered > 0;
 
+        if consumed > 0 && matches!(result, Ok(Step::Continue | Step::Finished)) {
+            self.breaker_success(consumed);
+        }
         match result {
             Ok(Step::Continue) => progress,
             Ok(Step::Finished) => {
@@ -256,11 +273,23 @@ impl<Op: Operator> StageActor<Op> {
             // The head element succeeded; the failing one is a new element.
             sup.attempt = 0;
         }
+        sup.last_failure = Some((failure.class(), failure.message().to_owned()));
+        let opened = sup.breaker.as_mut().and_then(|b| {
+            b.on_failure(Instant::now())
+                .map(|t| (t, b.config().cooldown))
+        });
         sup.attempt += 1;
         let attempt = sup.attempt;
         let index = self.consumed - 1;
         let action = sup.policy.decide(failure.class(), attempt);
         self.publish_failed(&failure, Some(index), attempt);
+        if let Some((Transition::Opened, cooldown)) = opened {
+            self.pipeline.publish(SupervisionEvent::BreakerOpened {
+                pipeline: self.pipeline.name.clone(),
+                stage: self.shared.name.clone(),
+                cooldown,
+            });
+        }
         let (pipeline, stage) = (self.pipeline.name.clone(), self.shared.name.clone());
         let sup = self.sup.as_mut().expect("checked above");
         match action {
@@ -360,6 +389,105 @@ impl<Op: Operator> StageActor<Op> {
                 let reason = format!("policy escalates {}: {failure}", failure.class());
                 self.escalate(failure, reason, ctx)
             }
+        }
+    }
+
+    /// Asks the stage's circuit breaker whether the next step may run: with which
+    /// limit (1 for a half-open probe), or not until the cooldown ends
+    /// (backpressure). In dead-letter mode an open breaker diverts the queue first.
+    fn breaker_gate(&mut self, limit: usize, ctx: &mut Context<Self>) -> Gate {
+        let has_input = !self.inq.is_empty();
+        let Some(sup) = self.sup.as_mut() else {
+            return Gate::Step(limit);
+        };
+        let Some(breaker) = sup.breaker.as_mut() else {
+            return Gate::Step(limit);
+        };
+        if !has_input {
+            // Nothing to call the operator with: only an end of input to pass on.
+            return Gate::Step(limit);
+        }
+        match breaker.permits(Instant::now()) {
+            Permit::Allow => Gate::Step(limit),
+            Permit::Probe { half_opened } => {
+                if half_opened {
+                    self.pipeline.publish(SupervisionEvent::BreakerHalfOpened {
+                        pipeline: self.pipeline.name.clone(),
+                        stage: self.shared.name.clone(),
+                    });
+                }
+                Gate::Step(1)
+            }
+            Permit::Reject { retry_at } => {
+                if breaker.config().when_open == OpenBehavior::DeadLetter {
+                    // The queue is now empty (or the stage escalated): stepping
+                    // passes on an end of input, if there is one.
+                    self.divert(ctx);
+                    Gate::Step(limit)
+                } else {
+                    sup.pause_until(retry_at);
+                    Gate::Wait
+                }
+            }
+        }
+    }
+
+    /// While the breaker is open in dead-letter mode: every queued element goes to
+    /// the dead letters, with the last failure's class.
+    fn divert(&mut self, ctx: &mut Context<Self>) {
+        let (pipeline, stage) = (self.pipeline.name.clone(), self.shared.name.clone());
+        let Some(sup) = self.sup.as_mut() else { return };
+        let (class, message) = sup
+            .last_failure
+            .clone()
+            .unwrap_or((ErrorClass::Transient, String::new()));
+        let failure = Failure::error(class, format!("circuit open (last failure: {message})"));
+        let mut diverted = 0_u64;
+        let mut full = None;
+        while let Some(element) = self.inq.pop_front() {
+            let index = self.consumed;
+            let letter =
+                DeadLetter::new(element, stage.clone(), pipeline.clone(), &failure, 0, index);
+            let pushed = sup.dead_letters.as_ref().map(|dlq| dlq.push(letter));
+            match pushed {
+                Some(Ok(())) => {
+                    self.consumed += 1;
+                    self.owed += 1;
+                    diverted += 1;
+                }
+                Some(Err(rejected)) => {
+                    full = Some(rejected.capacity());
+                    self.inq.push_front(rejected.into_letter().element);
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.dead_lettered += diverted;
+        self.shared.dead_lettered.fetch_add(diverted, Relaxed);
+        if let Some(capacity) = full {
+            let reason =
+                format!("dead-letter queue full ({capacity} letters) while the circuit is open");
+            self.escalate(failure, reason, ctx);
+        }
+    }
+
+    /// Reports successful calls to the breaker (bounded work per step) and
+    /// publishes a close.
+    fn breaker_success(&mut self, consumed: usize) {
+        let Some(breaker) = self.sup.as_mut().and_then(|s| s.breaker.as_mut()) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut closed = false;
+        for _ in 0..consumed.min(256) {
+            closed |= breaker.on_success(now) == Some(Transition::Closed);
+        }
+        if closed {
+            self.pipeline.publish(SupervisionEvent::BreakerClosed {
+                pipeline: self.pipeline.name.clone(),
+                stage: self.shared.name.clone(),
+            });
         }
     }
 
