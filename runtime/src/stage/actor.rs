@@ -29,6 +29,14 @@ use crate::operator::{Counting, Io, Operator, Step};
 use crate::pipeline::shared::PipelineShared;
 use crate::supervision::StageSupervisor;
 
+/// The clock of supervision decisions (backoff, restart intensity, breaker): the
+/// tokio clock of the arbiter, the same one the stage's timers run on. Under a
+/// paused tokio runtime it is virtual, so retry storms and cooldowns can be tested
+/// without sleeping.
+fn supervision_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// What the circuit breaker lets a stage do next.
 enum Gate {
     /// Step with this limit.
@@ -275,7 +283,7 @@ impl<Op: Operator> StageActor<Op> {
         }
         sup.last_failure = Some((failure.class(), failure.message().to_owned()));
         let opened = sup.breaker.as_mut().and_then(|b| {
-            b.on_failure(Instant::now())
+            b.on_failure(supervision_now())
                 .map(|t| (t, b.config().cooldown))
         });
         sup.attempt += 1;
@@ -297,7 +305,7 @@ impl<Op: Operator> StageActor<Op> {
                 let delay = if action == Action::Retry {
                     sup.backoff.delay(attempt)
                 } else {
-                    let now = Instant::now();
+                    let now = supervision_now();
                     if !sup.allow_restart(now) {
                         let intensity = sup.policy.intensity;
                         let reason = format!(
@@ -407,7 +415,7 @@ impl<Op: Operator> StageActor<Op> {
             // Nothing to call the operator with: only an end of input to pass on.
             return Gate::Step(limit);
         }
-        match breaker.permits(Instant::now()) {
+        match breaker.permits(supervision_now()) {
             Permit::Allow => Gate::Step(limit),
             Permit::Probe { half_opened } => {
                 if half_opened {
@@ -478,7 +486,7 @@ impl<Op: Operator> StageActor<Op> {
         let Some(breaker) = self.sup.as_mut().and_then(|s| s.breaker.as_mut()) else {
             return;
         };
-        let now = Instant::now();
+        let now = supervision_now();
         let mut closed = false;
         for _ in 0..consumed.min(256) {
             closed |= breaker.on_success(now) == Some(Transition::Closed);
