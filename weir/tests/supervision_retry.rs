@@ -340,3 +340,82 @@ fn operators_that_could_duplicate_or_misattribute_are_not_supervisable() {
         "{err:?}"
     );
 }
+
+/// Tags each element with the operator's incarnation and its own running count;
+/// panics once, on element 50.
+struct Tagger {
+    incarnation: u64,
+    count: u64,
+    failed_once: Arc<Mutex<bool>>,
+}
+
+impl weir::operator::Operator for Tagger {
+    type In = u64;
+    type Out = (u64, u64, u64);
+
+    fn kind(&self) -> &'static str {
+        "tagger"
+    }
+
+    fn retry_safe(&self) -> bool {
+        true
+    }
+
+    fn step(
+        &mut self,
+        io: &mut weir::operator::Io<'_, u64, (u64, u64, u64)>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> weir::operator::Step {
+        while io.has_room() {
+            let Some(x) = io.pop() else { break };
+            if x == 50 && !std::mem::replace(&mut *self.failed_once.lock().unwrap(), true) {
+                panic!("state corrupted at {x}");
+            }
+            io.push((x, self.incarnation, self.count));
+            self.count += 1;
+        }
+        io.finish_when_drained()
+    }
+}
+
+#[test]
+fn a_restart_builds_fresh_state_from_the_factory() {
+    let incarnations = Arc::new(Mutex::new(0_u64));
+    let failed_once = Arc::new(Mutex::new(false));
+    let (made, flag) = (Arc::clone(&incarnations), Arc::clone(&failed_once));
+    let policy = SupervisionPolicy::default().restart_backoff(BackoffConfig::none());
+    let done = Pipeline::from_iter(0..100_u64)
+        .supervise(Supervision::new(policy).dead_letters(MemoryDlq::new(1)))
+        .via_factory(move || {
+            let mut n = made.lock().unwrap();
+            *n += 1;
+            Tagger {
+                incarnation: *n,
+                count: 0,
+                failed_once: Arc::clone(&flag),
+            }
+        })
+        .name("tagger")
+        .collect()
+        .run(&rt())
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(*incarnations.lock().unwrap(), 2);
+    assert_eq!(done.report.restarts(), 1);
+    let values: Vec<u64> = done.output.iter().map(|(x, _, _)| *x).collect();
+    assert_eq!(
+        values,
+        (0..100).collect::<Vec<_>>(),
+        "nothing lost or reordered"
+    );
+    for &(x, incarnation, count) in &done.output {
+        if x < 50 {
+            assert_eq!((incarnation, count), (1, x));
+        } else {
+            // The new incarnation starts counting from 0 with the failed element.
+            assert_eq!((incarnation, count), (2, x - 50));
+        }
+    }
+    done.report.check_conservation().unwrap();
+}

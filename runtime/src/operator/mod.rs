@@ -42,6 +42,7 @@
 //! }
 //! ```
 
+pub(crate) mod factory;
 mod io;
 
 pub use io::Io;
@@ -126,6 +127,14 @@ pub trait Operator: Send + 'static {
     /// `for_each`) say yes; the default is no, and supervising such a stage is
     /// rejected when the pipeline is built.
     fn retry_safe(&self) -> bool {
+        false
+    }
+
+    /// Replaces the operator's state with a fresh one, for a stage restarted by its
+    /// supervision. Returns false (the default) if the operator cannot: the stage
+    /// then resumes with the state it has. Operators added with
+    /// [`Flow::via_factory`](crate::Flow::via_factory) are rebuilt from the factory.
+    fn restart(&mut self) -> bool {
         false
     }
 

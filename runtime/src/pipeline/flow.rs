@@ -12,6 +12,7 @@ use super::output::OutputReceiver;
 use super::running::Running;
 use super::shared::PipelineShared;
 use crate::error::BuildError;
+use crate::operator::factory::FromFactory;
 use crate::operator::{Counting, Operator};
 use crate::runtime::{Placement, Runtime};
 use crate::stage::Unstarted;
@@ -231,6 +232,46 @@ impl<T: Send + 'static> Flow<T> {
             spawn,
             next: None,
         }
+    }
+
+    /// Adds a stage whose operator `factory` builds, and builds again, fresh, each
+    /// time a supervised stage is restarted (see [`Supervision`]): the queue, credit
+    /// and pending elements are kept, the operator's state is not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::task::Context;
+    /// use weir_runtime::Flow;
+    /// use weir_runtime::operator::{Io, Operator, Step};
+    ///
+    /// /// Numbers elements from 0, per incarnation.
+    /// struct Numbered(u64);
+    /// impl Operator for Numbered {
+    ///     type In = String;
+    ///     type Out = (u64, String);
+    ///     fn kind(&self) -> &'static str { "numbered" }
+    ///     fn retry_safe(&self) -> bool { true }
+    ///     fn step(&mut self, io: &mut Io<'_, String, (u64, String)>, _: &mut Context<'_>) -> Step {
+    ///         while io.has_room() {
+    ///             let Some(s) = io.pop() else { break };
+    ///             io.push((self.0, s));
+    ///             self.0 += 1;
+    ///         }
+    ///         io.finish_when_drained()
+    ///     }
+    /// }
+    ///
+    /// fn numbered(flow: Flow<String>) -> Flow<(u64, String)> {
+    ///     flow.via_factory(|| Numbered(0))
+    /// }
+    /// ```
+    pub fn via_factory<Op, F>(self, factory: F) -> Flow<Op::Out>
+    where
+        Op: Operator<In = T>,
+        F: Fn() -> Op + Send + 'static,
+    {
+        self.via(FromFactory::new(factory))
     }
 
     /// Ends the flow with a sink operator. `output` is where the sink hands over its

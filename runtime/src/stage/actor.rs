@@ -316,6 +316,15 @@ impl<Op: Operator> StageActor<Op> {
                     }
                     let restarts = sup.window.restarts(now);
                     let delay = sup.restart_backoff.delay(restarts.saturating_sub(1));
+                    // Fresh state from the factory, if the operator has one; the
+                    // queue, credit and outbox stay as they are.
+                    let op = &mut self.op;
+                    if catch_unwind(AssertUnwindSafe(|| op.restart())).is_err() {
+                        let reason = format!(
+                            "the operator's factory panicked while restarting; last failure: {failure}"
+                        );
+                        return self.escalate(failure, reason, ctx);
+                    }
                     self.shared.restarts.fetch_add(1, Relaxed);
                     self.pipeline.publish(SupervisionEvent::StageRestarted {
                         pipeline: pipeline.clone(),
