@@ -30,8 +30,9 @@ use weir_supervisor::policy::{
 /// with the same operator instance after `restart_backoff`; a fresh operator from
 /// a factory is not built yet), and a circuit breaker per stage: while open the
 /// stage either takes no input until the cooldown ends (backpressure) or diverts
-/// what arrives to the dead letters. Stall detection and element timeouts are
-/// rejected at build time until stages apply them.
+/// what arrives to the dead letters; `stall_timeout` reports the stage stalled (see
+/// [`Runnable::stall_timeout`](crate::Runnable::stall_timeout)). Element timeouts
+/// are rejected at build time until stages apply them.
 ///
 /// # Examples
 ///
@@ -88,9 +89,6 @@ impl<T> Supervision<T> {
             .breaker
             .as_ref()
             .is_some_and(|b| b.when_open == OpenBehavior::DeadLetter);
-        if self.policy.stall_timeout.is_some() {
-            return Err("supervision policy: stall_timeout: not applied by stages yet".into());
-        }
         if self.policy.element_timeout.is_some() {
             return Err("supervision policy: element_timeout: not applied by stages yet".into());
         }

@@ -131,6 +131,18 @@ pub enum SupervisionEvent {
         /// Stage name.
         stage: String,
     },
+    /// A stage holds input it could process (it has credit, or is a sink) but has
+    /// made no progress for its stall timeout: it is stuck, not backpressured.
+    /// Published once per stall; `stats()` shows `stalled` until it moves again.
+    StageStalled {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+        /// How long it has made no progress.
+        #[serde(serialize_with = "serialize_duration_ms")]
+        idle_for: Duration,
+    },
     /// A stage stopped.
     StageStopped {
         /// Pipeline name.
@@ -177,6 +189,7 @@ impl SupervisionEvent {
             | SupervisionEvent::BreakerOpened { stage, .. }
             | SupervisionEvent::BreakerHalfOpened { stage, .. }
             | SupervisionEvent::BreakerClosed { stage, .. }
+            | SupervisionEvent::StageStalled { stage, .. }
             | SupervisionEvent::StageStopped { stage, .. } => stage,
         }
     }

@@ -238,7 +238,7 @@ fn policies_stages_cannot_apply_yet_are_rejected_at_build_time() {
         "{without_dlq:?}"
     );
     let stall = SupervisionPolicy::default()
-        .stall_timeout(Duration::from_secs(1))
+        .element_timeout(Duration::from_secs(1))
         .on_exhausted(Action::Escalate)
         .action(ErrorClass::Permanent, Action::Escalate);
     let err = Pipeline::from_iter(0..3_u64)
@@ -247,7 +247,7 @@ fn policies_stages_cannot_apply_yet_are_rejected_at_build_time() {
         .collect()
         .run(&rt())
         .unwrap_err();
-    assert!(err.to_string().contains("stall_timeout"), "{err}");
+    assert!(err.to_string().contains("element_timeout"), "{err}");
 }
 
 /// Chaos, deterministic from a seed: elements carry per-key sequence numbers; some

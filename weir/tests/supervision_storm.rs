@@ -139,3 +139,55 @@ fn an_open_breaker_probes_once_per_cooldown_and_stays_idle_between() {
         done.report.check_conservation().unwrap();
     });
 }
+
+#[test]
+fn the_watchdog_names_the_stalled_stage_not_the_backpressured_ones() {
+    paused_system().block_on(async {
+        let rt = Runtime::from_current().unwrap();
+        let mut runnable = Pipeline::from_iter(0..10_000_u64)
+            .name("numbers")
+            .map(|x| x + 1)
+            .name("inc")
+            .capacity(16)
+            .for_each_async(|x| async move {
+                if x == 6 {
+                    // A call that never returns.
+                    std::future::pending::<()>().await;
+                }
+            })
+            .name("slow-sink")
+            .capacity(16)
+            .stall_timeout(Duration::from_secs(1));
+        let mut events = runnable.subscribe();
+        let running = runnable.run(&rt).unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(
+            running.stats().stages.iter().all(|s| !s.stalled),
+            "stalled too early"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stats = running.stats();
+        let stalled: Vec<&str> = stats
+            .stages
+            .iter()
+            .filter(|s| s.stalled)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(stalled, ["slow-sink"]);
+        let done = running.abort().await.unwrap();
+        done.report.check_conservation().unwrap();
+        let all = drain(&mut events).await;
+        let reported: Vec<(&str, Duration)> = all
+            .iter()
+            .filter_map(|e| match e {
+                SupervisionEvent::StageStalled {
+                    stage, idle_for, ..
+                } => Some((stage.as_str(), *idle_for)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reported.len(), 1, "{all:#?}");
+        assert_eq!(reported[0].0, "slow-sink");
+        assert!(reported[0].1 >= Duration::from_secs(1));
+    });
+}

@@ -146,13 +146,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The stage's policy from the file, without the parts stages do not apply yet
-/// (stall and element timeouts: weir rejects a policy that sets them, rather than
-/// ignore them silently).
+/// (element timeouts: weir rejects a policy that sets them, rather than ignore
+/// them silently).
 fn applicable(config: &PolicyConfig, stage: &str) -> SupervisionPolicy {
     let mut policy = config.for_stage(stage);
-    if policy.stall_timeout.take().is_some() {
-        eprintln!("note: stage `{stage}`: stall_timeout is not applied by stages yet; left out");
-    }
     if policy.element_timeout.take().is_some() {
         eprintln!("note: stage `{stage}`: element_timeout is not applied by stages yet; left out");
     }

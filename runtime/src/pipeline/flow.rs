@@ -308,6 +308,7 @@ impl<T: Send + 'static> Flow<T> {
             max_batch: usize::MAX,
             placement: Placement::default(),
             events: None,
+            stall_timeout: None,
         }
     }
 
@@ -375,6 +376,7 @@ pub struct Runnable<R> {
     max_batch: usize,
     placement: Placement,
     events: Option<tokio::sync::broadcast::Sender<weir_supervisor::SupervisionEvent>>,
+    stall_timeout: Option<std::time::Duration>,
 }
 
 impl<R> std::fmt::Debug for Runnable<R> {
@@ -436,6 +438,19 @@ impl<R: Send + 'static> Runnable<R> {
         self
     }
 
+    /// Reports a stage as stalled (a `StageStalled` event, `stalled` in stats) when
+    /// it holds input it could process but has made no progress for `timeout`.
+    /// Backpressured stages (no credit) are not stalled; the stage that holds them
+    /// up is. A supervised stage's policy `stall_timeout` overrides this. Default:
+    /// off.
+    ///
+    /// Choosing a timeout: longer than the slowest legitimate element (a slow
+    /// external call), short enough to page someone before the backlog matters.
+    pub fn stall_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.stall_timeout = Some(timeout);
+        self
+    }
+
     /// Where the stages run. Default [`Placement::Together`].
     pub fn placement(mut self, placement: Placement) -> Self {
         self.placement = placement;
@@ -468,7 +483,8 @@ impl<R: Send + 'static> Runnable<R> {
         let events = self
             .events
             .unwrap_or_else(|| tokio::sync::broadcast::channel(EVENT_BUFFER).0);
-        let (pipeline, done) = PipelineShared::new(pipeline_name, stages, timer, events);
+        let (pipeline, done) =
+            PipelineShared::new(pipeline_name, stages, timer, events, self.stall_timeout);
         let mut wiring = Wiring {
             runtime,
             pipeline: Arc::clone(&pipeline),

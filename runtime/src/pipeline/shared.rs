@@ -42,6 +42,8 @@ pub(crate) struct PipelineShared {
     pub(crate) stages: Vec<Arc<StageShared>>,
     /// Arbiter used for the pipeline's timers (shutdown deadline).
     pub(crate) timer_arbiter: ArbiterHandle,
+    /// After how long without progress a stage holding input is reported stalled.
+    pub(crate) stall_timeout: Option<std::time::Duration>,
     live: AtomicUsize,
     controls: OnceLock<Vec<Recipient<Control>>>,
     end: Mutex<EndState>,
@@ -57,6 +59,7 @@ impl PipelineShared {
         stages: Vec<Arc<StageShared>>,
         timer_arbiter: ArbiterHandle,
         events: broadcast::Sender<SupervisionEvent>,
+        stall_timeout: Option<std::time::Duration>,
     ) -> (Arc<Self>, oneshot::Receiver<Done>) {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::new(PipelineShared {
@@ -64,6 +67,7 @@ impl PipelineShared {
             live: AtomicUsize::new(stages.len()),
             stages,
             timer_arbiter,
+            stall_timeout,
             controls: OnceLock::new(),
             end: Mutex::new(EndState::default()),
             done: Mutex::new(Some(tx)),

@@ -44,6 +44,9 @@ pub struct StageStats {
     pub batches: u64,
     /// Largest occupancy of the input edge observed.
     pub peak_occupancy: usize,
+    /// True while the stage holds input it could process but makes no progress
+    /// (see [`Runnable::stall_timeout`](crate::Runnable::stall_timeout)).
+    pub stalled: bool,
 }
 
 /// A snapshot of a running pipeline.
@@ -88,6 +91,7 @@ impl PipelineStats {
                     credit: s.credit.load(Relaxed),
                     batches: s.batches.load(Relaxed),
                     peak_occupancy: s.peak_occupancy.load(Relaxed),
+                    stalled: s.stalled.load(Relaxed),
                 }
             })
             .collect();

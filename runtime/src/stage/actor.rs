@@ -9,6 +9,7 @@
 //! one element when elements arrive one at a time.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -100,6 +101,11 @@ pub(crate) struct StageActor<Op: Operator> {
     last_batch: usize,
     /// Present when the stage is supervised (see `Flow::supervise`).
     sup: Option<StageSupervisor<Op::In>>,
+    /// Last time the stage made progress (supervision clock), for the watchdog.
+    last_progress: Instant,
+    /// Wakes the stage when it would become stalled.
+    stall_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: bool,
 }
 
 // The actor is only ever moved as a whole and no field is pinned structurally (the
@@ -148,6 +154,9 @@ impl<Op: Operator> StageActor<Op> {
             failed: 0,
             last_batch: 1,
             sup,
+            last_progress: Instant::now(),
+            stall_timer: None,
+            stalled: false,
         }
     }
 
@@ -194,6 +203,67 @@ impl<Op: Operator> StageActor<Op> {
         }
         self.grant(ctx);
         self.publish_gauges();
+        self.watch(cx);
+    }
+
+    /// The stall watchdog: a stage that holds input it could process (it has
+    /// credit, or is a sink) and has made no progress for its stall timeout is
+    /// reported once, and flagged in stats until it moves again.
+    fn watch(&mut self, cx: &mut task::Context<'_>) {
+        let timeout = self
+            .sup
+            .as_ref()
+            .and_then(|s| s.policy.stall_timeout)
+            .or(self.pipeline.stall_timeout);
+        let Some(timeout) = timeout else { return };
+        let holding = !self.inq.is_empty() || self.op_held() > 0;
+        let could_work = self.downstream.is_none() || self.credit > 0;
+        let waiting = self.sup.as_ref().is_some_and(|s| s.resume.is_some());
+        if !holding || !could_work || waiting || self.phase == Phase::Stopped {
+            // Idle, backpressured, or deliberately waiting: not stalled.
+            self.last_progress = supervision_now();
+            self.stall_timer = None;
+            return;
+        }
+        let now = supervision_now();
+        let due = self.last_progress + timeout;
+        if now >= due {
+            if !self.stalled {
+                self.stalled = true;
+                self.shared.stalled.store(true, Relaxed);
+                self.pipeline.publish(SupervisionEvent::StageStalled {
+                    pipeline: self.pipeline.name.clone(),
+                    stage: self.shared.name.clone(),
+                    idle_for: now - self.last_progress,
+                });
+            }
+            self.stall_timer = None;
+            return;
+        }
+        let timer = self.stall_timer.get_or_insert_with(|| {
+            Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                due,
+            )))
+        });
+        timer.as_mut().reset(tokio::time::Instant::from_std(due));
+        // Registers the waker: the stage is polled again when the timeout is due.
+        let _ = timer.as_mut().poll(cx);
+    }
+
+    /// Records progress for the watchdog.
+    fn progressed(&mut self) {
+        if self.pipeline.stall_timeout.is_some()
+            || self
+                .sup
+                .as_ref()
+                .is_some_and(|s| s.policy.stall_timeout.is_some())
+        {
+            self.last_progress = supervision_now();
+            if self.stalled {
+                self.stalled = false;
+                self.shared.stalled.store(false, Relaxed);
+            }
+        }
     }
 
     /// Runs the operator once. Returns whether it made progress.
@@ -241,6 +311,9 @@ impl<Op: Operator> StageActor<Op> {
         self.shared.completed.fetch_add(completed, Relaxed);
         self.shared.filtered.fetch_add(filtered, Relaxed);
         let progress = consumed > 0 || produced > 0 || completed > 0 || filtered > 0;
+        if progress {
+            self.progressed();
+        }
 
         if consumed > 0 && matches!(result, Ok(Step::Continue | Step::Finished)) {
             self.breaker_success(consumed);

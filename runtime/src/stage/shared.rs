@@ -60,6 +60,8 @@ pub(crate) struct StageShared {
     pub(crate) peak_occupancy: AtomicUsize,
     /// Times the stage observed its input edge above capacity (a protocol bug).
     pub(crate) bound_violations: AtomicU64,
+    /// Set while the stage is stalled (see `Runnable::stall_timeout`).
+    pub(crate) stalled: std::sync::atomic::AtomicBool,
     pub(crate) final_state: Mutex<Option<FinalState>>,
 }
 
@@ -102,6 +104,7 @@ impl StageShared {
             credit: AtomicUsize::new(0),
             peak_occupancy: AtomicUsize::new(0),
             bound_violations: AtomicU64::new(0),
+            stalled: std::sync::atomic::AtomicBool::new(false),
             final_state: Mutex::new(None),
         }
     }
