@@ -21,20 +21,29 @@ pub fn run(elements: u64) -> Result<u64, String> {
         .arbiters(1)
         .build()
         .map_err(|e| e.to_string())?;
-    let done = Pipeline::from_iter(0..elements)
-        .map(|x| map_step(1, x))
+    let done = finish_and_run(
+        Pipeline::from_iter(0..elements).map(|x| map_step(1, x)),
+        &rt,
+    )?;
+    Ok(done.output)
+}
+
+/// Adds stages 2 to 4 and the summing sink to a flow that ran stage 1, runs it to
+/// completion and checks conservation.
+fn finish_and_run(stage1: Flow<u64>, rt: &Runtime) -> Result<Completion<u64>, String> {
+    let done = stage1
         .map(|x| map_step(2, x))
         .map(|x| map_step(3, x))
         .filter(|x| keep(*x))
         .fold(0_u64, sum_step)
-        .run(&rt)
+        .run(rt)
         .map_err(|e| e.to_string())?
         .wait()
         .map_err(|e| e.to_string())?;
     done.report
         .check_conservation()
         .map_err(|e| e.to_string())?;
-    Ok(done.output)
+    Ok(done)
 }
 
 /// Sends `pings` single elements through a weir pipeline of four stages (three maps
@@ -137,24 +146,15 @@ pub fn run_faulty(elements: u64) -> Result<u64, String> {
         panicked_at: None,
         samples: Arc::clone(&latencies),
     };
-    let done = Pipeline::from_iter(0..elements)
+    let stage1 = Pipeline::from_iter(0..elements)
         .supervise(Supervision::new(policy).dead_letters(dead_letters.clone()))
         .map(move |x| {
             faults.tick();
             map_step(1, x)
-        })
-        .map(|x| map_step(2, x))
-        .map(|x| map_step(3, x))
-        .filter(|x| keep(*x))
-        .fold(0_u64, sum_step)
-        .run(&rt)
-        .map_err(|e| e.to_string())?
-        .wait()
-        .map_err(|e| e.to_string())?;
+        });
+    let done = finish_and_run(stage1, &rt);
     let _ = std::panic::take_hook();
-    done.report
-        .check_conservation()
-        .map_err(|e| e.to_string())?;
+    let done = done?;
     let restart_latencies = std::mem::take(&mut *latencies.lock().map_err(|e| e.to_string())?);
     *FAULTY.lock().map_err(|e| e.to_string())? = Some(FaultyStats {
         restarts: done.report.restarts(),
