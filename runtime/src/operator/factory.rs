@@ -46,6 +46,11 @@ where
     }
 
     fn restart(&mut self) -> bool {
+        // Rebuilding would destroy what the operator holds (a partial chunk):
+        // only an operator holding nothing is replaced.
+        if self.op.held() > 0 {
+            return false;
+        }
         self.op = (self.factory)();
         true
     }

@@ -309,6 +309,7 @@ impl<T: Send + 'static> Flow<T> {
             placement: Placement::default(),
             events: None,
             stall_timeout: None,
+            strategy: weir_supervisor::policy::RestartStrategy::default(),
         }
     }
 
@@ -377,6 +378,7 @@ pub struct Runnable<R> {
     placement: Placement,
     events: Option<tokio::sync::broadcast::Sender<weir_supervisor::SupervisionEvent>>,
     stall_timeout: Option<std::time::Duration>,
+    strategy: weir_supervisor::policy::RestartStrategy,
 }
 
 impl<R> std::fmt::Debug for Runnable<R> {
@@ -451,6 +453,16 @@ impl<R: Send + 'static> Runnable<R> {
         self
     }
 
+    /// Which stages restart when a supervised stage restarts (OTP's strategies):
+    /// `OneForOne` (the default) restarts only that stage, `OneForAll` every stage,
+    /// `RestForOne` that stage and everything downstream of it. A sibling is rebuilt
+    /// from its factory ([`Flow::via_factory`]) when it holds no element; other
+    /// operators keep their state.
+    pub fn strategy(mut self, strategy: weir_supervisor::policy::RestartStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
     /// Where the stages run. Default [`Placement::Together`].
     pub fn placement(mut self, placement: Placement) -> Self {
         self.placement = placement;
@@ -483,8 +495,14 @@ impl<R: Send + 'static> Runnable<R> {
         let events = self
             .events
             .unwrap_or_else(|| tokio::sync::broadcast::channel(EVENT_BUFFER).0);
-        let (pipeline, done) =
-            PipelineShared::new(pipeline_name, stages, timer, events, self.stall_timeout);
+        let (pipeline, done) = PipelineShared::new(
+            pipeline_name,
+            stages,
+            timer,
+            events,
+            self.stall_timeout,
+            self.strategy,
+        );
         let mut wiring = Wiring {
             runtime,
             pipeline: Arc::clone(&pipeline),

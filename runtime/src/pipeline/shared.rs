@@ -8,6 +8,7 @@ use std::time::Instant;
 use actix::Recipient;
 use actix_rt::ArbiterHandle;
 use tokio::sync::{broadcast, oneshot};
+use weir_supervisor::policy::RestartStrategy;
 use weir_supervisor::{Failure, SupervisionEvent};
 
 use super::report::{Outcome, Report, StageReport};
@@ -44,6 +45,8 @@ pub(crate) struct PipelineShared {
     pub(crate) timer_arbiter: ArbiterHandle,
     /// After how long without progress a stage holding input is reported stalled.
     pub(crate) stall_timeout: Option<std::time::Duration>,
+    /// Which stages restart with one that restarts.
+    pub(crate) strategy: RestartStrategy,
     live: AtomicUsize,
     controls: OnceLock<Vec<Recipient<Control>>>,
     end: Mutex<EndState>,
@@ -60,6 +63,7 @@ impl PipelineShared {
         timer_arbiter: ArbiterHandle,
         events: broadcast::Sender<SupervisionEvent>,
         stall_timeout: Option<std::time::Duration>,
+        strategy: RestartStrategy,
     ) -> (Arc<Self>, oneshot::Receiver<Done>) {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::new(PipelineShared {
@@ -68,6 +72,7 @@ impl PipelineShared {
             stages,
             timer_arbiter,
             stall_timeout,
+            strategy,
             controls: OnceLock::new(),
             end: Mutex::new(EndState::default()),
             done: Mutex::new(Some(tx)),
@@ -140,6 +145,18 @@ impl PipelineShared {
         }
         self.end().deadline_exceeded = true;
         self.broadcast(Control::Abort);
+    }
+
+    /// Stage `failed` restarted: restart the siblings the strategy names with it.
+    pub(crate) fn restart_siblings(&self, failed: usize) {
+        let Some(controls) = self.controls.get() else {
+            return;
+        };
+        for index in self.strategy.affected(failed, controls.len()) {
+            if index != failed {
+                controls[index].do_send(Control::Restart);
+            }
+        }
     }
 
     fn broadcast(&self, msg: Control) {

@@ -399,6 +399,7 @@ impl<Op: Operator> StageActor<Op> {
                         return self.escalate(failure, reason, ctx);
                     }
                     self.shared.restarts.fetch_add(1, Relaxed);
+                    self.pipeline.restart_siblings(self.shared.index);
                     self.pipeline.publish(SupervisionEvent::StageRestarted {
                         pipeline: pipeline.clone(),
                         stage: stage.clone(),
@@ -578,6 +579,38 @@ impl<Op: Operator> StageActor<Op> {
                 pipeline: self.pipeline.name.clone(),
                 stage: self.shared.name.clone(),
             });
+        }
+    }
+
+    /// A sibling restarted and the strategy restarts this stage too.
+    fn restart_as_sibling(&mut self, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        let op = &mut self.op;
+        match catch_unwind(AssertUnwindSafe(|| op.restart())) {
+            Ok(true) => {
+                let restarts = self.shared.restarts.fetch_add(1, Relaxed) + 1;
+                self.pipeline.publish(SupervisionEvent::StageRestarted {
+                    pipeline: self.pipeline.name.clone(),
+                    stage: self.shared.name.clone(),
+                    restarts: u32::try_from(restarts).unwrap_or(u32::MAX),
+                    delay: std::time::Duration::ZERO,
+                });
+            }
+            // No factory, or it holds elements: it keeps its state.
+            Ok(false) => {}
+            Err(payload) => {
+                let failure = Failure::from_panic(payload);
+                let failure = Failure::error(
+                    failure.class(),
+                    format!(
+                        "the operator's factory panicked while restarting: {}",
+                        failure.message()
+                    ),
+                );
+                self.fail(failure, ctx, true);
+            }
         }
     }
 
@@ -881,6 +914,7 @@ impl<Op: Operator> Handler<Control> for StageActor<Op> {
         match msg {
             Control::Shutdown => self.shutdown = true,
             Control::Abort => self.stop(ctx, StopReason::Aborted),
+            Control::Restart => self.restart_as_sibling(ctx),
         }
     }
 }

@@ -39,6 +39,9 @@ pub(crate) enum Control {
     Shutdown,
     /// Every stage stops now; what it holds is counted as abandoned.
     Abort,
+    /// A sibling restarted and the pipeline's strategy restarts this stage too:
+    /// rebuild the operator from its factory, if it has one and holds nothing.
+    Restart,
 }
 
 impl Message for Control {
