@@ -86,3 +86,8 @@ pub mod prelude {
     pub use weir_supervisor::policy::{Action, BackoffConfig, SupervisionPolicy};
     pub use weir_supervisor::{ErrorClass, SupervisionEvent};
 }
+
+/// The README's Rust examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
