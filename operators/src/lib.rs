@@ -119,6 +119,28 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// A source that replays a dead-letter file written through
+    /// [`SharedFileDlq`](weir_supervisor::dead_letter::SharedFileDlq): every letter,
+    /// oldest first, with its element, stage, error and attempts. Map it to the
+    /// element to process the dead letters again.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened or does not start with a dead-letter header.
+    pub fn replay_dead_letters<T>(
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<
+        Flow<weir_supervisor::dead_letter::DeadLetter<T>>,
+        weir_supervisor::dead_letter::DlqError,
+    >
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        Ok(Flow::from_source(crate::source::ReplaySource::open(path)?))
+    }
+}
+
 /// The operators, as methods on a [`Flow`]. In the prelude.
 pub trait FlowExt<T: Send + 'static>: Sized {
     /// Applies `f` to every element.

@@ -10,8 +10,10 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::Instant;
 
+use std::sync::Arc;
 use weir_supervisor::ErrorClass;
-use weir_supervisor::dead_letter::MemoryDlq;
+
+use weir_supervisor::dead_letter::{DeadLetterSink, MemoryDlq};
 use weir_supervisor::policy::{
     Action, Backoff, CircuitBreaker, IntensityWindow, OpenBehavior, SupervisionPolicy,
 };
@@ -47,10 +49,10 @@ use weir_supervisor::policy::{
 ///     .seed(7);
 /// # drop(supervision);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Supervision<T> {
     pub(crate) policy: SupervisionPolicy,
-    pub(crate) dead_letters: Option<MemoryDlq<T>>,
+    pub(crate) dead_letters: Option<Arc<dyn DeadLetterSink<T>>>,
     pub(crate) seed: u64,
 }
 
@@ -67,8 +69,19 @@ impl<T> Supervision<T> {
     /// Where dead-lettered elements go. Required when the policy can dead-letter
     /// (the default `on_exhausted` does). A full queue escalates: the pipeline fails
     /// rather than drop an element.
-    pub fn dead_letters(mut self, dlq: MemoryDlq<T>) -> Self {
-        self.dead_letters = Some(dlq);
+    pub fn dead_letters(self, dlq: MemoryDlq<T>) -> Self
+    where
+        T: Send + 'static,
+    {
+        self.dead_letters_to(dlq)
+    }
+
+    /// Where dead-lettered elements go, for any [`DeadLetterSink`]: a durable file
+    /// with [`SharedFileDlq`](weir_supervisor::dead_letter::SharedFileDlq), which a
+    /// later run can replay. A sink that refuses a letter (full, I/O error)
+    /// escalates, as a full [`MemoryDlq`] does.
+    pub fn dead_letters_to(mut self, sink: impl DeadLetterSink<T>) -> Self {
+        self.dead_letters = Some(Arc::new(sink));
         self
     }
 
@@ -109,6 +122,16 @@ impl<T> Supervision<T> {
     }
 }
 
+impl<T> std::fmt::Debug for Supervision<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervision")
+            .field("policy", &self.policy)
+            .field("dead_letters", &self.dead_letters.is_some())
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
 impl<T> From<SupervisionPolicy> for Supervision<T> {
     fn from(policy: SupervisionPolicy) -> Self {
         Supervision::new(policy)
@@ -127,7 +150,7 @@ pub(crate) fn copy_queue<T: Clone>(queue: &VecDeque<T>, into: &mut Vec<T>) {
 /// The per-stage state of a supervised stage.
 pub(crate) struct StageSupervisor<T> {
     pub(crate) policy: SupervisionPolicy,
-    pub(crate) dead_letters: Option<MemoryDlq<T>>,
+    pub(crate) dead_letters: Option<Arc<dyn DeadLetterSink<T>>>,
     cloner: CopyQueue<T>,
     pub(crate) backoff: Backoff,
     pub(crate) restart_backoff: Backoff,

@@ -2,8 +2,10 @@
 
 mod ingress;
 mod iter;
+mod replay;
 mod stream;
 
 pub use ingress::{Ingress, IngressSource, SendError, TrySendError};
 pub use iter::IterSource;
+pub use replay::ReplaySource;
 pub use stream::StreamSource;

@@ -437,8 +437,8 @@ impl<Op: Operator> StageActor<Op> {
                     index,
                 );
                 let pushed = match &sup.dead_letters {
-                    Some(dlq) => dlq.push(letter).map_err(|full| full.capacity()),
-                    None => Err(0),
+                    Some(sink) => sink.offer(letter).map_err(|(_, reason)| reason),
+                    None => Err("no dead-letter queue".to_owned()),
                 };
                 match pushed {
                     Ok(()) => {
@@ -456,10 +456,8 @@ impl<Op: Operator> StageActor<Op> {
                             });
                         true
                     }
-                    Err(capacity) => {
-                        let reason = format!(
-                            "dead-letter queue full ({capacity} letters); last failure: {failure}"
-                        );
+                    Err(why) => {
+                        let reason = format!("{why}; last failure: {failure}");
                         self.escalate(failure, reason, ctx)
                     }
                 }
@@ -539,16 +537,16 @@ impl<Op: Operator> StageActor<Op> {
             let index = self.consumed;
             let letter =
                 DeadLetter::new(element, stage.clone(), pipeline.clone(), &failure, 0, index);
-            let pushed = sup.dead_letters.as_ref().map(|dlq| dlq.push(letter));
+            let pushed = sup.dead_letters.as_ref().map(|sink| sink.offer(letter));
             match pushed {
                 Some(Ok(())) => {
                     self.consumed += 1;
                     self.owed += 1;
                     diverted += 1;
                 }
-                Some(Err(rejected)) => {
-                    full = Some(rejected.capacity());
-                    self.inq.push_front(rejected.into_letter().element);
+                Some(Err((letter, why))) => {
+                    full = Some(why);
+                    self.inq.push_front(letter.element);
                     break;
                 }
                 None => break,
@@ -556,9 +554,8 @@ impl<Op: Operator> StageActor<Op> {
         }
         self.dead_lettered += diverted;
         self.shared.dead_lettered.fetch_add(diverted, Relaxed);
-        if let Some(capacity) = full {
-            let reason =
-                format!("dead-letter queue full ({capacity} letters) while the circuit is open");
+        if let Some(why) = full {
+            let reason = format!("{why} while the circuit is open");
             self.escalate(failure, reason, ctx);
         }
     }

@@ -70,6 +70,7 @@ mod error;
 pub mod file;
 mod letter;
 mod memory;
+mod sink;
 
 pub use error::{DlqError, DlqFull, ReadError};
 pub use file::{
@@ -78,3 +79,4 @@ pub use file::{
 };
 pub use letter::DeadLetter;
 pub use memory::MemoryDlq;
+pub use sink::{DeadLetterSink, SharedFileDlq};
