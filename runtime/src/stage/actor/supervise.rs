@@ -1,0 +1,354 @@
+//! How a supervised stage handles a failure: the policy's decision (retry,
+//! restart, dead-letter, skip, escalate), restart strategies, and the circuit
+//! breaker. A child of `actor`, so it sees the stage's fields.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Instant, SystemTime};
+
+use actix::Context;
+use weir_supervisor::dead_letter::DeadLetter;
+use weir_supervisor::policy::{Action, OpenBehavior, Permit, Transition};
+use weir_supervisor::{ErrorClass, Failure, SupervisionEvent};
+
+use super::{Phase, StageActor};
+use crate::operator::Operator;
+
+/// The clock of supervision decisions (backoff, restart intensity, breaker): the
+/// tokio clock of the arbiter, the same one the stage's timers run on. Under a
+/// paused tokio runtime it is virtual, so retry storms and cooldowns can be tested
+/// without sleeping.
+pub(super) fn supervision_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// What the circuit breaker lets a stage do next.
+pub(super) enum Gate {
+    /// Step with this limit.
+    Step(usize),
+    /// Wait for the cooldown timer.
+    Wait,
+}
+
+impl<Op: Operator> StageActor<Op> {
+    /// Applies the stage's supervision to a failure of the element that was
+    /// consumed last in this step; without supervision the pipeline fails. Returns
+    /// whether the stage can go on.
+    pub(super) fn on_failure(
+        &mut self,
+        failure: Failure,
+        consumed: usize,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        let is_source = self.is_source();
+        let Some(sup) = self.sup.as_mut() else {
+            self.fail(failure, ctx, true);
+            return false;
+        };
+        // The failed element is the last one taken from the queue in this step:
+        // those before it completed, those after it were put back.
+        let element = match consumed.checked_sub(1) {
+            Some(k) if !is_source => sup.take_copy(k).map(|e| (k, e)),
+            _ => None,
+        };
+        let Some((k, element)) = element else {
+            // Not tied to an element of this step (a source, a future from an
+            // earlier step): nothing to retry.
+            self.fail(failure, ctx, true);
+            return false;
+        };
+        if k > 0 {
+            // The head element succeeded; the failing one is a new element.
+            sup.attempt = 0;
+        }
+        sup.last_failure = Some((failure.class(), failure.message().to_owned()));
+        let opened = sup.breaker.as_mut().and_then(|b| {
+            b.on_failure(supervision_now())
+                .map(|t| (t, b.config().cooldown))
+        });
+        sup.attempt += 1;
+        let attempt = sup.attempt;
+        let index = self.consumed - 1;
+        let action = sup.policy.decide(failure.class(), attempt);
+        self.publish_failed(&failure, Some(index), attempt);
+        if let Some((Transition::Opened, cooldown)) = opened {
+            self.pipeline.publish(SupervisionEvent::BreakerOpened {
+                pipeline: self.pipeline.name.clone(),
+                stage: self.shared.name.clone(),
+                cooldown,
+            });
+        }
+        let (pipeline, stage) = (self.pipeline.name.clone(), self.shared.name.clone());
+        let sup = self.sup.as_mut().expect("checked above");
+        match action {
+            Action::Retry | Action::Restart => {
+                let delay = if action == Action::Retry {
+                    sup.backoff.delay(attempt)
+                } else {
+                    let now = supervision_now();
+                    if !sup.allow_restart(now) {
+                        let intensity = sup.policy.intensity;
+                        let reason = format!(
+                            "restart intensity exceeded: more than {} restarts within {:?}; last failure: {failure}",
+                            intensity.max_restarts, intensity.within
+                        );
+                        return self.escalate(failure, reason, ctx);
+                    }
+                    let restarts = sup.window.restarts(now);
+                    let delay = sup.restart_backoff.delay(restarts.saturating_sub(1));
+                    // Fresh state from the factory, if the operator has one; the
+                    // queue, credit and outbox stay as they are.
+                    let op = &mut self.op;
+                    if catch_unwind(AssertUnwindSafe(|| op.restart())).is_err() {
+                        let reason = format!(
+                            "the operator's factory panicked while restarting; last failure: {failure}"
+                        );
+                        return self.escalate(failure, reason, ctx);
+                    }
+                    self.shared.restarts.fetch_add(1, Relaxed);
+                    self.pipeline.restart_siblings(self.shared.index);
+                    self.pipeline.publish(SupervisionEvent::StageRestarted {
+                        pipeline: pipeline.clone(),
+                        stage: stage.clone(),
+                        restarts,
+                        delay,
+                    });
+                    delay
+                };
+                let sup = self.sup.as_mut().expect("checked above");
+                sup.pause(delay);
+                // The element goes back to the front; the copy replaces the one user
+                // code consumed, so nothing is counted twice.
+                self.inq.push_front(element);
+                self.consumed -= 1;
+                self.owed = self.owed.saturating_sub(1);
+                self.shared.retries.fetch_add(1, Relaxed);
+                if action == Action::Retry {
+                    self.pipeline.publish(SupervisionEvent::ElementRetried {
+                        pipeline,
+                        stage,
+                        element_index: index,
+                        attempt,
+                        delay,
+                    });
+                }
+                true
+            }
+            Action::DeadLetter => {
+                let letter = DeadLetter::new(
+                    element,
+                    stage.clone(),
+                    pipeline.clone(),
+                    &failure,
+                    attempt,
+                    index,
+                );
+                let pushed = match &sup.dead_letters {
+                    Some(sink) => sink.offer(letter).map_err(|(_, reason)| reason),
+                    None => Err("no dead-letter queue".to_owned()),
+                };
+                match pushed {
+                    Ok(()) => {
+                        sup.attempt = 0;
+                        self.dead_lettered += 1;
+                        self.shared.dead_lettered.fetch_add(1, Relaxed);
+                        self.pipeline
+                            .publish(SupervisionEvent::ElementDeadLettered {
+                                pipeline,
+                                stage,
+                                element_index: index,
+                                attempts: attempt,
+                                class: failure.class(),
+                                error: failure.message().to_owned(),
+                            });
+                        true
+                    }
+                    Err(why) => {
+                        let reason = format!("{why}; last failure: {failure}");
+                        self.escalate(failure, reason, ctx)
+                    }
+                }
+            }
+            Action::Skip => {
+                sup.attempt = 0;
+                self.failed += 1;
+                self.shared.failed.fetch_add(1, Relaxed);
+                self.pipeline.publish(SupervisionEvent::ElementSkipped {
+                    pipeline,
+                    stage,
+                    element_index: index,
+                    attempts: attempt,
+                });
+                true
+            }
+            _ => {
+                let reason = format!("policy escalates {}: {failure}", failure.class());
+                self.escalate(failure, reason, ctx)
+            }
+        }
+    }
+
+    /// Asks the stage's circuit breaker whether the next step may run: with which
+    /// limit (1 for a half-open probe), or not until the cooldown ends
+    /// (backpressure). In dead-letter mode an open breaker diverts the queue first.
+    pub(super) fn breaker_gate(&mut self, limit: usize, ctx: &mut Context<Self>) -> Gate {
+        let has_input = !self.inq.is_empty();
+        let Some(sup) = self.sup.as_mut() else {
+            return Gate::Step(limit);
+        };
+        let Some(breaker) = sup.breaker.as_mut() else {
+            return Gate::Step(limit);
+        };
+        if !has_input {
+            // Nothing to call the operator with: only an end of input to pass on.
+            return Gate::Step(limit);
+        }
+        match breaker.permits(supervision_now()) {
+            Permit::Allow => Gate::Step(limit),
+            Permit::Probe { half_opened } => {
+                if half_opened {
+                    self.pipeline.publish(SupervisionEvent::BreakerHalfOpened {
+                        pipeline: self.pipeline.name.clone(),
+                        stage: self.shared.name.clone(),
+                    });
+                }
+                Gate::Step(1)
+            }
+            Permit::Reject { retry_at } => {
+                if breaker.config().when_open == OpenBehavior::DeadLetter {
+                    // The queue is now empty (or the stage escalated): stepping
+                    // passes on an end of input, if there is one.
+                    self.divert(ctx);
+                    Gate::Step(limit)
+                } else {
+                    sup.pause_until(retry_at);
+                    Gate::Wait
+                }
+            }
+        }
+    }
+
+    /// While the breaker is open in dead-letter mode: every queued element goes to
+    /// the dead letters, with the last failure's class.
+    pub(super) fn divert(&mut self, ctx: &mut Context<Self>) {
+        let (pipeline, stage) = (self.pipeline.name.clone(), self.shared.name.clone());
+        let Some(sup) = self.sup.as_mut() else { return };
+        let (class, message) = sup
+            .last_failure
+            .clone()
+            .unwrap_or((ErrorClass::Transient, String::new()));
+        let failure = Failure::error(class, format!("circuit open (last failure: {message})"));
+        let mut diverted = 0_u64;
+        let mut full = None;
+        while let Some(element) = self.inq.pop_front() {
+            let index = self.consumed;
+            let letter =
+                DeadLetter::new(element, stage.clone(), pipeline.clone(), &failure, 0, index);
+            let pushed = sup.dead_letters.as_ref().map(|sink| sink.offer(letter));
+            match pushed {
+                Some(Ok(())) => {
+                    self.consumed += 1;
+                    self.owed += 1;
+                    diverted += 1;
+                }
+                Some(Err((letter, why))) => {
+                    full = Some(why);
+                    self.inq.push_front(letter.element);
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.dead_lettered += diverted;
+        self.shared.dead_lettered.fetch_add(diverted, Relaxed);
+        if let Some(why) = full {
+            let reason = format!("{why} while the circuit is open");
+            self.escalate(failure, reason, ctx);
+        }
+    }
+
+    /// Reports successful calls to the breaker (bounded work per step) and
+    /// publishes a close.
+    pub(super) fn breaker_success(&mut self, consumed: usize) {
+        let Some(breaker) = self.sup.as_mut().and_then(|s| s.breaker.as_mut()) else {
+            return;
+        };
+        let now = supervision_now();
+        let mut closed = false;
+        for _ in 0..consumed.min(256) {
+            closed |= breaker.on_success(now) == Some(Transition::Closed);
+        }
+        if closed {
+            self.pipeline.publish(SupervisionEvent::BreakerClosed {
+                pipeline: self.pipeline.name.clone(),
+                stage: self.shared.name.clone(),
+            });
+        }
+    }
+
+    /// A sibling restarted and the strategy restarts this stage too.
+    pub(super) fn restart_as_sibling(&mut self, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        let op = &mut self.op;
+        match catch_unwind(AssertUnwindSafe(|| op.restart())) {
+            Ok(true) => {
+                let restarts = self.shared.restarts.fetch_add(1, Relaxed) + 1;
+                self.pipeline.publish(SupervisionEvent::StageRestarted {
+                    pipeline: self.pipeline.name.clone(),
+                    stage: self.shared.name.clone(),
+                    restarts: u32::try_from(restarts).unwrap_or(u32::MAX),
+                    delay: std::time::Duration::ZERO,
+                });
+            }
+            // No factory, or it holds elements: it keeps its state.
+            Ok(false) => {}
+            Err(payload) => {
+                let failure = Failure::from_panic(payload);
+                let failure = Failure::error(
+                    failure.class(),
+                    format!(
+                        "the operator's factory panicked while restarting: {}",
+                        failure.message()
+                    ),
+                );
+                self.fail(failure, ctx, true);
+            }
+        }
+    }
+
+    /// The failure goes beyond the stage's policy: tell subscribers why, then fail.
+    pub(super) fn escalate(
+        &mut self,
+        failure: Failure,
+        reason: String,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        self.pipeline.publish(SupervisionEvent::Escalated {
+            pipeline: self.pipeline.name.clone(),
+            stage: self.shared.name.clone(),
+            reason: reason.clone(),
+        });
+        let failure = Failure::error(failure.class(), reason);
+        self.fail(failure, ctx, false);
+        false
+    }
+
+    pub(super) fn publish_failed(
+        &self,
+        failure: &Failure,
+        element_index: Option<u64>,
+        attempt: u32,
+    ) {
+        self.pipeline.publish(SupervisionEvent::StageFailed {
+            pipeline: self.pipeline.name.clone(),
+            stage: self.shared.name.clone(),
+            class: failure.class(),
+            error: failure.message().to_owned(),
+            element_index,
+            attempt,
+            at: SystemTime::now(),
+        });
+    }
+}
