@@ -67,3 +67,22 @@ pub(crate) fn run_small<R: Send + 'static>(runnable: Runnable<R>) -> Completion<
     done.report.check_conservation().unwrap();
     done
 }
+
+/// Runs `runnable` on [`rt`], opens `gate` once it is wired (so a closure waiting
+/// on the gate fails in a fully built pipeline), and checks that it failed at
+/// `stage` with conservation intact (see [`failed_at`]).
+pub(crate) fn run_to_failure<R: Send + 'static>(
+    runnable: Runnable<R>,
+    gate: &Gate,
+    stage: &str,
+) -> Report {
+    // The runtime must outlive the wait: dropping it joins the arbiter thread,
+    // which is waiting for the gate.
+    let rt = rt();
+    let running = runnable.run(&rt).unwrap();
+    gate.open();
+    match running.wait() {
+        Ok(_) => panic!("expected the pipeline to fail at `{stage}`"),
+        Err(err) => failed_at(err, stage),
+    }
+}

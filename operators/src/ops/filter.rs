@@ -54,7 +54,7 @@ mod tests {
 
     use weir_runtime::Outcome;
 
-    use crate::test_support::{Gate, failed_at, rt, run_small};
+    use crate::test_support::{Gate, rt, run_small, run_to_failure};
     use crate::{FlowExt, Pipeline};
 
     #[test]
@@ -133,24 +133,22 @@ mod tests {
 
     #[test]
     fn panic_fails_the_stage_and_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..50_u32)
-            .filter(move |&x| {
-                if x == 0 {
-                    g.boom("filter panics on 0")
-                }
-                true
-            })
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "filter#1");
+        let report = run_to_failure(
+            Pipeline::from_iter(0..50_u32)
+                .filter(move |&x| {
+                    if x == 0 {
+                        g.boom("filter panics on 0")
+                    }
+                    true
+                })
+                .collect()
+                .default_capacity(3)
+                .max_batch(2),
+            &gate,
+            "filter#1",
+        );
         assert_eq!(report.stage("filter#1").unwrap().failed, 1);
         assert_eq!(report.failed(), 1);
     }
@@ -159,22 +157,20 @@ mod tests {
     /// before it panicked are filtered, not failed.
     #[test]
     fn panic_mid_batch_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..10_u32)
-            .filter(move |&x| {
-                if x == 5 {
-                    g.boom("filter panics on 5")
-                }
-                x % 2 == 0
-            })
-            .collect()
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "filter#1");
+        let report = run_to_failure(
+            Pipeline::from_iter(0..10_u32)
+                .filter(move |&x| {
+                    if x == 5 {
+                        g.boom("filter panics on 5")
+                    }
+                    x % 2 == 0
+                })
+                .collect(),
+            &gate,
+            "filter#1",
+        );
         let filter = report.stage("filter#1").unwrap();
         assert_eq!(filter.failed, 1);
         assert_eq!(filter.filtered, 2); // 1, 3

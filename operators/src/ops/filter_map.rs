@@ -54,7 +54,7 @@ where
 #[cfg(test)]
 mod tests {
 
-    use crate::test_support::{Gate, failed_at, rt, run_small};
+    use crate::test_support::{Gate, run_small, run_to_failure};
     use crate::{FlowExt, Pipeline};
 
     #[test]
@@ -102,24 +102,22 @@ mod tests {
 
     #[test]
     fn panic_fails_the_stage_and_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..50_u32)
-            .filter_map(move |x| {
-                if x == 0 {
-                    g.boom("filter_map panics on 0")
-                }
-                Some(x)
-            })
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "filter_map#1");
+        let report = run_to_failure(
+            Pipeline::from_iter(0..50_u32)
+                .filter_map(move |x| {
+                    if x == 0 {
+                        g.boom("filter_map panics on 0")
+                    }
+                    Some(x)
+                })
+                .collect()
+                .default_capacity(3)
+                .max_batch(2),
+            &gate,
+            "filter_map#1",
+        );
         assert_eq!(report.stage("filter_map#1").unwrap().failed, 1);
         assert_eq!(report.failed(), 1);
     }
@@ -128,22 +126,20 @@ mod tests {
     /// filtered, not failed.
     #[test]
     fn panic_mid_batch_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..10_u32)
-            .filter_map(move |x| {
-                if x == 5 {
-                    g.boom("filter_map panics on 5")
-                }
-                (x % 2 == 0).then_some(x * 10)
-            })
-            .collect()
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "filter_map#1");
+        let report = run_to_failure(
+            Pipeline::from_iter(0..10_u32)
+                .filter_map(move |x| {
+                    if x == 5 {
+                        g.boom("filter_map panics on 5")
+                    }
+                    (x % 2 == 0).then_some(x * 10)
+                })
+                .collect(),
+            &gate,
+            "filter_map#1",
+        );
         let fm = report.stage("filter_map#1").unwrap();
         assert_eq!(fm.failed, 1);
         assert_eq!(fm.filtered, 2);

@@ -91,7 +91,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use crate::test_support::{Gate, failed_at, rt, run_small};
+    use crate::test_support::{Gate, rt, run_small, run_to_failure};
     use crate::{FlowExt, Pipeline};
 
     #[test]
@@ -198,24 +198,22 @@ mod tests {
 
     #[test]
     fn panic_in_function_fails_the_stage_and_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..10_u32)
-            .flat_map(move |x| {
-                if x == 4 {
-                    g.boom("flat_map panics on 4")
-                }
-                [x, x]
-            })
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "flat_map#1");
+        let report = run_to_failure(
+            Pipeline::from_iter(0..10_u32)
+                .flat_map(move |x| {
+                    if x == 4 {
+                        g.boom("flat_map panics on 4")
+                    }
+                    [x, x]
+                })
+                .collect()
+                .default_capacity(3)
+                .max_batch(2),
+            &gate,
+            "flat_map#1",
+        );
         let fm = report.stage("flat_map#1").unwrap();
         assert_eq!(fm.failed, 1);
         assert_eq!(fm.completed, 4);
@@ -226,27 +224,25 @@ mod tests {
     /// should count as failed, like a panic in the function itself.
     #[test]
     fn panic_in_expansion_iterator_counts_its_element_as_failed() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..10_u32)
-            .flat_map(move |x| {
-                let g = g.clone();
-                (0..3).map(move |i| {
-                    if x == 4 && i == 1 {
-                        g.boom("expansion of 4 panics")
-                    }
-                    x * 10 + i
+        let report = run_to_failure(
+            Pipeline::from_iter(0..10_u32)
+                .flat_map(move |x| {
+                    let g = g.clone();
+                    (0..3).map(move |i| {
+                        if x == 4 && i == 1 {
+                            g.boom("expansion of 4 panics")
+                        }
+                        x * 10 + i
+                    })
                 })
-            })
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "flat_map#1");
+                .collect()
+                .default_capacity(3)
+                .max_batch(2),
+            &gate,
+            "flat_map#1",
+        );
         let fm = report.stage("flat_map#1").unwrap();
         assert_eq!(fm.completed, 4);
         assert_eq!(fm.failed, 1, "abandoned: {}", fm.abandoned);

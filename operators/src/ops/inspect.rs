@@ -58,7 +58,7 @@ mod tests {
 
     use std::sync::{Arc, Mutex};
 
-    use crate::test_support::{Gate, failed_at, rt, run_small};
+    use crate::test_support::{Gate, run_small, run_to_failure};
     use crate::{FlowExt, Pipeline};
 
     #[test]
@@ -97,21 +97,19 @@ mod tests {
 
     #[test]
     fn panic_fails_the_stage_and_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..10_u32)
-            .inspect(move |&x| {
-                if x == 6 {
-                    g.boom("inspect panics on 6")
-                }
-            })
-            .collect()
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "inspect#1");
+        let report = run_to_failure(
+            Pipeline::from_iter(0..10_u32)
+                .inspect(move |&x| {
+                    if x == 6 {
+                        g.boom("inspect panics on 6")
+                    }
+                })
+                .collect(),
+            &gate,
+            "inspect#1",
+        );
         let inspect = report.stage("inspect#1").unwrap();
         assert_eq!(inspect.failed, 1);
         assert_eq!(inspect.completed, 6);

@@ -56,7 +56,7 @@ mod tests {
 
     use weir_runtime::Outcome;
 
-    use crate::test_support::{Gate, failed_at, rt, run_small};
+    use crate::test_support::{Gate, run_small, run_to_failure};
     use crate::{FlowExt, Pipeline};
 
     #[test]
@@ -109,24 +109,22 @@ mod tests {
 
     #[test]
     fn panic_fails_the_stage_and_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..50_u32)
-            .map(move |x| {
-                if x == 20 {
-                    g.boom("map panics on 20")
-                }
-                x
-            })
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "map#1");
+        let report = run_to_failure(
+            Pipeline::from_iter(0..50_u32)
+                .map(move |x| {
+                    if x == 20 {
+                        g.boom("map panics on 20")
+                    }
+                    x
+                })
+                .collect()
+                .default_capacity(3)
+                .max_batch(2),
+            &gate,
+            "map#1",
+        );
         let map = report.stage("map#1").unwrap();
         assert_eq!(map.failed, 1);
         assert_eq!(map.completed, 20);
@@ -137,22 +135,20 @@ mod tests {
     /// are abandoned, the ones before it completed.
     #[test]
     fn panic_mid_batch_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter((0..10).map(|i| i.to_string()))
-            .map(move |s| {
-                if s == "4" {
-                    g.boom("map panics on 4")
-                }
-                s + "!"
-            })
-            .collect()
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "map#1");
+        let report = run_to_failure(
+            Pipeline::from_iter((0..10).map(|i| i.to_string()))
+                .map(move |s| {
+                    if s == "4" {
+                        g.boom("map panics on 4")
+                    }
+                    s + "!"
+                })
+                .collect(),
+            &gate,
+            "map#1",
+        );
         let map = report.stage("map#1").unwrap();
         assert_eq!(map.input, 10);
         assert_eq!(map.failed, 1);

@@ -103,7 +103,7 @@ mod tests {
 
     use weir_runtime::BuildError;
 
-    use crate::test_support::{Gate, failed_at, rt, run_small};
+    use crate::test_support::{Gate, rt, run_small, run_to_failure};
     use crate::{FlowExt, Pipeline};
 
     /// Later elements finish first; the output keeps the input order.
@@ -229,28 +229,26 @@ mod tests {
 
     #[test]
     fn panic_in_future_fails_the_stage_and_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..20_u32)
-            .map_async(3, move |x| {
-                let g = g.clone();
-                async move {
-                    tokio::task::yield_now().await;
-                    if x == 7 {
-                        g.boom("future panics on 7")
+        let report = run_to_failure(
+            Pipeline::from_iter(0..20_u32)
+                .map_async(3, move |x| {
+                    let g = g.clone();
+                    async move {
+                        tokio::task::yield_now().await;
+                        if x == 7 {
+                            g.boom("future panics on 7")
+                        }
+                        x
                     }
-                    x
-                }
-            })
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "map_async#1");
+                })
+                .collect()
+                .default_capacity(3)
+                .max_batch(2),
+            &gate,
+            "map_async#1",
+        );
         let ma = report.stage("map_async#1").unwrap();
         assert_eq!(ma.failed, 1);
         // The futures ahead of 7 in the window may not have finished when it
@@ -261,24 +259,22 @@ mod tests {
 
     #[test]
     fn panic_in_function_fails_the_stage_and_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..20_u32)
-            .map_async(3, move |x| {
-                if x == 5 {
-                    g.boom("function panics on 5")
-                }
-                async move { x }
-            })
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "map_async#1");
+        let report = run_to_failure(
+            Pipeline::from_iter(0..20_u32)
+                .map_async(3, move |x| {
+                    if x == 5 {
+                        g.boom("function panics on 5")
+                    }
+                    async move { x }
+                })
+                .collect()
+                .default_capacity(3)
+                .max_batch(2),
+            &gate,
+            "map_async#1",
+        );
         assert_eq!(report.stage("map_async#1").unwrap().failed, 1);
         assert_eq!(report.failed(), 1);
     }

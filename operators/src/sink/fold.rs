@@ -73,7 +73,7 @@ where
 #[cfg(test)]
 mod tests {
 
-    use crate::test_support::{Gate, failed_at, rt, run_small};
+    use crate::test_support::{Gate, run_small, run_to_failure};
     use crate::{FlowExt, Pipeline};
 
     #[test]
@@ -116,23 +116,21 @@ mod tests {
 
     #[test]
     fn panic_fails_the_stage_and_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..30_u32)
-            .fold(0, move |acc, x| {
-                if x == 0 {
-                    g.boom("fold panics on 0")
-                }
-                acc + x
-            })
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "fold#1");
+        let report = run_to_failure(
+            Pipeline::from_iter(0..30_u32)
+                .fold(0, move |acc, x| {
+                    if x == 0 {
+                        g.boom("fold panics on 0")
+                    }
+                    acc + x
+                })
+                .default_capacity(3)
+                .max_batch(2),
+            &gate,
+            "fold#1",
+        );
         let fold = report.stage("fold#1").unwrap();
         assert_eq!((fold.failed, fold.completed), (1, 0));
     }
@@ -141,21 +139,18 @@ mod tests {
     /// count as completed, not failed.
     #[test]
     fn panic_mid_batch_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..10_u32)
-            .fold(0, move |acc, x| {
+        let report = run_to_failure(
+            Pipeline::from_iter(0..10_u32).fold(0, move |acc, x| {
                 if x == 3 {
                     g.boom("fold panics on 3")
                 }
                 acc + x
-            })
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "fold#1");
+            }),
+            &gate,
+            "fold#1",
+        );
         let fold = report.stage("fold#1").unwrap();
         assert_eq!(fold.failed, 1);
         assert_eq!(fold.completed, 3);

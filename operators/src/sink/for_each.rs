@@ -62,7 +62,7 @@ mod tests {
 
     use weir_runtime::Outcome;
 
-    use crate::test_support::{Gate, failed_at, rt, run_small};
+    use crate::test_support::{Gate, run_small, run_to_failure};
     use crate::{FlowExt, Pipeline};
 
     #[test]
@@ -94,22 +94,20 @@ mod tests {
 
     #[test]
     fn panic_fails_the_stage_and_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..30_u32)
-            .for_each(move |x| {
-                if x == 0 {
-                    g.boom("sink panics on 0")
-                }
-            })
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "for_each#1");
+        let report = run_to_failure(
+            Pipeline::from_iter(0..30_u32)
+                .for_each(move |x| {
+                    if x == 0 {
+                        g.boom("sink panics on 0")
+                    }
+                })
+                .default_capacity(3)
+                .max_batch(2),
+            &gate,
+            "for_each#1",
+        );
         let sink = report.stage("for_each#1").unwrap();
         assert_eq!((sink.failed, sink.completed), (1, 0));
     }
@@ -118,20 +116,17 @@ mod tests {
     /// panic count as delivered, not failed.
     #[test]
     fn panic_mid_batch_loses_one_element() {
-        let rt = rt();
         let gate = Gate::default();
         let g = gate.clone();
-        let running = Pipeline::from_iter(0..10_u32)
-            .for_each(move |x| {
+        let report = run_to_failure(
+            Pipeline::from_iter(0..10_u32).for_each(move |x| {
                 if x == 5 {
                     g.boom("sink panics on 5")
                 }
-            })
-            .run(&rt)
-            .unwrap();
-        gate.open();
-        let err = running.wait().unwrap_err();
-        let report = failed_at(err, "for_each#1");
+            }),
+            &gate,
+            "for_each#1",
+        );
         let sink = report.stage("for_each#1").unwrap();
         assert_eq!(sink.failed, 1);
         assert_eq!(sink.completed, 5);
