@@ -57,11 +57,14 @@ impl RecentInstants {
 
     /// How many of the recorded instants lie inside the window of length `within`
     /// ending at `now`, without forgetting anything.
+    ///
+    /// A binary search over the (sorted) record: O(log n), so a large restart
+    /// intensity (thousands of restarts per window) costs nothing per restart.
     pub(crate) fn count_within(&self, now: Instant, within: Duration) -> usize {
-        self.items
-            .iter()
-            .filter(|&&t| now.saturating_duration_since(t) < within)
-            .count()
+        let expired = self
+            .items
+            .partition_point(|&t| now.saturating_duration_since(t) >= within);
+        self.items.len() - expired
     }
 
     /// The number of instants held.
@@ -135,6 +138,29 @@ mod tests {
         assert_eq!(record.len(), 1, "an instant exactly `within` old has left");
         record.clear();
         assert_eq!(record.len(), 0);
+    }
+
+    #[test]
+    fn count_within_matches_a_linear_count() {
+        let t0 = Instant::now();
+        let mut record = RecentInstants::new(100);
+        for ms in [0_u64, 0, 5, 9, 10, 10, 11, 40, 99] {
+            record.push(t0 + Duration::from_millis(ms));
+        }
+        for now_ms in [0_u64, 9, 10, 11, 30, 50, 99, 100, 109, 110, 200] {
+            let now = t0 + Duration::from_millis(now_ms);
+            let within = Duration::from_millis(10);
+            let linear = record
+                .items
+                .iter()
+                .filter(|&&t| now.saturating_duration_since(t) < within)
+                .count();
+            assert_eq!(
+                record.count_within(now, within),
+                linear,
+                "now = {now_ms} ms"
+            );
+        }
     }
 
     #[test]
