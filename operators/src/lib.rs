@@ -31,6 +31,7 @@
 )]
 #![forbid(unsafe_code)]
 
+mod attempts;
 pub mod ops;
 pub mod sink;
 pub mod source;
@@ -293,6 +294,55 @@ pub trait FlowExt<T: Send + 'static>: Sized {
         Fut: Future<Output = U> + Send + 'static,
         U: Send + 'static;
 
+    /// [`map_async`](Self::map_async) for fallible calls: the future returns
+    /// `Result<U, Failure>`, and `Err(failure)` fails the element with the
+    /// failure's class. Under [`supervise`](weir_runtime::Flow::supervise) a failed
+    /// element is retried in place after the policy's backoff (the others go on,
+    /// the output keeps the input order), dead-lettered or skipped; the policy's
+    /// `element_timeout` bounds each attempt. Supervising needs `T: Clone`.
+    ///
+    /// # Examples
+    ///
+    /// A flaky service: every first call fails, every retry succeeds.
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// use std::collections::HashSet;
+    /// use std::time::Duration;
+    /// use weir_runtime::{ErrorClass, Failure, Supervision};
+    /// use weir_supervisor::dead_letter::MemoryDlq;
+    /// use weir_supervisor::policy::{BackoffConfig, SupervisionPolicy};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let policy = SupervisionPolicy::default()
+    ///     .max_attempts(3)
+    ///     .backoff(BackoffConfig::new(Duration::from_millis(1), Duration::from_millis(5)))
+    ///     .element_timeout(Duration::from_secs(5));
+    /// let mut seen = HashSet::new();
+    /// let done = Pipeline::from_iter(0..5_u32)
+    ///     .supervise(Supervision::new(policy).dead_letters(MemoryDlq::new(100)))
+    ///     .try_map_async(2, move |x| {
+    ///         let first = seen.insert(x);
+    ///         async move {
+    ///             if first {
+    ///                 Err(Failure::error(ErrorClass::Transient, "connection reset"))
+    ///             } else {
+    ///                 Ok(x * 10)
+    ///             }
+    ///         }
+    ///     })
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.output, [0, 10, 20, 30, 40]);
+    /// assert_eq!(done.report.retries(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn try_map_async<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<U, weir_runtime::Failure>> + Send + 'static,
+        U: Send + 'static;
+
     /// Groups elements into vectors of `size`; the last may be shorter.
     ///
     /// # Examples
@@ -462,7 +512,16 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         Fut: Future<Output = U> + Send + 'static,
         U: Send + 'static,
     {
-        self.via(MapAsync::new(concurrency, f))
+        self.via(MapAsync::new("map_async", concurrency, f, Ok))
+    }
+
+    fn try_map_async<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<U, weir_runtime::Failure>> + Send + 'static,
+        U: Send + 'static,
+    {
+        self.via(MapAsync::new("try_map_async", concurrency, f, |r| r))
     }
 
     fn chunks(self, size: usize) -> Flow<Vec<T>> {

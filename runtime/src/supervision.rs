@@ -25,16 +25,24 @@ use weir_supervisor::policy::{
 /// element before user code consumes it, so that a failing one can be retried or
 /// dead-lettered.
 ///
-/// What stages apply today: per-class actions, retries with seeded backoff and
-/// jitter up to `max_attempts`, `on_exhausted`, dead letters into a bounded
-/// [`MemoryDlq`], skip, escalation, and restarts limited by the restart intensity
-/// (a restart keeps the stage's queue, credit and pending elements and resumes
-/// with the same operator instance after `restart_backoff`; a fresh operator from
-/// a factory is not built yet), and a circuit breaker per stage: while open the
-/// stage either takes no input until the cooldown ends (backpressure) or diverts
-/// what arrives to the dead letters; `stall_timeout` reports the stage stalled (see
-/// [`Runnable::stall_timeout`](crate::Runnable::stall_timeout)). Element timeouts
-/// are rejected at build time until stages apply them.
+/// What stages apply: per-class actions, retries with seeded backoff and jitter up
+/// to `max_attempts`, `on_exhausted`, dead letters into any
+/// [`DeadLetterSink`] (a bounded [`MemoryDlq`], a durable file), skip, escalation,
+/// and restarts limited by the restart intensity (a restart keeps the stage's
+/// queue, credit and pending elements; an operator added with
+/// [`Flow::via_factory`](crate::Flow::via_factory) is rebuilt fresh, others resume
+/// with their instance after `restart_backoff`); a circuit breaker per stage
+/// (while open the stage either takes no input until the cooldown ends, or diverts
+/// what arrives to the dead letters); `stall_timeout` (see
+/// [`Runnable::stall_timeout`](crate::Runnable::stall_timeout)).
+///
+/// Synchronous operators that are [`retry_safe`](crate::operator::Operator::retry_safe)
+/// are supervised by the stage, which copies the queue before each step. Async
+/// operators (`map_async`, `try_map_async`, `for_each_async`) keep a copy of each
+/// element in flight and retry a failed one in place, keeping the output order
+/// (see [`Operator::supervise_elements`](crate::operator::Operator::supervise_elements));
+/// the policy's `element_timeout` bounds each of their attempts, and is a build
+/// error on a synchronous operator.
 ///
 /// # Examples
 ///
@@ -92,8 +100,10 @@ impl<T> Supervision<T> {
         self
     }
 
-    /// Checks what stages can apply today. The message names the key.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    /// Checks what the stage can apply; `elementwise` says whether its operator
+    /// handles its elements' failures itself (an async operator). The message names
+    /// the key.
+    pub(crate) fn check(&self, elementwise: bool) -> Result<(), String> {
         self.policy
             .validate()
             .map_err(|e| format!("supervision policy: {e}"))?;
@@ -102,8 +112,13 @@ impl<T> Supervision<T> {
             .breaker
             .as_ref()
             .is_some_and(|b| b.when_open == OpenBehavior::DeadLetter);
-        if self.policy.element_timeout.is_some() {
-            return Err("supervision policy: element_timeout: not applied by stages yet".into());
+        if self.policy.element_timeout.is_some() && !elementwise {
+            return Err(
+                "supervision policy: element_timeout applies to async operators \
+                 (map_async, for_each_async), whose elements can hang; this stage runs \
+                 user code synchronously"
+                    .into(),
+            );
         }
         let actions = &self.policy.actions;
         let dead_letters = [
@@ -143,8 +158,26 @@ impl<T> From<SupervisionPolicy> for Supervision<T> {
 pub(crate) type CopyQueue<T> = fn(&VecDeque<T>, &mut Vec<T>);
 
 /// [`CopyQueue`] for a `Clone` element type.
-pub(crate) fn copy_queue<T: Clone>(queue: &VecDeque<T>, into: &mut Vec<T>) {
+fn copy_queue<T: Clone>(queue: &VecDeque<T>, into: &mut Vec<T>) {
     into.extend(queue.iter().cloned());
+}
+
+/// How a supervised stage copies its elements, captured where `T: Clone` is known
+/// (`Flow::supervise`) for stages whose element type has no `Clone` bound.
+pub(crate) struct Copies<T> {
+    /// The whole queue before a step (synchronous operators).
+    pub(crate) queue: CopyQueue<T>,
+    /// One element (async operators keep a copy of each element in flight).
+    pub(crate) one: fn(&T) -> T,
+}
+
+impl<T: Clone> Copies<T> {
+    pub(crate) fn of() -> Self {
+        Copies {
+            queue: copy_queue::<T>,
+            one: T::clone,
+        }
+    }
 }
 
 /// The per-stage state of a supervised stage.
@@ -152,6 +185,9 @@ pub(crate) struct StageSupervisor<T> {
     pub(crate) policy: SupervisionPolicy,
     pub(crate) dead_letters: Option<Arc<dyn DeadLetterSink<T>>>,
     cloner: CopyQueue<T>,
+    /// The operator handles its elements' failures itself (an async operator):
+    /// the stage takes no snapshots and judges what the operator reports.
+    pub(crate) elementwise: bool,
     pub(crate) backoff: Backoff,
     pub(crate) restart_backoff: Backoff,
     pub(crate) window: IntensityWindow,
@@ -166,10 +202,17 @@ pub(crate) struct StageSupervisor<T> {
     pub(crate) breaker: Option<CircuitBreaker>,
     /// Class and message of the last failure, for elements diverted while open.
     pub(crate) last_failure: Option<(ErrorClass, String)>,
+    /// The policy restarted the stage: rebuild the operator before the retry.
+    pub(crate) restart_pending: bool,
 }
 
 impl<T> StageSupervisor<T> {
-    pub(crate) fn new(supervision: Supervision<T>, cloner: CopyQueue<T>, stage: usize) -> Self {
+    pub(crate) fn new(
+        supervision: Supervision<T>,
+        cloner: CopyQueue<T>,
+        stage: usize,
+        elementwise: bool,
+    ) -> Self {
         let seed = supervision.seed ^ (stage as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let policy = supervision.policy;
         let policy_breaker = policy.breaker.map(CircuitBreaker::new);
@@ -180,16 +223,22 @@ impl<T> StageSupervisor<T> {
             policy,
             dead_letters: supervision.dead_letters,
             cloner,
+            elementwise,
             attempt: 0,
             snapshot: Vec::new(),
             resume: None,
             breaker: policy_breaker,
             last_failure: None,
+            restart_pending: false,
         }
     }
 
-    /// Copies the queue before a step.
+    /// Copies the queue before a step (not for an elementwise stage, whose
+    /// operator keeps its own copies).
     pub(crate) fn snapshot(&mut self, queue: &VecDeque<T>) {
+        if self.elementwise {
+            return;
+        }
         self.snapshot.clear();
         (self.cloner)(queue, &mut self.snapshot);
     }

@@ -84,7 +84,7 @@ pub mod prelude {
     };
     pub use weir_supervisor::dead_letter::{DeadLetter, MemoryDlq};
     pub use weir_supervisor::policy::{Action, BackoffConfig, SupervisionPolicy};
-    pub use weir_supervisor::{ErrorClass, SupervisionEvent};
+    pub use weir_supervisor::{ErrorClass, Failure, SupervisionEvent};
 }
 
 /// The README's Rust examples, compiled and run as doctests so that they stay true.

@@ -3,70 +3,110 @@
 use std::future::Future;
 use std::task::{Context, Poll};
 
+use futures::FutureExt;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use weir_runtime::operator::{Io, Operator, Step};
+use weir_runtime::Failure;
+use weir_runtime::operator::{ElementSupervision, Io, Operator, Step};
+
+use crate::attempts::Attempts;
 
 /// Runs an async function on each element with up to `concurrency` futures in flight
 /// and emits their results in input order. Created by
-/// [`FlowExt::map_async`](crate::FlowExt::map_async).
+/// [`FlowExt::map_async`](crate::FlowExt::map_async) and
+/// [`FlowExt::try_map_async`](crate::FlowExt::try_map_async) (whose futures return
+/// `Result<_, Failure>`).
 ///
 /// The futures run on the stage's arbiter (a tokio current-thread runtime with time
 /// and I/O), so they may use tokio timers and sockets.
-pub struct MapAsync<F, T, Fut: Future> {
+///
+/// Under [`Flow::supervise`](weir_runtime::Flow::supervise) each element in flight
+/// keeps a copy of its input: a failed attempt (an `Err`, a panic in the function
+/// or its future, or the policy's `element_timeout`) is judged by the stage's
+/// policy and retried in place after its backoff, dead-lettered or skipped, while
+/// the other elements go on; outputs still leave in input order.
+pub struct MapAsync<F, T, Fut: Future, O> {
     f: F,
-    _type: std::marker::PhantomData<fn(T)>,
+    /// Turns a future's output into the element or its failure.
+    lift: fn(Fut::Output) -> Result<O, Failure>,
+    kind: &'static str,
     concurrency: usize,
     in_flight: FuturesOrdered<Fut>,
+    /// Present when the stage is supervised.
+    supervised: Option<Attempts<T, O>>,
 }
 
-impl<F, T, Fut: Future> MapAsync<F, T, Fut> {
-    pub(crate) fn new(concurrency: usize, f: F) -> Self {
+impl<F, T, Fut: Future, O> MapAsync<F, T, Fut, O> {
+    pub(crate) fn new(
+        kind: &'static str,
+        concurrency: usize,
+        f: F,
+        lift: fn(Fut::Output) -> Result<O, Failure>,
+    ) -> Self {
         MapAsync {
             f,
+            lift,
+            kind,
             concurrency,
             in_flight: FuturesOrdered::new(),
-            _type: std::marker::PhantomData,
+            supervised: None,
         }
     }
 }
 
-impl<F, T, Fut: Future> std::fmt::Debug for MapAsync<F, T, Fut> {
+impl<F, T, Fut: Future, O> std::fmt::Debug for MapAsync<F, T, Fut, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MapAsync")
+            .field("kind", &self.kind)
             .field("concurrency", &self.concurrency)
             .field("in_flight", &self.in_flight.len())
+            .field("supervised", &self.supervised)
             .finish()
     }
 }
 
-impl<F, T, Fut> Operator for MapAsync<F, T, Fut>
+impl<F, T, Fut, O> Operator for MapAsync<F, T, Fut, O>
 where
     F: FnMut(T) -> Fut + Send + 'static,
     T: Send + 'static,
     Fut: Future + Send + 'static,
     Fut::Output: Send + 'static,
+    O: Send + 'static,
 {
     type In = T;
-    type Out = Fut::Output;
+    type Out = O;
 
     fn kind(&self) -> &'static str {
-        "map_async"
+        self.kind
     }
 
     fn validate(&self) -> Result<(), String> {
         if self.concurrency == 0 {
-            Err("map_async with concurrency 0 could never run a future".into())
+            Err(format!(
+                "{} with concurrency 0 could never run a future",
+                self.kind
+            ))
         } else {
             Ok(())
         }
     }
 
-    fn held(&self) -> usize {
-        self.in_flight.len()
+    fn supervise_elements(&mut self, setup: ElementSupervision<T>) -> bool {
+        self.supervised = Some(Attempts::new(setup));
+        true
     }
 
-    fn step(&mut self, io: &mut Io<'_, T, Fut::Output>, cx: &mut Context<'_>) -> Step {
+    fn held(&self) -> usize {
+        self.in_flight.len() + self.supervised.as_ref().map_or(0, Attempts::held)
+    }
+
+    fn step(&mut self, io: &mut Io<'_, T, O>, cx: &mut Context<'_>) -> Step {
+        if let Some(attempts) = &mut self.supervised {
+            let lift = self.lift;
+            let f = &mut self.f;
+            let mut call = |x| f(x).map(lift);
+            return step_supervised(attempts, self.concurrency, &mut call, io, cx);
+        }
         loop {
             let mut progress = false;
             while self.in_flight.len() < self.concurrency {
@@ -76,12 +116,14 @@ where
             }
             while io.has_room() && !self.in_flight.is_empty() {
                 match self.in_flight.poll_next_unpin(cx) {
-                    Poll::Ready(Some(y)) => {
-                        io.push(y);
-                        progress = true;
-                    }
+                    Poll::Ready(Some(y)) => match (self.lift)(y) {
+                        Ok(y) => io.push(y),
+                        // Not tied to an element of this step: the stage fails.
+                        Err(failure) => return Step::Failed(failure),
+                    },
                     Poll::Ready(None) | Poll::Pending => break,
                 }
+                progress = true;
             }
             if !progress {
                 break;
@@ -92,6 +134,48 @@ where
         } else {
             Step::Continue
         }
+    }
+}
+
+/// One step of a supervised async map: admit input up to the concurrency, drive
+/// the attempts, emit what is ready in order.
+fn step_supervised<T, O, F, Fut>(
+    attempts: &mut Attempts<T, O>,
+    concurrency: usize,
+    call: &mut F,
+    io: &mut Io<'_, T, O>,
+    cx: &mut Context<'_>,
+) -> Step
+where
+    T: Send + 'static,
+    O: Send + 'static,
+    F: FnMut(T) -> Fut,
+    Fut: Future<Output = Result<O, Failure>> + Send + 'static,
+{
+    loop {
+        let mut progress = false;
+        while attempts.len() < concurrency {
+            let index = io.next_index();
+            let Some(x) = io.pop() else { break };
+            attempts.start(call, x, index, io);
+            progress = true;
+        }
+        progress |= attempts.poll(call, io, cx);
+        let window = attempts.len();
+        while io.has_room() {
+            let Some(y) = attempts.pop_ready() else { break };
+            io.push(y);
+        }
+        // Settled elements leave the window without output: room for more input.
+        progress |= attempts.len() != window;
+        if !progress {
+            break;
+        }
+    }
+    if io.input_exhausted() && attempts.is_empty() {
+        Step::Finished
+    } else {
+        Step::Continue
     }
 }
 

@@ -6,15 +6,25 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use weir_runtime::operator::{Counting, Io, Operator, Step};
+use futures::FutureExt;
+use weir_runtime::operator::{Counting, ElementSupervision, Io, Operator, Step};
+
+use crate::attempts::Attempts;
 
 /// Awaits an async function for each element, one at a time and in order; an
 /// element is delivered when its future completes. While a future is pending the
 /// sink takes no more input, so a slow sink backpressures the whole pipeline.
 /// Created by [`FlowExt::for_each_async`](crate::FlowExt::for_each_async).
+///
+/// Under [`Flow::supervise`](weir_runtime::Flow::supervise) the element being
+/// delivered keeps a copy: a failed delivery (a panic, or the policy's
+/// `element_timeout`) is retried after the policy's backoff, dead-lettered or
+/// skipped, before the next element is taken.
 pub struct ForEachAsync<F, T, Fut> {
     f: F,
     current: Option<Pin<Box<Fut>>>,
+    /// Present when the stage is supervised.
+    supervised: Option<Attempts<T, ()>>,
     _type: PhantomData<fn(T)>,
 }
 
@@ -23,6 +33,7 @@ impl<F, T, Fut> ForEachAsync<F, T, Fut> {
         ForEachAsync {
             f,
             current: None,
+            supervised: None,
             _type: PhantomData,
         }
     }
@@ -54,10 +65,43 @@ where
     }
 
     fn held(&self) -> usize {
-        usize::from(self.current.is_some())
+        usize::from(self.current.is_some()) + self.supervised.as_ref().map_or(0, Attempts::held)
+    }
+
+    fn supervise_elements(&mut self, setup: ElementSupervision<T>) -> bool {
+        self.supervised = Some(Attempts::new(setup));
+        true
     }
 
     fn step(&mut self, io: &mut Io<'_, T, Infallible>, cx: &mut Context<'_>) -> Step {
+        if let Some(attempts) = &mut self.supervised {
+            let f = &mut self.f;
+            let mut call = |x| f(x).map(Ok);
+            loop {
+                let mut progress = false;
+                if attempts.is_empty() {
+                    let index = io.next_index();
+                    if let Some(x) = io.pop() {
+                        attempts.start(&mut call, x, index, io);
+                        progress = true;
+                    }
+                }
+                progress |= attempts.poll(&mut call, io, cx);
+                let window = attempts.len();
+                while attempts.pop_ready().is_some() {
+                    io.complete(1);
+                }
+                progress |= attempts.len() != window;
+                if !progress {
+                    break;
+                }
+            }
+            return if attempts.is_empty() {
+                io.finish_when_drained()
+            } else {
+                Step::Continue
+            };
+        }
         loop {
             // Taken out while it is polled: if the user's future panics, its
             // element is not held any more, so it is counted as failed.

@@ -2,22 +2,29 @@
 
 use std::task::Context;
 
-use super::{Counting, Io, Operator, Step};
+use super::{Counting, ElementSupervision, Io, Operator, Step};
 
 /// Wraps the operator a factory builds, and builds a fresh one on
 /// [`restart`](Operator::restart). Created by [`Flow::via_factory`](crate::Flow::via_factory).
-pub(crate) struct FromFactory<F, Op> {
+pub(crate) struct FromFactory<F, Op: Operator> {
     factory: F,
     op: Op,
+    /// Element supervision the operator accepted, handed to each rebuilt one.
+    elements: Option<ElementSupervision<Op::In>>,
 }
 
 impl<F, Op> FromFactory<F, Op>
 where
     F: Fn() -> Op,
+    Op: Operator,
 {
     pub(crate) fn new(factory: F) -> Self {
         let op = factory();
-        FromFactory { factory, op }
+        FromFactory {
+            factory,
+            op,
+            elements: None,
+        }
     }
 }
 
@@ -45,13 +52,27 @@ where
         self.op.retry_safe()
     }
 
+    fn supervise_elements(&mut self, setup: ElementSupervision<Self::In>) -> bool {
+        let accepted = self.op.supervise_elements(setup);
+        self.elements = accepted.then_some(setup);
+        accepted
+    }
+
     fn restart(&mut self) -> bool {
         // Rebuilding would destroy what the operator holds (a partial chunk):
         // only an operator holding nothing is replaced.
         if self.op.held() > 0 {
             return false;
         }
-        self.op = (self.factory)();
+        let mut fresh = (self.factory)();
+        if let Some(setup) = self.elements
+            && !fresh.supervise_elements(setup)
+        {
+            // A factory that builds a different kind of operator each time: keep
+            // the one that handles its failures.
+            return false;
+        }
+        self.op = fresh;
         true
     }
 

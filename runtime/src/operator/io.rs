@@ -3,7 +3,10 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
+use weir_supervisor::Failure;
+
 use super::Step;
+use super::element::{ElementJudge, Verdict};
 
 /// Holds a draining iterator over the input queue; whatever the iterator has not
 /// yielded when the guard drops (the loop stopped early, or user code panicked) is
@@ -78,7 +81,6 @@ impl<T> Drop for Lend<'_, T> {
 ///
 /// The room is the number of outputs downstream can take now (its credit, capped by
 /// the pipeline's batch limit). Sinks have unlimited room.
-#[derive(Debug)]
 pub struct Io<'a, In, Out> {
     input: &'a mut VecDeque<In>,
     spill: &'a mut Vec<In>,
@@ -87,6 +89,27 @@ pub struct Io<'a, In, Out> {
     limit: usize,
     pub(crate) filtered: u64,
     pub(crate) completed: u64,
+    /// The stage's element supervision, for operators that opted in with
+    /// [`Operator::supervise_elements`](super::Operator::supervise_elements).
+    judge: Option<&'a mut dyn ElementJudge<In>>,
+    /// Index (in the stage's input) of the element at the front of the queue when
+    /// the step began, and the queue's length then.
+    base_index: u64,
+    queued_before: usize,
+    /// A failure reported with no supervision to judge it: the stage fails with it.
+    pub(crate) unjudged: Option<Failure>,
+}
+
+impl<In, Out> std::fmt::Debug for Io<'_, In, Out> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Io")
+            .field("queued", &self.input.len())
+            .field("output", &self.output.len())
+            .field("input_ended", &self.input_ended)
+            .field("limit", &self.limit)
+            .field("supervised", &self.judge.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a, In, Out> Io<'a, In, Out> {
@@ -97,6 +120,7 @@ impl<'a, In, Out> Io<'a, In, Out> {
         input_ended: bool,
         limit: usize,
     ) -> Self {
+        let queued_before = input.len();
         Io {
             input,
             spill,
@@ -105,6 +129,54 @@ impl<'a, In, Out> Io<'a, In, Out> {
             limit,
             filtered: 0,
             completed: 0,
+            judge: None,
+            base_index: 0,
+            queued_before,
+            unjudged: None,
+        }
+    }
+
+    /// Attaches the stage's element supervision and the index of the element at
+    /// the front of the queue.
+    pub(crate) fn with_judge(
+        mut self,
+        judge: Option<&'a mut dyn ElementJudge<In>>,
+        base_index: u64,
+    ) -> Self {
+        self.judge = judge;
+        self.base_index = base_index;
+        self
+    }
+
+    /// The index, counted from 0 over everything this stage has taken from its
+    /// input, of the element the next [`pop`](Self::pop) returns. Async operators
+    /// record it with each element they hold, for [`element_failed`](Self::element_failed).
+    pub fn next_index(&self) -> u64 {
+        let taken = self.queued_before.saturating_sub(self.input.len()) as u64;
+        self.base_index + taken
+    }
+
+    /// Reports that `element` (a copy kept by the operator; see
+    /// [`Operator::supervise_elements`](super::Operator::supervise_elements))
+    /// failed its `attempt`-th attempt (1 for the first failure), and returns the
+    /// stage's decision. `index` is the element's [`next_index`](Self::next_index)
+    /// when it was taken.
+    ///
+    /// Without supervision the verdict is [`Verdict::Escalated`]: the stage fails
+    /// with `failure` when the step returns.
+    pub fn element_failed(
+        &mut self,
+        element: In,
+        index: u64,
+        attempt: u32,
+        failure: Failure,
+    ) -> Verdict<In> {
+        match self.judge.as_mut() {
+            Some(judge) => judge.judge(failure, element, index, attempt),
+            None => {
+                self.unjudged.get_or_insert(failure);
+                Verdict::Escalated
+            }
         }
     }
 

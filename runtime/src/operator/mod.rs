@@ -42,9 +42,11 @@
 //! }
 //! ```
 
+pub(crate) mod element;
 pub(crate) mod factory;
 mod io;
 
+pub use element::{ElementSupervision, Verdict};
 pub use io::Io;
 
 use std::task::Context;
@@ -127,6 +129,23 @@ pub trait Operator: Send + 'static {
     /// `for_each`) say yes; the default is no, and supervising such a stage is
     /// rejected when the pipeline is built.
     fn retry_safe(&self) -> bool {
+        false
+    }
+
+    /// Asks the operator to handle its elements' failures itself, for a supervised
+    /// stage whose operator is not [`retry_safe`](Self::retry_safe): an async
+    /// operator that learns of a failure after the step that took the element.
+    ///
+    /// An operator that accepts keeps a copy of each element in flight
+    /// ([`ElementSupervision::copy`]), bounds each attempt by
+    /// [`ElementSupervision::timeout`] if there is one, and reports each failure
+    /// with [`Io::element_failed`], which applies the stage's policy and says
+    /// whether to retry (in place, so order is kept), forget the element
+    /// (dead-lettered or skipped), or stop. Returns false (the default) if the
+    /// operator cannot; supervising it is then rejected when the pipeline is
+    /// built. `map_async` and `for_each_async` accept.
+    fn supervise_elements(&mut self, setup: ElementSupervision<Self::In>) -> bool {
+        let _ = setup;
         false
     }
 

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -13,13 +14,13 @@ use super::running::Running;
 use super::shared::PipelineShared;
 use crate::error::BuildError;
 use crate::operator::factory::FromFactory;
-use crate::operator::{Counting, Operator};
+use crate::operator::{Counting, ElementSupervision, Operator};
 use crate::runtime::{Placement, Runtime};
 use crate::stage::Unstarted;
 use crate::stage::actor::{DownLink, UpLink};
 use crate::stage::message::Control;
 use crate::stage::shared::{StageShared, StageSpec};
-use crate::supervision::{CopyQueue, StageSupervisor, Supervision, copy_queue};
+use crate::supervision::{Copies, StageSupervisor, Supervision};
 
 /// Input capacity of a stage whose capacity was not set: 1024 elements.
 ///
@@ -97,7 +98,7 @@ impl Wiring<'_> {
 type SpawnFn<T> =
     Box<dyn FnOnce(&mut Wiring<'_>, DownLink<T>) -> Result<UpLink, BuildError> + Send>;
 /// Supervision waiting for the next stage, with the element cloner it needs.
-type NextSupervision<T> = (Supervision<T>, CopyQueue<T>);
+type NextSupervision<T> = (Supervision<T>, Copies<T>);
 type SpawnSinkFn = Box<dyn FnOnce(&mut Wiring<'_>) -> Result<(), BuildError> + Send>;
 
 /// A pipeline under construction whose last stage emits `T`.
@@ -151,7 +152,7 @@ impl<T: Clone + Send + 'static> Flow<T> {
     /// }
     /// ```
     pub fn supervise(mut self, supervision: impl Into<Supervision<T>>) -> Self {
-        self.next = Some((supervision.into(), copy_queue::<T>));
+        self.next = Some((supervision.into(), Copies::of()));
         self
     }
 }
@@ -177,40 +178,57 @@ impl<T: Send + 'static> Flow<T> {
         }
     }
 
-    /// Takes the supervision set for the next stage (at `index`), checking it.
-    fn take_supervision(
+    /// Takes the supervision set for the next stage (at `index`), checking it: a
+    /// retry-safe operator is supervised by the stage (which copies the queue
+    /// before each step); an async one that accepts handles its elements' failures
+    /// itself; any other is rejected.
+    fn take_supervision<Op: Operator<In = T>>(
         &mut self,
         index: usize,
-        kind: &str,
-        retry_safe: bool,
+        op: &mut Op,
     ) -> Option<StageSupervisor<T>> {
-        let (supervision, cloner) = self.next.take()?;
-        let checked = if retry_safe {
-            supervision.check()
+        let (supervision, copies) = self.next.take()?;
+        let kind = op.kind();
+        let checked = if op.retry_safe() {
+            supervision.check(false).map(|()| false)
         } else {
-            Err(format!(
-                "`{kind}` cannot be supervised yet: a failure in it can leave partial output \
-                 or held elements, so retrying one element is not safe"
-            ))
+            let setup = ElementSupervision::new(copies.one, supervision.policy.element_timeout);
+            match catch_unwind(AssertUnwindSafe(|| op.supervise_elements(setup))) {
+                Ok(true) => supervision.check(true).map(|()| true),
+                Ok(false) => Err(format!(
+                    "`{kind}` cannot be supervised yet: a failure in it can leave partial \
+                     output or held elements, so retrying one element is not safe"
+                )),
+                Err(_) => Err(format!("`{kind}` panicked in supervise_elements")),
+            }
         };
-        if let Err(message) = checked {
-            self.errors.push(BuildError::InvalidArgument {
-                stage: format!("{kind}#{index}"),
-                message,
-            });
-        }
-        Some(StageSupervisor::new(supervision, cloner, index))
+        let elementwise = match checked {
+            Ok(elementwise) => elementwise,
+            Err(message) => {
+                self.errors.push(BuildError::InvalidArgument {
+                    stage: format!("{kind}#{index}"),
+                    message,
+                });
+                false
+            }
+        };
+        Some(StageSupervisor::new(
+            supervision,
+            copies.queue,
+            index,
+            elementwise,
+        ))
     }
 
     /// Adds a stage running `op` after the current last stage.
-    pub fn via<Op>(mut self, op: Op) -> Flow<Op::Out>
+    pub fn via<Op>(mut self, mut op: Op) -> Flow<Op::Out>
     where
         Op: Operator<In = T>,
     {
         let index = self.stages.len();
         self.stages.push(StageMeta::new(&op, false, false));
         check(&op, index, &mut self.errors);
-        let sup = self.take_supervision(index, op.kind(), op.retry_safe());
+        let sup = self.take_supervision(index, &mut op);
         let prev = self.spawn;
         let spawn: SpawnFn<Op::Out> =
             Box::new(move |w: &mut Wiring<'_>, down: DownLink<Op::Out>| {
@@ -276,14 +294,14 @@ impl<T: Send + 'static> Flow<T> {
 
     /// Ends the flow with a sink operator. `output` is where the sink hands over its
     /// result (see [`output`](crate::output)).
-    pub fn to<Op, R>(mut self, op: Op, output: OutputReceiver<R>) -> Runnable<R>
+    pub fn to<Op, R>(mut self, mut op: Op, output: OutputReceiver<R>) -> Runnable<R>
     where
         Op: Operator<In = T, Out = Infallible>,
     {
         let index = self.stages.len();
         self.stages.push(StageMeta::new(&op, false, true));
         check(&op, index, &mut self.errors);
-        let sup = self.take_supervision(index, op.kind(), op.retry_safe());
+        let sup = self.take_supervision(index, &mut op);
         let prev = self.spawn;
         let spawn: SpawnSinkFn = Box::new(move |w: &mut Wiring<'_>| {
             let capacity = w.capacities[index];

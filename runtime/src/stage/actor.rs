@@ -31,7 +31,8 @@ use crate::supervision::StageSupervisor;
 mod supervise;
 mod watchdog;
 
-use self::supervise::Gate;
+use self::supervise::{Gate, Judge};
+use crate::operator::element::ElementJudge;
 
 /// The link from a stage to the one after it.
 pub(crate) struct DownLink<T: Send + 'static> {
@@ -170,13 +171,24 @@ impl<Op: Operator> StageActor<Op> {
             }
             // A supervised stage waiting before a retry or restart takes nothing; the
             // timer wakes the stage when it is due (no spinning).
+            let mut paused = false;
             if let Some(sup) = &mut self.sup
                 && let Some(resume) = &mut sup.resume
             {
                 if resume.as_mut().poll(cx).is_pending() {
-                    break;
+                    paused = true;
+                } else {
+                    sup.resume = None;
                 }
-                sup.resume = None;
+            }
+            if paused {
+                // An async operator still finishes what it has in flight while
+                // its stage takes no new input (an open breaker's cooldown).
+                let elementwise = self.sup.as_ref().is_some_and(|sup| sup.elementwise);
+                if elementwise && self.step_in_flight(limit, ctx, cx) {
+                    continue;
+                }
+                break;
             }
             let limit = match self.breaker_gate(limit, ctx) {
                 Gate::Step(limit) => limit,
@@ -205,16 +217,31 @@ impl<Op: Operator> StageActor<Op> {
         if let Some(sup) = &mut self.sup {
             sup.snapshot(&self.inq);
         }
-        let mut io = Io::new(
+        // An async operator that handles its elements' failures reports them to
+        // the stage's policy through the `Io`, during the step.
+        let mut judge = self
+            .sup
+            .as_mut()
+            .filter(|sup| sup.elementwise)
+            .map(|sup| Judge::new(sup, &self.pipeline, &self.shared));
+        let io = Io::new(
             &mut self.inq,
             &mut self.spill,
             &mut self.outbox,
             input_ended,
             limit,
         );
+        let mut io = io.with_judge(
+            judge.as_mut().map(|j| j as &mut dyn ElementJudge<Op::In>),
+            self.consumed,
+        );
         let op = &mut self.op;
         let result = catch_unwind(AssertUnwindSafe(|| op.step(&mut io, cx)));
         let (filtered, custom_completed) = (io.filtered, io.completed);
+        let unjudged = io.unjudged.take();
+        drop(io);
+        let (settled, escalation) = judge.map(Judge::finish).unwrap_or_default();
+        self.settle(settled);
         // Whatever a bulk loop did not get to goes back to the front, in order.
         while let Some(x) = self.spill.pop() {
             self.inq.push_front(x);
@@ -242,8 +269,22 @@ impl<Op: Operator> StageActor<Op> {
             self.progressed();
         }
 
-        if consumed > 0 && matches!(result, Ok(Step::Continue | Step::Finished)) {
-            self.breaker_success(consumed);
+        let elementwise = self.sup.as_ref().is_some_and(|sup| sup.elementwise);
+        // An async operator's element succeeds when it completes, not when taken.
+        let succeeded = if elementwise {
+            usize::try_from(completed).unwrap_or(usize::MAX)
+        } else {
+            consumed
+        };
+        if succeeded > 0 && matches!(result, Ok(Step::Continue | Step::Finished)) {
+            self.breaker_success(succeeded);
+        }
+        if let Some((class, reason)) = escalation {
+            return self.escalate(Failure::error(class, reason.clone()), reason, ctx);
+        }
+        if let Some(failure) = unjudged {
+            self.fail(failure, ctx, true);
+            return false;
         }
         match result {
             Ok(Step::Continue) => progress,
@@ -254,6 +295,26 @@ impl<Op: Operator> StageActor<Op> {
             Ok(Step::Failed(failure)) => self.on_failure(failure, consumed, ctx),
             Err(payload) => self.on_failure(Failure::from_panic(payload), consumed, ctx),
         }
+    }
+
+    /// Steps the operator with its queue hidden, so that it only advances the
+    /// elements it already holds. Returns whether it made progress.
+    fn step_in_flight(
+        &mut self,
+        limit: usize,
+        ctx: &mut Context<Self>,
+        cx: &mut task::Context<'_>,
+    ) -> bool {
+        let queued = std::mem::take(&mut self.inq);
+        let ended = std::mem::replace(&mut self.input_ended, false);
+        let progress = self.step(limit, ctx, cx);
+        // Whatever the operator put back goes before the hidden queue.
+        let mut back = std::mem::replace(&mut self.inq, queued);
+        while let Some(x) = back.pop_back() {
+            self.inq.push_front(x);
+        }
+        self.input_ended = ended;
+        progress
     }
 
     /// Sends the outbox downstream as far as credit allows. Returns true when the

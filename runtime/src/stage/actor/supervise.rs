@@ -12,7 +12,11 @@ use weir_supervisor::policy::{Action, OpenBehavior, Permit, Transition};
 use weir_supervisor::{ErrorClass, Failure, SupervisionEvent};
 
 use super::{Phase, StageActor};
-use crate::operator::Operator;
+use crate::operator::element::ElementJudge;
+use crate::operator::{Operator, Verdict};
+use crate::pipeline::shared::PipelineShared;
+use crate::stage::shared::StageShared;
+use crate::supervision::StageSupervisor;
 
 /// The clock of supervision decisions (backoff, restart intensity, breaker): the
 /// tokio clock of the arbiter, the same one the stage's timers run on. Under a
@@ -52,8 +56,8 @@ impl<Op: Operator> StageActor<Op> {
             _ => None,
         };
         let Some((k, element)) = element else {
-            // Not tied to an element of this step (a source, a future from an
-            // earlier step): nothing to retry.
+            // Not tied to an element of this step (a source, an async operator
+            // that reports its own elements' failures): nothing to retry.
             self.fail(failure, ctx, true);
             return false;
         };
@@ -61,41 +65,20 @@ impl<Op: Operator> StageActor<Op> {
             // The head element succeeded; the failing one is a new element.
             sup.attempt = 0;
         }
-        sup.last_failure = Some((failure.class(), failure.message().to_owned()));
-        let opened = sup.breaker.as_mut().and_then(|b| {
-            b.on_failure(supervision_now())
-                .map(|t| (t, b.config().cooldown))
-        });
         sup.attempt += 1;
         let attempt = sup.attempt;
         let index = self.consumed - 1;
-        let action = sup.policy.decide(failure.class(), attempt);
-        self.publish_failed(&failure, Some(index), attempt);
-        if let Some((Transition::Opened, cooldown)) = opened {
-            self.pipeline.publish(SupervisionEvent::BreakerOpened {
-                pipeline: self.pipeline.name.clone(),
-                stage: self.shared.name.clone(),
-                cooldown,
-            });
+        let mut judge = Judge::new(sup, &self.pipeline, &self.shared);
+        let verdict = judge.decide(&failure, element, index, attempt);
+        let (settled, escalation) = judge.finish();
+        self.settle(settled);
+        if let Some((_, reason)) = escalation {
+            return self.escalate(failure, reason, ctx);
         }
-        let (pipeline, stage) = (self.pipeline.name.clone(), self.shared.name.clone());
         let sup = self.sup.as_mut().expect("checked above");
-        match action {
-            Action::Retry | Action::Restart => {
-                let delay = if action == Action::Retry {
-                    sup.backoff.delay(attempt)
-                } else {
-                    let now = supervision_now();
-                    if !sup.allow_restart(now) {
-                        let intensity = sup.policy.intensity;
-                        let reason = format!(
-                            "restart intensity exceeded: more than {} restarts within {:?}; last failure: {failure}",
-                            intensity.max_restarts, intensity.within
-                        );
-                        return self.escalate(failure, reason, ctx);
-                    }
-                    let restarts = sup.window.restarts(now);
-                    let delay = sup.restart_backoff.delay(restarts.saturating_sub(1));
+        match verdict {
+            Verdict::Retry { element, delay } => {
+                if std::mem::take(&mut sup.restart_pending) {
                     // Fresh state from the factory, if the operator has one; the
                     // queue, credit and outbox stay as they are.
                     let op = &mut self.op;
@@ -105,16 +88,7 @@ impl<Op: Operator> StageActor<Op> {
                         );
                         return self.escalate(failure, reason, ctx);
                     }
-                    self.shared.restarts.fetch_add(1, Relaxed);
-                    self.pipeline.restart_siblings(self.shared.index);
-                    self.pipeline.publish(SupervisionEvent::StageRestarted {
-                        pipeline: pipeline.clone(),
-                        stage: stage.clone(),
-                        restarts,
-                        delay,
-                    });
-                    delay
-                };
+                }
                 let sup = self.sup.as_mut().expect("checked above");
                 sup.pause(delay);
                 // The element goes back to the front; the copy replaces the one user
@@ -122,70 +96,23 @@ impl<Op: Operator> StageActor<Op> {
                 self.inq.push_front(element);
                 self.consumed -= 1;
                 self.owed = self.owed.saturating_sub(1);
-                self.shared.retries.fetch_add(1, Relaxed);
-                if action == Action::Retry {
-                    self.pipeline.publish(SupervisionEvent::ElementRetried {
-                        pipeline,
-                        stage,
-                        element_index: index,
-                        attempt,
-                        delay,
-                    });
-                }
                 true
             }
-            Action::DeadLetter => {
-                let letter = DeadLetter::new(
-                    element,
-                    stage.clone(),
-                    pipeline.clone(),
-                    &failure,
-                    attempt,
-                    index,
-                );
-                let pushed = match &sup.dead_letters {
-                    Some(sink) => sink.offer(letter).map_err(|(_, reason)| reason),
-                    None => Err("no dead-letter queue".to_owned()),
-                };
-                match pushed {
-                    Ok(()) => {
-                        sup.attempt = 0;
-                        self.dead_lettered += 1;
-                        self.shared.dead_lettered.fetch_add(1, Relaxed);
-                        self.pipeline
-                            .publish(SupervisionEvent::ElementDeadLettered {
-                                pipeline,
-                                stage,
-                                element_index: index,
-                                attempts: attempt,
-                                class: failure.class(),
-                                error: failure.message().to_owned(),
-                            });
-                        true
-                    }
-                    Err(why) => {
-                        let reason = format!("{why}; last failure: {failure}");
-                        self.escalate(failure, reason, ctx)
-                    }
-                }
-            }
-            Action::Skip => {
+            Verdict::Settled => {
                 sup.attempt = 0;
-                self.failed += 1;
-                self.shared.failed.fetch_add(1, Relaxed);
-                self.pipeline.publish(SupervisionEvent::ElementSkipped {
-                    pipeline,
-                    stage,
-                    element_index: index,
-                    attempts: attempt,
-                });
                 true
             }
-            _ => {
+            Verdict::Escalated => {
                 let reason = format!("policy escalates {}: {failure}", failure.class());
                 self.escalate(failure, reason, ctx)
             }
         }
+    }
+
+    /// Adds what a [`Judge`] dead-lettered and skipped to the stage's totals.
+    pub(super) fn settle(&mut self, settled: Settled) {
+        self.dead_lettered += settled.dead_lettered;
+        self.failed += settled.skipped;
     }
 
     /// Asks the stage's circuit breaker whether the next step may run: with which
@@ -350,5 +277,183 @@ impl<Op: Operator> StageActor<Op> {
             attempt,
             at: SystemTime::now(),
         });
+    }
+}
+
+/// What a [`Judge`] settled: counted by the judge in the shared counters, added to
+/// the stage's own totals by [`StageActor::settle`].
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Settled {
+    pub(super) dead_lettered: u64,
+    pub(super) skipped: u64,
+}
+
+/// Applies a stage's policy to one failed element: the part of supervision that
+/// needs the stage's supervisor, counters and event bus but not its queues, so that
+/// it also serves async operators during a step (through
+/// [`Io::element_failed`](crate::operator::Io::element_failed)).
+pub(super) struct Judge<'s, T> {
+    sup: &'s mut StageSupervisor<T>,
+    pipeline: &'s PipelineShared,
+    shared: &'s StageShared,
+    settled: Settled,
+    /// Why the stage must escalate (the failure's class and the reason), once the
+    /// step is over.
+    escalation: Option<(ErrorClass, String)>,
+}
+
+impl<'s, T> Judge<'s, T> {
+    pub(super) fn new(
+        sup: &'s mut StageSupervisor<T>,
+        pipeline: &'s PipelineShared,
+        shared: &'s StageShared,
+    ) -> Self {
+        Judge {
+            sup,
+            pipeline,
+            shared,
+            settled: Settled::default(),
+            escalation: None,
+        }
+    }
+
+    /// What was settled, and the reason to escalate if the policy said so.
+    pub(super) fn finish(self) -> (Settled, Option<(ErrorClass, String)>) {
+        (self.settled, self.escalation)
+    }
+
+    fn escalated(&mut self, failure: &Failure, reason: String) -> Verdict<T> {
+        self.escalation.get_or_insert((failure.class(), reason));
+        Verdict::Escalated
+    }
+}
+
+impl<T: Send + 'static> ElementJudge<T> for Judge<'_, T> {
+    fn judge(&mut self, failure: Failure, element: T, index: u64, attempt: u32) -> Verdict<T> {
+        self.decide(&failure, element, index, attempt)
+    }
+}
+
+impl<T: Send + 'static> Judge<'_, T> {
+    /// Applies the policy to `element`, which failed its `attempt`-th attempt.
+    pub(super) fn decide(
+        &mut self,
+        failure: &Failure,
+        element: T,
+        index: u64,
+        attempt: u32,
+    ) -> Verdict<T> {
+        if self.escalation.is_some() {
+            // The stage is failing already: nothing more is retried.
+            return Verdict::Escalated;
+        }
+        let (pipeline, stage) = (self.pipeline.name.clone(), self.shared.name.clone());
+        let sup = &mut *self.sup;
+        sup.last_failure = Some((failure.class(), failure.message().to_owned()));
+        let opened = sup.breaker.as_mut().and_then(|b| {
+            b.on_failure(supervision_now())
+                .map(|t| (t, b.config().cooldown))
+        });
+        let action = sup.policy.decide(failure.class(), attempt);
+        self.pipeline.publish(SupervisionEvent::StageFailed {
+            pipeline: pipeline.clone(),
+            stage: stage.clone(),
+            class: failure.class(),
+            error: failure.message().to_owned(),
+            element_index: Some(index),
+            attempt,
+            at: SystemTime::now(),
+        });
+        if let Some((Transition::Opened, cooldown)) = opened {
+            self.pipeline.publish(SupervisionEvent::BreakerOpened {
+                pipeline: pipeline.clone(),
+                stage: stage.clone(),
+                cooldown,
+            });
+        }
+        let sup = &mut *self.sup;
+        match action {
+            Action::Retry => {
+                let delay = sup.backoff.delay(attempt);
+                self.shared.retries.fetch_add(1, Relaxed);
+                self.pipeline.publish(SupervisionEvent::ElementRetried {
+                    pipeline,
+                    stage,
+                    element_index: index,
+                    attempt,
+                    delay,
+                });
+                Verdict::Retry { element, delay }
+            }
+            Action::Restart => {
+                let now = supervision_now();
+                if !sup.allow_restart(now) {
+                    let intensity = sup.policy.intensity;
+                    return self.escalated(failure, format!(
+                        "restart intensity exceeded: more than {} restarts within {:?}; last failure: {failure}",
+                        intensity.max_restarts, intensity.within
+                    ));
+                }
+                let restarts = sup.window.restarts(now);
+                let delay = sup.restart_backoff.delay(restarts.saturating_sub(1));
+                sup.restart_pending = true;
+                self.shared.restarts.fetch_add(1, Relaxed);
+                self.shared.retries.fetch_add(1, Relaxed);
+                self.pipeline.restart_siblings(self.shared.index);
+                self.pipeline.publish(SupervisionEvent::StageRestarted {
+                    pipeline,
+                    stage,
+                    restarts,
+                    delay,
+                });
+                Verdict::Retry { element, delay }
+            }
+            Action::DeadLetter => {
+                let letter = DeadLetter::new(
+                    element,
+                    stage.clone(),
+                    pipeline.clone(),
+                    failure,
+                    attempt,
+                    index,
+                );
+                let pushed = match &sup.dead_letters {
+                    Some(sink) => sink.offer(letter).map_err(|(_, reason)| reason),
+                    None => Err("no dead-letter queue".to_owned()),
+                };
+                match pushed {
+                    Ok(()) => {
+                        self.settled.dead_lettered += 1;
+                        self.shared.dead_lettered.fetch_add(1, Relaxed);
+                        self.pipeline
+                            .publish(SupervisionEvent::ElementDeadLettered {
+                                pipeline,
+                                stage,
+                                element_index: index,
+                                attempts: attempt,
+                                class: failure.class(),
+                                error: failure.message().to_owned(),
+                            });
+                        Verdict::Settled
+                    }
+                    Err(why) => self.escalated(failure, format!("{why}; last failure: {failure}")),
+                }
+            }
+            Action::Skip => {
+                self.settled.skipped += 1;
+                self.shared.failed.fetch_add(1, Relaxed);
+                self.pipeline.publish(SupervisionEvent::ElementSkipped {
+                    pipeline,
+                    stage,
+                    element_index: index,
+                    attempts: attempt,
+                });
+                Verdict::Settled
+            }
+            _ => self.escalated(
+                failure,
+                format!("policy escalates {}: {failure}", failure.class()),
+            ),
+        }
     }
 }
