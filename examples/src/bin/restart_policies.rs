@@ -1,9 +1,10 @@
 //! Supervision policies from a TOML file, applied to a pipeline with flaky stages.
 //!
 //! Records flow through `parse` (some records are malformed: a permanent error,
-//! dead-lettered per the file's `[stages.parse]`), `enrich` (a flaky lookup: a few
-//! transient errors, retried with backoff; one panic, which restarts the stage) and a
-//! sink. Supervision events are printed as they happen; the final report shows
+//! dead-lettered per the file's `[stages.parse]`), `enrich` (a flaky async lookup
+//! with 8 calls in flight: a few transient errors, retried with backoff; one call
+//! that hangs until the file's `element_timeout_ms` fails it; one panic, which
+//! restarts the stage) and a sink. Supervision events are printed as they happen; the final report shows
 //! delivered / retried / dead-lettered / restarts, and `--report PATH` writes it as
 //! JSON.
 //!
@@ -50,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     }))
     .name("records")
-    .supervise(Supervision::new(applicable(&config, "parse")).dead_letters(parse_dlq.clone()))
+    .supervise(Supervision::new(config.for_stage("parse")).dead_letters(parse_dlq.clone()))
     .try_map(|record: Record| {
         let (id, category) = record
             .raw
@@ -65,24 +66,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok((id, category))
     })
     .name("parse")
-    .supervise(Supervision::new(applicable(&config, "enrich")).dead_letters(enrich_dlq.clone()))
-    .try_map(move |(id, category): (u64, u8)| {
-        // A flaky lookup: the first call for a few ids fails transiently, and one
-        // id panics once (a bug in the client), which restarts the stage.
+    .supervise(Supervision::new(config.for_stage("enrich")).dead_letters(enrich_dlq.clone()))
+    .try_map_async(8, move |(id, category): (u64, u8)| {
+        // A flaky remote lookup, 8 calls in flight: the first call for a few ids
+        // fails transiently, one id's first call hangs (the file's
+        // `element_timeout_ms` fails it as a timeout), and one id's first call
+        // panics (a bug in the client), which restarts the stage. Every failed
+        // call is retried in place, so the output keeps the input order.
         let first_call = flaky_seen.lock().expect("lock").insert(id);
-        if first_call && id == 500 {
-            panic!("lookup client crashed on {id}");
+        async move {
+            if first_call && id == 500 {
+                panic!("lookup client crashed on {id}");
+            }
+            if first_call && id == 777 {
+                std::future::pending::<()>().await;
+            }
+            if first_call && id % 331 == 7 {
+                return Err(Failure::error(
+                    ErrorClass::Transient,
+                    format!("lookup refused for {id}"),
+                ));
+            }
+            Ok(format!(
+                "{id}:{}",
+                ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"][category as usize]
+            ))
         }
-        if first_call && id % 331 == 7 {
-            return Err(Failure::error(
-                ErrorClass::Transient,
-                format!("lookup timed out for {id}"),
-            ));
-        }
-        Ok(format!(
-            "{id}:{}",
-            ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"][category as usize]
-        ))
     })
     .name("enrich")
     .fold(0_u64, |n, _enriched: String| n + 1)
@@ -143,17 +152,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("report written to {}", path.display());
     }
     Ok(())
-}
-
-/// The stage's policy from the file, without the parts stages do not apply yet
-/// (element timeouts: weir rejects a policy that sets them, rather than ignore
-/// them silently).
-fn applicable(config: &PolicyConfig, stage: &str) -> SupervisionPolicy {
-    let mut policy = config.for_stage(stage);
-    if policy.element_timeout.take().is_some() {
-        eprintln!("note: stage `{stage}`: element_timeout is not applied by stages yet; left out");
-    }
-    policy
 }
 
 fn args() -> Result<(PathBuf, Option<PathBuf>, u64), String> {
