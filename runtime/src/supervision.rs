@@ -13,7 +13,7 @@ use std::time::Instant;
 use std::sync::Arc;
 use weir_supervisor::ErrorClass;
 
-use weir_supervisor::dead_letter::{DeadLetterSink, MemoryDlq};
+use weir_supervisor::dead_letter::{DeadLetter, DeadLetterSink, MemoryDlq};
 use weir_supervisor::policy::{
     Action, Backoff, CircuitBreaker, IntensityWindow, OpenBehavior, SupervisionPolicy,
 };
@@ -204,6 +204,11 @@ pub(crate) struct StageSupervisor<T> {
     pub(crate) last_failure: Option<(ErrorClass, String)>,
     /// The policy restarted the stage: rebuild the operator before the retry.
     pub(crate) restart_pending: bool,
+    /// Letters a full dead-letter queue refused, in order, when the policy
+    /// backpressures (`WhenDeadLettersFull::Backpressure`).
+    pub(crate) pending_letters: VecDeque<DeadLetter<T>>,
+    /// When to offer the first pending letter again.
+    pub(crate) letter_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> StageSupervisor<T> {
@@ -230,6 +235,8 @@ impl<T> StageSupervisor<T> {
             breaker: policy_breaker,
             last_failure: None,
             restart_pending: false,
+            pending_letters: VecDeque::new(),
+            letter_timer: None,
         }
     }
 

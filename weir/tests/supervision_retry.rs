@@ -39,6 +39,15 @@ fn first_try_fails(flaky: impl Fn(u64) -> bool + Send + 'static) -> impl FnMut(u
     }
 }
 
+/// Polls `cond` until it holds, for at most five seconds.
+fn eventually(mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(5), "timed out");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn transient_panics_are_retried_in_order() {
     let dlq = MemoryDlq::new(10);
@@ -221,6 +230,135 @@ fn a_full_dead_letter_queue_escalates_instead_of_dropping() {
     assert_eq!(report.dead_lettered(), 1);
     assert_eq!(dlq.len(), 1);
     report.check_conservation().unwrap();
+}
+
+/// Under `WhenDeadLettersFull::Backpressure` a full queue holds the stage back
+/// instead of failing it: the letter waits in the stage (counted as held), no input
+/// is taken, and once a consumer drains the queue everything goes on in order.
+#[test]
+fn a_full_dead_letter_queue_can_backpressure_until_drained() {
+    use weir::supervisor::policy::WhenDeadLettersFull;
+    let dlq = MemoryDlq::new(2);
+    let policy = SupervisionPolicy::default()
+        .when_dead_letters_full(WhenDeadLettersFull::Backpressure)
+        .dead_letters_retry(Duration::from_millis(1));
+    let rt = rt();
+    let running = Pipeline::from_iter(0..200_u64)
+        .supervise(Supervision::new(policy).dead_letters(dlq.clone()))
+        .try_map(|x| {
+            if x % 10 == 0 {
+                Err(Failure::error(ErrorClass::Permanent, format!("bad {x}")))
+            } else {
+                Ok(x)
+            }
+        })
+        .name("strict")
+        .collect()
+        .default_capacity(8)
+        .run(&rt)
+        .unwrap();
+    // The queue is full after two letters: the stage holds the third and waits.
+    eventually(|| dlq.len() == 2);
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(
+        !running.controller().is_finished(),
+        "a full queue holds the stage back"
+    );
+    let strict = running.stats();
+    let strict = strict.stage("strict").unwrap();
+    assert_eq!(
+        strict.dead_lettered, 2,
+        "the third letter is held, not counted"
+    );
+    let mut letters = Vec::new();
+    while !running.controller().is_finished() {
+        letters.extend(dlq.drain().into_iter().map(|l| l.element));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let done = running.wait().unwrap();
+    letters.extend(dlq.drain().into_iter().map(|l| l.element));
+    assert_eq!(letters, (0..200).step_by(10).collect::<Vec<_>>());
+    let expected: Vec<u64> = (0..200).filter(|x| x % 10 != 0).collect();
+    assert_eq!(done.output, expected);
+    assert_eq!(done.report.dead_lettered(), 20);
+    done.report.check_conservation().unwrap();
+}
+
+/// An open breaker that diverts to a full dead-letter queue backpressures too,
+/// under the same policy, instead of failing.
+#[test]
+fn diverting_into_a_full_dead_letter_queue_backpressures() {
+    use weir::supervisor::policy::{BreakerConfig, OpenBehavior, Trip, WhenDeadLettersFull};
+    let dlq = MemoryDlq::new(3);
+    let policy = SupervisionPolicy::default()
+        .when_dead_letters_full(WhenDeadLettersFull::Backpressure)
+        .dead_letters_retry(Duration::from_millis(1))
+        .breaker(
+            BreakerConfig::new(Trip::Consecutive(1), Duration::from_secs(600))
+                .when_open(OpenBehavior::DeadLetter),
+        );
+    let rt = rt();
+    let running = Pipeline::from_iter(0..50_u64)
+        .supervise(Supervision::new(policy).dead_letters(dlq.clone()))
+        .try_map(|x| {
+            if x == 0 {
+                Err(Failure::error(ErrorClass::Permanent, "service down"))
+            } else {
+                Ok(x)
+            }
+        })
+        .name("guarded")
+        .collect()
+        .default_capacity(8)
+        .run(&rt)
+        .unwrap();
+    eventually(|| dlq.len() == 3);
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(!running.controller().is_finished());
+    let mut letters = Vec::new();
+    while !running.controller().is_finished() {
+        letters.extend(dlq.drain().into_iter().map(|l| l.element));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let done = running.wait().unwrap();
+    letters.extend(dlq.drain().into_iter().map(|l| l.element));
+    assert_eq!(letters, (0..50).collect::<Vec<_>>());
+    assert!(done.output.is_empty());
+    assert_eq!(done.report.dead_lettered(), 50);
+    done.report.check_conservation().unwrap();
+}
+
+/// A letter still waiting for room when the pipeline is aborted is reported as
+/// abandoned, never silently lost.
+#[test]
+fn a_letter_waiting_for_room_is_abandoned_on_abort() {
+    use weir::supervisor::policy::WhenDeadLettersFull;
+    let dlq = MemoryDlq::new(1);
+    let policy = SupervisionPolicy::default()
+        .when_dead_letters_full(WhenDeadLettersFull::Backpressure)
+        .dead_letters_retry(Duration::from_millis(1));
+    let rt = rt();
+    let running = Pipeline::from_iter(0..100_u64)
+        .supervise(Supervision::new(policy).dead_letters(dlq.clone()))
+        .try_map(|x| {
+            if x == 3 || x == 5 {
+                Err(Failure::error(ErrorClass::Permanent, format!("bad {x}")))
+            } else {
+                Ok(x)
+            }
+        })
+        .name("strict")
+        .collect()
+        .run(&rt)
+        .unwrap();
+    eventually(|| dlq.len() == 1);
+    std::thread::sleep(Duration::from_millis(30));
+    let report = futures::executor::block_on(running.abort()).unwrap().report;
+    report.check_conservation().unwrap();
+    let strict = report.stage("strict").unwrap();
+    assert_eq!(strict.dead_lettered, 1);
+    assert!(strict.abandoned >= 1, "{strict:?}");
+    assert_eq!(dlq.len(), 1);
 }
 
 #[test]

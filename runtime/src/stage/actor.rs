@@ -158,8 +158,13 @@ impl<Op: Operator> StageActor<Op> {
             if !self.flush(ctx) {
                 break;
             }
+            // Letters a full dead-letter queue refused (policy: backpressure) go
+            // first; until they are taken the stage takes no input and does not end.
+            let letters_wait = !self.flush_letters(cx);
             if self.phase == Phase::Finishing {
-                self.finish(ctx);
+                if !letters_wait {
+                    self.finish(ctx);
+                }
                 break;
             }
             let limit = match self.downstream {
@@ -171,7 +176,7 @@ impl<Op: Operator> StageActor<Op> {
             }
             // A supervised stage waiting before a retry or restart takes nothing; the
             // timer wakes the stage when it is due (no spinning).
-            let mut paused = false;
+            let mut paused = letters_wait;
             if let Some(sup) = &mut self.sup
                 && let Some(resume) = &mut sup.resume
             {
@@ -452,8 +457,11 @@ impl<Op: Operator> StageActor<Op> {
         }
     }
 
+    /// Input elements held outside the queues: in the operator's state, and in
+    /// dead letters waiting for room in a full dead-letter queue.
     fn op_held(&self) -> usize {
-        catch_unwind(AssertUnwindSafe(|| self.op.held())).unwrap_or(0)
+        let letters = self.sup.as_ref().map_or(0, |sup| sup.pending_letters.len());
+        catch_unwind(AssertUnwindSafe(|| self.op.held())).unwrap_or(0) + letters
     }
 
     fn publish_gauges(&self) {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::{
     Action, BackoffConfig, BreakerConfig, ClassActions, ConfigError, RestartIntensity, RestartType,
 };
@@ -73,6 +75,34 @@ pub struct SupervisionPolicy {
     ///
     /// Choose it from the operator's tail latency (a few times its p99).
     pub element_timeout: Option<Duration>,
+    /// What a stage does when its dead-letter queue refuses a letter because it is
+    /// full (`dead_letters_full`): escalate (the default) or backpressure.
+    pub dead_letters_full: WhenDeadLettersFull,
+    /// How often a backpressuring stage offers a refused letter again
+    /// (`dead_letters_retry_ms`); default 100 ms.
+    pub dead_letters_retry: Duration,
+}
+
+/// What a stage does when its dead-letter queue is full. Never a silent drop.
+///
+/// # Examples
+///
+/// ```
+/// use weir_supervisor::policy::{SupervisionPolicy, WhenDeadLettersFull};
+///
+/// let policy =
+///     SupervisionPolicy::default().when_dead_letters_full(WhenDeadLettersFull::Backpressure);
+/// assert_eq!(policy.dead_letters_full, WhenDeadLettersFull::Backpressure);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenDeadLettersFull {
+    /// Fail the pipeline with an error saying the dead-letter queue is full.
+    #[default]
+    Escalate,
+    /// Keep the letter and take no more input until the queue accepts it (someone
+    /// drains it), offering it again every `dead_letters_retry`.
+    Backpressure,
 }
 
 impl Default for SupervisionPolicy {
@@ -90,6 +120,8 @@ impl Default for SupervisionPolicy {
             breaker: None,
             stall_timeout: None,
             element_timeout: None,
+            dead_letters_full: WhenDeadLettersFull::Escalate,
+            dead_letters_retry: Duration::from_millis(100),
         }
     }
 }
@@ -167,6 +199,18 @@ impl SupervisionPolicy {
         self
     }
 
+    /// Sets what a stage does when its dead-letter queue is full.
+    pub fn when_dead_letters_full(mut self, when_full: WhenDeadLettersFull) -> Self {
+        self.dead_letters_full = when_full;
+        self
+    }
+
+    /// Sets how often a backpressuring stage offers a refused letter again.
+    pub fn dead_letters_retry(mut self, every: Duration) -> Self {
+        self.dead_letters_retry = every;
+        self
+    }
+
     /// The action for the `attempt`-th failure of one element (1 for its first
     /// failure), all of this policy considered except the restart intensity.
     ///
@@ -233,6 +277,12 @@ impl SupervisionPolicy {
             .map_err(|e| e.under("restart_backoff"))?;
         if let Some(breaker) = &self.breaker {
             breaker.validate().map_err(|e| e.under("breaker"))?;
+        }
+        if self.dead_letters_retry.is_zero() {
+            return Err(ConfigError::invalid(
+                "dead_letters_retry_ms",
+                "must be greater than 0",
+            ));
         }
         for (key, timeout) in [
             ("stall_timeout_ms", self.stall_timeout),

@@ -16,7 +16,7 @@ use toml::Spanned;
 
 use super::{
     Action, BackoffConfig, BreakerConfig, ClassActions, ConfigError, OpenBehavior, RestartStrategy,
-    RestartType, SupervisionPolicy, Trip,
+    RestartType, SupervisionPolicy, Trip, WhenDeadLettersFull,
 };
 
 /// A whole policy file.
@@ -43,6 +43,8 @@ pub(crate) struct RawPolicy {
     breaker: Option<RawBreaker>,
     stall_timeout_ms: Option<u64>,
     element_timeout_ms: Option<u64>,
+    dead_letters_full: Option<WhenDeadLettersFull>,
+    dead_letters_retry_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +150,11 @@ impl RawPolicy {
         }
         timeout(&mut policy.stall_timeout, self.stall_timeout_ms);
         timeout(&mut policy.element_timeout, self.element_timeout_ms);
+        set(&mut policy.dead_letters_full, self.dead_letters_full);
+        set(
+            &mut policy.dead_letters_retry,
+            millis(self.dead_letters_retry_ms),
+        );
         Ok(policy)
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use actix::Context;
 use weir_supervisor::dead_letter::DeadLetter;
-use weir_supervisor::policy::{Action, OpenBehavior, Permit, Transition};
+use weir_supervisor::policy::{Action, OpenBehavior, Permit, Transition, WhenDeadLettersFull};
 use weir_supervisor::{ErrorClass, Failure, SupervisionEvent};
 
 use super::{Phase, StageActor};
@@ -109,6 +109,54 @@ impl<Op: Operator> StageActor<Op> {
         }
     }
 
+    /// Offers the letters a full dead-letter queue refused again, in order. Returns
+    /// true when none is left waiting; otherwise a timer wakes the stage for the
+    /// next offer (no spinning).
+    pub(super) fn flush_letters(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        let Some(sup) = self.sup.as_mut() else {
+            return true;
+        };
+        if sup.pending_letters.is_empty() {
+            return true;
+        }
+        if let Some(timer) = &mut sup.letter_timer {
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            sup.letter_timer = None;
+        }
+        let Some(sink) = sup.dead_letters.clone() else {
+            return true;
+        };
+        while let Some(letter) = sup.pending_letters.pop_front() {
+            let event = SupervisionEvent::ElementDeadLettered {
+                pipeline: self.pipeline.name.clone(),
+                stage: self.shared.name.clone(),
+                element_index: letter.element_index,
+                attempts: letter.attempts,
+                class: letter.class,
+                error: letter.error.clone(),
+            };
+            match sink.offer(letter) {
+                Ok(()) => {
+                    self.dead_lettered += 1;
+                    self.shared.dead_lettered.fetch_add(1, Relaxed);
+                    self.pipeline.publish(event);
+                }
+                Err((letter, _)) => {
+                    sup.pending_letters.push_front(letter);
+                    let mut timer = Box::pin(tokio::time::sleep(sup.policy.dead_letters_retry));
+                    // Registers the waker; a zero-length sleep is ruled out by
+                    // the policy's validation.
+                    let _ = timer.as_mut().poll(cx);
+                    sup.letter_timer = Some(timer);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Adds what a [`Judge`] dead-lettered and skipped to the stage's totals.
     pub(super) fn settle(&mut self, settled: Settled) {
         self.dead_lettered += settled.dead_lettered;
@@ -144,9 +192,13 @@ impl<Op: Operator> StageActor<Op> {
             Permit::Reject { retry_at } => {
                 if breaker.config().when_open == OpenBehavior::DeadLetter {
                     // The queue is now empty (or the stage escalated): stepping
-                    // passes on an end of input, if there is one.
-                    self.divert(ctx);
-                    Gate::Step(limit)
+                    // passes on an end of input, if there is one. A full dead-letter
+                    // queue under a backpressure policy leaves it waiting instead.
+                    if self.divert(ctx) {
+                        Gate::Step(limit)
+                    } else {
+                        Gate::Wait
+                    }
                 } else {
                     sup.pause_until(retry_at);
                     Gate::Wait
@@ -157,9 +209,14 @@ impl<Op: Operator> StageActor<Op> {
 
     /// While the breaker is open in dead-letter mode: every queued element goes to
     /// the dead letters, with the last failure's class.
-    pub(super) fn divert(&mut self, ctx: &mut Context<Self>) {
+    ///
+    /// Returns false when a full queue under a backpressure policy leaves elements
+    /// waiting in the stage's queue (a timer is set to try again).
+    pub(super) fn divert(&mut self, ctx: &mut Context<Self>) -> bool {
         let (pipeline, stage) = (self.pipeline.name.clone(), self.shared.name.clone());
-        let Some(sup) = self.sup.as_mut() else { return };
+        let Some(sup) = self.sup.as_mut() else {
+            return true;
+        };
         let (class, message) = sup
             .last_failure
             .clone()
@@ -189,9 +246,16 @@ impl<Op: Operator> StageActor<Op> {
         self.dead_lettered += diverted;
         self.shared.dead_lettered.fetch_add(diverted, Relaxed);
         if let Some(why) = full {
+            if sup.policy.dead_letters_full == WhenDeadLettersFull::Backpressure {
+                // The rest stays queued until the dead-letter queue has room.
+                let retry = sup.policy.dead_letters_retry;
+                sup.pause(retry);
+                return false;
+            }
             let reason = format!("{why} while the circuit is open");
             self.escalate(failure, reason, ctx);
         }
+        true
     }
 
     /// Reports successful calls to the breaker (bounded work per step) and
@@ -417,8 +481,23 @@ impl<T: Send + 'static> Judge<'_, T> {
                     attempt,
                     index,
                 );
+                let backpressure =
+                    sup.policy.dead_letters_full == WhenDeadLettersFull::Backpressure;
+                if backpressure && !sup.pending_letters.is_empty() {
+                    // Behind the letters already waiting, in order.
+                    sup.pending_letters.push_back(letter);
+                    return Verdict::Settled;
+                }
                 let pushed = match &sup.dead_letters {
-                    Some(sink) => sink.offer(letter).map_err(|(_, reason)| reason),
+                    Some(sink) => match sink.offer(letter) {
+                        Ok(()) => Ok(()),
+                        Err((letter, _)) if backpressure => {
+                            // The stage takes no input until the queue has room.
+                            sup.pending_letters.push_back(letter);
+                            return Verdict::Settled;
+                        }
+                        Err((_, reason)) => Err(reason),
+                    },
                     None => Err("no dead-letter queue".to_owned()),
                 };
                 match pushed {

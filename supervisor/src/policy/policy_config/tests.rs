@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::ErrorClass;
-use crate::policy::{Action, BreakerConfig, OpenBehavior, RestartType, Trip};
+use crate::policy::{Action, BreakerConfig, OpenBehavior, RestartType, Trip, WhenDeadLettersFull};
 
 const EXAMPLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -137,6 +137,26 @@ fn timeouts_of_zero_switch_off_an_inherited_timeout() {
         Some(Duration::from_millis(500))
     );
     assert_eq!(config.for_stage("slow").element_timeout, None);
+}
+
+#[test]
+fn a_full_dead_letter_queue_can_backpressure() {
+    let config = PolicyConfig::from_toml_str(
+        "[default]\ndead_letters_full = \"backpressure\"\ndead_letters_retry_ms = 250\n\
+         [stages.strict]\ndead_letters_full = \"escalate\"\n",
+    )
+    .unwrap();
+    let default = config.default_policy();
+    assert_eq!(default.dead_letters_full, WhenDeadLettersFull::Backpressure);
+    assert_eq!(default.dead_letters_retry, Duration::from_millis(250));
+    let strict = config.for_stage("strict");
+    assert_eq!(strict.dead_letters_full, WhenDeadLettersFull::Escalate);
+    assert_eq!(strict.dead_letters_retry, Duration::from_millis(250));
+    let err = PolicyConfig::from_toml_str("[stages.x]\ndead_letters_retry_ms = 0\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "stages.x.dead_letters_retry_ms: must be greater than 0"
+    );
 }
 
 #[test]
