@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use weir::prelude::*;
-use weir::supervisor::policy::RestartStrategy;
+use weir::supervisor::policy::{RestartStrategy, RestartType};
 
 /// Passes elements through; the middle stage fails once on element 5.
 struct Pass {
@@ -99,4 +99,52 @@ fn rest_for_one_restarts_the_failed_stage_and_everything_downstream() {
 #[test]
 fn one_for_all_restarts_every_stage() {
     assert_eq!(builds(RestartStrategy::OneForAll), [2, 2, 2]);
+}
+
+/// Runs source → b (fails once on 5, policy `Restart` on a panic) → collect under
+/// restart type `kind`; returns (restarts, dead letters, builds of b).
+fn restart_type_run(kind: RestartType) -> (u64, u64, u64) {
+    let rt = Runtime::builder().arbiters(1).build().unwrap();
+    let builds = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let (count, once) = (Arc::clone(&builds), Arc::clone(&failed));
+    let policy = SupervisionPolicy::default()
+        .restart(kind)
+        .restart_backoff(BackoffConfig::none());
+    let dlq = MemoryDlq::new(4);
+    let done = Pipeline::from_iter(0..50_u64)
+        .supervise(Supervision::new(policy).dead_letters(dlq.clone()))
+        .via_factory(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            Pass {
+                fail_on: Some((5, Arc::clone(&once))),
+            }
+        })
+        .name("b")
+        .collect()
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
+    done.report.check_conservation().unwrap();
+    let dead: Vec<u64> = dlq.drain().into_iter().map(|l| l.element).collect();
+    let mut expected: Vec<u64> = (0..50).collect();
+    expected.retain(|x| !dead.contains(x));
+    assert_eq!(done.output, expected, "nothing lost or reordered");
+    (
+        done.report.restarts(),
+        done.report.dead_lettered(),
+        builds.load(Ordering::SeqCst),
+    )
+}
+
+/// `Transient` (the default) and `Permanent` restart a stage after a failure, from
+/// its factory, and retry the element; `Temporary` never restarts: the element
+/// takes the give-up path (`on_exhausted`, dead letters by default) and the stage
+/// goes on with its instance.
+#[test]
+fn restart_types_transient_and_permanent_restart_temporary_does_not() {
+    assert_eq!(restart_type_run(RestartType::Transient), (1, 0, 2));
+    assert_eq!(restart_type_run(RestartType::Permanent), (1, 0, 2));
+    assert_eq!(restart_type_run(RestartType::Temporary), (0, 1, 1));
 }
