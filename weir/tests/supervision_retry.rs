@@ -393,26 +393,28 @@ fn policies_stages_cannot_apply_yet_are_rejected_at_build_time() {
 /// element ends delivered exactly once or in the dead letters after exactly
 /// `max_attempts`; per key, the delivered sequence has no gap other than the
 /// dead-lettered elements and no repeat.
-#[test]
-fn chaos_conserves_every_element_and_every_key_sequence() {
-    const N: u64 = 20_000;
-    const KEYS: u64 = 16;
+/// Runs `n` elements over `keys` keys (each `(key, seq, i)`) through a supervised
+/// map where element `i` is poison (always panics) when `mix(i ^ seed)` is a
+/// multiple of 1000 (0.1 %) and panics once, transiently, when a second hash is a
+/// multiple of 100 (1 % of the elements), all deterministic from `seed`; checks
+/// that every element is delivered exactly once or dead-lettered after exactly
+/// `max_attempts`, with no gap and no repeat in any key's sequence.
+fn chaos(n: u64, keys: u64, seed: u64) {
     fn mix(x: u64) -> u64 {
         let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    let seed = 42_u64;
     let poison = move |i: u64| mix(i ^ seed).is_multiple_of(1000);
     let transient = move |i: u64| mix(i ^ seed.rotate_left(7)).is_multiple_of(100);
-    let dlq = MemoryDlq::new(1_000);
+    let dlq = MemoryDlq::new(n as usize / 100 + 10);
     let policy = SupervisionPolicy::default()
         .action(ErrorClass::Panic, Action::Retry)
         .max_attempts(4)
         .backoff(BackoffConfig::none());
     let seen = Arc::new(Mutex::new(HashSet::new()));
-    let done = Pipeline::from_iter((0..N).map(|i| (i % KEYS, i / KEYS, i)))
+    let done = Pipeline::from_iter((0..n).map(move |i| (i % keys, i / keys, i)))
         .supervise(
             Supervision::new(policy)
                 .dead_letters(dlq.clone())
@@ -437,18 +439,18 @@ fn chaos_conserves_every_element_and_every_key_sequence() {
         .unwrap();
     done.report.check_conservation().unwrap();
     let letters = dlq.drain();
-    let poisoned: HashSet<u64> = (0..N).filter(|&i| poison(i)).collect();
-    assert!(!poisoned.is_empty());
+    let poisoned: HashSet<u64> = (0..n).filter(|&i| poison(i)).collect();
     assert_eq!(letters.len(), poisoned.len());
     for letter in &letters {
         assert!(poisoned.contains(&letter.element.2));
         assert_eq!(letter.attempts, 4);
+        assert_eq!(letter.error, format!("poison {}", letter.element.2));
     }
-    assert_eq!(done.output.len() as u64 + letters.len() as u64, N);
-    let mut next = vec![0_u64; KEYS as usize];
+    assert_eq!(done.output.len() as u64 + letters.len() as u64, n);
+    let mut next = vec![0_u64; keys as usize];
     for &(key, seq, i) in &done.output {
         // Skip over dead-lettered elements of this key, then expect exactly `seq`.
-        while poisoned.contains(&(next[key as usize] * KEYS + key)) {
+        while poisoned.contains(&(next[key as usize] * keys + key)) {
             next[key as usize] += 1;
         }
         assert_eq!(
@@ -457,9 +459,65 @@ fn chaos_conserves_every_element_and_every_key_sequence() {
         );
         next[key as usize] += 1;
     }
-    let transient_count = (0..N).filter(|&i| transient(i) && !poison(i)).count() as u64;
+    let transient_count = (0..n).filter(|&i| transient(i) && !poison(i)).count() as u64;
     let expected_retries = transient_count + 3 * poisoned.len() as u64;
     assert_eq!(done.report.retries(), expected_retries);
+}
+
+/// Regression: a retried element that succeeded alone in its step (batches of one)
+/// left its attempt count behind, so the next failing element started at attempt 2
+/// and was dead-lettered one call early.
+#[test]
+fn attempts_restart_from_one_for_each_element() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&calls);
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let dlq = MemoryDlq::new(4);
+    let policy = SupervisionPolicy::default()
+        .action(ErrorClass::Panic, Action::Retry)
+        .max_attempts(4)
+        .backoff(BackoffConfig::none());
+    let done = Pipeline::from_iter(0..6_u64)
+        .supervise(Supervision::new(policy).dead_letters(dlq.clone()))
+        .map(move |x| {
+            log.lock().unwrap().push(x);
+            if x == 4 || (x == 3 && seen.lock().unwrap().insert(x)) {
+                panic!("fails on {x}");
+            }
+            x
+        })
+        .collect()
+        .max_batch(1)
+        .run(&rt())
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(done.output, [0, 1, 2, 3, 5]);
+    let calls_on_4 = calls.lock().unwrap().iter().filter(|&&x| x == 4).count();
+    assert_eq!(calls_on_4, 4, "the poison element gets max_attempts calls");
+    assert_eq!(dlq.drain()[0].attempts, 4);
+    assert_eq!(done.report.retries(), 1 + 3);
+}
+
+/// The large deterministic case: 10⁶ elements over 64 keys, about 10 000
+/// transient panics and 1 000 poison elements.
+#[test]
+fn chaos_conserves_every_element_and_every_key_sequence() {
+    chaos(1_000_000, 64, 42);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// The same invariants for random seeds, sizes and key counts.
+    #[test]
+    fn chaos_conserves_for_any_seed(
+        seed in proptest::prelude::any::<u64>(),
+        n in 1_000_u64..6_000,
+        keys in 1_u64..80,
+    ) {
+        chaos(n, keys, seed);
+    }
 }
 
 #[test]

@@ -284,6 +284,14 @@ impl<Op: Operator> StageActor<Op> {
         if succeeded > 0 && matches!(result, Ok(Step::Continue | Step::Finished)) {
             self.breaker_success(succeeded);
         }
+        if consumed > 0
+            && matches!(result, Ok(Step::Continue | Step::Finished))
+            && let Some(sup) = &mut self.sup
+        {
+            // Every element taken in a successful step succeeded, the one being
+            // retried included: the next failure is a new element's first.
+            sup.attempt = 0;
+        }
         if let Some((class, reason)) = escalation {
             return self.escalate(Failure::error(class, reason.clone()), reason, ctx);
         }
