@@ -33,6 +33,7 @@
 
 mod attempts;
 pub mod ops;
+pub mod resource_pool;
 pub mod sink;
 pub mod source;
 #[cfg(test)]
