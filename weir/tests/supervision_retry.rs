@@ -39,6 +39,22 @@ fn first_try_fails(flaky: impl Fn(u64) -> bool + Send + 'static) -> impl FnMut(u
     }
 }
 
+/// Drains `dlq` as a consumer would until the pipeline ends; returns its completion
+/// and every letter's element, in order.
+fn drain_while_running<R: Send + 'static>(
+    running: Running<R>,
+    dlq: &MemoryDlq<u64>,
+) -> (Completion<R>, Vec<u64>) {
+    let mut letters = Vec::new();
+    while !running.controller().is_finished() {
+        letters.extend(dlq.drain().into_iter().map(|l| l.element));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let done = running.wait().unwrap();
+    letters.extend(dlq.drain().into_iter().map(|l| l.element));
+    (done, letters)
+}
+
 /// Polls `cond` until it holds, for at most five seconds.
 fn eventually(mut cond: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
@@ -270,13 +286,7 @@ fn a_full_dead_letter_queue_can_backpressure_until_drained() {
         strict.dead_lettered, 2,
         "the third letter is held, not counted"
     );
-    let mut letters = Vec::new();
-    while !running.controller().is_finished() {
-        letters.extend(dlq.drain().into_iter().map(|l| l.element));
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let done = running.wait().unwrap();
-    letters.extend(dlq.drain().into_iter().map(|l| l.element));
+    let (done, letters) = drain_while_running(running, &dlq);
     assert_eq!(letters, (0..200).step_by(10).collect::<Vec<_>>());
     let expected: Vec<u64> = (0..200).filter(|x| x % 10 != 0).collect();
     assert_eq!(done.output, expected);
@@ -315,13 +325,7 @@ fn diverting_into_a_full_dead_letter_queue_backpressures() {
     eventually(|| dlq.len() == 3);
     std::thread::sleep(Duration::from_millis(30));
     assert!(!running.controller().is_finished());
-    let mut letters = Vec::new();
-    while !running.controller().is_finished() {
-        letters.extend(dlq.drain().into_iter().map(|l| l.element));
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let done = running.wait().unwrap();
-    letters.extend(dlq.drain().into_iter().map(|l| l.element));
+    let (done, letters) = drain_while_running(running, &dlq);
     assert_eq!(letters, (0..50).collect::<Vec<_>>());
     assert!(done.output.is_empty());
     assert_eq!(done.report.dead_lettered(), 50);

@@ -154,6 +154,8 @@ impl PipelineShared {
         };
         for index in self.strategy.affected(failed, controls.len()) {
             if index != failed {
+                // A control message, never elements: `do_send` so that a full
+                // mailbox cannot refuse it (see `broadcast`).
                 controls[index].do_send(Control::Restart);
             }
         }
