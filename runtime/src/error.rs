@@ -62,6 +62,41 @@ pub enum BuildError {
         /// How many the runtime has.
         available: usize,
     },
+    /// A port of a graph stage is not connected: every input and output of every
+    /// stage must be, exactly once.
+    #[error("port `{port}` of stage `{stage}` is not connected")]
+    UnconnectedPort {
+        /// The stage.
+        stage: String,
+        /// The port: `in`, `out`, `in[1]`, `out[2]`, …
+        port: String,
+    },
+    /// A port of a graph stage is connected more than once. To send one output to
+    /// several stages, broadcast it; to feed one input from several, merge them.
+    #[error(
+        "port `{port}` of stage `{stage}` is connected {count} times; connect it once (use broadcast or merge to fan out or in)"
+    )]
+    PortConnectedTwice {
+        /// The stage.
+        stage: String,
+        /// The port.
+        port: String,
+        /// How many edges use it.
+        count: usize,
+    },
+    /// The graph has a cycle. Cycles are not allowed: a cycle of bounded edges can
+    /// deadlock.
+    #[error("the graph has a cycle through {}", stages.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" → "))]
+    Cycle {
+        /// The stages on the cycle, in order.
+        stages: Vec<String>,
+    },
+    /// A port handle of another graph was used.
+    #[error("{what} belongs to another graph")]
+    ForeignPort {
+        /// Which port.
+        what: String,
+    },
     /// The runtime's arbiters have stopped.
     #[error("the runtime has stopped; stage `{stage}` could not be started")]
     RuntimeStopped {

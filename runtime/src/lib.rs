@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod junction;
 pub mod operator;
 mod pipeline;
 mod runtime;
@@ -29,9 +30,9 @@ mod supervision;
 
 pub use error::{BuildError, PipelineError, RuntimeError};
 pub use pipeline::{
-    Completion, ConservationError, DEFAULT_CAPACITY, EventError, Events, Flow, Outcome,
-    OutputReceiver, OutputSender, PipelineController, PipelineStats, Report, Runnable, Running,
-    StageReport, StageStats, output,
+    Completion, ConservationError, DEFAULT_CAPACITY, EventError, Events, Flow, Graph, Inlet,
+    JunctionPorts, Outcome, Outlet, OutputReceiver, OutputSender, PipelineController,
+    PipelineStats, PortCounts, Report, Runnable, Running, StageReport, StageStats, output,
 };
 pub use runtime::{Placement, Runtime, RuntimeBuilder};
 pub use supervision::Supervision;

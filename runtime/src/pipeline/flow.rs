@@ -1,25 +1,17 @@
 //! [`Flow`] and [`Runnable`]: the typed pipeline builder.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use actix::Recipient;
-
-use super::events::{EVENT_BUFFER, Events};
+use super::events::Events;
+use super::graph::{Parts, Pending, PortRef, Settings, StageMeta, launch};
+use super::node::StageNode;
 use super::output::OutputReceiver;
 use super::running::Running;
-use super::shared::PipelineShared;
 use crate::error::BuildError;
 use crate::operator::factory::FromFactory;
-use crate::operator::{Counting, ElementSupervision, Operator};
+use crate::operator::{ElementSupervision, Operator};
 use crate::runtime::{Placement, Runtime};
-use crate::stage::Unstarted;
-use crate::stage::actor::{DownLink, UpLink};
-use crate::stage::message::Control;
-use crate::stage::shared::{StageShared, StageSpec};
 use crate::supervision::{Copies, StageSupervisor, Supervision};
 
 /// Input capacity of a stage whose capacity was not set: 1024 elements.
@@ -33,73 +25,8 @@ use crate::supervision::{Copies, StageSupervisor, Supervision};
 /// tight memory; raise it only if a profile shows stages starved between batches.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-static PIPELINE_SEQ: AtomicUsize = AtomicUsize::new(0);
-
-#[derive(Debug, Clone)]
-struct StageMeta {
-    name: Option<String>,
-    kind: &'static str,
-    counting: Counting,
-    capacity: Option<usize>,
-    pinned: Option<usize>,
-    is_source: bool,
-    is_sink: bool,
-}
-
-/// What the spawn closures need while wiring stages from the sink back to the source.
-struct Wiring<'a> {
-    runtime: &'a Runtime,
-    pipeline: Arc<PipelineShared>,
-    arbiters: Vec<usize>,
-    capacities: Vec<usize>,
-    controls: Vec<Option<Recipient<Control>>>,
-    max_batch: usize,
-}
-
-impl Wiring<'_> {
-    fn start<Op: Operator>(
-        &mut self,
-        index: usize,
-        unstarted: Unstarted<Op>,
-        op: Op,
-        upstream: Option<UpLink>,
-        downstream: Option<DownLink<Op::Out>>,
-        sup: Option<StageSupervisor<Op::In>>,
-    ) -> Result<UpLink, BuildError> {
-        let shared = Arc::clone(&self.pipeline.stages[index]);
-        if let Some(up) = &upstream {
-            let _ = shared.upstream.set(Arc::clone(&up.shared));
-        }
-        let addr = unstarted.addr.clone();
-        self.controls[index] = Some(addr.clone().recipient());
-        let arbiter = self.runtime.handle(self.arbiters[index]);
-        let started = unstarted.start(
-            arbiter,
-            op,
-            Arc::clone(&shared),
-            Arc::clone(&self.pipeline),
-            upstream,
-            downstream,
-            self.max_batch,
-            sup,
-        );
-        if !started {
-            return Err(BuildError::RuntimeStopped {
-                stage: shared.name.clone(),
-            });
-        }
-        Ok(UpLink {
-            recipient: addr.recipient(),
-            shared,
-        })
-    }
-}
-
-type SpawnFn<T> =
-    Box<dyn FnOnce(&mut Wiring<'_>, DownLink<T>) -> Result<UpLink, BuildError> + Send>;
 /// Supervision waiting for the next stage, with the element cloner it needs.
 type NextSupervision<T> = (Supervision<T>, Copies<T>);
-type SpawnSinkFn = Box<dyn FnOnce(&mut Wiring<'_>) -> Result<(), BuildError> + Send>;
 
 /// A pipeline under construction whose last stage emits `T`.
 ///
@@ -117,17 +44,20 @@ type SpawnSinkFn = Box<dyn FnOnce(&mut Wiring<'_>) -> Result<(), BuildError> + S
 /// # }
 /// ```
 pub struct Flow<T: Send + 'static> {
-    stages: Vec<StageMeta>,
-    errors: Vec<BuildError>,
-    spawn: SpawnFn<T>,
+    parts: Parts,
+    /// The output of the last stage; `None` for a segment with no stage yet.
+    tail: Option<PortRef>,
+    /// The input of a segment's first stage, connected by the graph it joins.
+    entry: Option<PortRef>,
     /// Supervision for the next stage, with the element cloner it needs.
     next: Option<NextSupervision<T>>,
+    _t: std::marker::PhantomData<fn() -> T>,
 }
 
 impl<T: Send + 'static> std::fmt::Debug for Flow<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Flow")
-            .field("stages", &self.stages)
+            .field("parts", &self.parts)
             .finish_non_exhaustive()
     }
 }
@@ -163,19 +93,48 @@ impl<T: Send + 'static> Flow<T> {
     where
         Op: Operator<In = Infallible, Out = T>,
     {
-        let mut errors = Vec::new();
-        let meta = StageMeta::new(&op, true, false);
-        check(&op, 0, &mut errors);
-        let spawn: SpawnFn<T> = Box::new(move |w: &mut Wiring<'_>, down: DownLink<T>| {
-            let unstarted = Unstarted::<Op>::new(0, down.initial_credit);
-            w.start(0, unstarted, op, None, Some(down), None)
-        });
+        let mut parts = Parts::new();
+        let meta = StageMeta::of(&op, 0, 1);
+        let op = op_checked(op, &mut parts);
+        let node = parts.add(meta, Box::new(StageNode::new(op, None)));
         Flow {
-            stages: vec![meta],
-            errors,
-            spawn,
+            parts,
+            tail: Some(PortRef { node, port: 0 }),
+            entry: None,
             next: None,
+            _t: std::marker::PhantomData,
         }
+    }
+
+    /// A flow with no stage yet, whose first stage's input a graph connects.
+    pub(crate) fn segment() -> Self {
+        Flow {
+            parts: Parts::new(),
+            tail: None,
+            entry: None,
+            next: None,
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    /// The graph parts, the output of the last stage, and a segment's entry.
+    pub(crate) fn into_parts(self) -> (Parts, Option<PortRef>, Option<PortRef>) {
+        (self.parts, self.tail, self.entry)
+    }
+
+    /// Adds a stage after the tail (or as a segment's first) and returns its node.
+    fn push_stage<Op: Operator<In = T>>(&mut self, mut op: Op, outputs: usize) -> usize {
+        let index = self.parts.len();
+        let sup = self.take_supervision(index, &mut op);
+        let meta = StageMeta::of(&op, 1, outputs);
+        let op = op_checked_at(op, index, &mut self.parts);
+        let node = self.parts.add(meta, Box::new(StageNode::new(op, sup)));
+        let input = PortRef { node, port: 0 };
+        match self.tail {
+            Some(tail) => self.parts.connect(tail, input),
+            None => self.entry = Some(input),
+        }
+        node
     }
 
     /// Takes the supervision set for the next stage (at `index`), checking it: a
@@ -205,8 +164,8 @@ impl<T: Send + 'static> Flow<T> {
         let elementwise = match checked {
             Ok(elementwise) => elementwise,
             Err(message) => {
-                self.errors.push(BuildError::InvalidArgument {
-                    stage: format!("{kind}#{index}"),
+                self.parts.errors.push(Pending::Argument {
+                    node: index,
                     message,
                 });
                 false
@@ -221,34 +180,17 @@ impl<T: Send + 'static> Flow<T> {
     }
 
     /// Adds a stage running `op` after the current last stage.
-    pub fn via<Op>(mut self, mut op: Op) -> Flow<Op::Out>
+    pub fn via<Op>(mut self, op: Op) -> Flow<Op::Out>
     where
         Op: Operator<In = T>,
     {
-        let index = self.stages.len();
-        self.stages.push(StageMeta::new(&op, false, false));
-        check(&op, index, &mut self.errors);
-        let sup = self.take_supervision(index, &mut op);
-        let prev = self.spawn;
-        let spawn: SpawnFn<Op::Out> =
-            Box::new(move |w: &mut Wiring<'_>, down: DownLink<Op::Out>| {
-                let capacity = w.capacities[index];
-                let unstarted = Unstarted::<Op>::new(capacity, down.initial_credit);
-                let recipient = unstarted.addr.clone().recipient();
-                let up = prev(
-                    w,
-                    DownLink {
-                        recipient,
-                        initial_credit: capacity,
-                    },
-                )?;
-                w.start(index, unstarted, op, Some(up), Some(down), sup)
-            });
+        let node = self.push_stage(op, 1);
         Flow {
-            stages: self.stages,
-            errors: self.errors,
-            spawn,
+            parts: self.parts,
+            tail: Some(PortRef { node, port: 0 }),
+            entry: self.entry,
             next: None,
+            _t: std::marker::PhantomData,
         }
     }
 
@@ -294,40 +236,17 @@ impl<T: Send + 'static> Flow<T> {
 
     /// Ends the flow with a sink operator. `output` is where the sink hands over its
     /// result (see [`output`](crate::output)).
-    pub fn to<Op, R>(mut self, mut op: Op, output: OutputReceiver<R>) -> Runnable<R>
+    pub fn to<Op, R>(mut self, op: Op, output: OutputReceiver<R>) -> Runnable<R>
     where
         Op: Operator<In = T, Out = Infallible>,
     {
-        let index = self.stages.len();
-        self.stages.push(StageMeta::new(&op, false, true));
-        check(&op, index, &mut self.errors);
-        let sup = self.take_supervision(index, &mut op);
-        let prev = self.spawn;
-        let spawn: SpawnSinkFn = Box::new(move |w: &mut Wiring<'_>| {
-            let capacity = w.capacities[index];
-            let unstarted = Unstarted::<Op>::new(capacity, 0);
-            let recipient = unstarted.addr.clone().recipient();
-            let up = prev(
-                w,
-                DownLink {
-                    recipient,
-                    initial_credit: capacity,
-                },
-            )?;
-            w.start(index, unstarted, op, Some(up), None, sup).map(drop)
-        });
+        let sink = self.push_stage(op, 0);
         Runnable {
-            stages: self.stages,
-            errors: self.errors,
-            spawn,
+            parts: self.parts,
+            entry: self.entry,
+            sink,
             output,
-            name: None,
-            default_capacity: DEFAULT_CAPACITY,
-            max_batch: usize::MAX,
-            placement: Placement::default(),
-            events: None,
-            stall_timeout: None,
-            strategy: weir_supervisor::policy::RestartStrategy::default(),
+            settings: Settings::default(),
         }
     }
 
@@ -353,31 +272,52 @@ impl<T: Send + 'static> Flow<T> {
     }
 
     fn last(&mut self) -> &mut StageMeta {
-        self.stages
-            .last_mut()
-            .expect("a flow always has its source")
+        match self.tail {
+            Some(tail) => self.parts.meta_mut(tail.node),
+            None => {
+                // A segment with no stage: there is nothing to name or size. The
+                // setting goes to a placeholder and the mistake is reported.
+                self.parts
+                    .errors
+                    .push(Pending::Ready(BuildError::InvalidArgument {
+                        stage: "flow".into(),
+                        message:
+                            "a stage setting (name, capacity, pin) was applied before any stage"
+                                .into(),
+                    }));
+                self.parts.scratch()
+            }
+        }
     }
 }
 
-fn check<Op: Operator>(op: &Op, index: usize, errors: &mut Vec<BuildError>) {
+/// Records the operator's own argument check against its node.
+fn op_checked<Op: Operator>(op: Op, parts: &mut Parts) -> Op {
+    let index = parts.len();
+    op_checked_at(op, index, parts)
+}
+
+fn op_checked_at<Op: Operator>(op: Op, index: usize, parts: &mut Parts) -> Op {
     if let Err(message) = op.validate() {
-        errors.push(BuildError::InvalidArgument {
-            stage: format!("{}#{index}", op.kind()),
+        parts.errors.push(Pending::Argument {
+            node: index,
             message,
         });
     }
+    op
 }
 
 impl StageMeta {
-    fn new<Op: Operator>(op: &Op, is_source: bool, is_sink: bool) -> Self {
+    fn of<Op: Operator>(op: &Op, inputs: usize, outputs: usize) -> Self {
         StageMeta {
             name: None,
             kind: op.kind(),
             counting: op.counting(),
             capacity: None,
             pinned: None,
-            is_source,
-            is_sink,
+            inputs,
+            outputs,
+            junction: false,
         }
     }
 }
@@ -386,27 +326,18 @@ impl StageMeta {
 /// the sink hands back when the pipeline completes (`Vec<T>` for `collect`, `()` for
 /// `for_each`).
 pub struct Runnable<R> {
-    stages: Vec<StageMeta>,
-    errors: Vec<BuildError>,
-    spawn: SpawnSinkFn,
+    parts: Parts,
+    entry: Option<PortRef>,
+    sink: usize,
     output: OutputReceiver<R>,
-    name: Option<String>,
-    default_capacity: usize,
-    max_batch: usize,
-    placement: Placement,
-    events: Option<tokio::sync::broadcast::Sender<weir_supervisor::SupervisionEvent>>,
-    stall_timeout: Option<std::time::Duration>,
-    strategy: weir_supervisor::policy::RestartStrategy,
+    settings: Settings,
 }
 
 impl<R> std::fmt::Debug for Runnable<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runnable")
-            .field("name", &self.name)
-            .field("stages", &self.stages)
-            .field("default_capacity", &self.default_capacity)
-            .field("max_batch", &self.max_batch)
-            .field("placement", &self.placement)
+            .field("parts", &self.parts)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -414,39 +345,32 @@ impl<R> std::fmt::Debug for Runnable<R> {
 impl<R: Send + 'static> Runnable<R> {
     /// Names the sink stage (see [`Flow::name`]).
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        if let Some(sink) = self.stages.last_mut() {
-            sink.name = Some(name.into());
-        }
+        self.parts.meta_mut(self.sink).name = Some(name.into());
         self
     }
 
     /// Sets the sink's input capacity (see [`Flow::capacity`]).
     pub fn capacity(mut self, capacity: usize) -> Self {
-        if let Some(sink) = self.stages.last_mut() {
-            sink.capacity = Some(capacity);
-        }
+        self.parts.meta_mut(self.sink).capacity = Some(capacity);
         self
     }
 
     /// Subscribes to the pipeline's supervision events before it starts, so that no
     /// event is missed (see [`Events`]).
     pub fn subscribe(&mut self) -> Events {
-        let tx = self
-            .events
-            .get_or_insert_with(|| tokio::sync::broadcast::channel(EVENT_BUFFER).0);
-        Events::new(tx.subscribe())
+        self.settings.subscribe()
     }
 
     /// Names the pipeline. Default: `pipeline-N`.
     pub fn named(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
+        self.settings.name = Some(name.into());
         self
     }
 
     /// Input capacity of every stage whose capacity was not set. Default
     /// [`DEFAULT_CAPACITY`].
     pub fn default_capacity(mut self, capacity: usize) -> Self {
-        self.default_capacity = capacity;
+        self.settings.default_capacity = capacity;
         self
     }
 
@@ -454,7 +378,7 @@ impl<R: Send + 'static> Runnable<R> {
     /// large as the receiver's credit. Lower it to bound the time one stage spends on
     /// one batch.
     pub fn max_batch(mut self, max_batch: usize) -> Self {
-        self.max_batch = max_batch;
+        self.settings.max_batch = max_batch;
         self
     }
 
@@ -467,7 +391,7 @@ impl<R: Send + 'static> Runnable<R> {
     /// Choosing a timeout: longer than the slowest legitimate element (a slow
     /// external call), short enough to page someone before the backlog matters.
     pub fn stall_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.stall_timeout = Some(timeout);
+        self.settings.stall_timeout = Some(timeout);
         self
     }
 
@@ -477,13 +401,13 @@ impl<R: Send + 'static> Runnable<R> {
     /// from its factory ([`Flow::via_factory`]) when it holds no element; other
     /// operators keep their state.
     pub fn strategy(mut self, strategy: weir_supervisor::policy::RestartStrategy) -> Self {
-        self.strategy = strategy;
+        self.settings.strategy = strategy;
         self
     }
 
     /// Where the stages run. Default [`Placement::Together`].
     pub fn placement(mut self, placement: Placement) -> Self {
-        self.placement = placement;
+        self.settings.placement = placement;
         self
     }
 
@@ -495,128 +419,13 @@ impl<R: Send + 'static> Runnable<R> {
     /// source, an invalid operator argument, duplicate or empty stage names, a zero
     /// batch limit, a pin to a missing arbiter, or a stopped runtime.
     pub fn run(self, runtime: &Runtime) -> Result<Running<R>, BuildError> {
-        let pipeline_name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("pipeline-{}", PIPELINE_SEQ.fetch_add(1, Relaxed)));
-        let specs = self.resolve(&pipeline_name, runtime)?;
-        let capacities = specs.iter().map(|s| s.capacity).collect();
-        let stages: Vec<Arc<StageShared>> = specs
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| Arc::new(StageShared::new(i, s)))
-            .collect();
-        let pinned: Vec<Option<usize>> = self.stages.iter().map(|m| m.pinned).collect();
-        let arbiters = runtime.place(self.placement, &pinned);
-        let timer = runtime.handle(arbiters[0]).clone();
-        let n = stages.len();
-        let events = self
-            .events
-            .unwrap_or_else(|| tokio::sync::broadcast::channel(EVENT_BUFFER).0);
-        let (pipeline, done) = PipelineShared::new(
-            pipeline_name,
-            stages,
-            timer,
-            events,
-            self.stall_timeout,
-            self.strategy,
-        );
-        let mut wiring = Wiring {
-            runtime,
-            pipeline: Arc::clone(&pipeline),
-            arbiters,
-            capacities,
-            controls: vec![None; n],
-            max_batch: self.max_batch,
-        };
-        let result = (self.spawn)(&mut wiring);
-        pipeline.set_controls(wiring.controls.into_iter().flatten().collect());
-        if let Err(err) = result {
-            pipeline.abort();
-            return Err(err);
-        }
+        // A segment's unconnected input is reported by the shape check.
+        let (pipeline, done) = launch(self.parts, self.settings, runtime)?;
         Ok(Running::new(pipeline, done, self.output))
     }
 
-    fn resolve(&self, pipeline: &str, runtime: &Runtime) -> Result<Vec<StageSpec>, BuildError> {
-        if let Some(err) = self.errors.first() {
-            // Errors were recorded with default names; report the final name.
-            let err = match err.clone() {
-                BuildError::InvalidArgument { stage, message } => BuildError::InvalidArgument {
-                    stage: self.rename(&stage),
-                    message,
-                },
-                other => other,
-            };
-            return Err(err);
-        }
-        if self.max_batch == 0 {
-            return Err(BuildError::ZeroBatchLimit {
-                pipeline: pipeline.to_owned(),
-            });
-        }
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut specs = Vec::with_capacity(self.stages.len());
-        for (index, meta) in self.stages.iter().enumerate() {
-            let name = meta
-                .name
-                .clone()
-                .unwrap_or_else(|| default_name(meta.kind, index));
-            if name.is_empty() {
-                return Err(BuildError::EmptyStageName { index });
-            }
-            if let Some(&first) = seen.get(&name) {
-                return Err(BuildError::DuplicateStageName {
-                    name,
-                    first,
-                    second: index,
-                });
-            }
-            seen.insert(name.clone(), index);
-            let capacity = if meta.is_source {
-                if meta.capacity.is_some() {
-                    return Err(BuildError::CapacityOnSource { stage: name });
-                }
-                0
-            } else {
-                let capacity = meta.capacity.unwrap_or(self.default_capacity);
-                if capacity == 0 {
-                    return Err(BuildError::ZeroCapacity { stage: name });
-                }
-                capacity
-            };
-            if let Some(arbiter) = meta.pinned
-                && arbiter >= runtime.arbiters()
-            {
-                return Err(BuildError::NoSuchArbiter {
-                    stage: name,
-                    arbiter,
-                    available: runtime.arbiters(),
-                });
-            }
-            specs.push(StageSpec {
-                name,
-                kind: meta.kind,
-                capacity,
-                counting: meta.counting,
-                is_source: meta.is_source,
-                is_sink: meta.is_sink,
-            });
-        }
-        Ok(specs)
+    /// The graph parts, a segment's entry, and the sink's output.
+    pub(crate) fn into_parts(self) -> (Parts, Option<PortRef>, OutputReceiver<R>) {
+        (self.parts, self.entry, self.output)
     }
-
-    /// Maps a default name (`kind#index`) to the name the stage finally has.
-    fn rename(&self, default: &str) -> String {
-        self.stages
-            .iter()
-            .enumerate()
-            .find(|(i, m)| default_name(m.kind, *i) == default)
-            .and_then(|(_, m)| m.name.clone())
-            .unwrap_or_else(|| default.to_owned())
-    }
-}
-
-fn default_name(kind: &str, index: usize) -> String {
-    format!("{kind}#{index}")
 }

@@ -4,6 +4,8 @@
 
 pub(crate) mod events;
 pub(crate) mod flow;
+pub(crate) mod graph;
+pub(crate) mod node;
 pub(crate) mod output;
 pub(crate) mod report;
 pub(crate) mod running;
@@ -12,7 +14,8 @@ pub(crate) mod stats;
 
 pub use events::{EventError, Events};
 pub use flow::{DEFAULT_CAPACITY, Flow, Runnable};
+pub use graph::{Graph, Inlet, JunctionPorts, Outlet};
 pub use output::{OutputReceiver, OutputSender, output};
-pub use report::{ConservationError, Outcome, Report, StageReport};
+pub use report::{ConservationError, Outcome, PortCounts, Report, StageReport};
 pub use running::{Completion, PipelineController, Running};
 pub use stats::{PipelineStats, StageStats};

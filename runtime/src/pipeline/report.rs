@@ -97,25 +97,72 @@ pub struct StageReport {
     /// Times the input edge was observed above capacity. Always 0 unless weir has a
     /// flow-control bug.
     pub bound_violations: u64,
+    /// Per output port of a junction (broadcast, partition, …): what each branch was
+    /// given, sent and dropped. Empty for a stage with one output.
+    pub outputs: Vec<PortCounts>,
+}
+
+/// Counts for one output port of a junction.
+///
+/// For every port, `pushed = emitted + dropped + (left in the port's buffer)`; what
+/// was left is counted as abandoned by the stage after the port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortCounts {
+    /// Port number, from 0.
+    pub port: usize,
+    /// Elements routed to the port.
+    pub pushed: u64,
+    /// Elements sent on the port.
+    pub emitted: u64,
+    /// Elements the port's lag policy dropped, or that were routed to it after its
+    /// branch cancelled.
+    pub dropped: u64,
+    /// Times the port's branch was detached by its lag policy.
+    pub detached: u64,
+    /// Elements in the port's buffer (live stats) or left in it (final report).
+    pub buffered: usize,
+}
+
+impl PortCounts {
+    pub(crate) fn of(s: &StageShared) -> Vec<PortCounts> {
+        let finished = s.final_state().is_some();
+        s.out_ports
+            .iter()
+            .enumerate()
+            .map(|(port, c)| PortCounts {
+                port,
+                pushed: c.pushed.load(Relaxed),
+                emitted: c.emitted.load(Relaxed),
+                dropped: c.dropped.load(Relaxed),
+                detached: c.detached.load(Relaxed),
+                buffered: if finished {
+                    c.final_outbox.load(Relaxed)
+                } else {
+                    c.buffered.load(Relaxed)
+                },
+            })
+            .collect()
+    }
 }
 
 impl StageReport {
     pub(crate) fn finalize(s: &StageShared) -> Self {
         let fs = s.final_state().unwrap_or_default();
         let received = s.received.load(Relaxed);
-        let (input, abandoned) = match s.upstream.get() {
-            Some(up) => {
-                let up_final = up.final_state().unwrap_or_default();
-                let in_mailbox = up.emitted.load(Relaxed).saturating_sub(received);
-                let in_transit = in_mailbox + up_final.outbox as u64;
-                (
-                    up.produced.load(Relaxed),
-                    fs.queued as u64 + fs.held as u64 + in_transit,
-                )
+        let (input, abandoned) = match s.inputs.get() {
+            Some(inputs) if !inputs.is_empty() => {
+                let mut input = 0;
+                let mut in_transit = 0;
+                for (port, edge) in inputs.iter().enumerate() {
+                    input += edge.produced();
+                    in_transit += edge.emitted(Relaxed).saturating_sub(s.received_on(port))
+                        + edge.final_outbox();
+                }
+                (input, fs.queued as u64 + fs.held as u64 + in_transit)
             }
             // A source's "held" elements were taken in but never emitted (an
             // ingress's buffered elements).
-            None => (received + fs.held as u64, fs.held as u64),
+            _ => (received + fs.held as u64, fs.held as u64),
         };
         StageReport {
             name: s.name.clone(),
@@ -139,6 +186,7 @@ impl StageReport {
             largest_batch: s.largest_batch.load(Relaxed),
             peak_occupancy: s.peak_occupancy.load(Relaxed),
             bound_violations: s.bound_violations.load(Relaxed),
+            outputs: PortCounts::of(s),
         }
     }
 

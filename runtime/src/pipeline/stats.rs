@@ -47,6 +47,9 @@ pub struct StageStats {
     /// True while the stage holds input it could process but makes no progress
     /// (see [`Runnable::stall_timeout`](crate::Runnable::stall_timeout)).
     pub stalled: bool,
+    /// Per output port of a junction: what each branch was given, sent, dropped,
+    /// and has buffered now. Empty for a stage with one output.
+    pub outputs: Vec<crate::pipeline::report::PortCounts>,
 }
 
 /// A snapshot of a running pipeline.
@@ -92,6 +95,7 @@ impl PipelineStats {
                     batches: s.batches.load(Relaxed),
                     peak_occupancy: s.peak_occupancy.load(Relaxed),
                     stalled: s.stalled.load(Relaxed),
+                    outputs: crate::pipeline::report::PortCounts::of(s),
                 }
             })
             .collect();

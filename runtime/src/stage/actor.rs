@@ -17,11 +17,12 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::task::{self, Poll};
 
 use actix::dev::SendError;
-use actix::{Actor, ActorContext, ActorFuture, AsyncContext, Context, Handler, Recipient};
+use actix::{Actor, ActorContext, ActorFuture, AsyncContext, Context, Handler};
 use std::time::Instant;
 
 use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};
 
+use super::link::{DownLink, DownTx, UpLink};
 use super::message::{Control, Down, Up};
 use super::shared::{FinalState, StageShared};
 use crate::operator::{Counting, Io, Operator, Step};
@@ -33,19 +34,6 @@ mod watchdog;
 
 use self::supervise::{Gate, Judge};
 use crate::operator::element::ElementJudge;
-
-/// The link from a stage to the one after it.
-pub(crate) struct DownLink<T: Send + 'static> {
-    pub(crate) recipient: Recipient<Down<T>>,
-    /// Input capacity of the next stage: the credit this stage starts with.
-    pub(crate) initial_credit: usize,
-}
-
-/// The link from a stage to the one before it.
-pub(crate) struct UpLink {
-    pub(crate) recipient: Recipient<Up>,
-    pub(crate) shared: Arc<StageShared>,
-}
 
 /// Where the stage is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +50,7 @@ pub(crate) struct StageActor<Op: Operator> {
     shared: Arc<StageShared>,
     pipeline: Arc<PipelineShared>,
     upstream: Option<UpLink>,
-    downstream: Option<Recipient<Down<Op::Out>>>,
+    downstream: Option<DownTx<Op::Out>>,
     inq: VecDeque<Op::In>,
     /// Inputs an interrupted bulk loop handed back; requeued at the front.
     spill: Vec<Op::In>,
@@ -112,7 +100,7 @@ impl<Op: Operator> StageActor<Op> {
         sup: Option<StageSupervisor<Op::In>>,
     ) -> Self {
         let (downstream, credit) = match downstream {
-            Some(link) => (Some(link.recipient), link.initial_credit),
+            Some(link) => (Some(link.tx), link.initial_credit),
             None => (None, 0),
         };
         shared.credit.store(credit, Relaxed);
@@ -415,7 +403,7 @@ impl<Op: Operator> StageActor<Op> {
             && let Some(up) = &self.upstream
         {
             // A closed upstream has stopped already.
-            let _ = up.recipient.try_send(Up::Cancel);
+            up.tx.send(Up::Cancel);
         }
     }
 
@@ -461,7 +449,7 @@ impl<Op: Operator> StageActor<Op> {
         if let Some(up) = &self.upstream {
             let owed = std::mem::take(&mut self.owed);
             // A closed upstream has ended or was aborted; the credit is moot.
-            let _ = up.recipient.try_send(Up::Demand(owed));
+            up.tx.send(Up::Demand(owed));
         }
     }
 
@@ -575,7 +563,7 @@ impl<Op: Operator> StageActor<Op> {
     /// capacity: the queue plus what upstream sent that is still in the mailbox.
     fn observe_occupancy(&self) {
         let in_mailbox = self.upstream.as_ref().map_or(0, |up| {
-            up.shared.emitted.load(SeqCst).saturating_sub(self.received) as usize
+            up.source.emitted(SeqCst).saturating_sub(self.received) as usize
         });
         let occupancy = self.inq.len() + in_mailbox;
         self.shared.peak_occupancy.fetch_max(occupancy, Relaxed);

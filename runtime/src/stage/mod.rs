@@ -12,6 +12,7 @@
 //! crate-private: users see operators, flows and handles.
 
 pub(crate) mod actor;
+pub(crate) mod link;
 pub(crate) mod message;
 pub(crate) mod shared;
 
@@ -21,7 +22,8 @@ use actix::dev::channel;
 use actix::{Addr, Context};
 use actix_rt::ArbiterHandle;
 
-use self::actor::{DownLink, StageActor, UpLink};
+use self::actor::StageActor;
+use self::link::{DownLink, UpLink};
 use crate::operator::Operator;
 use crate::pipeline::shared::PipelineShared;
 

@@ -1,11 +1,11 @@
 //! Counters a stage shares with its pipeline's handle: written by the stage actor,
 //! read by `stats()` and by the final report.
 
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
+use super::link::EdgeSource;
 use crate::operator::Counting;
 
 /// What a stage held when it stopped; the pipeline turns it into abandoned counts.
@@ -30,8 +30,15 @@ pub(crate) struct StageShared {
     pub(crate) counting: Counting,
     pub(crate) is_source: bool,
     pub(crate) is_sink: bool,
-    /// The stage feeding this one, for mailbox depth (`upstream.emitted - received`).
-    pub(crate) upstream: OnceLock<Arc<StageShared>>,
+    /// The edges feeding this stage, one per input port, for mailbox depth
+    /// (`emitted on the edge - received from it`) and the final report.
+    pub(crate) inputs: OnceLock<Vec<EdgeSource>>,
+    /// Per input port of a junction: elements received on it (empty for a stage with
+    /// one input, which counts in `received`).
+    pub(crate) in_received: Vec<AtomicU64>,
+    /// Per output port of a junction (empty for a stage with one output, which counts
+    /// in `produced` and `emitted`).
+    pub(crate) out_ports: Vec<PortShared>,
 
     /// Elements that reached the input queue (sources: elements taken in).
     pub(crate) received: AtomicU64,
@@ -65,6 +72,23 @@ pub(crate) struct StageShared {
     pub(crate) final_state: Mutex<Option<FinalState>>,
 }
 
+/// Counters of one output port of a junction.
+#[derive(Debug, Default)]
+pub(crate) struct PortShared {
+    /// Elements the junction put in the port's buffer.
+    pub(crate) pushed: AtomicU64,
+    /// Elements the port's lag policy dropped (or a cancelled branch discarded).
+    pub(crate) dropped: AtomicU64,
+    /// Elements sent on the port.
+    pub(crate) emitted: AtomicU64,
+    /// Elements in the port's buffer when the junction stopped.
+    pub(crate) final_outbox: AtomicUsize,
+    /// Times the port was detached by its lag policy.
+    pub(crate) detached: AtomicU64,
+    /// Elements in the port's buffer now.
+    pub(crate) buffered: AtomicUsize,
+}
+
 /// Static description of a stage, resolved at build time.
 #[derive(Debug, Clone)]
 pub(crate) struct StageSpec {
@@ -74,6 +98,10 @@ pub(crate) struct StageSpec {
     pub(crate) counting: Counting,
     pub(crate) is_source: bool,
     pub(crate) is_sink: bool,
+    /// Input ports of a junction (0 for a stage).
+    pub(crate) junction_inputs: usize,
+    /// Output ports of a junction (0 for a stage).
+    pub(crate) junction_outputs: usize,
 }
 
 impl StageShared {
@@ -86,7 +114,13 @@ impl StageShared {
             counting: spec.counting,
             is_source: spec.is_source,
             is_sink: spec.is_sink,
-            upstream: OnceLock::new(),
+            inputs: OnceLock::new(),
+            in_received: (0..spec.junction_inputs)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            out_ports: (0..spec.junction_outputs)
+                .map(|_| PortShared::default())
+                .collect(),
             received: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
@@ -111,12 +145,21 @@ impl StageShared {
 
     /// Elements sent to this stage that it has not handled yet.
     pub(crate) fn in_mailbox(&self) -> u64 {
-        match self.upstream.get() {
-            Some(up) => up
-                .emitted
-                .load(Relaxed)
-                .saturating_sub(self.received.load(Relaxed)),
-            None => 0,
+        let Some(inputs) = self.inputs.get() else {
+            return 0;
+        };
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(port, edge)| edge.emitted(Relaxed).saturating_sub(self.received_on(port)))
+            .sum()
+    }
+
+    /// Elements received on input `port`.
+    pub(crate) fn received_on(&self, port: usize) -> u64 {
+        match self.in_received.get(port) {
+            Some(count) => count.load(Relaxed),
+            None => self.received.load(Relaxed),
         }
     }
 

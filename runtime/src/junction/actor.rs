@@ -1,0 +1,529 @@
+//! [`JunctionActor`]: the actor that runs a [`Junction`] between several edges.
+//!
+//! Like [`StageActor`](crate::stage::actor::StageActor), message handlers only record
+//! what arrived; the work happens in one pass after the mailbox drained.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::task::{self, Poll};
+use std::time::Instant;
+
+use actix::dev::{SendError, channel};
+use actix::{Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handler};
+use actix_rt::ArbiterHandle;
+use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};
+
+use super::{InPort, Junction, OutPort, Ports, Routing};
+use crate::pipeline::shared::PipelineShared;
+use crate::stage::link::{DownLink, PortDown, PortUp, UpLink};
+use crate::stage::message::{Control, Down, Up};
+use crate::stage::shared::{FinalState, StageShared};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Finishing,
+    Stopped,
+}
+
+/// One junction stage.
+pub(crate) struct JunctionActor<J: Junction> {
+    junction: J,
+    shared: Arc<StageShared>,
+    pipeline: Arc<PipelineShared>,
+    ins: Vec<InPort<J::In>>,
+    outs: Vec<OutPort<J::Out>>,
+    max_batch: usize,
+    phase: Phase,
+    reported: bool,
+    stop_reason: StopReason,
+    started_at: Instant,
+    taken: u64,
+    filtered: u64,
+    failed: u64,
+    wake: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<J: Junction> Unpin for JunctionActor<J> {}
+
+/// A junction whose address exists but whose actor has not started.
+pub(crate) struct UnstartedJunction<J: Junction> {
+    pub(crate) addr: Addr<JunctionActor<J>>,
+    rx: channel::AddressReceiver<JunctionActor<J>>,
+}
+
+impl<J: Junction> UnstartedJunction<J> {
+    /// Mailbox sized for one batch per element of input capacity, one credit grant
+    /// per element of output capacity, and control messages per port.
+    pub(crate) fn new(input_capacity: usize, output_capacity: usize, ports: usize) -> Self {
+        let (tx, rx) = channel::channel(input_capacity + output_capacity + 16 + 2 * ports);
+        UnstartedJunction {
+            addr: Addr::new(tx),
+            rx,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start(
+        self,
+        arbiter: &ArbiterHandle,
+        junction: J,
+        shared: Arc<StageShared>,
+        pipeline: Arc<PipelineShared>,
+        ups: Vec<Option<UpLink>>,
+        downs: Vec<Option<DownLink<J::Out>>>,
+        max_batch: usize,
+    ) -> bool {
+        let now = Instant::now();
+        let ins = ups
+            .into_iter()
+            .map(|up| InPort {
+                queue: VecDeque::new(),
+                ended: false,
+                owed: 0,
+                up,
+                received: 0,
+            })
+            .collect();
+        let outs = downs
+            .into_iter()
+            .map(|down| {
+                let (tx, credit) = match down {
+                    Some(d) => (Some(d.tx), d.initial_credit),
+                    None => (None, 0),
+                };
+                OutPort {
+                    buffer: VecDeque::new(),
+                    credit,
+                    capacity: credit,
+                    open: tx.is_some(),
+                    tx,
+                    last_flow: now,
+                }
+            })
+            .collect();
+        let actor = JunctionActor {
+            junction,
+            shared,
+            pipeline,
+            ins,
+            outs,
+            max_batch,
+            phase: Phase::Running,
+            reported: false,
+            stop_reason: StopReason::Aborted,
+            started_at: now,
+            taken: 0,
+            filtered: 0,
+            failed: 0,
+            wake: None,
+        };
+        let rx = self.rx;
+        arbiter.spawn_fn(move || {
+            let ctx = Context::with_receiver(rx);
+            actix_rt::spawn(ctx.into_future(actor));
+        })
+    }
+}
+
+impl<J: Junction> JunctionActor<J> {
+    fn drive(&mut self, ctx: &mut Context<Self>, cx: &mut task::Context<'_>) {
+        if let Some(wake) = &mut self.wake
+            && wake.as_mut().poll(cx).is_ready()
+        {
+            self.wake = None;
+        }
+        let mut rounds = 0;
+        while self.phase != Phase::Stopped {
+            let sent = self.flush(ctx);
+            if self.phase == Phase::Stopped {
+                break;
+            }
+            if self.phase == Phase::Finishing {
+                if self.outs.iter().all(|o| !o.open || o.buffer.is_empty()) {
+                    self.finish(ctx);
+                }
+                break;
+            }
+            let progress = self.route(ctx, cx);
+            rounds += 1;
+            if !(progress || sent) || rounds > 64 {
+                if rounds > 64 {
+                    // Yield to the mailbox; the waker brings us back.
+                    cx.waker().wake_by_ref();
+                }
+                break;
+            }
+        }
+        if self.phase != Phase::Stopped {
+            self.grant();
+            if !self.outs.is_empty() && self.outs.iter().all(|o| !o.open) {
+                // Every branch cancelled: nothing this junction does can be seen.
+                self.cancel_inputs();
+                self.stop(ctx, StopReason::Cancelled);
+            }
+        }
+        self.publish_gauges();
+    }
+
+    /// Runs the junction once. Returns whether it moved anything.
+    fn route(&mut self, ctx: &mut Context<Self>, cx: &mut task::Context<'_>) -> bool {
+        let pushed_before = self.pushed_total();
+        let mut ports = Ports {
+            ins: &mut self.ins,
+            outs: &mut self.outs,
+            shared: &self.shared,
+            pipeline: &self.pipeline.name,
+            taken: 0,
+            uncommitted: 0,
+            filtered: 0,
+            now: Instant::now(),
+            wake: None,
+        };
+        let junction = &mut self.junction;
+        let result = catch_unwind(AssertUnwindSafe(|| junction.route(&mut ports)));
+        let (taken, uncommitted, filtered, wake) =
+            (ports.taken, ports.uncommitted, ports.filtered, ports.wake);
+        self.taken += taken;
+        self.filtered += filtered;
+        let pushed = self.pushed_total() - pushed_before;
+        if let Some(at) = wake {
+            let at = tokio::time::Instant::from_std(at);
+            match &mut self.wake {
+                Some(sleep) if sleep.deadline() <= at => {}
+                _ => {
+                    let mut sleep = Box::pin(tokio::time::sleep_until(at));
+                    // Registers the waker.
+                    let _ = sleep.as_mut().poll(cx);
+                    self.wake = Some(sleep);
+                }
+            }
+        }
+        match result {
+            Ok(Routing::Continue) => taken > 0 || pushed > 0,
+            Ok(Routing::Finished) => {
+                self.phase = Phase::Finishing;
+                true
+            }
+            Err(payload) => {
+                self.failed += uncommitted;
+                self.fail(Failure::from_panic(payload), ctx);
+                false
+            }
+        }
+    }
+
+    fn pushed_total(&self) -> u64 {
+        self.shared
+            .out_ports
+            .iter()
+            .map(|p| p.pushed.load(Relaxed))
+            .sum()
+    }
+
+    /// Sends every buffer as far as its branch's credit allows. Returns whether
+    /// anything was sent.
+    fn flush(&mut self, ctx: &mut Context<Self>) -> bool {
+        let mut sent = false;
+        let now = Instant::now();
+        for (o, port) in self.outs.iter_mut().enumerate() {
+            if port.buffer.is_empty() {
+                port.last_flow = now;
+                continue;
+            }
+            let Some(tx) = port.tx.as_ref().filter(|_| port.open) else {
+                continue;
+            };
+            let counters = &self.shared.out_ports[o];
+            while !port.buffer.is_empty() {
+                let n = port.buffer.len().min(port.credit).min(self.max_batch);
+                if n == 0 {
+                    break;
+                }
+                let batch: Vec<J::Out> = port.buffer.drain(..n).collect();
+                counters.emitted.fetch_add(n as u64, SeqCst);
+                self.shared.emitted.fetch_add(n as u64, Relaxed);
+                match tx.try_send(Down::Batch(batch)) {
+                    Ok(()) => {
+                        port.credit -= n;
+                        port.last_flow = now;
+                        sent = true;
+                        self.shared.batches.fetch_add(1, Relaxed);
+                        self.shared.largest_batch.fetch_max(n, Relaxed);
+                    }
+                    Err(err) => {
+                        counters.emitted.fetch_sub(n as u64, SeqCst);
+                        self.shared.emitted.fetch_sub(n as u64, Relaxed);
+                        let (closed, msg) = match err {
+                            SendError::Full(msg) => (false, msg),
+                            SendError::Closed(msg) => (true, msg),
+                        };
+                        if let Down::Batch(batch) = msg {
+                            for x in batch.into_iter().rev() {
+                                port.buffer.push_front(x);
+                            }
+                        }
+                        if closed {
+                            // The branch is gone: what was meant for it is dropped,
+                            // counted on the port.
+                            port.open = false;
+                            let n = port.buffer.len() as u64;
+                            port.buffer.clear();
+                            counters.dropped.fetch_add(n, Relaxed);
+                        } else {
+                            let msg = "mailbox full despite credit (weir flow-control bug)";
+                            let failure = Failure::error(ErrorClass::ResourceExhausted, msg);
+                            self.fail(failure, ctx);
+                            return sent;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        sent
+    }
+
+    fn grant(&mut self) {
+        for port in &mut self.ins {
+            if port.owed > 0 && !port.ended {
+                if let Some(up) = &port.up {
+                    up.tx.send(Up::Demand(port.owed));
+                }
+                port.owed = 0;
+            }
+        }
+    }
+
+    fn cancel_inputs(&mut self) {
+        for port in &mut self.ins {
+            if !port.ended {
+                port.ended = true;
+                if let Some(up) = &port.up {
+                    up.tx.send(Up::Cancel);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        for port in &self.outs {
+            if port.open
+                && let Some(tx) = &port.tx
+            {
+                let _ = tx.try_send(Down::End);
+            }
+        }
+        self.cancel_inputs();
+        self.stop(ctx, StopReason::Completed);
+    }
+
+    fn fail(&mut self, failure: Failure, ctx: &mut Context<Self>) {
+        tracing::error!(
+            pipeline = %self.pipeline.name,
+            stage = %self.shared.name,
+            error = %failure,
+            "junction failed"
+        );
+        self.pipeline.publish(SupervisionEvent::StageFailed {
+            pipeline: self.pipeline.name.clone(),
+            stage: self.shared.name.clone(),
+            class: failure.class(),
+            error: failure.to_string(),
+            element_index: None,
+            attempt: 1,
+            at: std::time::SystemTime::now(),
+        });
+        self.pipeline.fail(self.shared.index, failure);
+        self.stop(ctx, StopReason::Failed);
+    }
+
+    fn stop(&mut self, ctx: &mut Context<Self>, reason: StopReason) {
+        if self.phase != Phase::Stopped {
+            self.phase = Phase::Stopped;
+            self.stop_reason = reason;
+            ctx.stop();
+        }
+    }
+
+    fn publish_gauges(&self) {
+        let s = &self.shared;
+        s.completed
+            .store(self.taken - self.filtered - self.failed, Relaxed);
+        s.filtered.store(self.filtered, Relaxed);
+        s.failed.store(self.failed, Relaxed);
+        let pushed: u64 = s.out_ports.iter().map(|p| p.pushed.load(Relaxed)).sum();
+        let dropped: u64 = s.out_ports.iter().map(|p| p.dropped.load(Relaxed)).sum();
+        s.produced.store(pushed - dropped, Relaxed);
+        s.queued
+            .store(self.ins.iter().map(|p| p.queue.len()).sum(), Relaxed);
+        s.outbox
+            .store(self.outs.iter().map(|p| p.buffer.len()).sum(), Relaxed);
+        s.credit
+            .store(self.outs.iter().map(|p| p.credit).sum(), Relaxed);
+        s.held.store(self.held(), Relaxed);
+        for (port, counters) in self.outs.iter().zip(&s.out_ports) {
+            counters.buffered.store(port.buffer.len(), Relaxed);
+        }
+    }
+
+    fn held(&self) -> usize {
+        catch_unwind(AssertUnwindSafe(|| self.junction.held())).unwrap_or(0)
+    }
+
+    fn report_stop(&mut self) {
+        if std::mem::replace(&mut self.reported, true) {
+            return;
+        }
+        self.publish_gauges();
+        for (port, counters) in self.outs.iter().zip(&self.shared.out_ports) {
+            counters.final_outbox.store(port.buffer.len(), Relaxed);
+        }
+        *self
+            .shared
+            .final_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(FinalState {
+            queued: self.ins.iter().map(|p| p.queue.len()).sum(),
+            held: self.held(),
+            outbox: 0,
+        });
+        self.pipeline.publish(SupervisionEvent::StageStopped {
+            pipeline: self.pipeline.name.clone(),
+            stage: self.shared.name.clone(),
+            reason: self.stop_reason,
+            ran_for: self.started_at.elapsed(),
+        });
+        self.pipeline.stage_stopped();
+    }
+
+    /// Checks that input `port` holds no more than the junction's input capacity.
+    fn observe_occupancy(&self, port: usize) {
+        let p = &self.ins[port];
+        let in_mailbox = p.up.as_ref().map_or(0, |up| {
+            up.source.emitted(SeqCst).saturating_sub(p.received) as usize
+        });
+        let occupancy = p.queue.len() + in_mailbox;
+        self.shared.peak_occupancy.fetch_max(occupancy, Relaxed);
+        if occupancy > self.shared.capacity {
+            self.shared.bound_violations.fetch_add(1, Relaxed);
+            tracing::error!(
+                stage = %self.shared.name,
+                port,
+                occupancy,
+                capacity = self.shared.capacity,
+                "junction input above capacity"
+            );
+        }
+    }
+}
+
+impl<J: Junction> Actor for JunctionActor<J> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.started_at = Instant::now();
+        self.pipeline.publish(SupervisionEvent::StageStarted {
+            pipeline: self.pipeline.name.clone(),
+            stage: self.shared.name.clone(),
+        });
+        ctx.spawn(Driver);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if self.phase != Phase::Stopped {
+            self.pipeline.runtime_lost();
+            self.stop_reason = StopReason::RuntimeStopped;
+        }
+        self.report_stop();
+    }
+}
+
+impl<J: Junction> Drop for JunctionActor<J> {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.pipeline.runtime_lost();
+            self.stop_reason = StopReason::RuntimeStopped;
+            self.report_stop();
+        }
+    }
+}
+
+impl<J: Junction> Handler<PortDown<J::In>> for JunctionActor<J> {
+    type Result = ();
+
+    fn handle(&mut self, msg: PortDown<J::In>, _ctx: &mut Self::Context) {
+        let port = msg.port;
+        match msg.down {
+            Down::Batch(batch) => {
+                let n = batch.len() as u64;
+                let p = &mut self.ins[port];
+                p.received += n;
+                self.shared.in_received[port].fetch_add(n, Relaxed);
+                self.shared.received.fetch_add(n, Relaxed);
+                if p.ended {
+                    // A cancelled input that still had a batch in flight.
+                    self.taken += n;
+                    self.filtered += n;
+                } else {
+                    p.queue.extend(batch);
+                    self.observe_occupancy(port);
+                }
+            }
+            Down::End => self.ins[port].ended = true,
+        }
+    }
+}
+
+impl<J: Junction> Handler<PortUp> for JunctionActor<J> {
+    type Result = ();
+
+    fn handle(&mut self, msg: PortUp, _ctx: &mut Self::Context) {
+        let port = &mut self.outs[msg.port];
+        match msg.up {
+            Up::Demand(n) => port.credit += n,
+            Up::Cancel => {
+                if port.open {
+                    port.open = false;
+                    let n = port.buffer.len() as u64;
+                    port.buffer.clear();
+                    self.shared.out_ports[msg.port]
+                        .dropped
+                        .fetch_add(n, Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl<J: Junction> Handler<Control> for JunctionActor<J> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Control, ctx: &mut Self::Context) {
+        match msg {
+            // Only sources act on a shutdown; a junction drains like any stage.
+            // Junctions hold no user state to rebuild on a sibling's restart.
+            Control::Shutdown | Control::Restart => {}
+            Control::Abort => self.stop(ctx, StopReason::Aborted),
+        }
+    }
+}
+
+struct Driver;
+
+impl<J: Junction> ActorFuture<JunctionActor<J>> for Driver {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut JunctionActor<J>,
+        ctx: &mut Context<JunctionActor<J>>,
+        cx: &mut task::Context<'_>,
+    ) -> Poll<()> {
+        act.drive(ctx, cx);
+        Poll::Pending
+    }
+}

@@ -1,0 +1,299 @@
+//! Junctions: stages with several inputs or several outputs (broadcast, partition,
+//! balance, merge, concat, interleave, zip).
+//!
+//! A junction is an actor like any stage, with a bounded input queue per input port
+//! and a buffer plus credit per output port. It runs a [`Junction`]: routing logic
+//! that moves elements from input queues to output buffers through [`Ports`], and
+//! never sees a message. The actor sends each output buffer downstream as far as that
+//! branch's credit allows, and grants each input the places its queue freed.
+//!
+//! ```text
+//!              ┌──────────── junction actor ────────────┐
+//!  in[0] ────► │ queue ─┐                      ┌─► buffer │ ──► out[0]
+//!  in[1] ────► │ queue ─┼──► Junction::route ──┼─► buffer │ ──► out[1]
+//!              └────────┴──────────────────────┴──────────┘
+//!                credit ◄── granted per input    credit per output ──►
+//! ```
+//!
+//! The junctions weir ships are built with [`Graph`](crate::Graph)'s methods
+//! (`broadcast`, `merge`, `zip`, …); implement [`Junction`] for routing of your own.
+
+pub(crate) mod actor;
+mod fan_in;
+mod fan_out;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+pub use fan_in::{Concat, Interleave, Merge, MergePrioritized, Priority, Zip, ZipIn, ZipWith};
+pub(crate) use fan_out::BalanceOf;
+pub use fan_out::{
+    Balance, BalanceStrategy, Branch, Broadcast, LagPolicy, Partition, PartitionFn, Predicate,
+};
+
+use crate::stage::link::{DownTx, UpLink};
+use crate::stage::message::Up;
+use crate::stage::shared::StageShared;
+
+/// Routing logic with several inputs or outputs, run by a junction stage.
+///
+/// `route` is called whenever something changed: elements arrived, a branch granted
+/// credit, an input ended, a branch cancelled, or a time asked for with
+/// [`Ports::wake_at`] came. It moves what it can and returns; it must not block.
+///
+/// # Rules
+///
+/// - Every element taken with [`Ports::pop`] is pushed to an output, discarded with a
+///   count ([`Ports::discard`], [`Ports::filter`]), or kept in the junction's state
+///   and reported by [`held`](Self::held): that is what keeps conservation exact.
+/// - Call user code that can panic on a reference ([`Ports::front`]) before taking
+///   the element, or call [`Ports::commit`] after each element: a panic fails the
+///   pipeline, and the elements taken since the last commit count as failed.
+pub trait Junction: Send + 'static {
+    /// Element type of the input ports.
+    type In: Send + 'static;
+    /// Element type of the output ports.
+    type Out: Send + 'static;
+
+    /// Short name of the junction kind ("broadcast", "merge", …), used in default
+    /// stage names.
+    fn kind(&self) -> &'static str;
+
+    /// Checks the junction's arguments against its port counts, before the graph
+    /// runs.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, in words; the graph reports it naming the stage.
+    fn validate(&self, _inputs: usize, _outputs: usize) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Moves elements from inputs to outputs.
+    fn route(&mut self, ports: &mut Ports<'_, Self::In, Self::Out>) -> Routing;
+
+    /// Input elements the junction holds in its own state (default 0).
+    fn held(&self) -> usize {
+        0
+    }
+}
+
+/// What [`Junction::route`] says after moving elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Routing {
+    /// Call again when something changes.
+    Continue,
+    /// The junction is done: once every buffer is sent, every output ends and every
+    /// input still open is cancelled.
+    Finished,
+}
+
+pub(crate) struct InPort<T> {
+    pub(crate) queue: VecDeque<T>,
+    pub(crate) ended: bool,
+    /// Places freed in the queue, not yet granted upstream.
+    pub(crate) owed: usize,
+    pub(crate) up: Option<UpLink>,
+    pub(crate) received: u64,
+}
+
+pub(crate) struct OutPort<T: Send + 'static> {
+    pub(crate) buffer: VecDeque<T>,
+    pub(crate) credit: usize,
+    /// The downstream stage's input capacity: its credit when it holds nothing.
+    pub(crate) capacity: usize,
+    pub(crate) tx: Option<DownTx<T>>,
+    /// False once the branch cancelled or its stage went away.
+    pub(crate) open: bool,
+    /// Last time the port sent a batch or had nothing waiting.
+    pub(crate) last_flow: Instant,
+}
+
+/// What [`Junction::route`] sees: the input queues and the output buffers.
+///
+/// Output `room` is the branch's credit not yet used by the buffer: pushing no more
+/// than the room keeps a branch's buffer empty once sent. A junction may buffer more
+/// (a lag policy's buffer); the buffer is the junction's memory, so it must be
+/// bounded by the junction.
+pub struct Ports<'a, I, O: Send + 'static> {
+    pub(crate) ins: &'a mut [InPort<I>],
+    pub(crate) outs: &'a mut [OutPort<O>],
+    pub(crate) shared: &'a StageShared,
+    pub(crate) pipeline: &'a str,
+    pub(crate) taken: u64,
+    pub(crate) uncommitted: u64,
+    pub(crate) filtered: u64,
+    pub(crate) now: Instant,
+    pub(crate) wake: Option<Instant>,
+}
+
+impl<I, O: Send + 'static> std::fmt::Debug for Ports<'_, I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ports")
+            .field("inputs", &self.ins.len())
+            .field("outputs", &self.outs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I, O: Send + 'static> Ports<'_, I, O> {
+    /// Number of input ports.
+    pub fn inputs(&self) -> usize {
+        self.ins.len()
+    }
+
+    /// Number of output ports.
+    pub fn outputs(&self) -> usize {
+        self.outs.len()
+    }
+
+    /// Elements waiting in input `i`'s queue.
+    pub fn queued(&self, i: usize) -> usize {
+        self.ins[i].queue.len()
+    }
+
+    /// The next element of input `i`, without taking it.
+    pub fn front(&self, i: usize) -> Option<&I> {
+        self.ins[i].queue.front()
+    }
+
+    /// Takes the next element of input `i`.
+    pub fn pop(&mut self, i: usize) -> Option<I> {
+        let port = &mut self.ins[i];
+        let x = port.queue.pop_front()?;
+        port.owed += 1;
+        self.taken += 1;
+        self.uncommitted += 1;
+        Some(x)
+    }
+
+    /// Whether input `i` has ended (no element will arrive) and its queue is empty.
+    pub fn is_exhausted(&self, i: usize) -> bool {
+        let port = &self.ins[i];
+        port.ended && port.queue.is_empty()
+    }
+
+    /// Whether every input is exhausted.
+    pub fn all_exhausted(&self) -> bool {
+        (0..self.ins.len()).all(|i| self.is_exhausted(i))
+    }
+
+    /// Cancels input `i`: its upstream is told to send nothing more, and what is
+    /// queued is discarded as filtered (a zip whose other input ended).
+    pub fn cancel_input(&mut self, i: usize) {
+        let port = &mut self.ins[i];
+        if !port.ended {
+            port.ended = true;
+            if let Some(up) = &port.up {
+                up.tx.send(Up::Cancel);
+            }
+        }
+        let n = port.queue.len() as u64;
+        port.queue.clear();
+        self.taken += n;
+        self.filtered += n;
+    }
+
+    /// Counts `n` elements taken with [`pop`](Self::pop) as dropped on purpose
+    /// (reported as `filtered` on the junction).
+    pub fn filter(&mut self, n: u64) {
+        self.filtered += n;
+    }
+
+    /// Marks every element taken so far as handled: a panic after this point does
+    /// not count them as failed.
+    pub fn commit(&mut self) {
+        self.uncommitted = 0;
+    }
+
+    /// How many more elements output `o` can send now: its credit not used by what
+    /// is buffered. 0 once the branch cancelled.
+    pub fn room(&self, o: usize) -> usize {
+        let port = &self.outs[o];
+        if port.open {
+            port.credit.saturating_sub(port.buffer.len())
+        } else {
+            0
+        }
+    }
+
+    /// Whether output `o`'s branch still takes elements.
+    pub fn is_open(&self, o: usize) -> bool {
+        self.outs[o].open
+    }
+
+    /// Elements buffered for output `o`, not sent yet.
+    pub fn buffered(&self, o: usize) -> usize {
+        self.outs[o].buffer.len()
+    }
+
+    /// Credit output `o`'s branch has granted and not used yet.
+    pub fn credit(&self, o: usize) -> usize {
+        self.outs[o].credit
+    }
+
+    /// Input capacity of output `o`'s branch: its credit when it has caught up.
+    pub fn capacity(&self, o: usize) -> usize {
+        self.outs[o].capacity
+    }
+
+    /// Time since output `o` last sent, or last had nothing waiting.
+    pub fn lagging_for(&self, o: usize) -> Duration {
+        self.now.saturating_duration_since(self.outs[o].last_flow)
+    }
+
+    /// The time `route` was called.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Asks for `route` to be called again at `at` (the earliest asked for wins).
+    pub fn wake_at(&mut self, at: Instant) {
+        self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
+    }
+
+    /// Appends `x` to output `o`'s buffer. On a cancelled branch the element is
+    /// counted as dropped instead.
+    pub fn push(&mut self, o: usize, x: O) {
+        let counters = &self.shared.out_ports[o];
+        counters.pushed.fetch_add(1, Relaxed);
+        let port = &mut self.outs[o];
+        if port.open {
+            port.buffer.push_back(x);
+        } else {
+            counters.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts `x`, meant for output `o`, as dropped there (a lag policy's drop),
+    /// and gives it back (to dead-letter it, say).
+    pub fn discard(&mut self, o: usize, x: O) -> O {
+        let counters = &self.shared.out_ports[o];
+        counters.pushed.fetch_add(1, Relaxed);
+        counters.dropped.fetch_add(1, Relaxed);
+        x
+    }
+
+    /// Removes the oldest element buffered for output `o`, counted as dropped.
+    pub fn drop_oldest(&mut self, o: usize) -> Option<O> {
+        let x = self.outs[o].buffer.pop_front()?;
+        self.shared.out_ports[o].dropped.fetch_add(1, Relaxed);
+        Some(x)
+    }
+
+    /// Removes everything buffered for output `o`, counted as dropped, and counts
+    /// one detachment of its branch.
+    pub fn detach(&mut self, o: usize) -> Vec<O> {
+        let dropped: Vec<O> = self.outs[o].buffer.drain(..).collect();
+        let counters = &self.shared.out_ports[o];
+        counters.dropped.fetch_add(dropped.len() as u64, Relaxed);
+        counters.detached.fetch_add(1, Relaxed);
+        dropped
+    }
+}
+
+/// Where a junction's dropped elements go, if anywhere: shared by the branches.
+pub(crate) type DropSink<T> = Arc<dyn weir_supervisor::dead_letter::DeadLetterSink<T>>;

@@ -1,0 +1,1008 @@
+//! [`Graph`]: pipelines that are not a single line — fan-out, fan-in, several
+//! sources and sinks — built from typed ports.
+//!
+//! A [`Flow`] is a graph with one open output; the graph builder adds junctions
+//! (stages with several inputs or outputs) and connects their typed [`Outlet`]s and
+//! [`Inlet`]s. Connecting ports of different element types does not compile. What
+//! the compiler cannot see — a port left unconnected, a port connected twice, a
+//! cycle — is rejected by [`Graph::run`] with an error naming the stage and port.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use tokio::sync::oneshot;
+
+use super::events::{EVENT_BUFFER, Events};
+use super::flow::{DEFAULT_CAPACITY, Flow, Runnable};
+use super::node::{AnyDownTx, InletFn, JunctionNode, Node, Start, plain_inlet};
+use super::output::OutputReceiver;
+use super::running::Running;
+use super::shared::{Done, PipelineShared};
+use crate::error::BuildError;
+use crate::junction::actor::JunctionActor;
+use crate::junction::{
+    Balance, BalanceOf, Broadcast, Concat, Interleave, Junction, Merge, MergePrioritized,
+    Partition, Priority, ZipIn, ZipWith,
+};
+use crate::operator::Counting;
+use crate::runtime::{Placement, Runtime};
+use crate::stage::link::{DownTx, EdgeSource, Lift, UpLink};
+use crate::stage::shared::{StageShared, StageSpec};
+
+static GRAPH_SEQ: AtomicU64 = AtomicU64::new(1);
+static PIPELINE_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Static facts about a node, kept until the graph is resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct StageMeta {
+    pub(crate) name: Option<String>,
+    pub(crate) kind: &'static str,
+    pub(crate) counting: Counting,
+    pub(crate) capacity: Option<usize>,
+    pub(crate) pinned: Option<usize>,
+    pub(crate) inputs: usize,
+    pub(crate) outputs: usize,
+    pub(crate) junction: bool,
+}
+
+impl StageMeta {
+    fn port_name(&self, input: bool, port: usize) -> String {
+        let dir = if input { "in" } else { "out" };
+        if self.junction {
+            format!("{dir}[{port}]")
+        } else {
+            dir.to_owned()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PortRef {
+    pub(crate) node: usize,
+    pub(crate) port: usize,
+}
+
+struct NodeEntry {
+    meta: StageMeta,
+    node: Box<dyn Node>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    from: PortRef,
+    to: PortRef,
+}
+
+/// An error found while building, reported when the graph runs (with the stage's
+/// final name).
+#[derive(Debug, Clone)]
+pub(crate) enum Pending {
+    Argument { node: usize, message: String },
+    Ready(BuildError),
+}
+
+/// The nodes and edges of a graph under construction.
+pub(crate) struct Parts {
+    id: u64,
+    nodes: Vec<NodeEntry>,
+    edges: Vec<Edge>,
+    pub(crate) errors: Vec<Pending>,
+    /// Where settings go that have no stage to apply to (reported as errors).
+    scratch: StageMeta,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field(
+                "stages",
+                &self.nodes.iter().map(|n| &n.meta).collect::<Vec<_>>(),
+            )
+            .field("edges", &self.edges)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Parts {
+    pub(crate) fn new() -> Self {
+        Parts {
+            id: GRAPH_SEQ.fetch_add(1, Relaxed),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            errors: Vec::new(),
+            scratch: StageMeta {
+                name: None,
+                kind: "none",
+                counting: Counting::Custom,
+                capacity: None,
+                pinned: None,
+                inputs: 0,
+                outputs: 0,
+                junction: false,
+            },
+        }
+    }
+
+    pub(crate) fn scratch(&mut self) -> &mut StageMeta {
+        &mut self.scratch
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub(crate) fn add(&mut self, meta: StageMeta, node: Box<dyn Node>) -> usize {
+        self.nodes.push(NodeEntry { meta, node });
+        self.nodes.len() - 1
+    }
+
+    pub(crate) fn meta_mut(&mut self, node: usize) -> &mut StageMeta {
+        &mut self.nodes[node].meta
+    }
+
+    pub(crate) fn connect(&mut self, from: PortRef, to: PortRef) {
+        self.edges.push(Edge { from, to });
+    }
+
+    /// Moves `other`'s nodes and edges into this graph; returns the offset added to
+    /// its node numbers.
+    pub(crate) fn absorb(&mut self, other: Parts) -> usize {
+        let offset = self.nodes.len();
+        self.nodes.extend(other.nodes);
+        self.edges.extend(other.edges.into_iter().map(|e| Edge {
+            from: PortRef {
+                node: e.from.node + offset,
+                port: e.from.port,
+            },
+            to: PortRef {
+                node: e.to.node + offset,
+                port: e.to.port,
+            },
+        }));
+        self.errors
+            .extend(other.errors.into_iter().map(|err| match err {
+                Pending::Argument { node, message } => Pending::Argument {
+                    node: node + offset,
+                    message,
+                },
+                ready => ready,
+            }));
+        offset
+    }
+
+    fn name(&self, node: usize) -> String {
+        let meta = &self.nodes[node].meta;
+        meta.name
+            .clone()
+            .unwrap_or_else(|| default_name(meta.kind, node))
+    }
+
+    /// Checks the shape: every port connected exactly once, no cycle.
+    fn check_shape(&self) -> Result<(), BuildError> {
+        let mut ins: HashMap<PortRef, usize> = HashMap::new();
+        let mut outs: HashMap<PortRef, usize> = HashMap::new();
+        for e in &self.edges {
+            *outs.entry(e.from).or_default() += 1;
+            *ins.entry(e.to).or_default() += 1;
+        }
+        for (node, entry) in self.nodes.iter().enumerate() {
+            for (input, count, map) in [
+                (true, entry.meta.inputs, &ins),
+                (false, entry.meta.outputs, &outs),
+            ] {
+                for port in 0..count {
+                    let used = map.get(&PortRef { node, port }).copied().unwrap_or(0);
+                    if used == 0 {
+                        return Err(BuildError::UnconnectedPort {
+                            stage: self.name(node),
+                            port: entry.meta.port_name(input, port),
+                        });
+                    }
+                    if used > 1 {
+                        return Err(BuildError::PortConnectedTwice {
+                            stage: self.name(node),
+                            port: entry.meta.port_name(input, port),
+                            count: used,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(cycle) = self.find_cycle() {
+            return Err(BuildError::Cycle {
+                stages: cycle.into_iter().map(|n| self.name(n)).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A cycle, as the nodes on it in edge order, if there is one.
+    fn find_cycle(&self) -> Option<Vec<usize>> {
+        let n = self.nodes.len();
+        let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for e in &self.edges {
+            next[e.from.node].push(e.to.node);
+        }
+        // 0 unvisited, 1 on the current path, 2 done.
+        let mut state = vec![0_u8; n];
+        let mut path: Vec<usize> = Vec::new();
+        for root in 0..n {
+            if state[root] != 0 {
+                continue;
+            }
+            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+            state[root] = 1;
+            path.push(root);
+            while let Some(&mut (node, ref mut i)) = stack.last_mut() {
+                if let Some(&succ) = next[node].get(*i) {
+                    *i += 1;
+                    match state[succ] {
+                        0 => {
+                            state[succ] = 1;
+                            path.push(succ);
+                            stack.push((succ, 0));
+                        }
+                        1 => {
+                            let start = path.iter().position(|&p| p == succ).unwrap_or(0);
+                            let mut cycle = path[start..].to_vec();
+                            cycle.push(succ);
+                            return Some(cycle);
+                        }
+                        _ => {}
+                    }
+                } else {
+                    state[node] = 2;
+                    path.pop();
+                    stack.pop();
+                }
+            }
+        }
+        None
+    }
+}
+
+fn default_name(kind: &str, index: usize) -> String {
+    format!("{kind}#{index}")
+}
+
+/// How a graph runs: the settings [`Runnable`] and [`Graph`] share.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) name: Option<String>,
+    pub(crate) default_capacity: usize,
+    pub(crate) max_batch: usize,
+    pub(crate) placement: Placement,
+    pub(crate) events: Option<tokio::sync::broadcast::Sender<weir_supervisor::SupervisionEvent>>,
+    pub(crate) stall_timeout: Option<std::time::Duration>,
+    pub(crate) strategy: weir_supervisor::policy::RestartStrategy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            name: None,
+            default_capacity: DEFAULT_CAPACITY,
+            max_batch: usize::MAX,
+            placement: Placement::default(),
+            events: None,
+            stall_timeout: None,
+            strategy: weir_supervisor::policy::RestartStrategy::default(),
+        }
+    }
+}
+
+impl Settings {
+    pub(crate) fn subscribe(&mut self) -> Events {
+        let tx = self
+            .events
+            .get_or_insert_with(|| tokio::sync::broadcast::channel(EVENT_BUFFER).0);
+        Events::new(tx.subscribe())
+    }
+}
+
+/// Validates `parts` and starts every node on `runtime`.
+pub(crate) fn launch(
+    mut parts: Parts,
+    settings: Settings,
+    runtime: &Runtime,
+) -> Result<(Arc<PipelineShared>, oneshot::Receiver<Done>), BuildError> {
+    let pipeline_name = settings
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("pipeline-{}", PIPELINE_SEQ.fetch_add(1, Relaxed)));
+    let specs = resolve(&parts, &settings, &pipeline_name, runtime)?;
+    let capacities: Vec<usize> = specs.iter().map(|s| s.capacity).collect();
+    let stages: Vec<Arc<StageShared>> = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| Arc::new(StageShared::new(i, s)))
+        .collect();
+    let pinned: Vec<Option<usize>> = parts.nodes.iter().map(|n| n.meta.pinned).collect();
+    let arbiters = runtime.place(settings.placement, &pinned);
+    let timer = runtime.handle(arbiters[0]).clone();
+    let events = settings
+        .events
+        .unwrap_or_else(|| tokio::sync::broadcast::channel(EVENT_BUFFER).0);
+    let (pipeline, done) = PipelineShared::new(
+        pipeline_name,
+        stages.clone(),
+        timer,
+        events,
+        settings.stall_timeout,
+        settings.strategy,
+    );
+
+    // Pass 1: mailboxes, sized for every edge in and out.
+    let mut out_capacity = vec![0; parts.nodes.len()];
+    for e in &parts.edges {
+        out_capacity[e.from.node] += capacities[e.to.node];
+    }
+    for (i, entry) in parts.nodes.iter_mut().enumerate() {
+        let input = capacities[i] * entry.meta.inputs;
+        entry.node.prepare(input, out_capacity[i]);
+    }
+    // Pass 2: links, both ways.
+    let mut inputs: Vec<Vec<Option<EdgeSource>>> = parts
+        .nodes
+        .iter()
+        .map(|n| vec![None; n.meta.inputs])
+        .collect();
+    for e in &parts.edges {
+        let tx: AnyDownTx = parts.nodes[e.to.node].node.down_tx(e.to.port);
+        let up_tx = parts.nodes[e.from.node].node.up_tx(e.from.port);
+        let source = EdgeSource {
+            stage: Arc::clone(&stages[e.from.node]),
+            port: parts.nodes[e.from.node]
+                .meta
+                .junction
+                .then_some(e.from.port),
+        };
+        parts.nodes[e.from.node]
+            .node
+            .set_output(e.from.port, tx, capacities[e.to.node]);
+        parts.nodes[e.to.node].node.set_input(
+            e.to.port,
+            UpLink {
+                tx: up_tx,
+                source: source.clone(),
+            },
+        );
+        inputs[e.to.node][e.to.port] = Some(source);
+    }
+    for (stage, ins) in stages.iter().zip(inputs) {
+        let _ = stage.inputs.set(ins.into_iter().flatten().collect());
+    }
+    pipeline.set_controls(parts.nodes.iter().map(|n| n.node.control()).collect());
+    // Pass 3: start.
+    for (i, entry) in parts.nodes.into_iter().enumerate() {
+        let started = entry.node.start(Start {
+            arbiter: runtime.handle(arbiters[i]),
+            shared: Arc::clone(&stages[i]),
+            pipeline: Arc::clone(&pipeline),
+            max_batch: settings.max_batch,
+        });
+        if !started {
+            pipeline.abort();
+            return Err(BuildError::RuntimeStopped {
+                stage: stages[i].name.clone(),
+            });
+        }
+    }
+    Ok((pipeline, done))
+}
+
+fn resolve(
+    parts: &Parts,
+    settings: &Settings,
+    pipeline: &str,
+    runtime: &Runtime,
+) -> Result<Vec<StageSpec>, BuildError> {
+    if let Some(err) = parts.errors.first() {
+        return Err(match err.clone() {
+            Pending::Argument { node, message } => BuildError::InvalidArgument {
+                stage: parts.name(node),
+                message,
+            },
+            Pending::Ready(err) => err,
+        });
+    }
+    if settings.max_batch == 0 {
+        return Err(BuildError::ZeroBatchLimit {
+            pipeline: pipeline.to_owned(),
+        });
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut specs = Vec::with_capacity(parts.nodes.len());
+    for (index, entry) in parts.nodes.iter().enumerate() {
+        let meta = &entry.meta;
+        let name = parts.name(index);
+        if name.is_empty() {
+            return Err(BuildError::EmptyStageName { index });
+        }
+        if let Some(&first) = seen.get(&name) {
+            return Err(BuildError::DuplicateStageName {
+                name,
+                first,
+                second: index,
+            });
+        }
+        seen.insert(name.clone(), index);
+        let is_source = meta.inputs == 0;
+        let capacity = if is_source {
+            if meta.capacity.is_some() {
+                return Err(BuildError::CapacityOnSource { stage: name });
+            }
+            0
+        } else {
+            let capacity = meta.capacity.unwrap_or(settings.default_capacity);
+            if capacity == 0 {
+                return Err(BuildError::ZeroCapacity { stage: name });
+            }
+            capacity
+        };
+        if let Some(arbiter) = meta.pinned
+            && arbiter >= runtime.arbiters()
+        {
+            return Err(BuildError::NoSuchArbiter {
+                stage: name,
+                arbiter,
+                available: runtime.arbiters(),
+            });
+        }
+        specs.push(StageSpec {
+            name,
+            kind: meta.kind,
+            capacity,
+            counting: meta.counting,
+            is_source: is_source && !meta.junction,
+            is_sink: meta.outputs == 0 && !meta.junction,
+            junction_inputs: if meta.junction { meta.inputs } else { 0 },
+            junction_outputs: if meta.junction { meta.outputs } else { 0 },
+        });
+    }
+    parts.check_shape()?;
+    Ok(specs)
+}
+
+/// An output port of a graph stage, carrying elements of `T`. Connect it once.
+pub struct Outlet<T> {
+    pub(crate) graph: u64,
+    pub(crate) at: PortRef,
+    _t: PhantomData<fn() -> T>,
+}
+
+/// An input port of a graph stage, taking elements of `T`. Connect it once.
+pub struct Inlet<T> {
+    pub(crate) graph: u64,
+    pub(crate) at: PortRef,
+    _t: PhantomData<fn(T)>,
+}
+
+macro_rules! port_impls {
+    ($port:ident, $dir:literal) => {
+        impl<T> Clone for $port<T> {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+        impl<T> Copy for $port<T> {}
+        impl<T> std::fmt::Debug for $port<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}(stage {}, port {})", $dir, self.at.node, self.at.port)
+            }
+        }
+        impl<T> $port<T> {
+            pub(crate) fn new(graph: u64, node: usize, port: usize) -> Self {
+                $port {
+                    graph,
+                    at: PortRef { node, port },
+                    _t: PhantomData,
+                }
+            }
+        }
+    };
+}
+port_impls!(Outlet, "Outlet");
+port_impls!(Inlet, "Inlet");
+
+/// The ports of a junction added with [`Graph::junction`].
+#[derive(Debug)]
+pub struct JunctionPorts<I, O> {
+    /// Its inputs, by port number.
+    pub inlets: Vec<Inlet<I>>,
+    /// Its outputs, by port number.
+    pub outlets: Vec<Outlet<O>>,
+}
+
+/// A graph of stages and junctions with typed ports: fan-out, fan-in, several
+/// sources and sinks.
+///
+/// Add linear parts as [`Flow`]s ([`source`](Self::source), [`flow`](Self::flow),
+/// [`sink`](Self::sink)), split and join them with junctions
+/// ([`broadcast`](Self::broadcast), [`partition`](Self::partition),
+/// [`merge`](Self::merge), [`zip`](Self::zip), …), then [`run`](Self::run). Each
+/// sink's result comes back through the [`OutputReceiver`] that `sink` returned.
+///
+/// # Examples
+///
+/// Evens and odds, counted apart and merged back:
+///
+/// ```
+/// use weir_runtime::{Flow, Graph, Runtime};
+/// # use weir_runtime::operator::{Io, Operator, Step};
+/// # use std::task::Context;
+/// # struct Src(std::ops::Range<u64>);
+/// # impl Operator for Src { type In = std::convert::Infallible; type Out = u64;
+/// #   fn kind(&self) -> &'static str { "src" }
+/// #   fn step(&mut self, io: &mut Io<'_, Self::In, u64>, _: &mut Context<'_>) -> Step {
+/// #     while io.has_room() { match self.0.next() { Some(x) => io.push(x), None => return Step::Finished } }
+/// #     Step::Continue } }
+/// # struct Sum(u64, Option<weir_runtime::OutputSender<u64>>);
+/// # impl Operator for Sum { type In = u64; type Out = std::convert::Infallible;
+/// #   fn kind(&self) -> &'static str { "sum" }
+/// #   fn counting(&self) -> weir_runtime::operator::Counting { weir_runtime::operator::Counting::Custom }
+/// #   fn step(&mut self, io: &mut Io<'_, u64, Self::Out>, _: &mut Context<'_>) -> Step {
+/// #     let mut s = 0; io.consume_all(|x| s += x); self.0 += s; io.finish_when_drained() }
+/// #   fn on_stop(&mut self) { if let Some(mut tx) = self.1.take() { tx.send(self.0) } } }
+/// # fn sum() -> (Sum, weir_runtime::OutputReceiver<u64>) {
+/// #   let (tx, rx) = weir_runtime::output(); (Sum(0, Some(tx)), rx) }
+/// let rt = Runtime::builder().arbiters(1).build()?;
+/// let mut g = Graph::new();
+/// let numbers = g.source(Flow::from_source(Src(0..100)));
+/// let [evens, odds] = g.partition(numbers, |x: &u64| (x % 2) as usize);
+/// let both = g.merge([evens, odds]);
+/// let (op, rx) = sum();
+/// let total = g.sink(both, |f| f.to(op, rx));
+/// let done = g.run(&rt)?.wait()?;
+/// done.report.check_conservation()?;
+/// assert_eq!(futures::executor::block_on(total), Some((0..100).sum()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Graph {
+    parts: Parts,
+    settings: Settings,
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph")
+            .field("parts", &self.parts)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Graph::new()
+    }
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Graph {
+            parts: Parts::new(),
+            settings: Settings::default(),
+        }
+    }
+
+    fn check_outlet<T>(&mut self, outlet: &Outlet<T>) -> bool {
+        if outlet.graph == self.parts.id {
+            true
+        } else {
+            self.parts
+                .errors
+                .push(Pending::Ready(BuildError::ForeignPort {
+                    what: format!("{outlet:?}"),
+                }));
+            false
+        }
+    }
+
+    /// Adds a linear flow that starts with a source; returns its output.
+    pub fn source<T: Send + 'static>(&mut self, flow: Flow<T>) -> Outlet<T> {
+        let (parts, tail, entry) = flow.into_parts();
+        // A segment used as a source keeps its input unconnected; the shape check
+        // reports it when the graph runs.
+        let _ = entry;
+        let offset = self.parts.absorb(parts);
+        match tail {
+            Some(t) => Outlet::new(self.parts.id, t.node + offset, t.port),
+            None => {
+                self.parts
+                    .errors
+                    .push(Pending::Ready(BuildError::InvalidArgument {
+                        stage: "graph".into(),
+                        message: "a flow added as a source has no stage".into(),
+                    }));
+                Outlet::new(self.parts.id, usize::MAX, 0)
+            }
+        }
+    }
+
+    /// Continues `from` with the stages `build` adds to a flow; returns the output
+    /// of the last one (or `from` itself if `build` adds none).
+    ///
+    /// `build` receives an empty [`Flow`] that starts at `from`: use every flow
+    /// method on it (`map`, `filter`, `supervise`, `name`, …).
+    pub fn flow<T, U, F>(&mut self, from: Outlet<T>, build: F) -> Outlet<U>
+    where
+        T: Send + 'static,
+        U: Send + 'static,
+        F: FnOnce(Flow<T>) -> Flow<U>,
+    {
+        if !self.check_outlet(&from) {
+            return Outlet::new(self.parts.id, from.at.node, from.at.port);
+        }
+        let flow = build(Flow::segment());
+        let (parts, tail, entry) = flow.into_parts();
+        let offset = self.parts.absorb(parts);
+        if let Some(entry) = entry {
+            self.parts.connect(
+                from.at,
+                PortRef {
+                    node: entry.node + offset,
+                    port: entry.port,
+                },
+            );
+        }
+        match tail {
+            Some(t) => Outlet::new(self.parts.id, t.node + offset, t.port),
+            // No stage added: the output is `from` itself (types match: T = U).
+            None => Outlet::new(self.parts.id, from.at.node, from.at.port),
+        }
+    }
+
+    /// Ends `from` with the sink (and any stages before it) that `build` adds;
+    /// returns the sink's result, ready once the graph has completed.
+    pub fn sink<T, R, F>(&mut self, from: Outlet<T>, build: F) -> OutputReceiver<R>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: FnOnce(Flow<T>) -> Runnable<R>,
+    {
+        let foreign = !self.check_outlet(&from);
+        let runnable = build(Flow::segment());
+        let (parts, entry, output) = runnable.into_parts();
+        let offset = self.parts.absorb(parts);
+        if let Some(entry) = entry
+            && !foreign
+        {
+            self.parts.connect(
+                from.at,
+                PortRef {
+                    node: entry.node + offset,
+                    port: entry.port,
+                },
+            );
+        }
+        output
+    }
+
+    /// Adds a junction with `inputs` input ports and `outputs` output ports; connect
+    /// them with [`connect`](Self::connect).
+    pub fn junction<J: Junction>(
+        &mut self,
+        junction: J,
+        inputs: usize,
+        outputs: usize,
+    ) -> JunctionPorts<J::In, J::Out> {
+        let inlets: Vec<InletFn<J>> = vec![plain_inlet::<J> as InletFn<J>; inputs];
+        let node = self.add_junction(junction, inlets, outputs);
+        let id = self.parts.id;
+        JunctionPorts {
+            inlets: (0..inputs).map(|p| Inlet::new(id, node, p)).collect(),
+            outlets: (0..outputs).map(|p| Outlet::new(id, node, p)).collect(),
+        }
+    }
+
+    fn add_junction<J: Junction>(
+        &mut self,
+        junction: J,
+        inlets: Vec<InletFn<J>>,
+        outputs: usize,
+    ) -> usize {
+        let inputs = inlets.len();
+        let meta = StageMeta {
+            name: None,
+            kind: junction.kind(),
+            counting: Counting::Custom,
+            capacity: None,
+            pinned: None,
+            inputs,
+            outputs,
+            junction: true,
+        };
+        let check = junction.validate(inputs, outputs);
+        let node = self
+            .parts
+            .add(meta, Box::new(JunctionNode::new(junction, inlets, outputs)));
+        if let Err(message) = check {
+            self.parts.errors.push(Pending::Argument { node, message });
+        }
+        node
+    }
+
+    /// Connects an output to an input of the same element type.
+    pub fn connect<T>(&mut self, from: Outlet<T>, to: Inlet<T>) {
+        if !self.check_outlet(&from) {
+            return;
+        }
+        if to.graph != self.parts.id {
+            self.parts
+                .errors
+                .push(Pending::Ready(BuildError::ForeignPort {
+                    what: format!("{to:?}"),
+                }));
+            return;
+        }
+        self.parts.connect(from.at, to.at);
+    }
+
+    fn fan_out<J: Junction<In = T, Out = T>, T, const N: usize>(
+        &mut self,
+        from: Outlet<T>,
+        junction: J,
+    ) -> [Outlet<T>; N] {
+        let JunctionPorts { inlets, outlets } = self.junction(junction, 1, N);
+        self.connect(from, inlets[0]);
+        std::array::from_fn(|i| outlets[i])
+    }
+
+    fn fan_in<J: Junction<In = T, Out = T>, T>(
+        &mut self,
+        from: impl IntoIterator<Item = Outlet<T>>,
+        junction: J,
+    ) -> Outlet<T> {
+        let from: Vec<Outlet<T>> = from.into_iter().collect();
+        let JunctionPorts { inlets, outlets } = self.junction(junction, from.len(), 1);
+        for (outlet, inlet) in from.into_iter().zip(inlets) {
+            self.connect(outlet, inlet);
+        }
+        outlets[0]
+    }
+
+    /// Sends every element of `from` to each of `N` branches; see [`Broadcast`] for
+    /// the per-branch lag policies and the backpressure rule.
+    pub fn broadcast<T: Clone + Send + 'static, const N: usize>(
+        &mut self,
+        from: Outlet<T>,
+        broadcast: Broadcast<T>,
+    ) -> [Outlet<T>; N] {
+        if broadcast.branches() != N {
+            self.parts
+                .errors
+                .push(Pending::Ready(BuildError::InvalidArgument {
+                    stage: "broadcast".into(),
+                    message: format!(
+                        "Broadcast::new({}) connected to {N} branches",
+                        broadcast.branches()
+                    ),
+                }));
+        }
+        self.fan_out(from, broadcast)
+    }
+
+    /// Sends every element of `from` on, and a copy of it to `side` (Akka's
+    /// `alsoTo`): a broadcast of two branches, the side one with `policy`.
+    pub fn tee<T: Clone + Send + 'static>(
+        &mut self,
+        from: Outlet<T>,
+        side: crate::junction::LagPolicy,
+    ) -> (Outlet<T>, Outlet<T>) {
+        let [main, side] = self.broadcast(from, Broadcast::new(2).lag(1, side));
+        (main, side)
+    }
+
+    /// Sends each element of `from` to branch `pick(&element)` of `N` (see
+    /// [`Partition`]).
+    pub fn partition<T: Send + 'static, const N: usize>(
+        &mut self,
+        from: Outlet<T>,
+        pick: impl FnMut(&T) -> usize + Send + 'static,
+    ) -> [Outlet<T>; N] {
+        self.fan_out(from, Partition::new(pick))
+    }
+
+    /// Sends each element to the first of the `N - 1` predicates that holds, or to
+    /// the last branch (the default) if none does: the seed's ConditionalFanOut.
+    pub fn route<T: Send + 'static, const N: usize>(
+        &mut self,
+        from: Outlet<T>,
+        predicates: Vec<crate::junction::Predicate<T>>,
+    ) -> [Outlet<T>; N] {
+        if predicates.len() + 1 != N {
+            self.parts
+                .errors
+                .push(Pending::Ready(BuildError::InvalidArgument {
+                    stage: "route".into(),
+                    message: format!(
+                        "{} predicates need {} branches (the last is the default), not {N}",
+                        predicates.len(),
+                        predicates.len() + 1
+                    ),
+                }));
+        }
+        self.fan_out(from, Partition::by_predicates(predicates))
+    }
+
+    /// Sends each element to one of `N` branches by the hash of `key`: equal keys
+    /// always take the same branch.
+    pub fn partition_by_key<T: Send + 'static, K: Hash, const N: usize>(
+        &mut self,
+        from: Outlet<T>,
+        key: impl Fn(&T) -> K + Send + 'static,
+    ) -> [Outlet<T>; N] {
+        self.fan_out(from, Partition::by_key(N, key))
+    }
+
+    /// Sends each element to one of `N` branches that has room (see [`Balance`]).
+    pub fn balance<T: Send + 'static, const N: usize>(
+        &mut self,
+        from: Outlet<T>,
+        balance: Balance,
+    ) -> [Outlet<T>; N] {
+        self.fan_out(
+            from,
+            BalanceOf {
+                balance,
+                _t: PhantomData,
+            },
+        )
+    }
+
+    /// Merges the outlets fairly (see [`Merge`]).
+    pub fn merge<T: Send + 'static>(
+        &mut self,
+        from: impl IntoIterator<Item = Outlet<T>>,
+    ) -> Outlet<T> {
+        self.fan_in(from, Merge::new())
+    }
+
+    /// Merges the outlets by `priority` (see [`MergePrioritized`]).
+    pub fn merge_prioritized<T: Send + 'static>(
+        &mut self,
+        from: impl IntoIterator<Item = Outlet<T>>,
+        priority: Priority,
+    ) -> Outlet<T> {
+        self.fan_in(from, MergePrioritized::new(priority))
+    }
+
+    /// Everything from the first outlet, then the second, … (see [`Concat`]).
+    pub fn concat<T: Send + 'static>(
+        &mut self,
+        from: impl IntoIterator<Item = Outlet<T>>,
+    ) -> Outlet<T> {
+        self.fan_in(from, Concat::new())
+    }
+
+    /// `segment` elements from each outlet in turn (see [`Interleave`]).
+    pub fn interleave<T: Send + 'static>(
+        &mut self,
+        from: impl IntoIterator<Item = Outlet<T>>,
+        segment: usize,
+    ) -> Outlet<T> {
+        self.fan_in(from, Interleave::new(segment))
+    }
+
+    /// Pairs the k-th elements of `a` and `b` (see [`Zip`](crate::junction::Zip)).
+    pub fn zip<A: Send + 'static, B: Send + 'static>(
+        &mut self,
+        a: Outlet<A>,
+        b: Outlet<B>,
+    ) -> Outlet<(A, B)> {
+        self.zip_with(a, b, |a, b| (a, b))
+    }
+
+    /// Combines the k-th elements of `a` and `b` with `f` (see [`ZipWith`]).
+    pub fn zip_with<A, B, C, F>(&mut self, a: Outlet<A>, b: Outlet<B>, f: F) -> Outlet<C>
+    where
+        A: Send + 'static,
+        B: Send + 'static,
+        C: Send + 'static,
+        F: FnMut(A, B) -> C + Send + 'static,
+    {
+        fn left<A: Send + 'static, B: Send + 'static, J: Junction<In = ZipIn<A, B>>>(
+            addr: &actix::Addr<JunctionActor<J>>,
+            port: usize,
+        ) -> AnyDownTx {
+            Box::new(DownTx::<A>::lifted(
+                addr.clone().recipient(),
+                port,
+                Lift {
+                    into: ZipIn::Left,
+                    back: ZipIn::left,
+                },
+            ))
+        }
+        fn right<A: Send + 'static, B: Send + 'static, J: Junction<In = ZipIn<A, B>>>(
+            addr: &actix::Addr<JunctionActor<J>>,
+            port: usize,
+        ) -> AnyDownTx {
+            Box::new(DownTx::<B>::lifted(
+                addr.clone().recipient(),
+                port,
+                Lift {
+                    into: ZipIn::Right,
+                    back: ZipIn::right,
+                },
+            ))
+        }
+        type Z<A, B, C, F> = ZipWith<A, B, C, F>;
+        let inlets: Vec<InletFn<Z<A, B, C, F>>> = vec![
+            left::<A, B, Z<A, B, C, F>> as InletFn<Z<A, B, C, F>>,
+            right::<A, B, Z<A, B, C, F>> as InletFn<Z<A, B, C, F>>,
+        ];
+        let node = self.add_junction(ZipWith::new(f), inlets, 1);
+        let id = self.parts.id;
+        if self.check_outlet(&a) && self.check_outlet(&b) {
+            self.parts.connect(a.at, PortRef { node, port: 0 });
+            self.parts.connect(b.at, PortRef { node, port: 1 });
+        }
+        Outlet::new(id, node, 0)
+    }
+
+    /// Names the stage that owns `port` (a junction, usually). Names appear in
+    /// stats, reports and errors and must be unique.
+    pub fn name_stage<T>(&mut self, port: Outlet<T>, name: impl Into<String>) -> &mut Self {
+        if self.check_outlet(&port) && port.at.node < self.parts.len() {
+            self.parts.meta_mut(port.at.node).name = Some(name.into());
+        }
+        self
+    }
+
+    /// Sets the input capacity (per input port) of the stage that owns `port`.
+    pub fn capacity_of<T>(&mut self, port: Outlet<T>, capacity: usize) -> &mut Self {
+        if self.check_outlet(&port) && port.at.node < self.parts.len() {
+            self.parts.meta_mut(port.at.node).capacity = Some(capacity);
+        }
+        self
+    }
+
+    /// Names the pipeline (default `pipeline-N`).
+    pub fn named(&mut self, name: impl Into<String>) -> &mut Self {
+        self.settings.name = Some(name.into());
+        self
+    }
+
+    /// Input capacity of every stage whose capacity was not set (see
+    /// [`Runnable::default_capacity`]).
+    pub fn default_capacity(&mut self, capacity: usize) -> &mut Self {
+        self.settings.default_capacity = capacity;
+        self
+    }
+
+    /// Largest batch a stage sends in one message (see [`Runnable::max_batch`]).
+    pub fn max_batch(&mut self, max_batch: usize) -> &mut Self {
+        self.settings.max_batch = max_batch;
+        self
+    }
+
+    /// Where the stages run (see [`Runnable::placement`]).
+    pub fn placement(&mut self, placement: Placement) -> &mut Self {
+        self.settings.placement = placement;
+        self
+    }
+
+    /// Subscribes to supervision events before the graph starts.
+    pub fn subscribe(&mut self) -> Events {
+        self.settings.subscribe()
+    }
+
+    /// Validates the graph and starts it. Sink results come through the receivers
+    /// [`sink`](Self::sink) returned; the handle's own output is `()`.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the stage (and port) at fault: everything
+    /// [`Runnable::run`] rejects, plus unconnected ports, ports connected twice,
+    /// cycles, and ports of another graph.
+    pub fn run(self, runtime: &Runtime) -> Result<Running<()>, BuildError> {
+        let (pipeline, done) = launch(self.parts, self.settings, runtime)?;
+        Ok(Running::new(pipeline, done, OutputReceiver::ready(())))
+    }
+}

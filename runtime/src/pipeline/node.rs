@@ -1,0 +1,209 @@
+//! Type-erased graph nodes: a stage or a junction waiting to be wired and started.
+//!
+//! Wiring happens in three passes over the graph: every node creates its mailbox
+//! (so that every address exists), then every edge hands the receiver's typed sender
+//! to the sender and the sender's credit channel to the receiver, then every node
+//! starts. The typed handles of [`Graph`](super::Graph) guarantee that the sender a
+//! node receives has its output type; the downcast checks it once more.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use actix::{Addr, Recipient};
+use actix_rt::ArbiterHandle;
+
+use crate::junction::Junction;
+use crate::junction::actor::{JunctionActor, UnstartedJunction};
+use crate::operator::Operator;
+use crate::pipeline::shared::PipelineShared;
+use crate::stage::Unstarted;
+use crate::stage::link::{DownLink, DownTx, UpLink, UpTx};
+use crate::stage::message::Control;
+use crate::stage::shared::StageShared;
+use crate::supervision::StageSupervisor;
+
+/// What a node needs to start.
+pub(crate) struct Start<'a> {
+    pub(crate) arbiter: &'a ArbiterHandle,
+    pub(crate) shared: Arc<StageShared>,
+    pub(crate) pipeline: Arc<PipelineShared>,
+    pub(crate) max_batch: usize,
+}
+
+/// A sender into one input port, of that port's element type.
+pub(crate) type AnyDownTx = Box<dyn Any + Send>;
+
+pub(crate) trait Node: Send {
+    /// Creates the mailbox. `input` and `output` are the total capacities of the
+    /// node's input edges and of the edges it feeds.
+    fn prepare(&mut self, input: usize, output: usize);
+    /// The typed sender for input `port` (a `DownTx<In>` in a box).
+    fn down_tx(&self, port: usize) -> AnyDownTx;
+    /// The credit channel for output `port`.
+    fn up_tx(&self, port: usize) -> UpTx;
+    fn set_output(&mut self, port: usize, tx: AnyDownTx, credit: usize);
+    fn set_input(&mut self, port: usize, up: UpLink);
+    fn control(&self) -> Recipient<Control>;
+    /// Starts the actor. False if the arbiter has stopped.
+    fn start(self: Box<Self>, start: Start<'_>) -> bool;
+}
+
+fn downcast<T: Send + 'static>(tx: AnyDownTx) -> DownTx<T> {
+    *tx.downcast::<DownTx<T>>()
+        .expect("typed ports connect matching element types")
+}
+
+/// A stage: one operator, at most one input and one output.
+pub(crate) struct StageNode<Op: Operator> {
+    op: Op,
+    sup: Option<StageSupervisor<Op::In>>,
+    unstarted: Option<Unstarted<Op>>,
+    up: Option<UpLink>,
+    down: Option<DownLink<Op::Out>>,
+}
+
+impl<Op: Operator> StageNode<Op> {
+    pub(crate) fn new(op: Op, sup: Option<StageSupervisor<Op::In>>) -> Self {
+        StageNode {
+            op,
+            sup,
+            unstarted: None,
+            up: None,
+            down: None,
+        }
+    }
+
+    fn addr(&self) -> &Addr<crate::stage::actor::StageActor<Op>> {
+        &self
+            .unstarted
+            .as_ref()
+            .expect("a node is prepared before it is wired")
+            .addr
+    }
+}
+
+impl<Op: Operator> Node for StageNode<Op> {
+    fn prepare(&mut self, input: usize, output: usize) {
+        self.unstarted = Some(Unstarted::new(input, output));
+    }
+
+    fn down_tx(&self, _port: usize) -> AnyDownTx {
+        Box::new(DownTx::<Op::In>::Stage(self.addr().clone().recipient()))
+    }
+
+    fn up_tx(&self, _port: usize) -> UpTx {
+        UpTx::Stage(self.addr().clone().recipient())
+    }
+
+    fn set_output(&mut self, _port: usize, tx: AnyDownTx, credit: usize) {
+        self.down = Some(DownLink {
+            tx: downcast(tx),
+            initial_credit: credit,
+        });
+    }
+
+    fn set_input(&mut self, _port: usize, up: UpLink) {
+        self.up = Some(up);
+    }
+
+    fn control(&self) -> Recipient<Control> {
+        self.addr().clone().recipient()
+    }
+
+    fn start(self: Box<Self>, s: Start<'_>) -> bool {
+        let this = *self;
+        let unstarted = this.unstarted.expect("a node is prepared before it starts");
+        unstarted.start(
+            s.arbiter,
+            this.op,
+            s.shared,
+            s.pipeline,
+            this.up,
+            this.down,
+            s.max_batch,
+            this.sup,
+        )
+    }
+}
+
+/// Builds the sender for one input port of a junction.
+pub(crate) type InletFn<J> = fn(&Addr<JunctionActor<J>>, usize) -> AnyDownTx;
+
+/// The sender for an input port whose elements are the junction's own.
+pub(crate) fn plain_inlet<J: Junction>(addr: &Addr<JunctionActor<J>>, port: usize) -> AnyDownTx {
+    Box::new(DownTx::<J::In>::Port(addr.clone().recipient(), port))
+}
+
+/// A junction: several inputs or outputs.
+pub(crate) struct JunctionNode<J: Junction> {
+    junction: J,
+    inlets: Vec<InletFn<J>>,
+    unstarted: Option<UnstartedJunction<J>>,
+    ups: Vec<Option<UpLink>>,
+    downs: Vec<Option<DownLink<J::Out>>>,
+}
+
+impl<J: Junction> JunctionNode<J> {
+    pub(crate) fn new(junction: J, inlets: Vec<InletFn<J>>, outputs: usize) -> Self {
+        let inputs = inlets.len();
+        JunctionNode {
+            junction,
+            inlets,
+            unstarted: None,
+            ups: (0..inputs).map(|_| None).collect(),
+            downs: (0..outputs).map(|_| None).collect(),
+        }
+    }
+
+    fn addr(&self) -> &Addr<JunctionActor<J>> {
+        &self
+            .unstarted
+            .as_ref()
+            .expect("a node is prepared before it is wired")
+            .addr
+    }
+}
+
+impl<J: Junction> Node for JunctionNode<J> {
+    fn prepare(&mut self, input: usize, output: usize) {
+        let ports = self.ups.len() + self.downs.len();
+        self.unstarted = Some(UnstartedJunction::new(input, output, ports));
+    }
+
+    fn down_tx(&self, port: usize) -> AnyDownTx {
+        (self.inlets[port])(self.addr(), port)
+    }
+
+    fn up_tx(&self, port: usize) -> UpTx {
+        UpTx::Port(self.addr().clone().recipient(), port)
+    }
+
+    fn set_output(&mut self, port: usize, tx: AnyDownTx, credit: usize) {
+        self.downs[port] = Some(DownLink {
+            tx: downcast(tx),
+            initial_credit: credit,
+        });
+    }
+
+    fn set_input(&mut self, port: usize, up: UpLink) {
+        self.ups[port] = Some(up);
+    }
+
+    fn control(&self) -> Recipient<Control> {
+        self.addr().clone().recipient()
+    }
+
+    fn start(self: Box<Self>, s: Start<'_>) -> bool {
+        let this = *self;
+        let unstarted = this.unstarted.expect("a node is prepared before it starts");
+        unstarted.start(
+            s.arbiter,
+            this.junction,
+            s.shared,
+            s.pipeline,
+            this.ups,
+            this.downs,
+            s.max_batch,
+        )
+    }
+}
