@@ -727,7 +727,15 @@ impl Graph {
         node
     }
 
-    /// Connects an output to an input of the same element type.
+    /// Connects an output to an input of the same element type. Ports of different
+    /// types do not connect:
+    ///
+    /// ```compile_fail
+    /// use weir_runtime::{Graph, Inlet, Outlet};
+    /// fn wire(g: &mut Graph, numbers: Outlet<u64>, words: Inlet<String>) {
+    ///     g.connect(numbers, words); // error: expected `Inlet<u64>`, found `Inlet<String>`
+    /// }
+    /// ```
     pub fn connect<T>(&mut self, from: Outlet<T>, to: Inlet<T>) {
         if !self.check_outlet(&from) {
             return;
