@@ -102,6 +102,7 @@ impl<J: Junction> UnstartedJunction<J> {
                     open: tx.is_some(),
                     tx,
                     last_flow: now,
+                    pushed: 0,
                 }
             })
             .collect();
@@ -190,6 +191,11 @@ impl<J: Junction> JunctionActor<J> {
         self.taken += taken;
         self.filtered += filtered;
         let pushed = self.pushed_total() - pushed_before;
+        if pushed > 0 {
+            for (port, counters) in self.outs.iter().zip(&self.shared.out_ports) {
+                counters.pushed.store(port.pushed, Relaxed);
+            }
+        }
         if let Some(at) = wake {
             let at = tokio::time::Instant::from_std(at);
             match &mut self.wake {
@@ -217,11 +223,7 @@ impl<J: Junction> JunctionActor<J> {
     }
 
     fn pushed_total(&self) -> u64 {
-        self.shared
-            .out_ports
-            .iter()
-            .map(|p| p.pushed.load(Relaxed))
-            .sum()
+        self.outs.iter().map(|p| p.pushed).sum()
     }
 
     /// Sends every buffer as far as its branch's credit allows. Returns whether
@@ -243,7 +245,12 @@ impl<J: Junction> JunctionActor<J> {
                 if n == 0 {
                     break;
                 }
-                let batch: Vec<J::Out> = port.buffer.drain(..n).collect();
+                let batch: Vec<J::Out> = if n == port.buffer.len() {
+                    // The whole buffer goes: hand it over (no copy when contiguous).
+                    Vec::from(std::mem::take(&mut port.buffer))
+                } else {
+                    port.buffer.drain(..n).collect()
+                };
                 counters.emitted.fetch_add(n as u64, SeqCst);
                 self.shared.emitted.fetch_add(n as u64, Relaxed);
                 match tx.try_send(Down::Batch(batch)) {

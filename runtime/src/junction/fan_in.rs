@@ -59,12 +59,8 @@ impl<T: Send + 'static> Junction for Merge<T> {
             let share = room.div_ceil(waiting);
             for k in 0..n {
                 let i = (self.next + k) % n;
-                let take = share.min(ports.queued(i)).min(ports.room(0));
-                for _ in 0..take {
-                    if let Some(x) = ports.pop(i) {
-                        ports.push(0, x);
-                    }
-                }
+                let take = share.min(ports.room(0));
+                ports.forward(i, 0, take);
             }
             self.next = (self.next + 1) % n;
         }
@@ -141,22 +137,14 @@ impl<T: Send + 'static> Junction for MergePrioritized<T> {
                     let Some(i) = (0..n).find(|&i| ports.queued(i) > 0) else {
                         break;
                     };
-                    let take = ports.queued(i).min(ports.room(0));
-                    for _ in 0..take {
-                        if let Some(x) = ports.pop(i) {
-                            ports.push(0, x);
-                        }
-                    }
+                    let take = ports.room(0);
+                    ports.forward(i, 0, take);
                 }
                 Priority::Weighted(weights) => {
                     // One round: each input up to its weight.
                     for (i, &w) in weights.iter().enumerate() {
-                        let take = (w as usize).min(ports.queued(i)).min(ports.room(0));
-                        for _ in 0..take {
-                            if let Some(x) = ports.pop(i) {
-                                ports.push(0, x);
-                            }
-                        }
+                        let take = (w as usize).min(ports.room(0));
+                        ports.forward(i, 0, take);
                     }
                 }
             }
@@ -207,12 +195,8 @@ impl<T: Send + 'static> Junction for Concat<T> {
     fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {
         while self.current < ports.inputs() {
             let i = self.current;
-            while ports.room(0) > 0 {
-                match ports.pop(i) {
-                    Some(x) => ports.push(0, x),
-                    None => break,
-                }
-            }
+            let room = ports.room(0);
+            ports.forward(i, 0, room);
             if ports.is_exhausted(i) {
                 self.current += 1;
             } else {

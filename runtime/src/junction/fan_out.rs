@@ -239,6 +239,26 @@ impl<T: Clone + Send + 'static> Junction for Broadcast<T> {
     fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {
         self.check_waits(ports);
         let n = ports.outputs();
+        if self
+            .branches
+            .iter()
+            .all(|b| matches!(b.policy, LagPolicy::Block))
+        {
+            // Every branch blocks: move whole runs, as far as the fullest branch
+            // allows.
+            let room = (0..n)
+                .filter(|&o| ports.is_open(o))
+                .map(|o| ports.room(o))
+                .min()
+                .unwrap_or(usize::MAX);
+            let moved = ports.copy_to_all(room);
+            self.index += moved as u64;
+            return if ports.is_exhausted(0) {
+                Routing::Finished
+            } else {
+                Routing::Continue
+            };
+        }
         loop {
             if ports.queued(0) == 0 {
                 return if ports.is_exhausted(0) {
@@ -444,12 +464,7 @@ impl<T: Send + 'static> Junction for BalanceOf<T> {
                 BalanceStrategy::RoundRobin => 1,
                 BalanceStrategy::LeastLoaded => (ports.room(o) / ports.outputs().max(1)).max(1),
             };
-            for _ in 0..run.min(ports.room(o)) {
-                match ports.pop(0) {
-                    Some(x) => ports.push(o, x),
-                    None => break,
-                }
-            }
+            ports.forward(0, o, run.min(ports.room(o)));
         }
         if ports.is_exhausted(0) {
             Routing::Finished

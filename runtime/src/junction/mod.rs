@@ -110,6 +110,9 @@ pub(crate) struct OutPort<T: Send + 'static> {
     pub(crate) open: bool,
     /// Last time the port sent a batch or had nothing waiting.
     pub(crate) last_flow: Instant,
+    /// Elements routed to the port (published to the shared counters after each
+    /// routing pass: one plain add per element, not an atomic one).
+    pub(crate) pushed: u64,
 }
 
 /// What [`Junction::route`] sees: the input queues and the output buffers.
@@ -258,22 +261,20 @@ impl<I, O: Send + 'static> Ports<'_, I, O> {
     /// Appends `x` to output `o`'s buffer. On a cancelled branch the element is
     /// counted as dropped instead.
     pub fn push(&mut self, o: usize, x: O) {
-        let counters = &self.shared.out_ports[o];
-        counters.pushed.fetch_add(1, Relaxed);
         let port = &mut self.outs[o];
+        port.pushed += 1;
         if port.open {
             port.buffer.push_back(x);
         } else {
-            counters.dropped.fetch_add(1, Relaxed);
+            self.shared.out_ports[o].dropped.fetch_add(1, Relaxed);
         }
     }
 
     /// Counts `x`, meant for output `o`, as dropped there (a lag policy's drop),
     /// and gives it back (to dead-letter it, say).
     pub fn discard(&mut self, o: usize, x: O) -> O {
-        let counters = &self.shared.out_ports[o];
-        counters.pushed.fetch_add(1, Relaxed);
-        counters.dropped.fetch_add(1, Relaxed);
+        self.outs[o].pushed += 1;
+        self.shared.out_ports[o].dropped.fetch_add(1, Relaxed);
         x
     }
 
@@ -292,6 +293,65 @@ impl<I, O: Send + 'static> Ports<'_, I, O> {
         counters.dropped.fetch_add(dropped.len() as u64, Relaxed);
         counters.detached.fetch_add(1, Relaxed);
         dropped
+    }
+}
+
+impl<T: Send + 'static> Ports<'_, T, T> {
+    /// Moves up to `n` elements from input `i` to output `o` in one go (a merge's
+    /// or balance's bulk path). Does not check room: take `n` from
+    /// [`room`](Self::room). Returns how many moved.
+    pub fn forward(&mut self, i: usize, o: usize, n: usize) -> usize {
+        let n = n.min(self.ins[i].queue.len());
+        if n == 0 {
+            return 0;
+        }
+        let (input, port) = (&mut self.ins[i], &mut self.outs[o]);
+        input.owed += n;
+        port.pushed += n as u64;
+        if port.open {
+            port.buffer.extend(input.queue.drain(..n));
+        } else {
+            input.queue.drain(..n);
+            self.shared.out_ports[o]
+                .dropped
+                .fetch_add(n as u64, Relaxed);
+        }
+        self.taken += n as u64;
+        self.uncommitted += n as u64;
+        n
+    }
+}
+
+impl<T: Clone + Send + 'static> Ports<'_, T, T> {
+    /// Copies the first `n` elements of input 0 to every output and takes them (a
+    /// broadcast's bulk path when every branch blocks). Does not check room.
+    pub(crate) fn copy_to_all(&mut self, n: usize) -> usize {
+        let n = n.min(self.ins[0].queue.len());
+        if n == 0 {
+            return 0;
+        }
+        let last = self.outs.len() - 1;
+        let input = &mut self.ins[0];
+        for (o, port) in self.outs.iter_mut().enumerate() {
+            port.pushed += n as u64;
+            if !port.open {
+                self.shared.out_ports[o]
+                    .dropped
+                    .fetch_add(n as u64, Relaxed);
+            } else if o == last {
+                port.buffer.extend(input.queue.drain(..n));
+                continue;
+            } else {
+                port.buffer.extend(input.queue.iter().take(n).cloned());
+            }
+            if o == last {
+                input.queue.drain(..n);
+            }
+        }
+        input.owed += n;
+        self.taken += n as u64;
+        self.uncommitted += n as u64;
+        n
     }
 }
 
