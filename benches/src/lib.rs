@@ -4,9 +4,11 @@
 //! * [`workload`]: the pipeline every variant runs and its reference checksum.
 //! * [`baselines`]: the non-weir variants (fused, crossbeam, actix).
 //! * [`weir_variant`]: the same workload on weir.
+//! * [`junctions`]: the `broadcast4` and `merge4` workloads, on weir and on threads.
 //! * [`stats`]: median, percentiles and peak RSS.
 
 pub mod baselines;
+pub mod junctions;
 pub mod stats;
 pub mod weir_variant;
 pub mod workload;

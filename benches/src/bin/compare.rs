@@ -1,9 +1,12 @@
 //! Comparison harness: pushes the shared [`workload`] through several variants
-//! in one invocation and reports throughput, peak RSS and weir's latency.
+//! in one invocation and reports throughput, peak RSS and weir's latency; then the
+//! [`junctions`] workloads (`broadcast4`, `merge4`), each next to its crossbeam
+//! baseline.
 //!
 //! ```text
 //! cargo run --release -p weir-benches --bin compare -- [--elements N] [--runs R]
-//!     [--per-element-elements N] [--pings P] [--variants a,b,...] [--out PATH]
+//!     [--per-element-elements N] [--pings P] [--junction-elements N]
+//!     [--placement together|spread] [--variants a,b,...] [--out PATH]
 //! ```
 //!
 //! Each variant runs in a child process (this binary re-invoked with
@@ -11,6 +14,10 @@
 //! per-run elements/s, whether every checksum matched the reference, and its
 //! own peak RSS (`VmHWM`). The parent only collects, prints a table and writes
 //! a JSON report; it exits non-zero when any selected variant failed.
+//!
+//! A junction workload's child alternates its crossbeam baseline and weir, `R`
+//! runs of each, so that both are measured in the same stretch of time; its entry
+//! carries both medians (`elements_per_sec`, `baseline_elements_per_sec`).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -18,6 +25,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use weir_benches::baselines::{self, RunFn};
+use weir_benches::junctions::{self, JunctionPlacement};
 use weir_benches::{stats, weir_variant, workload};
 
 /// Every throughput variant, in report order.
@@ -31,19 +39,51 @@ const VARIANTS: &[(&str, RunFn)] = &[
 ];
 /// The variant with injected panics, whose child also reports restarts.
 const FAULTY: &str = "weir_faulty";
+/// A junction workload: its weir variant and its crossbeam baseline, each
+/// returning one sum per sink.
+struct JunctionVariant {
+    name: &'static str,
+    weir: fn(u64, JunctionPlacement) -> Result<Vec<u64>, String>,
+    baseline: fn(u64) -> Result<Vec<u64>, String>,
+    /// Sinks, each of which must sum to [`junctions::expected_sum`].
+    sinks: usize,
+}
+
+/// The junction workloads, in report order.
+const JUNCTIONS: &[JunctionVariant] = &[
+    JunctionVariant {
+        name: "broadcast4",
+        weir: junctions::broadcast4_weir,
+        baseline: junctions::broadcast4_crossbeam,
+        sinks: junctions::FAN,
+    },
+    JunctionVariant {
+        name: "merge4",
+        weir: junctions::merge4_weir,
+        baseline: junctions::merge4_crossbeam,
+        sinks: 1,
+    },
+];
+/// Default source elements of a junction workload.
+const JUNCTION_ELEMENTS: u64 = 4_000_000;
 /// Name of the latency measurement (weir only).
 const LATENCY: &str = "latency";
 /// The variant that pushes at most `--per-element-elements` elements.
 const PER_ELEMENT: &str = "actix_per_element";
 
 const USAGE: &str = "usage: compare [--elements N] [--runs R] [--per-element-elements N] \
-[--pings P] [--variants a,b,...] [--out PATH]
+[--pings P] [--junction-elements N] [--placement together|spread] [--variants a,b,...] \
+[--out PATH]
   --elements N              elements per run (default 10000000)
   --runs R                  runs per variant; the median is reported (default 5)
   --per-element-elements N  cap for actix_per_element (default 200000)
   --pings P                 pings for the weir latency measurement (default 100000)
+  --junction-elements N     source elements of broadcast4 and merge4 (default 4000000)
+  --placement P             weir placement in broadcast4 and merge4, on one arbiter
+                            per core: together or spread (default together)
   --variants LIST           comma-separated subset of: fused, crossbeam_batched,
-                            actix_per_element, actix_batched, weir, latency (default: all)
+                            actix_per_element, actix_batched, weir, weir_faulty,
+                            broadcast4, merge4, latency (default: all)
   --out PATH                JSON report (default: <workspace>/target/compare.json)";
 
 /// Parsed command line.
@@ -53,6 +93,8 @@ struct Args {
     per_element_elements: u64,
     runs: usize,
     pings: usize,
+    junction_elements: u64,
+    placement: JunctionPlacement,
     variants: Vec<String>,
     out: PathBuf,
     child: Option<String>,
@@ -65,6 +107,8 @@ impl Default for Args {
             per_element_elements: baselines::actix_per_element::DEFAULT_ELEMENTS,
             runs: 5,
             pings: 100_000,
+            junction_elements: JUNCTION_ELEMENTS,
+            placement: JunctionPlacement::default(),
             variants: all_names(),
             out: PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -79,6 +123,7 @@ fn all_names() -> Vec<String> {
     VARIANTS
         .iter()
         .map(|(name, _)| *name)
+        .chain(JUNCTIONS.iter().map(|j| j.name))
         .chain([LATENCY])
         .map(str::to_owned)
         .collect()
@@ -112,6 +157,8 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Args, String> {
                 | "--per-element-elements"
                 | "--runs"
                 | "--pings"
+                | "--junction-elements"
+                | "--placement"
                 | "--variants"
                 | "--out"
                 | "--child"
@@ -127,6 +174,12 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--per-element-elements" => args.per_element_elements = parse_count(&flag, &value, 0)?,
             "--runs" => args.runs = parse_count(&flag, &value, 1)?,
             "--pings" => args.pings = parse_count(&flag, &value, 1)?,
+            "--junction-elements" => args.junction_elements = parse_count(&flag, &value, 0)?,
+            "--placement" => {
+                args.placement = JunctionPlacement::parse(&value).ok_or_else(|| {
+                    format!("--placement: `{value}` is neither `together` nor `spread`")
+                })?;
+            }
             "--out" => args.out = PathBuf::from(value),
             "--child" => args.child = Some(value),
             _ => {
@@ -173,6 +226,23 @@ struct ChildReport {
     restart_p99_us: Option<f64>,
 }
 
+/// What a junction child prints (one JSON line on stdout).
+#[derive(Debug, Serialize, Deserialize)]
+struct JunctionChildReport {
+    name: String,
+    elements: u64,
+    placement: String,
+    arbiters: usize,
+    /// weir's elements/s, one per run.
+    runs: Vec<f64>,
+    /// The baseline's elements/s, one per run.
+    baseline_runs: Vec<f64>,
+    /// Whether every sink of every run, weir and baseline, summed correctly.
+    checksum_ok: bool,
+    peak_rss_bytes: Option<u64>,
+    error: Option<String>,
+}
+
 /// What the latency child prints (one JSON line on stdout).
 #[derive(Debug, Serialize, Deserialize)]
 struct LatencyChildReport {
@@ -202,6 +272,26 @@ struct VariantEntry {
     error: Option<String>,
 }
 
+/// A junction workload in the JSON report: weir and its baseline, medians of the
+/// same child's alternating runs.
+#[derive(Debug, Serialize)]
+struct JunctionEntry {
+    name: String,
+    elements: u64,
+    elements_per_sec: f64,
+    baseline_elements_per_sec: f64,
+    /// weir's placement, on `arbiters` arbiters.
+    placement: String,
+    arbiters: usize,
+    /// weir and the baseline in the same process: its peak RSS covers both.
+    peak_rss_bytes: Option<u64>,
+    checksum_ok: bool,
+    runs: Vec<f64>,
+    baseline_runs: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
 /// The latency measurement in the JSON report.
 #[derive(Debug, Serialize)]
 struct LatencyEntry {
@@ -219,12 +309,17 @@ struct LatencyEntry {
 #[serde(untagged)]
 enum Entry {
     Variant(VariantEntry),
+    Junction(JunctionEntry),
     Latency(LatencyEntry),
 }
 
 fn run_child(name: &str, args: &Args) -> Result<String, String> {
     if name == LATENCY {
         return serde_json::to_string(&child_latency(args.pings)).map_err(|e| e.to_string());
+    }
+    if let Some(junction) = JUNCTIONS.iter().find(|j| j.name == name) {
+        let report = child_junction(junction, args.elements, args.runs, args.placement);
+        return serde_json::to_string(&report).map_err(|e| e.to_string());
     }
     let Some(&(_, run)) = VARIANTS.iter().find(|(n, _)| *n == name) else {
         return Err(format!("--child: unknown variant `{name}`"));
@@ -285,6 +380,59 @@ fn child_variant(name: &str, run: RunFn, elements: u64, runs: usize) -> ChildRep
         report.restart_p50_us = us(0.5);
         report.restart_p99_us = us(0.99);
     }
+    report
+}
+
+/// Runs `junction`'s baseline and weir in turn, `runs` times each, checking every
+/// sink's sum.
+fn child_junction(
+    junction: &JunctionVariant,
+    elements: u64,
+    runs: usize,
+    placement: JunctionPlacement,
+) -> JunctionChildReport {
+    let mut report = JunctionChildReport {
+        name: junction.name.to_owned(),
+        elements,
+        placement: placement.name().to_owned(),
+        arbiters: junctions::arbiters(),
+        runs: Vec::with_capacity(runs),
+        baseline_runs: Vec::with_capacity(runs),
+        checksum_ok: false,
+        peak_rss_bytes: None,
+        error: None,
+    };
+    let want = vec![junctions::expected_sum(elements); junction.sinks];
+    let timed = |run: &dyn Fn(u64) -> Result<Vec<u64>, String>, what: &str| {
+        let start = Instant::now();
+        let sums = run(std::hint::black_box(elements));
+        let secs = start.elapsed().as_secs_f64();
+        match sums {
+            Ok(sums) if sums == want => Ok(if secs > 0.0 {
+                elements as f64 / secs
+            } else {
+                0.0
+            }),
+            Ok(sums) => Err(format!("{what}: sums {sums:?} != expected {want:?}")),
+            Err(e) => Err(format!("{what}: {e}")),
+        }
+    };
+    for _ in 0..runs {
+        let baseline = timed(&junction.baseline, "baseline");
+        let weir = timed(&|n| (junction.weir)(n, placement), "weir");
+        match (baseline, weir) {
+            (Ok(b), Ok(w)) => {
+                report.baseline_runs.push(b);
+                report.runs.push(w);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                report.error = Some(e);
+                break;
+            }
+        }
+    }
+    report.checksum_ok = report.error.is_none() && report.runs.len() == runs;
+    report.peak_rss_bytes = stats::peak_rss_bytes();
     report
 }
 
@@ -384,6 +532,66 @@ fn measure_variant(name: &str, args: &Args) -> VariantEntry {
     }
 }
 
+fn measure_junction(junction: &JunctionVariant, args: &Args) -> JunctionEntry {
+    let name = junction.name;
+    let elements = args.junction_elements;
+    eprintln!(
+        "running {name}: {elements} elements x {} runs, weir {} on {} arbiters, and its baseline ...",
+        args.runs,
+        args.placement.name(),
+        junctions::arbiters()
+    );
+    let extra = [
+        "--elements".to_owned(),
+        elements.to_string(),
+        "--runs".to_owned(),
+        args.runs.to_string(),
+        "--placement".to_owned(),
+        args.placement.name().to_owned(),
+    ];
+    let report = spawn_child(name, &extra).and_then(|line| {
+        serde_json::from_str::<JunctionChildReport>(&line)
+            .map_err(|e| format!("{name} child printed bad JSON: {e}"))
+    });
+    match report {
+        Ok(report) => {
+            let median = |runs: &[f64]| {
+                if report.checksum_ok {
+                    stats::median(runs).unwrap_or(0.0)
+                } else {
+                    0.0
+                }
+            };
+            JunctionEntry {
+                name: name.to_owned(),
+                elements: report.elements,
+                elements_per_sec: median(&report.runs),
+                baseline_elements_per_sec: median(&report.baseline_runs),
+                placement: report.placement,
+                arbiters: report.arbiters,
+                peak_rss_bytes: report.peak_rss_bytes,
+                checksum_ok: report.checksum_ok,
+                runs: report.runs,
+                baseline_runs: report.baseline_runs,
+                error: report.error,
+            }
+        }
+        Err(error) => JunctionEntry {
+            name: name.to_owned(),
+            elements,
+            elements_per_sec: 0.0,
+            baseline_elements_per_sec: 0.0,
+            placement: args.placement.name().to_owned(),
+            arbiters: junctions::arbiters(),
+            peak_rss_bytes: None,
+            checksum_ok: false,
+            runs: Vec::new(),
+            baseline_runs: Vec::new(),
+            error: Some(error),
+        },
+    }
+}
+
 fn measure_latency(args: &Args) -> LatencyEntry {
     eprintln!("running {LATENCY}: {} pings ...", args.pings);
     let extra = ["--pings".to_owned(), args.pings.to_string()];
@@ -419,13 +627,73 @@ fn format_rate(per_sec: f64) -> String {
 
 fn ratio(entry: &VariantEntry, base: Option<&VariantEntry>) -> String {
     match base {
-        Some(b) if entry.checksum_ok && b.checksum_ok && b.elements_per_sec > 0.0 => {
-            let r = entry.elements_per_sec / b.elements_per_sec;
-            // Three significant digits down to tiny ratios (per-element actix is slow).
-            let decimals = (2 - r.log10().floor() as i32).clamp(0, 6) as usize;
-            format!("{r:.decimals$}x")
+        Some(b) if entry.checksum_ok && b.checksum_ok => {
+            ratio_of(entry.elements_per_sec, b.elements_per_sec)
         }
         _ => "n/a".into(),
+    }
+}
+
+/// `value / base`, to three significant digits down to tiny ratios (per-element
+/// actix is slow); "n/a" when `base` is not positive.
+fn ratio_of(value: f64, base: f64) -> String {
+    if base > 0.0 {
+        let r = value / base;
+        let decimals = (2 - r.log10().floor() as i32).clamp(0, 6) as usize;
+        format!("{r:.decimals$}x")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn print_junctions(entries: &[JunctionEntry]) {
+    if entries.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<18} {:>10} {:>14} {:>14} {:>12} {:>16} {:>12} {:>9}",
+        "junction",
+        "elements",
+        "weir median",
+        "baseline",
+        "vs baseline",
+        "weir placement",
+        "peak RSS MiB",
+        "checksum"
+    );
+    for j in entries {
+        let rate = |r: f64| {
+            if j.checksum_ok {
+                format_rate(r)
+            } else {
+                "-".into()
+            }
+        };
+        let rss = j.peak_rss_bytes.map_or_else(
+            || "?".into(),
+            |b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)),
+        );
+        println!(
+            "{:<18} {:>10} {:>14} {:>14} {:>12} {:>16} {:>12} {:>9}",
+            j.name,
+            j.elements,
+            rate(j.elements_per_sec),
+            rate(j.baseline_elements_per_sec),
+            if j.checksum_ok {
+                ratio_of(j.elements_per_sec, j.baseline_elements_per_sec)
+            } else {
+                "n/a".into()
+            },
+            format!("{} x{}", j.placement, j.arbiters),
+            rss,
+            if j.checksum_ok { "ok" } else { "FAILED" },
+        );
+    }
+    for j in entries {
+        if let Some(error) = &j.error {
+            println!("  {} failed: {error}", j.name);
+        }
     }
 }
 
@@ -522,6 +790,11 @@ fn main() -> ExitCode {
         .filter(|(name, _)| args.variants.iter().any(|v| v == name))
         .map(|(name, _)| measure_variant(name, &args))
         .collect();
+    let junction_entries: Vec<JunctionEntry> = JUNCTIONS
+        .iter()
+        .filter(|j| args.variants.iter().any(|v| v == j.name))
+        .map(|j| measure_junction(j, &args))
+        .collect();
     let latency = args
         .variants
         .iter()
@@ -529,8 +802,11 @@ fn main() -> ExitCode {
         .then(|| measure_latency(&args));
 
     println!();
-    print_table(&variants, latency.as_ref());
+    if !variants.is_empty() || latency.is_some() {
+        print_table(&variants, latency.as_ref());
+    }
     let failed = variants.iter().any(|v| !v.checksum_ok)
+        || junction_entries.iter().any(|j| !j.checksum_ok)
         || latency
             .as_ref()
             .is_some_and(|l| l.error.is_some() || l.p50_us.is_none());
@@ -557,7 +833,9 @@ fn main() -> ExitCode {
             r.p99_us.unwrap_or(f64::NAN)
         );
     }
+    print_junctions(&junction_entries);
     let mut entries: Vec<Entry> = variants.into_iter().map(Entry::Variant).collect();
+    entries.extend(junction_entries.into_iter().map(Entry::Junction));
     entries.extend(latency.map(Entry::Latency));
     entries.extend(restart.map(Entry::Latency));
     let written = write_report(&args.out, &entries);
@@ -596,7 +874,9 @@ mod tests {
         assert_eq!(args.runs, 5);
         assert_eq!(args.pings, 100_000);
         assert_eq!(args.per_element_elements, 200_000);
-        assert_eq!(args.variants.len(), VARIANTS.len() + 1);
+        assert_eq!(args.junction_elements, JUNCTION_ELEMENTS);
+        assert_eq!(args.placement, JunctionPlacement::Together);
+        assert_eq!(args.variants.len(), VARIANTS.len() + JUNCTIONS.len() + 1);
         assert!(args.out.ends_with("target/compare.json"));
     }
 
@@ -616,6 +896,16 @@ mod tests {
         assert_eq!(args.runs, 3);
         assert_eq!(args.variants, ["fused", "weir"]);
         assert_eq!(args.out, PathBuf::from("/tmp/x.json"));
+        let args = parse(&[
+            "--variants=merge4,latency,broadcast4",
+            "--junction-elements",
+            "4_000",
+            "--placement=spread",
+        ])
+        .unwrap();
+        assert_eq!(args.variants, ["broadcast4", "merge4", "latency"]);
+        assert_eq!(args.junction_elements, 4000);
+        assert_eq!(args.placement, JunctionPlacement::Spread);
     }
 
     #[test]
@@ -637,6 +927,25 @@ mod tests {
                 .unwrap_err()
                 .contains("nope")
         );
+        assert!(parse(&["--placement", "everywhere"]).is_err());
+    }
+
+    #[test]
+    fn child_junction_checks_every_sink() {
+        for j in JUNCTIONS {
+            let report = child_junction(j, 10_000, 2, JunctionPlacement::Together);
+            assert!(report.checksum_ok, "{}: {:?}", j.name, report.error);
+            assert_eq!((report.runs.len(), report.baseline_runs.len()), (2, 2));
+        }
+        let wrong = JunctionVariant {
+            name: "wrong",
+            weir: |n, _| Ok(vec![junctions::expected_sum(n) ^ 1]),
+            baseline: |n| Ok(vec![junctions::expected_sum(n)]),
+            sinks: 1,
+        };
+        let report = child_junction(&wrong, 10, 2, JunctionPlacement::Together);
+        assert!(!report.checksum_ok);
+        assert!(report.error.unwrap().starts_with("weir: sums"));
     }
 
     #[test]
@@ -673,5 +982,7 @@ mod tests {
         assert_eq!(ratio(&entry(1234.0), Some(&entry(1.0))), "1234x");
         assert_eq!(ratio(&entry(1.0), Some(&entry(500.0))), "0.00200x");
         assert_eq!(ratio(&entry(1.0), None), "n/a");
+        assert_eq!(ratio_of(0.75, 1.0), "0.750x");
+        assert_eq!(ratio_of(1.0, 0.0), "n/a");
     }
 }
