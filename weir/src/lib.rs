@@ -69,7 +69,7 @@
 )]
 #![forbid(unsafe_code)]
 
-pub use weir_operators::{FlowExt, Pipeline, ops, sink, source};
+pub use weir_operators::{FlowExt, Pipeline, ops, resource_pool, sink, source};
 pub use weir_runtime::*;
 pub use weir_supervisor as supervisor;
 

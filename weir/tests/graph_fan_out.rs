@@ -342,3 +342,156 @@ fn balance_spreads_work_and_loses_nothing() {
         }
     }
 }
+
+/// An element whose `clone` panics for one value.
+#[derive(Debug, PartialEq)]
+struct Brittle(u64);
+
+impl Clone for Brittle {
+    fn clone(&self) -> Self {
+        assert!(self.0 != 5, "clone of 5");
+        Brittle(self.0)
+    }
+}
+
+#[test]
+fn a_panicking_clone_in_a_blocking_broadcast_keeps_the_counts_exact() {
+    let rt = rt1();
+    let mut g = Graph::new();
+    let src = g.source(Pipeline::from_iter((0..10_u64).map(Brittle)));
+    let [a, b] = g.broadcast(src, Broadcast::new(2));
+    g.name_stage(a, "fanout");
+    let (_a, _b) = (collect(&mut g, a), collect(&mut g, b));
+    let err = g.run(&rt).unwrap().wait().unwrap_err();
+    assert!(err.to_string().contains("`fanout`"), "{err}");
+    err.report().unwrap().check_conservation().unwrap();
+}
+
+#[test]
+fn a_panicking_partition_function_counts_nothing_twice() {
+    let rt = rt1();
+    let mut g = Graph::new();
+    let src = g.source(Pipeline::from_iter(0..10_u64));
+    let [a, b] = g.partition(src, |x: &u64| {
+        assert!(*x != 5, "boom");
+        0
+    });
+    g.name_stage(a, "part");
+    let (_a, _b) = (collect(&mut g, a), collect(&mut g, b));
+    let err = g.run(&rt).unwrap().wait().unwrap_err();
+    let report = err.report().unwrap();
+    report.check_conservation().unwrap();
+    let part = report.stage("part").unwrap();
+    // The function runs before the element is taken: nothing was in hand.
+    assert_eq!(part.failed, 0, "{part:?}");
+    let counted: u64 = report
+        .stages
+        .iter()
+        .map(|s| s.failed + s.abandoned)
+        .sum::<u64>()
+        + report.delivered();
+    assert_eq!(
+        counted,
+        report.admitted(),
+        "each element counted once: {report}"
+    );
+}
+
+#[test]
+fn the_partition_function_runs_once_per_element_even_under_backpressure() {
+    let rt = rt1();
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = Arc::clone(&calls);
+    let mut turn = 0_u64;
+    let mut g = Graph::new();
+    let src = g.source(Pipeline::from_iter(0..2_000_u64));
+    let [a, b] = g.partition(src, move |_: &u64| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        turn += 1;
+        (turn % 2) as usize
+    });
+    let a = g.sink(a, |f| {
+        f.map_async(1, |x| async move {
+            tokio::time::sleep(std::time::Duration::from_micros(50)).await;
+            x
+        })
+        .capacity(4)
+        .fold(0_u64, |n, _| n + 1)
+    });
+    let b = g.sink(b, |f| f.fold(0_u64, |n, _| n + 1));
+    g.run(&rt).unwrap().wait().unwrap();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2_000);
+    // A stateful (round-robin) pick splits exactly.
+    assert_eq!((take(a), take(b)), (1_000, 1_000));
+}
+
+#[test]
+fn detach_keeps_what_the_branch_had_credit_for() {
+    let rt = rt1();
+    let mut g = Graph::new();
+    let src = g.source(Pipeline::from_iter(0..100_u64));
+    let policy = LagPolicy::Detach {
+        max_lag: 4,
+        max_wait: None,
+    };
+    let [a, b] = g.broadcast(src, Broadcast::new(2).lag(1, policy));
+    g.name_stage(a, "fanout");
+    let _a = collect(&mut g, a);
+    let side = g.sink(b, |f| f.collect().capacity(4));
+    let done = g.run(&rt).unwrap().wait().unwrap();
+    let side = take(side);
+    assert!(side.len() >= 4, "got {side:?}");
+    assert_eq!(
+        &side[..4],
+        &[0, 1, 2, 3],
+        "the first elements it had credit for"
+    );
+    let port = &done.report.stage("fanout").unwrap().outputs[1];
+    assert_eq!(port.dropped + side.len() as u64, 100);
+    done.report.check_conservation().unwrap();
+}
+
+#[test]
+fn dead_letters_of_dropped_elements_carry_their_own_position() {
+    for policy in [
+        LagPolicy::DropOldest { buffer: 4 },
+        LagPolicy::DropNewest { buffer: 4 },
+        LagPolicy::Detach {
+            max_lag: 4,
+            max_wait: None,
+        },
+    ] {
+        let rt = rt1();
+        let dlq = MemoryDlq::new(1_000);
+        let mut g = Graph::new();
+        let src = g.source(Pipeline::from_iter(0..500_u64));
+        let [a, b] = g.broadcast(
+            src,
+            Broadcast::new(2).lag(1, policy).dead_letters(dlq.clone()),
+        );
+        let _a = collect(&mut g, a);
+        let _b = g.sink(b, |f| f.collect().capacity(4));
+        g.run(&rt).unwrap().wait().unwrap();
+        let letters = dlq.drain();
+        assert!(!letters.is_empty(), "{policy:?}");
+        for letter in letters {
+            assert_eq!(letter.element_index, letter.element, "{policy:?}");
+        }
+    }
+}
+
+#[test]
+fn a_lag_policy_for_a_missing_branch_is_reported_as_such() {
+    let mut g = Graph::new();
+    let src = g.source(Pipeline::from_iter(0..3_u64));
+    let [a, b] = g.broadcast(
+        src,
+        Broadcast::new(2).lag(2, LagPolicy::DropNewest { buffer: 1 }),
+    );
+    let (_a, _b) = (collect(&mut g, a), collect(&mut g, b));
+    let msg = g.run(&rt1()).unwrap_err().to_string();
+    assert!(
+        msg.contains("a lag policy was set for branch 2, but the broadcast has 2"),
+        "{msg}"
+    );
+}

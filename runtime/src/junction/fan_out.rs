@@ -59,6 +59,7 @@ pub struct Branch {
 /// routed to it after is counted as dropped on its port); when every branch has
 /// cancelled, the broadcast cancels its input.
 pub struct Broadcast<T> {
+    declared: usize,
     branches: Vec<Branch>,
     dead_letters: Option<DropSink<T>>,
     index: u64,
@@ -77,6 +78,7 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
     /// A broadcast to `branches` outputs, each with [`LagPolicy::Block`].
     pub fn new(branches: usize) -> Self {
         Broadcast {
+            declared: branches,
             branches: vec![
                 Branch {
                     policy: LagPolicy::Block,
@@ -116,10 +118,11 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
     }
 
     pub(crate) fn branches(&self) -> usize {
-        self.branches.len()
+        self.declared
     }
 
-    fn letter(&self, ports: &Ports<'_, T, T>, branch: usize, x: T, why: &str) {
+    /// Dead-letters `x`, the element at position `index` of the input.
+    fn letter(&self, ports: &Ports<'_, T, T>, branch: usize, x: T, index: u64, why: &str) {
         if let Some(sink) = &self.dead_letters {
             let failure = Failure::error(
                 ErrorClass::ResourceExhausted,
@@ -131,7 +134,7 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
                 ports.pipeline.to_owned(),
                 &failure,
                 0,
-                self.index,
+                index,
             );
             // Refused: the drop is counted on the port all the same.
             let _ = sink.offer(letter);
@@ -162,8 +165,12 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
 
     fn detach(&mut self, ports: &mut Ports<'_, T, T>, o: usize, why: &str) {
         self.branches[o].detached = true;
-        for x in ports.detach(o) {
-            self.letter(ports, o, x, why);
+        let kept = ports.credit(o).min(ports.buffered(o)) as u64;
+        // Every element is routed to every branch: a port's stream positions are
+        // the input's.
+        let first = ports.routed(o) - ports.buffered(o) as u64 + kept;
+        for (k, x) in ports.detach(o).into_iter().enumerate() {
+            self.letter(ports, o, x, first + k as u64, why);
         }
     }
 
@@ -177,18 +184,20 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
                     ports.push(o, x);
                 } else {
                     let x = ports.discard(o, x);
-                    self.letter(ports, o, x, "its buffer was full (drop newest)");
+                    self.letter(ports, o, x, self.index, "its buffer was full (drop newest)");
                 }
             }
             LagPolicy::DropOldest { buffer } => {
                 if waiting >= buffer && ports.room(o) == 0 {
                     if buffer == 0 {
                         let x = ports.discard(o, x);
-                        self.letter(ports, o, x, "it had no credit (drop oldest, no buffer)");
+                        let why = "it had no credit (drop oldest, no buffer)";
+                        self.letter(ports, o, x, self.index, why);
                         return;
                     }
+                    let oldest = ports.routed(o) - ports.buffered(o) as u64;
                     if let Some(old) = ports.drop_oldest(o) {
-                        self.letter(ports, o, old, "its buffer was full (drop oldest)");
+                        self.letter(ports, o, old, oldest, "its buffer was full (drop oldest)");
                     }
                 }
                 ports.push(o, x);
@@ -201,12 +210,13 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
                         ports.push(o, x);
                     } else {
                         let x = ports.discard(o, x);
-                        self.letter(ports, o, x, "it is detached");
+                        self.letter(ports, o, x, self.index, "it is detached");
                     }
                 } else if waiting >= max_lag && ports.room(o) == 0 {
-                    let x = ports.discard(o, x);
-                    self.letter(ports, o, x, "it lagged more than its budget");
+                    // The waiting ones first (they are older), then this one.
                     self.detach(ports, o, "it lagged more than its budget");
+                    let x = ports.discard(o, x);
+                    self.letter(ports, o, x, self.index, "it lagged more than its budget");
                 } else {
                     ports.push(o, x);
                 }
@@ -227,7 +237,7 @@ impl<T: Clone + Send + 'static> Junction for Broadcast<T> {
         if outputs == 0 {
             return Err("a broadcast needs at least one branch".into());
         }
-        if self.branches.len() > outputs {
+        if self.branches.len() > self.declared.max(outputs) {
             return Err(format!(
                 "a lag policy was set for branch {}, but the broadcast has {outputs}",
                 self.branches.len() - 1
@@ -284,6 +294,7 @@ impl<T: Clone + Send + 'static> Junction for Broadcast<T> {
             }
             self.offer(ports, n - 1, x);
             self.index += 1;
+            ports.commit();
         }
     }
 }
@@ -307,6 +318,9 @@ pub type PartitionFn<T> = Box<dyn FnMut(&T) -> usize + Send>;
 pub struct Partition<T> {
     pick: PartitionFn<T>,
     kind: &'static str,
+    /// The branch picked for the element at the head of the input, which waits
+    /// for room: the function is called once per element.
+    head: Option<usize>,
 }
 
 impl<T> std::fmt::Debug for Partition<T> {
@@ -323,6 +337,7 @@ impl<T: Send + 'static> Partition<T> {
         Partition {
             pick: Box::new(pick),
             kind: "partition",
+            head: None,
         }
     }
 
@@ -333,6 +348,7 @@ impl<T: Send + 'static> Partition<T> {
         Partition {
             pick: Box::new(move |x| predicates.iter_mut().position(|p| p(x)).unwrap_or(default)),
             kind: "route",
+            head: None,
         }
     }
 
@@ -344,6 +360,7 @@ impl<T: Send + 'static> Partition<T> {
         Partition {
             pick: Box::new(move |x| (hasher.hash_one(key(x)) % n) as usize),
             kind: "partition_by_key",
+            head: None,
         }
     }
 }
@@ -365,7 +382,10 @@ impl<T: Send + 'static> Junction for Partition<T> {
 
     fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {
         while let Some(x) = ports.front(0) {
-            let o = (self.pick)(x);
+            let o = match self.head {
+                Some(o) => o,
+                None => *self.head.insert((self.pick)(x)),
+            };
             assert!(
                 o < ports.outputs(),
                 "{} picked branch {o}, but there are {} branches",
@@ -378,6 +398,9 @@ impl<T: Send + 'static> Junction for Partition<T> {
             if let Some(x) = ports.pop(0) {
                 ports.push(o, x);
             }
+            self.head = None;
+            // The pick ran before the element was taken: nothing is in hand.
+            ports.commit();
         }
         if ports.is_exhausted(0) {
             Routing::Finished

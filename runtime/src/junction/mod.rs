@@ -233,6 +233,12 @@ impl<I, O: Send + 'static> Ports<'_, I, O> {
         self.outs[o].buffer.len()
     }
 
+    /// Elements routed to output `o` so far (sent, buffered or dropped): the
+    /// position, in the port's stream, of the next element routed to it.
+    pub fn routed(&self, o: usize) -> u64 {
+        self.outs[o].pushed
+    }
+
     /// Credit output `o`'s branch has granted and not used yet.
     pub fn credit(&self, o: usize) -> usize {
         self.outs[o].credit
@@ -285,10 +291,13 @@ impl<I, O: Send + 'static> Ports<'_, I, O> {
         Some(x)
     }
 
-    /// Removes everything buffered for output `o`, counted as dropped, and counts
-    /// one detachment of its branch.
+    /// Removes what waits for output `o` beyond its credit, counted as dropped, and
+    /// counts one detachment of its branch. Elements the branch has credit for stay
+    /// and are sent.
     pub fn detach(&mut self, o: usize) -> Vec<O> {
-        let dropped: Vec<O> = self.outs[o].buffer.drain(..).collect();
+        let port = &mut self.outs[o];
+        let keep = port.credit.min(port.buffer.len());
+        let dropped: Vec<O> = port.buffer.drain(keep..).collect();
         let counters = &self.shared.out_ports[o];
         counters.dropped.fetch_add(dropped.len() as u64, Relaxed);
         counters.detached.fetch_add(1, Relaxed);
@@ -333,24 +342,33 @@ impl<T: Clone + Send + 'static> Ports<'_, T, T> {
         let last = self.outs.len() - 1;
         let input = &mut self.ins[0];
         for (o, port) in self.outs.iter_mut().enumerate() {
-            port.pushed += n as u64;
-            if !port.open {
+            if o == last {
+                break;
+            }
+            if port.open {
+                // Cloned first, counted after: a panicking `clone` leaves the
+                // counts matching what the buffers hold.
+                let copies: Vec<T> = input.queue.iter().take(n).cloned().collect();
+                port.buffer.extend(copies);
+            } else {
                 self.shared.out_ports[o]
                     .dropped
                     .fetch_add(n as u64, Relaxed);
-            } else if o == last {
-                port.buffer.extend(input.queue.drain(..n));
-                continue;
-            } else {
-                port.buffer.extend(input.queue.iter().take(n).cloned());
             }
-            if o == last {
-                input.queue.drain(..n);
-            }
+            port.pushed += n as u64;
         }
+        let port = &mut self.outs[last];
+        if port.open {
+            port.buffer.extend(input.queue.drain(..n));
+        } else {
+            input.queue.drain(..n);
+            self.shared.out_ports[last]
+                .dropped
+                .fetch_add(n as u64, Relaxed);
+        }
+        port.pushed += n as u64;
         input.owed += n;
         self.taken += n as u64;
-        self.uncommitted += n as u64;
         n
     }
 }
