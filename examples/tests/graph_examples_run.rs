@@ -1,0 +1,37 @@
+//! The graph examples run to completion, check their own results and say so.
+
+use std::process::Command;
+
+fn run(exe: &str) -> String {
+    let out = Command::new(exe).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    stdout
+}
+
+#[test]
+fn fan_out_fan_in_runs_and_reports_per_branch_counts() {
+    let stdout = run(env!("CARGO_BIN_EXE_fan_out_fan_in"));
+    assert!(stdout.contains("per-branch counts of `fanout`"), "{stdout}");
+    assert!(stdout.contains("zip pairs: 20000"), "{stdout}");
+    assert!(stdout.contains("dead letters"), "{stdout}");
+}
+
+#[test]
+fn conditional_routing_runs_and_reports_per_branch_counts() {
+    let stdout = run(env!("CARGO_BIN_EXE_conditional_routing"));
+    assert!(
+        stdout.contains("per-branch counts of `by_size`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("per-branch counts of `by_customer`"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("shard3"), "{stdout}");
+}
