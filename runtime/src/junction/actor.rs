@@ -476,7 +476,12 @@ impl<J: Junction> Handler<PortDown<J::In>> for JunctionActor<J> {
                     self.taken += n;
                     self.filtered += n;
                 } else {
-                    p.queue.extend(batch);
+                    if p.queue.is_empty() {
+                        // Reuses the batch's allocation.
+                        p.queue = VecDeque::from(batch);
+                    } else {
+                        p.queue.extend(batch);
+                    }
                     self.observe_occupancy(port);
                 }
             }

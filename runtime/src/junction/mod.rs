@@ -317,7 +317,10 @@ impl<T: Send + 'static> Ports<'_, T, T> {
         let (input, port) = (&mut self.ins[i], &mut self.outs[o]);
         input.owed += n;
         port.pushed += n as u64;
-        if port.open {
+        if port.open && port.buffer.is_empty() && n == input.queue.len() {
+            // The whole queue goes: hand its allocation over, no element moves.
+            std::mem::swap(&mut port.buffer, &mut input.queue);
+        } else if port.open {
             port.buffer.extend(input.queue.drain(..n));
         } else {
             input.queue.drain(..n);
@@ -358,7 +361,9 @@ impl<T: Clone + Send + 'static> Ports<'_, T, T> {
             port.pushed += n as u64;
         }
         let port = &mut self.outs[last];
-        if port.open {
+        if port.open && port.buffer.is_empty() && n == input.queue.len() {
+            std::mem::swap(&mut port.buffer, &mut input.queue);
+        } else if port.open {
             port.buffer.extend(input.queue.drain(..n));
         } else {
             input.queue.drain(..n);
