@@ -1,19 +1,10 @@
 //! Fan-in junctions: merge, merge_prioritized, concat, interleave, zip, zip_with.
 //! Order per input, exact counts, completion, backpressure per input.
 
+mod common;
+
+use common::*;
 use weir::prelude::*;
-
-fn rt1() -> Runtime {
-    Runtime::builder().arbiters(1).build().unwrap()
-}
-
-fn collect<T: Send + 'static>(g: &mut Graph, from: Outlet<T>) -> weir::OutputReceiver<Vec<T>> {
-    g.sink(from, |f| f.collect())
-}
-
-fn take<R>(rx: weir::OutputReceiver<R>) -> R {
-    futures::executor::block_on(rx).expect("the sink handed over its result")
-}
 
 #[test]
 fn merge_delivers_everything_keeps_each_inputs_order_and_completes_when_all_end() {

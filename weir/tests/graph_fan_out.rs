@@ -3,28 +3,11 @@
 
 use std::sync::{Arc, Mutex};
 
+mod common;
+
+use common::*;
 use weir::prelude::*;
 use weir::sink::Egress;
-
-/// Lets every actor on this single-threaded System run until nothing moves.
-async fn settle() {
-    for _ in 0..500 {
-        tokio::task::yield_now().await;
-    }
-}
-
-fn rt1() -> Runtime {
-    Runtime::builder().arbiters(1).build().unwrap()
-}
-
-/// Adds a sink that collects `from` and returns its receiver.
-fn collect<T: Send + 'static>(g: &mut Graph, from: Outlet<T>) -> weir::OutputReceiver<Vec<T>> {
-    g.sink(from, |f| f.collect())
-}
-
-fn take<R>(rx: weir::OutputReceiver<R>) -> R {
-    futures::executor::block_on(rx).expect("the sink handed over its result")
-}
 
 #[test]
 fn broadcast_gives_every_branch_every_element_in_order() {

@@ -3,12 +3,11 @@
 //! junction arguments out of range. (Connecting ports of different element types
 //! does not compile: see the `compile_fail` example on `Graph::connect`.)
 
+mod common;
+
+use common::*;
 use weir::junction::Merge;
 use weir::prelude::*;
-
-fn rt1() -> Runtime {
-    Runtime::builder().arbiters(1).build().unwrap()
-}
 
 fn build_error(g: Graph) -> String {
     g.run(&rt1()).unwrap_err().to_string()

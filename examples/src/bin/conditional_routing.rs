@@ -21,8 +21,8 @@
 
 use std::collections::BTreeSet;
 
-use weir::StageReport;
 use weir::prelude::*;
+use weir_examples::{print_ports, stage};
 
 /// Orders sent through the graph.
 const ORDERS: u64 = 50_000;
@@ -175,23 +175,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(report.abandoned(), 0);
     println!("\nall checks passed");
     Ok(())
-}
-
-fn stage<'a>(report: &'a Report, name: &str) -> Result<&'a StageReport, String> {
-    report
-        .stage(name)
-        .ok_or_else(|| format!("no stage `{name}` in the report"))
-}
-
-fn print_ports(stage: &StageReport) {
-    println!(
-        "  {:>4} {:>8} {:>8} {:>8} {:>8}",
-        "port", "pushed", "emitted", "dropped", "buffered"
-    );
-    for p in &stage.outputs {
-        println!(
-            "  {:>4} {:>8} {:>8} {:>8} {:>8}",
-            p.port, p.pushed, p.emitted, p.dropped, p.buffered
-        );
-    }
 }

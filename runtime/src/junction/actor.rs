@@ -398,13 +398,8 @@ impl<J: Junction> JunctionActor<J> {
             held: self.held(),
             outbox: 0,
         });
-        self.pipeline.publish(SupervisionEvent::StageStopped {
-            pipeline: self.pipeline.name.clone(),
-            stage: self.shared.name.clone(),
-            reason: self.stop_reason,
-            ran_for: self.started_at.elapsed(),
-        });
-        self.pipeline.stage_stopped();
+        self.pipeline
+            .stage_ended(&self.shared, self.stop_reason, self.started_at.elapsed());
     }
 
     /// Checks that input `port` holds no more than the junction's input capacity.
@@ -433,10 +428,7 @@ impl<J: Junction> Actor for JunctionActor<J> {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.started_at = Instant::now();
-        self.pipeline.publish(SupervisionEvent::StageStarted {
-            pipeline: self.pipeline.name.clone(),
-            stage: self.shared.name.clone(),
-        });
+        self.pipeline.stage_started(&self.shared);
         ctx.spawn(Driver);
     }
 

@@ -4,9 +4,9 @@ use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::events::Events;
-use super::graph::{Parts, Pending, PortRef, Settings, StageMeta, launch};
 use super::node::StageNode;
 use super::output::OutputReceiver;
+use super::parts::{Parts, Pending, PortRef, Settings, StageMeta, launch};
 use super::running::Running;
 use crate::error::BuildError;
 use crate::operator::factory::FromFactory;

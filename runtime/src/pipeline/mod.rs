@@ -7,6 +7,7 @@ pub(crate) mod flow;
 pub(crate) mod graph;
 pub(crate) mod node;
 pub(crate) mod output;
+pub(crate) mod parts;
 pub(crate) mod report;
 pub(crate) mod running;
 pub(crate) mod shared;

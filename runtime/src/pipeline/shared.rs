@@ -207,8 +207,33 @@ impl PipelineShared {
         self.end().runtime_lost = true;
     }
 
+    /// A stage's actor started: tells the subscribers.
+    pub(crate) fn stage_started(&self, stage: &StageShared) {
+        self.publish(SupervisionEvent::StageStarted {
+            pipeline: self.name.clone(),
+            stage: stage.name.clone(),
+        });
+    }
+
+    /// A stage's actor stopped and recorded its final state: tells the subscribers,
+    /// then counts it off (the last one completes the pipeline).
+    pub(crate) fn stage_ended(
+        &self,
+        stage: &StageShared,
+        reason: weir_supervisor::StopReason,
+        ran_for: std::time::Duration,
+    ) {
+        self.publish(SupervisionEvent::StageStopped {
+            pipeline: self.name.clone(),
+            stage: stage.name.clone(),
+            reason,
+            ran_for,
+        });
+        self.stage_stopped();
+    }
+
     /// Called by each stage once it has stopped; the last one completes the pipeline.
-    pub(crate) fn stage_stopped(&self) {
+    fn stage_stopped(&self) {
         if self.live.fetch_sub(1, SeqCst) != 1 {
             return;
         }

@@ -20,7 +20,7 @@ use actix::dev::SendError;
 use actix::{Actor, ActorContext, ActorFuture, AsyncContext, Context, Handler};
 use std::time::Instant;
 
-use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};
+use weir_supervisor::{ErrorClass, Failure, StopReason};
 
 use super::link::{DownLink, DownTx, UpLink};
 use super::message::{Control, Down, Up};
@@ -473,10 +473,7 @@ impl<Op: Operator> Actor for StageActor<Op> {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.started_at = Instant::now();
-        self.pipeline.publish(SupervisionEvent::StageStarted {
-            pipeline: self.pipeline.name.clone(),
-            stage: self.shared.name.clone(),
-        });
+        self.pipeline.stage_started(&self.shared);
         ctx.spawn(Driver);
     }
 
@@ -526,13 +523,8 @@ impl<Op: Operator> StageActor<Op> {
             .final_state
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(final_state);
-        self.pipeline.publish(SupervisionEvent::StageStopped {
-            pipeline: self.pipeline.name.clone(),
-            stage: self.shared.name.clone(),
-            reason: self.stop_reason,
-            ran_for: self.started_at.elapsed(),
-        });
-        self.pipeline.stage_stopped();
+        self.pipeline
+            .stage_ended(&self.shared, self.stop_reason, self.started_at.elapsed());
     }
 }
 

@@ -1,0 +1,456 @@
+//! The graph under construction ([`Parts`]: nodes, edges, recorded errors), its
+//! validation (names, capacities, pins, shape) and [`launch`], which wires and
+//! starts it. Shared by [`Flow`](super::Flow), [`Runnable`](super::Runnable) and
+//! [`Graph`](super::Graph).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use tokio::sync::oneshot;
+
+use super::events::{EVENT_BUFFER, Events};
+use super::flow::DEFAULT_CAPACITY;
+use super::node::{AnyDownTx, Node, Start};
+use super::shared::{Done, PipelineShared};
+use crate::error::BuildError;
+use crate::operator::Counting;
+use crate::runtime::{Placement, Runtime};
+use crate::stage::link::{EdgeSource, UpLink};
+use crate::stage::shared::{StageShared, StageSpec};
+
+static GRAPH_SEQ: AtomicU64 = AtomicU64::new(1);
+static PIPELINE_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Static facts about a node, kept until the graph is resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct StageMeta {
+    pub(crate) name: Option<String>,
+    pub(crate) kind: &'static str,
+    pub(crate) counting: Counting,
+    pub(crate) capacity: Option<usize>,
+    pub(crate) pinned: Option<usize>,
+    pub(crate) inputs: usize,
+    pub(crate) outputs: usize,
+    pub(crate) junction: bool,
+}
+
+impl StageMeta {
+    fn port_name(&self, input: bool, port: usize) -> String {
+        let dir = if input { "in" } else { "out" };
+        if self.junction {
+            format!("{dir}[{port}]")
+        } else {
+            dir.to_owned()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PortRef {
+    pub(crate) node: usize,
+    pub(crate) port: usize,
+}
+
+struct NodeEntry {
+    meta: StageMeta,
+    node: Box<dyn Node>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    from: PortRef,
+    to: PortRef,
+}
+
+/// An error found while building, reported when the graph runs (with the stage's
+/// final name).
+#[derive(Debug, Clone)]
+pub(crate) enum Pending {
+    Argument { node: usize, message: String },
+    Ready(BuildError),
+}
+
+/// The nodes and edges of a graph under construction.
+pub(crate) struct Parts {
+    pub(crate) id: u64,
+    nodes: Vec<NodeEntry>,
+    edges: Vec<Edge>,
+    pub(crate) errors: Vec<Pending>,
+    /// Where settings go that have no stage to apply to (reported as errors).
+    scratch: StageMeta,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field(
+                "stages",
+                &self.nodes.iter().map(|n| &n.meta).collect::<Vec<_>>(),
+            )
+            .field("edges", &self.edges)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Parts {
+    pub(crate) fn new() -> Self {
+        Parts {
+            id: GRAPH_SEQ.fetch_add(1, Relaxed),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            errors: Vec::new(),
+            scratch: StageMeta {
+                name: None,
+                kind: "none",
+                counting: Counting::Custom,
+                capacity: None,
+                pinned: None,
+                inputs: 0,
+                outputs: 0,
+                junction: false,
+            },
+        }
+    }
+
+    pub(crate) fn scratch(&mut self) -> &mut StageMeta {
+        &mut self.scratch
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub(crate) fn add(&mut self, meta: StageMeta, node: Box<dyn Node>) -> usize {
+        self.nodes.push(NodeEntry { meta, node });
+        self.nodes.len() - 1
+    }
+
+    pub(crate) fn meta_mut(&mut self, node: usize) -> &mut StageMeta {
+        &mut self.nodes[node].meta
+    }
+
+    pub(crate) fn connect(&mut self, from: PortRef, to: PortRef) {
+        self.edges.push(Edge { from, to });
+    }
+
+    /// Moves `other`'s nodes and edges into this graph; returns the offset added to
+    /// its node numbers.
+    pub(crate) fn absorb(&mut self, other: Parts) -> usize {
+        let offset = self.nodes.len();
+        self.nodes.extend(other.nodes);
+        self.edges.extend(other.edges.into_iter().map(|e| Edge {
+            from: PortRef {
+                node: e.from.node + offset,
+                port: e.from.port,
+            },
+            to: PortRef {
+                node: e.to.node + offset,
+                port: e.to.port,
+            },
+        }));
+        self.errors
+            .extend(other.errors.into_iter().map(|err| match err {
+                Pending::Argument { node, message } => Pending::Argument {
+                    node: node + offset,
+                    message,
+                },
+                ready => ready,
+            }));
+        offset
+    }
+
+    fn name(&self, node: usize) -> String {
+        let meta = &self.nodes[node].meta;
+        meta.name
+            .clone()
+            .unwrap_or_else(|| default_name(meta.kind, node))
+    }
+
+    /// Checks the shape: every port connected exactly once, no cycle.
+    fn check_shape(&self) -> Result<(), BuildError> {
+        let mut ins: HashMap<PortRef, usize> = HashMap::new();
+        let mut outs: HashMap<PortRef, usize> = HashMap::new();
+        for e in &self.edges {
+            *outs.entry(e.from).or_default() += 1;
+            *ins.entry(e.to).or_default() += 1;
+        }
+        for (node, entry) in self.nodes.iter().enumerate() {
+            for (input, count, map) in [
+                (true, entry.meta.inputs, &ins),
+                (false, entry.meta.outputs, &outs),
+            ] {
+                for port in 0..count {
+                    let used = map.get(&PortRef { node, port }).copied().unwrap_or(0);
+                    if used == 0 {
+                        return Err(BuildError::UnconnectedPort {
+                            stage: self.name(node),
+                            port: entry.meta.port_name(input, port),
+                        });
+                    }
+                    if used > 1 {
+                        return Err(BuildError::PortConnectedTwice {
+                            stage: self.name(node),
+                            port: entry.meta.port_name(input, port),
+                            count: used,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(cycle) = self.find_cycle() {
+            return Err(BuildError::Cycle {
+                stages: cycle.into_iter().map(|n| self.name(n)).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A cycle, as the nodes on it in edge order, if there is one.
+    fn find_cycle(&self) -> Option<Vec<usize>> {
+        let n = self.nodes.len();
+        let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for e in &self.edges {
+            next[e.from.node].push(e.to.node);
+        }
+        // 0 unvisited, 1 on the current path, 2 done.
+        let mut state = vec![0_u8; n];
+        let mut path: Vec<usize> = Vec::new();
+        for root in 0..n {
+            if state[root] != 0 {
+                continue;
+            }
+            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+            state[root] = 1;
+            path.push(root);
+            while let Some(&mut (node, ref mut i)) = stack.last_mut() {
+                if let Some(&succ) = next[node].get(*i) {
+                    *i += 1;
+                    match state[succ] {
+                        0 => {
+                            state[succ] = 1;
+                            path.push(succ);
+                            stack.push((succ, 0));
+                        }
+                        1 => {
+                            let start = path.iter().position(|&p| p == succ).unwrap_or(0);
+                            let mut cycle = path[start..].to_vec();
+                            cycle.push(succ);
+                            return Some(cycle);
+                        }
+                        _ => {}
+                    }
+                } else {
+                    state[node] = 2;
+                    path.pop();
+                    stack.pop();
+                }
+            }
+        }
+        None
+    }
+}
+
+fn default_name(kind: &str, index: usize) -> String {
+    format!("{kind}#{index}")
+}
+
+/// How a graph runs: the settings [`Runnable`] and [`Graph`] share.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) name: Option<String>,
+    pub(crate) default_capacity: usize,
+    pub(crate) max_batch: usize,
+    pub(crate) placement: Placement,
+    pub(crate) events: Option<tokio::sync::broadcast::Sender<weir_supervisor::SupervisionEvent>>,
+    pub(crate) stall_timeout: Option<std::time::Duration>,
+    pub(crate) strategy: weir_supervisor::policy::RestartStrategy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            name: None,
+            default_capacity: DEFAULT_CAPACITY,
+            max_batch: usize::MAX,
+            placement: Placement::default(),
+            events: None,
+            stall_timeout: None,
+            strategy: weir_supervisor::policy::RestartStrategy::default(),
+        }
+    }
+}
+
+impl Settings {
+    pub(crate) fn subscribe(&mut self) -> Events {
+        let tx = self
+            .events
+            .get_or_insert_with(|| tokio::sync::broadcast::channel(EVENT_BUFFER).0);
+        Events::new(tx.subscribe())
+    }
+}
+
+/// Validates `parts` and starts every node on `runtime`.
+pub(crate) fn launch(
+    mut parts: Parts,
+    settings: Settings,
+    runtime: &Runtime,
+) -> Result<(Arc<PipelineShared>, oneshot::Receiver<Done>), BuildError> {
+    let pipeline_name = settings
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("pipeline-{}", PIPELINE_SEQ.fetch_add(1, Relaxed)));
+    let specs = resolve(&parts, &settings, &pipeline_name, runtime)?;
+    let capacities: Vec<usize> = specs.iter().map(|s| s.capacity).collect();
+    let stages: Vec<Arc<StageShared>> = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| Arc::new(StageShared::new(i, s)))
+        .collect();
+    let pinned: Vec<Option<usize>> = parts.nodes.iter().map(|n| n.meta.pinned).collect();
+    let arbiters = runtime.place(settings.placement, &pinned);
+    let timer = runtime.handle(arbiters[0]).clone();
+    let events = settings
+        .events
+        .unwrap_or_else(|| tokio::sync::broadcast::channel(EVENT_BUFFER).0);
+    let (pipeline, done) = PipelineShared::new(
+        pipeline_name,
+        stages.clone(),
+        timer,
+        events,
+        settings.stall_timeout,
+        settings.strategy,
+    );
+
+    // Pass 1: mailboxes, sized for every edge in and out.
+    let mut out_capacity = vec![0; parts.nodes.len()];
+    for e in &parts.edges {
+        out_capacity[e.from.node] += capacities[e.to.node];
+    }
+    for (i, entry) in parts.nodes.iter_mut().enumerate() {
+        let input = capacities[i] * entry.meta.inputs;
+        entry.node.prepare(input, out_capacity[i]);
+    }
+    // Pass 2: links, both ways.
+    let mut inputs: Vec<Vec<Option<EdgeSource>>> = parts
+        .nodes
+        .iter()
+        .map(|n| vec![None; n.meta.inputs])
+        .collect();
+    for e in &parts.edges {
+        let tx: AnyDownTx = parts.nodes[e.to.node].node.down_tx(e.to.port);
+        let up_tx = parts.nodes[e.from.node].node.up_tx(e.from.port);
+        let source = EdgeSource {
+            stage: Arc::clone(&stages[e.from.node]),
+            port: parts.nodes[e.from.node]
+                .meta
+                .junction
+                .then_some(e.from.port),
+        };
+        parts.nodes[e.from.node]
+            .node
+            .set_output(e.from.port, tx, capacities[e.to.node]);
+        parts.nodes[e.to.node].node.set_input(
+            e.to.port,
+            UpLink {
+                tx: up_tx,
+                source: source.clone(),
+            },
+        );
+        inputs[e.to.node][e.to.port] = Some(source);
+    }
+    for (stage, ins) in stages.iter().zip(inputs) {
+        let _ = stage.inputs.set(ins.into_iter().flatten().collect());
+    }
+    pipeline.set_controls(parts.nodes.iter().map(|n| n.node.control()).collect());
+    // Pass 3: start.
+    for (i, entry) in parts.nodes.into_iter().enumerate() {
+        let started = entry.node.start(Start {
+            arbiter: runtime.handle(arbiters[i]),
+            shared: Arc::clone(&stages[i]),
+            pipeline: Arc::clone(&pipeline),
+            max_batch: settings.max_batch,
+        });
+        if !started {
+            pipeline.abort();
+            return Err(BuildError::RuntimeStopped {
+                stage: stages[i].name.clone(),
+            });
+        }
+    }
+    Ok((pipeline, done))
+}
+
+fn resolve(
+    parts: &Parts,
+    settings: &Settings,
+    pipeline: &str,
+    runtime: &Runtime,
+) -> Result<Vec<StageSpec>, BuildError> {
+    if let Some(err) = parts.errors.first() {
+        return Err(match err.clone() {
+            Pending::Argument { node, message } => BuildError::InvalidArgument {
+                stage: parts.name(node),
+                message,
+            },
+            Pending::Ready(err) => err,
+        });
+    }
+    if settings.max_batch == 0 {
+        return Err(BuildError::ZeroBatchLimit {
+            pipeline: pipeline.to_owned(),
+        });
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut specs = Vec::with_capacity(parts.nodes.len());
+    for (index, entry) in parts.nodes.iter().enumerate() {
+        let meta = &entry.meta;
+        let name = parts.name(index);
+        if name.is_empty() {
+            return Err(BuildError::EmptyStageName { index });
+        }
+        if let Some(&first) = seen.get(&name) {
+            return Err(BuildError::DuplicateStageName {
+                name,
+                first,
+                second: index,
+            });
+        }
+        seen.insert(name.clone(), index);
+        let is_source = meta.inputs == 0;
+        let capacity = if is_source {
+            if meta.capacity.is_some() {
+                return Err(BuildError::CapacityOnSource { stage: name });
+            }
+            0
+        } else {
+            let capacity = meta.capacity.unwrap_or(settings.default_capacity);
+            if capacity == 0 {
+                return Err(BuildError::ZeroCapacity { stage: name });
+            }
+            capacity
+        };
+        if let Some(arbiter) = meta.pinned
+            && arbiter >= runtime.arbiters()
+        {
+            return Err(BuildError::NoSuchArbiter {
+                stage: name,
+                arbiter,
+                available: runtime.arbiters(),
+            });
+        }
+        specs.push(StageSpec {
+            name,
+            kind: meta.kind,
+            capacity,
+            counting: meta.counting,
+            is_source: is_source && !meta.junction,
+            is_sink: meta.outputs == 0 && !meta.junction,
+            junction_inputs: if meta.junction { meta.inputs } else { 0 },
+            junction_outputs: if meta.junction { meta.outputs } else { 0 },
+        });
+    }
+    parts.check_shape()?;
+    Ok(specs)
+}
