@@ -32,7 +32,8 @@ pub use error::{BuildError, PipelineError, RuntimeError};
 pub use pipeline::{
     Completion, ConservationError, DEFAULT_CAPACITY, EventError, Events, Flow, Graph, Inlet,
     JunctionPorts, Outcome, Outlet, OutputReceiver, OutputSender, PipelineController,
-    PipelineStats, PortCounts, Report, Runnable, Running, StageReport, StageStats, output,
+    PipelineStats, Pool, PoolOrder, PortCounts, Report, Runnable, Running, StageReport, StageStats,
+    output,
 };
 pub use runtime::{Placement, Runtime, RuntimeBuilder};
 pub use supervision::Supervision;

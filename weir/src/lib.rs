@@ -81,7 +81,7 @@ pub mod prelude {
     pub use weir_runtime::junction::{Balance, BalanceStrategy, Broadcast, LagPolicy, Priority};
     pub use weir_runtime::{
         BuildError, Completion, Flow, Graph, Inlet, Outcome, Outlet, PipelineController,
-        PipelineError, Placement, Report, Runnable, Running, Runtime, Supervision,
+        PipelineError, Placement, Pool, PoolOrder, Report, Runnable, Running, Runtime, Supervision,
     };
     pub use weir_supervisor::dead_letter::{DeadLetter, MemoryDlq};
     pub use weir_supervisor::policy::{Action, BackoffConfig, SupervisionPolicy};

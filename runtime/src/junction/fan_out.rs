@@ -439,7 +439,7 @@ impl Balance {
         Balance { strategy, next: 0 }
     }
 
-    fn pick<T: Send + 'static>(&mut self, ports: &Ports<'_, T, T>) -> Option<usize> {
+    pub(crate) fn pick<I, O: Send + 'static>(&mut self, ports: &Ports<'_, I, O>) -> Option<usize> {
         let n = ports.outputs();
         match self.strategy {
             BalanceStrategy::RoundRobin => {
@@ -453,6 +453,18 @@ impl Balance {
                 .filter(|&o| ports.room(o) > 0)
                 .max_by_key(|&o| (ports.room(o), std::cmp::Reverse(o))),
         }
+    }
+}
+
+impl Balance {
+    /// How many elements go to `o` in one go: whole runs to the picked branch keep
+    /// batches large.
+    pub(crate) fn run<I, O: Send + 'static>(&self, ports: &Ports<'_, I, O>, o: usize) -> usize {
+        let run = match self.strategy {
+            BalanceStrategy::RoundRobin => 1,
+            BalanceStrategy::LeastLoaded => (ports.room(o) / ports.outputs().max(1)).max(1),
+        };
+        run.min(ports.room(o))
     }
 }
 
@@ -482,12 +494,8 @@ impl<T: Send + 'static> Junction for BalanceOf<T> {
             let Some(o) = self.balance.pick(ports) else {
                 return Routing::Continue;
             };
-            // Whole runs to the picked branch keep batches large.
-            let run = match self.balance.strategy {
-                BalanceStrategy::RoundRobin => 1,
-                BalanceStrategy::LeastLoaded => (ports.room(o) / ports.outputs().max(1)).max(1),
-            };
-            ports.forward(0, o, run.min(ports.room(o)));
+            let run = self.balance.run(ports, o);
+            ports.forward(0, o, run);
         }
         if ports.is_exhausted(0) {
             Routing::Finished

@@ -21,6 +21,7 @@
 pub(crate) mod actor;
 mod fan_in;
 mod fan_out;
+pub(crate) mod pool;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

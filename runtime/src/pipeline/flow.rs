@@ -315,6 +315,7 @@ impl StageMeta {
             counting: op.counting(),
             capacity: None,
             pinned: None,
+            replica: None,
             inputs,
             outputs,
             junction: false,

@@ -121,7 +121,7 @@ pub struct JunctionPorts<I, O> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Graph {
-    parts: Parts,
+    pub(super) parts: Parts,
     settings: Settings,
 }
 
@@ -149,7 +149,7 @@ impl Graph {
         }
     }
 
-    fn check_outlet<T>(&mut self, outlet: &Outlet<T>) -> bool {
+    pub(super) fn check_outlet<T>(&mut self, outlet: &Outlet<T>) -> bool {
         if outlet.graph == self.parts.id {
             true
         } else {
@@ -259,7 +259,7 @@ impl Graph {
         }
     }
 
-    fn add_junction<J: Junction>(
+    pub(super) fn add_junction<J: Junction>(
         &mut self,
         junction: J,
         inlets: Vec<InletFn<J>>,
@@ -272,6 +272,7 @@ impl Graph {
             counting: Counting::Custom,
             capacity: None,
             pinned: None,
+            replica: None,
             inputs,
             outputs,
             junction: true,

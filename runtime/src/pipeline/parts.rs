@@ -31,6 +31,10 @@ pub(crate) struct StageMeta {
     pub(crate) counting: Counting,
     pub(crate) capacity: Option<usize>,
     pub(crate) pinned: Option<usize>,
+    /// The index of this stage among the replicas of a pool: replica `k` runs on
+    /// the arbiter `k + 1` places after the pipeline's first stage (unless pinned),
+    /// so replicas run in parallel.
+    pub(crate) replica: Option<usize>,
     pub(crate) inputs: usize,
     pub(crate) outputs: usize,
     pub(crate) junction: bool,
@@ -107,6 +111,7 @@ impl Parts {
                 counting: Counting::Custom,
                 capacity: None,
                 pinned: None,
+                replica: None,
                 inputs: 0,
                 outputs: 0,
                 junction: false,
@@ -309,7 +314,13 @@ pub(crate) fn launch(
         .map(|(i, s)| Arc::new(StageShared::new(i, s)))
         .collect();
     let pinned: Vec<Option<usize>> = parts.nodes.iter().map(|n| n.meta.pinned).collect();
-    let arbiters = runtime.place(settings.placement, &pinned);
+    let mut arbiters = runtime.place(settings.placement, &pinned);
+    let base = arbiters.first().copied().unwrap_or(0);
+    for (i, node) in parts.nodes.iter().enumerate() {
+        if let (Some(k), None) = (node.meta.replica, node.meta.pinned) {
+            arbiters[i] = (base + 1 + k) % runtime.arbiters();
+        }
+    }
     let timer = runtime.handle(arbiters[0]).clone();
     let events = settings
         .events

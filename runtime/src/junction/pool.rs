@@ -1,0 +1,210 @@
+//! The two junctions around the replicas of a pool built by
+//! [`Graph::pool_map`](crate::Graph::pool_map): [`Dispatch`] numbers each element
+//! and sends it to a replica with room; [`Collect`] merges the replicas' results
+//! back, in input order or as they come.
+//!
+//! ```text
+//!                    ┌─► replica 0 ─┐
+//!  in ──► dispatch ──┼─► replica 1 ─┼──► collect ──► out
+//!     (seq, x)       └─► replica 2 ─┘   (min seq first)
+//!           └──── assigned[r]: last seq sent to replica r ────┘
+//! ```
+//!
+//! # How the ordered collect knows it may emit
+//!
+//! Each replica keeps its input order, so the sequence numbers arriving from one
+//! replica increase. The smallest front `m` over all replica queues is the next
+//! element in order unless a replica with an empty queue still holds an element
+//! with a smaller number. [`Dispatch`] publishes, per replica, one past the last
+//! number it assigned there (`assigned[r]`), before sending anything numbered after
+//! it; `Collect` remembers one past the last number it took from each replica
+//! (`taken[r]`). A replica with an empty queue can hold a smaller number only if
+//! `assigned[r] > taken[r]`: then the collect waits for it. The reading is safe
+//! without locks: `m` reached the collect through actor messages, and everything
+//! the dispatch stored before sending `m` happened before; a number assigned later
+//! is larger than `m`.
+//!
+//! An element a replica drops (dead-lettered, skipped) leaves `assigned[r] >
+//! taken[r]` until that replica emits a later element or ends, so the elements
+//! after it wait that long: under load that is soon (the other replicas fill up and
+//! the dispatch sends to the idle one); at the end of the stream it is the end.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Release};
+
+use super::{Balance, BalanceStrategy, Junction, Ports, Routing};
+
+/// One past the last sequence number sent to each replica (0: none yet).
+pub(crate) type Assigned = Arc<[AtomicU64]>;
+
+/// Numbers each element and sends it to a replica that has room.
+pub(crate) struct Dispatch<T> {
+    balance: Balance,
+    seq: u64,
+    assigned: Assigned,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Dispatch<T> {
+    pub(crate) fn new(strategy: BalanceStrategy, assigned: Assigned) -> Self {
+        Dispatch {
+            balance: Balance::new(strategy),
+            seq: 0,
+            assigned,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Send + 'static> Junction for Dispatch<T> {
+    type In = T;
+    type Out = (u64, T);
+
+    fn kind(&self) -> &'static str {
+        "pool-dispatch"
+    }
+
+    fn validate(&self, _inputs: usize, outputs: usize) -> Result<(), String> {
+        if outputs == 0 {
+            return Err("a pool needs at least one replica".into());
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, ports: &mut Ports<'_, T, (u64, T)>) -> Routing {
+        while ports.queued(0) > 0 {
+            let Some(o) = self.balance.pick(ports) else {
+                return Routing::Continue;
+            };
+            let run = self.balance.run(ports, o).min(ports.queued(0));
+            for _ in 0..run {
+                let x = ports.pop(0).expect("counted above");
+                ports.push(o, (self.seq, x));
+                self.seq += 1;
+            }
+            // Before the batch leaves (it is sent after this pass): the collect
+            // must see it when anything numbered later reaches it.
+            self.assigned[o].store(self.seq, Release);
+        }
+        if ports.is_exhausted(0) {
+            Routing::Finished
+        } else {
+            Routing::Continue
+        }
+    }
+}
+
+/// Merges the replicas' numbered results: by number (`ordered`) or fairly as they
+/// come, dropping the numbers.
+pub(crate) struct Collect<U> {
+    ordered: bool,
+    assigned: Assigned,
+    /// One past the last number taken from each replica.
+    taken: Vec<u64>,
+    next: usize,
+    _u: PhantomData<fn(U) -> U>,
+}
+
+impl<U> Collect<U> {
+    pub(crate) fn new(ordered: bool, assigned: Assigned) -> Self {
+        let taken = vec![0; assigned.len()];
+        Collect {
+            ordered,
+            assigned,
+            taken,
+            next: 0,
+            _u: PhantomData,
+        }
+    }
+}
+
+impl<U: Send + 'static> Collect<U> {
+    /// The input with the smallest front, if no replica with an empty queue may
+    /// still hold a smaller number.
+    fn next_in_order(&self, ports: &Ports<'_, (u64, U), U>) -> Option<usize> {
+        let mut best: Option<(u64, usize)> = None;
+        for i in 0..ports.inputs() {
+            if let Some(&(s, _)) = ports.front(i)
+                && best.is_none_or(|(b, _)| s < b)
+            {
+                best = Some((s, i));
+            }
+        }
+        let (m, i) = best?;
+        let waiting = (0..ports.inputs()).any(|r| {
+            r != i
+                && ports.queued(r) == 0
+                && !ports.is_exhausted(r)
+                && self.assigned[r].load(Acquire) > self.taken[r]
+                && self.taken[r] <= m
+        });
+        (!waiting).then_some(i)
+    }
+
+    fn route_ordered(&mut self, ports: &mut Ports<'_, (u64, U), U>) {
+        while ports.room(0) > 0 {
+            let Some(i) = self.next_in_order(ports) else {
+                return;
+            };
+            let (s, u) = ports.pop(i).expect("a front was seen");
+            self.taken[i] = s + 1;
+            ports.push(0, u);
+        }
+    }
+
+    fn route_unordered(&mut self, ports: &mut Ports<'_, (u64, U), U>) {
+        let n = ports.inputs();
+        let mut idle = 0;
+        while idle < n && ports.room(0) > 0 {
+            let i = self.next;
+            self.next = (i + 1) % n;
+            // A fair share of the room per turn keeps batches large and no replica
+            // starved.
+            let share = (ports.room(0) / n).max(1).min(ports.queued(i));
+            if share == 0 {
+                idle += 1;
+                continue;
+            }
+            idle = 0;
+            for _ in 0..share {
+                let (s, u) = ports.pop(i).expect("counted above");
+                self.taken[i] = s + 1;
+                ports.push(0, u);
+            }
+        }
+    }
+}
+
+impl<U: Send + 'static> Junction for Collect<U> {
+    type In = (u64, U);
+    type Out = U;
+
+    fn kind(&self) -> &'static str {
+        "pool-collect"
+    }
+
+    fn validate(&self, inputs: usize, _outputs: usize) -> Result<(), String> {
+        if inputs != self.assigned.len() {
+            return Err(format!(
+                "the collect has {inputs} inputs for {} replicas",
+                self.assigned.len()
+            ));
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, ports: &mut Ports<'_, (u64, U), U>) -> Routing {
+        if self.ordered {
+            self.route_ordered(ports);
+        } else {
+            self.route_unordered(ports);
+        }
+        if ports.all_exhausted() {
+            Routing::Finished
+        } else {
+            Routing::Continue
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! Pools: `n` supervised replicas of an operator on different arbiters, fed by a
+//! balance and merged back ([`Graph::pool`], [`Graph::pool_map`],
+//! [`Graph::pool_try_map`]).
+//!
+//! ```text
+//!                      ┌─► replica 0 (arbiter a+1) ─┐
+//!  in ──► dispatch ────┼─► replica 1 (arbiter a+2) ─┼──► collect ──► out
+//!                      └─► replica 2 (arbiter a+3) ─┘
+//! ```
+//!
+//! A replica is an ordinary stage: its queue, credit and supervision are its own,
+//! so a crash in one replica is handled by the pool's policy in that replica
+//! (retry, restart from the factory, dead letter, …) while the others go on. A
+//! restart keeps the replica's queue, and the element that failed is tried again
+//! by the fresh instance: nothing in flight is lost.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::task::Context;
+
+use weir_supervisor::Failure;
+use weir_supervisor::dead_letter::{DeadLetter, DeadLetterSink};
+
+use super::flow::Flow;
+use super::graph::{Graph, JunctionPorts, Outlet};
+use super::parts::Pending;
+use crate::error::BuildError;
+use crate::junction::pool::{Assigned, Collect, Dispatch};
+use crate::junction::{Balance, BalanceOf, BalanceStrategy, Junction, Merge};
+use crate::operator::{Io, Operator, Step};
+use crate::supervision::Supervision;
+
+/// Whether a pool's results leave in input order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolOrder {
+    /// Results leave in the order their inputs arrived (seed ParallelCoordinator's
+    /// ordered mode). A slow element holds back the results after it, up to the
+    /// replicas' capacities.
+    Ordered,
+    /// Results leave as replicas produce them: the highest throughput.
+    #[default]
+    Unordered,
+}
+
+/// Applies the pool's supervision to a replica's flow.
+type Apply<T> = Box<dyn Fn(Flow<T>) -> Flow<T>>;
+
+/// How a pool is built: the number of replicas, result order, how elements are
+/// spread, the replicas' supervision, names and capacities.
+///
+/// # Examples
+///
+/// ```
+/// use weir_runtime::junction::BalanceStrategy;
+/// use weir_runtime::{Pool, Supervision};
+/// use weir_supervisor::policy::{Action, SupervisionPolicy};
+///
+/// let policy = SupervisionPolicy::default().on_exhausted(Action::Escalate);
+/// let pool = Pool::<u64>::new(4)
+///     .ordered()
+///     .strategy(BalanceStrategy::LeastLoaded)
+///     .supervise(Supervision::new(policy))
+///     .name("parse")
+///     .replica_capacity(256);
+/// assert_eq!(pool.replicas(), 4);
+/// ```
+pub struct Pool<T: Send + 'static> {
+    replicas: usize,
+    order: PoolOrder,
+    strategy: BalanceStrategy,
+    name: Option<String>,
+    capacity: Option<usize>,
+    plain: Option<Apply<T>>,
+    numbered: Option<Apply<(u64, T)>>,
+}
+
+impl<T: Send + 'static> std::fmt::Debug for Pool<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("replicas", &self.replicas)
+            .field("order", &self.order)
+            .field("strategy", &self.strategy)
+            .field("name", &self.name)
+            .field("capacity", &self.capacity)
+            .field("supervised", &self.plain.is_some())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> Pool<T> {
+    /// A pool of `replicas` replicas: unordered, least-loaded, unsupervised (a
+    /// failure fails the pipeline) until said otherwise.
+    pub fn new(replicas: usize) -> Self {
+        Pool {
+            replicas,
+            order: PoolOrder::Unordered,
+            strategy: BalanceStrategy::LeastLoaded,
+            name: None,
+            capacity: None,
+            plain: None,
+            numbered: None,
+        }
+    }
+
+    /// The number of replicas.
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// Results in input order (see [`PoolOrder::Ordered`]).
+    pub fn ordered(self) -> Self {
+        self.order(PoolOrder::Ordered)
+    }
+
+    /// Result order.
+    pub fn order(mut self, order: PoolOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// How elements are spread over the replicas (default
+    /// [`BalanceStrategy::LeastLoaded`]).
+    pub fn strategy(mut self, strategy: BalanceStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Names the pool's stages: `{name}.dispatch`, `{name}-0` … `{name}-{n-1}`,
+    /// `{name}.collect`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The input capacity of each replica (default: the graph's default capacity).
+    /// Each replica holds at most this many elements waiting.
+    pub fn replica_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+}
+
+impl<T: Clone + Send + 'static> Pool<T> {
+    /// Supervises every replica with `supervision` (its own retry counts, restart
+    /// intensity and breaker per replica; the dead letters shared). A replica
+    /// restarted by the policy keeps its queue and tries the failed element again
+    /// with a fresh operator from the factory.
+    pub fn supervise(mut self, supervision: Supervision<T>) -> Self {
+        let numbered = numbered(supervision.clone());
+        self.plain = Some(Box::new(move |flow| flow.supervise(supervision.clone())));
+        self.numbered = Some(Box::new(move |flow| flow.supervise(numbered.clone())));
+        self
+    }
+}
+
+/// The supervision of a replica of numbered elements: the same policy, and dead
+/// letters that carry the element without its number, with the number as the
+/// element's index (its position in the pool's input).
+fn numbered<T: Send + 'static>(s: Supervision<T>) -> Supervision<(u64, T)> {
+    Supervision {
+        policy: s.policy,
+        dead_letters: s
+            .dead_letters
+            .map(|inner| Arc::new(Unnumbered(inner)) as Arc<dyn DeadLetterSink<(u64, T)>>),
+        seed: s.seed,
+    }
+}
+
+struct Unnumbered<T>(Arc<dyn DeadLetterSink<T>>);
+
+impl<T: Send + 'static> DeadLetterSink<(u64, T)> for Unnumbered<T> {
+    fn offer(&self, letter: DeadLetter<(u64, T)>) -> Result<(), (DeadLetter<(u64, T)>, String)> {
+        let index = letter.element_index;
+        let (seq, element) = letter.element;
+        let inner = DeadLetter {
+            element,
+            element_index: seq,
+            stage: letter.stage,
+            pipeline: letter.pipeline,
+            class: letter.class,
+            error: letter.error,
+            attempts: letter.attempts,
+            at: letter.at,
+        };
+        self.0.offer(inner).map_err(|(back, reason)| {
+            let letter = DeadLetter {
+                element: (seq, back.element),
+                element_index: index,
+                stage: back.stage,
+                pipeline: back.pipeline,
+                class: back.class,
+                error: back.error,
+                attempts: back.attempts,
+                at: back.at,
+            };
+            (letter, reason)
+        })
+    }
+}
+
+/// The operator each replica of a [`Graph::pool_try_map`] runs: the user's function
+/// on numbered elements, keeping the number.
+struct PoolFn<F, T, U> {
+    f: F,
+    _t: PhantomData<fn(T) -> U>,
+}
+
+impl<F, T, U> Operator for PoolFn<F, T, U>
+where
+    F: FnMut(T) -> Result<U, Failure> + Send + 'static,
+    T: Send + 'static,
+    U: Send + 'static,
+{
+    type In = (u64, T);
+    type Out = (u64, U);
+
+    fn kind(&self) -> &'static str {
+        "pool-map"
+    }
+
+    fn retry_safe(&self) -> bool {
+        true
+    }
+
+    fn step(&mut self, io: &mut Io<'_, (u64, T), (u64, U)>, _cx: &mut Context<'_>) -> Step {
+        while io.has_room() {
+            let Some((seq, x)) = io.pop() else { break };
+            match (self.f)(x) {
+                Ok(y) => io.push((seq, y)),
+                // The element is the last one taken: the stage knows which failed.
+                Err(failure) => return Step::Failed(failure),
+            }
+        }
+        io.finish_when_drained()
+    }
+}
+
+impl Graph {
+    /// `pool.replicas()` replicas of the operator `factory` builds, each a stage of
+    /// its own on its own arbiter (replica `k` on the arbiter `k + 1` places after
+    /// the pipeline's first stage, wrapping around), fed by a [`Balance`] with the
+    /// pool's strategy and merged back fairly: results are **unordered**. Use
+    /// [`pool_map`](Self::pool_map) for ordered results.
+    ///
+    /// Each replica is supervised by the pool's [`supervise`](Pool::supervise)
+    /// policy on its own: a replica that crashes is restarted from `factory` (its
+    /// queue kept, the failed element tried again) while the others keep working.
+    /// Backpressure: the balance waits only when no replica has room.
+    /// Completion: when the input ends and every replica has drained.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::task::Context;
+    /// use weir_runtime::operator::{Io, Operator, Step};
+    /// use weir_runtime::{Graph, Outlet, Pool};
+    ///
+    /// struct Square;
+    /// impl Operator for Square {
+    ///     type In = u64;
+    ///     type Out = u64;
+    ///     fn kind(&self) -> &'static str { "square" }
+    ///     fn step(&mut self, io: &mut Io<'_, u64, u64>, _: &mut Context<'_>) -> Step {
+    ///         io.map_batch(|x| x * x);
+    ///         io.finish_when_drained()
+    ///     }
+    /// }
+    ///
+    /// fn squares(g: &mut Graph, numbers: Outlet<u64>) -> Outlet<u64> {
+    ///     g.pool(numbers, Pool::new(4).name("square"), || Square)
+    /// }
+    /// ```
+    pub fn pool<Op, F>(
+        &mut self,
+        from: Outlet<Op::In>,
+        pool: Pool<Op::In>,
+        factory: F,
+    ) -> Outlet<Op::Out>
+    where
+        Op: Operator,
+        F: Fn() -> Op + Send + Sync + 'static,
+    {
+        if pool.order == PoolOrder::Ordered {
+            self.parts
+                .errors
+                .push(Pending::Ready(BuildError::InvalidArgument {
+                    stage: pool.name.clone().unwrap_or_else(|| "pool".into()),
+                    message: "Graph::pool merges unordered (an operator may emit any number of \
+                              outputs per input); use pool_map or pool_try_map for ordered results"
+                        .into(),
+                }));
+        }
+        let factory = Arc::new(factory);
+        let balance = BalanceOf {
+            balance: Balance::new(pool.strategy),
+            _t: PhantomData,
+        };
+        let JunctionPorts { inlets, outlets } = self.junction(balance, 1, pool.replicas);
+        self.connect(from, inlets[0]);
+        let replicas: Vec<Outlet<Op::Out>> = outlets
+            .into_iter()
+            .enumerate()
+            .map(|(k, outlet)| {
+                let factory = factory.clone();
+                let supervise = pool.plain.as_ref();
+                let out = self.flow(outlet, |flow| {
+                    let flow = match supervise {
+                        Some(apply) => apply(flow),
+                        None => flow,
+                    };
+                    flow.via_factory(move || factory())
+                });
+                self.mark_replica(&out, k, &pool);
+                out
+            })
+            .collect();
+        let merged = self.gather(replicas, Merge::new());
+        self.name_pool(&inlets[0], &merged, &pool, "balance", "merge");
+        merged
+    }
+
+    /// A pool (see [`pool`](Self::pool)) of replicas that each apply a function
+    /// built by `factory` (called once per replica, and again for a replica's
+    /// restart), with results [`Ordered`](PoolOrder::Ordered) or unordered as the
+    /// pool says.
+    ///
+    /// Ordered results: a panic retried or restarted under supervision keeps the
+    /// order; an element dropped by the policy (dead letter, skip) leaves a gap that
+    /// holds back the elements after it until the replica that dropped it emits
+    /// again or ends — soon under load, at the end of the stream at the latest.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::{Graph, Outlet, Pool};
+    ///
+    /// fn lengths(g: &mut Graph, lines: Outlet<String>) -> Outlet<usize> {
+    ///     g.pool_map(lines, Pool::new(4).ordered(), || |line: String| line.len())
+    /// }
+    /// ```
+    pub fn pool_map<T, U, F, M>(&mut self, from: Outlet<T>, pool: Pool<T>, factory: M) -> Outlet<U>
+    where
+        T: Send + 'static,
+        U: Send + 'static,
+        F: FnMut(T) -> U + Send + 'static,
+        M: Fn() -> F + Send + Sync + 'static,
+    {
+        self.pool_try_map(from, pool, move || {
+            let mut f = factory();
+            move |x| Ok(f(x))
+        })
+    }
+
+    /// As [`pool_map`](Self::pool_map), for a function that can fail with a
+    /// classified [`Failure`]: the pool's supervision decides what happens to the
+    /// element (retried, restarted, dead-lettered, skipped, or the pipeline fails).
+    pub fn pool_try_map<T, U, F, M>(
+        &mut self,
+        from: Outlet<T>,
+        pool: Pool<T>,
+        factory: M,
+    ) -> Outlet<U>
+    where
+        T: Send + 'static,
+        U: Send + 'static,
+        F: FnMut(T) -> Result<U, Failure> + Send + 'static,
+        M: Fn() -> F + Send + Sync + 'static,
+    {
+        let factory = Arc::new(factory);
+        let assigned: Assigned = (0..pool.replicas).map(|_| AtomicU64::new(0)).collect();
+        let dispatch = Dispatch::<T>::new(pool.strategy, assigned.clone());
+        let JunctionPorts { inlets, outlets } = self.junction(dispatch, 1, pool.replicas);
+        self.connect(from, inlets[0]);
+        let replicas: Vec<Outlet<(u64, U)>> = outlets
+            .into_iter()
+            .enumerate()
+            .map(|(k, outlet)| {
+                let factory = factory.clone();
+                let supervise = pool.numbered.as_ref();
+                let out = self.flow(outlet, |flow| {
+                    let flow = match supervise {
+                        Some(apply) => apply(flow),
+                        None => flow,
+                    };
+                    flow.via_factory(move || PoolFn {
+                        f: factory(),
+                        _t: PhantomData,
+                    })
+                });
+                self.mark_replica(&out, k, &pool);
+                out
+            })
+            .collect();
+        let collect = Collect::<U>::new(pool.order == PoolOrder::Ordered, assigned);
+        let out = self.gather(replicas, collect);
+        self.name_pool(&inlets[0], &out, &pool, "dispatch", "collect");
+        out
+    }
+
+    /// Connects every outlet to its own input of `junction`; returns its output.
+    fn gather<J: Junction>(&mut self, from: Vec<Outlet<J::In>>, junction: J) -> Outlet<J::Out> {
+        let JunctionPorts { inlets, outlets } = self.junction(junction, from.len(), 1);
+        for (outlet, inlet) in from.into_iter().zip(inlets) {
+            self.connect(outlet, inlet);
+        }
+        outlets[0]
+    }
+
+    fn mark_replica<O, T: Send + 'static>(&mut self, out: &Outlet<O>, k: usize, pool: &Pool<T>) {
+        if !self.check_outlet(out) || out.at.node >= self.parts.len() {
+            return;
+        }
+        let meta = self.parts.meta_mut(out.at.node);
+        meta.replica = Some(k);
+        if let Some(name) = &pool.name {
+            meta.name = Some(format!("{name}-{k}"));
+        }
+        if let Some(capacity) = pool.capacity {
+            meta.capacity = Some(capacity);
+        }
+    }
+
+    fn name_pool<I, O, T: Send + 'static>(
+        &mut self,
+        entry: &super::graph::Inlet<I>,
+        exit: &Outlet<O>,
+        pool: &Pool<T>,
+        first: &str,
+        last: &str,
+    ) {
+        if let Some(name) = &pool.name {
+            let nodes = self.parts.len();
+            if entry.at.node < nodes {
+                self.parts.meta_mut(entry.at.node).name = Some(format!("{name}.{first}"));
+            }
+            if exit.at.node < nodes {
+                self.parts.meta_mut(exit.at.node).name = Some(format!("{name}.{last}"));
+            }
+        }
+    }
+}
