@@ -5,10 +5,13 @@
 //! * [`baselines`]: the non-weir variants (fused, crossbeam, actix).
 //! * [`weir_variant`]: the same workload on weir.
 //! * [`junctions`]: the `broadcast4` and `merge4` workloads, on weir and on threads.
+//! * [`pool`]: the `pool` workload (a CPU-heavy map over replicas), on weir and on
+//!   a thread pool.
 //! * [`stats`]: median, percentiles and peak RSS.
 
 pub mod baselines;
 pub mod junctions;
+pub mod pool;
 pub mod stats;
 pub mod weir_variant;
 pub mod workload;

@@ -1,6 +1,7 @@
 //! Comparison harness: pushes the shared [`workload`] through several variants
 //! in one invocation and reports throughput, peak RSS and weir's latency; then the
-//! [`junctions`] workloads (`broadcast4`, `merge4`), each next to its crossbeam
+//! [`junctions`] workloads (`broadcast4`, `merge4`) and the [`pool`] workloads
+//! (`pool`: one replica per core, `pool1`: one replica), each next to its crossbeam
 //! baseline.
 //!
 //! ```text
@@ -26,7 +27,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use weir_benches::baselines::{self, RunFn};
 use weir_benches::junctions::{self, JunctionPlacement};
-use weir_benches::{stats, weir_variant, workload};
+use weir_benches::{pool, stats, weir_variant, workload};
 
 /// Every throughput variant, in report order.
 const VARIANTS: &[(&str, RunFn)] = &[
@@ -47,6 +48,9 @@ struct JunctionVariant {
     baseline: fn(u64) -> Result<Vec<u64>, String>,
     /// Sinks, each of which must sum to [`junctions::expected_sum`].
     sinks: usize,
+    /// The workload runs `--junction-elements / divisor` elements (the pool's
+    /// elements cost about 1 µs each).
+    divisor: u64,
 }
 
 /// The junction workloads, in report order.
@@ -56,12 +60,28 @@ const JUNCTIONS: &[JunctionVariant] = &[
         weir: junctions::broadcast4_weir,
         baseline: junctions::broadcast4_crossbeam,
         sinks: junctions::FAN,
+        divisor: 1,
     },
     JunctionVariant {
         name: "merge4",
         weir: junctions::merge4_weir,
         baseline: junctions::merge4_crossbeam,
         sinks: 1,
+        divisor: 1,
+    },
+    JunctionVariant {
+        name: "pool",
+        weir: pool::pool_weir,
+        baseline: pool::pool_crossbeam,
+        sinks: 1,
+        divisor: 8,
+    },
+    JunctionVariant {
+        name: "pool1",
+        weir: pool::pool1_weir,
+        baseline: pool::pool1_crossbeam,
+        sinks: 1,
+        divisor: 8,
     },
 ];
 /// Default source elements of a junction workload.
@@ -78,12 +98,13 @@ const USAGE: &str = "usage: compare [--elements N] [--runs R] [--per-element-ele
   --runs R                  runs per variant; the median is reported (default 5)
   --per-element-elements N  cap for actix_per_element (default 200000)
   --pings P                 pings for the weir latency measurement (default 100000)
-  --junction-elements N     source elements of broadcast4 and merge4 (default 4000000)
+  --junction-elements N     source elements of broadcast4 and merge4 (default 4000000);
+                            pool and pool1 run an eighth of them
   --placement P             weir placement in broadcast4 and merge4, on one arbiter
                             per core: together or spread (default together)
   --variants LIST           comma-separated subset of: fused, crossbeam_batched,
                             actix_per_element, actix_batched, weir, weir_faulty,
-                            broadcast4, merge4, latency (default: all)
+                            broadcast4, merge4, pool, pool1, latency (default: all)
   --out PATH                JSON report (default: <workspace>/target/compare.json)";
 
 /// Parsed command line.
@@ -534,7 +555,7 @@ fn measure_variant(name: &str, args: &Args) -> VariantEntry {
 
 fn measure_junction(junction: &JunctionVariant, args: &Args) -> JunctionEntry {
     let name = junction.name;
-    let elements = args.junction_elements;
+    let elements = args.junction_elements / junction.divisor;
     eprintln!(
         "running {name}: {elements} elements x {} runs, weir {} on {} arbiters, and its baseline ...",
         args.runs,
@@ -942,6 +963,7 @@ mod tests {
             weir: |n, _| Ok(vec![junctions::expected_sum(n) ^ 1]),
             baseline: |n| Ok(vec![junctions::expected_sum(n)]),
             sinks: 1,
+            divisor: 1,
         };
         let report = child_junction(&wrong, 10, 2, JunctionPlacement::Together);
         assert!(!report.checksum_ok);
