@@ -212,6 +212,28 @@ pub(crate) struct StageSupervisor<T> {
 }
 
 impl<T> StageSupervisor<T> {
+    /// Whether the policy can drop an element (dead-letter or skip it, or divert it
+    /// while the breaker is open) instead of processing it again or escalating.
+    pub(crate) fn may_drop(&self) -> bool {
+        let a = &self.policy.actions;
+        let drops = |action: Action| matches!(action, Action::DeadLetter | Action::Skip);
+        [
+            a.panic,
+            a.transient,
+            a.permanent,
+            a.timeout,
+            a.resource_exhausted,
+            a.on_exhausted,
+        ]
+        .into_iter()
+        .any(drops)
+            || self
+                .policy
+                .breaker
+                .as_ref()
+                .is_some_and(|b| b.when_open == OpenBehavior::DeadLetter)
+    }
+
     pub(crate) fn new(
         supervision: Supervision<T>,
         cloner: CopyQueue<T>,

@@ -42,6 +42,10 @@ where
         true
     }
 
+    fn may_filter(&self) -> bool {
+        true
+    }
+
     #[inline]
     fn step(&mut self, io: &mut Io<'_, T, T>, _cx: &mut Context<'_>) -> Step {
         io.filter_batch(&mut self.predicate);

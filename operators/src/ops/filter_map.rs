@@ -44,6 +44,10 @@ where
         true
     }
 
+    fn may_filter(&self) -> bool {
+        true
+    }
+
     #[inline]
     fn step(&mut self, io: &mut Io<'_, In, Out>, _cx: &mut Context<'_>) -> Step {
         io.filter_map_batch(&mut self.f);

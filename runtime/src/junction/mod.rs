@@ -22,6 +22,7 @@ pub(crate) mod actor;
 mod fan_in;
 mod fan_out;
 pub(crate) mod pool;
+pub(crate) mod when;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -80,6 +80,10 @@ where
         self.op.counting()
     }
 
+    fn may_filter(&self) -> bool {
+        self.op.may_filter()
+    }
+
     fn held(&self) -> usize {
         self.op.held()
     }

@@ -162,6 +162,14 @@ pub trait Operator: Send + 'static {
         Counting::OneToOne
     }
 
+    /// Whether the operator can take an input and produce nothing for it
+    /// ([`Io::filter`]): `filter` and `filter_map` say yes. Default no.
+    /// [`Graph::when`](crate::Graph::when) rejects such stages in its
+    /// sub-pipeline, whose order it keeps by pairing each input with one output.
+    fn may_filter(&self) -> bool {
+        false
+    }
+
     /// How many input elements the operator currently holds in its own state
     /// (a partial chunk, futures in flight). Counted as in flight, and as abandoned if
     /// the stage stops while holding them.

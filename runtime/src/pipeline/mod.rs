@@ -13,6 +13,7 @@ pub(crate) mod report;
 pub(crate) mod running;
 pub(crate) mod shared;
 pub(crate) mod stats;
+pub(crate) mod when;
 
 pub use events::{EventError, Events};
 pub use flow::{DEFAULT_CAPACITY, Flow, Runnable};

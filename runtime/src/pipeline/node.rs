@@ -46,6 +46,14 @@ pub(crate) trait Node: Send {
     fn control(&self) -> Recipient<Control>;
     /// Starts the actor. False if the arbiter has stopped.
     fn start(self: Box<Self>, start: Start<'_>) -> bool;
+    /// Whether the stage's supervision can drop an element (dead letter, skip).
+    fn may_drop(&self) -> bool {
+        false
+    }
+    /// Whether the stage's operator can take an input and produce nothing.
+    fn may_filter(&self) -> bool {
+        false
+    }
 }
 
 fn downcast<T: Send + 'static>(tx: AnyDownTx) -> DownTx<T> {
@@ -83,6 +91,14 @@ impl<Op: Operator> StageNode<Op> {
 }
 
 impl<Op: Operator> Node for StageNode<Op> {
+    fn may_drop(&self) -> bool {
+        self.sup.as_ref().is_some_and(StageSupervisor::may_drop)
+    }
+
+    fn may_filter(&self) -> bool {
+        self.op.may_filter()
+    }
+
     fn prepare(&mut self, input: usize, output: usize) {
         self.unstarted = Some(Unstarted::new(input, output));
     }

@@ -132,6 +132,20 @@ impl Parts {
         self.nodes.len() - 1
     }
 
+    /// Whether `node`'s supervision can drop an element.
+    pub(crate) fn may_drop(&self, node: usize) -> bool {
+        self.nodes[node].node.may_drop()
+    }
+
+    /// Whether `node`'s operator can take an input and produce nothing.
+    pub(crate) fn may_filter(&self, node: usize) -> bool {
+        self.nodes[node].node.may_filter()
+    }
+
+    pub(crate) fn meta(&self, node: usize) -> &StageMeta {
+        &self.nodes[node].meta
+    }
+
     pub(crate) fn meta_mut(&mut self, node: usize) -> &mut StageMeta {
         &mut self.nodes[node].meta
     }
