@@ -35,3 +35,14 @@ fn conditional_routing_runs_and_reports_per_branch_counts() {
     );
     assert!(stdout.contains("shard3"), "{stdout}");
 }
+
+#[test]
+fn pool_runs_in_order_and_restarts_crashed_replicas() {
+    let stdout = run(env!("CARGO_BIN_EXE_pool"));
+    assert!(
+        stdout.contains("50000 lines out, in input order"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("parse-1"), "{stdout}");
+    assert!(stdout.contains("one per restart"), "{stdout}");
+}

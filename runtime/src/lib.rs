@@ -30,8 +30,8 @@ mod supervision;
 
 pub use error::{BuildError, PipelineError, RuntimeError};
 pub use pipeline::{
-    Completion, ConservationError, DEFAULT_CAPACITY, EventError, Events, Flow, Graph, Inlet,
-    JunctionPorts, Outcome, Outlet, OutputReceiver, OutputSender, PipelineController,
+    Completion, ConservationError, ContainedFailure, DEFAULT_CAPACITY, EventError, Events, Flow,
+    Graph, Inlet, JunctionPorts, Outcome, Outlet, OutputReceiver, OutputSender, PipelineController,
     PipelineStats, Pool, PoolOrder, PortCounts, Report, Runnable, Running, StageReport, StageStats,
     output,
 };

@@ -191,3 +191,107 @@ fn each_merge_input_is_bounded_by_its_own_capacity() {
         let _ = running.abort().await;
     });
 }
+
+/// Three feeds into a merge; the first one's `parse` stage panics on 500.
+fn three_feeds(
+    g: &mut Graph,
+    policy: weir::junction::InputFailure,
+) -> weir::OutputReceiver<Vec<u64>> {
+    let flaky = g.source(
+        Pipeline::from_iter(0..1_000_u64)
+            .map(|x| {
+                assert!(x != 500, "cannot parse {x}");
+                x
+            })
+            .name("parse"),
+    );
+    let b = g.source(Pipeline::from_iter(10_000..20_000_u64));
+    let c = g.source(Pipeline::from_iter(20_000..30_000_u64));
+    let merged = g.merge_with(
+        [flaky, b, c],
+        weir::junction::Merge::new().on_input_failure(policy),
+    );
+    collect(g, merged)
+}
+
+#[test]
+fn with_end_input_a_failed_branch_ends_only_its_input() {
+    let rt = rt1();
+    let mut g = Graph::new();
+    let out = three_feeds(&mut g, weir::junction::InputFailure::EndInput);
+    let mut events = g.subscribe();
+    let done = g.run(&rt).unwrap().wait().unwrap();
+    done.report.check_conservation().unwrap();
+    assert_eq!(done.report.outcome, Outcome::Completed);
+    let out = take(out);
+    // Everything of the healthy inputs, and the flaky one's elements before 500.
+    let healthy: Vec<u64> = out.iter().copied().filter(|&x| x >= 10_000).collect();
+    assert_eq!(healthy.len(), 20_000);
+    let flaky: Vec<u64> = out.iter().copied().filter(|&x| x < 10_000).collect();
+    assert_eq!(flaky, (0..500).collect::<Vec<_>>());
+    assert_eq!(done.report.contained.len(), 1);
+    assert_eq!(done.report.contained[0].stage, "parse");
+    assert!(done.report.contained[0].error.contains("cannot parse 500"));
+    let parse = done.report.stage("parse").unwrap();
+    assert_eq!((parse.completed, parse.failed), (500, 1));
+    let mut failed_events = 0;
+    while let Ok(event) = futures::executor::block_on(events.recv()) {
+        if let SupervisionEvent::StageFailed { stage, .. } = event {
+            assert_eq!(stage, "parse");
+            failed_events += 1;
+        }
+    }
+    assert_eq!(failed_events, 1);
+}
+
+#[test]
+fn by_default_a_failed_branch_fails_the_pipeline() {
+    let rt = rt1();
+    let mut g = Graph::new();
+    let _out = three_feeds(&mut g, weir::junction::InputFailure::default());
+    let err = g.run(&rt).unwrap().wait().unwrap_err();
+    assert!(err.to_string().contains("`parse`"), "{err}");
+    let report = err.report().unwrap();
+    report.check_conservation().unwrap();
+    assert!(report.contained.is_empty());
+}
+
+#[test]
+fn end_input_does_not_contain_failures_after_the_merge_or_behind_a_junction() {
+    let rt = rt1();
+    // After the merge: the pipeline fails.
+    let mut g = Graph::new();
+    let a = g.source(Pipeline::from_iter(0..100_u64));
+    let b = g.source(Pipeline::from_iter(100..200_u64));
+    let merged = g.merge_with(
+        [a, b],
+        weir::junction::Merge::new().on_input_failure(weir::junction::InputFailure::EndInput),
+    );
+    let after = g.flow(merged, |f| {
+        f.map(|x| {
+            assert!(x != 150, "late failure");
+            x
+        })
+        .name("after")
+    });
+    let _out = collect(&mut g, after);
+    let err = g.run(&rt).unwrap().wait().unwrap_err();
+    assert!(err.to_string().contains("`after`"), "{err}");
+
+    // Behind a broadcast: the branch ends at the junction, so the failure is not
+    // contained (the broadcast's other branch would lose its input too).
+    let mut g = Graph::new();
+    let source = g.source(Pipeline::from_iter(0..100_u64).map(|x| {
+        assert!(x != 50, "early failure");
+        x
+    }));
+    let [x, y] = g.broadcast(source, Broadcast::new(2));
+    let merged = g.merge_with(
+        [x, y],
+        weir::junction::Merge::new().on_input_failure(weir::junction::InputFailure::EndInput),
+    );
+    let _out = collect(&mut g, merged);
+    let err = g.run(&rt).unwrap().wait().unwrap_err();
+    assert!(err.to_string().contains("early failure"), "{err}");
+    err.report().unwrap().check_conservation().unwrap();
+}

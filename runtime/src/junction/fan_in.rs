@@ -10,17 +10,41 @@ use super::{Junction, Ports, Routing};
 /// several inputs have elements waiting, the output's room is shared among them
 /// in turn, so a busy input cannot starve a slow one. Backpressure: each input has
 /// its own queue and credit; an input is only asked for what its queue can hold.
-/// Completion: when every input has ended and everything is sent.
+/// Completion: when every input has ended and everything is sent. Failure: see
+/// [`InputFailure`] (by default a failure upstream fails the pipeline).
 #[derive(Debug)]
 pub struct Merge<T> {
     next: usize,
+    on_failure: InputFailure,
     _t: PhantomData<fn(T) -> T>,
+}
+
+/// What a merge does when a stage feeding one of its inputs fails (after that
+/// stage's own supervision gave up, or without supervision).
+///
+/// The stages that feed an input are its **branch**: going upstream from the
+/// input, every stage whose only output leads, through stages with one output,
+/// to that input. A junction ends the branch (its failure is never contained).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputFailure {
+    /// The pipeline fails, as when any stage fails: every stage is aborted and
+    /// the outcome is [`Outcome::Failed`](crate::Outcome::Failed). The default.
+    #[default]
+    FailPipeline,
+    /// Only that input ends: the failed stage stops (its queue counted as
+    /// abandoned, the element it failed on as failed), the stages before it in the
+    /// branch are cancelled, and the merge goes on with its other inputs. The
+    /// pipeline completes normally; the failure is listed in
+    /// [`Report::contained`](crate::Report::contained) and published as a
+    /// `StageFailed` event.
+    EndInput,
 }
 
 impl<T> Default for Merge<T> {
     fn default() -> Self {
         Merge {
             next: 0,
+            on_failure: InputFailure::default(),
             _t: PhantomData,
         }
     }
@@ -31,6 +55,22 @@ impl<T: Send + 'static> Merge<T> {
     pub fn new() -> Self {
         Merge::default()
     }
+
+    /// What a failure in an input's branch does (default
+    /// [`InputFailure::FailPipeline`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::junction::{InputFailure, Merge};
+    ///
+    /// let merge = Merge::<u64>::new().on_input_failure(InputFailure::EndInput);
+    /// # drop(merge);
+    /// ```
+    pub fn on_input_failure(mut self, policy: InputFailure) -> Self {
+        self.on_failure = policy;
+        self
+    }
 }
 
 impl<T: Send + 'static> Junction for Merge<T> {
@@ -39,6 +79,10 @@ impl<T: Send + 'static> Junction for Merge<T> {
 
     fn kind(&self) -> &'static str {
         "merge"
+    }
+
+    fn contains_input_failures(&self) -> bool {
+        self.on_failure == InputFailure::EndInput
     }
 
     fn validate(&self, inputs: usize, _outputs: usize) -> Result<(), String> {

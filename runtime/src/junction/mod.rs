@@ -29,7 +29,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-pub use fan_in::{Concat, Interleave, Merge, MergePrioritized, Priority, Zip, ZipIn, ZipWith};
+pub use fan_in::{
+    Concat, InputFailure, Interleave, Merge, MergePrioritized, Priority, Zip, ZipIn, ZipWith,
+};
 pub(crate) use fan_out::BalanceOf;
 pub use fan_out::{
     Balance, BalanceStrategy, Branch, Broadcast, LagPolicy, Partition, PartitionFn, Predicate,
@@ -79,6 +81,12 @@ pub trait Junction: Send + 'static {
     /// Input elements the junction holds in its own state (default 0).
     fn held(&self) -> usize {
         0
+    }
+
+    /// Whether a failure in the branch feeding one of its inputs only ends that
+    /// input instead of failing the pipeline (see [`InputFailure`]). Default no.
+    fn contains_input_failures(&self) -> bool {
+        false
     }
 }
 

@@ -431,6 +431,27 @@ impl Graph {
         self.fan_in(from, Merge::new())
     }
 
+    /// Merges the outlets with a configured [`Merge`]: say what a failure in one
+    /// input's branch does with [`Merge::on_input_failure`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::junction::{InputFailure, Merge};
+    /// use weir_runtime::{Graph, Outlet};
+    ///
+    /// fn tolerant(g: &mut Graph, feeds: Vec<Outlet<String>>) -> Outlet<String> {
+    ///     g.merge_with(feeds, Merge::new().on_input_failure(InputFailure::EndInput))
+    /// }
+    /// ```
+    pub fn merge_with<T: Send + 'static>(
+        &mut self,
+        from: impl IntoIterator<Item = Outlet<T>>,
+        merge: Merge<T>,
+    ) -> Outlet<T> {
+        self.fan_in(from, merge)
+    }
+
     /// Merges the outlets by `priority` (see [`MergePrioritized`]).
     pub fn merge_prioritized<T: Send + 'static>(
         &mut self,

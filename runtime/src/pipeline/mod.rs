@@ -20,6 +20,6 @@ pub use flow::{DEFAULT_CAPACITY, Flow, Runnable};
 pub use graph::{Graph, Inlet, JunctionPorts, Outlet};
 pub use output::{OutputReceiver, OutputSender, output};
 pub use pool::{Pool, PoolOrder};
-pub use report::{ConservationError, Outcome, PortCounts, Report, StageReport};
+pub use report::{ConservationError, ContainedFailure, Outcome, PortCounts, Report, StageReport};
 pub use running::{Completion, PipelineController, Running};
 pub use stats::{PipelineStats, StageStats};

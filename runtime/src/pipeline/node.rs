@@ -54,6 +54,11 @@ pub(crate) trait Node: Send {
     fn may_filter(&self) -> bool {
         false
     }
+    /// Whether a failure in the branch feeding one of the junction's inputs only
+    /// ends that input.
+    fn contains_input_failures(&self) -> bool {
+        false
+    }
 }
 
 fn downcast<T: Send + 'static>(tx: AnyDownTx) -> DownTx<T> {
@@ -181,6 +186,10 @@ impl<J: Junction> JunctionNode<J> {
 }
 
 impl<J: Junction> Node for JunctionNode<J> {
+    fn contains_input_failures(&self) -> bool {
+        self.junction.contains_input_failures()
+    }
+
     fn prepare(&mut self, input: usize, output: usize) {
         let ports = self.ups.len() + self.downs.len();
         self.unstarted = Some(UnstartedJunction::new(input, output, ports));

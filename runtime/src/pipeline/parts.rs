@@ -137,6 +137,32 @@ impl Parts {
         self.nodes[node].node.may_drop()
     }
 
+    /// The stages whose failure only ends a merge input (see
+    /// `InputFailure::EndInput`): walking downstream from the stage through
+    /// stages with a single output leads to a junction that contains its inputs'
+    /// failures. Call after the shape check (no cycles among these chains).
+    fn contained_stages(&self) -> Vec<usize> {
+        let mut out_edges: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
+        for e in &self.edges {
+            out_edges[e.from.node].push(e.to.node);
+        }
+        (0..self.nodes.len())
+            .filter(|&start| {
+                let mut node = start;
+                for _ in 0..=self.nodes.len() {
+                    if self.nodes[node].meta.junction {
+                        return node != start && self.nodes[node].node.contains_input_failures();
+                    }
+                    match out_edges[node].as_slice() {
+                        [next] => node = *next,
+                        _ => return false,
+                    }
+                }
+                false
+            })
+            .collect()
+    }
+
     /// Whether `node`'s operator can take an input and produce nothing.
     pub(crate) fn may_filter(&self, node: usize) -> bool {
         self.nodes[node].node.may_filter()
@@ -474,8 +500,12 @@ fn resolve(
             is_sink: meta.outputs == 0 && !meta.junction,
             junction_inputs: if meta.junction { meta.inputs } else { 0 },
             junction_outputs: if meta.junction { meta.outputs } else { 0 },
+            contained: false,
         });
     }
     parts.check_shape()?;
+    for node in parts.contained_stages() {
+        specs[node].contained = true;
+    }
     Ok(specs)
 }

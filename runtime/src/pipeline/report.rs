@@ -217,6 +217,20 @@ pub struct Report {
     pub elapsed: Duration,
     /// One entry per stage, from source to sink.
     pub stages: Vec<StageReport>,
+    /// Failures that ended only a merge input instead of the pipeline (a merge
+    /// with [`InputFailure::EndInput`](crate::junction::InputFailure::EndInput)),
+    /// in the order they happened. Empty otherwise.
+    pub contained: Vec<ContainedFailure>,
+}
+
+/// A stage failure that ended only the merge input its branch fed (see
+/// [`InputFailure::EndInput`](crate::junction::InputFailure::EndInput)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainedFailure {
+    /// The stage that failed.
+    pub stage: String,
+    /// The failure, as text.
+    pub error: String,
 }
 
 fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, oneshot};
 use weir_supervisor::policy::RestartStrategy;
 use weir_supervisor::{Failure, SupervisionEvent};
 
-use super::report::{Outcome, Report, StageReport};
+use super::report::{ContainedFailure, Outcome, Report, StageReport};
 use crate::stage::message::Control;
 use crate::stage::shared::StageShared;
 
@@ -34,6 +34,8 @@ pub(crate) struct EndState {
     pub(crate) shutdown_from: Option<u64>,
     pub(crate) deadline_exceeded: bool,
     pub(crate) runtime_lost: bool,
+    /// Failures that ended only a merge input, with their stage indices.
+    pub(crate) contained: Vec<(usize, Failure)>,
 }
 
 /// Shared by every stage of one pipeline and by its handles.
@@ -119,6 +121,12 @@ impl PipelineShared {
             }
         }
         self.broadcast(Control::Abort);
+    }
+
+    /// Records a failure that ends only the merge input its stage's branch feeds;
+    /// the pipeline goes on.
+    pub(crate) fn contain(&self, stage: usize, failure: Failure) {
+        self.end().contained.push((stage, failure));
     }
 
     /// Stops every stage now.
@@ -280,11 +288,20 @@ impl PipelineShared {
         } else {
             Outcome::Completed
         };
+        let contained = end
+            .contained
+            .iter()
+            .map(|(index, failure)| ContainedFailure {
+                stage: self.stages[*index].name.clone(),
+                error: failure.to_string(),
+            })
+            .collect();
         let report = Report {
             pipeline: self.name.clone(),
             outcome,
             elapsed: self.uptime(),
             stages,
+            contained,
         };
         (report, failure.map(|(_, f)| f))
     }

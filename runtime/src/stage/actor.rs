@@ -429,7 +429,19 @@ impl<Op: Operator> StageActor<Op> {
             let element_index = (self.consumed > 0 && !self.is_source()).then(|| self.consumed - 1);
             self.publish_failed(&failure, element_index, 1);
         }
-        self.pipeline.fail(self.shared.index, failure);
+        if self.shared.contained {
+            // Only the merge input this branch feeds ends: downstream sees the end
+            // of the stream, upstream is cancelled, the pipeline goes on.
+            self.pipeline.contain(self.shared.index, failure);
+            // What the stage completed before failing goes on, within credit.
+            self.flush(ctx);
+            if let Some(downstream) = &self.downstream {
+                let _ = downstream.try_send(Down::End);
+            }
+            self.cancel_upstream();
+        } else {
+            self.pipeline.fail(self.shared.index, failure);
+        }
         self.stop(ctx, StopReason::Failed);
     }
 

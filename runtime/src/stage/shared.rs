@@ -30,6 +30,9 @@ pub(crate) struct StageShared {
     pub(crate) counting: Counting,
     pub(crate) is_source: bool,
     pub(crate) is_sink: bool,
+    /// A failure of this stage only ends the merge input its branch feeds (see
+    /// `InputFailure::EndInput`) instead of failing the pipeline.
+    pub(crate) contained: bool,
     /// The edges feeding this stage, one per input port, for mailbox depth
     /// (`emitted on the edge - received from it`) and the final report.
     pub(crate) inputs: OnceLock<Vec<EdgeSource>>,
@@ -98,6 +101,9 @@ pub(crate) struct StageSpec {
     pub(crate) counting: Counting,
     pub(crate) is_source: bool,
     pub(crate) is_sink: bool,
+    /// A failure of this stage only ends the merge input its branch feeds (see
+    /// `InputFailure::EndInput`) instead of failing the pipeline.
+    pub(crate) contained: bool,
     /// Input ports of a junction (0 for a stage).
     pub(crate) junction_inputs: usize,
     /// Output ports of a junction (0 for a stage).
@@ -114,6 +120,7 @@ impl StageShared {
             counting: spec.counting,
             is_source: spec.is_source,
             is_sink: spec.is_sink,
+            contained: spec.contained,
             inputs: OnceLock::new(),
             in_received: (0..spec.junction_inputs)
                 .map(|_| AtomicU64::new(0))
