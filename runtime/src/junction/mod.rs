@@ -16,17 +16,20 @@
 //! ```
 //!
 //! The junctions weir ships are built with [`Graph`](crate::Graph)'s methods
-//! (`broadcast`, `merge`, `zip`, …); implement [`Junction`] for routing of your own.
+//! (`broadcast`, `merge`, `zip`, `feedback`, …); implement [`Junction`] for routing
+//! of your own.
 
 pub(crate) mod actor;
 mod fan_in;
 mod fan_out;
+mod feedback;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+pub use feedback::{Feedback, Overflow};
 pub use fan_in::{Concat, Interleave, Merge, MergePrioritized, Priority, Zip, ZipIn, ZipWith};
 pub(crate) use fan_out::BalanceOf;
 pub use fan_out::{

@@ -121,7 +121,7 @@ pub struct JunctionPorts<I, O> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Graph {
-    parts: Parts,
+    pub(super) parts: Parts,
     settings: Settings,
 }
 
@@ -149,7 +149,7 @@ impl Graph {
         }
     }
 
-    fn check_outlet<T>(&mut self, outlet: &Outlet<T>) -> bool {
+    pub(super) fn check_outlet<T>(&mut self, outlet: &Outlet<T>) -> bool {
         if outlet.graph == self.parts.id {
             true
         } else {
