@@ -79,7 +79,7 @@ fn sorted(mut v: Vec<Item>) -> Vec<Item> {
 
 #[test]
 fn an_iterate_graph_completes_with_exact_results_and_nothing_abandoned() {
-    let values: Vec<u64> = (2..=400).collect();
+    let values: Vec<u64> = (2..=200).collect();
     let fed_back: u64 = values.iter().map(|&x| u64::from(stopping_time(x)) - 1).sum();
     for (head, arbiters, placement) in [
         (Head::Strict, 1, Placement::Together),
@@ -89,7 +89,7 @@ fn an_iterate_graph_completes_with_exact_results_and_nothing_abandoned() {
     ] {
         let rt = Runtime::builder().arbiters(arbiters).build().unwrap();
         let mut g = Graph::new();
-        g.placement(placement).default_capacity(8);
+        g.placement(placement).default_capacity(16);
         let numbers = g.source(Pipeline::from_iter(items(&values)).name("numbers"));
         // As many places as elements: nothing can overflow.
         let out = collatz_graph(&mut g, numbers, head, Feedback::buffer(values.len()));
@@ -110,6 +110,33 @@ fn an_iterate_graph_completes_with_exact_results_and_nothing_abandoned() {
         let head = done.report.stage("head").unwrap();
         assert_eq!(head.input, values.len() as u64 + fed_back, "{case}");
     }
+}
+
+/// A step that holds each element for 3 ms (an async call): the cycle's edges are
+/// quiet for longer than the two reads of a check are apart, so only the step's
+/// own `held` count shows the elements in it. The cycle must not end early.
+#[test]
+fn elements_held_by_an_async_step_keep_the_cycle_open() {
+    let rt = rt1();
+    let values = [3, 6, 7, 9];
+    let mut g = Graph::new();
+    let numbers = g.source(Pipeline::from_iter(items(&values)));
+    let head = g.junction(MergePrioritized::new(Priority::Strict), 2, 1);
+    g.connect(numbers, head.inlets[1]);
+    let stepped = g.flow(head.outlets[0], |f| {
+        f.map_async(2, |(id, x, k): Item| async move {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            (id, collatz(x), k + 1)
+        })
+        .name("slow-step")
+    });
+    let [done, again] = g.partition(stepped, |&(_, x, _): &Item| usize::from(x != 1));
+    g.feedback(again, head.inlets[0], Feedback::buffer(8).name("loop"));
+    let out = collect(&mut g, done);
+    let done = g.run(&rt).unwrap().wait().unwrap();
+    assert_eq!(sorted(take(out)), expected(&values));
+    assert_eq!(done.report.abandoned(), 0, "{}", done.report);
+    done.report.check_conservation().unwrap();
 }
 
 #[test]
@@ -334,16 +361,16 @@ fn a_feedback_edge_into_another_graph_is_rejected() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 20, ..ProptestConfig::default() })]
 
     /// Whatever the inputs, capacities, head, drop policy and placement: the cycle
     /// completes, nothing is abandoned, every number is delivered with its exact
     /// stopping time or dead-lettered (once), and the drop counts match.
     #[test]
     fn random_cycles_complete_and_conserve(
-        values in proptest::collection::vec(2_u64..3_000, 0..80),
+        values in proptest::collection::vec(2_u64..300, 0..30),
         buffer in 1_usize..40,
-        edge_capacity in 1_usize..8,
+        edge_capacity in 1_usize..16,
         strict in any::<bool>(),
         drop_oldest in any::<bool>(),
         spread in any::<bool>(),
