@@ -16,7 +16,11 @@ use weir::prelude::*;
 type Item = (u32, u64, u32);
 
 fn collatz(x: u64) -> u64 {
-    if x % 2 == 0 { x / 2 } else { 3 * x + 1 }
+    if x.is_multiple_of(2) {
+        x / 2
+    } else {
+        3 * x + 1
+    }
 }
 
 /// Steps from `n` (> 1) to 1.
@@ -80,7 +84,10 @@ fn sorted(mut v: Vec<Item>) -> Vec<Item> {
 #[test]
 fn an_iterate_graph_completes_with_exact_results_and_nothing_abandoned() {
     let values: Vec<u64> = (2..=200).collect();
-    let fed_back: u64 = values.iter().map(|&x| u64::from(stopping_time(x)) - 1).sum();
+    let fed_back: u64 = values
+        .iter()
+        .map(|&x| u64::from(stopping_time(x)) - 1)
+        .sum();
     for (head, arbiters, placement) in [
         (Head::Strict, 1, Placement::Together),
         (Head::Fair, 1, Placement::Together),
@@ -168,7 +175,10 @@ fn an_empty_cycle_waits_while_its_outside_input_is_open() {
     }
     // The cycle is empty; the edge checks every 1-20 ms and must keep waiting.
     std::thread::sleep(Duration::from_millis(80));
-    assert!(!control.is_finished(), "the cycle ended with its input open");
+    assert!(
+        !control.is_finished(),
+        "the cycle ended with its input open"
+    );
     futures::executor::block_on(ingress.send((1, 97, 0))).unwrap();
     drop(ingress);
     let done = running.wait().unwrap();
@@ -190,7 +200,7 @@ fn a_cycle_cut_inside_ends_through_the_feedback_input() {
     g.connect(numbers, head.inlets[1]);
     // Each element goes round until it is a multiple of 3; `take` cuts the cycle.
     let stepped = g.flow(head.outlets[0], |f| f.map(|x| x + 1).take(50).name("cut"));
-    let [done, again] = g.partition(stepped, |x: &u64| usize::from(x % 3 != 0));
+    let [done, again] = g.partition(stepped, |x: &u64| usize::from(!x.is_multiple_of(3)));
     g.feedback(again, head.inlets[0], Feedback::buffer(64).name("loop"));
     let out = collect(&mut g, done);
     let done = g.run(&rt).unwrap().wait().unwrap();
@@ -199,7 +209,7 @@ fn a_cycle_cut_inside_ends_through_the_feedback_input() {
     assert_eq!(cut.produced, 50);
     let out = take(out);
     assert!(!out.is_empty() && out.len() <= 50, "{}", out.len());
-    assert!(out.iter().all(|x| x % 3 == 0));
+    assert!(out.iter().all(|x| x.is_multiple_of(3)));
 }
 
 const DEPTH: u32 = 10;
@@ -240,7 +250,10 @@ fn a_full_feedback_buffer_drops_and_counts_exactly() {
         let letters = dlq.drain();
         let lp = done.report.stage("loop").unwrap();
         let port = &lp.outputs[0];
-        assert!(port.dropped > 0, "{overflow:?}: the ring cannot hold the tree");
+        assert!(
+            port.dropped > 0,
+            "{overflow:?}: the ring cannot hold the tree"
+        );
         assert_eq!(letters.len() as u64, port.dropped, "{overflow:?}");
         assert_eq!(port.pushed, lp.input, "{overflow:?}");
         assert_eq!(port.emitted + port.dropped, lp.input, "{overflow:?}");
@@ -250,7 +263,11 @@ fn a_full_feedback_buffer_drops_and_counts_exactly() {
         let mut positions: Vec<u64> = letters.iter().map(|l| l.element_index).collect();
         positions.sort_unstable();
         positions.dedup();
-        assert_eq!(positions.len(), letters.len(), "{overflow:?}: one letter per position");
+        assert_eq!(
+            positions.len(),
+            letters.len(),
+            "{overflow:?}: one letter per position"
+        );
         assert!(positions.iter().all(|&p| p < lp.input));
         assert!(letters.iter().all(|l| l.stage == "loop"
             && l.class == ErrorClass::ResourceExhausted

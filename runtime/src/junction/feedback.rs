@@ -280,9 +280,11 @@ impl<T: Send + 'static> Junction for Feedback<T> {
 
     fn validate(&self, inputs: usize, outputs: usize) -> Result<(), String> {
         if self.capacity == 0 {
-            return Err("a feedback buffer needs a capacity of at least 1 (it holds what \
+            return Err(
+                "a feedback buffer needs a capacity of at least 1 (it holds what \
                  the cycle's head cannot take yet)"
-                .into());
+                    .into(),
+            );
         }
         if (inputs, outputs) != (1, 1) {
             return Err(format!(
@@ -323,13 +325,19 @@ mod tests {
         assert!(f.validate(1, 1).unwrap_err().contains("at least 1"));
         let f = Feedback::<u8>::buffer(3);
         assert!(f.validate(1, 1).is_ok());
-        assert!(f.validate(2, 1).unwrap_err().contains("one input and one output"));
+        assert!(
+            f.validate(2, 1)
+                .unwrap_err()
+                .contains("one input and one output")
+        );
     }
 
     #[test]
     fn the_default_overflow_fails_rather_than_drops() {
         assert_eq!(Overflow::default(), Overflow::Fail);
-        let f = Feedback::<u8>::buffer(3).overflow(Overflow::DropOldest).name("loop");
+        let f = Feedback::<u8>::buffer(3)
+            .overflow(Overflow::DropOldest)
+            .name("loop");
         assert_eq!(f.overflow, Overflow::DropOldest);
         assert_eq!(f.name.as_deref(), Some("loop"));
     }

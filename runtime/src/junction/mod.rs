@@ -29,12 +29,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-pub use feedback::{Feedback, Overflow};
 pub use fan_in::{Concat, Interleave, Merge, MergePrioritized, Priority, Zip, ZipIn, ZipWith};
 pub(crate) use fan_out::BalanceOf;
 pub use fan_out::{
     Balance, BalanceStrategy, Branch, Broadcast, LagPolicy, Partition, PartitionFn, Predicate,
 };
+pub use feedback::{Feedback, Overflow};
 
 use crate::stage::link::{DownTx, UpLink};
 use crate::stage::message::Up;
