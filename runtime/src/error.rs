@@ -84,8 +84,8 @@ pub enum BuildError {
         /// How many edges use it.
         count: usize,
     },
-    /// The graph has a cycle. Cycles are not allowed: a cycle of bounded edges can
-    /// deadlock.
+    /// The graph has a cycle that goes through no feedback edge. Such a cycle of
+    /// bounded edges can deadlock; close a cycle with `Graph::feedback` instead.
     #[error("the graph has a cycle through {}", stages.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" → "))]
     Cycle {
         /// The stages on the cycle, in order.

@@ -78,7 +78,9 @@ pub mod prelude {
     pub use weir_operators::sink::Egress;
     pub use weir_operators::source::{Ingress, SendError, TrySendError};
     pub use weir_operators::{FlowExt, Pipeline};
-    pub use weir_runtime::junction::{Balance, BalanceStrategy, Broadcast, LagPolicy, Priority};
+    pub use weir_runtime::junction::{
+        Balance, BalanceStrategy, Broadcast, Feedback, LagPolicy, Priority,
+    };
     pub use weir_runtime::{
         BuildError, Completion, Flow, Graph, Inlet, Outcome, Outlet, PipelineController,
         PipelineError, Placement, Pool, PoolOrder, Report, Runnable, Running, Runtime, Supervision,

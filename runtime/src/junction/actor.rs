@@ -216,7 +216,13 @@ impl<J: Junction> JunctionActor<J> {
             }
             Err(payload) => {
                 self.failed += uncommitted;
-                self.fail(Failure::from_panic(payload), ctx);
+                // A junction may fail on purpose with a `Failure` payload (a
+                // feedback edge's `Overflow::Fail`).
+                let failure = match payload.downcast::<Failure>() {
+                    Ok(failure) => *failure,
+                    Err(payload) => Failure::from_panic(payload),
+                };
+                self.fail(failure, ctx);
                 false
             }
         }
@@ -371,9 +377,16 @@ impl<J: Junction> JunctionActor<J> {
             .store(self.outs.iter().map(|p| p.buffer.len()).sum(), Relaxed);
         s.credit
             .store(self.outs.iter().map(|p| p.credit).sum(), Relaxed);
-        s.held.store(self.held(), Relaxed);
+        let held = self.held();
+        s.held.store(held, Relaxed);
         for (port, counters) in self.outs.iter().zip(&s.out_ports) {
             counters.buffered.store(port.buffer.len(), Relaxed);
+        }
+        if held == 0
+            && self.ins.iter().all(|p| p.queue.is_empty())
+            && self.outs.iter().all(|p| p.buffer.is_empty())
+        {
+            s.mark_settled(self.ins.iter().map(|p| p.received).sum());
         }
     }
 

@@ -16,11 +16,13 @@
 //! ```
 //!
 //! The junctions weir ships are built with [`Graph`](crate::Graph)'s methods
-//! (`broadcast`, `merge`, `zip`, …); implement [`Junction`] for routing of your own.
+//! (`broadcast`, `merge`, `zip`, `feedback`, …); implement [`Junction`] for routing
+//! of your own.
 
 pub(crate) mod actor;
 mod fan_in;
 mod fan_out;
+mod feedback;
 pub(crate) mod pool;
 pub(crate) mod when;
 
@@ -36,6 +38,7 @@ pub(crate) use fan_out::BalanceOf;
 pub use fan_out::{
     Balance, BalanceStrategy, Branch, Broadcast, LagPolicy, Partition, PartitionFn, Predicate,
 };
+pub use feedback::{Feedback, Overflow};
 
 use crate::stage::link::{DownTx, UpLink};
 use crate::stage::message::Up;

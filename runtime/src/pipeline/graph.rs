@@ -5,7 +5,8 @@
 //! (stages with several inputs or outputs) and connects their typed [`Outlet`]s and
 //! [`Inlet`]s. Connecting ports of different element types does not compile. What
 //! the compiler cannot see — a port left unconnected, a port connected twice, a
-//! cycle — is rejected by [`Graph::run`] with an error naming the stage and port.
+//! cycle that goes through no [feedback edge](Graph::feedback) — is rejected by
+//! [`Graph::run`] with an error naming the stage and port.
 
 use super::parts::{Parts, Pending, PortRef, Settings, StageMeta, launch};
 use std::hash::Hash;
@@ -589,7 +590,8 @@ impl Graph {
     ///
     /// A [`BuildError`] naming the stage (and port) at fault: everything
     /// [`Runnable::run`] rejects, plus unconnected ports, ports connected twice,
-    /// cycles, and ports of another graph.
+    /// cycles through no feedback edge, feedback edges that close no cycle, and
+    /// ports of another graph.
     pub fn run(self, runtime: &Runtime) -> Result<Running<()>, BuildError> {
         let (pipeline, done) = launch(self.parts, self.settings, runtime)?;
         Ok(Running::new(pipeline, done, OutputReceiver::ready(())))

@@ -3,6 +3,7 @@
 //! [`Report`].
 
 pub(crate) mod events;
+pub(crate) mod feedback;
 pub(crate) mod flow;
 pub(crate) mod graph;
 pub(crate) mod node;

@@ -63,9 +63,11 @@ struct NodeEntry {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Edge {
-    from: PortRef,
-    to: PortRef,
+pub(super) struct Edge {
+    pub(super) from: PortRef,
+    pub(super) to: PortRef,
+    /// Declared with `Graph::feedback`: left out of the cycle check.
+    pub(super) feedback: bool,
 }
 
 /// An error found while building, reported when the graph runs (with the stage's
@@ -80,7 +82,7 @@ pub(crate) enum Pending {
 pub(crate) struct Parts {
     pub(crate) id: u64,
     nodes: Vec<NodeEntry>,
-    edges: Vec<Edge>,
+    pub(super) edges: Vec<Edge>,
     pub(crate) errors: Vec<Pending>,
     /// Where settings go that have no stage to apply to (reported as errors).
     scratch: StageMeta,
@@ -177,7 +179,20 @@ impl Parts {
     }
 
     pub(crate) fn connect(&mut self, from: PortRef, to: PortRef) {
-        self.edges.push(Edge { from, to });
+        self.edges.push(Edge {
+            from,
+            to,
+            feedback: false,
+        });
+    }
+
+    /// Connects the output of a feedback stage to the head of its cycle.
+    pub(crate) fn connect_feedback(&mut self, from: PortRef, to: PortRef) {
+        self.edges.push(Edge {
+            from,
+            to,
+            feedback: true,
+        });
     }
 
     /// Moves `other`'s nodes and edges into this graph; returns the offset added to
@@ -194,6 +209,7 @@ impl Parts {
                 node: e.to.node + offset,
                 port: e.to.port,
             },
+            feedback: e.feedback,
         }));
         self.errors
             .extend(other.errors.into_iter().map(|err| match err {
@@ -206,14 +222,15 @@ impl Parts {
         offset
     }
 
-    fn name(&self, node: usize) -> String {
+    pub(super) fn name(&self, node: usize) -> String {
         let meta = &self.nodes[node].meta;
         meta.name
             .clone()
             .unwrap_or_else(|| default_name(meta.kind, node))
     }
 
-    /// Checks the shape: every port connected exactly once, no cycle.
+    /// Checks the shape: every port connected exactly once, no cycle but through
+    /// a feedback edge, and every feedback edge on a cycle.
     fn check_shape(&self) -> Result<(), BuildError> {
         let mut ins: HashMap<PortRef, usize> = HashMap::new();
         let mut outs: HashMap<PortRef, usize> = HashMap::new();
@@ -249,14 +266,15 @@ impl Parts {
                 stages: cycle.into_iter().map(|n| self.name(n)).collect(),
             });
         }
-        Ok(())
+        self.check_feedback()
     }
 
-    /// A cycle, as the nodes on it in edge order, if there is one.
+    /// A cycle that goes through no feedback edge, as the nodes on it in edge
+    /// order, if there is one.
     fn find_cycle(&self) -> Option<Vec<usize>> {
         let n = self.nodes.len();
         let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for e in &self.edges {
+        for e in self.edges.iter().filter(|e| !e.feedback) {
             next[e.from.node].push(e.to.node);
         }
         // 0 unvisited, 1 on the current path, 2 done.

@@ -473,10 +473,14 @@ impl<Op: Operator> StageActor<Op> {
     }
 
     fn publish_gauges(&self) {
+        let held = self.op_held();
         self.shared.queued.store(self.inq.len(), Relaxed);
         self.shared.outbox.store(self.outbox.len(), Relaxed);
         self.shared.credit.store(self.credit, Relaxed);
-        self.shared.held.store(self.op_held(), Relaxed);
+        self.shared.held.store(held, Relaxed);
+        if self.inq.is_empty() && self.outbox.is_empty() && held == 0 {
+            self.shared.mark_settled(self.received);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 
 use super::link::EdgeSource;
 use crate::operator::Counting;
@@ -45,6 +45,11 @@ pub(crate) struct StageShared {
 
     /// Elements that reached the input queue (sources: elements taken in).
     pub(crate) received: AtomicU64,
+    /// `received` at the end of the last pass that left the stage holding nothing
+    /// (queues, operator state, outbox): equal to `received` exactly when the stage
+    /// has settled everything it received. Monotone; read by feedback edges to see
+    /// that their cycle is empty.
+    pub(crate) settled: AtomicU64,
     /// Inputs fully processed (sinks: delivered).
     pub(crate) completed: AtomicU64,
     pub(crate) filtered: AtomicU64,
@@ -129,6 +134,7 @@ impl StageShared {
                 .map(|_| PortShared::default())
                 .collect(),
             received: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -168,6 +174,11 @@ impl StageShared {
             Some(count) => count.load(Relaxed),
             None => self.received.load(Relaxed),
         }
+    }
+
+    /// Records that the stage holds nothing after receiving `received` elements.
+    pub(crate) fn mark_settled(&self, received: u64) {
+        self.settled.store(received, SeqCst);
     }
 
     pub(crate) fn final_state(&self) -> Option<FinalState> {
