@@ -94,3 +94,9 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The operator catalogue's Rust examples (docs/operators.md), compiled and run as
+/// doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/operators.md")]
+pub struct OperatorsDoctests;
