@@ -84,6 +84,10 @@ where
         self.op.may_filter()
     }
 
+    fn state_entries(&self) -> usize {
+        self.op.state_entries()
+    }
+
     fn held(&self) -> usize {
         self.op.held()
     }

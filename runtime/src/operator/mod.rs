@@ -162,6 +162,15 @@ pub trait Operator: Send + 'static {
         Counting::OneToOne
     }
 
+    /// Entries of state the operator keeps beyond elements (keys, open windows,
+    /// pending join rows). Default 0. When a supervised restart replaces the
+    /// operator with a fresh one from its factory, this many entries are lost: the
+    /// stage adds them to its `state_lost` count (report and stats), so a restart
+    /// that drops state is never silent.
+    fn state_entries(&self) -> usize {
+        0
+    }
+
     /// Whether the operator can take an input and produce nothing for it
     /// ([`Io::filter`]): `filter` and `filter_map` say yes. Default no.
     /// [`Graph::when`](crate::Graph::when) rejects such stages in its

@@ -81,6 +81,10 @@ pub struct StageReport {
     pub retries: u64,
     /// Restarts of the stage.
     pub restarts: u64,
+    /// State entries (keys, open windows, pending join rows) that restarts from
+    /// the factory discarded (see
+    /// [`Operator::state_entries`](crate::operator::Operator::state_entries)).
+    pub state_lost: u64,
     /// Inputs left unprocessed when the pipeline stopped: in the stage's queue or
     /// state, in its mailbox, or still in the previous stage's output buffer.
     pub abandoned: u64,
@@ -179,6 +183,7 @@ impl StageReport {
             dead_lettered: s.dead_lettered.load(Relaxed),
             retries: s.retries.load(Relaxed),
             restarts: s.restarts.load(Relaxed),
+            state_lost: s.state_lost.load(Relaxed),
             abandoned,
             produced: s.produced.load(Relaxed),
             emitted: s.emitted.load(Relaxed),

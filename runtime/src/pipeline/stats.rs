@@ -34,6 +34,8 @@ pub struct StageStats {
     pub retries: u64,
     /// Restarts of the stage.
     pub restarts: u64,
+    /// State entries discarded by restarts so far (see `StageReport::state_lost`).
+    pub state_lost: u64,
     /// Elements inside the stage: queued, held by the operator, or waiting for credit.
     pub in_flight: u64,
     /// Elements sent to the stage that are still in its mailbox.
@@ -89,6 +91,7 @@ impl PipelineStats {
                     dead_lettered: s.dead_lettered.load(Relaxed),
                     retries: s.retries.load(Relaxed),
                     restarts: s.restarts.load(Relaxed),
+                    state_lost: s.state_lost.load(Relaxed),
                     in_flight: s.queued.load(Relaxed) as u64 + held + s.outbox.load(Relaxed) as u64,
                     mailbox: s.in_mailbox(),
                     credit: s.credit.load(Relaxed),

@@ -60,6 +60,8 @@ pub(crate) struct StageShared {
     pub(crate) retries: AtomicU64,
     /// Restarts of the stage.
     pub(crate) restarts: AtomicU64,
+    /// State entries (keys, windows) discarded by restarts from the factory.
+    pub(crate) state_lost: AtomicU64,
     /// Outputs created.
     pub(crate) produced: AtomicU64,
     /// Outputs sent downstream. Incremented before a batch is sent, so that the
@@ -141,6 +143,7 @@ impl StageShared {
             dead_lettered: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            state_lost: AtomicU64::new(0),
             produced: AtomicU64::new(0),
             emitted: AtomicU64::new(0),
             batches: AtomicU64::new(0),

@@ -26,6 +26,17 @@ pub(super) fn supervision_now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// Restarts the operator; when it was replaced by a fresh instance, counts the
+/// state entries the old one held as lost. Returns what `restart` returned.
+fn restart_counting_state<Op: Operator>(op: &mut Op, shared: &StageShared) -> bool {
+    let entries = op.state_entries() as u64;
+    let replaced = op.restart();
+    if replaced && entries > 0 {
+        shared.state_lost.fetch_add(entries, Relaxed);
+    }
+    replaced
+}
+
 /// What the circuit breaker lets a stage do next.
 pub(super) enum Gate {
     /// Step with this limit.
@@ -82,7 +93,11 @@ impl<Op: Operator> StageActor<Op> {
                     // Fresh state from the factory, if the operator has one; the
                     // queue, credit and outbox stay as they are.
                     let op = &mut self.op;
-                    if catch_unwind(AssertUnwindSafe(|| op.restart())).is_err() {
+                    if catch_unwind(AssertUnwindSafe(|| {
+                        restart_counting_state(op, &self.shared)
+                    }))
+                    .is_err()
+                    {
                         let reason = format!(
                             "the operator's factory panicked while restarting; last failure: {failure}"
                         );
@@ -283,7 +298,9 @@ impl<Op: Operator> StageActor<Op> {
             return;
         }
         let op = &mut self.op;
-        match catch_unwind(AssertUnwindSafe(|| op.restart())) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            restart_counting_state(op, &self.shared)
+        })) {
             Ok(true) => {
                 let restarts = self.shared.restarts.fetch_add(1, Relaxed) + 1;
                 self.pipeline.publish(SupervisionEvent::StageRestarted {
