@@ -30,9 +30,10 @@ mod supervision;
 
 pub use error::{BuildError, PipelineError, RuntimeError};
 pub use pipeline::{
-    Completion, ConservationError, DEFAULT_CAPACITY, EventError, Events, Flow, Graph, Inlet,
-    JunctionPorts, Outcome, Outlet, OutputReceiver, OutputSender, PipelineController,
-    PipelineStats, PortCounts, Report, Runnable, Running, StageReport, StageStats, output,
+    Completion, ConservationError, DEFAULT_CAPACITY, DEFAULT_SUB_CAPACITY, EventError, Events,
+    Flow, Graph, Inlet, JunctionPorts, Muxed, Outcome, Outlet, OutputReceiver, OutputSender,
+    PipelineController, PipelineStats, PortCounts, Report, Runnable, Running, StageReport,
+    StageStats, output,
 };
 pub use runtime::{Placement, Runtime, RuntimeBuilder};
 pub use supervision::Supervision;

@@ -5,6 +5,7 @@
 pub(crate) mod events;
 pub(crate) mod flow;
 pub(crate) mod graph;
+pub(crate) mod mux;
 pub(crate) mod node;
 pub(crate) mod output;
 pub(crate) mod parts;
@@ -16,6 +17,7 @@ pub(crate) mod stats;
 pub use events::{EventError, Events};
 pub use flow::{DEFAULT_CAPACITY, Flow, Runnable};
 pub use graph::{Graph, Inlet, JunctionPorts, Outlet};
+pub use mux::{DEFAULT_SUB_CAPACITY, Muxed};
 pub use output::{OutputReceiver, OutputSender, output};
 pub use report::{ConservationError, Outcome, PortCounts, Report, StageReport};
 pub use running::{Completion, PipelineController, Running};
