@@ -70,7 +70,9 @@ impl MuxLink {
     pub(crate) fn new(streams: usize, sub_capacity: usize) -> Arc<Self> {
         Arc::new(MuxLink {
             sub_capacity,
-            credit: (0..streams).map(|_| AtomicUsize::new(sub_capacity)).collect(),
+            credit: (0..streams)
+                .map(|_| AtomicUsize::new(sub_capacity))
+                .collect(),
             cancelled: (0..streams).map(|_| AtomicBool::new(false)).collect(),
             parked: (0..streams).map(|_| AtomicBool::new(false)).collect(),
         })
@@ -159,7 +161,6 @@ impl<T: Send + 'static> Mux<T> {
         self.next = (self.next + 1) % n;
         moved
     }
-
 }
 
 impl<T: Send + 'static> Junction for Mux<T> {
