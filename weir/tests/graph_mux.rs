@@ -255,7 +255,10 @@ fn bad_arguments_are_rejected_naming_the_stage() {
     let mut g = Graph::new();
     let muxed = g.mux(Vec::<Outlet<u64>>::new());
     let [] = g.demux::<u64, 0>(muxed);
-    assert!(build_error(g).ends_with("a mux needs at least one input"));
+    assert_eq!(
+        build_error(g),
+        "stage `mux#0`: a mux needs at least one input"
+    );
 
     // A mux whose frames go nowhere.
     let mut g = Graph::new();

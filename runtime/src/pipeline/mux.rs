@@ -26,6 +26,25 @@ pub const DEFAULT_SUB_CAPACITY: usize = crate::DEFAULT_CAPACITY;
 /// so no stage may sit between the two. It is not `Clone` (one demux per mux), and
 /// a `Muxed` that is never demuxed leaves the mux's output unconnected, which
 /// [`Graph::run`] rejects.
+///
+/// Frames cannot go through ordinary stages: a `Muxed` is not an [`Outlet`].
+///
+/// ```compile_fail
+/// use weir_runtime::{Graph, Muxed};
+/// fn misuse(g: &mut Graph, muxed: Muxed<u64>) {
+///     g.flow(muxed, |f| f); // error: expected `Outlet<_>`, found `Muxed<u64>`
+/// }
+/// ```
+///
+/// and one mux feeds one demux:
+///
+/// ```compile_fail
+/// use weir_runtime::{Graph, Muxed};
+/// fn twice(g: &mut Graph, muxed: Muxed<u64>) {
+///     let [_a, _b] = g.demux::<u64, 2>(muxed);
+///     let [_c, _d] = g.demux::<u64, 2>(muxed); // error: use of moved value `muxed`
+/// }
+/// ```
 pub struct Muxed<T> {
     outlet: Outlet<Frame<T>>,
     link: Arc<MuxLink>,
