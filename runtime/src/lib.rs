@@ -30,10 +30,10 @@ mod supervision;
 
 pub use error::{BuildError, PipelineError, RuntimeError};
 pub use pipeline::{
-    Completion, ConservationError, ContainedFailure, DEFAULT_CAPACITY, EventError, Events, Flow,
-    Graph, Inlet, JunctionPorts, Outcome, Outlet, OutputReceiver, OutputSender, PipelineController,
-    PipelineStats, Pool, PoolOrder, PortCounts, Report, Runnable, Running, StageReport, StageStats,
-    output,
+    Completion, ConservationError, ContainedFailure, DEFAULT_CAPACITY, DEFAULT_SUB_CAPACITY,
+    EventError, Events, Flow, Graph, Inlet, JunctionPorts, Muxed, Outcome, Outlet, OutputReceiver,
+    OutputSender, PipelineController, PipelineStats, Pool, PoolOrder, PortCounts, Report, Runnable,
+    Running, StageReport, StageStats, output,
 };
 pub use runtime::{Placement, Runtime, RuntimeBuilder};
 pub use supervision::Supervision;

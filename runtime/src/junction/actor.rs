@@ -103,6 +103,7 @@ impl<J: Junction> UnstartedJunction<J> {
                     tx,
                     last_flow: now,
                     pushed: 0,
+                    ending: false,
                 }
             })
             .collect();
@@ -161,7 +162,7 @@ impl<J: Junction> JunctionActor<J> {
         }
         if self.phase != Phase::Stopped {
             self.grant();
-            if !self.outs.is_empty() && self.outs.iter().all(|o| !o.open) {
+            if !self.outs.is_empty() && self.outs.iter().all(|o| !o.open && !o.ending) {
                 // Every branch cancelled: nothing this junction does can be seen.
                 self.cancel_inputs();
                 self.stop(ctx, StopReason::Cancelled);
@@ -240,6 +241,14 @@ impl<J: Junction> JunctionActor<J> {
         for (o, port) in self.outs.iter_mut().enumerate() {
             if port.buffer.is_empty() {
                 port.last_flow = now;
+                if port.ending && port.open {
+                    // Ended alone, and everything sent: end the branch.
+                    port.open = false;
+                    if let Some(tx) = &port.tx {
+                        let _ = tx.try_send(Down::End);
+                    }
+                    sent = true;
+                }
                 continue;
             }
             let Some(tx) = port.tx.as_ref().filter(|_| port.open) else {

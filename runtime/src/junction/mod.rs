@@ -1,5 +1,5 @@
 //! Junctions: stages with several inputs or several outputs (broadcast, partition,
-//! balance, merge, concat, interleave, zip).
+//! balance, merge, concat, interleave, zip, mux and demux).
 //!
 //! A junction is an actor like any stage, with a bounded input queue per input port
 //! and a buffer plus credit per output port. It runs a [`Junction`]: routing logic
@@ -23,6 +23,7 @@ pub(crate) mod actor;
 mod fan_in;
 mod fan_out;
 mod feedback;
+mod mux;
 pub(crate) mod pool;
 pub(crate) mod when;
 
@@ -39,6 +40,8 @@ pub use fan_out::{
     Balance, BalanceStrategy, Branch, Broadcast, LagPolicy, Partition, PartitionFn, Predicate,
 };
 pub use feedback::{Feedback, Overflow};
+pub(crate) use mux::MuxLink;
+pub use mux::{Demux, Frame, Mux};
 
 use crate::stage::link::{DownTx, UpLink};
 use crate::stage::message::Up;
@@ -126,6 +129,9 @@ pub(crate) struct OutPort<T: Send + 'static> {
     /// Elements routed to the port (published to the shared counters after each
     /// routing pass: one plain add per element, not an atomic one).
     pub(crate) pushed: u64,
+    /// The junction ended this output alone ([`Ports::end_output`]): `End` goes
+    /// downstream once the buffer is sent, and the port takes nothing more.
+    pub(crate) ending: bool,
 }
 
 /// What [`Junction::route`] sees: the input queues and the output buffers.
@@ -229,7 +235,7 @@ impl<I, O: Send + 'static> Ports<'_, I, O> {
     /// is buffered. 0 once the branch cancelled.
     pub fn room(&self, o: usize) -> usize {
         let port = &self.outs[o];
-        if port.open {
+        if port.open && !port.ending {
             port.credit.saturating_sub(port.buffer.len())
         } else {
             0
@@ -277,12 +283,12 @@ impl<I, O: Send + 'static> Ports<'_, I, O> {
         self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
     }
 
-    /// Appends `x` to output `o`'s buffer. On a cancelled branch the element is
-    /// counted as dropped instead.
+    /// Appends `x` to output `o`'s buffer. On a cancelled (or ended) branch the
+    /// element is counted as dropped instead.
     pub fn push(&mut self, o: usize, x: O) {
         let port = &mut self.outs[o];
         port.pushed += 1;
-        if port.open {
+        if port.open && !port.ending {
             port.buffer.push_back(x);
         } else {
             self.shared.out_ports[o].dropped.fetch_add(1, Relaxed);
@@ -295,6 +301,24 @@ impl<I, O: Send + 'static> Ports<'_, I, O> {
         self.outs[o].pushed += 1;
         self.shared.out_ports[o].dropped.fetch_add(1, Relaxed);
         x
+    }
+
+    /// Ends output `o` alone (a demux's sub-stream): what is buffered is still sent,
+    /// then `End` goes downstream; the other outputs go on. Elements pushed to it
+    /// after this are counted as dropped.
+    pub(crate) fn end_output(&mut self, o: usize) {
+        self.outs[o].ending = true;
+    }
+
+    /// Sends an empty grant to input `i`'s upstream stage, which makes it run its
+    /// routing again: how a junction tells the one before it that something it
+    /// waits for, other than credit on the edge, has changed (a demux returning a
+    /// mux's sub-stream credit). A full upstream mailbox drops the wake, which is
+    /// harmless: the messages filling it run the routing as well.
+    pub(crate) fn wake_upstream(&self, i: usize) {
+        if let Some(up) = &self.ins[i].up {
+            up.tx.send(Up::Demand(0));
+        }
     }
 
     /// Removes the oldest element buffered for output `o`, counted as dropped.
