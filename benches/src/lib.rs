@@ -5,11 +5,14 @@
 //! * [`baselines`]: the non-weir variants (fused, crossbeam, actix).
 //! * [`weir_variant`]: the same workload on weir.
 //! * [`junctions`]: the `broadcast4` and `merge4` workloads, on weir and on threads.
+//! * [`detach`]: the `detach3` workload (a broadcast with one stalled branch under
+//!   `LagPolicy::Detach`), against the same graph with nothing stalled.
 //! * [`pool`]: the `pool` workload (a CPU-heavy map over replicas), on weir and on
 //!   a thread pool.
 //! * [`stats`]: median, percentiles and peak RSS.
 
 pub mod baselines;
+pub mod detach;
 pub mod junctions;
 pub mod pool;
 pub mod stats;

@@ -2,7 +2,8 @@
 //! in one invocation and reports throughput, peak RSS and weir's latency; then the
 //! [`junctions`] workloads (`broadcast4`, `merge4`) and the [`pool`] workloads
 //! (`pool`: one replica per core, `pool1`: one replica), each next to its crossbeam
-//! baseline.
+//! baseline, and the [`detach`] workload (`detach3`: a broadcast with one stalled
+//! `Detach` branch), next to the same graph with nothing stalled.
 //!
 //! ```text
 //! cargo run --release -p weir-benches --bin compare -- [--elements N] [--runs R]
@@ -16,9 +17,11 @@
 //! own peak RSS (`VmHWM`). The parent only collects, prints a table and writes
 //! a JSON report; it exits non-zero when any selected variant failed.
 //!
-//! A junction workload's child alternates its crossbeam baseline and weir, `R`
-//! runs of each, so that both are measured in the same stretch of time; its entry
-//! carries both medians (`elements_per_sec`, `baseline_elements_per_sec`).
+//! A junction workload's child alternates its baseline and weir, `R` runs of
+//! each, so that both are measured in the same stretch of time; its entry carries
+//! both medians (`elements_per_sec`, `baseline_elements_per_sec`) and names the
+//! baseline (`baseline`: `crossbeam`, or `unstalled` for `detach3`, whose ratio is
+//! the fraction of the unstalled throughput the healthy branches keep).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -27,7 +30,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use weir_benches::baselines::{self, RunFn};
 use weir_benches::junctions::{self, JunctionPlacement};
-use weir_benches::{pool, stats, weir_variant, workload};
+use weir_benches::{detach, pool, stats, weir_variant, workload};
 
 /// Every throughput variant, in report order.
 const VARIANTS: &[(&str, RunFn)] = &[
@@ -40,12 +43,17 @@ const VARIANTS: &[(&str, RunFn)] = &[
 ];
 /// The variant with injected panics, whose child also reports restarts.
 const FAULTY: &str = "weir_faulty";
-/// A junction workload: its weir variant and its crossbeam baseline, each
-/// returning one sum per sink.
+/// A junction workload run: one sum per checked sink.
+type JunctionFn = fn(u64, JunctionPlacement) -> Result<Vec<u64>, String>;
+
+/// A junction workload: its weir variant and its baseline (a crossbeam one, which
+/// ignores the placement, or another weir graph), each returning one sum per sink.
 struct JunctionVariant {
     name: &'static str,
-    weir: fn(u64, JunctionPlacement) -> Result<Vec<u64>, String>,
-    baseline: fn(u64) -> Result<Vec<u64>, String>,
+    weir: JunctionFn,
+    baseline: JunctionFn,
+    /// What the baseline is, in the report.
+    baseline_name: &'static str,
     /// Sinks, each of which must sum to [`junctions::expected_sum`].
     sinks: usize,
     /// The workload runs `--junction-elements / divisor` elements (the pool's
@@ -58,32 +66,47 @@ const JUNCTIONS: &[JunctionVariant] = &[
     JunctionVariant {
         name: "broadcast4",
         weir: junctions::broadcast4_weir,
-        baseline: junctions::broadcast4_crossbeam,
+        baseline: |n, _| junctions::broadcast4_crossbeam(n),
+        baseline_name: CROSSBEAM,
         sinks: junctions::FAN,
         divisor: 1,
     },
     JunctionVariant {
         name: "merge4",
         weir: junctions::merge4_weir,
-        baseline: junctions::merge4_crossbeam,
+        baseline: |n, _| junctions::merge4_crossbeam(n),
+        baseline_name: CROSSBEAM,
         sinks: 1,
         divisor: 1,
     },
     JunctionVariant {
         name: "pool",
         weir: pool::pool_weir,
-        baseline: pool::pool_crossbeam,
+        baseline: |n, _| pool::pool_crossbeam(n),
+        baseline_name: CROSSBEAM,
         sinks: 1,
         divisor: 8,
     },
     JunctionVariant {
         name: "pool1",
         weir: pool::pool1_weir,
-        baseline: pool::pool1_crossbeam,
+        baseline: |n, _| pool::pool1_crossbeam(n),
+        baseline_name: CROSSBEAM,
         sinks: 1,
         divisor: 8,
     },
+    JunctionVariant {
+        name: "detach3",
+        weir: detach::detach3_weir,
+        baseline: detach::detach3_unstalled_weir,
+        baseline_name: "unstalled",
+        // The two healthy branches; the stalled one is checked by count.
+        sinks: 2,
+        divisor: 1,
+    },
 ];
+/// The baseline of most junction workloads.
+const CROSSBEAM: &str = "crossbeam";
 /// Default source elements of a junction workload.
 const JUNCTION_ELEMENTS: u64 = 4_000_000;
 /// Name of the latency measurement (weir only).
@@ -98,13 +121,14 @@ const USAGE: &str = "usage: compare [--elements N] [--runs R] [--per-element-ele
   --runs R                  runs per variant; the median is reported (default 5)
   --per-element-elements N  cap for actix_per_element (default 200000)
   --pings P                 pings for the weir latency measurement (default 100000)
-  --junction-elements N     source elements of broadcast4 and merge4 (default 4000000);
-                            pool and pool1 run an eighth of them
-  --placement P             weir placement in broadcast4 and merge4, on one arbiter
+  --junction-elements N     source elements of broadcast4, merge4 and detach3
+                            (default 4000000); pool and pool1 run an eighth of them
+  --placement P             weir placement in the junction workloads, on one arbiter
                             per core: together or spread (default together)
   --variants LIST           comma-separated subset of: fused, crossbeam_batched,
                             actix_per_element, actix_batched, weir, weir_faulty,
-                            broadcast4, merge4, pool, pool1, latency (default: all)
+                            broadcast4, merge4, pool, pool1, detach3, latency
+                            (default: all)
   --out PATH                JSON report (default: <workspace>/target/compare.json)";
 
 /// Parsed command line.
@@ -301,6 +325,8 @@ struct JunctionEntry {
     elements: u64,
     elements_per_sec: f64,
     baseline_elements_per_sec: f64,
+    /// What the baseline is: `crossbeam`, or `unstalled` (`detach3`).
+    baseline: &'static str,
     /// weir's placement, on `arbiters` arbiters.
     placement: String,
     arbiters: usize,
@@ -439,7 +465,7 @@ fn child_junction(
         }
     };
     for _ in 0..runs {
-        let baseline = timed(&junction.baseline, "baseline");
+        let baseline = timed(&|n| (junction.baseline)(n, placement), "baseline");
         let weir = timed(&|n| (junction.weir)(n, placement), "weir");
         match (baseline, weir) {
             (Ok(b), Ok(w)) => {
@@ -557,10 +583,11 @@ fn measure_junction(junction: &JunctionVariant, args: &Args) -> JunctionEntry {
     let name = junction.name;
     let elements = args.junction_elements / junction.divisor;
     eprintln!(
-        "running {name}: {elements} elements x {} runs, weir {} on {} arbiters, and its baseline ...",
+        "running {name}: {elements} elements x {} runs, weir {} on {} arbiters, and its {} baseline ...",
         args.runs,
         args.placement.name(),
-        junctions::arbiters()
+        junctions::arbiters(),
+        junction.baseline_name
     );
     let extra = [
         "--elements".to_owned(),
@@ -588,6 +615,7 @@ fn measure_junction(junction: &JunctionVariant, args: &Args) -> JunctionEntry {
                 elements: report.elements,
                 elements_per_sec: median(&report.runs),
                 baseline_elements_per_sec: median(&report.baseline_runs),
+                baseline: junction.baseline_name,
                 placement: report.placement,
                 arbiters: report.arbiters,
                 peak_rss_bytes: report.peak_rss_bytes,
@@ -602,6 +630,7 @@ fn measure_junction(junction: &JunctionVariant, args: &Args) -> JunctionEntry {
             elements,
             elements_per_sec: 0.0,
             baseline_elements_per_sec: 0.0,
+            baseline: junction.baseline_name,
             placement: args.placement.name().to_owned(),
             arbiters: junctions::arbiters(),
             peak_rss_bytes: None,
@@ -673,11 +702,12 @@ fn print_junctions(entries: &[JunctionEntry]) {
     }
     println!();
     println!(
-        "{:<18} {:>10} {:>14} {:>14} {:>12} {:>16} {:>12} {:>9}",
+        "{:<18} {:>10} {:>14} {:>14} {:>10} {:>12} {:>16} {:>12} {:>9}",
         "junction",
         "elements",
         "weir median",
         "baseline",
+        "which",
         "vs baseline",
         "weir placement",
         "peak RSS MiB",
@@ -696,11 +726,12 @@ fn print_junctions(entries: &[JunctionEntry]) {
             |b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)),
         );
         println!(
-            "{:<18} {:>10} {:>14} {:>14} {:>12} {:>16} {:>12} {:>9}",
+            "{:<18} {:>10} {:>14} {:>14} {:>10} {:>12} {:>16} {:>12} {:>9}",
             j.name,
             j.elements,
             rate(j.elements_per_sec),
             rate(j.baseline_elements_per_sec),
+            j.baseline,
             if j.checksum_ok {
                 ratio_of(j.elements_per_sec, j.baseline_elements_per_sec)
             } else {
@@ -961,13 +992,39 @@ mod tests {
         let wrong = JunctionVariant {
             name: "wrong",
             weir: |n, _| Ok(vec![junctions::expected_sum(n) ^ 1]),
-            baseline: |n| Ok(vec![junctions::expected_sum(n)]),
+            baseline: |n, _| Ok(vec![junctions::expected_sum(n)]),
+            baseline_name: CROSSBEAM,
             sinks: 1,
             divisor: 1,
         };
         let report = child_junction(&wrong, 10, 2, JunctionPlacement::Together);
         assert!(!report.checksum_ok);
         assert!(report.error.unwrap().starts_with("weir: sums"));
+    }
+
+    #[test]
+    fn detach3_compares_the_stalled_graph_with_the_unstalled_one() {
+        let args = parse(&["--variants=detach3,broadcast4"]).unwrap();
+        assert_eq!(args.variants, ["broadcast4", "detach3"]);
+        let j = JUNCTIONS.iter().find(|j| j.name == "detach3").unwrap();
+        assert_eq!((j.baseline_name, j.sinks), ("unstalled", 2));
+        // Enough elements that the stalled branch is detached: its counts are
+        // checked in every run (delivered + dropped = n).
+        let n = 4 * (detach::MAX_LAG + detach::STALLED_CAPACITY + detach::EGRESS_BUFFER) as u64;
+        for placement in [JunctionPlacement::Together, JunctionPlacement::Spread] {
+            let report = child_junction(j, n, 2, placement);
+            assert!(report.checksum_ok, "{placement:?}: {:?}", report.error);
+            let rates: Vec<f64> = report
+                .runs
+                .iter()
+                .chain(&report.baseline_runs)
+                .copied()
+                .collect();
+            assert!(
+                rates.len() == 4 && rates.iter().all(|r| *r > 0.0),
+                "{rates:?}"
+            );
+        }
     }
 
     #[test]

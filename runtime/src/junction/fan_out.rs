@@ -63,6 +63,9 @@ pub struct Broadcast<T> {
     branches: Vec<Branch>,
     dead_letters: Option<DropSink<T>>,
     index: u64,
+    /// Scratch of [`plain_run`](Self::plain_run): the branches whose policy drops
+    /// every element of the run.
+    discard: Vec<bool>,
 }
 
 impl<T> std::fmt::Debug for Broadcast<T> {
@@ -88,6 +91,7 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
             ],
             dead_letters: None,
             index: 0,
+            discard: Vec::new(),
         }
     }
 
@@ -172,6 +176,58 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
         for (k, x) in ports.detach(o).into_iter().enumerate() {
             self.letter(ports, o, x, first + k as u64, why);
         }
+    }
+
+    /// How many elements every branch takes from here without an event of its lag
+    /// policy (a detachment, a drop of the oldest), so that they can be copied as
+    /// one run, exactly as [`offer`](Self::offer) would route them one by one.
+    /// Marks in `self.discard` the branches that drop every element of the run (a
+    /// detached branch that has not caught up, a `DropNewest` branch whose buffer
+    /// is full), and attaches again a detached branch that has caught up, as
+    /// `offer` would at the next element. 0: route the next element with `offer`.
+    ///
+    /// Credit and buffers change only by what is routed while `route` runs, so
+    /// what holds for the first element of the run holds for the rest.
+    fn plain_run(&mut self, ports: &Ports<'_, T, T>) -> usize {
+        let n = ports.outputs();
+        self.discard.clear();
+        self.discard.resize(n, false);
+        let mut run = ports.queued(0);
+        for o in 0..n {
+            if !ports.is_open(o) {
+                // Counted as dropped whatever the policy.
+                continue;
+            }
+            let (credit, buffered) = (ports.credit(o), ports.buffered(o));
+            // Pushed while fewer than credit + `limit` elements are buffered.
+            let pushes = |limit: usize| (credit + limit).saturating_sub(buffered);
+            let takes = match self.branches[o].policy {
+                LagPolicy::Block => ports.room(o),
+                LagPolicy::DropNewest { buffer } => match pushes(buffer) {
+                    0 => {
+                        self.discard[o] = true;
+                        continue;
+                    }
+                    k => k,
+                },
+                LagPolicy::DropOldest { buffer } => pushes(buffer),
+                LagPolicy::Detach { max_lag, .. } => {
+                    let branch = &mut self.branches[o];
+                    if branch.detached {
+                        if buffered == 0 && credit >= ports.capacity(o) {
+                            // Caught up: its stage's queue is empty again.
+                            branch.detached = false;
+                        } else {
+                            self.discard[o] = true;
+                            continue;
+                        }
+                    }
+                    pushes(max_lag)
+                }
+            };
+            run = run.min(takes);
+        }
+        run
     }
 
     /// Offers `x` to branch `o` under its policy.
@@ -261,7 +317,7 @@ impl<T: Clone + Send + 'static> Junction for Broadcast<T> {
                 .map(|o| ports.room(o))
                 .min()
                 .unwrap_or(usize::MAX);
-            let moved = ports.copy_to_all(room);
+            let moved = ports.copy_to_all(room, &[]);
             self.index += moved as u64;
             return if ports.is_exhausted(0) {
                 Routing::Finished
@@ -285,6 +341,16 @@ impl<T: Clone + Send + 'static> Junction for Broadcast<T> {
             });
             if blocked {
                 return Routing::Continue;
+            }
+            if self.dead_letters.is_none() {
+                // Whole runs between policy events (a dead-letter sink needs each
+                // dropped element: one at a time then).
+                let run = self.plain_run(ports);
+                if run > 0 {
+                    let moved = ports.copy_to_all(run, &self.discard);
+                    self.index += moved as u64;
+                    continue;
+                }
             }
             let Some(x) = ports.pop(0) else {
                 return Routing::Continue;

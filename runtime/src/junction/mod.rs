@@ -373,8 +373,10 @@ impl<T: Send + 'static> Ports<'_, T, T> {
 
 impl<T: Clone + Send + 'static> Ports<'_, T, T> {
     /// Copies the first `n` elements of input 0 to every output and takes them (a
-    /// broadcast's bulk path when every branch blocks). Does not check room.
-    pub(crate) fn copy_to_all(&mut self, n: usize) -> usize {
+    /// broadcast's bulk path). Outputs marked in `discard` (missing entries: not
+    /// marked) get no copy: the `n` elements are counted as dropped there, as on a
+    /// cancelled branch. Does not check room.
+    pub(crate) fn copy_to_all(&mut self, n: usize, discard: &[bool]) -> usize {
         let n = n.min(self.ins[0].queue.len());
         if n == 0 {
             return 0;
@@ -385,7 +387,7 @@ impl<T: Clone + Send + 'static> Ports<'_, T, T> {
             if o == last {
                 break;
             }
-            if port.open {
+            if port.open && !discard.get(o).copied().unwrap_or(false) {
                 // Cloned first, counted after: a panicking `clone` leaves the
                 // counts matching what the buffers hold.
                 let copies: Vec<T> = input.queue.iter().take(n).cloned().collect();
@@ -398,9 +400,10 @@ impl<T: Clone + Send + 'static> Ports<'_, T, T> {
             port.pushed += n as u64;
         }
         let port = &mut self.outs[last];
-        if port.open && port.buffer.is_empty() && n == input.queue.len() {
+        let open = port.open && !discard.get(last).copied().unwrap_or(false);
+        if open && port.buffer.is_empty() && n == input.queue.len() {
             std::mem::swap(&mut port.buffer, &mut input.queue);
-        } else if port.open {
+        } else if open {
             port.buffer.extend(input.queue.drain(..n));
         } else {
             input.queue.drain(..n);
