@@ -82,6 +82,8 @@ mod broadcast;
 mod merge;
 mod state;
 mod subscriber;
+#[cfg(test)]
+mod tests;
 
 pub use broadcast::{BroadcastHub, BroadcastHubSink};
 pub use merge::{HubClosed, MergeHub, MergeHubSource, Producer};
