@@ -80,7 +80,9 @@ impl<T> Drop for BroadcastHub<T> {
             }
         };
         // The sink finishes: nobody can subscribe any more.
-        waker.map(Waker::wake);
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -111,7 +113,9 @@ impl<T> BroadcastHub<T> {
             (st.add(capacity, policy), st.take_sink_waker())
         };
         // The sink may be waiting for a first subscriber.
-        waker.map(Waker::wake);
+        if let Some(w) = waker {
+            w.wake();
+        }
         Ok(Subscriber::new(id, Arc::clone(&self.shared)))
     }
 

@@ -27,6 +27,26 @@ pub enum SubscribeError {
 /// empty. It is also a [`Stream`]. Dropping it (or [`unsubscribe`](Self::unsubscribe))
 /// removes it from the hub at once: what its buffer held is dropped with it, and a
 /// hub it was holding back moves on.
+///
+/// # Examples
+///
+/// A subscriber that reads nothing, under `DropNewest`: it keeps the first
+/// `capacity + buffer` elements and counts the rest as dropped.
+///
+/// ```
+/// use weir_operators::hub::NoSubscriber;
+/// use weir_operators::{FlowExt, Pipeline};
+/// use weir_runtime::junction::LagPolicy;
+///
+/// let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+/// let (runnable, hub) = Pipeline::from_iter(0..10).broadcast_hub(NoSubscriber::Wait);
+/// let mut sub = hub.subscribe(2, LagPolicy::DropNewest { buffer: 1 })?;
+/// runnable.run(&rt)?.wait()?;
+/// let stats = sub.stats();
+/// assert_eq!((stats.offered, stats.dropped, stats.buffered), (10, 7, 3));
+/// assert_eq!(sub.try_recv(), Some(0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Subscriber<T> {
     id: u64,
     shared: Arc<Shared<T>>,
@@ -92,7 +112,9 @@ impl<T> Subscriber<T> {
             };
             (x, ended, sink)
         };
-        sink.map(Waker::wake);
+        if let Some(w) = sink {
+            w.wake();
+        }
         (x, ended)
     }
 
@@ -152,7 +174,9 @@ impl<T> Drop for Subscriber<T> {
         };
         // The buffer's elements are dropped outside the lock.
         drop(slot);
-        waker.map(Waker::wake);
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
