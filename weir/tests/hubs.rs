@@ -11,6 +11,11 @@ use weir::hub::{HubClosed, SubscribeError};
 use weir::prelude::*;
 use weir::source::TrySendError;
 
+static_assertions::assert_impl_all!(BroadcastHub<u64>: Send, Sync, Clone);
+static_assertions::assert_impl_all!(Subscriber<u64>: Send, Sync, futures::Stream);
+static_assertions::assert_impl_all!(MergeHub<u64>: Send, Sync, Clone);
+static_assertions::assert_impl_all!(Producer<u64>: Send, Sync, Clone);
+
 /// A single-threaded actix System: every stage and every task of the test runs on
 /// it, so `settle` leaves the pipeline exactly where it stops.
 fn system() -> actix_rt::SystemRunner {
