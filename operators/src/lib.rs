@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 mod attempts;
+pub mod hub;
 pub mod ops;
 pub mod resource_pool;
 pub mod sink;
@@ -456,6 +457,30 @@ pub trait FlowExt<T: Send + 'static>: Sized {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn egress(self, capacity: usize) -> (Runnable<()>, Egress<T>);
+
+    /// Ends the pipeline in a [`BroadcastHub`](hub::BroadcastHub): subscribers
+    /// join and leave while it runs, each with its own bounded buffer and lag
+    /// policy; `when_alone` says what happens while nobody is subscribed. See
+    /// [`hub`] for the rules.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// use weir_operators::hub::NoSubscriber;
+    /// use weir_runtime::junction::LagPolicy;
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let (runnable, hub) = Pipeline::from_iter(0..3).broadcast_hub(NoSubscriber::Wait);
+    /// let mut sub = hub.subscribe(8, LagPolicy::Block)?; // before the run: sees all
+    /// let running = runnable.run(&rt)?;
+    /// let got: Vec<i32> = futures::executor::block_on(futures::StreamExt::collect(&mut sub));
+    /// assert_eq!(got, [0, 1, 2]);
+    /// running.wait()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn broadcast_hub(self, when_alone: hub::NoSubscriber) -> (Runnable<()>, hub::BroadcastHub<T>)
+    where
+        T: Clone;
 }
 
 impl<T: Send + 'static> FlowExt<T> for Flow<T> {
@@ -565,5 +590,13 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
     fn egress(self, capacity: usize) -> (Runnable<()>, Egress<T>) {
         let (sink, egress) = EgressSink::channel(capacity);
         (self.to(sink, OutputReceiver::ready(())), egress)
+    }
+
+    fn broadcast_hub(self, when_alone: hub::NoSubscriber) -> (Runnable<()>, hub::BroadcastHub<T>)
+    where
+        T: Clone,
+    {
+        let (sink, hub) = hub::BroadcastHubSink::new(when_alone);
+        (self.to(sink, OutputReceiver::ready(())), hub)
     }
 }
