@@ -396,6 +396,17 @@ impl<R: Send + 'static> Runnable<R> {
         self
     }
 
+    /// How often the stages' counters and gauges are published through the
+    /// [`metrics`](https://docs.rs/metrics) facade (see `docs/observability.md`);
+    /// default [`DEFAULT_METRICS_INTERVAL`](crate::observe::DEFAULT_METRICS_INTERVAL)
+    /// (1 s). The values are sampled from the stages' counters by one task per
+    /// pipeline, and once more when the pipeline ends; without an installed
+    /// recorder the publishing is a no-op.
+    pub fn metrics_interval(mut self, interval: std::time::Duration) -> Self {
+        self.settings.metrics_interval = interval;
+        self
+    }
+
     /// Which stages restart when a supervised stage restarts (OTP's strategies):
     /// `OneForOne` (the default) restarts only that stage, `OneForAll` every stage,
     /// `RestForOne` that stage and everything downstream of it. A sibling is rebuilt

@@ -578,6 +578,13 @@ impl Graph {
         self
     }
 
+    /// How often the stages' counters are published through the `metrics` facade
+    /// (see [`Runnable::metrics_interval`]).
+    pub fn metrics_interval(&mut self, interval: std::time::Duration) -> &mut Self {
+        self.settings.metrics_interval = interval;
+        self
+    }
+
     /// Subscribes to supervision events before the graph starts.
     pub fn subscribe(&mut self) -> Events {
         self.settings.subscribe()

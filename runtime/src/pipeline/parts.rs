@@ -329,6 +329,8 @@ pub(crate) struct Settings {
     pub(crate) events: Option<tokio::sync::broadcast::Sender<weir_supervisor::SupervisionEvent>>,
     pub(crate) stall_timeout: Option<std::time::Duration>,
     pub(crate) strategy: weir_supervisor::policy::RestartStrategy,
+    /// How often the stages' counters are published through the `metrics` facade.
+    pub(crate) metrics_interval: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -338,6 +340,7 @@ impl Default for Settings {
             default_capacity: DEFAULT_CAPACITY,
             max_batch: usize::MAX,
             placement: Placement::default(),
+            metrics_interval: crate::observe::DEFAULT_METRICS_INTERVAL,
             events: None,
             stall_timeout: None,
             strategy: weir_supervisor::policy::RestartStrategy::default(),
@@ -448,6 +451,7 @@ pub(crate) fn launch(
             });
         }
     }
+    crate::observe::metrics::spawn_sampler(Arc::clone(&pipeline), settings.metrics_interval);
     Ok((pipeline, done))
 }
 

@@ -1,6 +1,7 @@
 //! [`Running`]: the handle of a started pipeline, and its cloneable
 //! [`PipelineController`].
 
+use crate::observe::{Health, HealthPolicy, verdict};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -60,6 +61,22 @@ impl PipelineController {
     /// A live snapshot of every stage.
     pub fn stats(&self) -> PipelineStats {
         PipelineStats::snapshot(&self.shared)
+    }
+
+    /// The health verdict under the default [`HealthPolicy`] (see
+    /// [`health_with`](Self::health_with)).
+    pub fn health(&self) -> Health {
+        self.health_with(&HealthPolicy::default())
+    }
+
+    /// The health verdict: [`Health::Failing`] when the pipeline failed;
+    /// [`Health::Degraded`] when a circuit breaker is open or half-open, a stage is
+    /// stalled, more than `policy.max_restarts` restarts happened within
+    /// `policy.window`, or a merge input ended on a failure; otherwise
+    /// [`Health::Healthy`]. Each reason names the stage.
+    pub fn health_with(&self, policy: &HealthPolicy) -> Health {
+        let stats = self.stats();
+        verdict(&stats, policy, self.shared.recent_restarts(policy.window))
     }
 
     /// True once every stage has stopped.
@@ -131,6 +148,11 @@ impl<R: Send + 'static> Running<R> {
     /// A live snapshot of every stage.
     pub fn stats(&self) -> PipelineStats {
         self.controller.stats()
+    }
+
+    /// The health verdict (see [`PipelineController::health`]).
+    pub fn health(&self) -> Health {
+        self.controller.health()
     }
 
     /// Subscribes to the pipeline's supervision events from now on (see

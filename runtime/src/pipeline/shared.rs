@@ -12,6 +12,8 @@ use weir_supervisor::policy::RestartStrategy;
 use weir_supervisor::{Failure, SupervisionEvent};
 
 use super::report::{ContainedFailure, Outcome, Report, StageReport};
+use crate::observe::metrics::Sampler;
+use crate::observe::{BreakerState, RestartHistory};
 use crate::stage::message::Control;
 use crate::stage::shared::StageShared;
 
@@ -36,6 +38,9 @@ pub(crate) struct EndState {
     pub(crate) runtime_lost: bool,
     /// Failures that ended only a merge input, with their stage indices.
     pub(crate) contained: Vec<(usize, Failure)>,
+    /// The first failure as text (`stage `name`: error`), kept after the report
+    /// has taken the failure.
+    pub(crate) failure_text: Option<String>,
 }
 
 /// Shared by every stage of one pipeline and by its handles.
@@ -56,6 +61,10 @@ pub(crate) struct PipelineShared {
     /// Dropped when the pipeline completes, which ends every subscription.
     events: Mutex<Option<broadcast::Sender<SupervisionEvent>>>,
     started: Instant,
+    /// Recent restart times, for the health verdict's restart rate.
+    restart_history: RestartHistory,
+    /// Publishes the stages' counters through the `metrics` facade.
+    pub(crate) sampler: OnceLock<Sampler>,
 }
 
 impl PipelineShared {
@@ -80,6 +89,8 @@ impl PipelineShared {
             done: Mutex::new(Some(tx)),
             events: Mutex::new(Some(events)),
             started: Instant::now(),
+            restart_history: RestartHistory::default(),
+            sampler: OnceLock::new(),
         });
         (shared, rx)
     }
@@ -117,6 +128,7 @@ impl PipelineShared {
         {
             let mut end = self.end();
             if end.failure.is_none() {
+                end.failure_text = Some(format!("stage `{}`: {failure}", self.stages[stage].name));
                 end.failure = Some((stage, failure));
             }
         }
@@ -188,8 +200,64 @@ impl PipelineShared {
             .sum()
     }
 
+    /// Restarts within the last `window`, over every stage.
+    pub(crate) fn recent_restarts(&self, window: std::time::Duration) -> usize {
+        let since = Instant::now().checked_sub(window).unwrap_or(self.started);
+        self.restart_history.since(since)
+    }
+
+    /// The first failure, as text (`stage `name`: error`), if the pipeline failed.
+    pub(crate) fn failure_text(&self) -> Option<String> {
+        self.end().failure_text.clone()
+    }
+
+    /// The failures that ended only a merge input so far.
+    pub(crate) fn contained_failures(&self) -> Vec<ContainedFailure> {
+        self.end()
+            .contained
+            .iter()
+            .map(|(index, failure)| ContainedFailure {
+                stage: self.stages[*index].name.clone(),
+                error: failure.to_string(),
+            })
+            .collect()
+    }
+
+    /// Keeps what stats and health show from the events: breaker states, last
+    /// errors, restart times.
+    fn observe(&self, event: &SupervisionEvent) {
+        let stage = |name: &str| self.stages.iter().find(|s| s.name == name);
+        match event {
+            SupervisionEvent::BreakerOpened { stage: name, .. } => {
+                if let Some(s) = stage(name) {
+                    BreakerState::Open.store(&s.breaker);
+                }
+            }
+            SupervisionEvent::BreakerHalfOpened { stage: name, .. } => {
+                if let Some(s) = stage(name) {
+                    BreakerState::HalfOpen.store(&s.breaker);
+                }
+            }
+            SupervisionEvent::BreakerClosed { stage: name, .. } => {
+                if let Some(s) = stage(name) {
+                    BreakerState::Closed.store(&s.breaker);
+                }
+            }
+            SupervisionEvent::StageFailed {
+                stage: name, error, ..
+            } => {
+                if let Some(s) = stage(name) {
+                    *s.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
+                }
+            }
+            SupervisionEvent::StageRestarted { .. } => self.restart_history.record(Instant::now()),
+            _ => {}
+        }
+    }
+
     /// Publishes a supervision event to the subscribers, if any. Never blocks.
     pub(crate) fn publish(&self, event: SupervisionEvent) {
+        self.observe(&event);
         if let Some(tx) = self
             .events
             .lock()
@@ -247,6 +315,10 @@ impl PipelineShared {
         }
         let (report, failure) = self.final_report();
         let runtime_lost = self.end().runtime_lost;
+        // The last sample, with the final counts, before anyone is told.
+        if let Some(sampler) = self.sampler.get() {
+            sampler.sample(self);
+        }
         // Every stage has published its last event: end the subscriptions.
         self.events.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(tx) = self.done.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -49,6 +49,13 @@ pub struct StageStats {
     /// True while the stage holds input it could process but makes no progress
     /// (see [`Runnable::stall_timeout`](crate::Runnable::stall_timeout)).
     pub stalled: bool,
+    /// The state of the stage's circuit breaker (`Closed` without one).
+    pub breaker: crate::observe::BreakerState,
+    /// The last failure of the stage's user code, as text.
+    pub last_error: Option<String>,
+    /// Time the stage spent with output waiting and no credit downstream.
+    #[serde(serialize_with = "serialize_secs")]
+    pub blocked: Duration,
     /// Per output port of a junction: what each branch was given, sent, dropped,
     /// and has buffered now. Empty for a stage with one output.
     pub outputs: Vec<crate::pipeline::report::PortCounts>,
@@ -66,6 +73,11 @@ pub struct PipelineStats {
     pub finished: bool,
     /// One entry per stage, from source to sink.
     pub stages: Vec<StageStats>,
+    /// The failure that ends (or ended) the pipeline, as text.
+    pub failure: Option<String>,
+    /// Failures that ended only a merge input so far (see
+    /// [`InputFailure::EndInput`](crate::junction::InputFailure::EndInput)).
+    pub contained: Vec<crate::ContainedFailure>,
 }
 
 fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -98,6 +110,9 @@ impl PipelineStats {
                     batches: s.batches.load(Relaxed),
                     peak_occupancy: s.peak_occupancy.load(Relaxed),
                     stalled: s.stalled.load(Relaxed),
+                    breaker: crate::observe::BreakerState::load(&s.breaker),
+                    last_error: s.last_error(),
+                    blocked: Duration::from_nanos(s.blocked_nanos.load(Relaxed)),
                     outputs: crate::pipeline::report::PortCounts::of(s),
                 }
             })
@@ -107,6 +122,8 @@ impl PipelineStats {
             uptime: p.uptime(),
             finished: p.is_finished(),
             stages,
+            failure: p.failure_text(),
+            contained: p.contained_failures(),
         }
     }
 

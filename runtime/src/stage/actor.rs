@@ -25,6 +25,7 @@ use weir_supervisor::{ErrorClass, Failure, StopReason};
 use super::link::{DownLink, DownTx, UpLink};
 use super::message::{Control, Down, Up};
 use super::shared::{FinalState, StageShared};
+use crate::observe::metrics::StageHistograms;
 use crate::operator::{Counting, Io, Operator, Step};
 use crate::pipeline::shared::PipelineShared;
 use crate::supervision::StageSupervisor;
@@ -82,6 +83,10 @@ pub(crate) struct StageActor<Op: Operator> {
     /// Wakes the stage when it would become stalled.
     stall_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     stalled: bool,
+    /// Batch-size and step-time histograms (no-ops without a `metrics` recorder).
+    histograms: Option<StageHistograms>,
+    /// Since when output has waited with no credit (backpressure).
+    blocked_since: Option<Instant>,
 }
 
 // The actor is only ever moved as a whole and no field is pinned structurally (the
@@ -133,6 +138,8 @@ impl<Op: Operator> StageActor<Op> {
             last_progress: Instant::now(),
             stall_timer: None,
             stalled: false,
+            histograms: None,
+            blocked_since: None,
         }
     }
 
@@ -229,7 +236,11 @@ impl<Op: Operator> StageActor<Op> {
             self.consumed,
         );
         let op = &mut self.op;
+        let step_started = self.histograms.as_ref().map(|_| Instant::now());
         let result = catch_unwind(AssertUnwindSafe(|| op.step(&mut io, cx)));
+        if let (Some(h), Some(t)) = (&self.histograms, step_started) {
+            h.step_seconds.record(t.elapsed().as_secs_f64());
+        }
         let (filtered, custom_completed) = (io.filtered, io.completed);
         let unjudged = io.unjudged.take();
         drop(io);
@@ -332,7 +343,14 @@ impl<Op: Operator> StageActor<Op> {
             };
             let n = self.outbox.len().min(self.credit).min(self.max_batch);
             if n == 0 {
+                if self.credit == 0 && self.blocked_since.is_none() {
+                    self.blocked_since = Some(Instant::now());
+                }
                 return false;
+            }
+            if let Some(since) = self.blocked_since.take() {
+                let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.shared.blocked_nanos.fetch_add(nanos, Relaxed);
             }
             let batch = if n == self.outbox.len() {
                 let hint = self.last_batch.max(n).min(self.max_batch);
@@ -347,6 +365,9 @@ impl<Op: Operator> StageActor<Op> {
                 Ok(()) => {
                     self.credit -= n;
                     self.last_batch = n;
+                    if let Some(h) = &self.histograms {
+                        h.batch_size.record(n as f64);
+                    }
                     self.shared.batches.fetch_add(1, Relaxed);
                     self.shared.largest_batch.fetch_max(n, Relaxed);
                 }
@@ -489,6 +510,7 @@ impl<Op: Operator> Actor for StageActor<Op> {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.started_at = Instant::now();
+        self.histograms = Some(StageHistograms::new(&self.pipeline.name, &self.shared));
         self.pipeline.stage_started(&self.shared);
         ctx.spawn(Driver);
     }

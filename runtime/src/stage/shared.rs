@@ -62,6 +62,12 @@ pub(crate) struct StageShared {
     pub(crate) restarts: AtomicU64,
     /// State entries (keys, windows) discarded by restarts from the factory.
     pub(crate) state_lost: AtomicU64,
+    /// The circuit breaker's state (see `BreakerState`), kept from the events.
+    pub(crate) breaker: std::sync::atomic::AtomicU8,
+    /// The last failure of user code in the stage, as text.
+    pub(crate) last_error: std::sync::Mutex<Option<String>>,
+    /// Time spent with output waiting and no credit (backpressure), in nanoseconds.
+    pub(crate) blocked_nanos: AtomicU64,
     /// Outputs created.
     pub(crate) produced: AtomicU64,
     /// Outputs sent downstream. Incremented before a batch is sent, so that the
@@ -118,6 +124,20 @@ pub(crate) struct StageSpec {
 }
 
 impl StageShared {
+    /// Time spent blocked on backpressure, in milliseconds (for the
+    /// `weir_stage_blocked_milliseconds_total` counter).
+    pub(crate) fn blocked_millis(&self) -> u64 {
+        self.blocked_nanos.load(Relaxed) / 1_000_000
+    }
+
+    /// The last failure recorded for the stage.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub(crate) fn new(index: usize, spec: StageSpec) -> Self {
         StageShared {
             index,
@@ -144,6 +164,9 @@ impl StageShared {
             retries: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             state_lost: AtomicU64::new(0),
+            breaker: std::sync::atomic::AtomicU8::new(0),
+            last_error: std::sync::Mutex::new(None),
+            blocked_nanos: AtomicU64::new(0),
             produced: AtomicU64::new(0),
             emitted: AtomicU64::new(0),
             batches: AtomicU64::new(0),
