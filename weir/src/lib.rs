@@ -73,6 +73,9 @@ pub use weir_operators::{FlowExt, Pipeline, hub, ops, resource_pool, sink, sourc
 pub use weir_runtime::*;
 pub use weir_supervisor as supervisor;
 
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+
 /// Everything a pipeline author needs: `use weir::prelude::*;`.
 pub mod prelude {
     pub use weir_operators::hub::{
