@@ -22,6 +22,7 @@
 
 mod error;
 pub mod junction;
+pub mod manager;
 pub mod observe;
 pub mod operator;
 mod pipeline;

@@ -49,7 +49,7 @@ impl<R> std::fmt::Debug for Running<R> {
 /// Controls a running pipeline from anywhere: cloneable, `Send` and `Sync`.
 #[derive(Debug, Clone)]
 pub struct PipelineController {
-    shared: Arc<PipelineShared>,
+    pub(crate) shared: Arc<PipelineShared>,
 }
 
 impl PipelineController {
