@@ -32,6 +32,8 @@
 #![forbid(unsafe_code)]
 
 mod attempts;
+pub mod barrier;
+pub mod limit;
 pub mod ops;
 pub mod resource_pool;
 pub mod sink;

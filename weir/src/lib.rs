@@ -69,12 +69,16 @@
 )]
 #![forbid(unsafe_code)]
 
-pub use weir_operators::{FlowExt, Pipeline, ops, resource_pool, sink, source};
+pub use weir_operators::{FlowExt, Pipeline, barrier, limit, ops, resource_pool, sink, source};
 pub use weir_runtime::*;
 pub use weir_supervisor as supervisor;
 
 /// Everything a pipeline author needs: `use weir::prelude::*;`.
 pub mod prelude {
+    pub use weir_operators::barrier::{Barrier, BarrierExt, UnevenEnd};
+    pub use weir_operators::limit::{
+        AtLimit, KeysFull, LimitExt, Rate, Throttle, ThrottleMode, rejections_to,
+    };
     pub use weir_operators::sink::Egress;
     pub use weir_operators::source::{Ingress, SendError, TrySendError};
     pub use weir_operators::{FlowExt, Pipeline};
