@@ -561,7 +561,7 @@ proptest! {
         let dead = MemoryDlq::new(200);
         let done = Pipeline::from_iter(input.clone())
             .supervise(rejections_to(dead.clone()))
-            .validate(move |x: &u16| if x % modulus == 0 { Err(format!("{x}")) } else { Ok(()) })
+            .validate(move |x: &u16| if x.is_multiple_of(modulus) { Err(format!("{x}")) } else { Ok(()) })
             .collect()
             .default_capacity(3)
             .max_batch(2)
@@ -569,7 +569,7 @@ proptest! {
             .unwrap()
             .wait()
             .unwrap();
-        let (bad, good): (Vec<u16>, Vec<u16>) = input.iter().partition(|x| *x % modulus == 0);
+        let (bad, good): (Vec<u16>, Vec<u16>) = input.iter().partition(|x| x.is_multiple_of(modulus));
         prop_assert_eq!(&done.output, &good);
         let letters = dead.drain();
         prop_assert_eq!(letters.iter().map(|l| l.element).collect::<Vec<_>>(), bad.clone());
