@@ -32,7 +32,9 @@
 #![forbid(unsafe_code)]
 
 mod attempts;
+pub mod barrier;
 pub mod hub;
+pub mod limit;
 pub mod ops;
 pub mod resource_pool;
 pub mod sink;

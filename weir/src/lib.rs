@@ -69,7 +69,9 @@
 )]
 #![forbid(unsafe_code)]
 
-pub use weir_operators::{FlowExt, Pipeline, hub, ops, resource_pool, sink, source};
+pub use weir_operators::{
+    FlowExt, Pipeline, barrier, hub, limit, ops, resource_pool, sink, source,
+};
 pub use weir_runtime::*;
 pub use weir_supervisor as supervisor;
 
@@ -78,8 +80,12 @@ pub mod prometheus;
 
 /// Everything a pipeline author needs: `use weir::prelude::*;`.
 pub mod prelude {
+    pub use weir_operators::barrier::{Barrier, BarrierExt, UnevenEnd};
     pub use weir_operators::hub::{
         BroadcastHub, HubEnd, MergeHub, NoSubscriber, Producer, Subscriber,
+    };
+    pub use weir_operators::limit::{
+        AtLimit, KeysFull, LimitExt, Rate, Throttle, ThrottleMode, rejections_to,
     };
     pub use weir_operators::sink::Egress;
     pub use weir_operators::source::{Ingress, SendError, TrySendError};
