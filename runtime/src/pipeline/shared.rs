@@ -17,6 +17,44 @@ use crate::observe::{BreakerState, RestartHistory};
 use crate::stage::message::Control;
 use crate::stage::shared::StageShared;
 
+/// Every supervision event is also a structured `tracing` event (target
+/// `weir::supervision`): stage-level events at info (warn for failures and
+/// escalations), element-level ones (retries, dead letters, skips) at debug, so
+/// that info never logs per element.
+fn trace_event(event: &SupervisionEvent) {
+    use SupervisionEvent as E;
+    match event {
+        E::StageFailed {
+            pipeline,
+            stage,
+            class,
+            error,
+            element_index,
+            attempt,
+            ..
+        } => tracing::warn!(
+            target: "weir::supervision",
+            pipeline = %pipeline, stage = %stage, class = %class, error = %error,
+            element_index = ?element_index, attempt, "stage failed"
+        ),
+        E::Escalated {
+            pipeline,
+            stage,
+            reason,
+        } => tracing::warn!(
+            target: "weir::supervision",
+            pipeline = %pipeline, stage = %stage, reason = %reason, "escalated"
+        ),
+        E::ElementRetried { .. } | E::ElementDeadLettered { .. } | E::ElementSkipped { .. } => {
+            tracing::debug!(target: "weir::supervision", event = ?event, "element supervised");
+        }
+        _ => tracing::info!(
+            target: "weir::supervision",
+            stage = %event.stage(), event = ?event, "supervision event"
+        ),
+    }
+}
+
 /// What the last stage to stop sends to the pipeline's handle.
 #[derive(Debug)]
 pub(crate) struct Done {
@@ -258,6 +296,7 @@ impl PipelineShared {
     /// Publishes a supervision event to the subscribers, if any. Never blocks.
     pub(crate) fn publish(&self, event: SupervisionEvent) {
         self.observe(&event);
+        trace_event(&event);
         if let Some(tx) = self
             .events
             .lock()

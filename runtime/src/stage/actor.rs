@@ -87,6 +87,9 @@ pub(crate) struct StageActor<Op: Operator> {
     histograms: Option<StageHistograms>,
     /// Since when output has waited with no credit (backpressure).
     blocked_since: Option<Instant>,
+    /// The stage's `tracing` span (`stage`, with pipeline, stage and kind), entered
+    /// whenever the stage runs.
+    span: tracing::Span,
 }
 
 // The actor is only ever moved as a whole and no field is pinned structurally (the
@@ -140,6 +143,7 @@ impl<Op: Operator> StageActor<Op> {
             stalled: false,
             histograms: None,
             blocked_since: None,
+            span: tracing::Span::none(),
         }
     }
 
@@ -149,6 +153,8 @@ impl<Op: Operator> StageActor<Op> {
 
     /// Does all the work that can be done now.
     fn drive(&mut self, ctx: &mut Context<Self>, cx: &mut task::Context<'_>) {
+        let span = self.span.clone();
+        let _entered = span.enter();
         while self.phase != Phase::Stopped {
             if !self.flush(ctx) {
                 break;
@@ -207,6 +213,7 @@ impl<Op: Operator> StageActor<Op> {
 
     /// Runs the operator once. Returns whether it made progress.
     fn step(&mut self, limit: usize, ctx: &mut Context<Self>, cx: &mut task::Context<'_>) -> bool {
+        let _batch = tracing::debug_span!("batch", queued = self.inq.len(), limit).entered();
         let queued_before = self.inq.len();
         let out_before = self.outbox.len();
         let input_ended = if self.is_source() {
@@ -511,6 +518,12 @@ impl<Op: Operator> Actor for StageActor<Op> {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.started_at = Instant::now();
         self.histograms = Some(StageHistograms::new(&self.pipeline.name, &self.shared));
+        self.span = tracing::info_span!(
+            "stage",
+            pipeline = %self.pipeline.name,
+            stage = %self.shared.name,
+            kind = self.shared.kind
+        );
         self.pipeline.stage_started(&self.shared);
         ctx.spawn(Driver);
     }
