@@ -69,7 +69,7 @@
 )]
 #![forbid(unsafe_code)]
 
-pub use weir_operators::{FlowExt, Pipeline, ops, resource_pool, sink, source};
+pub use weir_operators::{FlowExt, Pipeline, ops, resource_pool, sink, source, window};
 pub use weir_runtime::*;
 pub use weir_supervisor as supervisor;
 
@@ -77,6 +77,10 @@ pub use weir_supervisor as supervisor;
 pub mod prelude {
     pub use weir_operators::sink::Egress;
     pub use weir_operators::source::{Ingress, SendError, TrySendError};
+    pub use weir_operators::window::{
+        Aggregate, EventTime, GraphWindowExt, Overflow, Window, WindowExt, WindowMetrics,
+        WindowResult, Windows,
+    };
     pub use weir_operators::{FlowExt, Pipeline};
     pub use weir_runtime::junction::{
         Balance, BalanceStrategy, Broadcast, Feedback, LagPolicy, Priority,
