@@ -32,17 +32,22 @@
 //! the accumulator may have changed: supervise window stages with a restart
 //! policy, not bare retries.
 
+mod count;
 mod engine;
+mod grouped;
 mod junction;
 mod operator;
 mod spec;
 
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Duration;
 
 use weir_runtime::Flow;
 
+pub use count::CountWindows;
 pub use engine::{Admit, KeyedWindows};
+pub use grouped::GroupedWithin;
 pub use junction::{GraphWindowExt, WindowJunction, WindowOutlets, WindowOutput};
 pub use operator::WindowOp;
 pub use spec::{Aggregate, EventTime, Overflow, Window, WindowMetrics, WindowResult, Windows};
@@ -123,6 +128,50 @@ pub trait WindowExt<T: Send + 'static> {
         K: Hash + Eq + Clone + Send + 'static,
         A: Send + 'static,
         R: Send + 'static;
+
+    /// Windows of `size` consecutive elements, one every `slide` elements
+    /// (`slide == size`: tumbling); see [`CountWindows`]. Not keyed.
+    ///
+    /// # Examples
+    ///
+    /// A moving average over 3 elements:
+    ///
+    /// ```
+    /// use weir_operators::window::WindowExt;
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter([3.0, 6.0, 9.0, 12.0_f64])
+    ///     .count_windows(3, 1)
+    ///     .map(|w| w.iter().sum::<f64>() / w.len() as f64)
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.output, [6.0, 9.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn count_windows(self, size: usize, slide: usize) -> Flow<Vec<T>>
+    where
+        T: Clone;
+
+    /// Batches of `n` elements, or of what arrived within `within` of a batch's
+    /// first element, whichever is first; see [`GroupedWithin`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_operators::window::WindowExt;
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(0..7_u32)
+    ///     .grouped_within(3, Duration::from_secs(60))
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.output, [vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn grouped_within(self, n: usize, within: Duration) -> Flow<Vec<T>>;
 }
 
 impl<T: Send + 'static> WindowExt<T> for Flow<T> {
@@ -159,5 +208,16 @@ impl<T: Send + 'static> WindowExt<T> for Flow<T> {
         self.via_factory(move || {
             WindowOp::processing(windows.clone(), Arc::clone(&key), agg.clone())
         })
+    }
+
+    fn count_windows(self, size: usize, slide: usize) -> Flow<Vec<T>>
+    where
+        T: Clone,
+    {
+        self.via(CountWindows::new(size, slide))
+    }
+
+    fn grouped_within(self, n: usize, within: Duration) -> Flow<Vec<T>> {
+        self.via(GroupedWithin::new(n, within))
     }
 }
