@@ -179,7 +179,9 @@ where
             ) => {
                 let max = max_ts.map_or(ts, |m| m.max(ts));
                 *max_ts = Some(max);
-                *last_arrival = Instant::now();
+                if time.idle.is_some() {
+                    *last_arrival = Instant::now();
+                }
                 self.engine.advance(max.saturating_sub(time.bound));
                 io.complete(1);
             }
