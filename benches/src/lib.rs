@@ -8,10 +8,13 @@
 //! * [`pool`]: the `pool` workload (a CPU-heavy map over replicas), on weir and on
 //!   a thread pool.
 //! * [`stats`]: median, percentiles and peak RSS.
+//! * [`window`]: the `window_agg` workload (a keyed tumbling-window sum), on weir
+//!   and as a hand-written `HashMap` loop.
 
 pub mod baselines;
 pub mod junctions;
 pub mod pool;
 pub mod stats;
 pub mod weir_variant;
+pub mod window;
 pub mod workload;

@@ -27,7 +27,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use weir_benches::baselines::{self, RunFn};
 use weir_benches::junctions::{self, JunctionPlacement};
-use weir_benches::{pool, stats, weir_variant, workload};
+use weir_benches::{pool, stats, weir_variant, window, workload};
 
 /// Every throughput variant, in report order.
 const VARIANTS: &[(&str, RunFn)] = &[
@@ -83,6 +83,13 @@ const JUNCTIONS: &[JunctionVariant] = &[
         sinks: 1,
         divisor: 8,
     },
+    JunctionVariant {
+        name: "window_agg",
+        weir: window::window_agg_weir,
+        baseline: window::window_agg_hashmap,
+        sinks: 1,
+        divisor: 1,
+    },
 ];
 /// Default source elements of a junction workload.
 const JUNCTION_ELEMENTS: u64 = 4_000_000;
@@ -104,7 +111,7 @@ const USAGE: &str = "usage: compare [--elements N] [--runs R] [--per-element-ele
                             per core: together or spread (default together)
   --variants LIST           comma-separated subset of: fused, crossbeam_batched,
                             actix_per_element, actix_batched, weir, weir_faulty,
-                            broadcast4, merge4, pool, pool1, latency (default: all)
+                            broadcast4, merge4, pool, pool1, window_agg, latency (default: all)
   --out PATH                JSON report (default: <workspace>/target/compare.json)";
 
 /// Parsed command line.

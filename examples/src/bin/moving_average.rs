@@ -54,8 +54,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stage = done.report.stage("last5").expect("the window stage");
     assert_eq!(stage.completed, READINGS, "every reading left the window");
     println!(
-        "window stage: {} in, {} windows out, peak held {}",
-        stage.input, stage.produced, N
+        "window stage: {} in, {} windows out, {} completed",
+        stage.input, stage.produced, stage.completed
     );
     println!("all checks passed");
     Ok(())
