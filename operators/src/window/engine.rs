@@ -17,6 +17,27 @@ struct Open<A> {
     timer: u64,
 }
 
+/// A tumbling or sliding window's place in the state: its key and start. Only
+/// the key is hashed (a key has few open windows; they share a probe sequence),
+/// which halves the hashing per element.
+#[derive(PartialEq, Eq)]
+struct SlotKey<K> {
+    key: K,
+    start: u64,
+}
+
+impl<K> SlotKey<K> {
+    fn new(key: K, start: u64) -> Self {
+        SlotKey { key, start }
+    }
+}
+
+impl<K: Hash> Hash for SlotKey<K> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
 /// What [`KeyedWindows::insert`] did with an element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
@@ -63,9 +84,13 @@ pub enum Admit {
 pub struct KeyedWindows<T, K, A, R> {
     spec: Windows,
     agg: Aggregate<T, A, R>,
+    /// Session windows, by key.
     keys: HashMap<K, Vec<Open<A>>>,
-    /// (time, window id) → key: when each open window next needs attention.
-    timers: BTreeMap<(u64, u64), K>,
+    /// Tumbling and sliding windows, by key and start: one lookup per element.
+    slots: HashMap<SlotKey<K>, Open<A>>,
+    /// (time, window id) → (key, start): when each open window next needs
+    /// attention.
+    timers: BTreeMap<(u64, u64), (K, u64)>,
     open: usize,
     next_id: u64,
     wm: Option<u64>,
@@ -90,6 +115,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
             spec,
             agg,
             keys: HashMap::new(),
+            slots: HashMap::new(),
             timers: BTreeMap::new(),
             open: 0,
             next_id: 0,
@@ -188,10 +214,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
                 end: start.saturating_add(size),
             };
             if !self.due(w)
-                && let Some(o) = self
-                    .keys
-                    .get_mut(&key)
-                    .and_then(|list| list.iter_mut().find(|o| o.window == w))
+                && let Some(o) = self.slots.get_mut(&SlotKey::new(key.clone(), start))
             {
                 (self.agg.add)(&mut o.acc, x);
                 return Ok(Admit::Added);
@@ -240,8 +263,8 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
 
     /// Windows `targets` would open.
     fn needed(&self, key: &K, targets: &[Window], session: bool) -> usize {
-        let open = self.keys.get(key).map_or(&[][..], Vec::as_slice);
         if session {
+            let open = self.keys.get(key).map_or(&[][..], Vec::as_slice);
             let w = targets[0];
             usize::from(
                 !open
@@ -251,7 +274,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
         } else {
             targets
                 .iter()
-                .filter(|w| !open.iter().any(|o| o.window == **w))
+                .filter(|w| !self.slots.contains_key(&SlotKey::new(key.clone(), w.start)))
                 .count()
         }
     }
@@ -276,7 +299,8 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
             o.window.end
         };
         o.timer = at;
-        self.timers.insert((at, o.id), key.clone());
+        self.timers
+            .insert((at, o.id), (key.clone(), o.window.start));
     }
 
     fn emit(&mut self, key: &K, o: &mut Open<A>) {
@@ -292,10 +316,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
     }
 
     fn add_to(&mut self, key: &K, window: Window, x: &T) {
-        let existing = self.keys.get_mut(key).and_then(|list| {
-            let i = list.iter().position(|o| o.window == window)?;
-            Some(list.swap_remove(i))
-        });
+        let existing = self.slots.remove(&SlotKey::new(key.clone(), window.start));
         let mut o = match existing {
             Some(o) => o,
             None => {
@@ -357,7 +378,10 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
     }
 
     /// Removes window `id` of `key`.
-    fn take(&mut self, key: &K, id: u64) -> Option<Open<A>> {
+    fn take(&mut self, key: &K, start: u64, id: u64) -> Option<Open<A>> {
+        if !matches!(self.spec.shape, Shape::Session { .. }) {
+            return self.slots.remove(&SlotKey::new(key.clone(), start));
+        }
         let list = self.keys.get_mut(key)?;
         let i = list.iter().position(|o| o.id == id)?;
         let o = list.swap_remove(i);
@@ -368,15 +392,19 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
     }
 
     fn put(&mut self, key: K, o: Open<A>) {
-        self.keys.entry(key).or_default().push(o);
+        if matches!(self.spec.shape, Shape::Session { .. }) {
+            self.keys.entry(key).or_default().push(o);
+        } else {
+            self.slots.insert(SlotKey::new(key, o.window.start), o);
+        }
     }
 
     /// Fires (if not fired yet) and closes the window that needs attention first.
     fn evict_earliest(&mut self) {
-        let Some(((_, id), key)) = self.timers.pop_first() else {
+        let Some(((_, id), (key, start))) = self.timers.pop_first() else {
             return;
         };
-        if let Some(mut o) = self.take(&key, id) {
+        if let Some(mut o) = self.take(&key, start, id) {
             if o.timer == o.window.end {
                 self.emit(&key, &mut o);
             }
@@ -396,8 +424,8 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
             if entry.key().0 > wm {
                 break;
             }
-            let ((_, id), key) = entry.remove_entry();
-            let Some(mut o) = self.take(&key, id) else {
+            let ((_, id), (key, start)) = entry.remove_entry();
+            let Some(mut o) = self.take(&key, start, id) else {
                 continue;
             };
             if o.timer == o.window.end {
