@@ -53,7 +53,7 @@ fn processing_time_tumbling_fires_on_the_clock() {
         settle().await;
         assert!(out.try_recv().is_none(), "the first second has not ended");
         advance(600).await;
-        let mut first = vec![out.try_recv().unwrap(), out.try_recv().unwrap()];
+        let mut first = [out.try_recv().unwrap(), out.try_recv().unwrap()];
         first.sort_by_key(|r| r.key);
         assert_eq!(
             first

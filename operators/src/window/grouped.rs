@@ -26,12 +26,6 @@ pub struct GroupedWithin<T> {
     timer: Timer,
 }
 
-impl std::fmt::Debug for Timer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Timer").finish_non_exhaustive()
-    }
-}
-
 impl<T> GroupedWithin<T> {
     pub(crate) fn new(n: usize, within: Duration) -> Self {
         GroupedWithin {

@@ -36,6 +36,14 @@ pub(crate) struct Timer {
     sleep: Option<(Instant, Pin<Box<Sleep>>)>,
 }
 
+impl fmt::Debug for Timer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timer")
+            .field("at", &self.sleep.as_ref().map(|(at, _)| *at))
+            .finish()
+    }
+}
+
 impl Timer {
     /// Registers a wake-up at `at`; true if `at` has come already.
     pub(crate) fn arm(&mut self, at: Instant, cx: &mut Context<'_>) -> bool {

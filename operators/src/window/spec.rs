@@ -153,7 +153,7 @@ impl Windows {
 
     pub(crate) fn validate(&self, mergeable: bool) -> Result<(), String> {
         match self.shape {
-            Shape::Tumbling { size } if size == 0 => {
+            Shape::Tumbling { size: 0 } => {
                 return Err("tumbling window size must be at least 1 ms".into());
             }
             Shape::Sliding { size, slide } => {
