@@ -10,6 +10,8 @@
 //! * [`pool`]: the `pool` workload (a CPU-heavy map over replicas), on weir and on
 //!   a thread pool.
 //! * [`stats`]: median, percentiles and peak RSS.
+//! * [`window`]: the `window_agg` workload (a keyed tumbling-window sum), on weir
+//!   and as a hand-written `HashMap` loop.
 
 pub mod baselines;
 pub mod detach;
@@ -17,4 +19,5 @@ pub mod junctions;
 pub mod pool;
 pub mod stats;
 pub mod weir_variant;
+pub mod window;
 pub mod workload;

@@ -41,6 +41,7 @@ pub mod sink;
 pub mod source;
 #[cfg(test)]
 mod test_support;
+pub mod window;
 
 use std::future::Future;
 

@@ -70,7 +70,7 @@
 #![forbid(unsafe_code)]
 
 pub use weir_operators::{
-    FlowExt, Pipeline, barrier, hub, limit, ops, resource_pool, sink, source,
+    FlowExt, Pipeline, barrier, hub, limit, ops, resource_pool, sink, source, window,
 };
 pub use weir_runtime::*;
 pub use weir_supervisor as supervisor;
@@ -89,6 +89,10 @@ pub mod prelude {
     };
     pub use weir_operators::sink::Egress;
     pub use weir_operators::source::{Ingress, SendError, TrySendError};
+    pub use weir_operators::window::{
+        Aggregate, EventTime, GraphWindowExt, Overflow, Window, WindowExt, WindowMetrics,
+        WindowResult, Windows,
+    };
     pub use weir_operators::{FlowExt, Pipeline};
     pub use weir_runtime::junction::{
         Balance, BalanceStrategy, Broadcast, Feedback, LagPolicy, Priority,

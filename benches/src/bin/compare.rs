@@ -30,7 +30,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use weir_benches::baselines::{self, RunFn};
 use weir_benches::junctions::{self, JunctionPlacement};
-use weir_benches::{detach, pool, stats, weir_variant, workload};
+use weir_benches::{detach, pool, stats, weir_variant, window, workload};
 
 /// Every throughput variant, in report order.
 const VARIANTS: &[(&str, RunFn)] = &[
@@ -104,6 +104,14 @@ const JUNCTIONS: &[JunctionVariant] = &[
         sinks: 2,
         divisor: 1,
     },
+    JunctionVariant {
+        name: "window_agg",
+        weir: window::window_agg_weir,
+        baseline: |n, _| window::window_agg_hashmap(n),
+        baseline_name: "hashmap",
+        sinks: 1,
+        divisor: 1,
+    },
 ];
 /// The baseline of most junction workloads.
 const CROSSBEAM: &str = "crossbeam";
@@ -127,8 +135,8 @@ const USAGE: &str = "usage: compare [--elements N] [--runs R] [--per-element-ele
                             per core: together or spread (default together)
   --variants LIST           comma-separated subset of: fused, crossbeam_batched,
                             actix_per_element, actix_batched, weir, weir_faulty,
-                            broadcast4, merge4, pool, pool1, detach3, latency
-                            (default: all)
+                            broadcast4, merge4, pool, pool1, detach3, window_agg,
+                            latency (default: all)
   --out PATH                JSON report (default: <workspace>/target/compare.json)";
 
 /// Parsed command line.
