@@ -69,12 +69,13 @@
 )]
 #![forbid(unsafe_code)]
 
-pub use weir_operators::{FlowExt, Pipeline, ops, resource_pool, sink, source};
+pub use weir_operators::{FlowExt, Pipeline, keyed, ops, resource_pool, sink, source};
 pub use weir_runtime::*;
 pub use weir_supervisor as supervisor;
 
 /// Everything a pipeline author needs: `use weir::prelude::*;`.
 pub mod prelude {
+    pub use weir_operators::keyed::{Aggregate, KeyedExt, OnFull, StateCounters};
     pub use weir_operators::sink::Egress;
     pub use weir_operators::source::{Ingress, SendError, TrySendError};
     pub use weir_operators::{FlowExt, Pipeline};
