@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 mod attempts;
+pub mod join;
 pub mod keyed;
 pub mod ops;
 pub mod resource_pool;

@@ -69,12 +69,15 @@
 )]
 #![forbid(unsafe_code)]
 
-pub use weir_operators::{FlowExt, Pipeline, keyed, ops, resource_pool, sink, source};
+pub use weir_operators::{FlowExt, Pipeline, join, keyed, ops, resource_pool, sink, source};
 pub use weir_runtime::*;
 pub use weir_supervisor as supervisor;
 
 /// Everything a pipeline author needs: `use weir::prelude::*;`.
 pub mod prelude {
+    pub use weir_operators::join::{
+        IntervalJoin, JoinCounters, JoinExt, JoinOut, JoinOutlets, Side,
+    };
     pub use weir_operators::keyed::{Aggregate, KeyedExt, OnFull, StateCounters};
     pub use weir_operators::sink::Egress;
     pub use weir_operators::source::{Ingress, SendError, TrySendError};
