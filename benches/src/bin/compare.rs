@@ -27,7 +27,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use weir_benches::baselines::{self, RunFn};
 use weir_benches::junctions::{self, JunctionPlacement};
-use weir_benches::{pool, stats, weir_variant, workload};
+use weir_benches::{join, pool, stats, weir_variant, workload};
 
 /// Every throughput variant, in report order.
 const VARIANTS: &[(&str, RunFn)] = &[
@@ -83,6 +83,14 @@ const JUNCTIONS: &[JunctionVariant] = &[
         sinks: 1,
         divisor: 8,
     },
+    // An event-time interval join against a hand-written HashMap join.
+    JunctionVariant {
+        name: "join",
+        weir: join::join_weir,
+        baseline: join::join_hashmap,
+        sinks: 1,
+        divisor: 1,
+    },
 ];
 /// Default source elements of a junction workload.
 const JUNCTION_ELEMENTS: u64 = 4_000_000;
@@ -104,7 +112,7 @@ const USAGE: &str = "usage: compare [--elements N] [--runs R] [--per-element-ele
                             per core: together or spread (default together)
   --variants LIST           comma-separated subset of: fused, crossbeam_batched,
                             actix_per_element, actix_batched, weir, weir_faulty,
-                            broadcast4, merge4, pool, pool1, latency (default: all)
+                            broadcast4, merge4, pool, pool1, join, latency (default: all)
   --out PATH                JSON report (default: <workspace>/target/compare.json)";
 
 /// Parsed command line.
