@@ -14,6 +14,12 @@ fn order_payment_join_settles_every_order_once() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
-    assert!(stdout.contains("paid: 4300 orders, unpaid: 700"), "{stdout}");
-    assert!(stdout.contains("orphan payments (side output): 220"), "{stdout}");
+    assert!(
+        stdout.contains("paid: 4300 orders, unpaid: 700"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("orphan payments (side output): 220"),
+        "{stdout}"
+    );
 }

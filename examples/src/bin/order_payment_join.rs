@@ -65,11 +65,21 @@ fn payments(orders: &[Order]) -> Vec<Payment> {
         .iter()
         .filter(|o| o.id % 10 != 3)
         .map(|o| {
-            let delay = if o.id % 25 == 7 { 3_600 } else { i64::from(o.id % 5) * 60 };
-            Payment { order: o.id, ts: o.ts + delay }
+            let delay = if o.id % 25 == 7 {
+                3_600
+            } else {
+                i64::from(o.id % 5) * 60
+            };
+            Payment {
+                order: o.id,
+                ts: o.ts + delay,
+            }
         })
         .collect();
-    p.extend((0..20).map(|k| Payment { order: 1_000_000 + k, ts: i64::from(k) * 2_000 }));
+    p.extend((0..20).map(|k| Payment {
+        order: 1_000_000 + k,
+        ts: i64::from(k) * 2_000,
+    }));
     p.sort_by_key(|p| p.ts);
     p
 }
@@ -116,8 +126,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let orphans = g.sink(unmatched, |f| f.collect());
     let done = g.run(&rt)?.wait()?;
     done.report.check_conservation()?;
-    let per_customer: BTreeMap<Option<u32>, (u64, u64)> =
-        futures::executor::block_on(per_customer).ok_or("no revenue")?.into_iter().collect();
+    let per_customer: BTreeMap<Option<u32>, (u64, u64)> = futures::executor::block_on(per_customer)
+        .ok_or("no revenue")?
+        .into_iter()
+        .collect();
     let orphans = futures::executor::block_on(orphans).ok_or("no orphans")?;
 
     // What a plain loop over the same data says.
@@ -132,7 +144,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             entry.1 += o.amount;
         }
     }
-    let paid_orders: u64 = want.iter().filter(|(k, _)| k.is_some()).map(|(_, v)| v.0).sum();
+    let paid_orders: u64 = want
+        .iter()
+        .filter(|(k, _)| k.is_some())
+        .map(|(_, v)| v.0)
+        .sum();
     let unpaid = want.get(&None).map_or(0, |v| v.0);
     let orphan_payments = payments.len() as u64 - paid_orders;
 
@@ -156,7 +172,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     assert_eq!(per_customer, want, "revenue per customer");
     assert_eq!(counters.joined(), paid_orders);
-    assert_eq!(counters.unmatched_left(), unpaid, "each unpaid order emitted once");
+    assert_eq!(
+        counters.unmatched_left(),
+        unpaid,
+        "each unpaid order emitted once"
+    );
     assert_eq!(orphans.len() as u64, orphan_payments);
     assert_eq!(counters.unmatched_right(), orphan_payments);
     assert_eq!(counters.late(), 0);

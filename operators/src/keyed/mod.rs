@@ -60,6 +60,8 @@ use std::time::Duration;
 
 use weir_runtime::Flow;
 
+pub(crate) use state::now as state_now;
+
 use aggregate::FoldWith;
 use state::Bounds;
 
