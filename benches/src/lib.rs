@@ -4,6 +4,8 @@
 //! * [`workload`]: the pipeline every variant runs and its reference checksum.
 //! * [`baselines`]: the non-weir variants (fused, crossbeam, actix).
 //! * [`weir_variant`]: the same workload on weir.
+//! * [`join`]: the `join` workload (an event-time interval join), on weir and as a
+//!   hand-written `HashMap` join.
 //! * [`junctions`]: the `broadcast4` and `merge4` workloads, on weir and on threads.
 //! * [`detach`]: the `detach3` workload (a broadcast with one stalled branch under
 //!   `LagPolicy::Detach`), against the same graph with nothing stalled.
@@ -15,6 +17,7 @@
 
 pub mod baselines;
 pub mod detach;
+pub mod join;
 pub mod junctions;
 pub mod pool;
 pub mod stats;

@@ -34,6 +34,8 @@
 mod attempts;
 pub mod barrier;
 pub mod hub;
+pub mod join;
+pub mod keyed;
 pub mod limit;
 pub mod ops;
 pub mod resource_pool;

@@ -70,7 +70,7 @@
 #![forbid(unsafe_code)]
 
 pub use weir_operators::{
-    FlowExt, Pipeline, barrier, hub, limit, ops, resource_pool, sink, source, window,
+    FlowExt, Pipeline, barrier, hub, join, keyed, limit, ops, resource_pool, sink, source, window,
 };
 pub use weir_runtime::*;
 pub use weir_supervisor as supervisor;
@@ -84,6 +84,10 @@ pub mod prelude {
     pub use weir_operators::hub::{
         BroadcastHub, HubEnd, MergeHub, NoSubscriber, Producer, Subscriber,
     };
+    pub use weir_operators::join::{
+        IntervalJoin, JoinCounters, JoinExt, JoinOut, JoinOutlets, Side,
+    };
+    pub use weir_operators::keyed::{Aggregate as KeyedAggregate, KeyedExt, OnFull, StateCounters};
     pub use weir_operators::limit::{
         AtLimit, KeysFull, LimitExt, Rate, Throttle, ThrottleMode, rejections_to,
     };

@@ -30,7 +30,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use weir_benches::baselines::{self, RunFn};
 use weir_benches::junctions::{self, JunctionPlacement};
-use weir_benches::{detach, pool, stats, weir_variant, window, workload};
+use weir_benches::{detach, join, pool, stats, weir_variant, window, workload};
 
 /// Every throughput variant, in report order.
 const VARIANTS: &[(&str, RunFn)] = &[
@@ -112,6 +112,15 @@ const JUNCTIONS: &[JunctionVariant] = &[
         sinks: 1,
         divisor: 1,
     },
+    // An event-time interval join against a hand-written HashMap join.
+    JunctionVariant {
+        name: "join",
+        weir: join::join_weir,
+        baseline: |n, _| join::join_hashmap(n),
+        baseline_name: "hashmap",
+        sinks: 1,
+        divisor: 1,
+    },
 ];
 /// The baseline of most junction workloads.
 const CROSSBEAM: &str = "crossbeam";
@@ -136,7 +145,7 @@ const USAGE: &str = "usage: compare [--elements N] [--runs R] [--per-element-ele
   --variants LIST           comma-separated subset of: fused, crossbeam_batched,
                             actix_per_element, actix_batched, weir, weir_faulty,
                             broadcast4, merge4, pool, pool1, detach3, window_agg,
-                            latency (default: all)
+                            join, latency (default: all)
   --out PATH                JSON report (default: <workspace>/target/compare.json)";
 
 /// Parsed command line.

@@ -1,0 +1,287 @@
+//! [`Rows`]: the join's state — rows by key and side, with the queues that say
+//! which row leaves next (by arrival for the TTL and the row bound, by event-time
+//! deadline for the watermarks).
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::Hash;
+use std::time::Instant;
+
+/// One row waiting for partners.
+pub(crate) struct Row<X> {
+    pub(crate) value: X,
+    pub(crate) ts: i64,
+    pub(crate) seq: u64,
+    pub(crate) arrived: Instant,
+    pub(crate) matched: bool,
+}
+
+/// The rows of one key.
+pub(crate) struct KeyRows<L, R> {
+    pub(crate) left: Vec<Row<L>>,
+    pub(crate) right: Vec<Row<R>>,
+}
+
+/// A row leaving the state.
+pub(crate) enum Gone<L, R> {
+    Left(Row<L>),
+    Right(Row<R>),
+}
+
+/// When a row is due to leave by event time; ordered earliest first.
+struct Due<K> {
+    at: i64,
+    seq: u64,
+    key: K,
+}
+
+impl<K> PartialEq for Due<K> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl<K> Eq for Due<K> {}
+impl<K> PartialOrd for Due<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<K> Ord for Due<K> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // BinaryHeap is a max-heap: reverse for earliest first.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Rows by key, and queues of removal candidates. Entries of a queue whose row
+/// already left by another way are skipped when met and compacted away when a
+/// queue grows past twice the rows, so every queue is bounded by the rows held.
+pub(crate) struct Rows<K, L, R> {
+    pub(crate) map: HashMap<K, KeyRows<L, R>>,
+    len: usize,
+    seq: u64,
+    /// `(seq, is_left, key)` by arrival; kept only with a TTL or a row bound.
+    arrivals: Option<VecDeque<(u64, bool, K)>>,
+    /// Left rows by `ts + upper`, right rows by `ts - lower`; only with event time.
+    due_left: BinaryHeap<Due<K>>,
+    due_right: BinaryHeap<Due<K>>,
+}
+
+impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
+    pub(crate) fn new(by_arrival: bool) -> Self {
+        Rows {
+            map: HashMap::new(),
+            len: 0,
+            seq: 0,
+            arrivals: by_arrival.then(VecDeque::new),
+            due_left: BinaryHeap::new(),
+            due_right: BinaryHeap::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_live(&self, key: &K, left: bool, seq: u64) -> bool {
+        self.map.get(key).is_some_and(|rows| {
+            if left {
+                rows.left.iter().any(|r| r.seq == seq)
+            } else {
+                rows.right.iter().any(|r| r.seq == seq)
+            }
+        })
+    }
+
+    /// Adds a row; `due` is its event-time deadline, if there is event time.
+    pub(crate) fn insert_left(
+        &mut self,
+        key: K,
+        value: L,
+        ts: i64,
+        now: Instant,
+        due: Option<i64>,
+        matched: bool,
+    ) {
+        let seq = self.next_seq(&key, true, due);
+        let row = Row {
+            value,
+            ts,
+            seq,
+            arrived: now,
+            matched,
+        };
+        self.map
+            .entry(key)
+            .or_insert_with(KeyRows::empty)
+            .left
+            .push(row);
+        self.len += 1;
+        self.compact();
+    }
+
+    /// Adds a row; `due` is its event-time deadline, if there is event time.
+    pub(crate) fn insert_right(
+        &mut self,
+        key: K,
+        value: R,
+        ts: i64,
+        now: Instant,
+        due: Option<i64>,
+        matched: bool,
+    ) {
+        let seq = self.next_seq(&key, false, due);
+        let row = Row {
+            value,
+            ts,
+            seq,
+            arrived: now,
+            matched,
+        };
+        self.map
+            .entry(key)
+            .or_insert_with(KeyRows::empty)
+            .right
+            .push(row);
+        self.len += 1;
+        self.compact();
+    }
+
+    fn next_seq(&mut self, key: &K, left: bool, due: Option<i64>) -> u64 {
+        self.seq += 1;
+        let seq = self.seq;
+        if let Some(arrivals) = &mut self.arrivals {
+            arrivals.push_back((seq, left, key.clone()));
+        }
+        if let Some(at) = due {
+            let heap = if left {
+                &mut self.due_left
+            } else {
+                &mut self.due_right
+            };
+            heap.push(Due {
+                at,
+                seq,
+                key: key.clone(),
+            });
+        }
+        seq
+    }
+
+    /// Takes a row out of the state.
+    fn remove(&mut self, key: &K, left: bool, seq: u64) -> Option<Gone<L, R>> {
+        let rows = self.map.get_mut(key)?;
+        let gone = if left {
+            let i = rows.left.iter().position(|r| r.seq == seq)?;
+            Gone::Left(rows.left.remove(i))
+        } else {
+            let i = rows.right.iter().position(|r| r.seq == seq)?;
+            Gone::Right(rows.right.remove(i))
+        };
+        if rows.left.is_empty() && rows.right.is_empty() {
+            self.map.remove(key);
+        }
+        self.len -= 1;
+        Some(gone)
+    }
+
+    /// The oldest row still held, taken out.
+    pub(crate) fn pop_oldest(&mut self) -> Option<Gone<L, R>> {
+        while let Some((seq, left, key)) = self.arrivals.as_mut()?.pop_front() {
+            if let Some(gone) = self.remove(&key, left, seq) {
+                return Some(gone);
+            }
+        }
+        None
+    }
+
+    /// When the oldest row arrived.
+    pub(crate) fn oldest_arrival(&mut self) -> Option<Instant> {
+        loop {
+            let (seq, left, key) = self.arrivals.as_ref()?.front()?;
+            let rows = self.map.get(key);
+            let arrived = rows.and_then(|rows| {
+                if *left {
+                    rows.left.iter().find(|r| r.seq == *seq).map(|r| r.arrived)
+                } else {
+                    rows.right.iter().find(|r| r.seq == *seq).map(|r| r.arrived)
+                }
+            });
+            match arrived {
+                Some(at) => return Some(at),
+                None => {
+                    self.arrivals.as_mut()?.pop_front();
+                }
+            }
+        }
+    }
+
+    /// The next left row whose deadline is before `watermark`, taken out.
+    pub(crate) fn pop_due_left(&mut self, watermark: i64) -> Option<Gone<L, R>> {
+        while self.due_left.peek().is_some_and(|d| d.at < watermark) {
+            let d = self.due_left.pop()?;
+            if let Some(gone) = self.remove(&d.key, true, d.seq) {
+                return Some(gone);
+            }
+        }
+        None
+    }
+
+    /// The next right row whose deadline is before `watermark`, taken out.
+    pub(crate) fn pop_due_right(&mut self, watermark: i64) -> Option<Gone<L, R>> {
+        while self.due_right.peek().is_some_and(|d| d.at < watermark) {
+            let d = self.due_right.pop()?;
+            if let Some(gone) = self.remove(&d.key, false, d.seq) {
+                return Some(gone);
+            }
+        }
+        None
+    }
+
+    /// Every row, oldest first, taken out.
+    pub(crate) fn drain(&mut self) -> Vec<Gone<L, R>> {
+        let mut all: Vec<(u64, Gone<L, R>)> = Vec::with_capacity(self.len);
+        for (_, rows) in self.map.drain() {
+            all.extend(rows.left.into_iter().map(|r| (r.seq, Gone::Left(r))));
+            all.extend(rows.right.into_iter().map(|r| (r.seq, Gone::Right(r))));
+        }
+        self.len = 0;
+        if let Some(a) = &mut self.arrivals {
+            a.clear();
+        }
+        self.due_left.clear();
+        self.due_right.clear();
+        all.sort_unstable_by_key(|(seq, _)| *seq);
+        all.into_iter().map(|(_, g)| g).collect()
+    }
+
+    /// Drops queue entries of rows that left, once a queue holds more than twice
+    /// the rows (amortised O(1) per row).
+    fn compact(&mut self) {
+        let bound = 2 * self.len + 64;
+        if self.arrivals.as_ref().is_some_and(|a| a.len() > bound) {
+            let mut arrivals = self.arrivals.take().unwrap_or_default();
+            arrivals.retain(|(seq, left, key)| self.is_live(key, *left, *seq));
+            self.arrivals = Some(arrivals);
+        }
+        if self.due_left.len() > bound {
+            let mut heap = std::mem::take(&mut self.due_left);
+            heap.retain(|d| self.is_live(&d.key, true, d.seq));
+            self.due_left = heap;
+        }
+        if self.due_right.len() > bound {
+            let mut heap = std::mem::take(&mut self.due_right);
+            heap.retain(|d| self.is_live(&d.key, false, d.seq));
+            self.due_right = heap;
+        }
+    }
+}
+
+impl<L, R> KeyRows<L, R> {
+    fn empty() -> Self {
+        KeyRows {
+            left: Vec::new(),
+            right: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! [`Aggregate`] and [`KeyedAggregate`]: one result per key, emitted when the key's
+//! state ends (`fold`, `aggregate`).
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::task::Context;
+
+use weir_runtime::operator::{Counting, Io, Operator, Step};
+
+use super::scan::full_failure;
+use super::state::{Bounds, KeyedState, now};
+
+/// An aggregation in three parts (Flink's `AggregateFunction`): a fresh
+/// accumulator per key, adding an element to it, and the result it ends with.
+///
+/// # Examples
+///
+/// The mean of each key's values:
+///
+/// ```
+/// use weir_operators::keyed::Aggregate;
+///
+/// struct Mean;
+/// impl Aggregate<(char, f64)> for Mean {
+///     type Acc = (f64, u32);
+///     type Out = f64;
+///     fn init(&self) -> (f64, u32) { (0.0, 0) }
+///     fn add(&self, acc: &mut (f64, u32), x: (char, f64)) { acc.0 += x.1; acc.1 += 1; }
+///     fn finish(&self, acc: (f64, u32)) -> f64 { acc.0 / f64::from(acc.1) }
+/// }
+/// ```
+pub trait Aggregate<T>: Send + Sync + 'static {
+    /// The per-key accumulator.
+    type Acc: Send + 'static;
+    /// The result for a key.
+    type Out: Send + 'static;
+    /// A fresh accumulator, for a key's first element.
+    fn init(&self) -> Self::Acc;
+    /// Adds an element to its key's accumulator.
+    fn add(&self, acc: &mut Self::Acc, x: T);
+    /// The key's result, when its state ends.
+    fn finish(&self, acc: Self::Acc) -> Self::Out;
+}
+
+/// `fold` as an [`Aggregate`]: the accumulator is the result.
+pub(crate) struct FoldWith<S, F> {
+    pub(crate) init: S,
+    pub(crate) f: F,
+}
+
+impl<T, S, F> Aggregate<T> for FoldWith<S, F>
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(&mut S, T) + Send + Sync + 'static,
+{
+    type Acc = S;
+    type Out = S;
+    fn init(&self) -> S {
+        self.init.clone()
+    }
+    fn add(&self, acc: &mut S, x: T) {
+        (self.f)(acc, x);
+    }
+    fn finish(&self, acc: S) -> S {
+        acc
+    }
+}
+
+/// Accumulates per key and emits `(key, result)` when a key's state ends: its TTL
+/// ran out, it was evicted for a new key, or the input ended. Created by
+/// [`Keyed::fold`](crate::keyed::Keyed::fold) and
+/// [`Keyed::aggregate`](crate::keyed::Keyed::aggregate).
+pub struct KeyedAggregate<T, K, KF, A: Aggregate<T>> {
+    kind: &'static str,
+    key: Arc<KF>,
+    agg: Arc<A>,
+    state: KeyedState<K, A::Acc>,
+    /// What the input's end left to emit, oldest key first.
+    closing: Option<std::vec::IntoIter<(K, A::Acc)>>,
+    _t: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, K, KF, A: Aggregate<T>> std::fmt::Debug for KeyedAggregate<T, K, KF, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedAggregate")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, K: Hash + Eq + Clone, KF, A: Aggregate<T>> KeyedAggregate<T, K, KF, A> {
+    pub(crate) fn new(kind: &'static str, key: Arc<KF>, agg: Arc<A>, bounds: Bounds) -> Self {
+        KeyedAggregate {
+            kind,
+            key,
+            agg,
+            state: KeyedState::new(bounds),
+            closing: None,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, K, KF, A> Operator for KeyedAggregate<T, K, KF, A>
+where
+    T: Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
+    KF: Fn(&T) -> K + Send + Sync + 'static,
+    A: Aggregate<T>,
+{
+    type In = T;
+    type Out = (K, A::Out);
+
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.state.bounds().validate(self.kind)
+    }
+
+    fn retry_safe(&self) -> bool {
+        true
+    }
+
+    fn counting(&self) -> Counting {
+        Counting::Custom
+    }
+
+    fn state_entries(&self) -> usize {
+        self.state.len() + self.closing.as_ref().map_or(0, ExactSizeIterator::len)
+    }
+
+    fn step(&mut self, io: &mut Io<'_, T, (K, A::Out)>, cx: &mut Context<'_>) -> Step {
+        let now = now();
+        if let Some(closing) = &mut self.closing {
+            while io.has_room() {
+                let Some((k, acc)) = closing.next() else {
+                    return Step::Finished;
+                };
+                io.push((k, self.agg.finish(acc)));
+            }
+            return Step::Continue;
+        }
+        loop {
+            // Expired keys first, so that an element never lands in a dead state.
+            while io.has_room() {
+                let Some((k, acc)) = self.state.pop_expired(now) else {
+                    break;
+                };
+                io.push((k, self.agg.finish(acc)));
+            }
+            if !io.has_room() {
+                break;
+            }
+            let Some(x) = io.pop() else { break };
+            let key = (self.key)(&x);
+            let acc = match self.state.get_mut(&key, now, true) {
+                Some(acc) => acc,
+                None => {
+                    match self.state.make_room() {
+                        Err(_) => return Step::Failed(full_failure(self.kind, self.state.len())),
+                        Ok(Some((k, acc))) => io.push((k, self.agg.finish(acc))),
+                        Ok(None) => {}
+                    }
+                    self.state.insert(key, self.agg.init(), now)
+                }
+            };
+            self.agg.add(acc, x);
+            io.complete(1);
+        }
+        if io.input_exhausted() {
+            self.closing = Some(self.state.drain_all().into_iter());
+            // Step again to emit what the state held, as room allows.
+            cx.waker().wake_by_ref();
+        }
+        self.state.after_step(cx);
+        Step::Continue
+    }
+}

@@ -1,0 +1,94 @@
+//! [`Dedupe`]: drops an element whose key passed recently.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::task::Context;
+
+use weir_runtime::operator::{Io, Operator, Step};
+
+use super::scan::full_failure;
+use super::state::{Bounds, KeyedState, now};
+
+/// Passes an element if its key has not passed within the TTL (or is not among
+/// the keys remembered under the key bound); otherwise drops it, counted as
+/// filtered. A repeat does not extend the time a key is remembered: the key
+/// passes again once the TTL has elapsed since it last passed. Created by
+/// [`Keyed::dedupe`](crate::keyed::Keyed::dedupe) and
+/// [`KeyedExt::dedupe`](crate::keyed::KeyedExt::dedupe). Order preserved.
+pub struct Dedupe<T, K, KF> {
+    key: Arc<KF>,
+    state: KeyedState<K, ()>,
+    _t: std::marker::PhantomData<fn(T) -> T>,
+}
+
+impl<T, K, KF> std::fmt::Debug for Dedupe<T, K, KF> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dedupe").finish_non_exhaustive()
+    }
+}
+
+impl<T, K: Hash + Eq + Clone, KF> Dedupe<T, K, KF> {
+    pub(crate) fn new(key: Arc<KF>, bounds: Bounds) -> Self {
+        Dedupe {
+            key,
+            state: KeyedState::new(bounds),
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, K, KF> Operator for Dedupe<T, K, KF>
+where
+    T: Send + 'static,
+    K: Hash + Eq + Clone + Send + 'static,
+    KF: Fn(&T) -> K + Send + Sync + 'static,
+{
+    type In = T;
+    type Out = T;
+
+    fn kind(&self) -> &'static str {
+        "dedupe"
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let bounds = self.state.bounds();
+        if bounds.ttl.is_none() && bounds.max_keys.is_none() {
+            return Err(
+                "dedupe: set a ttl or max_keys, or the keys it remembers grow without bound".into(),
+            );
+        }
+        bounds.validate("dedupe")
+    }
+
+    fn retry_safe(&self) -> bool {
+        true
+    }
+
+    fn may_filter(&self) -> bool {
+        true
+    }
+
+    fn state_entries(&self) -> usize {
+        self.state.len()
+    }
+
+    fn step(&mut self, io: &mut Io<'_, T, T>, cx: &mut Context<'_>) -> Step {
+        let now = now();
+        while self.state.pop_expired(now).is_some() {}
+        while io.has_room() {
+            let Some(x) = io.pop() else { break };
+            let key = (self.key)(&x);
+            if self.state.get_mut(&key, now, false).is_some() {
+                io.filter();
+                continue;
+            }
+            if self.state.make_room().is_err() {
+                return Step::Failed(full_failure("dedupe", self.state.len()));
+            }
+            self.state.insert(key, (), now);
+            io.push(x);
+        }
+        self.state.after_step(cx);
+        io.finish_when_drained()
+    }
+}
