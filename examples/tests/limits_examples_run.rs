@@ -1,19 +1,9 @@
 //! The rate-limit and barrier examples run to completion, check their own
 //! results and say so.
 
-use std::process::Command;
+mod common;
 
-fn run(exe: &str) -> String {
-    let out = Command::new(exe).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
-    stdout
-}
+use common::run;
 
 #[test]
 fn rate_limited_client_retries_limits_and_reports_health() {

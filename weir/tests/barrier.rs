@@ -6,24 +6,10 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{collect, take};
+use common::{collect, paused, take};
 use futures::StreamExt as _;
 use tokio::time::Instant;
 use weir::prelude::*;
-
-fn paused<R, Fut>(f: impl FnOnce(Runtime) -> Fut) -> R
-where
-    Fut: std::future::Future<Output = R>,
-{
-    let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    });
-    system.block_on(async move { f(Runtime::from_current().unwrap()).await })
-}
 
 /// `n` elements, one every `every` of virtual time.
 fn paced(n: u32, every: Duration) -> Flow<u32> {

@@ -2,6 +2,10 @@
 //! measured on virtual time (a paused tokio clock), dead letters exact, and
 //! conservation in every run.
 
+mod common;
+
+use common::paused;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,22 +13,6 @@ use proptest::prelude::*;
 use tokio::time::Instant;
 use weir::prelude::*;
 use weir::supervisor::dead_letter::{FileDlqReader, FileDlqWriter, SharedFileDlq};
-
-/// Runs `f` on an actix System whose tokio clock is paused: timers fire as soon
-/// as nothing else can run, in virtual time.
-fn paused<R, Fut>(f: impl FnOnce(Runtime) -> Fut) -> R
-where
-    Fut: std::future::Future<Output = R>,
-{
-    let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    });
-    system.block_on(async move { f(Runtime::from_current().unwrap()).await })
-}
 
 /// A shared log of (virtual instant, value).
 type Log<T> = Arc<Mutex<Vec<(Instant, T)>>>;

@@ -3,6 +3,10 @@
 //! others go on, dead-lettered, skipped or escalated; outputs keep the input order
 //! and conservation counts every element.
 
+mod common;
+
+use common::paused;
+
 use std::collections::{HashMap, HashSet};
 use std::future::pending;
 use std::sync::{Arc, Mutex};
@@ -192,22 +196,6 @@ fn element_timeout_fails_a_hanging_future() {
     assert_eq!(calls.of(4), 2);
     assert_eq!(report.dead_lettered(), 1);
     report.check_conservation().unwrap();
-}
-
-/// Runs `f` on a runtime whose arbiter's tokio clock is paused, so timers elapse
-/// as soon as nothing else can run.
-fn paused<R, Fut>(f: impl FnOnce(Runtime) -> Fut) -> R
-where
-    Fut: std::future::Future<Output = R>,
-{
-    let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    });
-    system.block_on(async move { f(Runtime::from_current().unwrap()).await })
 }
 
 /// Panics in the function and in its future are caught per element and retried;

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use weir::prelude::*;
 use weir::window::{Admit, KeyedWindows};
 
-use common::{collect, rt1, take};
+use common::{collect, paused, rt1, take};
 
 /// (key, timestamp ms, value)
 type Ev = (u8, u64, u64);
@@ -541,21 +541,6 @@ fn invalid_windows_are_build_errors_naming_the_stage() {
         .run(&rt1())
         .unwrap_err();
     assert!(err.to_string().contains("slide"), "{err}");
-}
-
-/// Runs `f` on a runtime whose tokio clock is paused.
-fn paused<R, Fut>(f: impl FnOnce(Runtime) -> Fut) -> R
-where
-    Fut: std::future::Future<Output = R>,
-{
-    let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    });
-    system.block_on(async move { f(Runtime::from_current().unwrap()).await })
 }
 
 /// An idle input lets the watermark advance with processing time after the idle

@@ -7,22 +7,7 @@ use std::time::Duration;
 
 use weir::prelude::*;
 
-use common::{rt1, settle};
-
-/// Runs `f` on a runtime whose tokio clock is paused.
-fn paused<R, Fut>(f: impl FnOnce(Runtime) -> Fut) -> R
-where
-    Fut: std::future::Future<Output = R>,
-{
-    let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    });
-    system.block_on(async move { f(Runtime::from_current().unwrap()).await })
-}
+use common::{paused, rt1, settle};
 
 async fn advance(ms: u64) {
     tokio::time::advance(Duration::from_millis(ms)).await;

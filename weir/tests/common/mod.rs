@@ -24,3 +24,19 @@ pub fn collect<T: Send + 'static>(g: &mut Graph, from: Outlet<T>) -> weir::Outpu
 pub fn take<R>(rx: weir::OutputReceiver<R>) -> R {
     futures::executor::block_on(rx).expect("the sink handed over its result")
 }
+
+/// Runs `f` on an actix System whose tokio clock is paused: timers fire as soon
+/// as nothing else can run, in virtual time.
+pub fn paused<R, Fut>(f: impl FnOnce(Runtime) -> Fut) -> R
+where
+    Fut: std::future::Future<Output = R>,
+{
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    });
+    system.block_on(async move { f(Runtime::from_current().unwrap()).await })
+}
