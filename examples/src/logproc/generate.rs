@@ -198,7 +198,11 @@ impl Generator {
             (ip >> 16) & 255,
             (ip >> 8) & 255,
             ip & 255,
-            if client % 7 == 0 { "alice" } else { "-" },
+            if client.is_multiple_of(7) {
+                "alice"
+            } else {
+                "-"
+            },
             MONTHS[m as usize - 1],
             in_day / 3_600,
             in_day / 60 % 60,

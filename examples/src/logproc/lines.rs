@@ -442,10 +442,13 @@ mod tests {
         let mut out = Vec::new();
         for batch in reader {
             for (n, line) in batch.lines(max) {
-                out.push((n, match line {
-                    Line::Text(t) => Ok(t.to_owned()),
-                    Line::Rejected(r, _) => Err(r),
-                }));
+                out.push((
+                    n,
+                    match line {
+                        Line::Text(t) => Ok(t.to_owned()),
+                        Line::Rejected(r, _) => Err(r),
+                    },
+                ));
             }
         }
         assert_eq!(progress.lines.load(Ordering::Relaxed), out.len() as u64);
@@ -487,8 +490,17 @@ mod tests {
 
     #[test]
     fn a_long_last_line_without_newline_is_rejected() {
-        let got = read_all(format!("ok\n{}", "z".repeat(BATCH_BYTES * 2)).into_bytes(), 100);
-        assert_eq!(got[1].1, Err(Reject::TooLong { len: (BATCH_BYTES * 2) as u64, max: 100 }));
+        let got = read_all(
+            format!("ok\n{}", "z".repeat(BATCH_BYTES * 2)).into_bytes(),
+            100,
+        );
+        assert_eq!(
+            got[1].1,
+            Err(Reject::TooLong {
+                len: (BATCH_BYTES * 2) as u64,
+                max: 100
+            })
+        );
         assert_eq!(got.len(), 2);
     }
 }
