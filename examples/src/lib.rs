@@ -2,6 +2,8 @@
 
 use weir::{Report, StageReport};
 
+pub mod logproc;
+
 /// The report of stage `name`, or an error naming it.
 ///
 /// # Errors

@@ -1,0 +1,32 @@
+//! The pieces of the `logproc` example, shared with its tests and its bench.
+//!
+//! * [`parse`](mod@parse): the Common/Combined Log Format parser ([`parse_line`]).
+//! * [`generate`](mod@generate): the deterministic line [`Generator`].
+//! * [`lines`](mod@lines): batches of lines, read in constant memory
+//!   ([`LineReader`]) or generated ([`GeneratedBatches`]).
+//! * [`aggregate`](mod@aggregate): parsing a batch ([`parse_batch`]) and the
+//!   keyed [`Aggregates`].
+//! * [`pipeline`](mod@pipeline): the weir graph ([`build`]).
+
+pub mod aggregate;
+pub mod generate;
+pub mod lines;
+pub mod parse;
+pub mod pipeline;
+
+pub use aggregate::{Aggregates, MalformedLine, ParsedBatch, Records, parse_batch, top};
+pub use generate::{DEFAULT_SEED, Generator};
+pub use lines::{
+    GeneratedBatches, InputError, Line, LineBatch, LineReader, ReadProgress, Reject, Rejected,
+};
+pub use parse::{LogLine, ParseError, format_minute, parse_line};
+pub use pipeline::{Built, DlqTally, Settings, build};
+
+/// This process's peak resident set size (`VmHWM` from `/proc/self/status`), in
+/// bytes; `None` where that file does not exist.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
