@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-mod common;
+use crate::common;
 
 use common::*;
 use weir::prelude::*;

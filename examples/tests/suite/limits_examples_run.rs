@@ -1,7 +1,7 @@
 //! The rate-limit and barrier examples run to completion, check their own
 //! results and say so.
 
-mod common;
+use crate::common;
 
 use common::run;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-mod common;
+use crate::common;
 
 use common::*;
 use weir::junction::{Merge, MergePrioritized, Overflow};

@@ -1,7 +1,7 @@
 //! The barrier junction (issue 5, item 5): step alignment on virtual time, the
 //! timeout naming the late input, and the completion rules.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The graph examples run to completion, check their own results and say so.
 
-mod common;
+use crate::common;
 
 use common::run;
 

@@ -1,7 +1,7 @@
 //! Fan-in junctions: merge, merge_prioritized, concat, interleave, zip, zip_with.
 //! Order per input, exact counts, completion, backpressure per input.
 
-mod common;
+use crate::common;
 
 use common::*;
 use weir::prelude::*;

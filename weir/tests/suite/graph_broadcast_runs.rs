@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-mod common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;

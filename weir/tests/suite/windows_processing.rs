@@ -1,7 +1,7 @@
 //! Processing-time windows and `grouped_within` under paused tokio time, and
 //! count windows.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Pools: replicas on their own arbiters, ordered and unordered results, crashes
 //! handled per replica with nothing lost, validation.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;

@@ -3,7 +3,7 @@
 //! junction arguments out of range. (Connecting ports of different element types
 //! does not compile: see the `compile_fail` example on `Graph::connect`.)
 
-mod common;
+use crate::common;
 
 use common::*;
 use weir::junction::Merge;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-mod common;
+use crate::common;
 
 use common::*;
 use weir::prelude::*;

@@ -1,7 +1,7 @@
 //! `Graph::when`: a sub-pipeline for the matching elements only, input order kept,
 //! one-to-one sub-pipelines enforced.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

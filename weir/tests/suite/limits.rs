@@ -2,7 +2,7 @@
 //! measured on virtual time (a paused tokio clock), dead letters exact, and
 //! conservation in every run.
 
-mod common;
+use crate::common;
 
 use common::paused;
 

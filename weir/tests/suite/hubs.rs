@@ -2,7 +2,7 @@
 //! Exact counts, exact backpressure bounds, order per subscriber and per producer,
 //! completion and abort, conservation in every report.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

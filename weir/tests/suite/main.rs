@@ -1,0 +1,36 @@
+//! weir's integration tests, linked into one binary (one link instead of one per
+//! file keeps CI within its budget). Tests that change process-wide state — a
+//! global metrics recorder or tracing subscriber, a panic hook, signals — stay in
+//! their own binaries beside this directory.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod barrier;
+mod core_backpressure;
+mod core_batching;
+mod core_build_errors;
+mod core_embedded;
+mod core_lifecycle;
+mod core_properties;
+mod core_send_sync;
+mod graph_broadcast_runs;
+mod graph_fan_in;
+mod graph_fan_out;
+mod graph_feedback;
+mod graph_mux;
+mod graph_pool;
+mod graph_validation;
+mod graph_when;
+mod hubs;
+mod join;
+mod keyed;
+mod limits;
+mod state_loss;
+mod supervision_breaker;
+mod supervision_dlq_file;
+mod supervision_events;
+mod supervision_retry;
+mod supervision_storm;
+mod supervision_strategy;
+mod windows_processing;
