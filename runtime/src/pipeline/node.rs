@@ -17,6 +17,7 @@ use crate::junction::actor::{JunctionActor, UnstartedJunction};
 use crate::operator::Operator;
 use crate::pipeline::shared::PipelineShared;
 use crate::stage::Unstarted;
+use crate::stage::actor::StageActor;
 use crate::stage::link::{DownLink, DownTx, UpLink, UpTx};
 use crate::stage::message::Control;
 use crate::stage::shared::StageShared;
@@ -66,10 +67,15 @@ fn downcast<T: Send + 'static>(tx: AnyDownTx) -> DownTx<T> {
         .expect("typed ports connect matching element types")
 }
 
+/// Binds a handle (a [`ConfigHandle`](crate::reconfig::ConfigHandle)) to the stage's
+/// address and name when the stage starts.
+pub(crate) type Binder<Op> = Box<dyn FnOnce(&Addr<StageActor<Op>>, &str) + Send>;
+
 /// A stage: one operator, at most one input and one output.
 pub(crate) struct StageNode<Op: Operator> {
     op: Op,
     sup: Option<StageSupervisor<Op::In>>,
+    binders: Vec<Binder<Op>>,
     unstarted: Option<Unstarted<Op>>,
     up: Option<UpLink>,
     down: Option<DownLink<Op::Out>>,
@@ -77,16 +83,26 @@ pub(crate) struct StageNode<Op: Operator> {
 
 impl<Op: Operator> StageNode<Op> {
     pub(crate) fn new(op: Op, sup: Option<StageSupervisor<Op::In>>) -> Self {
+        Self::bound(op, sup, Vec::new())
+    }
+
+    /// A stage whose handles `binders` bind when it starts.
+    pub(crate) fn bound(
+        op: Op,
+        sup: Option<StageSupervisor<Op::In>>,
+        binders: Vec<Binder<Op>>,
+    ) -> Self {
         StageNode {
             op,
             sup,
+            binders,
             unstarted: None,
             up: None,
             down: None,
         }
     }
 
-    fn addr(&self) -> &Addr<crate::stage::actor::StageActor<Op>> {
+    fn addr(&self) -> &Addr<StageActor<Op>> {
         &self
             .unstarted
             .as_ref()
@@ -134,6 +150,9 @@ impl<Op: Operator> Node for StageNode<Op> {
     fn start(self: Box<Self>, s: Start<'_>) -> bool {
         let this = *self;
         let unstarted = this.unstarted.expect("a node is prepared before it starts");
+        for bind in this.binders {
+            bind(&unstarted.addr, &s.shared.name);
+        }
         unstarted.start(
             s.arbiter,
             this.op,
