@@ -60,7 +60,14 @@ pub(crate) trait Node: Send {
     fn contains_input_failures(&self) -> bool {
         false
     }
+    /// Adds a hook run with the node's counters when it starts (binds a
+    /// [`ConfigHandle`](crate::reconfig::ConfigHandle) that is not a message to the
+    /// actor, like a pool's size).
+    fn on_start(&mut self, hook: StartHook);
 }
+
+/// Run with a node's counters when it starts.
+pub(crate) type StartHook = Box<dyn FnOnce(&Arc<StageShared>) + Send>;
 
 fn downcast<T: Send + 'static>(tx: AnyDownTx) -> DownTx<T> {
     *tx.downcast::<DownTx<T>>()
@@ -76,6 +83,7 @@ pub(crate) struct StageNode<Op: Operator> {
     op: Op,
     sup: Option<StageSupervisor<Op::In>>,
     binders: Vec<Binder<Op>>,
+    hooks: Vec<StartHook>,
     unstarted: Option<Unstarted<Op>>,
     up: Option<UpLink>,
     down: Option<DownLink<Op::Out>>,
@@ -96,6 +104,7 @@ impl<Op: Operator> StageNode<Op> {
             op,
             sup,
             binders,
+            hooks: Vec::new(),
             unstarted: None,
             up: None,
             down: None,
@@ -112,6 +121,10 @@ impl<Op: Operator> StageNode<Op> {
 }
 
 impl<Op: Operator> Node for StageNode<Op> {
+    fn on_start(&mut self, hook: StartHook) {
+        self.hooks.push(hook);
+    }
+
     fn may_drop(&self) -> bool {
         self.sup.as_ref().is_some_and(StageSupervisor::may_drop)
     }
@@ -153,6 +166,9 @@ impl<Op: Operator> Node for StageNode<Op> {
         for bind in this.binders {
             bind(&unstarted.addr, &s.shared.name);
         }
+        for hook in this.hooks {
+            hook(&s.shared);
+        }
         unstarted.start(
             s.arbiter,
             this.op,
@@ -181,6 +197,7 @@ pub(crate) struct JunctionNode<J: Junction> {
     unstarted: Option<UnstartedJunction<J>>,
     ups: Vec<Option<UpLink>>,
     downs: Vec<Option<DownLink<J::Out>>>,
+    hooks: Vec<StartHook>,
 }
 
 impl<J: Junction> JunctionNode<J> {
@@ -192,6 +209,7 @@ impl<J: Junction> JunctionNode<J> {
             unstarted: None,
             ups: (0..inputs).map(|_| None).collect(),
             downs: (0..outputs).map(|_| None).collect(),
+            hooks: Vec::new(),
         }
     }
 
@@ -205,6 +223,10 @@ impl<J: Junction> JunctionNode<J> {
 }
 
 impl<J: Junction> Node for JunctionNode<J> {
+    fn on_start(&mut self, hook: StartHook) {
+        self.hooks.push(hook);
+    }
+
     fn contains_input_failures(&self) -> bool {
         self.junction.contains_input_failures()
     }
@@ -240,6 +262,9 @@ impl<J: Junction> Node for JunctionNode<J> {
     fn start(self: Box<Self>, s: Start<'_>) -> bool {
         let this = *self;
         let unstarted = this.unstarted.expect("a node is prepared before it starts");
+        for hook in this.hooks {
+            hook(&s.shared);
+        }
         unstarted.start(
             s.arbiter,
             this.junction,

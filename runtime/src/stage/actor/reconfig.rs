@@ -30,13 +30,14 @@ impl Message for SetPolicy {
 }
 
 /// Records an applied config in the stage's counters; returns its generation.
-fn record(shared: &StageShared, shown: String) -> u64 {
+pub(crate) fn record(shared: &StageShared, shown: String) -> u64 {
     let generation = shared.config_generation.fetch_add(1, Relaxed) + 1;
     *shared.config.lock().unwrap_or_else(PoisonError::into_inner) = Some(shown);
     generation
 }
 
-fn rejected(shared: &StageShared, reason: String) -> ReconfigError {
+/// Counts a rejected config and builds the error naming the stage.
+pub(crate) fn rejected(shared: &StageShared, reason: String) -> ReconfigError {
     shared.config_rejected.fetch_add(1, Relaxed);
     ReconfigError::Rejected {
         stage: shared.name.clone(),
