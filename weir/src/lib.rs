@@ -69,6 +69,8 @@
 )]
 #![forbid(unsafe_code)]
 
+/// Hot reconfiguration from a TOML file: [`ConfigWatcher`](reconfig_file::ConfigWatcher).
+pub use weir_operators::reconfig as reconfig_file;
 pub use weir_operators::{
     FlowExt, Pipeline, barrier, hub, join, keyed, limit, ops, resource_pool, sink, source, window,
 };
@@ -92,6 +94,7 @@ pub mod prelude {
         AtLimit, KeysFull, LimitExt, Rate, Throttle, ThrottleConfig, ThrottleMode, rejections_to,
     };
     pub use weir_operators::ops::ConfigExt;
+    pub use weir_operators::reconfig::{ConfigWatcher, WatchError};
     pub use weir_operators::sink::Egress;
     pub use weir_operators::source::{Ingress, SendError, TrySendError};
     pub use weir_operators::window::{

@@ -508,3 +508,90 @@ fn an_unordered_pool_grows_and_bad_sizes_are_build_errors() {
         "{err}"
     );
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+struct EtlSettings {
+    min: u64,
+    rate: u32,
+}
+
+/// The file watcher applies only what changed (the threshold, not the rate), a
+/// file that does not parse or fails a handle's check is rejected naming the
+/// file, line and field with nothing applied, and a later valid file applies.
+#[test]
+fn the_config_file_watcher_applies_changes_and_rejects_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etl.toml");
+    std::fs::write(&path, "min = 10\nrate = 100000\n").unwrap();
+    let min = ConfigHandle::<u64>::with_check(|m| {
+        if *m < 100 {
+            Ok(())
+        } else {
+            Err(format!("min {m} must be below 100"))
+        }
+    });
+    let rate = ConfigHandle::<ThrottleConfig>::new();
+    let mut watcher = ConfigWatcher::<EtlSettings>::new(&path)
+        .bind(&min, |s| s.min)
+        .bind(&rate, |s| {
+            ThrottleConfig::new(Rate::per_second(s.rate), 100)
+        });
+    let initial = watcher.load().unwrap();
+    assert!(!watcher.changed());
+
+    let rt = Runtime::builder().arbiters(1).build().unwrap();
+    let (ingress, flow) = Pipeline::ingress::<u64>(64);
+    let running = flow
+        .filter_with_config(&min, initial.min, |min, x| x % 100 >= *min)
+        .name("threshold")
+        .throttle_with_config(
+            Throttle::shape(Rate::per_second(initial.rate)).burst(100),
+            &rate,
+        )
+        .name("rate")
+        .collect()
+        .run(&rt)
+        .unwrap();
+
+    // A type error: named by file, line and field; nothing applied.
+    std::fs::write(&path, "min = 20\nrate = \"faster\"\n").unwrap();
+    assert!(watcher.changed());
+    let err = futures::executor::block_on(watcher.poll()).unwrap_err();
+    assert_eq!((err.line, err.field.as_deref()), (Some(2), Some("rate")));
+    assert!(err.to_string().contains("etl.toml, line 2"), "{err}");
+    // A value the threshold's check refuses: rejected before anything applies.
+    std::fs::write(&path, "min = 500\nrate = 200000\n").unwrap();
+    let err = watcher.reload_blocking().unwrap_err();
+    assert!(err.message.contains("must be below 100"), "{err}");
+    assert_eq!((min.generation(), rate.generation()), (0, 0));
+    assert_eq!(watcher.current(), Some(&initial));
+    // Only the threshold changed: only it is reconfigured.
+    std::fs::write(&path, "min = 50\nrate = 100000\n").unwrap();
+    let reload = futures::executor::block_on(watcher.poll())
+        .unwrap()
+        .unwrap();
+    assert_eq!(reload.applied.len(), 1);
+    assert_eq!(reload.applied[0].stage, "threshold");
+    assert_eq!((min.generation(), rate.generation()), (1, 0));
+    assert!(
+        futures::executor::block_on(watcher.poll())
+            .unwrap()
+            .is_none()
+    );
+
+    futures::executor::block_on(async {
+        for x in 0..1_000 {
+            ingress.send(x).await.unwrap();
+        }
+    });
+    drop(ingress);
+    let done = running.wait().unwrap();
+    done.report.check_conservation().unwrap();
+    assert_eq!(done.output.len(), 500);
+    let stage = done.report.stage("threshold").unwrap();
+    assert_eq!(
+        (stage.config_generation, stage.config.as_deref()),
+        (1, Some("50"))
+    );
+    assert_eq!(done.report.stage("rate").unwrap().config_generation, 0);
+}
