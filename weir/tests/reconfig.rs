@@ -501,7 +501,7 @@ fn an_unordered_pool_grows_and_bad_sizes_are_build_errors() {
     let numbers = g.source(Pipeline::from_iter(0..3_u64));
     let pool = Pool::new(4).name("big").resizable(2, &ConfigHandle::new());
     let out = g.pool_map(numbers, pool, || |x: u64| x);
-    let _ = g.sink(out, |f| f.collect());
+    drop(g.sink(out, |f| f.collect()));
     let err = g.run(&rt).unwrap_err().to_string();
     assert!(
         err.contains("`big`") && err.contains("1 to max_replicas (2)"),
