@@ -385,7 +385,7 @@ fn a_throttle_rate_changes_while_it_runs() {
 /// take work; the size changes are recorded as configs of the dispatch stage.
 #[test]
 fn an_ordered_pool_resizes_up_and_down_under_load() {
-    const PER_SIZE: u64 = 20_000;
+    const PER_SIZE: u64 = 5_000;
     let sizes = [1_usize, 4, 2, 3, 1, 4, 2, 1];
     let rt = Runtime::builder().arbiters(2).build().unwrap();
     let size = ConfigHandle::<usize>::new();
@@ -594,4 +594,66 @@ fn the_config_file_watcher_applies_changes_and_rejects_bad_files() {
         (1, Some("50"))
     );
     assert_eq!(done.report.stage("rate").unwrap().config_generation, 0);
+}
+
+/// One step of a schedule: send this many elements, then apply this threshold.
+fn schedule() -> impl proptest::strategy::Strategy<Value = Vec<(u64, u64)>> {
+    proptest::collection::vec((0_u64..400, 0_u64..100), 0..8)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Whatever the schedule of thresholds and the capacity: every element is
+    /// delivered or filtered (exact counts), the output keeps input order, and each
+    /// element's fate matches a threshold in force at or after the last
+    /// acknowledgement before it was sent.
+    #[test]
+    fn any_schedule_of_configs_conserves_and_orders(
+        steps in schedule(),
+        capacity in 1_usize..64,
+    ) {
+        let rt = Runtime::builder().arbiters(2).build().unwrap();
+        let min = ConfigHandle::<u64>::new();
+        let (ingress, flow) = Pipeline::ingress::<u64>(capacity);
+        let running = flow
+            .filter_with_config(&min, 0, |min, x| x % 100 >= *min)
+            .name("threshold")
+            .capacity(capacity)
+            .collect()
+            .run(&rt)
+            .unwrap();
+        // thresholds[k]: in force after the k-th acknowledgement; sent_after[x]: k.
+        let mut thresholds = vec![0_u64];
+        let mut sent_after = Vec::new();
+        futures::executor::block_on(async {
+            let mut x = 0;
+            for &(count, threshold) in &steps {
+                for _ in 0..count {
+                    ingress.send(x).await.unwrap();
+                    sent_after.push(thresholds.len() - 1);
+                    x += 1;
+                }
+                min.reconfigure(threshold).await.unwrap();
+                thresholds.push(threshold);
+            }
+        });
+        drop(ingress);
+        let done = running.wait().unwrap();
+        done.report.check_conservation().unwrap();
+        let n = sent_after.len() as u64;
+        let stage = done.report.stage("threshold").unwrap();
+        proptest::prop_assert_eq!(done.output.len() as u64 + stage.filtered, n);
+        proptest::prop_assert!(done.output.windows(2).all(|w| w[0] < w[1]));
+        proptest::prop_assert_eq!(stage.config_generation, steps.len() as u64);
+        let mut kept = done.output.iter().peekable();
+        for x in 0..n {
+            let passed = kept.next_if_eq(&&x).is_some();
+            let possible = &thresholds[sent_after[x as usize]..];
+            proptest::prop_assert!(
+                possible.iter().any(|t| (x % 100 >= *t) == passed),
+                "element {} {} under none of {:?}", x, if passed { "kept" } else { "filtered" }, possible
+            );
+        }
+    }
 }
