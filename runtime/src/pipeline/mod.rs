@@ -11,6 +11,7 @@ pub(crate) mod node;
 pub(crate) mod output;
 pub(crate) mod parts;
 pub(crate) mod pool;
+pub(crate) mod reconfig_graph;
 pub(crate) mod report;
 pub(crate) mod running;
 pub(crate) mod shared;
