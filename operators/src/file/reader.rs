@@ -144,7 +144,11 @@ impl<R: Read> BoundedLineReader<R> {
                 None => (avail, false),
             };
             match &mut overlong {
-                Some(o) => o.len += part.len() as u64,
+                Some(o) => {
+                    o.len += part.len() as u64;
+                    let keep = SAMPLE_BYTES.saturating_sub(o.sample.len()).min(part.len());
+                    o.sample.extend_from_slice(&part[..keep]);
+                }
                 None if line.len() + part.len() > self.max_line_bytes + 1 => {
                     // +1: a '\r' before the newline does not count.
                     let mut sample = std::mem::take(&mut line);
