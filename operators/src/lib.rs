@@ -39,6 +39,7 @@ pub mod join;
 pub mod keyed;
 pub mod limit;
 pub mod ops;
+pub mod reconfig;
 pub mod resource_pool;
 pub mod sink;
 pub mod source;

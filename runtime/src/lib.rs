@@ -26,6 +26,7 @@ pub mod manager;
 pub mod observe;
 pub mod operator;
 mod pipeline;
+pub mod reconfig;
 mod runtime;
 mod stage;
 mod supervision;

@@ -69,6 +69,8 @@
 )]
 #![forbid(unsafe_code)]
 
+/// Hot reconfiguration from a TOML file: [`ConfigWatcher`](reconfig_file::ConfigWatcher).
+pub use weir_operators::reconfig as reconfig_file;
 pub use weir_operators::{
     FlowExt, Pipeline, barrier, file, hub, join, keyed, limit, ops, resource_pool, sink, source,
     window,
@@ -91,8 +93,10 @@ pub mod prelude {
     };
     pub use weir_operators::keyed::{Aggregate as KeyedAggregate, KeyedExt, OnFull, StateCounters};
     pub use weir_operators::limit::{
-        AtLimit, KeysFull, LimitExt, Rate, Throttle, ThrottleMode, rejections_to,
+        AtLimit, KeysFull, LimitExt, Rate, Throttle, ThrottleConfig, ThrottleMode, rejections_to,
     };
+    pub use weir_operators::ops::ConfigExt;
+    pub use weir_operators::reconfig::{ConfigWatcher, WatchError};
     pub use weir_operators::sink::Egress;
     pub use weir_operators::source::{Ingress, SendError, TrySendError};
     pub use weir_operators::window::{
@@ -103,6 +107,7 @@ pub mod prelude {
     pub use weir_runtime::junction::{
         Balance, BalanceStrategy, Broadcast, Feedback, LagPolicy, Priority,
     };
+    pub use weir_runtime::reconfig::{Applied, ConfigHandle, ReconfigError, Reconfigurable};
     pub use weir_runtime::{
         BuildError, Completion, Flow, Graph, Inlet, Outcome, Outlet, PipelineController,
         PipelineError, Placement, Pool, PoolOrder, Report, Runnable, Running, Runtime, Supervision,

@@ -51,18 +51,21 @@ mod budget;
 mod clock;
 mod config;
 mod quotas;
+mod reconfig;
 mod reject;
 mod throttle;
 mod validate;
 
 use std::hash::Hash;
 
+use weir_runtime::reconfig::ConfigHandle;
 use weir_runtime::{ErrorClass, Flow, Supervision};
 use weir_supervisor::dead_letter::DeadLetterSink;
 use weir_supervisor::policy::{Action, SupervisionPolicy};
 
 pub use budget::{AtLimit, Budget};
 pub use config::{KeysFull, Rate, Throttle, ThrottleMode, ThrottleStats};
+pub use reconfig::ThrottleConfig;
 pub use throttle::ThrottleStage;
 pub use validate::Validate;
 
@@ -140,6 +143,36 @@ pub trait LimitExt<T: Send + 'static>: Sized {
     where
         K: Hash + Eq + Clone + Send + 'static,
         F: FnMut(&T) -> K + Send + 'static;
+
+    /// [`throttle`](Self::throttle) whose rate and burst `handle` changes while the
+    /// pipeline runs (see [`ThrottleConfig`]). An invalid rate or burst is rejected
+    /// and the one in force kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_operators::limit::{LimitExt, Rate, Throttle, ThrottleConfig};
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// use weir_runtime::reconfig::ConfigHandle;
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let rate = ConfigHandle::<ThrottleConfig>::new();
+    /// let running = Pipeline::from_iter(0..100_u32)
+    ///     .throttle_with_config(Throttle::shape(Rate::per_second(100_000)), &rate)
+    ///     .collect()
+    ///     .run(&rt)?;
+    /// let applied = rate.reconfigure_blocking(ThrottleConfig::new(Rate::per_second(50_000), 10))?;
+    /// assert_eq!(applied.generation, 1);
+    /// // A zero burst is rejected; the rate in force stays.
+    /// assert!(rate.reconfigure_blocking(ThrottleConfig::new(Rate::per_second(1), 0)).is_err());
+    /// let done = running.wait()?;
+    /// assert_eq!(done.output.len(), 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn throttle_with_config(
+        self,
+        throttle: Throttle,
+        handle: &ConfigHandle<ThrottleConfig>,
+    ) -> Flow<T>;
 
     /// Passes at most `n` elements in all; [`AtLimit`] says what happens to the
     /// stream at the limit.
@@ -235,6 +268,14 @@ pub trait LimitExt<T: Send + 'static>: Sized {
 impl<T: Send + 'static> LimitExt<T> for Flow<T> {
     fn throttle(self, throttle: Throttle) -> Flow<T> {
         self.via(ThrottleStage::new("throttle", throttle, |_: &T| ()))
+    }
+
+    fn throttle_with_config(
+        self,
+        throttle: Throttle,
+        handle: &ConfigHandle<ThrottleConfig>,
+    ) -> Flow<T> {
+        self.via_reconfigurable(ThrottleStage::new("throttle", throttle, |_: &T| ()), handle)
     }
 
     fn throttle_by_key<K, F>(self, key: F, throttle: Throttle) -> Flow<T>

@@ -53,6 +53,24 @@ impl<T, K, F> ThrottleStage<T, K, F> {
     }
 }
 
+impl<T, K, F> ThrottleStage<T, K, F> {
+    /// Changes the rate and burst between two steps (hot reconfiguration). The
+    /// quotas are rebuilt on the next step, on the stage's clock; a shaping wait is
+    /// dropped so that the waiting element (still first in the queue) is decided
+    /// again at the new rate. Invalid values change nothing.
+    pub(crate) fn set_rate(&mut self, rate: super::config::Rate, burst: u32) -> Result<(), String> {
+        let mut config = self.config.clone();
+        config.rate = rate;
+        config.burst = burst;
+        let quota = config.quota()?;
+        self.config = config;
+        self.quota = Ok(quota);
+        self.quotas = None;
+        self.wait = None;
+        Ok(())
+    }
+}
+
 impl<T, K, F> std::fmt::Debug for ThrottleStage<T, K, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ThrottleStage")

@@ -2,6 +2,7 @@
 //! method of the same name.
 
 mod chunks;
+mod configured;
 mod filter;
 mod filter_map;
 mod flat_map;
@@ -12,6 +13,7 @@ mod take;
 mod try_map;
 
 pub use chunks::Chunks;
+pub use configured::{ConfigExt, FilterWithConfig, MapWithConfig};
 pub use filter::Filter;
 pub use filter_map::FilterMap;
 pub use flat_map::FlatMap;

@@ -31,29 +31,132 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
-use super::{Balance, BalanceStrategy, Junction, Ports, Routing};
+use super::{BalanceStrategy, Junction, Ports, Routing};
 
 /// One past the last sequence number sent to each replica (0: none yet).
 pub(crate) type Assigned = Arc<[AtomicU64]>;
 
+/// How many replicas of a resizable pool take new elements: replicas `0..active`.
+/// Set by the pool's size handle, read by the dispatch at the start of each pass.
+pub(crate) type Active = Arc<AtomicUsize>;
+
+/// Picks which active replica gets the next run of elements: a
+/// [`Balance`](super::Balance) over the replicas `0..active` only. A retired replica
+/// (index `>= active`) gets nothing new and drains what it has.
+pub(crate) struct Spreader {
+    strategy: BalanceStrategy,
+    next: usize,
+    active: Option<Active>,
+}
+
+impl Spreader {
+    pub(crate) fn new(strategy: BalanceStrategy, active: Option<Active>) -> Self {
+        Spreader {
+            strategy,
+            next: 0,
+            active,
+        }
+    }
+
+    /// The replicas taking elements in this pass (at least 1).
+    fn active<I, O: Send + 'static>(&self, ports: &Ports<'_, I, O>) -> usize {
+        let n = ports.outputs();
+        self.active
+            .as_ref()
+            .map_or(n, |a| a.load(Acquire).clamp(1, n.max(1)))
+    }
+
+    /// An active replica with room, and how many elements to send it in one go.
+    fn pick<I, O: Send + 'static>(&mut self, ports: &Ports<'_, I, O>) -> Option<(usize, usize)> {
+        let n = self.active(ports);
+        let o = match self.strategy {
+            BalanceStrategy::RoundRobin => {
+                let o = (0..n)
+                    .map(|k| (self.next + k) % n)
+                    .find(|&o| ports.room(o) > 0)?;
+                self.next = (o + 1) % n;
+                o
+            }
+            BalanceStrategy::LeastLoaded => (0..n)
+                .filter(|&o| ports.room(o) > 0)
+                .max_by_key(|&o| (ports.room(o), std::cmp::Reverse(o)))?,
+        };
+        let run = match self.strategy {
+            BalanceStrategy::RoundRobin => 1,
+            BalanceStrategy::LeastLoaded => (ports.room(o) / n).max(1),
+        };
+        Some((o, run.min(ports.room(o))))
+    }
+}
+
 /// Numbers each element and sends it to a replica that has room.
 pub(crate) struct Dispatch<T> {
-    balance: Balance,
+    spreader: Spreader,
     seq: u64,
     assigned: Assigned,
     _t: PhantomData<fn(T) -> T>,
 }
 
 impl<T> Dispatch<T> {
-    pub(crate) fn new(strategy: BalanceStrategy, assigned: Assigned) -> Self {
+    pub(crate) fn new(
+        strategy: BalanceStrategy,
+        assigned: Assigned,
+        active: Option<Active>,
+    ) -> Self {
         Dispatch {
-            balance: Balance::new(strategy),
+            spreader: Spreader::new(strategy, active),
             seq: 0,
             assigned,
             _t: PhantomData,
+        }
+    }
+}
+
+/// Sends each element to an active replica with room: the balance of a resizable
+/// [`Graph::pool`](crate::Graph::pool).
+pub(crate) struct Spread<T> {
+    spreader: Spreader,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Spread<T> {
+    pub(crate) fn new(strategy: BalanceStrategy, active: Active) -> Self {
+        Spread {
+            spreader: Spreader::new(strategy, Some(active)),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Send + 'static> Junction for Spread<T> {
+    type In = T;
+    type Out = T;
+
+    fn kind(&self) -> &'static str {
+        "balance"
+    }
+
+    fn validate(&self, _inputs: usize, outputs: usize) -> Result<(), String> {
+        if outputs == 0 {
+            return Err("a pool needs at least one replica".into());
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {
+        while ports.queued(0) > 0 {
+            let Some((o, run)) = self.spreader.pick(ports) else {
+                return Routing::Continue;
+            };
+            ports.forward(0, o, run);
+        }
+        if ports.is_exhausted(0) {
+            Routing::Finished
+        } else {
+            Routing::Continue
         }
     }
 }
@@ -75,10 +178,10 @@ impl<T: Send + 'static> Junction for Dispatch<T> {
 
     fn route(&mut self, ports: &mut Ports<'_, T, (u64, T)>) -> Routing {
         while ports.queued(0) > 0 {
-            let Some(o) = self.balance.pick(ports) else {
+            let Some((o, run)) = self.spreader.pick(ports) else {
                 return Routing::Continue;
             };
-            let run = self.balance.run(ports, o).min(ports.queued(0));
+            let run = run.min(ports.queued(0));
             for _ in 0..run {
                 let x = ports.pop(0).expect("counted above");
                 ports.push(o, (self.seq, x));

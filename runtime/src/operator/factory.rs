@@ -96,3 +96,15 @@ where
         self.op.on_stop();
     }
 }
+
+impl<F, Op> crate::reconfig::Reconfigurable for FromFactory<F, Op>
+where
+    F: Fn() -> Op + Send + 'static,
+    Op: crate::reconfig::Reconfigurable,
+{
+    type Config = Op::Config;
+
+    fn reconfigure(&mut self, config: &Self::Config) -> Result<(), String> {
+        self.op.reconfigure(config)
+    }
+}

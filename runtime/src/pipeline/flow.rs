@@ -4,15 +4,19 @@ use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::events::Events;
-use super::node::StageNode;
+use super::node::{Binder, StageNode};
 use super::output::OutputReceiver;
 use super::parts::{Parts, Pending, PortRef, Settings, StageMeta, launch};
 use super::running::Running;
 use crate::error::BuildError;
 use crate::operator::factory::FromFactory;
 use crate::operator::{ElementSupervision, Operator};
+use crate::reconfig::ConfigHandle;
 use crate::runtime::{Placement, Runtime};
 use crate::supervision::{Copies, StageSupervisor, Supervision};
+use weir_supervisor::policy::SupervisionPolicy;
+
+mod reconfig;
 
 /// Input capacity of a stage whose capacity was not set: 1024 elements.
 ///
@@ -51,6 +55,8 @@ pub struct Flow<T: Send + 'static> {
     entry: Option<PortRef>,
     /// Supervision for the next stage, with the element cloner it needs.
     next: Option<NextSupervision<T>>,
+    /// A handle to change the next stage's supervision policy at run time.
+    next_policy: Option<ConfigHandle<SupervisionPolicy>>,
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -102,6 +108,7 @@ impl<T: Send + 'static> Flow<T> {
             tail: Some(PortRef { node, port: 0 }),
             entry: None,
             next: None,
+            next_policy: None,
             _t: std::marker::PhantomData,
         }
     }
@@ -113,6 +120,7 @@ impl<T: Send + 'static> Flow<T> {
             tail: None,
             entry: None,
             next: None,
+            next_policy: None,
             _t: std::marker::PhantomData,
         }
     }
@@ -123,12 +131,39 @@ impl<T: Send + 'static> Flow<T> {
     }
 
     /// Adds a stage after the tail (or as a segment's first) and returns its node.
-    fn push_stage<Op: Operator<In = T>>(&mut self, mut op: Op, outputs: usize) -> usize {
+    fn push_stage<Op: Operator<In = T>>(&mut self, op: Op, outputs: usize) -> usize {
+        self.push_stage_bound(op, outputs, Vec::new())
+    }
+
+    /// [`push_stage`](Self::push_stage) with handles to bind when the stage starts.
+    fn push_stage_bound<Op: Operator<In = T>>(
+        &mut self,
+        mut op: Op,
+        outputs: usize,
+        mut binders: Vec<Binder<Op>>,
+    ) -> usize {
         let index = self.parts.len();
         let sup = self.take_supervision(index, &mut op);
+        if let Some(handle) = self.next_policy.take() {
+            match &sup {
+                Some(_) => binders.push(reconfig::policy_binder::<Op>(
+                    &handle,
+                    index,
+                    &mut self.parts,
+                )),
+                None => self.parts.errors.push(Pending::Argument {
+                    node: index,
+                    message: "a policy handle was given to a stage that is not supervised \
+                              (call Flow::supervise first)"
+                        .into(),
+                }),
+            }
+        }
         let meta = StageMeta::of(&op, 1, outputs);
         let op = op_checked_at(op, index, &mut self.parts);
-        let node = self.parts.add(meta, Box::new(StageNode::new(op, sup)));
+        let node = self
+            .parts
+            .add(meta, Box::new(StageNode::bound(op, sup, binders)));
         let input = PortRef { node, port: 0 };
         match self.tail {
             Some(tail) => self.parts.connect(tail, input),
@@ -190,6 +225,7 @@ impl<T: Send + 'static> Flow<T> {
             tail: Some(PortRef { node, port: 0 }),
             entry: self.entry,
             next: None,
+            next_policy: None,
             _t: std::marker::PhantomData,
         }
     }

@@ -17,6 +17,7 @@ use crate::junction::actor::{JunctionActor, UnstartedJunction};
 use crate::operator::Operator;
 use crate::pipeline::shared::PipelineShared;
 use crate::stage::Unstarted;
+use crate::stage::actor::StageActor;
 use crate::stage::link::{DownLink, DownTx, UpLink, UpTx};
 use crate::stage::message::Control;
 use crate::stage::shared::StageShared;
@@ -59,17 +60,30 @@ pub(crate) trait Node: Send {
     fn contains_input_failures(&self) -> bool {
         false
     }
+    /// Adds a hook run with the node's counters when it starts (binds a
+    /// [`ConfigHandle`](crate::reconfig::ConfigHandle) that is not a message to the
+    /// actor, like a pool's size).
+    fn on_start(&mut self, hook: StartHook);
 }
+
+/// Run with a node's counters when it starts.
+pub(crate) type StartHook = Box<dyn FnOnce(&Arc<StageShared>) + Send>;
 
 fn downcast<T: Send + 'static>(tx: AnyDownTx) -> DownTx<T> {
     *tx.downcast::<DownTx<T>>()
         .expect("typed ports connect matching element types")
 }
 
+/// Binds a handle (a [`ConfigHandle`](crate::reconfig::ConfigHandle)) to the stage's
+/// address and name when the stage starts.
+pub(crate) type Binder<Op> = Box<dyn FnOnce(&Addr<StageActor<Op>>, &str) + Send>;
+
 /// A stage: one operator, at most one input and one output.
 pub(crate) struct StageNode<Op: Operator> {
     op: Op,
     sup: Option<StageSupervisor<Op::In>>,
+    binders: Vec<Binder<Op>>,
+    hooks: Vec<StartHook>,
     unstarted: Option<Unstarted<Op>>,
     up: Option<UpLink>,
     down: Option<DownLink<Op::Out>>,
@@ -77,16 +91,27 @@ pub(crate) struct StageNode<Op: Operator> {
 
 impl<Op: Operator> StageNode<Op> {
     pub(crate) fn new(op: Op, sup: Option<StageSupervisor<Op::In>>) -> Self {
+        Self::bound(op, sup, Vec::new())
+    }
+
+    /// A stage whose handles `binders` bind when it starts.
+    pub(crate) fn bound(
+        op: Op,
+        sup: Option<StageSupervisor<Op::In>>,
+        binders: Vec<Binder<Op>>,
+    ) -> Self {
         StageNode {
             op,
             sup,
+            binders,
+            hooks: Vec::new(),
             unstarted: None,
             up: None,
             down: None,
         }
     }
 
-    fn addr(&self) -> &Addr<crate::stage::actor::StageActor<Op>> {
+    fn addr(&self) -> &Addr<StageActor<Op>> {
         &self
             .unstarted
             .as_ref()
@@ -96,6 +121,10 @@ impl<Op: Operator> StageNode<Op> {
 }
 
 impl<Op: Operator> Node for StageNode<Op> {
+    fn on_start(&mut self, hook: StartHook) {
+        self.hooks.push(hook);
+    }
+
     fn may_drop(&self) -> bool {
         self.sup.as_ref().is_some_and(StageSupervisor::may_drop)
     }
@@ -134,6 +163,12 @@ impl<Op: Operator> Node for StageNode<Op> {
     fn start(self: Box<Self>, s: Start<'_>) -> bool {
         let this = *self;
         let unstarted = this.unstarted.expect("a node is prepared before it starts");
+        for bind in this.binders {
+            bind(&unstarted.addr, &s.shared.name);
+        }
+        for hook in this.hooks {
+            hook(&s.shared);
+        }
         unstarted.start(
             s.arbiter,
             this.op,
@@ -162,6 +197,7 @@ pub(crate) struct JunctionNode<J: Junction> {
     unstarted: Option<UnstartedJunction<J>>,
     ups: Vec<Option<UpLink>>,
     downs: Vec<Option<DownLink<J::Out>>>,
+    hooks: Vec<StartHook>,
 }
 
 impl<J: Junction> JunctionNode<J> {
@@ -173,6 +209,7 @@ impl<J: Junction> JunctionNode<J> {
             unstarted: None,
             ups: (0..inputs).map(|_| None).collect(),
             downs: (0..outputs).map(|_| None).collect(),
+            hooks: Vec::new(),
         }
     }
 
@@ -186,6 +223,10 @@ impl<J: Junction> JunctionNode<J> {
 }
 
 impl<J: Junction> Node for JunctionNode<J> {
+    fn on_start(&mut self, hook: StartHook) {
+        self.hooks.push(hook);
+    }
+
     fn contains_input_failures(&self) -> bool {
         self.junction.contains_input_failures()
     }
@@ -221,6 +262,9 @@ impl<J: Junction> Node for JunctionNode<J> {
     fn start(self: Box<Self>, s: Start<'_>) -> bool {
         let this = *self;
         let unstarted = this.unstarted.expect("a node is prepared before it starts");
+        for hook in this.hooks {
+            hook(&s.shared);
+        }
         unstarted.start(
             s.arbiter,
             this.junction,

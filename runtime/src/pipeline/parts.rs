@@ -174,6 +174,11 @@ impl Parts {
         &self.nodes[node].meta
     }
 
+    /// Adds a hook run with `node`'s counters when it starts.
+    pub(crate) fn on_start(&mut self, node: usize, hook: super::node::StartHook) {
+        self.nodes[node].node.on_start(hook);
+    }
+
     pub(crate) fn meta_mut(&mut self, node: usize) -> &mut StageMeta {
         &mut self.nodes[node].meta
     }

@@ -16,7 +16,8 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Release;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::task::Context;
 
 use weir_supervisor::Failure;
@@ -26,9 +27,11 @@ use super::flow::Flow;
 use super::graph::{Graph, JunctionPorts, Outlet};
 use super::parts::Pending;
 use crate::error::BuildError;
-use crate::junction::pool::{Assigned, Collect, Dispatch};
+use crate::junction::pool::{Active, Assigned, Collect, Dispatch, Spread};
 use crate::junction::{Balance, BalanceOf, BalanceStrategy, Junction, Merge};
 use crate::operator::{Io, Operator, Step};
+use crate::reconfig::{Applied, ConfigHandle, ReconfigError};
+use crate::stage::actor::reconfig::{record, rejected};
 use crate::supervision::Supervision;
 
 /// Whether a pool's results leave in input order.
@@ -73,6 +76,8 @@ pub struct Pool<T: Send + 'static> {
     capacity: Option<usize>,
     plain: Option<Apply<T>>,
     numbered: Option<Apply<(u64, T)>>,
+    /// The most replicas, and the handle that sets how many take elements.
+    resize: Option<(usize, ConfigHandle<usize>)>,
 }
 
 impl<T: Send + 'static> std::fmt::Debug for Pool<T> {
@@ -84,6 +89,7 @@ impl<T: Send + 'static> std::fmt::Debug for Pool<T> {
             .field("name", &self.name)
             .field("capacity", &self.capacity)
             .field("supervised", &self.plain.is_some())
+            .field("max_replicas", &self.resize.as_ref().map(|r| r.0))
             .finish()
     }
 }
@@ -100,6 +106,7 @@ impl<T: Send + 'static> Pool<T> {
             capacity: None,
             plain: None,
             numbered: None,
+            resize: None,
         }
     }
 
@@ -111,6 +118,35 @@ impl<T: Send + 'static> Pool<T> {
     /// Results in input order (see [`PoolOrder::Ordered`]).
     pub fn ordered(self) -> Self {
         self.order(PoolOrder::Ordered)
+    }
+
+    /// Makes the pool resizable while it runs: `max` replicas are built (each on its
+    /// arbiter, as usual), of which [`replicas`](Self::replicas) take elements at
+    /// first; `handle` sets how many take elements from then on (1 to `max`), see
+    /// [`reconfig`](crate::reconfig).
+    ///
+    /// Growing: the replicas `0..n` take elements from the next dispatch on.
+    /// Shrinking: the replicas `n..` get nothing new; each finishes the elements it
+    /// has (its queue, its retries), which leave through the collect — in order for
+    /// an [`Ordered`](PoolOrder::Ordered) pool — and then idles, holding nothing,
+    /// until the pool grows again or the stream ends. Nothing is lost or
+    /// reordered. A size outside `1..=max` is rejected and the size in force kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::reconfig::ConfigHandle;
+    /// use weir_runtime::{Graph, Outlet, Pool};
+    ///
+    /// fn lengths(g: &mut Graph, lines: Outlet<String>, size: &ConfigHandle<usize>) -> Outlet<usize> {
+    ///     // 2 replicas at first, up to 8 while it runs.
+    ///     let pool = Pool::new(2).ordered().resizable(8, size);
+    ///     g.pool_map(lines, pool, || |line: String| line.len())
+    /// }
+    /// ```
+    pub fn resizable(mut self, max: usize, handle: &ConfigHandle<usize>) -> Self {
+        self.resize = Some((max, handle.clone()));
+        self
     }
 
     /// Result order.
@@ -292,11 +328,21 @@ impl Graph {
                 }));
         }
         let factory = Arc::new(factory);
-        let balance = BalanceOf {
-            balance: Balance::new(pool.strategy),
-            _t: PhantomData,
+        let (built, active) = self.pool_size(&pool);
+        let JunctionPorts { inlets, outlets } = match &active {
+            Some(active) => {
+                let spread = Spread::<Op::In>::new(pool.strategy, active.clone());
+                self.junction(spread, 1, built)
+            }
+            None => {
+                let balance = BalanceOf {
+                    balance: Balance::new(pool.strategy),
+                    _t: PhantomData,
+                };
+                self.junction(balance, 1, built)
+            }
         };
-        let JunctionPorts { inlets, outlets } = self.junction(balance, 1, pool.replicas);
+        self.bind_pool_size(&inlets[0], &pool, active);
         self.connect(from, inlets[0]);
         let replicas: Vec<Outlet<Op::Out>> = outlets
             .into_iter()
@@ -368,9 +414,11 @@ impl Graph {
         M: Fn() -> F + Send + Sync + 'static,
     {
         let factory = Arc::new(factory);
-        let assigned: Assigned = (0..pool.replicas).map(|_| AtomicU64::new(0)).collect();
-        let dispatch = Dispatch::<T>::new(pool.strategy, assigned.clone());
-        let JunctionPorts { inlets, outlets } = self.junction(dispatch, 1, pool.replicas);
+        let (built, active) = self.pool_size(&pool);
+        let assigned: Assigned = (0..built).map(|_| AtomicU64::new(0)).collect();
+        let dispatch = Dispatch::<T>::new(pool.strategy, assigned.clone(), active.clone());
+        let JunctionPorts { inlets, outlets } = self.junction(dispatch, 1, built);
+        self.bind_pool_size(&inlets[0], &pool, active);
         self.connect(from, inlets[0]);
         let replicas: Vec<Outlet<(u64, U)>> = outlets
             .into_iter()
@@ -396,6 +444,81 @@ impl Graph {
         let out = self.gather(replicas, collect);
         self.name_pool(&inlets[0], &out, &pool, "dispatch", "collect");
         out
+    }
+
+    /// How many replicas to build, and for a resizable pool the count of those
+    /// taking elements. An invalid size is recorded as a build error.
+    fn pool_size<T: Send + 'static>(&mut self, pool: &Pool<T>) -> (usize, Option<Active>) {
+        let Some((max, handle)) = &pool.resize else {
+            return (pool.replicas, None);
+        };
+        let stage = pool.name.clone().unwrap_or_else(|| "pool".into());
+        let mut error = |message: String| {
+            self.parts
+                .errors
+                .push(Pending::Ready(BuildError::InvalidArgument {
+                    stage: stage.clone(),
+                    message,
+                }));
+        };
+        if pool.replicas == 0 || pool.replicas > *max {
+            error(format!(
+                "a resizable pool starts with 1 to max_replicas ({max}) replicas, not {}",
+                pool.replicas
+            ));
+        }
+        if !handle.attach() {
+            error("this pool-size handle is already attached to another pool".into());
+        }
+        let active = Arc::new(AtomicUsize::new(pool.replicas.max(1)));
+        ((*max).max(1), Some(active))
+    }
+
+    /// Binds a resizable pool's size handle when its dispatch (`entry`) starts: a
+    /// new size is checked, stored for the dispatch's next pass, and recorded as a
+    /// config of the dispatch stage (generation, text) in stats and report.
+    fn bind_pool_size<I, T: Send + 'static>(
+        &mut self,
+        entry: &super::graph::Inlet<I>,
+        pool: &Pool<T>,
+        active: Option<Active>,
+    ) {
+        let (Some((max, handle)), Some(active)) = (&pool.resize, active) else {
+            return;
+        };
+        if entry.at.node >= self.parts.len() {
+            return;
+        }
+        let (max, handle) = (*max, handle.clone());
+        self.parts.on_start(
+            entry.at.node,
+            Box::new(move |shared| {
+                let shared = Arc::clone(shared);
+                let stage = shared.name.clone();
+                handle.bind(
+                    stage,
+                    Box::new(move |n, reply| {
+                        let answer = if shared.final_state().is_some() {
+                            Err(ReconfigError::Stopped {
+                                stage: shared.name.clone(),
+                            })
+                        } else if n == 0 || n > max {
+                            Err(rejected(
+                                &shared,
+                                format!("pool size {n} is outside 1..={max} (max_replicas)"),
+                            ))
+                        } else {
+                            active.store(n, Release);
+                            Ok(Applied {
+                                stage: shared.name.clone(),
+                                generation: record(&shared, format!("replicas: {n}")),
+                            })
+                        };
+                        let _ = reply.send(answer);
+                    }),
+                );
+            }),
+        );
     }
 
     /// Connects every outlet to its own input of `junction`; returns its output.

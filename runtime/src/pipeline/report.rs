@@ -104,6 +104,15 @@ pub struct StageReport {
     /// Per output port of a junction (broadcast, partition, …): what each branch was
     /// given, sent and dropped. Empty for a stage with one output.
     pub outputs: Vec<PortCounts>,
+    /// Generation of the config in force: 0 for the one the stage was built with,
+    /// one more for each config applied at run time (see
+    /// [`ConfigHandle`](crate::reconfig::ConfigHandle)).
+    pub config_generation: u64,
+    /// The config in force, as its `Debug` shows it, once one was applied at run
+    /// time.
+    pub config: Option<String>,
+    /// Configs the stage rejected (the previous one stayed in force).
+    pub config_rejected: u64,
 }
 
 /// Counts for one output port of a junction.
@@ -192,6 +201,9 @@ impl StageReport {
             peak_occupancy: s.peak_occupancy.load(Relaxed),
             bound_violations: s.bound_violations.load(Relaxed),
             outputs: PortCounts::of(s),
+            config_generation: s.config_generation.load(Relaxed),
+            config: s.config(),
+            config_rejected: s.config_rejected.load(Relaxed),
         }
     }
 

@@ -59,6 +59,15 @@ pub struct StageStats {
     /// Per output port of a junction: what each branch was given, sent, dropped,
     /// and has buffered now. Empty for a stage with one output.
     pub outputs: Vec<crate::pipeline::report::PortCounts>,
+    /// Generation of the config in force: 0 for the one the stage was built with,
+    /// one more for each config applied at run time (see
+    /// [`ConfigHandle`](crate::reconfig::ConfigHandle)).
+    pub config_generation: u64,
+    /// The config in force, as its `Debug` shows it, once one was applied at run
+    /// time.
+    pub config: Option<String>,
+    /// Configs the stage rejected (the previous one stayed in force).
+    pub config_rejected: u64,
 }
 
 /// A snapshot of a running pipeline.
@@ -114,6 +123,9 @@ impl PipelineStats {
                     last_error: s.last_error(),
                     blocked: Duration::from_nanos(s.blocked_nanos.load(Relaxed)),
                     outputs: crate::pipeline::report::PortCounts::of(s),
+                    config_generation: s.config_generation.load(Relaxed),
+                    config: s.config(),
+                    config_rejected: s.config_rejected.load(Relaxed),
                 }
             })
             .collect();

@@ -30,6 +30,7 @@ use crate::pipeline::shared::PipelineShared;
 use crate::supervision::StageSupervisor;
 
 mod flush;
+pub(crate) mod reconfig;
 mod supervise;
 mod watchdog;
 
@@ -95,6 +96,8 @@ pub(crate) struct StageActor<Op: Operator> {
     /// The stage's `tracing` span (`stage`, with pipeline, stage and kind), entered
     /// whenever the stage runs.
     span: tracing::Span,
+    /// Applies the last applied config again after a restart rebuilt the operator.
+    reapply: Option<reconfig::Reapply<Op>>,
 }
 
 // The actor is only ever moved as a whole and no field is pinned structurally (the
@@ -150,6 +153,7 @@ impl<Op: Operator> StageActor<Op> {
             steps: 0,
             blocked_since: None,
             span: tracing::Span::none(),
+            reapply: None,
         }
     }
 

@@ -86,6 +86,13 @@ pub(crate) struct StageShared {
     /// Set while the stage is stalled (see `Runnable::stall_timeout`).
     pub(crate) stalled: std::sync::atomic::AtomicBool,
     pub(crate) final_state: Mutex<Option<FinalState>>,
+    /// Configs applied at run time (see `reconfig`): the generation of the one in
+    /// force (0: the one it was built with).
+    pub(crate) config_generation: AtomicU64,
+    /// The config in force, as `Debug` shows it, once one was applied.
+    pub(crate) config: Mutex<Option<String>>,
+    /// Configs the stage rejected.
+    pub(crate) config_rejected: AtomicU64,
 }
 
 /// Counters of one output port of a junction.
@@ -179,7 +186,18 @@ impl StageShared {
             bound_violations: AtomicU64::new(0),
             stalled: std::sync::atomic::AtomicBool::new(false),
             final_state: Mutex::new(None),
+            config_generation: AtomicU64::new(0),
+            config: Mutex::new(None),
+            config_rejected: AtomicU64::new(0),
         }
+    }
+
+    /// The config in force, as text, once one was applied at run time.
+    pub(crate) fn config(&self) -> Option<String> {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Elements sent to this stage that it has not handled yet.

@@ -93,15 +93,23 @@ impl<Op: Operator> StageActor<Op> {
                     // Fresh state from the factory, if the operator has one; the
                     // queue, credit and outbox stay as they are.
                     let op = &mut self.op;
-                    if catch_unwind(AssertUnwindSafe(|| {
+                    match catch_unwind(AssertUnwindSafe(|| {
                         restart_counting_state(op, &self.shared)
-                    }))
-                    .is_err()
-                    {
-                        let reason = format!(
-                            "the operator's factory panicked while restarting; last failure: {failure}"
-                        );
-                        return self.escalate(failure, reason, ctx);
+                    })) {
+                        Err(_) => {
+                            let reason = format!(
+                                "the operator's factory panicked while restarting; last failure: {failure}"
+                            );
+                            return self.escalate(failure, reason, ctx);
+                        }
+                        Ok(true) => {
+                            // The fresh operator gets the config in force.
+                            self.reapply_config(ctx);
+                            if self.phase == Phase::Stopped {
+                                return false;
+                            }
+                        }
+                        Ok(false) => {}
                     }
                 }
                 let sup = self.sup.as_mut().expect("checked above");
@@ -302,6 +310,7 @@ impl<Op: Operator> StageActor<Op> {
             restart_counting_state(op, &self.shared)
         })) {
             Ok(true) => {
+                self.reapply_config(ctx);
                 let restarts = self.shared.restarts.fetch_add(1, Relaxed) + 1;
                 self.pipeline.publish(SupervisionEvent::StageRestarted {
                     pipeline: self.pipeline.name.clone(),
