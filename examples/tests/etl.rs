@@ -6,13 +6,12 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weir::prelude::*;
 use weir_examples::etl::{
-    self, ConfigWatcher, EtlConfig, LiveConfig, Reference, RejectFile, Settings, SourceId,
+    self, EtlConfig, Handles, Reference, RejectFile, Reloader, Settings, SourceId,
 };
 
 const ROWS: u64 = 2_000;
@@ -134,8 +133,9 @@ fn the_report_the_dead_letters_and_the_database_match_the_reference() {
 }
 
 /// The threshold is lowered in the config file while rows flow (held to a rate by
-/// the config's rate limit): rows before the change pass, rows after it are
-/// rejected with the new threshold in the reason, and nothing is lost.
+/// the config's rate limit): weir's config watcher applies it to the running
+/// stages, rows before the change pass, rows after it are rejected with the new
+/// threshold in the reason, and nothing is lost.
 #[test]
 fn a_config_change_while_running_is_applied() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,10 +143,12 @@ fn a_config_change_while_running_is_applied() {
     let config = dir.path().join("etl.toml");
     std::fs::write(
         &config,
-        "max_amount_cents = 1_000_000\nrate_limit = 2_000\n",
+        "max_amount_cents = 1_000_000\nrate_limit = 1_000\n",
     )
     .unwrap();
-    let live = LiveConfig::new(EtlConfig::load(&config).unwrap());
+    let handles = Handles::default();
+    let mut watcher = etl::watcher(&config, &handles);
+    let initial = watcher.load().unwrap();
     let built = etl::build(&Settings {
         inputs,
         generated_rows: 300,
@@ -154,42 +156,55 @@ fn a_config_change_while_running_is_applied() {
         out_dir: dir.path().join("out"),
         sqlite_batch: 64,
         max_line_bytes: 4096,
-        live: Arc::clone(&live),
+        config: initial,
+        handles,
     })
     .unwrap();
-    let watcher = ConfigWatcher::start(
-        config.clone(),
-        Arc::clone(&live),
-        Duration::from_millis(5),
-        |_| (),
-    );
     let rt = Runtime::builder().arbiters(1).build().unwrap();
     let running = built.graph.run(&rt).unwrap();
+    let reloader = Reloader::start(watcher, Duration::from_millis(5), |_| ());
+    let counts = reloader.counts();
     let progress = built.progress.clone();
     let started = Instant::now();
     while progress.valid().iter().sum::<u64>() < 100 {
-        assert!(started.elapsed() < Duration::from_secs(10), "rows flow");
+        assert!(started.elapsed() < Duration::from_secs(20), "rows flow");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::fs::write(&config, "max_amount_cents = 0\n").unwrap(); // rejected
+    while counts.rejected() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the bad file is seen"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     std::fs::write(&config, "max_amount_cents = 100\nrate_limit = 0\n").unwrap();
-    while live.generation() == 0 {
+    while counts.applied() == 0 {
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(20),
             "the change is seen"
         );
         std::thread::sleep(Duration::from_millis(1));
     }
     let done = running.wait().unwrap();
-    drop(watcher);
+    drop(reloader);
     done.report.check_conservation().unwrap();
     built.rejected.finish().unwrap();
+    assert!(counts.last_error().unwrap().contains("at least 1"));
     assert_eq!(
-        live.get(),
-        EtlConfig {
+        counts.in_force(),
+        Some(EtlConfig {
             max_amount_cents: 100,
             rate_limit: 0
-        }
+        })
     );
+    for stage in ["rate_limit", "transform"] {
+        assert_eq!(
+            done.report.stage(stage).unwrap().config_generation,
+            1,
+            "{stage}"
+        );
+    }
     let rows: u64 = built.progress.rows().iter().sum();
     assert_eq!(rows, 900);
     let valid: u64 = built.progress.valid().iter().sum();

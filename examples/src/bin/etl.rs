@@ -5,8 +5,9 @@
 //! directory), parses and validates them (invalid rows go to a dead-letter file
 //! with the reason), enriches them from a lookup table, and loads them into a
 //! JSON-lines file, a CSV file and a SQLite database (batched transactions). The
-//! validation threshold and the rate limit come from a TOML file that is
-//! reloaded while the pipeline runs. Prints progress per source, a summary, and
+//! validation threshold and the rate limit come from a TOML file that weir's
+//! `ConfigWatcher` reloads while the pipeline runs, applying the changes to the
+//! running stages through their config handles. Prints progress per source, a summary, and
 //! with `--report PATH` the counts per source and per sink as JSON.
 //!
 //! ```sh
@@ -25,7 +26,7 @@ use clap::Parser;
 use weir::PipelineController;
 use weir::prelude::*;
 use weir_examples::etl::{
-    self, ConfigWatcher, EtlConfig, InputFiles, LiveConfig, Progress, Settings, SourceId, Summary,
+    self, Handles, InputFiles, Progress, Reloader, Settings, SourceId, Summary,
 };
 
 const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/etl.toml");
@@ -112,7 +113,9 @@ fn seconds(flag: &str, secs: Option<f64>) -> Result<Option<Duration>, Fatal> {
 }
 
 fn run(args: Args) -> Result<(), Fatal> {
-    let config = EtlConfig::load(&args.config).map_err(|e| usage(format!("config {e}")))?;
+    let handles = Handles::default();
+    let mut watcher = etl::watcher(&args.config, &handles);
+    let config = watcher.load().map_err(|e| usage(format!("config {e}")))?;
     let health_every = seconds("health-every", args.health_every)?;
     let progress_every = seconds("progress-every", args.progress_every)?.or_else(|| {
         std::io::stderr()
@@ -142,7 +145,6 @@ fn run(args: Args) -> Result<(), Fatal> {
             files
         }
     };
-    let live = LiveConfig::new(config);
     let built = etl::build(&Settings {
         inputs,
         generated_rows: args.generated_rows,
@@ -150,7 +152,8 @@ fn run(args: Args) -> Result<(), Fatal> {
         out_dir: out_dir.clone(),
         sqlite_batch: args.sqlite_batch as usize,
         max_line_bytes: args.max_line_bytes as usize,
-        live: Arc::clone(&live),
+        config,
+        handles,
     })
     .map_err(usage)?;
     if let Some(addr) = args.metrics_addr {
@@ -158,21 +161,22 @@ fn run(args: Args) -> Result<(), Fatal> {
         eprintln!("etl: Prometheus metrics on http://{addr}/metrics");
     }
 
-    let watcher = ConfigWatcher::start(
-        args.config.clone(),
-        Arc::clone(&live),
-        Duration::from_millis(args.watch_ms),
-        |change| match change {
-            Ok(c) => eprintln!(
-                "etl: config reloaded: max_amount_cents {}, rate_limit {}",
-                c.max_amount_cents, c.rate_limit
-            ),
-            Err(e) => eprintln!("etl: config rejected, the previous one stays: {e}"),
-        },
-    );
     let rt = Runtime::new().map_err(failed)?;
     let started = Instant::now();
     let running = built.graph.run(&rt).map_err(usage)?;
+    // Started once the stages run: a change reaches them from now on.
+    let reloader =
+        Reloader::start(
+            watcher,
+            Duration::from_millis(args.watch_ms),
+            |change| match change {
+                Ok(c) => eprintln!(
+                    "etl: config reloaded: max_amount_cents {}, rate_limit {}",
+                    c.max_amount_cents, c.rate_limit
+                ),
+                Err(e) => eprintln!("etl: config rejected, the previous one stays: {e}"),
+            },
+        );
     let ticks = Ticks::start(
         &running.controller(),
         health_every,
@@ -181,7 +185,8 @@ fn run(args: Args) -> Result<(), Fatal> {
     );
     let done = running.wait();
     ticks.stop();
-    drop(watcher);
+    let reloads = reloader.counts();
+    drop(reloader);
     let elapsed = started.elapsed();
     let done = done.map_err(|e| failed(format!("the pipeline failed: {e}")))?;
     done.report.check_conservation().map_err(failed)?;
@@ -199,9 +204,11 @@ fn run(args: Args) -> Result<(), Fatal> {
         csv_written: take(built.csv, "csv")?,
         sqlite_written: futures::executor::block_on(built.sqlite)
             .ok_or_else(|| failed("the sqlite sink produced no result"))?,
-        config_changes: live.generation(),
-        config_rejected: live.rejected(),
-        config: live.get(),
+        config_changes: reloads.applied(),
+        config_rejected: reloads.rejected(),
+        config: reloads.in_force().unwrap_or(config),
+        config_generations: ["rate_limit", "transform"]
+            .map(|s| done.report.stage(s).map_or(0, |r| r.config_generation)),
         rejected_file: built.outputs.rejected.clone(),
         elapsed,
     };

@@ -1,13 +1,16 @@
 //! The etl example's settings that change while it runs: one [`EtlConfig`] from a
-//! TOML file, held in a [`LiveConfig`] that the stages read and a
-//! [`ConfigWatcher`] updates when the file changes.
+//! TOML file, fed by weir's [`ConfigWatcher`] to the stages' config
+//! [`Handles`] (the threshold of the transform, the rate of the throttle), polled
+//! by a [`Reloader`] thread while the pipeline runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Deserialize;
+use weir::limit::{Rate, ThrottleConfig};
+use weir::prelude::{ConfigHandle, ConfigWatcher};
 
 /// The reloadable settings (`examples/config/etl.toml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -38,13 +41,23 @@ impl EtlConfig {
     /// The TOML error, or what is out of range.
     pub fn parse(text: &str) -> Result<EtlConfig, String> {
         let config: EtlConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        if config.max_amount_cents == 0 {
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks the ranges.
+    ///
+    /// # Errors
+    ///
+    /// What is out of range.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_amount_cents == 0 {
             return Err("max_amount_cents must be at least 1".into());
         }
-        if config.rate_limit > 10_000_000 {
+        if self.rate_limit > 10_000_000 {
             return Err("rate_limit above 10000000 rows/s: use 0 for no limit".into());
         }
-        Ok(config)
+        Ok(())
     }
 
     /// Reads and parses a file.
@@ -58,126 +71,142 @@ impl EtlConfig {
     }
 }
 
-/// The config in force, shared by the stages (read per row: two relaxed loads)
-/// and the watcher. `generation` counts the changes applied.
+/// The stages' config handles: the transform's threshold and the rate limit's
+/// throttle. Changes reach the running stages between two batches, each
+/// acknowledged with a generation (see the report's `config_generation`).
+#[derive(Debug, Clone)]
+pub struct Handles {
+    /// The transform's `max_amount_cents`.
+    pub threshold: ConfigHandle<u64>,
+    /// The `rate_limit` stage's throttle.
+    pub rate: ConfigHandle<ThrottleConfig>,
+}
+
+impl Default for Handles {
+    fn default() -> Self {
+        Handles {
+            threshold: ConfigHandle::with_check(|max: &u64| {
+                if *max == 0 {
+                    Err("max_amount_cents must be at least 1".into())
+                } else {
+                    Ok(())
+                }
+            }),
+            rate: ConfigHandle::new(),
+        }
+    }
+}
+
+/// The throttle for a rate limit in rows per second; 0 (no limit) is a rate no
+/// pipeline reaches, one row a nanosecond.
+pub fn throttle_config(rate_limit: u64) -> ThrottleConfig {
+    match u32::try_from(rate_limit) {
+        Ok(0) | Err(_) => ThrottleConfig::new(Rate::per_second(1_000_000_000), 1_000),
+        Ok(rate) => ThrottleConfig::new(Rate::per_second(rate), (rate / 100).max(1)),
+    }
+}
+
+/// weir's [`ConfigWatcher`] for `path`, checking each file with
+/// [`EtlConfig::check`] and feeding `handles`.
+pub fn watcher(path: &Path, handles: &Handles) -> ConfigWatcher<EtlConfig> {
+    ConfigWatcher::<EtlConfig>::new(path)
+        .validate(EtlConfig::check)
+        .bind(&handles.threshold, |c| c.max_amount_cents)
+        .bind(&handles.rate, |c| throttle_config(c.rate_limit))
+}
+
+/// What the [`Reloader`] did.
 #[derive(Debug, Default)]
-pub struct LiveConfig {
-    max_amount_cents: AtomicU64,
-    rate_limit: AtomicU64,
-    generation: AtomicU64,
+pub struct ReloadCounts {
+    applied: AtomicU64,
     rejected: AtomicU64,
+    in_force: Mutex<Option<EtlConfig>>,
     last_error: Mutex<Option<String>>,
 }
 
-impl LiveConfig {
-    /// A live config starting with `config`.
-    pub fn new(config: EtlConfig) -> Arc<LiveConfig> {
-        let live = LiveConfig::default();
-        live.store(config);
-        Arc::new(live)
+impl ReloadCounts {
+    /// Files whose changes were applied.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
     }
 
-    fn store(&self, config: EtlConfig) {
-        self.max_amount_cents
-            .store(config.max_amount_cents, Ordering::Relaxed);
-        self.rate_limit.store(config.rate_limit, Ordering::Relaxed);
-    }
-
-    /// The config in force.
-    pub fn get(&self) -> EtlConfig {
-        EtlConfig {
-            max_amount_cents: self.max_amount_cents.load(Ordering::Relaxed),
-            rate_limit: self.rate_limit.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Puts `config` in force; true if it differs from the one in force.
-    pub fn apply(&self, config: EtlConfig) -> bool {
-        if config == self.get() {
-            return false;
-        }
-        self.store(config);
-        self.generation.fetch_add(1, Ordering::Release);
-        true
-    }
-
-    /// Changes applied so far.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// New files rejected (invalid); the old config stayed in force.
+    /// Files rejected (the old config stayed in force).
     pub fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
+        self.rejected.load(Ordering::Acquire)
+    }
+
+    /// The config in force: the last one loaded or applied.
+    pub fn in_force(&self) -> Option<EtlConfig> {
+        self.in_force.lock().ok().and_then(|c| *c)
     }
 
     /// Why the last rejected file was rejected.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
-
-    /// Loads `path` and applies it; an invalid file is counted and its error
-    /// kept, the config in force stays. Returns whether a change was applied.
-    pub fn reload(&self, path: &Path) -> bool {
-        match EtlConfig::load(path) {
-            Ok(config) => self.apply(config),
-            Err(e) => {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut slot) = self.last_error.lock() {
-                    *slot = Some(e);
-                }
-                false
-            }
-        }
-    }
 }
 
-/// A thread that reloads the config file when its modification time or size
-/// changes, polling every `period`. Stops when dropped.
+/// A thread polling the config file with a [`ConfigWatcher`] (after the
+/// pipeline started) and applying what changed. Stops when dropped.
 #[derive(Debug)]
-pub struct ConfigWatcher {
+pub struct Reloader {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    counts: Arc<ReloadCounts>,
 }
 
-impl ConfigWatcher {
-    /// Watches `path` for `live`; `on_change` is called with each applied config
-    /// or rejection message.
+impl Reloader {
+    /// Polls every `period` with `watcher` (already [`load`](ConfigWatcher::load)ed);
+    /// `on_event` hears each applied config or rejection.
     pub fn start(
-        path: PathBuf,
-        live: Arc<LiveConfig>,
+        mut watcher: ConfigWatcher<EtlConfig>,
         period: Duration,
-        mut on_change: impl FnMut(Result<EtlConfig, String>) + Send + 'static,
-    ) -> ConfigWatcher {
+        mut on_event: impl FnMut(Result<EtlConfig, String>) + Send + 'static,
+    ) -> Reloader {
+        let counts = Arc::new(ReloadCounts::default());
+        if let Ok(mut slot) = counts.in_force.lock() {
+            *slot = watcher.current().copied();
+        }
+        let shared = Arc::clone(&counts);
         let (tx, rx) = mpsc::channel::<()>();
-        let stamp = |p: &Path| -> Option<(SystemTime, u64)> {
-            let m = std::fs::metadata(p).ok()?;
-            Some((m.modified().ok()?, m.len()))
-        };
-        let mut seen = stamp(&path);
         let thread = std::thread::spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(period) {
-                let now = stamp(&path);
-                if now == seen {
-                    continue;
-                }
-                seen = now;
-                let rejected = live.rejected();
-                if live.reload(&path) {
-                    on_change(Ok(live.get()));
-                } else if live.rejected() > rejected {
-                    on_change(Err(live.last_error().unwrap_or_default()));
+                match futures::executor::block_on(watcher.poll()) {
+                    Ok(None) => {}
+                    Ok(Some(_)) => {
+                        let config = watcher.current().copied();
+                        if let Ok(mut slot) = shared.in_force.lock() {
+                            *slot = config;
+                        }
+                        shared.applied.fetch_add(1, Ordering::Release);
+                        if let Some(config) = config {
+                            on_event(Ok(config));
+                        }
+                    }
+                    Err(e) => {
+                        if let Ok(mut slot) = shared.last_error.lock() {
+                            *slot = Some(e.to_string());
+                        }
+                        shared.rejected.fetch_add(1, Ordering::Release);
+                        on_event(Err(e.to_string()));
+                    }
                 }
             }
         });
-        ConfigWatcher {
+        Reloader {
             stop: Some(tx),
             thread: Some(thread),
+            counts,
         }
+    }
+
+    /// The counts, shared.
+    pub fn counts(&self) -> Arc<ReloadCounts> {
+        Arc::clone(&self.counts)
     }
 }
 
-impl Drop for ConfigWatcher {
+impl Drop for Reloader {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
@@ -191,32 +220,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_invalid_file_is_rejected_and_the_old_config_stays() {
+    fn an_invalid_file_is_rejected_naming_the_field() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("etl.toml");
-        let live = LiveConfig::new(EtlConfig::default());
         std::fs::write(&path, "max_amount_cents = 100\nrate_limit = 5\n").unwrap();
-        assert!(live.reload(&path));
-        assert_eq!(live.get().max_amount_cents, 100);
-        assert_eq!(live.generation(), 1);
-        for bad in [
-            "max_amount_cents = 0",
-            "max_amount_cents = \"x\"",
-            "oops = 1",
-        ] {
-            std::fs::write(&path, bad).unwrap();
-            assert!(!live.reload(&path));
-            assert!(live.last_error().unwrap().contains("etl.toml"));
-        }
-        assert_eq!(live.rejected(), 3);
+        let mut w = watcher(&path, &Handles::default());
         assert_eq!(
-            live.get(),
+            w.load().unwrap(),
             EtlConfig {
                 max_amount_cents: 100,
                 rate_limit: 5
             }
         );
-        assert!(!live.apply(live.get()), "the same config is not a change");
+        for (bad, what) in [
+            ("max_amount_cents = 0", "at least 1"),
+            ("max_amount_cents = \"x\"", "max_amount_cents"),
+            ("max_amount_cents = 1\nrate_limit = 99999999", "rate_limit"),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = w.reload_blocking().unwrap_err().to_string();
+            assert!(e.contains("etl.toml") && e.contains(what), "{e}");
+            assert_eq!(
+                w.current().unwrap().max_amount_cents,
+                100,
+                "the old config stays"
+            );
+        }
+    }
+
+    #[test]
+    fn no_limit_is_a_rate_the_throttle_accepts() {
+        assert_eq!(throttle_config(0).rate.interval(), Duration::from_nanos(1));
+        assert_eq!(throttle_config(2_000).burst, 20);
     }
 
     #[test]

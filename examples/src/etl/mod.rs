@@ -3,7 +3,8 @@
 //! * [`record`](mod@record): rows, parsing, validation and enrichment.
 //! * [`generate`](mod@generate): deterministic input files and stream, and the
 //!   [`Reference`] counts.
-//! * [`config`](mod@config): the reloadable [`EtlConfig`] and its watcher.
+//! * [`config`](mod@config): the reloadable [`EtlConfig`], the stages'
+//!   [`Handles`] and the [`Reloader`].
 //! * [`sinks`](mod@sinks): the SQLite table and the dead-letter file.
 //! * [`pipeline`](mod@pipeline): the weir graph ([`build`]).
 //! * [`summary`](mod@summary): counts per source and per sink ([`Summary`]).
@@ -15,7 +16,7 @@ pub mod record;
 pub mod sinks;
 pub mod summary;
 
-pub use config::{ConfigWatcher, EtlConfig, LiveConfig};
+pub use config::{EtlConfig, Handles, ReloadCounts, Reloader, throttle_config, watcher};
 pub use generate::{InputFiles, Reference, RowGenerator, generated_stream, write_inputs};
 pub use pipeline::{Built, Outputs, Progress, STAGES, Settings, build};
 pub use record::{Enriched, Raw, SourceId};

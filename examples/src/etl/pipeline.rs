@@ -1,24 +1,26 @@
-//! The etl graph: three sources merged, rate-limited, transformed (parse,
-//! validate, enrich; invalid rows to the dead-letter file), broadcast to three
-//! sinks.
+//! The etl graph: three sources merged, rate-limited (`throttle_with_config`),
+//! transformed (parse, validate against the threshold of `map_with_config`,
+//! enrich), invalid rows dead-lettered with the reason (`reject`), the valid ones
+//! broadcast to three sinks.
 //!
 //! ```text
-//! csv   ─ file_lines ─ csv_header ─ csv_raw ──┐
-//! jsonl ─ file_lines ─ jsonl_raw ─────────────┼─ merge ─ rate_limit ─ transform ─ fanout ─┬─ json_format ─ json_sink
-//! generated ──────────────────────────────────┘   (then reject: invalid rows to the DLQ; valid)      ├─ csv_format ─ csv_sink
-//!                                                                                          └─ sqlite_batch ─ sqlite ─ sqlite_count
+//! csv ── csv_check, csv_out, csv_header, csv_raw ─┐
+//! jsonl ── jsonl_check, jsonl_out, jsonl_raw ─────┼─ merge ─ rate_limit ─ transform ─ reject ─ valid ─ fanout
+//! generated ──────────────────────────────────────┘                                (DLQ)
+//! fanout ─┬─ json_format ─ json_sink
+//!         ├─ csv_format ─ csv_sink
+//!         └─ sqlite_batch ─ sqlite ─ sqlite_count
 //! ```
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use weir::OutputReceiver;
 use weir::file::{FileFlowExt, FileSink, FileSinkStats, FileSource, FileSourceStats, Fsync};
 use weir::prelude::*;
 
-use super::config::LiveConfig;
+use super::config::{EtlConfig, Handles, throttle_config};
 use super::generate::{InputFiles, generated_stream};
 use super::record::{CSV_HEADER, Enriched, Raw, SourceId, parse, validate};
 use super::sinks::{Checked, RejectFile, Sqlite};
@@ -39,8 +41,10 @@ pub struct Settings {
     pub sqlite_batch: usize,
     /// Longer input lines are rejected.
     pub max_line_bytes: usize,
-    /// The reloadable config.
-    pub live: Arc<LiveConfig>,
+    /// The config to start with (the threshold and the rate limit).
+    pub config: EtlConfig,
+    /// The handles that change it while the graph runs.
+    pub handles: Handles,
 }
 
 /// Where the outputs are.
@@ -142,33 +146,6 @@ pub const STAGES: &[&str] = &[
     "sqlite_count",
 ];
 
-/// Futures in flight in the `rate_limit` stage. Their release times are taken in
-/// input order, and the stage keeps the order, so pacing holds; more than one lets
-/// the stage take a batch per step when there is no limit.
-pub const RATE_LIMIT_CONCURRENCY: usize = 64;
-
-/// Paces elements to the live rate limit (0: none), in tokio's clock.
-fn pacer(live: Arc<LiveConfig>) -> impl FnMut(Raw) -> futures::future::BoxFuture<'static, Raw> {
-    let mut next: Option<tokio::time::Instant> = None;
-    move |raw| {
-        let rate = live.get().rate_limit;
-        if rate == 0 {
-            next = None;
-            return Box::pin(std::future::ready(raw));
-        }
-        let now = tokio::time::Instant::now();
-        let slot = next.map_or(now, |n| n.max(now));
-        next = Some(slot + Duration::from_secs_f64(1.0 / rate as f64));
-        if slot <= now {
-            return Box::pin(std::future::ready(raw));
-        }
-        Box::pin(async move {
-            tokio::time::sleep_until(slot).await;
-            raw
-        })
-    }
-}
-
 /// Builds the graph and creates its output files.
 ///
 /// # Errors
@@ -242,17 +219,21 @@ pub fn build(settings: &Settings) -> Result<Built, String> {
     let merged = g.merge([csv, jsonl, stream]);
     g.name_stage(merged, "merge");
 
-    let live = Arc::clone(&settings.live);
     let dead = rejected.clone();
+    let handles = settings.handles.clone();
+    let initial = settings.config;
+    let rate = throttle_config(initial.rate_limit);
     let enriched = g.flow(merged, move |f| {
-        let transform_live = Arc::clone(&live);
-        f.map_async(RATE_LIMIT_CONCURRENCY, pacer(live))
+        f.throttle_with_config(Throttle::shape(rate.rate).burst(rate.burst), &handles.rate)
             .name("rate_limit")
-            .map(move |raw: Raw| {
-                let max = transform_live.get().max_amount_cents;
-                let row = parse(&raw).and_then(|order| validate(raw.source, order, max));
-                Checked { raw, row }
-            })
+            .map_with_config(
+                &handles.threshold,
+                initial.max_amount_cents,
+                |max, raw: Raw| {
+                    let row = parse(&raw).and_then(|order| validate(raw.source, order, *max));
+                    Checked { raw, row }
+                },
+            )
             .name("transform")
             .supervise(weir::limit::rejections_to(dead))
             .validate(|c: &Checked| c.row.as_ref().map(|_| ()).map_err(Clone::clone))

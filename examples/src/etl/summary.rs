@@ -28,6 +28,9 @@ pub struct Summary {
     pub config_rejected: u64,
     /// The config in force at the end.
     pub config: EtlConfig,
+    /// Config generations acknowledged by the `rate_limit` and `transform`
+    /// stages.
+    pub config_generations: [u64; 2],
     /// The dead-letter file.
     pub rejected_file: PathBuf,
     /// How long the graph ran.
@@ -103,8 +106,9 @@ impl Summary {
             self.rejected_file.display()
         );
         println!(
-            "  config: {} changes applied, {} files rejected; in force: max_amount_cents {}, rate_limit {}",
+            "  config: {} files applied ({} changes acknowledged by the stages), {} rejected; in force: max_amount_cents {}, rate_limit {}",
             self.config_changes,
+            self.config_generations.iter().sum::<u64>(),
             self.config_rejected,
             self.config.max_amount_cents,
             self.config.rate_limit
@@ -142,6 +146,8 @@ impl Summary {
                 "rejected": self.config_rejected,
                 "max_amount_cents": self.config.max_amount_cents,
                 "rate_limit": self.config.rate_limit,
+                "rate_limit_generation": self.config_generations[0],
+                "transform_generation": self.config_generations[1],
             },
             "elapsed_sec": self.elapsed.as_secs_f64(),
         })
