@@ -143,7 +143,7 @@ impl Iterator for RowGenerator {
             _ => None,
         };
         let country = COUNTRIES[(r >> 8) as usize % COUNTRIES.len()].0.to_owned();
-        let amount = if (r >> 20) % 20 == 0 {
+        let amount = if (r >> 20).is_multiple_of(20) {
             500_001 + (r >> 32) as i64 % 500_000
         } else {
             (r >> 32) as i64 % 500_001
