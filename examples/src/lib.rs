@@ -2,6 +2,7 @@
 
 use weir::{Report, StageReport};
 
+pub mod etl;
 pub mod logproc;
 
 /// The report of stage `name`, or an error naming it.

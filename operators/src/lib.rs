@@ -33,6 +33,7 @@
 
 mod attempts;
 pub mod barrier;
+pub mod file;
 pub mod hub;
 pub mod join;
 pub mod keyed;

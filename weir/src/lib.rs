@@ -72,7 +72,8 @@
 /// Hot reconfiguration from a TOML file: [`ConfigWatcher`](reconfig_file::ConfigWatcher).
 pub use weir_operators::reconfig as reconfig_file;
 pub use weir_operators::{
-    FlowExt, Pipeline, barrier, hub, join, keyed, limit, ops, resource_pool, sink, source, window,
+    FlowExt, Pipeline, barrier, file, hub, join, keyed, limit, ops, resource_pool, sink, source,
+    window,
 };
 pub use weir_runtime::*;
 pub use weir_supervisor as supervisor;
@@ -83,6 +84,7 @@ pub mod prometheus;
 /// Everything a pipeline author needs: `use weir::prelude::*;`.
 pub mod prelude {
     pub use weir_operators::barrier::{Barrier, BarrierExt, UnevenEnd};
+    pub use weir_operators::file::FileFlowExt;
     pub use weir_operators::hub::{
         BroadcastHub, HubEnd, MergeHub, NoSubscriber, Producer, Subscriber,
     };

@@ -1,0 +1,306 @@
+//! etl: extract from three sources at once, transform, load into three sinks.
+//!
+//! Extracts orders from a CSV file, a JSON-lines file and a generated stream
+//! (with no arguments it writes its own input files into a temporary
+//! directory), parses and validates them (invalid rows go to a dead-letter file
+//! with the reason), enriches them from a lookup table, and loads them into a
+//! JSON-lines file, a CSV file and a SQLite database (batched transactions). The
+//! validation threshold and the rate limit come from a TOML file that weir's
+//! `ConfigWatcher` reloads while the pipeline runs, applying the changes to the
+//! running stages through their config handles. Prints progress per source, a summary, and
+//! with `--report PATH` the counts per source and per sink as JSON.
+//!
+//! ```sh
+//! cargo run --release -p weir-examples --bin etl
+//! cargo run --release -p weir-examples --bin etl -- --rows 200000 --report report.json
+//! ```
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use weir::PipelineController;
+use weir::prelude::*;
+use weir_examples::etl::{
+    self, Handles, InputFiles, Progress, Reloader, Settings, SourceId, Summary,
+};
+
+const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/etl.toml");
+
+/// ETL on weir: three sources, validation, enrichment, three sinks, hot config.
+#[derive(Debug, Parser)]
+#[command(name = "etl", version)]
+struct Args {
+    /// The CSV input (`id,customer,country,amount` with a header). Give it with
+    /// --jsonl; without both, etl generates its input files.
+    #[arg(long, value_name = "FILE", requires = "jsonl")]
+    csv: Option<PathBuf>,
+    /// The JSON-lines input (`{"id","customer","country","amount_cents"}`).
+    #[arg(long, value_name = "FILE", requires = "csv")]
+    jsonl: Option<PathBuf>,
+    /// Rows to generate per input file when no files are given.
+    #[arg(long, default_value_t = 20_000)]
+    rows: u64,
+    /// Rows of the generated stream.
+    #[arg(long, default_value_t = 20_000)]
+    generated_rows: u64,
+    /// The generator's seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Where the outputs go (created). Default: a new directory in the system's
+    /// temporary directory.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The reloadable config (validation threshold, rate limit).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// How often to check the config file for changes, in milliseconds.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    watch_ms: u64,
+    /// Rows per SQLite transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    sqlite_batch: u64,
+    /// Longer input lines are dead-lettered.
+    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_line_bytes: u64,
+    /// Writes the summary as JSON.
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
+    /// Serves Prometheus metrics on this address (e.g. 127.0.0.1:9899).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Prints the pipeline's health verdict at the start and then every SECS.
+    #[arg(long, value_name = "SECS")]
+    health_every: Option<f64>,
+    /// Prints progress per source every SECS (default: every second when
+    /// stderr is a terminal).
+    #[arg(long, value_name = "SECS")]
+    progress_every: Option<f64>,
+}
+
+/// A failure before or after the run: a message, and the exit code.
+struct Fatal(String, u8);
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fatal(message, code)) => {
+            eprintln!("etl: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn usage(message: impl std::fmt::Display) -> Fatal {
+    Fatal(message.to_string(), 2)
+}
+
+fn failed(message: impl std::fmt::Display) -> Fatal {
+    Fatal(message.to_string(), 1)
+}
+
+fn seconds(flag: &str, secs: Option<f64>) -> Result<Option<Duration>, Fatal> {
+    match secs {
+        Some(s) if !(s.is_finite() && s > 0.0) => Err(usage(format!(
+            "--{flag} needs a positive number of seconds"
+        ))),
+        other => Ok(other.map(Duration::from_secs_f64)),
+    }
+}
+
+fn run(args: Args) -> Result<(), Fatal> {
+    let handles = Handles::default();
+    let mut watcher = etl::watcher(&args.config, &handles);
+    let config = watcher.load().map_err(|e| usage(format!("config {e}")))?;
+    let health_every = seconds("health-every", args.health_every)?;
+    let progress_every = seconds("progress-every", args.progress_every)?.or_else(|| {
+        std::io::stderr()
+            .is_terminal()
+            .then_some(Duration::from_secs(1))
+    });
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("etl-{}-{}", std::process::id(), now_secs()))
+    });
+    std::fs::create_dir_all(&out_dir).map_err(|e| usage(format!("{}: {e}", out_dir.display())))?;
+    let inputs = match (&args.csv, &args.jsonl) {
+        (Some(csv), Some(jsonl)) => InputFiles {
+            csv: csv.clone(),
+            jsonl: jsonl.clone(),
+        },
+        _ => {
+            let dir = out_dir.join("input");
+            std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+            let files = etl::write_inputs(&dir, args.seed, args.rows)
+                .map_err(|e| failed(format!("writing input files into {}: {e}", dir.display())))?;
+            eprintln!(
+                "etl: generated {} rows each into {} and {}",
+                args.rows,
+                files.csv.display(),
+                files.jsonl.display()
+            );
+            files
+        }
+    };
+    let built = etl::build(&Settings {
+        inputs,
+        generated_rows: args.generated_rows,
+        seed: args.seed,
+        out_dir: out_dir.clone(),
+        sqlite_batch: args.sqlite_batch as usize,
+        max_line_bytes: args.max_line_bytes as usize,
+        config,
+        handles,
+    })
+    .map_err(usage)?;
+    if let Some(addr) = args.metrics_addr {
+        weir::prometheus::serve(addr).map_err(usage)?;
+        eprintln!("etl: Prometheus metrics on http://{addr}/metrics");
+    }
+
+    let rt = Runtime::new().map_err(failed)?;
+    let started = Instant::now();
+    let running = built.graph.run(&rt).map_err(usage)?;
+    // Started once the stages run: a change reaches them from now on.
+    let reloader =
+        Reloader::start(
+            watcher,
+            Duration::from_millis(args.watch_ms),
+            |change| match change {
+                Ok(c) => eprintln!(
+                    "etl: config reloaded: max_amount_cents {}, rate_limit {}",
+                    c.max_amount_cents, c.rate_limit
+                ),
+                Err(e) => eprintln!("etl: config rejected, the previous one stays: {e}"),
+            },
+        );
+    let ticks = Ticks::start(
+        &running.controller(),
+        health_every,
+        progress_every,
+        &built.progress,
+    );
+    let done = running.wait();
+    ticks.stop();
+    let reloads = reloader.counts();
+    drop(reloader);
+    let elapsed = started.elapsed();
+    let done = done.map_err(|e| failed(format!("the pipeline failed: {e}")))?;
+    done.report.check_conservation().map_err(failed)?;
+    built.rejected.finish().map_err(failed)?;
+    let take = |rx: weir::OutputReceiver<Arc<weir::file::FileSinkStats>>, name: &str| {
+        futures::executor::block_on(rx)
+            .map(|s| s.elements())
+            .ok_or_else(|| failed(format!("the {name} sink produced no result")))
+    };
+    let summary = Summary {
+        rows: built.progress.rows(),
+        valid: built.progress.valid(),
+        invalid: built.rejected.per_source(),
+        jsonl_written: take(built.jsonl, "jsonl")?,
+        csv_written: take(built.csv, "csv")?,
+        sqlite_written: futures::executor::block_on(built.sqlite)
+            .ok_or_else(|| failed("the sqlite sink produced no result"))?,
+        config_changes: reloads.applied(),
+        config_rejected: reloads.rejected(),
+        config: reloads.in_force().unwrap_or(config),
+        config_generations: ["rate_limit", "transform"]
+            .map(|s| done.report.stage(s).map_or(0, |r| r.config_generation)),
+        rejected_file: built.outputs.rejected.clone(),
+        elapsed,
+    };
+    summary.check().map_err(failed)?;
+    summary.print();
+    println!(
+        "  outputs: {}, {}, {}",
+        built.outputs.jsonl.display(),
+        built.outputs.csv.display(),
+        built.outputs.sqlite.display()
+    );
+    if let Some(path) = &args.report {
+        let json = serde_json::to_string_pretty(&summary.json()).map_err(failed)?;
+        std::fs::write(path, json)
+            .map_err(|e| failed(format!("report {}: {e}", path.display())))?;
+        println!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The threads that print health and progress while the pipeline runs.
+struct Ticks {
+    stop: Vec<mpsc::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Ticks {
+    fn start(
+        controller: &PipelineController,
+        health_every: Option<Duration>,
+        progress_every: Option<Duration>,
+        progress: &Progress,
+    ) -> Ticks {
+        let mut ticks = Ticks {
+            stop: Vec::new(),
+            threads: Vec::new(),
+        };
+        if let Some(period) = health_every {
+            let controller = controller.clone();
+            ticks.every(period, move || {
+                let health = controller.health();
+                let json = serde_json::to_string(&health).unwrap_or_else(|e| e.to_string());
+                println!("health: {json}");
+            });
+        }
+        if let Some(period) = progress_every {
+            let progress = progress.clone();
+            ticks.every(period, move || {
+                let parts: Vec<String> = SourceId::ALL
+                    .iter()
+                    .zip(progress.fractions())
+                    .zip(progress.rows())
+                    .map(|((s, (done, total)), rows)| {
+                        let pct = if total == 0 {
+                            100.0
+                        } else {
+                            done as f64 * 100.0 / total as f64
+                        };
+                        format!("{} {rows} rows ({pct:.0}%)", s.name())
+                    })
+                    .collect();
+                eprintln!("progress: {}", parts.join(", "));
+            });
+        }
+        ticks
+    }
+
+    /// Runs `tick` now and every `period` until stopped.
+    fn every(&mut self, period: Duration, mut tick: impl FnMut() + Send + 'static) {
+        let (tx, rx) = mpsc::channel::<()>();
+        self.stop.push(tx);
+        self.threads.push(std::thread::spawn(move || {
+            loop {
+                tick();
+                match rx.recv_timeout(period) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
+            }
+        }));
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
