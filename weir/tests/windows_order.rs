@@ -3,8 +3,14 @@
 //! count after every step, against a reference that keeps every window in one
 //! list with its timer. This pins the firing order (by the time the watermark
 //! passed a window, then by window creation) and the state bound's eviction
-//! order, which the per-window-end timer index must keep.
+//! order, which the per-window-end timer index must keep. Also the join's
+//! one-lookup path (no row bound): a panic in `combine` leaves its state as it
+//! was, so a retry joins exactly as if nothing had failed.
 
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -340,4 +346,62 @@ fn many_keys_per_window_end_fire_in_creation_order() {
         assert_eq!(keys, expected, "window {start}");
     }
     assert_eq!(at, fired.len());
+}
+
+/// The join without a row bound (probe and insert in one lookup): `combine`
+/// panics once on the right row 5 after matching nothing yet; the retried element
+/// joins exactly as if it had not failed, no row is lost or marked matched twice.
+#[test]
+fn a_retried_join_element_changes_nothing_before_it_succeeds() {
+    let tripped = Arc::new(AtomicBool::new(false));
+    let trip = Arc::clone(&tripped);
+    let policy = SupervisionPolicy::default()
+        .max_attempts(3)
+        .action(ErrorClass::Panic, Action::Retry);
+    // Lefts (k, t) and rights (k, t): keys 0..8, every right matches the left
+    // of its key (same time), right 5 also meets left 13 of another key: no.
+    let tagged: Vec<Side<(u32, i64), (u32, i64)>> = (0..8)
+        .map(|k| Side::Left((k, i64::from(k))))
+        .chain((0..8).map(|k| Side::Right((k, i64::from(k)))))
+        .collect();
+    let dead = MemoryDlq::new(4);
+    let dlq = dead.clone();
+    let done = common::paused(move |rt| async move {
+        IntervalJoin::inner(
+            |l: &(u32, i64)| l.0,
+            |r: &(u32, i64)| r.0,
+            move |l: &(u32, i64), r: &(u32, i64)| {
+                if l.0 == 5 && !trip.swap(true, Ordering::SeqCst) {
+                    panic!("combine fails on {l:?}");
+                }
+                (l.0, Some(r.0))
+            },
+        )
+        .event_time(|l| l.1, |r| r.1, -20, 20)
+        .supervise(Supervision::new(policy).dead_letters(dlq))
+        .name("join")
+        .on(Pipeline::from_iter(tagged))
+        .collect()
+        .run(&rt)
+        .unwrap()
+        .await
+        .unwrap()
+    });
+    done.report.check_conservation().unwrap();
+    assert!(tripped.load(Ordering::SeqCst), "the panic happened");
+    assert!(dead.drain().is_empty(), "the retry succeeded");
+    let stage = done.report.stage("join").unwrap();
+    assert_eq!((stage.restarts, stage.state_lost), (0, 0), "retried, not restarted");
+    let mut joined: Vec<(u32, Option<u32>)> = done
+        .output
+        .iter()
+        .filter_map(|x| match x {
+            JoinOut::Joined(j) => Some(*j),
+            JoinOut::Unmatched(_) => None,
+        })
+        .collect();
+    joined.sort_unstable();
+    let expected: Vec<(u32, Option<u32>)> = (0..8).map(|k| (k, Some(k))).collect();
+    assert_eq!(joined, expected, "every pair once, the retried one included");
+    assert_eq!(done.output.len(), 8, "no row left unmatched");
 }
