@@ -391,7 +391,11 @@ fn a_retried_join_element_changes_nothing_before_it_succeeds() {
     assert!(tripped.load(Ordering::SeqCst), "the panic happened");
     assert!(dead.drain().is_empty(), "the retry succeeded");
     let stage = done.report.stage("join").unwrap();
-    assert_eq!((stage.restarts, stage.state_lost), (0, 0), "retried, not restarted");
+    assert_eq!(
+        (stage.restarts, stage.state_lost),
+        (0, 0),
+        "retried, not restarted"
+    );
     let mut joined: Vec<(u32, Option<u32>)> = done
         .output
         .iter()
@@ -402,6 +406,9 @@ fn a_retried_join_element_changes_nothing_before_it_succeeds() {
         .collect();
     joined.sort_unstable();
     let expected: Vec<(u32, Option<u32>)> = (0..8).map(|k| (k, Some(k))).collect();
-    assert_eq!(joined, expected, "every pair once, the retried one included");
+    assert_eq!(
+        joined, expected,
+        "every pair once, the retried one included"
+    );
     assert_eq!(done.output.len(), 8, "no row left unmatched");
 }
