@@ -30,6 +30,10 @@ pub struct JoinStage<K, L, R, O> {
     max_left: Option<i64>,
     max_right: Option<i64>,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Scratch: the outputs of one step (kept to reuse its allocation).
+    out: Vec<JoinOut<O, L, R>>,
+    /// Scratch: the positions of the rows an element matched.
+    hits: Vec<usize>,
 }
 
 impl<K, L, R, O> std::fmt::Debug for JoinStage<K, L, R, O> {
@@ -50,6 +54,8 @@ impl<K: Hash + Eq + Clone, L, R, O> JoinStage<K, L, R, O> {
             max_left: None,
             max_right: None,
             timer: None,
+            out: Vec::new(),
+            hits: Vec::new(),
         }
     }
 
@@ -138,21 +144,22 @@ impl<K, L, R, O> JoinStage<K, L, R, O>
 where
     K: Hash + Eq + Clone,
 {
-    /// Fails the element under [`OnFull::Fail`] if the state is full; checked
-    /// before anything changes.
-    fn check_room(&self) -> Result<(), Failure> {
+    /// The row bound under [`OnFull::Fail`] if the state is full (then the element
+    /// fails; see [`reject`](Self::reject)).
+    fn full(&self) -> Option<usize> {
         match self.config.max_rows {
-            Some((max, OnFull::Fail)) if self.rows.len() >= max => {
-                self.config.counters.0.rejected.fetch_add(1, Relaxed);
-                Err(Failure::error(
-                    ErrorClass::ResourceExhausted,
-                    format!(
-                        "interval_join: a row arrived with the state full ({max} rows, OnFull::Fail)"
-                    ),
-                ))
-            }
-            _ => Ok(()),
+            Some((max, OnFull::Fail)) if self.rows.len() >= max => Some(max),
+            _ => None,
         }
+    }
+
+    /// Counts a row refused by the full state and says why.
+    fn reject(&self, max: usize) -> Failure {
+        self.config.counters.0.rejected.fetch_add(1, Relaxed);
+        Failure::error(
+            ErrorClass::ResourceExhausted,
+            format!("interval_join: a row arrived with the state full ({max} rows, OnFull::Fail)"),
+        )
     }
 
     /// Under [`OnFull::EvictLru`], finishes the oldest rows until one more fits.
@@ -169,15 +176,19 @@ where
         }
     }
 
-    /// Joins one element. User code runs first, on references, and its outputs
-    /// are collected before anything changes: a panic leaves the state and the
-    /// output as they were (so a retry is safe).
+    /// Joins one element; `out` is empty on entry. User code runs first, on
+    /// references, and nothing changes before it has run: a panic leaves the state
+    /// as it was (so a retry is safe), and its partial outputs in `out` are
+    /// dropped with it. A refused element leaves `out` empty.
     fn process(
         &mut self,
         x: Side<L, R>,
         now: Instant,
         out: &mut Vec<JoinOut<O, L, R>>,
     ) -> Result<(), Failure> {
+        let full = self.full();
+        let mut hits = std::mem::take(&mut self.hits);
+        hits.clear();
         let c = &self.config;
         let time = c.time.as_ref();
         match x {
@@ -187,24 +198,47 @@ where
                 if time.is_some() && ts < self.watermark(self.max_left) {
                     c.counters.0.late.fetch_add(1, Relaxed);
                     out.push(JoinOut::Unmatched(Side::Left(l)));
+                    self.hits = hits;
                     return Ok(());
                 }
-                let (mut made, mut hits) = (Vec::new(), Vec::new());
-                if let Some(rows) = self.rows.map.get(&key) {
+                if c.max_rows.is_none() {
+                    // No row bound: probe and insert with one lookup.
+                    let due = time.map(|t| ts.saturating_add(t.upper));
+                    let combine = &c.combine;
+                    self.rows
+                        .probe_insert_left(key, l, (ts, now, due), &mut hits, |l, r| {
+                            let hit =
+                                time.is_none_or(|t| (t.lower..=t.upper).contains(&(r.ts - ts)));
+                            if hit {
+                                out.push(JoinOut::Joined(combine(l, Some(&r.value))));
+                            }
+                            hit
+                        });
+                    self.count_joined(hits.len());
+                    self.max_left = Some(self.max_left.map_or(ts, |m| m.max(ts)));
+                    self.hits = hits;
+                    self.pass_watermarks(out);
+                    return Ok(());
+                }
+                if let Some(rows) = self.rows.map.get_mut(&key) {
                     for (i, r) in rows.right.iter().enumerate() {
                         if time.is_none_or(|t| (t.lower..=t.upper).contains(&(r.ts - ts))) {
-                            made.push((c.combine)(&l, Some(&r.value)));
+                            out.push(JoinOut::Joined((c.combine)(&l, Some(&r.value))));
                             hits.push(i);
                         }
                     }
-                }
-                self.check_room()?;
-                if let Some(rows) = self.rows.map.get_mut(&key) {
-                    for &i in &hits {
-                        rows.right[i].matched = true;
+                    if full.is_none() {
+                        for &i in &hits {
+                            rows.right[i].matched = true;
+                        }
                     }
                 }
-                self.emit(made, out);
+                if let Some(max) = full {
+                    out.clear();
+                    self.hits = hits;
+                    return Err(self.reject(max));
+                }
+                self.count_joined(hits.len());
                 self.evict_for_one(out);
                 self.max_left = Some(self.max_left.map_or(ts, |m| m.max(ts)));
                 let due = self
@@ -221,24 +255,46 @@ where
                 if time.is_some() && ts < self.watermark(self.max_right) {
                     c.counters.0.late.fetch_add(1, Relaxed);
                     out.push(JoinOut::Unmatched(Side::Right(r)));
+                    self.hits = hits;
                     return Ok(());
                 }
-                let (mut made, mut hits) = (Vec::new(), Vec::new());
-                if let Some(rows) = self.rows.map.get(&key) {
+                if c.max_rows.is_none() {
+                    let due = time.map(|t| ts.saturating_sub(t.lower));
+                    let combine = &c.combine;
+                    self.rows
+                        .probe_insert_right(key, r, (ts, now, due), &mut hits, |r, l| {
+                            let hit =
+                                time.is_none_or(|t| (t.lower..=t.upper).contains(&(ts - l.ts)));
+                            if hit {
+                                out.push(JoinOut::Joined(combine(&l.value, Some(r))));
+                            }
+                            hit
+                        });
+                    self.count_joined(hits.len());
+                    self.max_right = Some(self.max_right.map_or(ts, |m| m.max(ts)));
+                    self.hits = hits;
+                    self.pass_watermarks(out);
+                    return Ok(());
+                }
+                if let Some(rows) = self.rows.map.get_mut(&key) {
                     for (i, l) in rows.left.iter().enumerate() {
                         if time.is_none_or(|t| (t.lower..=t.upper).contains(&(ts - l.ts))) {
-                            made.push((c.combine)(&l.value, Some(&r)));
+                            out.push(JoinOut::Joined((c.combine)(&l.value, Some(&r))));
                             hits.push(i);
                         }
                     }
-                }
-                self.check_room()?;
-                if let Some(rows) = self.rows.map.get_mut(&key) {
-                    for &i in &hits {
-                        rows.left[i].matched = true;
+                    if full.is_none() {
+                        for &i in &hits {
+                            rows.left[i].matched = true;
+                        }
                     }
                 }
-                self.emit(made, out);
+                if let Some(max) = full {
+                    out.clear();
+                    self.hits = hits;
+                    return Err(self.reject(max));
+                }
+                self.count_joined(hits.len());
                 self.evict_for_one(out);
                 self.max_right = Some(self.max_right.map_or(ts, |m| m.max(ts)));
                 let due = self
@@ -250,17 +306,15 @@ where
                     .insert_right(key, r, ts, now, due, !hits.is_empty());
             }
         }
+        self.hits = hits;
         self.pass_watermarks(out);
         Ok(())
     }
 
-    fn emit(&self, made: Vec<O>, out: &mut Vec<JoinOut<O, L, R>>) {
-        self.config
-            .counters
-            .0
-            .joined
-            .fetch_add(made.len() as u64, Relaxed);
-        out.extend(made.into_iter().map(JoinOut::Joined));
+    fn count_joined(&self, n: usize) {
+        if n > 0 {
+            self.config.counters.0.joined.fetch_add(n as u64, Relaxed);
+        }
     }
 }
 
@@ -324,12 +378,15 @@ where
         cx: &mut Context<'_>,
     ) -> Step {
         let now = crate::keyed::state_now();
-        let mut out = Vec::new();
+        // Taken for the step: a panic drops it (with any partial outputs).
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
         self.expire(now, &mut out);
         io.output().append(&mut out);
         while io.has_room() {
             let Some(x) = io.pop() else { break };
             if let Err(failure) = self.process(x, now, &mut out) {
+                self.out = out;
                 return Step::Failed(failure);
             }
             io.complete(1);
@@ -340,9 +397,11 @@ where
                 self.finish(gone, &mut out);
             }
             io.output().append(&mut out);
+            self.out = out;
             self.publish();
             return Step::Finished;
         }
+        self.out = out;
         self.publish();
         self.arm_timer(cx);
         Step::Continue

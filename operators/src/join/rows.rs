@@ -3,6 +3,7 @@
 //! deadline for the watermarks).
 
 use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::Instant;
@@ -53,6 +54,68 @@ impl<K> Ord for Due<K> {
     }
 }
 
+/// Event-time deadlines, earliest `(at, seq)` first. Rows mostly arrive in
+/// time order, so their deadlines mostly come in order: those go to the back of
+/// a queue (O(1) both ways), and only a deadline earlier than the queue's last
+/// goes to a heap. The earliest is the smaller of the two fronts, so the order is
+/// exactly that of one heap.
+struct Deadlines<K> {
+    run: VecDeque<Due<K>>,
+    heap: BinaryHeap<Due<K>>,
+}
+
+impl<K> Deadlines<K> {
+    fn new() -> Self {
+        Deadlines {
+            run: VecDeque::new(),
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.run.len() + self.heap.len()
+    }
+
+    fn push(&mut self, due: Due<K>) {
+        // Seqs only grow, so `at` alone decides whether it extends the run.
+        if self.run.back().is_none_or(|last| last.at <= due.at) {
+            self.run.push_back(due);
+        } else {
+            self.heap.push(due);
+        }
+    }
+
+    /// Whether the earliest deadline is before `watermark`.
+    fn due_before(&self, watermark: i64) -> bool {
+        self.run.front().is_some_and(|d| d.at < watermark)
+            || self.heap.peek().is_some_and(|d| d.at < watermark)
+    }
+
+    /// Takes the earliest deadline.
+    fn pop(&mut self) -> Option<Due<K>> {
+        let from_run = match (self.run.front(), self.heap.peek()) {
+            (Some(r), Some(h)) => (r.at, r.seq) < (h.at, h.seq),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if from_run {
+            self.run.pop_front()
+        } else {
+            self.heap.pop()
+        }
+    }
+
+    fn clear(&mut self) {
+        self.run.clear();
+        self.heap.clear();
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Due<K>) -> bool) {
+        self.run.retain(&mut keep);
+        self.heap.retain(keep);
+    }
+}
+
 /// Rows by key, and queues of removal candidates. Entries of a queue whose row
 /// already left by another way are skipped when met and compacted away when a
 /// queue grows past twice the rows, so every queue is bounded by the rows held.
@@ -63,8 +126,8 @@ pub(crate) struct Rows<K, L, R> {
     /// `(seq, is_left, key)` by arrival; kept only with a TTL or a row bound.
     arrivals: Option<VecDeque<(u64, bool, K)>>,
     /// Left rows by `ts + upper`, right rows by `ts - lower`; only with event time.
-    due_left: BinaryHeap<Due<K>>,
-    due_right: BinaryHeap<Due<K>>,
+    due_left: Deadlines<K>,
+    due_right: Deadlines<K>,
 }
 
 impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
@@ -74,8 +137,8 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
             len: 0,
             seq: 0,
             arrivals: by_arrival.then(VecDeque::new),
-            due_left: BinaryHeap::new(),
-            due_right: BinaryHeap::new(),
+            due_left: Deadlines::new(),
+            due_right: Deadlines::new(),
         }
     }
 
@@ -147,6 +210,80 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
         self.compact();
     }
 
+    /// Probes the right rows of `key` with `visit` (true: matched) and adds the left
+    /// row, with one lookup of the key; the matched right rows are marked only
+    /// after every visit, so a panic in `visit` changes nothing but an empty entry
+    /// for a new key (nothing to visit, so no panic there). `hits` is scratch.
+    /// Returns whether the row matched.
+    pub(crate) fn probe_insert_left(
+        &mut self,
+        key: K,
+        value: L,
+        (ts, now, due): (i64, Instant, Option<i64>),
+        hits: &mut Vec<usize>,
+        mut visit: impl FnMut(&L, &Row<R>) -> bool,
+    ) -> bool {
+        hits.clear();
+        let seq = self.seq + 1;
+        let rows = self.map.entry(key.clone()).or_insert_with(KeyRows::empty);
+        for (i, r) in rows.right.iter().enumerate() {
+            if visit(&value, r) {
+                hits.push(i);
+            }
+        }
+        for &i in hits.iter() {
+            rows.right[i].matched = true;
+        }
+        let matched = !hits.is_empty();
+        rows.left.push(Row {
+            value,
+            ts,
+            seq,
+            arrived: now,
+            matched,
+        });
+        let taken = self.next_seq(&key, true, due);
+        debug_assert_eq!(taken, seq);
+        self.len += 1;
+        self.compact();
+        matched
+    }
+
+    /// [`probe_insert_left`](Self::probe_insert_left) for a right row.
+    pub(crate) fn probe_insert_right(
+        &mut self,
+        key: K,
+        value: R,
+        (ts, now, due): (i64, Instant, Option<i64>),
+        hits: &mut Vec<usize>,
+        mut visit: impl FnMut(&R, &Row<L>) -> bool,
+    ) -> bool {
+        hits.clear();
+        let seq = self.seq + 1;
+        let rows = self.map.entry(key.clone()).or_insert_with(KeyRows::empty);
+        for (i, l) in rows.left.iter().enumerate() {
+            if visit(&value, l) {
+                hits.push(i);
+            }
+        }
+        for &i in hits.iter() {
+            rows.left[i].matched = true;
+        }
+        let matched = !hits.is_empty();
+        rows.right.push(Row {
+            value,
+            ts,
+            seq,
+            arrived: now,
+            matched,
+        });
+        let taken = self.next_seq(&key, false, due);
+        debug_assert_eq!(taken, seq);
+        self.len += 1;
+        self.compact();
+        matched
+    }
+
     fn next_seq(&mut self, key: &K, left: bool, due: Option<i64>) -> u64 {
         self.seq += 1;
         let seq = self.seq;
@@ -168,9 +305,12 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
         seq
     }
 
-    /// Takes a row out of the state.
-    fn remove(&mut self, key: &K, left: bool, seq: u64) -> Option<Gone<L, R>> {
-        let rows = self.map.get_mut(key)?;
+    /// Takes a row out of the state (one lookup of its key).
+    fn remove(&mut self, key: K, left: bool, seq: u64) -> Option<Gone<L, R>> {
+        let Entry::Occupied(mut entry) = self.map.entry(key) else {
+            return None;
+        };
+        let rows = entry.get_mut();
         let gone = if left {
             let i = rows.left.iter().position(|r| r.seq == seq)?;
             Gone::Left(rows.left.remove(i))
@@ -179,7 +319,7 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
             Gone::Right(rows.right.remove(i))
         };
         if rows.left.is_empty() && rows.right.is_empty() {
-            self.map.remove(key);
+            entry.remove();
         }
         self.len -= 1;
         Some(gone)
@@ -188,7 +328,7 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
     /// The oldest row still held, taken out.
     pub(crate) fn pop_oldest(&mut self) -> Option<Gone<L, R>> {
         while let Some((seq, left, key)) = self.arrivals.as_mut()?.pop_front() {
-            if let Some(gone) = self.remove(&key, left, seq) {
+            if let Some(gone) = self.remove(key, left, seq) {
                 return Some(gone);
             }
         }
@@ -218,9 +358,9 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
 
     /// The next left row whose deadline is before `watermark`, taken out.
     pub(crate) fn pop_due_left(&mut self, watermark: i64) -> Option<Gone<L, R>> {
-        while self.due_left.peek().is_some_and(|d| d.at < watermark) {
+        while self.due_left.due_before(watermark) {
             let d = self.due_left.pop()?;
-            if let Some(gone) = self.remove(&d.key, true, d.seq) {
+            if let Some(gone) = self.remove(d.key, true, d.seq) {
                 return Some(gone);
             }
         }
@@ -229,9 +369,9 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
 
     /// The next right row whose deadline is before `watermark`, taken out.
     pub(crate) fn pop_due_right(&mut self, watermark: i64) -> Option<Gone<L, R>> {
-        while self.due_right.peek().is_some_and(|d| d.at < watermark) {
+        while self.due_right.due_before(watermark) {
             let d = self.due_right.pop()?;
-            if let Some(gone) = self.remove(&d.key, false, d.seq) {
+            if let Some(gone) = self.remove(d.key, false, d.seq) {
                 return Some(gone);
             }
         }
@@ -265,14 +405,14 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
             self.arrivals = Some(arrivals);
         }
         if self.due_left.len() > bound {
-            let mut heap = std::mem::take(&mut self.due_left);
-            heap.retain(|d| self.is_live(&d.key, true, d.seq));
-            self.due_left = heap;
+            let mut due = std::mem::replace(&mut self.due_left, Deadlines::new());
+            due.retain(|d| self.is_live(&d.key, true, d.seq));
+            self.due_left = due;
         }
         if self.due_right.len() > bound {
-            let mut heap = std::mem::take(&mut self.due_right);
-            heap.retain(|d| self.is_live(&d.key, false, d.seq));
-            self.due_right = heap;
+            let mut due = std::mem::replace(&mut self.due_right, Deadlines::new());
+            due.retain(|d| self.is_live(&d.key, false, d.seq));
+            self.due_right = due;
         }
     }
 }
@@ -282,6 +422,56 @@ impl<L, R> KeyRows<L, R> {
         KeyRows {
             left: Vec::new(),
             right: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deadlines mostly in order with some early ones (out-of-order rows): the
+    /// run and heap give the same order as one heap, and the same `due_before`.
+    #[test]
+    fn deadlines_pop_in_heap_order() {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut below = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..100 {
+            let (mut split, mut heap) = (Deadlines::new(), BinaryHeap::new());
+            let (mut clock, mut seq) = (0_i64, 0_u64);
+            for _ in 0..400 {
+                if below(3) == 0 {
+                    let limit = clock - below(10) as i64;
+                    assert_eq!(
+                        split.due_before(limit),
+                        heap.peek().is_some_and(|d: &Due<u64>| d.at < limit)
+                    );
+                    let (a, b) = (split.pop(), heap.pop());
+                    assert_eq!(a.map(|d| (d.at, d.seq)), b.map(|d| (d.at, d.seq)));
+                } else {
+                    clock += below(4) as i64;
+                    seq += 1;
+                    // One in five comes up to 8 behind.
+                    let at = if below(5) == 0 {
+                        clock - below(9) as i64
+                    } else {
+                        clock
+                    };
+                    split.push(Due { at, seq, key: seq });
+                    heap.push(Due { at, seq, key: seq });
+                }
+                assert_eq!(split.len(), heap.len());
+            }
+            while let Some(b) = heap.pop() {
+                let a = split.pop().map(|d| (d.at, d.seq));
+                assert_eq!(a, Some((b.at, b.seq)));
+            }
+            assert!(split.pop().is_none());
         }
     }
 }

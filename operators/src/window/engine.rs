@@ -1,10 +1,12 @@
 //! [`KeyedWindows`]: the keyed window state the window operators share.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 
 use super::spec::{Aggregate, Overflow, Shape, Window, WindowResult, Windows};
+use super::timers::Timers;
 
 /// An open window of one key.
 struct Open<A> {
@@ -15,6 +17,17 @@ struct Open<A> {
     fired: u32,
     /// The time of its entry in the timer index.
     timer: u64,
+}
+
+/// A tumbling or sliding window as the state holds it: an [`Open`] less what its
+/// key, start and timer entry say (its end follows from the shape, its id is in
+/// the timer index), so that an entry of the hot map stays small (32 bytes for a
+/// `u64` key and accumulator, not 64): more of the map stays in cache.
+struct Slot<A> {
+    acc: A,
+    fired: u32,
+    /// Its timer is its end (it has not fired there yet), not its close.
+    at_end: bool,
 }
 
 /// A tumbling or sliding window's place in the state: its key and start. Only
@@ -33,6 +46,7 @@ impl<K> SlotKey<K> {
 }
 
 impl<K: Hash> Hash for SlotKey<K> {
+    #[inline]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.key.hash(state);
     }
@@ -87,10 +101,12 @@ pub struct KeyedWindows<T, K, A, R> {
     /// Session windows, by key.
     keys: HashMap<K, Vec<Open<A>>>,
     /// Tumbling and sliding windows, by key and start: one lookup per element.
-    slots: HashMap<SlotKey<K>, Open<A>>,
-    /// (time, window id) → (key, start): when each open window next needs
-    /// attention.
-    timers: BTreeMap<(u64, u64), (K, u64)>,
+    slots: HashMap<SlotKey<K>, Slot<A>>,
+    /// When each open window next needs attention: by (time, window id), bucketed
+    /// by time for tumbling and sliding windows (their ends are shared by keys).
+    timers: Timers<K>,
+    /// Scratch list of an element's windows (kept to reuse its allocation).
+    targets: Vec<Window>,
     open: usize,
     next_id: u64,
     wm: Option<u64>,
@@ -111,12 +127,17 @@ impl<T, K, A, R> fmt::Debug for KeyedWindows<T, K, A, R> {
 impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
     /// Empty state for windows shaped by `spec`, folding with `agg`.
     pub fn new(spec: Windows, agg: Aggregate<T, A, R>) -> Self {
+        let timers = match spec.shape {
+            Shape::Session { .. } => Timers::each(),
+            Shape::Tumbling { .. } | Shape::Sliding { .. } => Timers::aligned(),
+        };
         KeyedWindows {
             spec,
             agg,
             keys: HashMap::new(),
             slots: HashMap::new(),
-            timers: BTreeMap::new(),
+            timers,
+            targets: Vec::new(),
             open: 0,
             next_id: 0,
             wm: None,
@@ -155,7 +176,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
 
     /// The earliest watermark at which something fires or closes.
     pub fn next_timer(&self) -> Option<u64> {
-        self.timers.keys().next().map(|&(t, _)| t)
+        self.timers.next()
     }
 
     fn closed(&self, window: Window) -> bool {
@@ -167,18 +188,19 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
         self.wm.is_some_and(|wm| wm >= window.end)
     }
 
-    /// The windows an element at `ts` belongs to (a session's own window).
-    fn assign(&self, ts: u64) -> Vec<Window> {
+    /// The windows an element at `ts` belongs to (a session's own window), into
+    /// `out` (emptied first).
+    fn assign(&self, ts: u64, out: &mut Vec<Window>) {
+        out.clear();
         match self.spec.shape {
             Shape::Tumbling { size } => {
                 let start = ts - ts % size;
-                vec![Window {
+                out.push(Window {
                     start,
                     end: start.saturating_add(size),
-                }]
+                });
             }
             Shape::Sliding { size, slide } => {
-                let mut out = Vec::new();
                 let mut start = ts - ts % slide;
                 loop {
                     let end = start.saturating_add(size);
@@ -191,12 +213,11 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
                     }
                     start -= slide;
                 }
-                out
             }
-            Shape::Session { gap } => vec![Window {
+            Shape::Session { gap } => out.push(Window {
                 start: ts,
                 end: ts.saturating_add(gap),
-            }],
+            }),
         }
     }
 
@@ -206,25 +227,63 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
     ///
     /// The state bound was reached and the policy is [`Overflow::Fail`].
     pub fn insert(&mut self, key: K, ts: u64, x: &T) -> Result<Admit, String> {
-        if let Shape::Tumbling { size } = self.spec.shape {
-            // Fast path: the element's window is open and has not fired.
-            let start = ts - ts % size;
-            let w = Window {
-                start,
-                end: start.saturating_add(size),
-            };
-            if !self.due(w)
-                && let Some(o) = self.slots.get_mut(&SlotKey::new(key.clone(), start))
-            {
-                (self.agg.add)(&mut o.acc, x);
-                return Ok(Admit::Added);
-            }
+        let key = match self.spec.shape {
+            Shape::Tumbling { size } => match self.insert_tumbling(key, ts, size, x) {
+                Ok(admit) => return Ok(admit),
+                Err(key) => key,
+            },
+            _ => key,
+        };
+        let mut targets = std::mem::take(&mut self.targets);
+        self.assign(ts, &mut targets);
+        targets.retain(|w| !self.closed(*w));
+        let admit = self.insert_into(key, &targets, x);
+        self.targets = targets;
+        admit
+    }
+
+    /// The tumbling fast path: an element whose window has not fired goes into its
+    /// open window, or opens it when there is room, with one hash lookup. `Err`
+    /// gives the key back for the general path (a fired window, or no room).
+    fn insert_tumbling(&mut self, key: K, ts: u64, size: u64, x: &T) -> Result<Admit, K> {
+        let start = ts - ts % size;
+        let window = Window {
+            start,
+            end: start.saturating_add(size),
+        };
+        if self.due(window) {
+            return Err(key);
         }
-        let targets: Vec<Window> = self
-            .assign(ts)
-            .into_iter()
-            .filter(|w| !self.closed(*w))
-            .collect();
+        match self.slots.entry(SlotKey::new(key, start)) {
+            Entry::Occupied(mut o) => {
+                (self.agg.add)(&mut o.get_mut().acc, x);
+                Ok(Admit::Added)
+            }
+            Entry::Vacant(v) if self.open < self.spec.max_windows => {
+                // User code first: a panic leaves the state as it was.
+                let mut acc = (self.agg.init)();
+                (self.agg.add)(&mut acc, x);
+                self.next_id += 1;
+                self.open += 1;
+                let id = self.next_id;
+                // Not due, so its timer is its end.
+                self.timers
+                    .insert(window.end, id, v.key().key.clone(), start);
+                v.insert(Slot {
+                    acc,
+                    fired: 0,
+                    at_end: true,
+                });
+                self.spec.metrics.set_open(self.open);
+                Ok(Admit::Added)
+            }
+            Entry::Vacant(v) => Err(v.into_key().key),
+        }
+    }
+
+    /// The general path of [`insert`](Self::insert): `targets` are the element's
+    /// windows that are not closed.
+    fn insert_into(&mut self, key: K, targets: &[Window], x: &T) -> Result<Admit, String> {
         if targets.is_empty() {
             self.spec.metrics.add_late();
             return Ok(Admit::Late);
@@ -232,7 +291,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
         let session = matches!(self.spec.shape, Shape::Session { .. });
         // Make room first: evicting may remove windows this element goes to.
         loop {
-            let needed = self.needed(&key, &targets, session);
+            let needed = self.needed(&key, targets, session);
             if self.open + needed <= self.spec.max_windows {
                 break;
             }
@@ -253,7 +312,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
         if session {
             self.add_session(key, targets[0], x);
         } else {
-            for w in targets {
+            for &w in targets {
                 self.add_to(&key, w, x);
             }
         }
@@ -299,8 +358,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
             o.window.end
         };
         o.timer = at;
-        self.timers
-            .insert((at, o.id), (key.clone(), o.window.start));
+        self.timers.insert(at, o.id, key.clone(), o.window.start);
     }
 
     fn emit(&mut self, key: &K, o: &mut Open<A>) {
@@ -316,7 +374,11 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
     }
 
     fn add_to(&mut self, key: &K, window: Window, x: &T) {
-        let existing = self.slots.remove(&SlotKey::new(key.clone(), window.start));
+        let existing = self
+            .slots
+            .remove(&SlotKey::new(key.clone(), window.start))
+            // Its id is not needed: it stays in its timer entry, unchanged here.
+            .map(|slot| self.unslot(window.start, 0, slot));
         let mut o = match existing {
             Some(o) => o,
             None => {
@@ -343,7 +405,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
         let mut window = proto;
         let mut fired = 0;
         for o in overlapping {
-            self.timers.remove(&(o.timer, o.id));
+            self.timers.remove(o.timer, o.id);
             window.start = window.start.min(o.window.start);
             window.end = window.end.max(o.window.end);
             fired = fired.max(o.fired);
@@ -380,7 +442,8 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
     /// Removes window `id` of `key`.
     fn take(&mut self, key: &K, start: u64, id: u64) -> Option<Open<A>> {
         if !matches!(self.spec.shape, Shape::Session { .. }) {
-            return self.slots.remove(&SlotKey::new(key.clone(), start));
+            let slot = self.slots.remove(&SlotKey::new(key.clone(), start))?;
+            return Some(self.unslot(start, id, slot));
         }
         let list = self.keys.get_mut(key)?;
         let i = list.iter().position(|o| o.id == id)?;
@@ -395,13 +458,38 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
         if matches!(self.spec.shape, Shape::Session { .. }) {
             self.keys.entry(key).or_default().push(o);
         } else {
-            self.slots.insert(SlotKey::new(key, o.window.start), o);
+            let slot = Slot {
+                at_end: o.timer == o.window.end,
+                acc: o.acc,
+                fired: o.fired,
+            };
+            self.slots.insert(SlotKey::new(key, o.window.start), slot);
+        }
+    }
+
+    /// The [`Open`] form of the tumbling or sliding window `id` at `start`.
+    fn unslot(&self, start: u64, id: u64, slot: Slot<A>) -> Open<A> {
+        let size = match self.spec.shape {
+            Shape::Tumbling { size } | Shape::Sliding { size, .. } => size,
+            Shape::Session { gap } => gap,
+        };
+        let end = start.saturating_add(size);
+        Open {
+            window: Window { start, end },
+            acc: slot.acc,
+            id,
+            fired: slot.fired,
+            timer: if slot.at_end {
+                end
+            } else {
+                end.saturating_add(self.spec.lateness)
+            },
         }
     }
 
     /// Fires (if not fired yet) and closes the window that needs attention first.
     fn evict_earliest(&mut self) {
-        let Some(((_, id), (key, start))) = self.timers.pop_first() else {
+        let Some((_, id, key, start)) = self.timers.pop_first() else {
             return;
         };
         if let Some(mut o) = self.take(&key, start, id) {
@@ -420,11 +508,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
             return;
         }
         self.wm = Some(wm);
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > wm {
-                break;
-            }
-            let ((_, id), (key, start)) = entry.remove_entry();
+        while let Some((_, id, key, start)) = self.timers.pop_until(wm) {
             let Some(mut o) = self.take(&key, start, id) else {
                 continue;
             };

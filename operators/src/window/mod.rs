@@ -38,6 +38,7 @@ mod grouped;
 mod junction;
 mod operator;
 mod spec;
+mod timers;
 
 use std::hash::Hash;
 use std::sync::Arc;

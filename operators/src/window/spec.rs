@@ -419,8 +419,12 @@ impl WindowMetrics {
     }
 
     pub(crate) fn set_open(&self, open: usize) {
-        self.0.open.store(open as u64, Relaxed);
-        self.0.peak_open.fetch_max(open as u64, Relaxed);
+        let open = open as u64;
+        self.0.open.store(open, Relaxed);
+        // A read first: the read-modify-write only when the peak moves.
+        if open > self.0.peak_open.load(Relaxed) {
+            self.0.peak_open.fetch_max(open, Relaxed);
+        }
     }
 
     pub(crate) fn add_fired(&self, n: u64) {
