@@ -81,6 +81,9 @@ pub use weir_supervisor as supervisor;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 
+#[cfg(feature = "sse")]
+pub mod sse;
+
 /// Everything a pipeline author needs: `use weir::prelude::*;`.
 pub mod prelude {
     pub use weir_operators::barrier::{Barrier, BarrierExt, UnevenEnd};

@@ -13,4 +13,5 @@ mod limits_examples_run;
 mod logproc_input;
 mod logproc_report;
 mod mux_example_run;
+mod sse_example_run;
 mod window_examples_run;

@@ -59,7 +59,9 @@ pub(crate) struct State<T> {
 
 /// One subscriber's queue and counts.
 pub(crate) struct Slot<T> {
-    pub(crate) queue: VecDeque<T>,
+    /// The buffered elements, each with its index among those offered to the
+    /// subscriber (its `offered` count when it arrived).
+    pub(crate) queue: VecDeque<(u64, T)>,
     pub(crate) capacity: usize,
     pub(crate) policy: LagPolicy,
     waker: Option<Waker>,
@@ -163,13 +165,14 @@ impl<T> Slot<T> {
     }
 
     fn apply(&mut self, decision: Decision, x: Option<T>, now: Instant) {
+        let index = self.offered;
         self.offered += 1;
         match decision {
             Decision::Accept | Decision::EvictOldest => {
                 if decision == Decision::EvictOldest && self.queue.pop_front().is_some() {
                     self.dropped += 1;
                 }
-                self.queue.extend(x);
+                self.queue.extend(x.map(|x| (index, x)));
                 if self.queue.len() > self.capacity && self.lagging_since.is_none() {
                     self.lagging_since = Some(now);
                 }
@@ -182,8 +185,8 @@ impl<T> Slot<T> {
         }
     }
 
-    /// Takes the oldest buffered element, for the subscriber.
-    pub(crate) fn pop(&mut self, now: Instant) -> Option<T> {
+    /// Takes the oldest buffered element, with its index, for the subscriber.
+    pub(crate) fn pop(&mut self, now: Instant) -> Option<(u64, T)> {
         self.refresh(now);
         let x = self.queue.pop_front()?;
         self.received += 1;

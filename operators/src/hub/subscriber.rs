@@ -74,12 +74,48 @@ impl<T> Subscriber<T> {
 
     /// The next element if one is buffered now.
     pub fn try_recv(&mut self) -> Option<T> {
-        self.take(None).0
+        self.take(None).0.map(|(_, x)| x)
     }
 
     /// Polls for the next element: `Ready(Some(x))`, `Ready(None)` at the end, or
     /// `Pending` with `cx`'s waker registered.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.poll_recv_indexed(cx).map(|x| x.map(|(_, x)| x))
+    }
+
+    /// Like [`recv`](Self::recv), with the element's index among the elements
+    /// offered to this subscriber (0 for the first published after it subscribed).
+    /// A gap between the indices of two consecutive elements is exactly what the
+    /// lag policy dropped between them, so a consumer can tell its own clients
+    /// where and how much they missed.
+    ///
+    /// ```
+    /// use weir_operators::hub::NoSubscriber;
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// use weir_runtime::junction::LagPolicy;
+    ///
+    /// let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let (runnable, hub) = Pipeline::from_iter(10..20).broadcast_hub(NoSubscriber::Wait);
+    /// let mut sub = hub.subscribe(2, LagPolicy::DropOldest { buffer: 0 })?;
+    /// runnable.run(&rt)?.wait()?;
+    /// // It kept the newest two: indices 8 and 9 of the ten offered.
+    /// assert_eq!(sub.try_recv_indexed(), Some((8, 18)));
+    /// assert_eq!(sub.try_recv_indexed(), Some((9, 19)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn recv_indexed(&mut self) -> Option<(u64, T)> {
+        poll_fn(|cx| self.poll_recv_indexed(cx)).await
+    }
+
+    /// Like [`try_recv`](Self::try_recv), with the element's index (see
+    /// [`recv_indexed`](Self::recv_indexed)).
+    pub fn try_recv_indexed(&mut self) -> Option<(u64, T)> {
+        self.take(None).0
+    }
+
+    /// Like [`poll_recv`](Self::poll_recv), with the element's index (see
+    /// [`recv_indexed`](Self::recv_indexed)).
+    pub fn poll_recv_indexed(&mut self, cx: &mut Context<'_>) -> Poll<Option<(u64, T)>> {
         match self.take(Some(cx.waker())) {
             (Some(x), _) => Poll::Ready(Some(x)),
             (None, true) => Poll::Ready(None),
@@ -87,9 +123,9 @@ impl<T> Subscriber<T> {
         }
     }
 
-    /// Takes the next element; also says whether the hub has ended. Registers
-    /// `waker` when there is nothing to take and the hub runs.
-    fn take(&mut self, waker: Option<&Waker>) -> (Option<T>, bool) {
+    /// Takes the next element and its index; also says whether the hub has
+    /// ended. Registers `waker` when there is nothing to take and the hub runs.
+    fn take(&mut self, waker: Option<&Waker>) -> (Option<(u64, T)>, bool) {
         let (x, ended, sink) = {
             let mut st = self.shared.lock();
             let ended = st.end.is_some();

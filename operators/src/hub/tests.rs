@@ -73,7 +73,17 @@ fn check(st: &mut State<u64>, models: &BTreeMap<u64, Model>, published: u64, see
             assert_eq!(s.dropped, 0, "{what}");
         }
         // What it read and what it holds: in publication order, each offered to it.
-        let seen: Vec<u64> = m.received.iter().chain(&slot.queue).copied().collect();
+        let seen: Vec<u64> = m
+            .received
+            .iter()
+            .chain(slot.queue.iter().map(|(_, x)| x))
+            .copied()
+            .collect();
+        // Each buffered element carries its index among those offered to it.
+        assert!(
+            slot.queue.iter().all(|&(i, x)| m.offered[i as usize] == x),
+            "{what}"
+        );
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "{what}: {seen:?}");
         assert!(
             seen.iter().all(|x| m.offered.binary_search(x).is_ok()),
@@ -147,9 +157,9 @@ fn random_schedules_keep_every_count_and_bound() {
                         .keys()
                         .map(|&id| st.slot(id).unwrap().queue.len())
                         .collect();
-                    let took_any = models
-                        .keys()
-                        .any(|&id| st.slot(id).unwrap().queue.back() == Some(&published));
+                    let took_any = models.keys().any(|&id| {
+                        st.slot(id).unwrap().queue.back().map(|(_, x)| x) == Some(&published)
+                    });
                     assert_eq!(took, took_any, "seed {seed}: {before:?} -> {after:?}");
                     published += 1;
                 }
@@ -159,7 +169,11 @@ fn random_schedules_keep_every_count_and_bound() {
                         .nth(rng.below(models.len() as u64) as usize)
                         .unwrap();
                     let x = st.slot(id).unwrap().pop(now);
-                    models.get_mut(&id).unwrap().received.extend(x);
+                    let m = models.get_mut(&id).unwrap();
+                    if let Some((i, x)) = x {
+                        assert_eq!(m.offered[i as usize], x, "seed {seed}: the index of {x}");
+                        m.received.push(x);
+                    }
                 }
                 _ => now += Duration::from_millis(rng.below(4)),
             }

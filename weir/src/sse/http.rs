@@ -1,0 +1,269 @@
+//! The HTTP side: the listener thread, the connection limit, request routing.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use weir_operators::hub::BroadcastHub;
+
+use super::{Counters, Encode, Options, SseError, SseStats, stream};
+
+/// How long a shut-down server waits for its connections to send their `end`
+/// events before closing the rest.
+const DRAIN: Duration = Duration::from_secs(1);
+
+/// The answer to one connection too many, written without parsing its request.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+Content-Type: text/plain\r\nContent-Length: 23\r\nConnection: close\r\n\r\n\
+too many SSE clients.\r\n";
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A running SSE endpoint, from [`Sse::serve`](super::Sse::serve). Dropping it
+/// shuts the server down as [`shutdown`](Self::shutdown) does.
+#[derive(Debug)]
+pub struct SseServer {
+    addr: SocketAddr,
+    counters: Arc<Counters>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SseServer {
+    /// The address it listens on (with the port chosen when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The counts now.
+    pub fn stats(&self) -> SseStats {
+        self.counters.snapshot()
+    }
+
+    /// Stops accepting, sends every streaming client an `end` event with
+    /// `data: shutdown`, waits up to a second for them to go, closes what is
+    /// left, and returns the final counts. The hub keeps running for its other
+    /// subscribers.
+    pub fn shutdown(mut self) -> SseStats {
+        self.stop_and_join();
+        self.counters.snapshot()
+    }
+
+    fn stop_and_join(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for SseServer {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Binds `addr` and starts the server's thread.
+pub(super) fn start<T: Clone + Send + 'static>(
+    addr: SocketAddr,
+    hub: BroadcastHub<T>,
+    encode: Encode<T>,
+    options: Options,
+) -> Result<SseServer, SseError> {
+    let bind = |e: std::io::Error| SseError::Bind {
+        addr,
+        reason: e.to_string(),
+    };
+    let std_listener = std::net::TcpListener::bind(addr).map_err(bind)?;
+    std_listener.set_nonblocking(true).map_err(bind)?;
+    let local = std_listener.local_addr().map_err(bind)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(bind)?;
+    let counters = Arc::new(Counters::default());
+    let (stop, stopped) = watch::channel(false);
+    let server = Server {
+        hub,
+        encode,
+        options: Arc::new(options),
+        counters: Arc::clone(&counters),
+        stopped,
+    };
+    let thread = std::thread::Builder::new()
+        .name("weir-sse".to_owned())
+        .spawn(move || {
+            rt.block_on(async move {
+                match TcpListener::from_std(std_listener) {
+                    Ok(listener) => server.run(listener).await,
+                    Err(e) => tracing::error!(%local, error = %e, "SSE listener failed"),
+                }
+            });
+        })
+        .map_err(bind)?;
+    Ok(SseServer {
+        addr: local,
+        counters,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// What the accept loop and every connection share.
+struct Server<T> {
+    hub: BroadcastHub<T>,
+    encode: Encode<T>,
+    options: Arc<Options>,
+    counters: Arc<Counters>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl<T> Clone for Server<T> {
+    fn clone(&self) -> Self {
+        Server {
+            hub: self.hub.clone(),
+            encode: Arc::clone(&self.encode),
+            options: Arc::clone(&self.options),
+            counters: Arc::clone(&self.counters),
+            stopped: self.stopped.clone(),
+        }
+    }
+}
+
+/// Decrements the count of open connections when a connection's task ends.
+struct ConnectionGuard(Arc<Counters>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<T: Clone + Send + 'static> Server<T> {
+    async fn run(self, listener: TcpListener) {
+        let mut stopped = self.stopped.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped.changed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((socket, _peer)) => self.admit(socket),
+                    // Out of descriptors and the like: back off instead of spinning.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SSE accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        // Streams see the same signal and send their `end` events.
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while self.counters.connections.load(Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Dropping the runtime closes whatever is still open.
+    }
+
+    /// Serves a new connection, or refuses it when `max_clients` are open.
+    fn admit(&self, mut socket: TcpStream) {
+        let open = self.counters.connections.fetch_add(1, Ordering::AcqRel);
+        let guard = ConnectionGuard(Arc::clone(&self.counters));
+        if open >= self.options.max_clients {
+            self.counters.rejected.fetch_add(1, Ordering::AcqRel);
+            tokio::spawn(async move {
+                // Best effort: a client that cannot take 150 bytes is closed anyway.
+                let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(BUSY)).await;
+                let _ = socket.shutdown().await;
+                drop(guard);
+            });
+            return;
+        }
+        let server = self.clone();
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.keep_alive(false)
+                .timer(TokioTimer::new())
+                .header_read_timeout(server.options.header_timeout);
+            let service = service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(server.respond(&req)) }
+            });
+            if let Err(e) = http.serve_connection(TokioIo::new(socket), service).await {
+                tracing::debug!(error = %e, "SSE connection ended with an error");
+            }
+            drop(guard);
+        });
+    }
+
+    /// The answer to one request: the event stream, or an error status.
+    fn respond(&self, req: &Request<Incoming>) -> Response<Body> {
+        if req.uri().path() != self.options.path {
+            return self.refuse(StatusCode::NOT_FOUND, "no event stream here\n");
+        }
+        if req.method() != Method::GET {
+            let mut res = self.refuse(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+            res.headers_mut()
+                .insert(ALLOW, hyper::header::HeaderValue::from_static("GET"));
+            return res;
+        }
+        let sub = match self.hub.subscribe(self.options.buffer, self.options.policy) {
+            Ok(sub) => sub,
+            // Validated before the server started.
+            Err(e) => return self.refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+        let events = stream::events(
+            sub,
+            Arc::clone(&self.encode),
+            self.options.event.clone(),
+            self.options.retry,
+            self.options.heartbeat,
+            self.stopped.clone(),
+            Arc::clone(&self.counters),
+        );
+        let mut res = Response::new(StreamBody::new(events).boxed_unsync());
+        let headers = res.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(
+            CACHE_CONTROL,
+            hyper::header::HeaderValue::from_static("no-cache"),
+        );
+        // Tells reverse proxies (nginx) not to buffer the stream.
+        headers.insert(
+            "x-accel-buffering",
+            hyper::header::HeaderValue::from_static("no"),
+        );
+        res
+    }
+
+    fn refuse(&self, status: StatusCode, text: &str) -> Response<Body> {
+        self.counters.bad_requests.fetch_add(1, Ordering::AcqRel);
+        let body = if text.is_empty() {
+            Empty::new().boxed_unsync()
+        } else {
+            Full::new(Bytes::from(text.to_owned())).boxed_unsync()
+        };
+        let mut res = Response::new(body);
+        *res.status_mut() = status;
+        res
+    }
+}
