@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod etl;
 mod examples_run;
 mod graph_examples_run;
 mod hubs_example_run;

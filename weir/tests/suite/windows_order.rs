@@ -7,7 +7,7 @@
 //! one-lookup path (no row bound): a panic in `combine` leaves its state as it
 //! was, so a retry joins exactly as if nothing had failed.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -328,7 +328,7 @@ fn many_keys_per_window_end_fire_in_creation_order() {
     while let Some(r) = w.pop_ready() {
         fired.push((r.window.start, r.key, r.value));
     }
-    assert_eq!(fired.iter().map(|f| f.2).sum::<u64>(), (0..10_000).sum());
+    assert_eq!(fired.iter().map(|f| f.2).sum::<u64>(), (0..10_000_u64).sum::<u64>());
     let mut at = 0;
     for start in (0..100_u64).step_by(10) {
         // Creation order: the order keys first appear in the window.

@@ -2,7 +2,7 @@
 //! dead letters, bounded memory, rotation by size, the fsync policy, build and
 //! write errors.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! configs rejected with the old one kept; the config in force kept across a
 //! restart; a stage's restart policy and a throttle's rate changed while they run.
 
-mod common;
+use crate::common;
 #[path = "reconfig/pools.rs"]
 mod pools;
 
