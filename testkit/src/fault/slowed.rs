@@ -11,7 +11,7 @@ use weir::operator::{Counting, ElementSupervision, Io, Operator, Step};
 /// Wraps an operator so that after each step it rests `per_element` for every
 /// input element the step took, before it is stepped again: the operator does the
 /// same work, slower, and the stage's input queue backpressures upstream
-/// meanwhile. Everything else (kind, counting, validation, supervision, held
+/// meanwhile. A step that finishes the operator is not followed by a rest. Everything else (kind, counting, validation, supervision, held
 /// elements, state, restarts) is the inner operator's.
 ///
 /// # Examples
@@ -40,6 +40,7 @@ use weir::operator::{Counting, ElementSupervision, Io, Operator, Step};
 ///     let start = tokio::time::Instant::now();
 ///     let done = Pipeline::from_iter(0..10_u32)
 ///         .via(Slowed::new(AddOne, Duration::from_millis(100)))
+///         .capacity(2)
 ///         .collect()
 ///         .run(&rt)
 ///         .unwrap()
@@ -48,8 +49,8 @@ use weir::operator::{Counting, ElementSupervision, Io, Operator, Step};
 ///     assert_eq!(done.output, (1..=10).collect::<Vec<_>>());
 ///     start.elapsed()
 /// });
-/// // Ten elements at 100 ms each, in virtual time.
-/// assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+/// // Ten elements at 100 ms each, in virtual time (the last step has no rest).
+/// assert!(elapsed >= Duration::from_millis(800), "{elapsed:?}");
 /// ```
 #[derive(Debug)]
 pub struct Slowed<Op> {
