@@ -195,7 +195,11 @@ fn panic_at_fails_exactly_the_nth_element() {
         let chaos = report.stage("chaos").unwrap();
         // The three before it passed; the failure stops the pipeline at once, so
         // they may be abandoned downstream, counted.
-        assert_eq!((chaos.completed, chaos.emitted, chaos.failed), (3, 3, 1), "{report}");
+        assert_eq!(
+            (chaos.completed, chaos.emitted, chaos.failed),
+            (3, 3, 1),
+            "{report}"
+        );
         let sink = &report.stages[2];
         assert_eq!(sink.completed + sink.abandoned, 3, "{report}");
     });
@@ -205,7 +209,9 @@ fn panic_at_fails_exactly_the_nth_element() {
 fn error_at_is_retried_by_supervision_and_then_passes() {
     run_paused(|rt| async move {
         let done = Pipeline::from_iter(1..=10_u32)
-            .supervise(Supervision::new(SupervisionPolicy::default()).dead_letters(MemoryDlq::new(8)))
+            .supervise(
+                Supervision::new(SupervisionPolicy::default()).dead_letters(MemoryDlq::new(8)),
+            )
             .inject(Fault::error_at(6))
             .name("chaos")
             .collect()
@@ -260,7 +266,11 @@ fn probabilistic_faults_are_deterministic_from_the_seed() {
 fn wrapped_functions_fail_where_the_fault_says() {
     run(|rt| async move {
         let running = Pipeline::from_iter(0..10_u32)
-            .try_map(Fault::error_at(2).class(ErrorClass::Permanent).wrap_try(|x| Ok(x * 2)))
+            .try_map(
+                Fault::error_at(2)
+                    .class(ErrorClass::Permanent)
+                    .wrap_try(|x| Ok(x * 2)),
+            )
             .name("user")
             .collect()
             .run(&rt)
@@ -282,7 +292,10 @@ fn invalid_fault_arguments_are_build_errors_naming_the_stage() {
         .run(&rt)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`zero`") && err.contains("counted from 1"), "{err}");
+    assert!(
+        err.contains("`zero`") && err.contains("counted from 1"),
+        "{err}"
+    );
     let err = Pipeline::from_iter(0..3_u32)
         .inject(Fault::panic_with_probability(1.5, 1))
         .name("odds")
@@ -290,7 +303,10 @@ fn invalid_fault_arguments_are_build_errors_naming_the_stage() {
         .run(&rt)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`odds`") && err.contains("outside [0, 1]"), "{err}");
+    assert!(
+        err.contains("`odds`") && err.contains("outside [0, 1]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -331,7 +347,11 @@ fn delay_each_and_slowed_take_virtual_time_not_real_time() {
         (Duration::from_millis(200)..Duration::from_millis(300)).contains(&slowed),
         "20 × 10 ms: {slowed:?}"
     );
-    assert!(real.elapsed() < Duration::from_secs(1), "{:?}", real.elapsed());
+    assert!(
+        real.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        real.elapsed()
+    );
 }
 
 /// An honest one-to-one operator, for wrapping.
@@ -515,4 +535,47 @@ fn advance_fires_timers_in_virtual_time() {
         sink.expect_complete().await;
         assert_conserved(&running.await.unwrap().report);
     });
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// For any capacities and any sequence of requests, the source has been asked
+    /// for exactly the sum of the capacities plus what the sink took: the path is
+    /// always exactly full, never over. And every element comes out once, in order.
+    #[test]
+    fn demand_releases_exactly_what_was_taken(
+        caps in proptest::collection::vec(1_usize..6, 1..4),
+        sink_cap in 1_usize..6,
+        requests in proptest::collection::vec(0_u64..7, 1..6),
+    ) {
+        run(|rt| async move {
+            const N: u64 = 200;
+            let (source, mut flow) = TestSource::probe::<u64>();
+            for &c in &caps {
+                flow = flow.map(|x| x).capacity(c);
+            }
+            let (runnable, mut sink) = flow.test_sink();
+            let running = runnable.capacity(sink_cap).run(&rt).unwrap();
+            source.send_all(0..N);
+            let path = (caps.iter().sum::<usize>() + sink_cap) as u64;
+            let mut taken = 0;
+            for n in requests {
+                sink.request(n);
+                for _ in 0..n {
+                    sink.expect_next(taken).await;
+                    taken += 1;
+                }
+                settle().await;
+                assert_eq!(source.taken(), path + taken);
+            }
+            source.send_complete();
+            sink.request_all();
+            let rest = sink.expect_elements_until_complete().await;
+            assert_eq!(rest, (taken..N).collect::<Vec<_>>());
+            let done = running.await.unwrap();
+            assert_conserved(&done.report);
+            assert_bounded(&done.report);
+        });
+    }
 }

@@ -81,7 +81,10 @@ pub fn assert_bounded(report: &Report) {
 ///
 /// If the pipeline completed, failed at another stage, or its runtime stopped; or
 /// if the report breaks conservation.
-pub async fn expect_failure<R: Send + 'static>(running: Running<R>, stage: &str) -> (String, Report) {
+pub async fn expect_failure<R: Send + 'static>(
+    running: Running<R>,
+    stage: &str,
+) -> (String, Report) {
     match running.await {
         Ok(done) => panic!(
             "expected the pipeline to fail at `{stage}`, it ended with {:?}\n{}",

@@ -254,3 +254,41 @@ where
         io.finish_when_drained()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_number_does_not_move_the_expectation() {
+        let mut c = SequenceChecker::starting_at(1);
+        c.observe("k", 1).unwrap();
+        assert!(c.observe("k", 5).is_err());
+        assert_eq!(c.next_expected(&"k"), 2);
+        c.observe("k", 2).unwrap();
+        assert_eq!((c.keys(), c.seen()), (1, 2));
+    }
+
+    #[test]
+    fn errors_read_well() {
+        let gap = SequenceError::Gap {
+            key: 7,
+            expected: 3,
+            got: 9,
+        };
+        assert_eq!(gap.to_string(), "key 7: gap, expected 3, got 9");
+    }
+
+    #[test]
+    fn a_lost_tail_is_a_gap_in_the_counts() {
+        let c = check_sequences([(0, 0), (0, 1)]).unwrap();
+        assert_eq!(
+            c.expect_counts([(0, 3)]),
+            Err(SequenceError::Gap {
+                key: 0,
+                expected: 2,
+                got: 3
+            })
+        );
+    }
+}

@@ -206,3 +206,62 @@ impl fmt::Display for FaultKind {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_fires_once_on_exactly_the_nth_attempt() {
+        let mut f = Fault::panic_at(3);
+        let fired: Vec<u64> = (1..=10).filter(|_| f.next_attempt().is_some()).collect();
+        assert_eq!(fired, [3]);
+        assert_eq!(f.attempts(), 10);
+    }
+
+    #[test]
+    fn probability_zero_and_one_are_never_and_always() {
+        let mut never = Fault::error_with_probability(0.0, 1);
+        let mut always = Fault::error_with_probability(1.0, 1);
+        assert!((0..1000).all(|_| never.next_attempt().is_none()));
+        assert!((0..1000).all(|_| always.next_attempt().is_some()));
+    }
+
+    #[test]
+    fn class_applies_to_errors_only() {
+        let mut f = Fault::error_at(1).class(ErrorClass::Permanent);
+        let err = f.strike().unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert_eq!(err.message(), "injected fault at attempt 1");
+        let f = Fault::panic_at(1).class(ErrorClass::Permanent);
+        assert_eq!(f.kind, FaultKind::Panic);
+    }
+
+    #[test]
+    fn validate_names_the_bad_argument() {
+        assert!(
+            Fault::panic_at(0)
+                .validate()
+                .unwrap_err()
+                .contains("from 1")
+        );
+        assert!(
+            Fault::panic_with_probability(-0.1, 0)
+                .validate()
+                .unwrap_err()
+                .contains("outside [0, 1]")
+        );
+        assert!(Fault::error_with_probability(0.5, 0).validate().is_ok());
+    }
+
+    #[test]
+    fn wrapped_functions_count_every_call() {
+        let mut f = Fault::error_at(2).wrap_try(|x: u32| Ok(x + 1));
+        assert_eq!(f(1).unwrap(), 2);
+        assert!(f(2).is_err());
+        assert_eq!(f(3).unwrap(), 4);
+        let mut g = Fault::panic_at(1).wrap(|x: u32| x);
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g(0))).is_err());
+        assert_eq!(g(5), 5);
+    }
+}

@@ -66,10 +66,7 @@ where
             return Step::Finished;
         }
         if self.exhausted {
-            return Step::Failed(Failure::error(
-                ErrorClass::Permanent,
-                self.message.clone(),
-            ));
+            return Step::Failed(Failure::error(ErrorClass::Permanent, self.message.clone()));
         }
         while io.has_room() {
             match self.elements.next() {

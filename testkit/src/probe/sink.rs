@@ -197,9 +197,7 @@ impl<T: Debug> SinkProbe<T> {
         while got.len() < n {
             match self.next_event().await {
                 SinkEvent::Next(x) => got.push(x),
-                other => panic!(
-                    "test sink: expected {n} elements, got {other:?} after {got:?}"
-                ),
+                other => panic!("test sink: expected {n} elements, got {other:?} after {got:?}"),
             }
         }
         got
