@@ -64,7 +64,7 @@ pub mod prelude {
         DepthProbe, SequenceChecker, assert_bounded, assert_conserved, check_sequences,
         expect_failure,
     };
-    pub use crate::fault::{Fault, FaultKind, StallHandle, failing_source};
+    pub use crate::fault::{Fault, FaultKind, Faulty, Slowed, StallHandle, failing_source};
     pub use crate::probe::{SinkEvent, SinkProbe, SourceProbe, TestSink, TestSource};
     pub use crate::time::{advance, run, run_paused, settle};
 }

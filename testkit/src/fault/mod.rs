@@ -5,7 +5,8 @@
 //! same elements on every run). It fails by panicking or by returning an error of a
 //! chosen [`ErrorClass`](weir::ErrorClass). Put it in a pipeline as its own stage
 //! ([`inject`](crate::TestkitExt::inject)) or around a user's function
-//! ([`Fault::wrap`], [`Fault::wrap_try`]).
+//! ([`Fault::wrap`], [`Fault::wrap_try`]) or around a user's operator
+//! ([`Faulty`]).
 //!
 //! The other faults slow or stop the flow instead of failing it:
 //!
@@ -22,6 +23,7 @@
 //! [`run_paused`](crate::time::run_paused) their delays take no real time.
 
 mod delay;
+mod faulty;
 mod plan;
 mod rng;
 mod slowed;
@@ -30,6 +32,7 @@ mod stage;
 mod stall;
 
 pub use delay::DelayEach;
+pub use faulty::Faulty;
 pub use plan::{Fault, FaultKind};
 pub use rng::SplitMix64;
 pub use slowed::Slowed;
