@@ -110,6 +110,10 @@ impl TestSink {
 ///
 /// Every `expect_*` waits at most the probe's timeout and panics with a message
 /// saying what was expected and what came (or that nothing did).
+///
+/// Dropping the probe cancels the sink, as dropping an
+/// [`Egress`](weir::prelude::Egress) does: the pipeline ends, and what the sink had
+/// not taken is counted as abandoned.
 #[derive(Debug)]
 pub struct SinkProbe<T> {
     demand: Arc<Mutex<Demand>>,
@@ -264,6 +268,17 @@ impl<T: Debug> SinkProbe<T> {
     }
 }
 
+impl<T> Drop for SinkProbe<T> {
+    fn drop(&mut self) {
+        // Wakes the sink so that it sees the probe gone and finishes.
+        self.events.close();
+        let waker = lock(&self.demand).waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
 /// The sink operator behind a [`SinkProbe`].
 struct ProbeSink<T> {
     demand: Arc<Mutex<Demand>>,
@@ -285,13 +300,16 @@ impl<T: Send + 'static> Operator for ProbeSink<T> {
     }
 
     fn step(&mut self, io: &mut Io<'_, T, Infallible>, cx: &mut Context<'_>) -> Step {
+        if self.events.is_closed() {
+            // The probe is gone: nobody takes more. What is queued is abandoned.
+            return Step::Finished;
+        }
         let mut d = lock(&self.demand);
         let mut delivered: u64 = 0;
         while delivered < d.requested {
             let Some(x) = io.pop() else { break };
             delivered += 1;
-            // A test that dropped its probe no longer looks; the element still
-            // reached the sink.
+            // Sent to the probe, the element has reached the sink.
             let _ = self.events.send(SinkEvent::Next(x));
         }
         d.requested -= delivered;

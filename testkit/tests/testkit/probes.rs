@@ -76,6 +76,26 @@ fn dropping_the_source_probe_ends_the_stream_after_its_script() {
     });
 }
 
+/// Dropping the sink probe cancels the sink, as dropping an egress does: the
+/// pipeline ends and what was queued for the sink is abandoned, counted.
+#[test]
+fn dropping_the_sink_probe_cancels_the_sink() {
+    run_paused(|rt| async move {
+        let (runnable, mut sink) = Pipeline::from_iter(0_u64..)
+            .map(|x| x)
+            .capacity(4)
+            .test_sink();
+        let running = runnable.name("sink").capacity(4).run(&rt).unwrap();
+        sink.request(3);
+        assert_eq!(sink.expect_next_n(3).await, [0, 1, 2]);
+        drop(sink);
+        let done = running.await.unwrap();
+        assert_eq!(done.report.delivered(), 3);
+        assert!(done.report.abandoned() > 0, "{}", done.report);
+        assert_conserved(&done.report);
+    });
+}
+
 #[test]
 #[should_panic(expected = "test sink: expected Next(5), got Next(1)")]
 fn expect_next_names_what_came_instead() {
