@@ -1,6 +1,8 @@
 //! Restart storms and open breakers on virtual time (a paused tokio clock): exact
 //! restart counts within the intensity window, backoff delays on the schedule, and
-//! no calls into the failing stage while it waits.
+//! no calls into the failing stage while it waits. The tests run on the test kit's
+//! paused-clock runner; failures are checked with `expect_failure`, which asserts
+//! conservation on the failed pipeline's report too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,18 +11,7 @@ use std::time::Duration;
 use weir::prelude::*;
 use weir::supervisor::policy::{BreakerConfig, RestartIntensity, Trip};
 use weir::{EventError, Failure};
-
-/// An actix System on a current-thread tokio runtime whose clock is paused: timers
-/// fire as soon as everything else is idle, in virtual time.
-fn paused_system() -> actix_rt::SystemRunner {
-    actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    })
-}
+use weir_testkit::prelude::*;
 
 async fn drain(events: &mut weir::Events) -> Vec<SupervisionEvent> {
     let mut all = Vec::new();
@@ -35,8 +26,7 @@ async fn drain(events: &mut weir::Events) -> Vec<SupervisionEvent> {
 
 #[test]
 fn a_restart_storm_escalates_after_exactly_the_intensity_with_backoff_on_schedule() {
-    paused_system().block_on(async {
-        let rt = Runtime::from_current().unwrap();
+    run_paused(|rt| async move {
         let restart_backoff =
             BackoffConfig::new(Duration::from_millis(100), Duration::from_secs(10));
         let policy = SupervisionPolicy::default()
@@ -55,12 +45,10 @@ fn a_restart_storm_escalates_after_exactly_the_intensity_with_backoff_on_schedul
             .collect();
         let mut events = runnable.subscribe();
         let started = tokio::time::Instant::now();
-        let err = runnable.run(&rt).unwrap().await.unwrap_err();
+        let (err, report) = expect_failure(runnable.run(&rt).unwrap(), "storm").await;
         let elapsed = started.elapsed();
-        assert!(
-            err.to_string().contains("restart intensity exceeded"),
-            "{err}"
-        );
+        assert!(err.contains("restart intensity exceeded"), "{err}");
+        assert_eq!(report.stage("storm").unwrap().restarts, 5);
         // One first try, then one call per restart: nothing in between.
         assert_eq!(calls.load(Ordering::SeqCst), 6);
 
@@ -101,8 +89,7 @@ fn a_restart_storm_escalates_after_exactly_the_intensity_with_backoff_on_schedul
 
 #[test]
 fn an_open_breaker_probes_once_per_cooldown_and_stays_idle_between() {
-    paused_system().block_on(async {
-        let rt = Runtime::from_current().unwrap();
+    run_paused(|rt| async move {
         let policy = SupervisionPolicy::default()
             .action(ErrorClass::Transient, Action::Retry)
             .max_attempts(u32::MAX)
@@ -136,14 +123,13 @@ fn an_open_breaker_probes_once_per_cooldown_and_stays_idle_between() {
         // each failing and re-opening: 3 + 10 calls, give or take the last one.
         assert!((12..=14).contains(&calls_now), "{calls_now} calls in 100 s");
         let done = running.abort().await.unwrap();
-        done.report.check_conservation().unwrap();
+        assert_conserved(&done.report);
     });
 }
 
 #[test]
 fn the_watchdog_names_the_stalled_stage_not_the_backpressured_ones() {
-    paused_system().block_on(async {
-        let rt = Runtime::from_current().unwrap();
+    run_paused(|rt| async move {
         let mut runnable = Pipeline::from_iter(0..10_000_u64)
             .name("numbers")
             .map(|x| x + 1)
@@ -175,7 +161,7 @@ fn the_watchdog_names_the_stalled_stage_not_the_backpressured_ones() {
             .collect();
         assert_eq!(stalled, ["slow-sink"]);
         let done = running.abort().await.unwrap();
-        done.report.check_conservation().unwrap();
+        assert_conserved(&done.report);
         let all = drain(&mut events).await;
         let reported: Vec<(&str, Duration)> = all
             .iter()

@@ -1,44 +1,50 @@
 //! Processing-time windows and `grouped_within` under paused tokio time, and
-//! count windows.
-
-use crate::common;
+//! count windows. The timed tests script their input with the test kit's source
+//! probe, drain the windows with its sink probe, and move the virtual clock with
+//! `advance`.
 
 use std::time::Duration;
 
 use weir::prelude::*;
+use weir_testkit::prelude::*;
 
-use common::{paused, rt1, settle};
+fn rt1() -> Runtime {
+    Runtime::builder().arbiters(1).build().unwrap()
+}
 
-async fn advance(ms: u64) {
-    tokio::time::advance(Duration::from_millis(ms)).await;
-    settle().await;
+async fn advance_ms(ms: u64) {
+    advance(Duration::from_millis(ms)).await;
+}
+
+/// Nothing is waiting at the probe now (no virtual time passes).
+async fn nothing_yet<T: std::fmt::Debug>(sink: &mut SinkProbe<T>) {
+    sink.expect_no_message(Duration::ZERO).await;
 }
 
 /// Tumbling windows of 1 s on the paused clock: a window fires when the clock
 /// passes its end, with no further input.
 #[test]
 fn processing_time_tumbling_fires_on_the_clock() {
-    paused(|rt| async move {
-        let (tx, source) = Pipeline::ingress::<(char, u64)>(16);
-        let (runnable, mut out) = source
+    run_paused(|rt| async move {
+        let (source, flow) = TestSource::probe::<(char, u64)>();
+        let (runnable, mut out) = flow
             .processing_time_windows(
                 Windows::tumbling(Duration::from_secs(1)),
                 |e| e.0,
                 Aggregate::new(|| 0, |s: &mut u64, e: &(char, u64)| *s += e.1, |s| *s),
             )
             .name("ptw")
-            .egress(16);
+            .test_sink();
         let running = runnable.run(&rt).unwrap();
-        for e in [('a', 1), ('b', 10), ('a', 2)] {
-            tx.send(e).await.unwrap();
-        }
+        out.request_all();
+        source.send_all([('a', 1), ('b', 10), ('a', 2)]);
         settle().await;
-        advance(500).await;
-        tx.send(('a', 4)).await.unwrap();
+        advance_ms(500).await;
+        source.send_next(('a', 4));
         settle().await;
-        assert!(out.try_recv().is_none(), "the first second has not ended");
-        advance(600).await;
-        let mut first = [out.try_recv().unwrap(), out.try_recv().unwrap()];
+        nothing_yet(&mut out).await; // the first second has not ended
+        advance_ms(600).await;
+        let mut first = out.expect_next_n(2).await;
         first.sort_by_key(|r| r.key);
         assert_eq!(
             first
@@ -47,15 +53,16 @@ fn processing_time_tumbling_fires_on_the_clock() {
                 .collect::<Vec<_>>(),
             [('a', 0, 1000, 7), ('b', 0, 1000, 10)]
         );
-        assert!(out.try_recv().is_none());
-        tx.send(('b', 5)).await.unwrap();
+        nothing_yet(&mut out).await;
+        source.send_next(('b', 5));
         settle().await;
-        advance(1000).await;
-        let r = out.try_recv().unwrap();
+        advance_ms(1000).await;
+        let r = out.expect_element().await;
         assert_eq!((r.key, r.window.start, r.value), ('b', 1000, 5));
-        drop(tx);
+        source.send_complete();
+        out.expect_complete().await;
         let done = running.await.unwrap();
-        done.report.check_conservation().unwrap();
+        assert_conserved(&done.report);
         assert_eq!(done.report.stage("ptw").unwrap().completed, 5);
     });
 }
@@ -63,37 +70,32 @@ fn processing_time_tumbling_fires_on_the_clock() {
 /// Session windows on the paused clock: a gap of silence closes the session.
 #[test]
 fn processing_time_sessions_close_after_the_gap() {
-    paused(|rt| async move {
-        let (tx, source) = Pipeline::ingress::<u32>(16);
-        let (runnable, mut out) = source
+    run_paused(|rt| async move {
+        let (source, flow) = TestSource::probe::<u32>();
+        let (runnable, mut out) = flow
             .processing_time_windows(
                 Windows::session(Duration::from_millis(300)),
                 |_| (),
                 Aggregate::count(),
             )
-            .egress(16);
+            .test_sink();
         let running = runnable.run(&rt).unwrap();
+        out.request_all();
         for _ in 0..3 {
-            tx.send(1).await.unwrap();
+            source.send_next(1);
             settle().await;
-            advance(200).await;
+            advance_ms(200).await;
         }
-        assert!(
-            out.try_recv().is_none(),
-            "gaps of 200 ms keep the session open"
-        );
-        advance(200).await;
-        let r = out.try_recv().expect("300 ms of silence closed it");
+        nothing_yet(&mut out).await; // gaps of 200 ms keep the session open
+        advance_ms(200).await;
+        let r = out.expect_element().await; // 300 ms of silence closed it
         assert_eq!((r.value, r.window.start, r.window.end), (3, 0, 700));
-        tx.send(1).await.unwrap();
-        drop(tx);
-        let done = running.await.unwrap();
-        done.report.check_conservation().unwrap();
-        assert_eq!(
-            out.try_recv().map(|r| r.value),
-            Some(1),
-            "the end of input fires the last session"
-        );
+        source.send_next(1);
+        source.send_complete();
+        // The end of input fires the last session.
+        assert_eq!(out.expect_element().await.value, 1);
+        out.expect_complete().await;
+        assert_conserved(&running.await.unwrap().report);
     });
 }
 
@@ -101,28 +103,34 @@ fn processing_time_sessions_close_after_the_gap() {
 /// falls in.
 #[test]
 fn processing_time_sliding_counts_each_element_in_each_window() {
-    paused(|rt| async move {
-        let (tx, source) = Pipeline::ingress::<u32>(16);
-        let (runnable, mut out) = source
+    run_paused(|rt| async move {
+        let (source, flow) = TestSource::probe::<u32>();
+        let (runnable, mut out) = flow
             .processing_time_windows(
                 Windows::sliding(Duration::from_millis(400), Duration::from_millis(200)),
                 |_| (),
                 Aggregate::count(),
             )
-            .egress(16);
+            .test_sink();
         let running = runnable.run(&rt).unwrap();
-        tx.send(1).await.unwrap(); // t = 0: windows [0,400)
+        out.request_all();
+        source.send_next(1); // t = 0: windows [0,400)
         settle().await;
-        advance(250).await;
-        tx.send(2).await.unwrap(); // t = 250: windows [0,400), [200,600)
+        advance_ms(250).await;
+        source.send_next(2); // t = 250: windows [0,400), [200,600)
         settle().await;
-        advance(1000).await;
-        let got: Vec<_> = std::iter::from_fn(|| out.try_recv())
+        advance_ms(1000).await;
+        let got: Vec<_> = out
+            .expect_next_n(2)
+            .await
+            .into_iter()
             .map(|r| (r.window.start, r.value))
             .collect();
         assert_eq!(got, [(0, 2), (200, 1)]);
-        drop(tx);
-        running.await.unwrap().report.check_conservation().unwrap();
+        nothing_yet(&mut out).await;
+        drop(source);
+        out.expect_complete().await;
+        assert_conserved(&running.await.unwrap().report);
     });
 }
 
@@ -130,33 +138,30 @@ fn processing_time_sliding_counts_each_element_in_each_window() {
 /// duration since its first element has passed.
 #[test]
 fn grouped_within_emits_by_size_or_by_time() {
-    paused(|rt| async move {
-        let (tx, source) = Pipeline::ingress::<u32>(16);
-        let (runnable, mut out) = source
+    run_paused(|rt| async move {
+        let (source, flow) = TestSource::probe::<u32>();
+        let (runnable, mut out) = flow
             .grouped_within(3, Duration::from_millis(100))
             .name("batches")
-            .egress(16);
+            .test_sink();
         let running = runnable.run(&rt).unwrap();
-        for x in 0..4 {
-            tx.send(x).await.unwrap();
-        }
+        out.request_all();
+        source.send_all(0..4);
         settle().await;
-        assert_eq!(out.try_recv(), Some(vec![0, 1, 2]), "full: at once");
-        advance(60).await;
-        tx.send(4).await.unwrap();
+        out.expect_next(vec![0, 1, 2]).await; // full: at once
+        advance_ms(60).await;
+        source.send_next(4);
         settle().await;
-        assert_eq!(out.try_recv(), None, "60 ms since 3 arrived");
-        advance(50).await;
-        assert_eq!(
-            out.try_recv(),
-            Some(vec![3, 4]),
-            "100 ms since the batch's first element"
-        );
-        tx.send(5).await.unwrap();
-        drop(tx);
+        nothing_yet(&mut out).await; // 60 ms since 3 arrived
+        advance_ms(50).await;
+        // 100 ms since the batch's first element.
+        out.expect_next(vec![3, 4]).await;
+        source.send_next(5);
+        source.send_complete();
+        out.expect_next(vec![5]).await; // the end of input flushes
+        out.expect_complete().await;
         let done = running.await.unwrap();
-        assert_eq!(out.try_recv(), Some(vec![5]), "the end of input flushes");
-        done.report.check_conservation().unwrap();
+        assert_conserved(&done.report);
         let stage = done.report.stage("batches").unwrap();
         assert_eq!((stage.completed, stage.produced), (6, 3));
     });
@@ -185,7 +190,7 @@ fn count_windows_slide_and_tumble() {
         .unwrap();
     // Windows end at elements 3, 5, 7; nothing arrived after 7's window.
     assert_eq!(done.output, [vec![1, 2, 3], vec![3, 4, 5], vec![5, 6, 7]]);
-    done.report.check_conservation().unwrap();
+    assert_conserved(&done.report);
     assert_eq!(done.report.stage("cw").unwrap().completed, 7);
 
     let done = Pipeline::from_iter(1..=8_u32)
@@ -196,7 +201,7 @@ fn count_windows_slide_and_tumble() {
         .wait()
         .unwrap();
     assert_eq!(done.output, [vec![1, 2, 3], vec![4, 5, 6], vec![7, 8]]);
-    done.report.check_conservation().unwrap();
+    assert_conserved(&done.report);
 }
 
 /// Cut short by a `take`, the elements the window holds are abandoned, counted.
@@ -212,7 +217,7 @@ fn count_windows_held_elements_are_abandoned_on_cancel() {
         .wait()
         .unwrap();
     assert_eq!(done.output[4], [4, 5, 6, 7]);
-    done.report.check_conservation().unwrap();
+    assert_conserved(&done.report);
     let stage = done.report.stage("cw").unwrap();
     assert!(stage.abandoned >= 3, "{stage:?}");
 }
