@@ -138,9 +138,11 @@ impl<J: Junction> JunctionActor<J> {
         {
             self.wake = None;
         }
+        // One clock read per pass: routing and flushing see the same time.
+        let now = Instant::now();
         let mut rounds = 0;
         while self.phase != Phase::Stopped {
-            let sent = self.flush(ctx);
+            let sent = self.flush(ctx, now);
             if self.phase == Phase::Stopped {
                 break;
             }
@@ -150,7 +152,7 @@ impl<J: Junction> JunctionActor<J> {
                 }
                 break;
             }
-            let progress = self.route(ctx, cx);
+            let progress = self.route(ctx, cx, now);
             rounds += 1;
             if !(progress || sent) || rounds > 64 {
                 if rounds > 64 {
@@ -172,7 +174,7 @@ impl<J: Junction> JunctionActor<J> {
     }
 
     /// Runs the junction once. Returns whether it moved anything.
-    fn route(&mut self, ctx: &mut Context<Self>, cx: &mut task::Context<'_>) -> bool {
+    fn route(&mut self, ctx: &mut Context<Self>, cx: &mut task::Context<'_>, now: Instant) -> bool {
         let pushed_before = self.pushed_total();
         let mut ports = Ports {
             ins: &mut self.ins,
@@ -182,7 +184,7 @@ impl<J: Junction> JunctionActor<J> {
             taken: 0,
             uncommitted: 0,
             filtered: 0,
-            now: Instant::now(),
+            now,
             wake: None,
         };
         let junction = &mut self.junction;
@@ -235,9 +237,8 @@ impl<J: Junction> JunctionActor<J> {
 
     /// Sends every buffer as far as its branch's credit allows. Returns whether
     /// anything was sent.
-    fn flush(&mut self, ctx: &mut Context<Self>) -> bool {
+    fn flush(&mut self, ctx: &mut Context<Self>, now: Instant) -> bool {
         let mut sent = false;
-        let now = Instant::now();
         for (o, port) in self.outs.iter_mut().enumerate() {
             if port.buffer.is_empty() {
                 port.last_flow = now;

@@ -6,9 +6,11 @@ use super::{Junction, Ports, Routing};
 
 /// Takes elements from every input as they come, fairly (Akka's `Merge`).
 ///
-/// Order: each input's order is kept; inputs interleave by arrival. Fairness: when
-/// several inputs have elements waiting, the output's room is shared among them
-/// in turn, so a busy input cannot starve a slow one. Backpressure: each input has
+/// Order: each input's order is kept; inputs interleave by arrival. Fairness: the
+/// inputs take turns, round-robin: in its turn an input hands over what it has
+/// queued (at most its capacity), or as much as the output's room takes, and the
+/// turn passes on. An input with elements waiting is served within one turn of
+/// every other input, so a busy input cannot starve a slow one. Backpressure: each input has
 /// its own queue and credit; an input is only asked for what its queue can hold.
 /// Completion: when every input has ended and everything is sent. Failure: see
 /// [`InputFailure`] (by default a failure upstream fails the pipeline).
@@ -94,19 +96,24 @@ impl<T: Send + 'static> Junction for Merge<T> {
 
     fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {
         let n = ports.inputs();
-        loop {
+        // Turns: the input whose turn it is hands over its whole queue, or as much
+        // of it as the room takes, and the turn passes to the next input. Whole
+        // queues move in bulk (often without moving an element), where sharing each
+        // pass's room among the inputs would split every queue. Stops when the room
+        // is used up or every input in a row had nothing.
+        let mut idle = 0;
+        while idle < n {
             let room = ports.room(0);
-            let waiting = (0..n).filter(|&i| ports.queued(i) > 0).count();
-            if room == 0 || waiting == 0 {
+            if room == 0 {
                 break;
             }
-            let share = room.div_ceil(waiting);
-            for k in 0..n {
-                let i = (self.next + k) % n;
-                let take = share.min(ports.room(0));
-                ports.forward(i, 0, take);
+            let i = self.next;
+            self.next = (i + 1) % n;
+            if ports.forward(i, 0, room) == 0 {
+                idle += 1;
+            } else {
+                idle = 0;
             }
-            self.next = (self.next + 1) % n;
         }
         if ports.all_exhausted() {
             Routing::Finished

@@ -23,6 +23,8 @@ pub(crate) mod actor;
 mod fan_in;
 mod fan_out;
 mod feedback;
+#[cfg(test)]
+mod merge_tests;
 mod mux;
 pub(crate) mod pool;
 pub(crate) mod when;
@@ -354,11 +356,8 @@ impl<T: Send + 'static> Ports<'_, T, T> {
         let (input, port) = (&mut self.ins[i], &mut self.outs[o]);
         input.owed += n;
         port.pushed += n as u64;
-        if port.open && port.buffer.is_empty() && n == input.queue.len() {
-            // The whole queue goes: hand its allocation over, no element moves.
-            std::mem::swap(&mut port.buffer, &mut input.queue);
-        } else if port.open {
-            port.buffer.extend(input.queue.drain(..n));
+        if port.open {
+            move_front(&mut input.queue, n, &mut port.buffer);
         } else {
             input.queue.drain(..n);
             self.shared.out_ports[o]
@@ -401,10 +400,8 @@ impl<T: Clone + Send + 'static> Ports<'_, T, T> {
         }
         let port = &mut self.outs[last];
         let open = port.open && !discard.get(last).copied().unwrap_or(false);
-        if open && port.buffer.is_empty() && n == input.queue.len() {
-            std::mem::swap(&mut port.buffer, &mut input.queue);
-        } else if open {
-            port.buffer.extend(input.queue.drain(..n));
+        if open {
+            move_front(&mut input.queue, n, &mut port.buffer);
         } else {
             input.queue.drain(..n);
             self.shared.out_ports[last]
@@ -418,5 +415,96 @@ impl<T: Clone + Send + 'static> Ports<'_, T, T> {
     }
 }
 
+/// Runs shorter than this move element by element; longer ones in bulk.
+const BULK_MOVE: usize = 64;
+
+/// Moves the first `n` elements of `from` (at most its length) to the back of `to`,
+/// in order, moving as few elements one by one as it can:
+///
+/// - the whole of `from` into an empty `to`: the allocation changes hands, nothing
+///   moves;
+/// - the whole of `from` after what `to` holds: one bulk copy ([`VecDeque::append`]);
+/// - a long run out of a longer queue: the rest is split off (one bulk copy), and
+///   the run is handed over or appended as above;
+/// - a short run: element by element.
+pub(crate) fn move_front<T>(from: &mut VecDeque<T>, n: usize, to: &mut VecDeque<T>) {
+    let rest = from.len().saturating_sub(n);
+    if rest > 0 {
+        if n < BULK_MOVE {
+            to.extend(from.drain(..n));
+            return;
+        }
+        let tail = from.split_off(n);
+        let mut run = std::mem::replace(from, tail);
+        if to.is_empty() {
+            std::mem::swap(to, &mut run);
+        } else {
+            to.append(&mut run);
+        }
+    } else if to.is_empty() {
+        std::mem::swap(to, from);
+    } else {
+        to.append(from);
+    }
+}
+
 /// Where a junction's dropped elements go, if anywhere: shared by the branches.
 pub(crate) type DropSink<T> = Arc<dyn weir_supervisor::dead_letter::DeadLetterSink<T>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queue holding `range`, starting `wrap` places into its allocation so that
+    /// it wraps around (the bulk paths must handle both halves).
+    fn queue(range: std::ops::Range<u32>, wrap: usize) -> VecDeque<u32> {
+        let mut q = VecDeque::with_capacity(range.len().max(wrap + 1));
+        q.extend(std::iter::repeat_n(0, wrap));
+        while q.pop_front().is_some() {}
+        q.extend(range);
+        q
+    }
+
+    #[test]
+    fn the_test_queues_do_wrap_around() {
+        let q = queue(0..100, 30);
+        assert!(!q.as_slices().1.is_empty(), "in two parts");
+        assert!(q.iter().copied().eq(0..100));
+    }
+
+    #[test]
+    fn move_front_moves_the_run_in_order_on_every_path() {
+        // Every path: whole queue (into empty / after elements), long and short
+        // runs out of a longer queue, into an empty or a filled buffer, wrapped
+        // or not.
+        for len in [0_u32, 1, 5, 63, 64, 65, 200] {
+            for n in [0, 1, 10, 63, 64, 100, 199, 200, 300] {
+                for (held, wrap) in [(0_u32, 0), (0, 7), (3, 0), (70, 11)] {
+                    let mut from = queue(1000..1000 + len, wrap as usize);
+                    let mut to = queue(0..held, wrap as usize);
+                    move_front(&mut from, n, &mut to);
+                    let moved = n.min(len as usize) as u32;
+                    let want_to: Vec<u32> = (0..held).chain(1000..1000 + moved).collect();
+                    let want_from: Vec<u32> = (1000 + moved..1000 + len).collect();
+                    let case = format!("len {len} n {n} held {held} wrap {wrap}");
+                    assert_eq!(Vec::from(to), want_to, "{case}");
+                    assert_eq!(Vec::from(from), want_from, "{case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn move_front_hands_a_whole_queue_to_an_empty_buffer_without_copying() {
+        let mut from: VecDeque<u32> = (0..100).collect();
+        let ptr = from.as_slices().0.as_ptr();
+        let mut to = VecDeque::new();
+        move_front(&mut from, 100, &mut to);
+        assert_eq!(
+            to.as_slices().0.as_ptr(),
+            ptr,
+            "the allocation changed hands"
+        );
+        assert!(from.is_empty());
+    }
+}
