@@ -108,12 +108,13 @@ pub struct TcpSourceConfig {
     pub(crate) quota: Option<ConnectionQuota>,
     pub(crate) buffer: usize,
     pub(crate) read_chunk: usize,
+    pub(crate) backlog: u32,
     pub(crate) name: String,
 }
 
 impl TcpSourceConfig {
     /// Defaults: 64 KiB frames, 1 024 connections, 60 s idle timeout, 10 s read
-    /// timeout, no quota, a buffer of 256 frames, 4 KiB reads.
+    /// timeout, no quota, a buffer of 256 frames, 4 KiB reads, a backlog of 1 024.
     pub fn new(framing: Framing) -> Self {
         TcpSourceConfig {
             framing,
@@ -124,6 +125,7 @@ impl TcpSourceConfig {
             quota: None,
             buffer: 256,
             read_chunk: 4096,
+            backlog: 1024,
             name: "tcp-source".to_owned(),
         }
     }
@@ -174,6 +176,14 @@ impl TcpSourceConfig {
     /// Bytes read from a socket at once (the per-connection read buffer).
     pub fn read_chunk(mut self, bytes: usize) -> Self {
         self.read_chunk = bytes;
+        self
+    }
+
+    /// Connections the kernel may hold before they are accepted (the `listen`
+    /// backlog, default 1 024; the kernel caps it at `net.core.somaxconn`). They
+    /// are not descriptors of this process.
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
         self
     }
 

@@ -129,6 +129,21 @@ impl TcpSinkStats {
     }
 }
 
+/// False if the peer closed the connection (or it failed): a read would return
+/// end-of-file or an error now. Bytes the peer sent are discarded (the sink's peer
+/// is not expected to talk).
+fn peer_still_open(stream: &TcpStream) -> bool {
+    let mut scratch = [0_u8; 64];
+    loop {
+        match stream.try_read(&mut scratch) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 type Write = Pin<Box<dyn Future<Output = (Option<TcpStream>, Result<(), Failure>)> + Send>>;
 
 /// A sink writing each element, framed, to one TCP peer.
@@ -228,7 +243,9 @@ impl<T: AsRef<[u8]> + Send + 'static> TcpSink<T> {
                 &mut wire,
             );
         }
-        let conn = self.conn.take();
+        // A peer that closed since the last batch: its FIN is already here. Writing
+        // into that socket would "succeed" and lose the bytes, so reconnect first.
+        let conn = self.conn.take().filter(peer_still_open);
         let addr = self.addr.clone();
         let config = self.config.clone();
         let counters = Arc::clone(&self.counters);

@@ -95,8 +95,7 @@ impl TcpSource {
         config: TcpSourceConfig,
         dead_letters: Option<Arc<dyn DeadLetterSink<BadInput>>>,
     ) -> std::io::Result<(TcpSourceHandle, Flow<Frame>)> {
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
+        let listener = bind_listener(addr, config.backlog)?;
         let local_addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
         let config_check = config.check();
@@ -133,6 +132,34 @@ impl TcpSource {
         self.start = None;
         self.frames.close();
     }
+}
+
+/// Binds the first address of `addr` that can be bound, with `backlog` pending
+/// connections (std's `bind` fixes 128, which a burst of connections overflows:
+/// their SYNs are then dropped and retried a second later).
+fn bind_listener(
+    addr: impl std::net::ToSocketAddrs,
+    backlog: u32,
+) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        let bound = (|| {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+            socket.set_nonblocking(true)?;
+            Ok::<_, std::io::Error>(std::net::TcpListener::from(socket))
+        })();
+        match bound {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    }))
 }
 
 impl Drop for TcpSource {
