@@ -19,3 +19,9 @@
 
 pub mod frame;
 pub mod tcp;
+
+/// The Rust examples of `docs/network.md`, compiled and run as doctests so that
+/// they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/network.md")]
+pub struct NetworkDoctests;

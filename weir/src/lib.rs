@@ -78,6 +78,10 @@ pub use weir_supervisor as supervisor;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 
+/// Network connectors (feature `net`): framing codecs, a TCP source and sink.
+#[cfg(feature = "net")]
+pub use weir_net as net;
+
 /// Everything a pipeline author needs: `use weir::prelude::*;`.
 pub mod prelude {
     pub use weir_operators::barrier::{Barrier, BarrierExt, UnevenEnd};
