@@ -84,6 +84,10 @@ pub mod prometheus;
 #[cfg(feature = "sse")]
 pub mod sse;
 
+/// Network connectors (feature `net`): framing codecs, a TCP source and sink.
+#[cfg(feature = "net")]
+pub use weir_net as net;
+
 /// Everything a pipeline author needs: `use weir::prelude::*;`.
 pub mod prelude {
     pub use weir_operators::barrier::{Barrier, BarrierExt, UnevenEnd};

@@ -15,4 +15,5 @@ mod logproc_input;
 mod logproc_report;
 mod mux_example_run;
 mod sse_example_run;
+mod tcp_example_run;
 mod window_examples_run;

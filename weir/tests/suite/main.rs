@@ -19,6 +19,7 @@ mod graph_broadcast_runs;
 mod graph_fan_in;
 mod graph_fan_out;
 mod graph_feedback;
+mod graph_merge_turns;
 mod graph_mux;
 mod graph_pool;
 mod graph_validation;

@@ -328,7 +328,10 @@ fn many_keys_per_window_end_fire_in_creation_order() {
     while let Some(r) = w.pop_ready() {
         fired.push((r.window.start, r.key, r.value));
     }
-    assert_eq!(fired.iter().map(|f| f.2).sum::<u64>(), (0..10_000_u64).sum::<u64>());
+    assert_eq!(
+        fired.iter().map(|f| f.2).sum::<u64>(),
+        (0..10_000_u64).sum::<u64>()
+    );
     let mut at = 0;
     for start in (0..100_u64).step_by(10) {
         // Creation order: the order keys first appear in the window.

@@ -3,7 +3,7 @@
 //! conservation is exact, every input stays within its capacity, and a short input
 //! is served while long ones run.
 
-mod common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;
