@@ -21,7 +21,7 @@
 //!     .collect()
 //!     .run(&rt)?
 //!     .wait()?;
-//! assert_eq!(done.output.iter().sum::<u64>(), (0..1_000).map(|x| x * 3).filter(|x| x % 2 == 0).sum());
+//! assert_eq!(done.output.iter().sum::<u64>(), (0..1_000).map(|x| x * 3).filter(|x| x % 2 == 0).sum::<u64>());
 //! done.report.check_conservation()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
