@@ -78,6 +78,10 @@ pub use weir_supervisor as supervisor;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 
+/// NATS JetStream connectors (feature `nats`): the crate [`weir_nats`].
+#[cfg(feature = "nats")]
+pub use weir_nats as nats;
+
 /// Everything a pipeline author needs: `use weir::prelude::*;`.
 pub mod prelude {
     pub use weir_operators::barrier::{Barrier, BarrierExt, UnevenEnd};
