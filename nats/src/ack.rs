@@ -228,11 +228,7 @@ impl Shared {
                 return;
             }
         };
-        // A lost acknowledgement only causes a redelivery: nothing to wait for.
-        drop(
-            self.nats
-                .spawn(async move { message.ack_with(kind).await.is_ok() }),
-        );
+        self.nats.send_ack(message, kind);
     }
 }
 

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::jetstream;
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use async_nats::jetstream::AckKind;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// A connection to a NATS server, with its JetStream context.
@@ -33,8 +34,16 @@ pub struct Nats {
     inner: Arc<Inner>,
 }
 
+enum AckCommand {
+    Send(jetstream::Message, AckKind),
+    /// Answered once every acknowledgement before it was handed to the client.
+    Mark(oneshot::Sender<()>),
+}
+
 struct Inner {
     handle: Handle,
+    /// To the task that sends acknowledgements, in the order they were decided.
+    acks: mpsc::UnboundedSender<AckCommand>,
     client: async_nats::Client,
     jetstream: jetstream::Context,
     stats: AckCounters,
@@ -122,9 +131,25 @@ impl Nats {
             Ok::<_, async_nats::ConnectError>((client, jetstream))
         })?
         .map_err(NatsError::from)?;
+        let (acks, mut decided) = mpsc::unbounded_channel::<AckCommand>();
+        // One task sends every acknowledgement: no task per message. A lost
+        // acknowledgement only causes a redelivery, so errors are not waited for.
+        drop(handle.spawn(async move {
+            while let Some(command) = decided.recv().await {
+                match command {
+                    AckCommand::Send(message, kind) => {
+                        let _ = message.ack_with(kind).await;
+                    }
+                    AckCommand::Mark(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        }));
         Ok(Nats {
             inner: Arc::new(Inner {
                 handle,
+                acks,
                 client,
                 jetstream,
                 stats: AckCounters::default(),
@@ -176,8 +201,13 @@ impl Nats {
     /// The server could not be reached.
     pub fn flush(&self) -> Result<(), NatsError> {
         let client = self.inner.client.clone();
-        self.block_on(async move { client.flush().await })?
-            .map_err(NatsError::from)
+        let (mark, marked) = oneshot::channel();
+        let _ = self.inner.acks.send(AckCommand::Mark(mark));
+        self.block_on(async move {
+            let _ = marked.await;
+            client.flush().await
+        })?
+        .map_err(NatsError::from)
     }
 
     /// The acknowledgements sent so far.
@@ -189,6 +219,12 @@ impl Nats {
             termed: s.termed.load(Ordering::Relaxed),
             unacked: s.unacked.load(Ordering::Relaxed),
         }
+    }
+
+    pub(crate) fn send_ack(&self, message: jetstream::Message, kind: AckKind) {
+        // Fails only once the connection's thread stopped: then the broker
+        // redelivers the message, as after a crash.
+        let _ = self.inner.acks.send(AckCommand::Send(message, kind));
     }
 
     pub(crate) fn counters(&self) -> &AckCounters {

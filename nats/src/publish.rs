@@ -19,13 +19,19 @@ use crate::{Delivery, Nats};
 /// How many publishes wait for their acknowledgement at once, by default.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
-struct InFlight<T> {
+struct Item<T> {
     delivery: Delivery<T>,
     index: u64,
     attempt: u32,
     subject: String,
     payload: Bytes,
-    task: JoinHandle<Result<(), String>>,
+}
+
+/// The elements one step handed to the connection, published in order by one
+/// task, which then awaits their acknowledgements.
+struct Batch<T> {
+    items: Vec<Item<T>>,
+    task: JoinHandle<Vec<Result<(), String>>>,
 }
 
 /// A sink that publishes each delivery to JetStream (`subject`, `payload` from the
@@ -44,7 +50,12 @@ pub struct Publish<T, F> {
     nats: Nats,
     f: F,
     max_in_flight: usize,
-    in_flight: VecDeque<InFlight<T>>,
+    in_flight: VecDeque<Batch<T>>,
+    /// Elements in `in_flight`.
+    in_flight_len: usize,
+    /// Elements whose publish failed after the stage escalated a failure: held
+    /// (abandoned when the stage stops), never acknowledged.
+    stalled: Vec<Item<T>>,
 }
 
 impl<T, F> Publish<T, F> {
@@ -56,6 +67,8 @@ impl<T, F> Publish<T, F> {
             f,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             in_flight: VecDeque::new(),
+            in_flight_len: 0,
+            stalled: Vec::new(),
         }
     }
 
@@ -66,19 +79,32 @@ impl<T, F> Publish<T, F> {
         self
     }
 
-    fn start(&self, subject: String, payload: Bytes, delay: Duration) -> JoinHandle<Result<(), String>> {
+    fn start(&mut self, items: Vec<Item<T>>, delay: Duration) {
         let js = self.nats.jetstream().clone();
-        self.nats.spawn(async move {
+        let messages: Vec<(String, Bytes)> =
+            items.iter().map(|i| (i.subject.clone(), i.payload.clone())).collect();
+        let task = self.nats.spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let ack = js
-                .publish(subject, payload)
-                .await
-                .map_err(|e| format!("publish: {e}"))?;
-            ack.await.map_err(|e| format!("publish acknowledgement: {e}"))?;
-            Ok(())
-        })
+            let mut acks = Vec::with_capacity(messages.len());
+            for (subject, payload) in messages {
+                acks.push(js.publish(subject, payload).await.map_err(|e| format!("publish: {e}")));
+            }
+            let mut results = Vec::with_capacity(acks.len());
+            for ack in acks {
+                results.push(match ack {
+                    Ok(ack) => ack
+                        .await
+                        .map(drop)
+                        .map_err(|e| format!("publish acknowledgement: {e}")),
+                    Err(e) => Err(e),
+                });
+            }
+            results
+        });
+        self.in_flight_len += items.len();
+        self.in_flight.push_back(Batch { items, task });
     }
 }
 
@@ -108,7 +134,7 @@ where
     }
 
     fn held(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight_len + self.stalled.len()
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -125,53 +151,58 @@ where
     }
 
     fn step(&mut self, io: &mut Io<'_, Delivery<T>, Infallible>, cx: &mut Context<'_>) -> Step {
+        if !self.stalled.is_empty() {
+            return Step::Continue;
+        }
         loop {
             let mut progress = false;
-            while self.in_flight.len() < self.max_in_flight {
+            let mut batch = Vec::new();
+            while self.in_flight_len + batch.len() < self.max_in_flight {
                 let index = io.next_index();
                 let Some(delivery) = io.pop() else { break };
                 let (subject, payload) = (self.f)(&delivery);
-                let task = self.start(subject.clone(), payload.clone(), Duration::ZERO);
-                self.in_flight.push_back(InFlight {
-                    delivery,
-                    index,
-                    attempt: 1,
-                    subject,
-                    payload,
-                    task,
-                });
+                batch.push(Item { delivery, index, attempt: 1, subject, payload });
+            }
+            if !batch.is_empty() {
+                self.start(batch, Duration::ZERO);
                 progress = true;
             }
             while let Some(head) = self.in_flight.front_mut() {
-                let result = match Pin::new(&mut head.task).poll(cx) {
+                let results = match Pin::new(&mut head.task).poll(cx) {
                     Poll::Pending => break,
-                    Poll::Ready(Ok(result)) => result,
-                    Poll::Ready(Err(e)) => Err(format!("publish task: {e}")),
+                    Poll::Ready(Ok(results)) => results,
+                    Poll::Ready(Err(e)) => vec![Err(format!("publish task: {e}")); head.items.len()],
                 };
                 progress = true;
                 let Some(done) = self.in_flight.pop_front() else { break };
-                match result {
-                    Ok(()) => {
-                        done.delivery.ack.commit();
+                self.in_flight_len -= done.items.len();
+                let mut items = done.items.into_iter().zip(results);
+                while let Some((item, result)) = items.next() {
+                    let Err(e) = result else {
+                        item.delivery.ack.commit();
                         io.complete(1);
-                    }
-                    Err(e) => {
-                        let failure = Failure::error(ErrorClass::Transient, e);
-                        let InFlight { delivery, index, attempt, subject, payload, .. } = done;
-                        match io.element_failed(delivery, index, attempt, failure) {
-                            Verdict::Retry { element, delay } => {
-                                let task = self.start(subject.clone(), payload.clone(), delay);
-                                self.in_flight.push_front(InFlight {
-                                    delivery: element,
-                                    index,
-                                    attempt: attempt + 1,
-                                    subject,
-                                    payload,
-                                    task,
-                                });
+                        continue;
+                    };
+                    let failure = Failure::error(ErrorClass::Transient, e);
+                    let Item { delivery, index, attempt, subject, payload } = item;
+                    match io.element_failed(delivery, index, attempt, failure) {
+                        Verdict::Retry { element, delay } => {
+                            let retry = Item { delivery: element, index, attempt: attempt + 1, subject, payload };
+                            self.start(vec![retry], delay);
+                        }
+                        Verdict::Settled => {}
+                        Verdict::Escalated => {
+                            // The stage fails when this step returns; the rest of
+                            // the batch stays held, unacknowledged.
+                            for (item, result) in items {
+                                if result.is_ok() {
+                                    item.delivery.ack.commit();
+                                    io.complete(1);
+                                } else {
+                                    self.stalled.push(item);
+                                }
                             }
-                            Verdict::Settled => {}
-                            Verdict::Escalated => return Step::Continue,
+                            return Step::Continue;
                         }
                     }
                 }
@@ -190,8 +221,8 @@ where
     fn on_stop(&mut self) {
         // The elements stay held (counted as abandoned) and are dropped with the
         // operator, undecided: their messages are not acknowledged.
-        for pending in &self.in_flight {
-            pending.task.abort();
+        for batch in &self.in_flight {
+            batch.task.abort();
         }
     }
 }
