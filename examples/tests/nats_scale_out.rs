@@ -31,7 +31,16 @@ fn messages() -> u64 {
 
 fn spawn_worker(url: &str, out: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_nats_worker"))
-        .args(["--url", url, "--stream", STREAM, "--durable", DURABLE, "--max-fetch", "64"])
+        .args([
+            "--url",
+            url,
+            "--stream",
+            STREAM,
+            "--durable",
+            DURABLE,
+            "--max-fetch",
+            "64",
+        ])
         .arg("--out")
         .arg(out)
         .stdout(Stdio::null())
@@ -75,7 +84,9 @@ fn three_workers_killed_and_restarted_lose_nothing_and_duplicate_only_redeliveri
     let out = |worker: usize, incarnation: usize| -> PathBuf {
         dir.path().join(format!("w{worker}-{incarnation}.txt"))
     };
-    let mut workers: Vec<Child> = (0..WORKERS).map(|w| spawn_worker(&url, &out(w, 0))).collect();
+    let mut workers: Vec<Child> = (0..WORKERS)
+        .map(|w| spawn_worker(&url, &out(w, 0)))
+        .collect();
     let mut incarnations = vec![0; WORKERS];
     let mut producer = Command::new(env!("CARGO_BIN_EXE_nats_producer"))
         .args(["--url", &url, "--stream", STREAM, "--count", &n.to_string()])
@@ -88,7 +99,10 @@ fn three_workers_killed_and_restarted_lose_nothing_and_duplicate_only_redeliveri
     let mut last_kill = Instant::now();
     let mut produced = false;
     loop {
-        assert!(started.elapsed() < Duration::from_secs(300), "timed out after {kills} kills");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "timed out after {kills} kills"
+        );
         if !produced {
             if let Some(status) = producer.try_wait().unwrap() {
                 assert!(status.success(), "nats_producer failed: {status}");
@@ -97,7 +111,9 @@ fn three_workers_killed_and_restarted_lose_nothing_and_duplicate_only_redeliveri
         }
         if produced {
             let mut c = consumer.clone();
-            let info = nats.block_on(async move { c.info().await.unwrap().clone() }).unwrap();
+            let info = nats
+                .block_on(async move { c.info().await.unwrap().clone() })
+                .unwrap();
             if info.num_pending == 0 && info.num_ack_pending == 0 && kills >= 3 {
                 break;
             }
@@ -125,12 +141,18 @@ fn three_workers_killed_and_restarted_lose_nothing_and_duplicate_only_redeliveri
         assert!(*seq < n, "unknown sequence number {seq}");
         deliveries.entry(*seq).or_default().push(*delivered);
     }
-    let lost: Vec<u64> = (0..n).filter(|s| !deliveries.contains_key(s)).take(10).collect();
+    let lost: Vec<u64> = (0..n)
+        .filter(|s| !deliveries.contains_key(s))
+        .take(10)
+        .collect();
     assert!(lost.is_empty(), "lost messages (first 10): {lost:?}");
     for (seq, counts) in &mut deliveries {
         counts.sort_unstable();
         let distinct = counts.windows(2).all(|w| w[0] < w[1]);
-        assert!(distinct, "sequence {seq} committed twice on the same delivery: {counts:?}");
+        assert!(
+            distinct,
+            "sequence {seq} committed twice on the same delivery: {counts:?}"
+        );
     }
     let duplicates = lines.len() as u64 - n;
     assert!(

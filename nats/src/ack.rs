@@ -205,7 +205,12 @@ impl AckToken {
 
 impl Shared {
     fn resolve(&self) {
-        let Some(message) = self.message.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(message) = self
+            .message
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
             return;
         };
         let counters = self.nats.counters();

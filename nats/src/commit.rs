@@ -47,7 +47,9 @@ impl Redelivery {
 
     /// The delay after the `delivered`-th delivery failed.
     pub fn delay(&self, delivered: u64) -> Duration {
-        let shift = u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX).min(30);
+        let shift = u32::try_from(delivered.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(30);
         self.first.saturating_mul(1 << shift).min(self.max)
     }
 }

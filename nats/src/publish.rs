@@ -81,15 +81,21 @@ impl<T, F> Publish<T, F> {
 
     fn start(&mut self, items: Vec<Item<T>>, delay: Duration) {
         let js = self.nats.jetstream().clone();
-        let messages: Vec<(String, Bytes)> =
-            items.iter().map(|i| (i.subject.clone(), i.payload.clone())).collect();
+        let messages: Vec<(String, Bytes)> = items
+            .iter()
+            .map(|i| (i.subject.clone(), i.payload.clone()))
+            .collect();
         let task = self.nats.spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
             let mut acks = Vec::with_capacity(messages.len());
             for (subject, payload) in messages {
-                acks.push(js.publish(subject, payload).await.map_err(|e| format!("publish: {e}")));
+                acks.push(
+                    js.publish(subject, payload)
+                        .await
+                        .map_err(|e| format!("publish: {e}")),
+                );
             }
             let mut results = Vec::with_capacity(acks.len());
             for ack in acks {
@@ -161,7 +167,13 @@ where
                 let index = io.next_index();
                 let Some(delivery) = io.pop() else { break };
                 let (subject, payload) = (self.f)(&delivery);
-                batch.push(Item { delivery, index, attempt: 1, subject, payload });
+                batch.push(Item {
+                    delivery,
+                    index,
+                    attempt: 1,
+                    subject,
+                    payload,
+                });
             }
             if !batch.is_empty() {
                 self.start(batch, Duration::ZERO);
@@ -171,10 +183,14 @@ where
                 let results = match Pin::new(&mut head.task).poll(cx) {
                     Poll::Pending => break,
                     Poll::Ready(Ok(results)) => results,
-                    Poll::Ready(Err(e)) => vec![Err(format!("publish task: {e}")); head.items.len()],
+                    Poll::Ready(Err(e)) => {
+                        vec![Err(format!("publish task: {e}")); head.items.len()]
+                    }
                 };
                 progress = true;
-                let Some(done) = self.in_flight.pop_front() else { break };
+                let Some(done) = self.in_flight.pop_front() else {
+                    break;
+                };
                 self.in_flight_len -= done.items.len();
                 let mut items = done.items.into_iter().zip(results);
                 while let Some((item, result)) = items.next() {
@@ -184,10 +200,22 @@ where
                         continue;
                     };
                     let failure = Failure::error(ErrorClass::Transient, e);
-                    let Item { delivery, index, attempt, subject, payload } = item;
+                    let Item {
+                        delivery,
+                        index,
+                        attempt,
+                        subject,
+                        payload,
+                    } = item;
                     match io.element_failed(delivery, index, attempt, failure) {
                         Verdict::Retry { element, delay } => {
-                            let retry = Item { delivery: element, index, attempt: attempt + 1, subject, payload };
+                            let retry = Item {
+                                delivery: element,
+                                index,
+                                attempt: attempt + 1,
+                                subject,
+                                payload,
+                            };
                             self.start(vec![retry], delay);
                         }
                         Verdict::Settled => {}

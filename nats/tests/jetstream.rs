@@ -46,14 +46,19 @@ fn publish_all(nats: &Nats, subject: &str, payloads: Vec<String>) {
 /// (messages not yet delivered, delivered and not acknowledged).
 fn pending(nats: &Nats, consumer: &PullConsumer) -> (u64, u64) {
     let mut consumer = consumer.clone();
-    let info = nats.block_on(async move { consumer.info().await.unwrap().clone() }).unwrap();
+    let info = nats
+        .block_on(async move { consumer.info().await.unwrap().clone() })
+        .unwrap();
     (info.num_pending, info.num_ack_pending as u64)
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting: {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -104,7 +109,11 @@ fn the_source_fetches_no_more_than_the_pipeline_has_credit_for() {
     let done = running.wait().unwrap();
     done.report.check_conservation().unwrap();
     assert_eq!(done.report.delivered(), 2_000);
-    assert_eq!(*seen.lock().unwrap(), (0..2_000).collect::<Vec<u64>>(), "stream order");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        (0..2_000).collect::<Vec<u64>>(),
+        "stream order"
+    );
     nats.flush().unwrap();
     wait_until("all acks", || pending(&nats, &consumer) == (0, 0));
     assert_eq!(nats.ack_stats().acked, 2_000);
@@ -140,7 +149,13 @@ fn a_message_is_acked_only_when_every_copy_was_committed() {
         .unwrap();
     done.report.check_conservation().unwrap();
     assert_eq!(committed.lock().unwrap().len(), 190);
-    let firsts: Vec<u64> = committed.lock().unwrap().iter().filter(|p| p.1).map(|p| p.0).collect();
+    let firsts: Vec<u64> = committed
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.1)
+        .map(|p| p.0)
+        .collect();
     assert_eq!(firsts, (0..100).collect::<Vec<_>>());
     let stats = nats.ack_stats();
     assert_eq!((stats.acked, stats.unacked), (90, 10));
@@ -155,7 +170,9 @@ fn a_message_is_acked_only_when_every_copy_was_committed() {
         .flow()
         .map(decode)
         .commit(move |d| {
-            log.lock().unwrap().push((d.payload, d.info.delivered, d.info.redelivered()));
+            log.lock()
+                .unwrap()
+                .push((d.payload, d.info.delivered, d.info.redelivered()));
             async { Ok(()) }
         })
         .run(&rt())
@@ -165,7 +182,10 @@ fn a_message_is_acked_only_when_every_copy_was_committed() {
     done.report.check_conservation().unwrap();
     let mut again = again.lock().unwrap().clone();
     again.sort_unstable();
-    assert_eq!(again, (0..10).map(|i| (i * 10, 2, true)).collect::<Vec<_>>());
+    assert_eq!(
+        again,
+        (0..10).map(|i| (i * 10, 2, true)).collect::<Vec<_>>()
+    );
     nats.flush().unwrap();
     wait_until("all acked", || pending(&nats, &consumer) == (0, 0));
 }
@@ -174,9 +194,17 @@ fn a_message_is_acked_only_when_every_copy_was_committed() {
 fn a_poison_message_is_delivered_max_deliver_times_then_terminated_and_dead_lettered() {
     let (_server, nats) = server();
     nats.work_queue("poison", &["poison.>"]).unwrap();
-    let payloads = (0..20).map(|i| if i == 7 { "bad".to_owned() } else { i.to_string() });
+    let payloads = (0..20).map(|i| {
+        if i == 7 {
+            "bad".to_owned()
+        } else {
+            i.to_string()
+        }
+    });
     publish_all(&nats, "poison.x", payloads.collect());
-    let settings = ConsumerSettings::new("w").max_deliver(3).ack_wait(Duration::from_secs(20));
+    let settings = ConsumerSettings::new("w")
+        .max_deliver(3)
+        .ack_wait(Duration::from_secs(20));
     let consumer = nats.durable_consumer("poison", &settings).unwrap();
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&attempts);
@@ -192,7 +220,10 @@ fn a_poison_message_is_delivered_max_deliver_times_then_terminated_and_dead_lett
             Ok(())
         })
     })
-    .redelivery(Redelivery::new(Duration::from_millis(50), Duration::from_millis(200)))
+    .redelivery(Redelivery::new(
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+    ))
     .dead_letters(Arc::new(dlq.clone()), "commit");
     let done = JetStreamSource::new(nats.clone(), consumer.clone())
         .end_after_idle(Duration::from_millis(800))
@@ -214,7 +245,10 @@ fn a_poison_message_is_delivered_max_deliver_times_then_terminated_and_dead_lett
     assert_eq!(letter.element.payload, u64::MAX);
     assert_eq!(letter.error, "not a number");
     let stats = nats.ack_stats();
-    assert_eq!((stats.acked, stats.naked, stats.termed, stats.unacked), (19, 2, 1, 0));
+    assert_eq!(
+        (stats.acked, stats.naked, stats.termed, stats.unacked),
+        (19, 2, 1, 0)
+    );
     nats.flush().unwrap();
     // Terminated: nothing left to deliver, nothing waiting for an ack.
     wait_until("settled", || pending(&nats, &consumer) == (0, 0));
@@ -226,7 +260,9 @@ fn the_publish_sink_acks_the_source_only_after_the_server_stored_the_copy() {
     nats.work_queue("in", &["in.>"]).unwrap();
     let out = nats.work_queue("out", &["out.>"]).unwrap();
     publish_all(&nats, "in.x", (0..500).map(|i| i.to_string()).collect());
-    let consumer = nats.durable_consumer("in", &ConsumerSettings::new("w")).unwrap();
+    let consumer = nats
+        .durable_consumer("in", &ConsumerSettings::new("w"))
+        .unwrap();
     let done = JetStreamSource::new(nats.clone(), consumer.clone())
         .end_after_idle(Duration::from_millis(300))
         .flow()
@@ -245,7 +281,9 @@ fn the_publish_sink_acks_the_source_only_after_the_server_stored_the_copy() {
     assert_eq!(done.report.delivered(), 500);
     assert_eq!(nats.ack_stats().acked, 500);
     let mut out = out;
-    let stored = nats.block_on(async move { out.info().await.unwrap().state.messages }).unwrap();
+    let stored = nats
+        .block_on(async move { out.info().await.unwrap().state.messages })
+        .unwrap();
     assert_eq!(stored, 500);
     nats.flush().unwrap();
     wait_until("source acked", || pending(&nats, &consumer) == (0, 0));
@@ -254,7 +292,8 @@ fn the_publish_sink_acks_the_source_only_after_the_server_stored_the_copy() {
 #[test]
 fn a_failed_publish_follows_the_stage_supervision() {
     let (_server, nats) = server();
-    let to_nowhere = |d: &Delivery<u64>| ("nowhere.x".to_owned(), Bytes::from(d.payload.to_string()));
+    let to_nowhere =
+        |d: &Delivery<u64>| ("nowhere.x".to_owned(), Bytes::from(d.payload.to_string()));
 
     // Unsupervised: the stage fails, naming the publish error.
     let done = Pipeline::from_iter(0..5_u64)
@@ -272,7 +311,10 @@ fn a_failed_publish_follows_the_stage_supervision() {
     let policy = SupervisionPolicy::default()
         .action(ErrorClass::Transient, Action::Retry)
         .max_attempts(3)
-        .backoff(BackoffConfig::new(Duration::from_millis(1), Duration::from_millis(4)))
+        .backoff(BackoffConfig::new(
+            Duration::from_millis(1),
+            Duration::from_millis(4),
+        ))
         .on_exhausted(Action::DeadLetter);
     let done = Pipeline::from_iter(0..5_u64)
         .map(Delivery::detached)
@@ -286,7 +328,13 @@ fn a_failed_publish_follows_the_stage_supervision() {
     assert_eq!(done.report.outcome, Outcome::Completed);
     done.report.check_conservation().unwrap();
     let letters = dlq.drain();
-    assert_eq!(letters.iter().map(|l| l.element.payload).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    assert_eq!(
+        letters
+            .iter()
+            .map(|l| l.element.payload)
+            .collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
     assert!(letters.iter().all(|l| l.attempts == 3), "{letters:?}");
     assert_eq!(done.report.stage("out").unwrap().dead_lettered, 5);
 }

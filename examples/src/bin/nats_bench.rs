@@ -37,7 +37,11 @@ struct Args {
 fn sibling(name: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let path = std::env::current_exe()?.with_file_name(name);
     if !path.is_file() {
-        return Err(format!("{} not found: build the examples' bins together", path.display()).into());
+        return Err(format!(
+            "{} not found: build the examples' bins together",
+            path.display()
+        )
+        .into());
     }
     Ok(path)
 }
@@ -55,7 +59,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let settings = ConsumerSettings::new("bench").max_ack_pending(args.max_ack_pending);
         let consumer = nats.durable_consumer("bench", &settings)?;
         let status = Command::new(&producer_bin)
-            .args(["--url", &url, "--stream", "bench", "--count", &args.messages.to_string()])
+            .args([
+                "--url",
+                &url,
+                "--stream",
+                "bench",
+                "--count",
+                &args.messages.to_string(),
+            ])
             .stdout(Stdio::null())
             .status()?;
         if !status.success() {

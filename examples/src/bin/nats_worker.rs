@@ -89,7 +89,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The commit: written (one `write`, no buffering) before the ack is sent,
         // so a line that is in the file survives a SIGKILL of this process.
         let result = if d.payload == u64::MAX {
-            Err(Failure::error(ErrorClass::Permanent, "not a sequence number"))
+            Err(Failure::error(
+                ErrorClass::Permanent,
+                "not a sequence number",
+            ))
         } else {
             match &mut out {
                 Some(file) => file
