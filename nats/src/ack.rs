@@ -129,9 +129,21 @@ pub struct AckToken {
     decided: bool,
 }
 
+/// What the last holder's decision sends to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Ack,
+    Nak(Option<Duration>),
+    Term,
+    /// Nothing: a holder was dropped undecided.
+    Unacked,
+}
+
+type Resolve = Box<dyn FnOnce(Decision) + Send>;
+
 struct Shared {
-    message: Mutex<Option<jetstream::Message>>,
-    nats: Nats,
+    /// Called once, by the last holder to decide.
+    resolve: Mutex<Option<Resolve>>,
     holders: AtomicUsize,
     verdict: AtomicU8,
     nak_delay_ms: AtomicU64,
@@ -139,10 +151,34 @@ struct Shared {
 
 impl AckToken {
     pub(crate) fn new(nats: Nats, message: jetstream::Message) -> Self {
+        AckToken::with_resolver(Box::new(move |decision| {
+            let counters = nats.counters();
+            let kind = match decision {
+                Decision::Ack => {
+                    counters.acked.fetch_add(1, Ordering::Relaxed);
+                    AckKind::Ack
+                }
+                Decision::Nak(delay) => {
+                    counters.naked.fetch_add(1, Ordering::Relaxed);
+                    AckKind::Nak(delay)
+                }
+                Decision::Term => {
+                    counters.termed.fetch_add(1, Ordering::Relaxed);
+                    AckKind::Term
+                }
+                Decision::Unacked => {
+                    counters.unacked.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            nats.send_ack(message, kind);
+        }))
+    }
+
+    pub(crate) fn with_resolver(resolve: Resolve) -> Self {
         AckToken {
             shared: Some(Arc::new(Shared {
-                message: Mutex::new(Some(message)),
-                nats,
+                resolve: Mutex::new(Some(resolve)),
                 holders: AtomicUsize::new(1),
                 verdict: AtomicU8::new(ACK),
                 nak_delay_ms: AtomicU64::new(0),
@@ -205,35 +241,18 @@ impl AckToken {
 
 impl Shared {
     fn resolve(&self) {
-        let Some(message) = self
-            .message
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
-            return;
-        };
-        let counters = self.nats.counters();
-        let kind = match self.verdict.load(Ordering::Acquire) {
-            ACK => {
-                counters.acked.fetch_add(1, Ordering::Relaxed);
-                AckKind::Ack
-            }
+        let resolve = self.resolve.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(resolve) = resolve else { return };
+        let decision = match self.verdict.load(Ordering::Acquire) {
+            ACK => Decision::Ack,
             NAK => {
-                counters.naked.fetch_add(1, Ordering::Relaxed);
                 let ms = self.nak_delay_ms.load(Ordering::Acquire);
-                AckKind::Nak((ms > 0).then(|| Duration::from_millis(ms)))
+                Decision::Nak((ms > 0).then(|| Duration::from_millis(ms)))
             }
-            TERM => {
-                counters.termed.fetch_add(1, Ordering::Relaxed);
-                AckKind::Term
-            }
-            _ => {
-                counters.unacked.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+            TERM => Decision::Term,
+            _ => Decision::Unacked,
         };
-        self.nats.send_ack(message, kind);
+        resolve(decision);
     }
 }
 
@@ -272,4 +291,108 @@ pub struct Received<T> {
     pub payload: T,
     /// Where it came from and how often it was delivered.
     pub info: DeliveryInfo,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::{AckToken, Decision};
+
+    #[derive(Debug, Clone, Copy)]
+    enum Choice {
+        Commit,
+        Filter,
+        Nak(u64),
+        Term,
+        Drop,
+    }
+
+    fn choice() -> impl Strategy<Value = Choice> {
+        prop_oneof![
+            Just(Choice::Commit),
+            Just(Choice::Filter),
+            (1..500_u64).prop_map(Choice::Nak),
+            Just(Choice::Term),
+            Just(Choice::Drop),
+        ]
+    }
+
+    fn recorded() -> (AckToken, Arc<Mutex<Vec<Decision>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let token = AckToken::with_resolver(Box::new(move |d| sink.lock().unwrap().push(d)));
+        (token, log)
+    }
+
+    proptest! {
+        /// Whatever the holders decide and in whatever order, the broker hears
+        /// exactly once, only after the last holder decided, and the decision is
+        /// the strongest one: a veto (undecided drop) > term > nak > ack.
+        #[test]
+        fn the_last_holder_resolves_once_with_the_strongest_decision(
+            choices in proptest::collection::vec(choice(), 1..6),
+            order in any::<u64>(),
+        ) {
+            let (first, log) = recorded();
+            let mut tokens: Vec<(AckToken, Choice)> = Vec::new();
+            for c in &choices[1..] {
+                tokens.push((first.clone(), *c));
+            }
+            tokens.push((first, choices[0]));
+            // A deterministic shuffle from the generated seed.
+            let mut seed = order;
+            for i in (1..tokens.len()).rev() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let j = usize::try_from(seed >> 33).unwrap() % (i + 1);
+                tokens.swap(i, j);
+            }
+            let n = tokens.len();
+            for (done, (token, c)) in tokens.into_iter().enumerate() {
+                match c {
+                    Choice::Commit => token.commit(),
+                    Choice::Filter => token.filtered(),
+                    Choice::Nak(ms) => token.nak(Duration::from_millis(ms)),
+                    Choice::Term => token.term(),
+                    Choice::Drop => drop(token),
+                }
+                let expected_calls = usize::from(done + 1 == n);
+                prop_assert_eq!(log.lock().unwrap().len(), expected_calls);
+            }
+            let expected = if choices.iter().any(|c| matches!(c, Choice::Drop)) {
+                Decision::Unacked
+            } else if choices.iter().any(|c| matches!(c, Choice::Term)) {
+                Decision::Term
+            } else if let Some(ms) = choices.iter().filter_map(|c| match c {
+                Choice::Nak(ms) => Some(*ms),
+                _ => None,
+            }).max() {
+                Decision::Nak(Some(Duration::from_millis(ms)))
+            } else {
+                Decision::Ack
+            };
+            prop_assert_eq!(log.lock().unwrap().clone(), vec![expected]);
+        }
+    }
+
+    #[test]
+    fn a_detached_token_decides_nothing() {
+        let token = AckToken::detached();
+        let copy = token.clone();
+        token.commit();
+        drop(copy);
+    }
+
+    #[test]
+    fn resolving_does_not_wait_for_the_tokens_to_be_dropped() {
+        let (token, log) = recorded();
+        let copy = token.clone();
+        copy.commit();
+        assert!(log.lock().unwrap().is_empty());
+        token.nak(Duration::from_millis(5));
+        assert_eq!(*log.lock().unwrap(), [Decision::Nak(Some(Duration::from_millis(5)))]);
+    }
 }
