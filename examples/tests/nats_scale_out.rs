@@ -87,7 +87,7 @@ fn three_workers_killed_and_restarted_lose_nothing_and_duplicate_only_redeliveri
     let mut workers: Vec<Child> = (0..WORKERS)
         .map(|w| spawn_worker(&url, &out(w, 0)))
         .collect();
-    let mut incarnations = vec![0; WORKERS];
+    let mut incarnations = [0; WORKERS];
     let mut producer = Command::new(env!("CARGO_BIN_EXE_nats_producer"))
         .args(["--url", &url, "--stream", STREAM, "--count", &n.to_string()])
         .stdout(Stdio::null())
@@ -103,11 +103,9 @@ fn three_workers_killed_and_restarted_lose_nothing_and_duplicate_only_redeliveri
             started.elapsed() < Duration::from_secs(300),
             "timed out after {kills} kills"
         );
-        if !produced {
-            if let Some(status) = producer.try_wait().unwrap() {
-                assert!(status.success(), "nats_producer failed: {status}");
-                produced = true;
-            }
+        if !produced && let Some(status) = producer.try_wait().unwrap() {
+            assert!(status.success(), "nats_producer failed: {status}");
+            produced = true;
         }
         if produced {
             let mut c = consumer.clone();
@@ -129,6 +127,7 @@ fn three_workers_killed_and_restarted_lose_nothing_and_duplicate_only_redeliveri
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    producer.wait().unwrap();
     for mut worker in workers {
         worker.kill().unwrap();
         worker.wait().unwrap();

@@ -171,7 +171,7 @@ impl AckToken {
                     return;
                 }
             };
-            nats.send_ack(message, kind);
+            nats.send_ack(&message, kind);
         }))
     }
 
@@ -241,7 +241,11 @@ impl AckToken {
 
 impl Shared {
     fn resolve(&self) {
-        let resolve = self.resolve.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let resolve = self
+            .resolve
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let Some(resolve) = resolve else { return };
         let decision = match self.verdict.load(Ordering::Acquire) {
             ACK => Decision::Ack,
@@ -393,6 +397,9 @@ mod tests {
         copy.commit();
         assert!(log.lock().unwrap().is_empty());
         token.nak(Duration::from_millis(5));
-        assert_eq!(*log.lock().unwrap(), [Decision::Nak(Some(Duration::from_millis(5)))]);
+        assert_eq!(
+            *log.lock().unwrap(),
+            [Decision::Nak(Some(Duration::from_millis(5)))]
+        );
     }
 }

@@ -61,6 +61,9 @@ impl Default for Redelivery {
     }
 }
 
+/// Where poison messages go, and the stage name their letters carry.
+type DeadLetters<T> = (Arc<dyn DeadLetterSink<Received<T>>>, String);
+
 type Running<T> = Pin<Box<dyn Future<Output = (Delivery<T>, Result<(), Failure>)> + Send>>;
 
 /// A sink that runs an async commit (a write, a call) for each delivery, up to
@@ -84,7 +87,7 @@ pub struct Commit<T, F> {
     f: F,
     concurrency: usize,
     redelivery: Redelivery,
-    dead_letters: Option<(Arc<dyn DeadLetterSink<Received<T>>>, String)>,
+    dead_letters: Option<DeadLetters<T>>,
     running: FuturesUnordered<Running<T>>,
 }
 

@@ -35,7 +35,8 @@ pub struct Nats {
 }
 
 enum AckCommand {
-    Send(jetstream::Message, AckKind),
+    /// The acknowledgement `kind` to the message's reply subject.
+    Send(async_nats::Subject, AckKind),
     /// Answered once every acknowledgement before it was handed to the client.
     Mark(oneshot::Sender<()>),
 }
@@ -132,13 +133,14 @@ impl Nats {
         })?
         .map_err(NatsError::from)?;
         let (acks, mut decided) = mpsc::unbounded_channel::<AckCommand>();
+        let ack_client = client.clone();
         // One task sends every acknowledgement: no task per message. A lost
         // acknowledgement only causes a redelivery, so errors are not waited for.
         drop(handle.spawn(async move {
             while let Some(command) = decided.recv().await {
                 match command {
-                    AckCommand::Send(message, kind) => {
-                        let _ = message.ack_with(kind).await;
+                    AckCommand::Send(reply, kind) => {
+                        let _ = ack_client.publish(reply, kind.into()).await;
                     }
                     AckCommand::Mark(done) => {
                         let _ = done.send(());
@@ -221,10 +223,13 @@ impl Nats {
         }
     }
 
-    pub(crate) fn send_ack(&self, message: jetstream::Message, kind: AckKind) {
+    pub(crate) fn send_ack(&self, message: &jetstream::Message, kind: AckKind) {
         // Fails only once the connection's thread stopped: then the broker
-        // redelivers the message, as after a crash.
-        let _ = self.inner.acks.send(AckCommand::Send(message, kind));
+        // redelivers the message, as after a crash. A message without a reply
+        // subject cannot be acknowledged (it did not come from a consumer).
+        if let Some(reply) = message.reply.clone() {
+            let _ = self.inner.acks.send(AckCommand::Send(reply, kind));
+        }
     }
 
     pub(crate) fn counters(&self) -> &AckCounters {

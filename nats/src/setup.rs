@@ -19,7 +19,7 @@ use crate::{Nats, NatsError};
 ///     .ack_wait(Duration::from_secs(5))
 ///     .max_deliver(3)
 ///     .max_ack_pending(512);
-/// assert_eq!(settings.max_deliver, 3);
+/// assert_eq!(settings.max_deliver, Some(3));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerSettings {

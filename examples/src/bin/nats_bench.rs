@@ -83,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Result<Vec<_>, _>>()?;
         loop {
             let mut c = consumer.clone();
-            let info = nats.block_on(async move { c.info().await.map(|i| i.clone()) })??;
+            let info = nats.block_on(async move { c.info().await.cloned() })??;
             if info.num_pending == 0 && info.num_ack_pending == 0 {
                 break;
             }
