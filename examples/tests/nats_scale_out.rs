@@ -100,10 +100,7 @@ fn three_workers_killed_and_restarted_lose_nothing_and_duplicate_only_redeliveri
     let mut last_kill = Instant::now();
     let mut produced = false;
     loop {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {kills} kills"
-        );
+        assert!(started.elapsed() < limit, "timed out after {kills} kills");
         if !produced && let Some(status) = producer.try_wait().unwrap() {
             assert!(status.success(), "nats_producer failed: {status}");
             produced = true;
