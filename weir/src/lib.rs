@@ -88,6 +88,10 @@ pub mod sse;
 #[cfg(feature = "net")]
 pub use weir_net as net;
 
+/// NATS JetStream connectors (feature `nats`): the crate [`weir_nats`].
+#[cfg(feature = "nats")]
+pub use weir_nats as nats;
+
 /// Everything a pipeline author needs: `use weir::prelude::*;`.
 pub mod prelude {
     pub use weir_operators::barrier::{Barrier, BarrierExt, UnevenEnd};

@@ -1,0 +1,65 @@
+//! NATS JetStream connectors for weir: several weir processes share a durable
+//! pull consumer, each message is acknowledged only after every sink it reached
+//! committed it, and results can be published back with the server's
+//! acknowledgement.
+//!
+//! - [`JetStreamSource`]: a durable pull consumer that fetches only what the
+//!   pipeline has credit for (backpressure reaches the broker);
+//! - [`Delivery`] and [`AckToken`]: end-to-end acknowledgement, shared by every
+//!   copy of an element (ack when all committed or filtered, term when
+//!   dead-lettered, nothing when one was abandoned or lost);
+//! - [`Commit`]: the sink that commits, nakks with backoff, or terminates and
+//!   dead-letters a poison message after `max_deliver`;
+//! - [`Publish`]: a sink publishing with server acknowledgement and bounded
+//!   in-flight publishes;
+//! - [`Nats`], [`ConsumerSettings`]: the connection, streams and consumers;
+//! - [`TestServer`]: a throwaway `nats-server -js` for tests and demos.
+//!
+//! The guarantees are stated in `docs/semantics.md` ("At-least-once with NATS
+//! JetStream") and the deployment in `docs/scale-out.md`.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use weir_nats::{ConsumerSettings, JetStreamSource, Nats, NatsFlowExt};
+//! use weir_operators::FlowExt;
+//!
+//! let nats = Nats::connect("127.0.0.1:4222")?;
+//! nats.work_queue("orders", &["orders.>"])?;
+//! let consumer = nats.durable_consumer("orders", &ConsumerSettings::new("billing"))?;
+//! let rt = weir_runtime::Runtime::new()?;
+//! let done = JetStreamSource::new(nats.clone(), consumer)
+//!     .flow()
+//!     .map(|d| d.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+//!     .filter_acked(|order| !order.is_empty())
+//!     .commit(|d| {
+//!         println!("billing {}", d.payload);
+//!         async { Ok(()) }
+//!     })
+//!     .run(&rt)?
+//!     .wait()?;
+//! nats.flush()?;
+//! done.report.check_conservation()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod ack;
+mod commit;
+mod connection;
+mod ext;
+mod publish;
+mod server;
+mod setup;
+mod source;
+
+pub use ack::{AckToken, Delivery, DeliveryInfo, Received};
+pub use commit::{Commit, Redelivery};
+pub use connection::{AckStats, Nats, NatsError};
+pub use ext::NatsFlowExt;
+pub use publish::{DEFAULT_MAX_IN_FLIGHT, Publish};
+pub use server::{INSTALL_HINT, TestServer};
+pub use setup::ConsumerSettings;
+pub use source::{DEFAULT_FETCH_WAIT, DEFAULT_MAX_FETCH, JetStreamSource};
+
+pub use async_nats;
+pub use bytes::Bytes;
