@@ -139,11 +139,11 @@ fn a_slow_consumer_backpressures_the_sender() {
 #[test]
 fn heartbeats_keep_an_idle_connection_alive() {
     let rt = rt();
-    let config = fast(4).peer_timeout(Duration::from_millis(100));
+    let config = fast(4).peer_timeout(Duration::from_millis(150));
     let ((a_sink, a_source, a), (b_sink, b_source, b)) = pair(config.clone(), config);
     let a_in = a_source.collect().run(&rt).unwrap();
     let b_in = b_source.collect().run(&rt).unwrap();
-    std::thread::sleep(Duration::from_millis(350));
+    std::thread::sleep(Duration::from_millis(500));
     assert!(a.failure().is_none() && b.failure().is_none(), "{:?} {:?}", a.failure(), b.failure());
     assert!(a.stats().pings_sent >= 3 && b.stats().pings_sent >= 3);
     let a_out = DuplexSink::attach(Pipeline::from_iter(numbers(0..3)), a_sink).run(&rt).unwrap();
