@@ -83,11 +83,23 @@ fn both_directions_in_order_under_a_small_window() {
     a_got.report.check_conservation().unwrap();
     b_got.report.check_conservation().unwrap();
     let (sa, sb) = (a.stats(), b.stats());
-    assert_eq!((sa.sent, sa.acknowledged, sa.received, sa.delivered), (2_000, 2_000, 2_000, 2_000));
-    assert_eq!((sb.sent, sb.acknowledged, sb.received, sb.delivered), (2_000, 2_000, 2_000, 2_000));
+    assert_eq!(
+        (sa.sent, sa.acknowledged, sa.received, sa.delivered),
+        (2_000, 2_000, 2_000, 2_000)
+    );
+    assert_eq!(
+        (sb.sent, sb.acknowledged, sb.received, sb.delivered),
+        (2_000, 2_000, 2_000, 2_000)
+    );
     // A sends into B's window of 5, B into A's window of 8.
-    assert!(sa.max_in_flight <= 5 && sb.max_in_flight <= 8, "{sa:?} {sb:?}");
-    assert!(sa.max_buffered <= 8 && sb.max_buffered <= 5, "{sa:?} {sb:?}");
+    assert!(
+        sa.max_in_flight <= 5 && sb.max_in_flight <= 8,
+        "{sa:?} {sb:?}"
+    );
+    assert!(
+        sa.max_buffered <= 8 && sb.max_buffered <= 5,
+        "{sa:?} {sb:?}"
+    );
     assert!(a.failure().is_none() && b.failure().is_none());
     assert!(wait_until(|| a.is_closed() && b.is_closed()));
 }
@@ -129,7 +141,10 @@ fn a_slow_consumer_backpressures_the_sender() {
     b_out.wait().unwrap().report.check_conservation().unwrap();
     assert!(a_in.wait().unwrap().output.is_empty());
     let (sa, sb) = (a.stats(), b.stats());
-    assert_eq!(sa.max_in_flight, 4, "the window was reached and never exceeded: {sa:?}");
+    assert_eq!(
+        sa.max_in_flight, 4,
+        "the window was reached and never exceeded: {sa:?}"
+    );
     assert!(sb.max_buffered <= 4, "{sb:?}");
     assert_eq!(sb.delivered, u64::from(n));
 }
@@ -144,10 +159,19 @@ fn heartbeats_keep_an_idle_connection_alive() {
     let a_in = a_source.collect().run(&rt).unwrap();
     let b_in = b_source.collect().run(&rt).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(a.failure().is_none() && b.failure().is_none(), "{:?} {:?}", a.failure(), b.failure());
+    assert!(
+        a.failure().is_none() && b.failure().is_none(),
+        "{:?} {:?}",
+        a.failure(),
+        b.failure()
+    );
     assert!(a.stats().pings_sent >= 3 && b.stats().pings_sent >= 3);
-    let a_out = DuplexSink::attach(Pipeline::from_iter(numbers(0..3)), a_sink).run(&rt).unwrap();
-    let b_out = DuplexSink::attach(Pipeline::from_iter(numbers(3..6)), b_sink).run(&rt).unwrap();
+    let a_out = DuplexSink::attach(Pipeline::from_iter(numbers(0..3)), a_sink)
+        .run(&rt)
+        .unwrap();
+    let b_out = DuplexSink::attach(Pipeline::from_iter(numbers(3..6)), b_sink)
+        .run(&rt)
+        .unwrap();
     assert_eq!(b_in.wait().unwrap().output, numbers(0..3));
     assert_eq!(a_in.wait().unwrap().output, numbers(3..6));
     a_out.wait().unwrap().report.check_conservation().unwrap();
@@ -179,10 +203,16 @@ fn a_silent_peer_fails_both_stages_after_the_timeout() {
         .unwrap();
     let input = source.name("from_peer").collect().run(&rt).unwrap();
     let started = std::time::Instant::now();
-    for (err, taken) in [(out.wait().unwrap_err(), 100), (input.wait().unwrap_err(), 0)] {
+    for (err, taken) in [
+        (out.wait().unwrap_err(), 100),
+        (input.wait().unwrap_err(), 0),
+    ] {
         let (class, message, report) = stage_failure(err);
         assert_eq!(class, ErrorClass::Timeout, "{message}");
-        assert!(message.contains(&peer.to_string()) && message.contains("150ms"), "{message}");
+        assert!(
+            message.contains(&peer.to_string()) && message.contains("150ms"),
+            "{message}"
+        );
         report.check_conservation().unwrap();
         assert_eq!(report.abandoned(), taken, "{report:?}");
         assert_eq!(report.delivered(), 0, "{report:?}");
@@ -198,25 +228,62 @@ fn a_silent_peer_fails_both_stages_after_the_timeout() {
 #[test]
 fn malformed_and_hostile_peers_get_a_clear_error() {
     let rt = rt();
-    let data = |seq| Message::Data { seq, payload: vec![1] };
+    let data = |seq| Message::Data {
+        seq,
+        payload: vec![1],
+    };
     let mut too_many = Vec::new();
     for seq in 0..3 {
         too_many.extend(frame(&data(seq)));
     }
     let cases: Vec<(Vec<u8>, ErrorClass, &str)> = vec![
-        (vec![0, 0, 0, 1, 0x63], ErrorClass::Permanent, "unknown message tag 0x63"),
-        (vec![0, 0, 0, 3, 2, 0, 0], ErrorClass::Permanent, "ACK frame of 3 bytes, expected 9"),
-        (vec![0xff, 0xff, 0xff, 0xff], ErrorClass::Permanent, "frame declares 4294967295 bytes"),
-        (too_many, ErrorClass::Permanent, "DATA 2 beyond the granted window (2 granted)"),
-        (frame(&data(1)), ErrorClass::Permanent, "DATA seq 1, expected 0"),
-        (frame(&Message::End { total: 3 }), ErrorClass::Permanent, "END says 3"),
-        (frame(&Message::Ack { upto: 1 }), ErrorClass::Permanent, "ACK up to 1, but 0 were sent"),
         (
-            frame(&Message::Error { reason: "disk full".into() }),
+            vec![0, 0, 0, 1, 0x63],
+            ErrorClass::Permanent,
+            "unknown message tag 0x63",
+        ),
+        (
+            vec![0, 0, 0, 3, 2, 0, 0],
+            ErrorClass::Permanent,
+            "ACK frame of 3 bytes, expected 9",
+        ),
+        (
+            vec![0xff, 0xff, 0xff, 0xff],
+            ErrorClass::Permanent,
+            "frame declares 4294967295 bytes",
+        ),
+        (
+            too_many,
+            ErrorClass::Permanent,
+            "DATA 2 beyond the granted window (2 granted)",
+        ),
+        (
+            frame(&data(1)),
+            ErrorClass::Permanent,
+            "DATA seq 1, expected 0",
+        ),
+        (
+            frame(&Message::End { total: 3 }),
+            ErrorClass::Permanent,
+            "END says 3",
+        ),
+        (
+            frame(&Message::Ack { upto: 1 }),
+            ErrorClass::Permanent,
+            "ACK up to 1, but 0 were sent",
+        ),
+        (
+            frame(&Message::Error {
+                reason: "disk full".into(),
+            }),
             ErrorClass::Transient,
             "reported an error: disk full",
         ),
-        (vec![0, 0, 0, 9, 1], ErrorClass::Permanent, "stream ended inside a frame"),
+        (
+            vec![0, 0, 0, 9, 1],
+            ErrorClass::Permanent,
+            "stream ended inside a frame",
+        ),
     ];
     for (bytes, class, expected) in cases {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -229,7 +296,10 @@ fn malformed_and_hostile_peers_get_a_clear_error() {
         let err = source.collect().run(&rt).unwrap().wait().unwrap_err();
         let (got_class, message, report) = stage_failure(err);
         assert_eq!(got_class, class, "{message}");
-        assert!(message.contains(expected) && message.contains(&peer.to_string()), "{expected:?} in {message}");
+        assert!(
+            message.contains(expected) && message.contains(&peer.to_string()),
+            "{expected:?} in {message}"
+        );
         report.check_conservation().unwrap();
         // The hostile peer was sent the initial credit, then END (the sink
         // stopped with nothing in flight) and ERROR.
@@ -272,7 +342,10 @@ fn bad_settings_and_oversized_elements_are_rejected() {
         .unwrap_err();
     let (class, message, report) = stage_failure(err);
     assert_eq!(class, ErrorClass::Permanent);
-    assert!(message.contains("4 bytes is above the max_payload of 3"), "{message}");
+    assert!(
+        message.contains("4 bytes is above the max_payload of 3"),
+        "{message}"
+    );
     report.check_conservation().unwrap();
     assert_eq!(report.failed() + report.abandoned(), 1);
     let _ = TcpStream::peer_addr(&peer);

@@ -206,9 +206,7 @@ impl Message {
                     payload: body[HEADER..].to_vec(),
                 })
             }
-            ACK => exact("ACK", body, 9).map(|()| Message::Ack {
-                upto: u64_at(body),
-            }),
+            ACK => exact("ACK", body, 9).map(|()| Message::Ack { upto: u64_at(body) }),
             CREDIT => {
                 exact("CREDIT", body, 5)?;
                 let n = u32::from_be_bytes([body[1], body[2], body[3], body[4]]);
@@ -250,10 +248,17 @@ mod tests {
     #[test]
     fn short_and_unknown_frames_are_named() {
         assert_eq!(Message::decode(&[], 8), Err(ProtocolError::Empty));
-        assert_eq!(Message::decode(&[99], 8), Err(ProtocolError::UnknownTag(99)));
+        assert_eq!(
+            Message::decode(&[99], 8),
+            Err(ProtocolError::UnknownTag(99))
+        );
         assert_eq!(
             Message::decode(&[ACK, 1, 2], 8),
-            Err(ProtocolError::BadLength { message: "ACK", len: 3, expected: 9 })
+            Err(ProtocolError::BadLength {
+                message: "ACK",
+                len: 3,
+                expected: 9
+            })
         );
         let mut long = vec![DATA; HEADER + 9];
         long[0] = DATA;
@@ -261,7 +266,10 @@ mod tests {
             Message::decode(&long, 8),
             Err(ProtocolError::PayloadTooLong { len: 9, max: 8 })
         );
-        assert_eq!(Message::decode(&[ERROR, 0xff], 8), Err(ProtocolError::ReasonNotUtf8));
+        assert_eq!(
+            Message::decode(&[ERROR, 0xff], 8),
+            Err(ProtocolError::ReasonNotUtf8)
+        );
     }
 
     #[test]

@@ -86,7 +86,11 @@ impl State {
 }
 
 impl Shared {
-    pub(crate) fn new(stream: std::net::TcpStream, peer: SocketAddr, config: DuplexConfig) -> Arc<Self> {
+    pub(crate) fn new(
+        stream: std::net::TcpStream,
+        peer: SocketAddr,
+        config: DuplexConfig,
+    ) -> Arc<Self> {
         let window = u64::from(config.window);
         Arc::new(Shared {
             peer,
