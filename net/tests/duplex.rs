@@ -178,6 +178,36 @@ fn heartbeats_keep_an_idle_connection_alive() {
     b_out.wait().unwrap().report.check_conservation().unwrap();
 }
 
+/// B stops reading after 10 elements (`take`): the connection fails, A's sink
+/// fails naming the cause, and only what B acknowledged counts as delivered by
+/// A; the rest is abandoned, never silently lost.
+#[test]
+fn a_receiver_that_stops_early_fails_the_sender_without_losing_counts() {
+    let rt = rt();
+    let n = 1_000;
+    let ((a_sink, a_source, a), (b_sink, b_source, _b)) = pair(fast(4), fast(4));
+    drop(b_sink); // nothing in flight: B sends END, A's source ends cleanly
+    let a_in = a_source.collect().run(&rt).unwrap();
+    let a_out = DuplexSink::attach(Pipeline::from_iter(numbers(0..n)), a_sink)
+        .run(&rt)
+        .unwrap();
+    let b_in = b_source.take(10).collect().run(&rt).unwrap();
+    assert_eq!(b_in.wait().unwrap().output, numbers(0..10));
+    assert!(a_in.wait().unwrap().output.is_empty());
+    let (class, message, report) = stage_failure(a_out.wait().unwrap_err());
+    assert_eq!(class, ErrorClass::Transient);
+    assert!(
+        message.contains("stopped before the peer's END"),
+        "{message}"
+    );
+    report.check_conservation().unwrap();
+    let acknowledged = a.stats().acknowledged;
+    assert_eq!(report.delivered(), acknowledged);
+    // B acknowledged what it handed on (at least the 10) before its ERROR.
+    assert!((10..u64::from(n)).contains(&acknowledged), "{acknowledged}");
+    assert_eq!(report.delivered() + report.abandoned(), u64::from(n));
+}
+
 fn frame(message: &Message) -> Vec<u8> {
     let mut wire = Vec::new();
     message.encode(1024, &mut wire).unwrap();

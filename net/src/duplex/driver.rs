@@ -212,12 +212,21 @@ async fn write_loop(shared: Arc<Shared>, mut write: OwnedWriteHalf) {
         let mut done = false;
         let failed = {
             let mut state = shared.lock();
-            if let Some((_, reason)) = &state.failure {
+            let reason = if let Some((_, reason)) = &state.failure {
                 Some(reason.clone())
             } else if state.source_cancelled && !(state.peer_ended && state.inbox.is_empty()) {
                 Some(format!(
                     "duplex peer {peer}: the receiving stage stopped before the peer's END"
                 ))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                // What was handed on is acknowledged before the ERROR, so that
+                // the peer counts it delivered.
+                let ack = (state.delivered > state.ack_sent).then_some(state.delivered);
+                state.ack_sent = state.delivered;
+                Some((reason, ack))
             } else {
                 if std::mem::take(&mut state.pong_due) {
                     let _ = Message::Pong.encode(max, &mut wire);
@@ -256,10 +265,13 @@ async fn write_loop(shared: Arc<Shared>, mut write: OwnedWriteHalf) {
                 None
             }
         };
-        if let Some(reason) = failed {
+        if let Some((reason, ack)) = failed {
             // Tell the peer, best effort, and stop.
             shared.fail(ErrorClass::Transient, reason.clone());
             let mut last = Vec::new();
+            if let Some(upto) = ack {
+                let _ = Message::Ack { upto }.encode(max, &mut last);
+            }
             let _ = Message::Error { reason }.encode(max, &mut last);
             let _ = timeout(config.heartbeat, write.write_all(&last)).await;
             let _ = timeout(config.heartbeat, write.shutdown()).await;

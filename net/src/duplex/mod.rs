@@ -43,8 +43,10 @@
 //! connection fails, the elements taken by the sink and not acknowledged are
 //! counted as abandoned in its report (never silently lost), and the elements
 //! the source received but did not hand on are dropped unacknowledged: the peer
-//! counts them abandoned. Nothing is resent: a failed connection is not
-//! resumed.
+//! counts them abandoned. A side that fails or is cancelled first acknowledges
+//! what it handed on, then sends `ERROR`. A stage whose own direction had ended
+//! cleanly finishes normally even if the connection fails later. Nothing is
+//! resent: a failed connection is not resumed.
 //!
 //! # Examples
 //!

@@ -116,13 +116,18 @@ impl<T: AsRef<[u8]> + Send + 'static> Operator for DuplexSink<T> {
         ensure_started(&self.shared);
         let max = self.shared.config.max_payload;
         let mut state = self.shared.lock();
-        if let Some(failure) = state.failure() {
-            return Step::Failed(failure);
-        }
         if state.acked > self.completed {
             let n = state.acked - self.completed;
             io.complete(usize::try_from(n).unwrap_or(usize::MAX));
             self.completed = state.acked;
+        }
+        if state.sink_done && state.acked == state.assigned {
+            // Everything taken was acknowledged: a later failure is not ours.
+            self.finished = true;
+            return Step::Finished;
+        }
+        if let Some(failure) = state.failure() {
+            return Step::Failed(failure);
         }
         let mut wake_writer = false;
         while state.credit > 0 && !state.sink_done {
@@ -240,6 +245,12 @@ impl Operator for DuplexSource {
         }
         ensure_started(&self.shared);
         let mut state = self.shared.lock();
+        if state.peer_ended && state.inbox.is_empty() {
+            // The peer's direction ended and all of it was handed on: a later
+            // failure is not ours.
+            self.finished = true;
+            return Step::Finished;
+        }
         if let Some(failure) = state.failure() {
             // Received, never acknowledged: the peer counts them abandoned.
             state.inbox.clear();
