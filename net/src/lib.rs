@@ -3,6 +3,8 @@
 //! - [`frame`]: newline-delimited and length-prefixed framing, with incremental
 //!   decoders that check the maximum frame size before allocating and never
 //!   panic.
+//! - [`duplex`]: a bidirectional stream over one TCP connection, with a sliding
+//!   window, acknowledgements, heartbeats and a peer timeout.
 //! - [`tcp`]: a TCP source (a listener: many connections, one stream of frames,
 //!   backpressure onto the sockets, connection limit, idle and read timeouts,
 //!   per-connection quotas, bad frames dead-lettered) and a TCP sink (a client
@@ -17,6 +19,7 @@
 )]
 #![forbid(unsafe_code)]
 
+pub mod duplex;
 pub mod frame;
 pub mod tcp;
 
