@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
+use weir_examples::cli::{Fatal, exit, failed, usage};
 
 use clap::Parser;
 use weir::PipelineController;
@@ -82,25 +83,8 @@ struct Args {
     progress_every: Option<f64>,
 }
 
-/// A failure before or after the run: a message, and the exit code.
-struct Fatal(String, u8);
-
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Fatal(message, code)) => {
-            eprintln!("etl: {message}");
-            ExitCode::from(code)
-        }
-    }
-}
-
-fn usage(message: impl std::fmt::Display) -> Fatal {
-    Fatal(message.to_string(), 2)
-}
-
-fn failed(message: impl std::fmt::Display) -> Fatal {
-    Fatal(message.to_string(), 1)
+    exit("etl", run(Args::parse()))
 }
 
 fn seconds(flag: &str, secs: Option<f64>) -> Result<Option<Duration>, Fatal> {

@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
+use weir_examples::cli::{Fatal, exit, failed, usage};
 
 use clap::Parser;
 use weir::prelude::*;
@@ -79,25 +80,8 @@ struct Args {
     panic_once_on_line: Option<u64>,
 }
 
-/// A failure before or after the run: a message, and the exit code.
-struct Fatal(String, u8);
-
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Fatal(message, code)) => {
-            eprintln!("logproc: {message}");
-            ExitCode::from(code)
-        }
-    }
-}
-
-fn usage(message: impl std::fmt::Display) -> Fatal {
-    Fatal(message.to_string(), 2)
-}
-
-fn failed(message: impl std::fmt::Display) -> Fatal {
-    Fatal(message.to_string(), 1)
+    exit("logproc", run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<(), Fatal> {

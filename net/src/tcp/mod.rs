@@ -39,7 +39,6 @@
 //! ```
 
 mod bad_input;
-mod clock;
 mod config;
 mod serve;
 mod sink;

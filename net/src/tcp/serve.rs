@@ -19,10 +19,10 @@ use tokio::time::{Duration, Instant};
 use weir_supervisor::dead_letter::{DeadLetter, DeadLetterSink};
 use weir_supervisor::{ErrorClass, Failure};
 
-use super::clock::{TokioClock, TokioInstant};
 use super::stats::{Counters, bump};
 use super::{BadInput, Frame, OverQuota, TcpSourceConfig};
 use crate::frame::{Decoder, FrameError};
+use weir_operators::limit::clock::{TokioClock, TokioInstant};
 
 type Limiter = RateLimiter<
     NotKeyed,

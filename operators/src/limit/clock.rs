@@ -5,7 +5,9 @@
 //! limiter must read the same clock as the timers: otherwise a stage would wake
 //! when tokio says the wait is over and be told by governor to wait again. Under
 //! `tokio::time::pause()` (or a runtime built with `start_paused`) this clock is
-//! virtual, which is what makes rate tests exact and instant.
+//! virtual, which is what makes rate tests exact and instant. Public so that other
+//! crates' rate limiters (the TCP source's per-connection quotas in `weir-net`)
+//! read the same clock.
 
 use std::ops::Add;
 
@@ -14,7 +16,10 @@ use governor::nanos::Nanos;
 
 /// A point in time of tokio's clock, as governor needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct TokioInstant(pub(crate) tokio::time::Instant);
+pub struct TokioInstant(
+    /// The instant on tokio's clock.
+    pub tokio::time::Instant,
+);
 
 impl Add<Nanos> for TokioInstant {
     type Output = TokioInstant;
@@ -38,7 +43,7 @@ impl Reference for TokioInstant {
 /// governor's [`Clock`] over `tokio::time::Instant::now()`: the clock of the
 /// arbiter the stage runs on, virtual under paused time.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct TokioClock;
+pub struct TokioClock;
 
 impl Clock for TokioClock {
     type Instant = TokioInstant;

@@ -48,7 +48,7 @@
 //! ```
 
 mod budget;
-mod clock;
+pub mod clock;
 mod config;
 mod quotas;
 mod reconfig;
