@@ -35,3 +35,52 @@ pub fn exit(program: &str, result: Result<(), Fatal>) -> ExitCode {
         }
     }
 }
+
+/// Threads that run a callback periodically (health and progress printers) until
+/// [`stop`](Self::stop).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::time::Duration;
+/// use weir_examples::cli::Tickers;
+///
+/// let ticks = Arc::new(AtomicU32::new(0));
+/// let mut tickers = Tickers::default();
+/// let counter = Arc::clone(&ticks);
+/// tickers.every(Duration::from_secs(60), move || {
+///     counter.fetch_add(1, Ordering::Relaxed);
+/// });
+/// tickers.stop(); // joins the thread; it ticked once, at the start
+/// assert_eq!(ticks.load(Ordering::Relaxed), 1);
+/// ```
+#[derive(Debug, Default)]
+pub struct Tickers {
+    stop: Vec<std::sync::mpsc::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Tickers {
+    /// Runs `tick` now and every `period` on a thread of its own until stopped.
+    pub fn every(&mut self, period: std::time::Duration, mut tick: impl FnMut() + Send + 'static) {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        self.stop.push(tx);
+        self.threads.push(std::thread::spawn(move || {
+            loop {
+                tick();
+                match rx.recv_timeout(period) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
+            }
+        }));
+    }
+
+    /// Stops every thread and waits for them.
+    pub fn stop(self) {
+        drop(self.stop);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}

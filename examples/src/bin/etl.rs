@@ -19,9 +19,9 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_examples::cli::{Fatal, exit, failed, usage};
+use weir_examples::cli::{Fatal, Tickers, exit, failed, usage};
 
 use clap::Parser;
 use weir::PipelineController;
@@ -221,8 +221,7 @@ fn now_secs() -> u64 {
 
 /// The threads that print health and progress while the pipeline runs.
 struct Ticks {
-    stop: Vec<mpsc::Sender<()>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    tickers: Tickers,
 }
 
 impl Ticks {
@@ -233,12 +232,11 @@ impl Ticks {
         progress: &Progress,
     ) -> Ticks {
         let mut ticks = Ticks {
-            stop: Vec::new(),
-            threads: Vec::new(),
+            tickers: Tickers::default(),
         };
         if let Some(period) = health_every {
             let controller = controller.clone();
-            ticks.every(period, move || {
+            ticks.tickers.every(period, move || {
                 let health = controller.health();
                 let json = serde_json::to_string(&health).unwrap_or_else(|e| e.to_string());
                 println!("health: {json}");
@@ -246,7 +244,7 @@ impl Ticks {
         }
         if let Some(period) = progress_every {
             let progress = progress.clone();
-            ticks.every(period, move || {
+            ticks.tickers.every(period, move || {
                 let parts: Vec<String> = SourceId::ALL
                     .iter()
                     .zip(progress.fractions())
@@ -266,25 +264,7 @@ impl Ticks {
         ticks
     }
 
-    /// Runs `tick` now and every `period` until stopped.
-    fn every(&mut self, period: Duration, mut tick: impl FnMut() + Send + 'static) {
-        let (tx, rx) = mpsc::channel::<()>();
-        self.stop.push(tx);
-        self.threads.push(std::thread::spawn(move || {
-            loop {
-                tick();
-                match rx.recv_timeout(period) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => break,
-                }
-            }
-        }));
-    }
-
     fn stop(self) {
-        drop(self.stop);
-        for thread in self.threads {
-            let _ = thread.join();
-        }
+        self.tickers.stop();
     }
 }

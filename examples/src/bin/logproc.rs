@@ -17,10 +17,10 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
-use weir_examples::cli::{Fatal, exit, failed, usage};
+use weir_examples::cli::{Fatal, Tickers, exit, failed, usage};
 
 use clap::Parser;
 use weir::prelude::*;
@@ -208,8 +208,7 @@ enum Total {
 
 /// The threads that print health and progress while the pipeline runs.
 struct Watchers {
-    stop: Vec<mpsc::Sender<()>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    tickers: Tickers,
     bar: Option<indicatif::ProgressBar>,
 }
 
@@ -221,24 +220,25 @@ impl Watchers {
         total: Total,
     ) -> Self {
         let mut watchers = Watchers {
-            stop: Vec::new(),
-            threads: Vec::new(),
+            tickers: Tickers::default(),
             bar: None,
         };
         if let Some(secs) = args.health_every {
             let controller = controller.clone();
-            watchers.every(Duration::from_secs_f64(secs), move || {
-                let health = controller.health();
-                let json = serde_json::to_string(&health).unwrap_or_else(|e| e.to_string());
-                println!("health: {json}");
-            });
+            watchers
+                .tickers
+                .every(Duration::from_secs_f64(secs), move || {
+                    let health = controller.health();
+                    let json = serde_json::to_string(&health).unwrap_or_else(|e| e.to_string());
+                    println!("health: {json}");
+                });
         }
         if std::io::stderr().is_terminal() {
             let bar = progress_bar(total);
             let progress = progress.clone();
             let started = Instant::now();
             watchers.bar = Some(bar.clone());
-            watchers.every(Duration::from_millis(100), move || {
+            watchers.tickers.every(Duration::from_millis(100), move || {
                 let lines = progress.lines.load(Ordering::Relaxed);
                 bar.set_position(match total {
                     Total::Bytes(_) => progress.bytes.load(Ordering::Relaxed),
@@ -251,26 +251,8 @@ impl Watchers {
         watchers
     }
 
-    /// Runs `tick` now and every `period` until stopped.
-    fn every(&mut self, period: Duration, mut tick: impl FnMut() + Send + 'static) {
-        let (tx, rx) = mpsc::channel::<()>();
-        self.stop.push(tx);
-        self.threads.push(std::thread::spawn(move || {
-            loop {
-                tick();
-                match rx.recv_timeout(period) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => break,
-                }
-            }
-        }));
-    }
-
     fn stop(self) {
-        drop(self.stop);
-        for thread in self.threads {
-            let _ = thread.join();
-        }
+        self.tickers.stop();
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }

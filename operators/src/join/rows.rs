@@ -221,31 +221,19 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
         value: L,
         (ts, now, due): (i64, Instant, Option<i64>),
         hits: &mut Vec<usize>,
-        mut visit: impl FnMut(&L, &Row<R>) -> bool,
+        visit: impl FnMut(&L, &Row<R>) -> bool,
     ) -> bool {
-        hits.clear();
         let seq = self.seq + 1;
         let rows = self.map.entry(key.clone()).or_insert_with(KeyRows::empty);
-        for (i, r) in rows.right.iter().enumerate() {
-            if visit(&value, r) {
-                hits.push(i);
-            }
-        }
-        for &i in hits.iter() {
-            rows.right[i].matched = true;
-        }
-        let matched = !hits.is_empty();
-        rows.left.push(Row {
+        let row = Row {
             value,
             ts,
             seq,
             arrived: now,
-            matched,
-        });
-        let taken = self.next_seq(&key, true, due);
-        debug_assert_eq!(taken, seq);
-        self.len += 1;
-        self.compact();
+            matched: false,
+        };
+        let matched = probe_push(&mut rows.left, &mut rows.right, row, hits, visit);
+        self.inserted(&key, true, due, seq);
         matched
     }
 
@@ -256,32 +244,28 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
         value: R,
         (ts, now, due): (i64, Instant, Option<i64>),
         hits: &mut Vec<usize>,
-        mut visit: impl FnMut(&R, &Row<L>) -> bool,
+        visit: impl FnMut(&R, &Row<L>) -> bool,
     ) -> bool {
-        hits.clear();
         let seq = self.seq + 1;
         let rows = self.map.entry(key.clone()).or_insert_with(KeyRows::empty);
-        for (i, l) in rows.left.iter().enumerate() {
-            if visit(&value, l) {
-                hits.push(i);
-            }
-        }
-        for &i in hits.iter() {
-            rows.left[i].matched = true;
-        }
-        let matched = !hits.is_empty();
-        rows.right.push(Row {
+        let row = Row {
             value,
             ts,
             seq,
             arrived: now,
-            matched,
-        });
-        let taken = self.next_seq(&key, false, due);
+            matched: false,
+        };
+        let matched = probe_push(&mut rows.right, &mut rows.left, row, hits, visit);
+        self.inserted(&key, false, due, seq);
+        matched
+    }
+
+    /// The bookkeeping after a probe-and-insert of the row numbered `seq`.
+    fn inserted(&mut self, key: &K, left: bool, due: Option<i64>, seq: u64) {
+        let taken = self.next_seq(key, left, due);
         debug_assert_eq!(taken, seq);
         self.len += 1;
         self.compact();
-        matched
     }
 
     fn next_seq(&mut self, key: &K, left: bool, due: Option<i64>) -> u64 {
@@ -424,6 +408,32 @@ impl<L, R> KeyRows<L, R> {
             right: Vec::new(),
         }
     }
+}
+
+/// Probes `other` with `visit` (true: matched), then marks the matched rows (only
+/// after every visit, so a panic in `visit` changes nothing) and pushes `row`
+/// onto `own`, matched if anything matched. `hits` is scratch. Returns whether
+/// the row matched.
+fn probe_push<A, B>(
+    own: &mut Vec<Row<A>>,
+    other: &mut [Row<B>],
+    mut row: Row<A>,
+    hits: &mut Vec<usize>,
+    mut visit: impl FnMut(&A, &Row<B>) -> bool,
+) -> bool {
+    hits.clear();
+    for (i, r) in other.iter().enumerate() {
+        if visit(&row.value, r) {
+            hits.push(i);
+        }
+    }
+    for &i in hits.iter() {
+        other[i].matched = true;
+    }
+    row.matched = !hits.is_empty();
+    let matched = row.matched;
+    own.push(row);
+    matched
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ pub(super) fn policy_binder<Op: Operator>(
         let recipient = addr.clone().recipient::<SetPolicy>();
         handle.bind(
             name.to_owned(),
+            // A control message like `Reconfig` above: no elements, no credit.
             Box::new(move |policy, reply| recipient.do_send(SetPolicy { policy, reply })),
         );
     })
