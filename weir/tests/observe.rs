@@ -245,4 +245,37 @@ fn every_stage_publishes_its_counters_gauges_and_histograms() {
                     .any(|l| l.key() == "pipeline" && l.value() == "observed")),
         "pipeline health gauge"
     );
+
+    // Regression: the sampler used to be installed after the stages had started,
+    // so a pipeline that finished before that published no final sample at all.
+    // The final sample is taken before `wait` returns, so no polling here.
+    let rt = rt();
+    for i in 0..50 {
+        let name = format!("tiny-{i}");
+        Pipeline::from_iter(0..1_u64)
+            .map(|x| x + 1)
+            .name("tiny")
+            .collect()
+            .named(name.clone())
+            .run(&rt)
+            .unwrap()
+            .wait()
+            .unwrap();
+        let snapshot = snapshotter.snapshot().into_vec();
+        let completed = snapshot.iter().find_map(|(key, _, _, value)| {
+            let k = key.key();
+            let mine = key.kind() == MetricKind::Counter
+                && k.name() == "weir_stage_completed_total"
+                && k.labels()
+                    .any(|l| l.key() == "stage" && l.value() == "tiny")
+                && k.labels()
+                    .any(|l| l.key() == "pipeline" && l.value() == name);
+            mine.then_some(value)
+        });
+        assert_eq!(
+            completed,
+            Some(&DebugValue::Counter(1)),
+            "pipeline {name}'s final sample"
+        );
+    }
 }

@@ -148,10 +148,15 @@ impl Sampler {
     }
 }
 
-/// Starts the sampler of `pipeline` on its timer arbiter, every `interval` while
-/// the pipeline runs; the last stage to stop publishes the final sample.
+/// Registers `pipeline`'s metrics; must run before its first stage starts, since
+/// the last stage to stop publishes the final sample through it.
+pub(crate) fn install_sampler(pipeline: &PipelineShared) {
+    let _ = pipeline.sampler.set(Sampler::new(pipeline));
+}
+
+/// Starts the sampler of `pipeline` (installed by [`install_sampler`]) on its
+/// timer arbiter, every `interval` while the pipeline runs.
 pub(crate) fn spawn_sampler(pipeline: Arc<PipelineShared>, interval: Duration) {
-    let _ = pipeline.sampler.set(Sampler::new(&pipeline));
     let arbiter = pipeline.timer_arbiter.clone();
     arbiter.spawn(async move {
         while !pipeline.is_finished() {

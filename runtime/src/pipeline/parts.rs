@@ -441,6 +441,9 @@ pub(crate) fn launch(
         let _ = stage.inputs.set(ins.into_iter().flatten().collect());
     }
     pipeline.set_controls(parts.nodes.iter().map(|n| n.node.control()).collect());
+    // Installed before any stage starts: the last stage to stop takes the final
+    // sample, which a pipeline that ends at once would otherwise miss.
+    crate::observe::metrics::install_sampler(&pipeline);
     // Pass 3: start.
     for (i, entry) in parts.nodes.into_iter().enumerate() {
         let started = entry.node.start(Start {
