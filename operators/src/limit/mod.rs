@@ -156,7 +156,9 @@ pub trait LimitExt<T: Send + 'static>: Sized {
     /// use weir_runtime::reconfig::ConfigHandle;
     /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
     /// let rate = ConfigHandle::<ThrottleConfig>::new();
-    /// let running = Pipeline::from_iter(0..100_u32)
+    /// // An ingress keeps the stage running until the handle is dropped.
+    /// let (ingress, flow) = Pipeline::ingress::<u32>(128);
+    /// let running = flow
     ///     .throttle_with_config(Throttle::shape(Rate::per_second(100_000)), &rate)
     ///     .collect()
     ///     .run(&rt)?;
@@ -164,6 +166,10 @@ pub trait LimitExt<T: Send + 'static>: Sized {
     /// assert_eq!(applied.generation, 1);
     /// // A zero burst is rejected; the rate in force stays.
     /// assert!(rate.reconfigure_blocking(ThrottleConfig::new(Rate::per_second(1), 0)).is_err());
+    /// for x in 0..100 {
+    ///     ingress.try_send(x).expect("room in the ingress buffer");
+    /// }
+    /// drop(ingress);
     /// let done = running.wait()?;
     /// assert_eq!(done.output.len(), 100);
     /// # Ok::<(), Box<dyn std::error::Error>>(())

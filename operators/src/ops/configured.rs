@@ -173,13 +173,19 @@ where
 /// let min = ConfigHandle::<u64>::with_check(|m| {
 ///     if *m < 1_000 { Ok(()) } else { Err(format!("min {m} must be below 1000")) }
 /// });
-/// let running = Pipeline::from_iter(0..10_u64)
+/// // An ingress keeps the stage running until the handle is dropped.
+/// let (ingress, flow) = Pipeline::ingress::<u64>(16);
+/// let running = flow
 ///     .filter_with_config(&min, 5, |min, x| x >= min)
 ///     .collect()
 ///     .run(&rt)?;
 /// // Rejected in the stage: the threshold 5 stays in force.
 /// let err = min.reconfigure_blocking(5_000).unwrap_err();
 /// assert!(err.to_string().contains("must be below 1000"));
+/// for x in 0..10 {
+///     ingress.try_send(x).expect("room in the ingress buffer");
+/// }
+/// drop(ingress);
 /// let done = running.wait()?;
 /// assert_eq!(done.output, [5, 6, 7, 8, 9]);
 /// assert_eq!(done.report.stages[1].config_rejected, 1);

@@ -226,6 +226,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
     /// # Errors
     ///
     /// The state bound was reached and the policy is [`Overflow::Fail`].
+    #[inline]
     pub fn insert(&mut self, key: K, ts: u64, x: &T) -> Result<Admit, String> {
         let key = match self.spec.shape {
             Shape::Tumbling { size } => match self.insert_tumbling(key, ts, size, x) {
@@ -234,6 +235,13 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
             },
             _ => key,
         };
+        self.insert_general(key, ts, x)
+    }
+
+    /// [`insert`](Self::insert) for every case but the tumbling fast path: kept
+    /// out of line so that the fast path inlines into the operator's loop.
+    #[inline(never)]
+    fn insert_general(&mut self, key: K, ts: u64, x: &T) -> Result<Admit, String> {
         let mut targets = std::mem::take(&mut self.targets);
         self.assign(ts, &mut targets);
         targets.retain(|w| !self.closed(*w));
@@ -245,6 +253,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
     /// The tumbling fast path: an element whose window has not fired goes into its
     /// open window, or opens it when there is room, with one hash lookup. `Err`
     /// gives the key back for the general path (a fired window, or no room).
+    #[inline]
     fn insert_tumbling(&mut self, key: K, ts: u64, size: u64, x: &T) -> Result<Admit, K> {
         let start = ts - ts % size;
         let window = Window {
@@ -263,22 +272,28 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
                 // User code first: a panic leaves the state as it was.
                 let mut acc = (self.agg.init)();
                 (self.agg.add)(&mut acc, x);
-                self.next_id += 1;
-                self.open += 1;
-                let id = self.next_id;
-                // Not due, so its timer is its end.
-                self.timers
-                    .insert(window.end, id, v.key().key.clone(), start);
+                let key = v.key().key.clone();
                 v.insert(Slot {
                     acc,
                     fired: 0,
                     at_end: true,
                 });
-                self.spec.metrics.set_open(self.open);
+                self.opened(window.end, key, start);
                 Ok(Admit::Added)
             }
             Entry::Vacant(v) => Err(v.into_key().key),
         }
+    }
+
+    /// Books a tumbling window just put in `slots`: its id, the count, and its
+    /// timer at its end (it is not due). Out of line: once per window, not per
+    /// element.
+    #[inline(never)]
+    fn opened(&mut self, end: u64, key: K, start: u64) {
+        self.next_id += 1;
+        self.open += 1;
+        self.timers.insert(end, self.next_id, key, start);
+        self.spec.metrics.set_open(self.open);
     }
 
     /// The general path of [`insert`](Self::insert): `targets` are the element's
@@ -503,10 +518,18 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
 
     /// Moves the watermark to `wm` (never back): fires the windows whose end it
     /// reached and closes those past their allowed lateness.
+    #[inline]
     pub fn advance(&mut self, wm: u64) {
         if self.wm.is_some_and(|old| old >= wm) {
             return;
         }
+        self.advance_to(wm);
+    }
+
+    /// [`advance`](Self::advance) when the watermark moves: out of line, since it
+    /// is called per element and mostly moves nothing.
+    #[inline(never)]
+    fn advance_to(&mut self, wm: u64) {
         self.wm = Some(wm);
         while let Some((_, id, key, start)) = self.timers.pop_until(wm) {
             let Some(mut o) = self.take(&key, start, id) else {

@@ -165,8 +165,8 @@ where
     }
 
     /// Folds `x` in, or sends it to the side output. `Err` fails the stage.
+    #[inline]
     fn take(&mut self, io: &mut Io<'_, T, WindowResult<K, R>>, x: T) -> Result<(), Failure> {
-        let index = io.next_index().saturating_sub(1);
         let key = (self.key)(&x);
         let ts = match &mut self.clock {
             Clock::Event { time, .. } => (time.timestamp)(&x),
@@ -209,6 +209,8 @@ where
                         "window state bound reached (drop element)"
                     };
                     let failure = Failure::error(ErrorClass::Permanent, reason);
+                    // Nothing was taken from `io` since `x`.
+                    let index = io.next_index().saturating_sub(1);
                     let letter = DeadLetter::new(x, self.kind, "", &failure, 0, index);
                     // Refused by a full sink: counted all the same (metrics, filtered).
                     let _ = sink.offer(letter);
@@ -308,9 +310,11 @@ where
             self.engine.advance(now);
         }
         loop {
-            self.flush(io);
             if self.engine.ready_len() > 0 {
-                return Step::Continue;
+                self.flush(io);
+                if self.engine.ready_len() > 0 {
+                    return Step::Continue;
+                }
             }
             let Some(x) = io.pop() else { break };
             if let Err(failure) = self.take(io, x) {

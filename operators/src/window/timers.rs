@@ -43,6 +43,9 @@ enum Layout<K> {
 pub(crate) struct Timers<K> {
     layout: Layout<K>,
     len: usize,
+    /// The allocation of the last bucket emptied, for the next one: a bucket
+    /// holds one entry per key, and the windows of a time come and go together.
+    spare: VecDeque<Entry<K>>,
 }
 
 impl<K> Timers<K> {
@@ -51,6 +54,7 @@ impl<K> Timers<K> {
         Timers {
             layout: Layout::Each(BTreeMap::new()),
             len: 0,
+            spare: VecDeque::new(),
         }
     }
 
@@ -59,6 +63,7 @@ impl<K> Timers<K> {
         Timers {
             layout: Layout::Aligned(BTreeMap::new()),
             len: 0,
+            spare: VecDeque::new(),
         }
     }
 
@@ -76,8 +81,9 @@ impl<K> Timers<K> {
                 map.insert((at, id), (key, start));
             }
             Layout::Aligned(map) => {
+                let spare = &mut self.spare;
                 let bucket = map.entry(at).or_insert_with(|| Bucket {
-                    entries: VecDeque::new(),
+                    entries: std::mem::take(spare),
                     sorted: true,
                 });
                 if bucket.entries.back().is_some_and(|last| last.0 > id) {
@@ -96,8 +102,10 @@ impl<K> Timers<K> {
                 Some(bucket) => {
                     let i = bucket.entries.iter().position(|e| e.0 == id);
                     let found = i.and_then(|i| bucket.entries.remove(i)).is_some();
-                    if bucket.entries.is_empty() {
-                        map.remove(&at);
+                    if bucket.entries.is_empty()
+                        && let Some(empty) = map.remove(&at)
+                    {
+                        self.spare = empty.entries;
                     }
                     found
                 }
@@ -139,7 +147,7 @@ impl<K> Timers<K> {
                 bucket.sort();
                 let popped = bucket.entries.pop_front();
                 if bucket.entries.is_empty() {
-                    entry.remove();
+                    self.spare = entry.remove().entries;
                 }
                 let (id, key, start) = popped?;
                 (at, id, key, start)
