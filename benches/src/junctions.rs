@@ -4,7 +4,12 @@
 //! * `broadcast4`: one source of the `u64` values `0..n`, broadcast to four sinks
 //!   that each sum what they get. Throughput counts source elements.
 //! * `merge4`: four sources of about `n / 4` values each (together `0..n`), merged
-//!   into one sink that sums them.
+//!   into one sink that sums them. `merge4_batches` is the same graph with batch
+//!   sources (`Pipeline::from_batches`) that make batches of [`BATCH`] values as
+//!   the baseline's producers do.
+//!
+//! Every weir edge holds [`EDGE_CAPACITY`] elements, as much as a baseline channel
+//! holds per producer.
 //!
 //! Every run returns its sums, checked by the caller against [`expected_sum`]:
 //! each broadcast branch and the merge sink must see the sum of `0..n`.
@@ -18,6 +23,12 @@ use crate::workload::{BATCH, sum_step};
 /// Capacity, in batches of [`BATCH`], of each baseline channel per producer: the
 /// same as [`crate::baselines::crossbeam_batched`] uses between two threads.
 pub const CHANNEL_BATCHES: usize = 4;
+
+/// Elements each weir edge holds in these workloads: what a baseline channel
+/// holds per producer ([`CHANNEL_BATCHES`] batches of [`BATCH`]), so that both
+/// sides buffer as much (weir's default, 1 024, is one batch: every batch would
+/// wait for the credit of the one before).
+pub const EDGE_CAPACITY: usize = CHANNEL_BATCHES * BATCH;
 
 /// Branches of `broadcast4`, inputs of `merge4`.
 pub const FAN: usize = 4;
@@ -113,6 +124,7 @@ pub fn broadcast4_weir(n: u64, placement: JunctionPlacement) -> Result<Vec<u64>,
         .map_err(err)?;
     let mut g = Graph::new();
     g.placement(placement.placement());
+    g.default_capacity(EDGE_CAPACITY);
     let source = g.source(Pipeline::from_iter(0..n));
     let branches: [Outlet<u64>; FAN] = g.broadcast(source, Broadcast::new(FAN));
     let sums = branches
@@ -122,21 +134,54 @@ pub fn broadcast4_weir(n: u64, placement: JunctionPlacement) -> Result<Vec<u64>,
     run_graph(g, &rt, sums)
 }
 
-/// `merge4` on weir: four sources of [`merge_part`] → merge → one summing sink.
-/// Returns the sink's sum.
+/// `merge4` on weir: four sources ([`Pipeline::from_iter`] over each of
+/// [`merge_part`]) → merge → one summing sink. Returns the sink's sum.
 ///
 /// # Errors
 ///
 /// Fails when the graph cannot be built or does not complete.
 pub fn merge4_weir(n: u64, placement: JunctionPlacement) -> Result<Vec<u64>, String> {
+    merge4_graph(n, placement, Pipeline::from_iter)
+}
+
+/// `merge4_batches`: [`merge4_weir`] with batch sources
+/// ([`Pipeline::from_batches`]) that make batches of [`BATCH`] as the baseline's
+/// producers do (`collect` of a range); each goes downstream whole.
+///
+/// # Errors
+///
+/// Fails when the graph cannot be built or does not complete.
+pub fn merge4_batches_weir(n: u64, placement: JunctionPlacement) -> Result<Vec<u64>, String> {
+    merge4_graph(n, placement, |range| {
+        Pipeline::from_batches(batches_of(range, BATCH as u64))
+    })
+}
+
+/// The batches of `size` values that make up `range`, made as they are pulled.
+fn batches_of(
+    range: std::ops::Range<u64>,
+    size: u64,
+) -> impl Iterator<Item = Vec<u64>> + Send + 'static {
+    let end = range.end;
+    range
+        .step_by(size.max(1) as usize)
+        .map(move |start| (start..end.min(start.saturating_add(size))).collect())
+}
+
+fn merge4_graph(
+    n: u64,
+    placement: JunctionPlacement,
+    source: impl Fn(std::ops::Range<u64>) -> Flow<u64>,
+) -> Result<Vec<u64>, String> {
     let rt = Runtime::builder()
         .arbiters(arbiters())
         .build()
         .map_err(err)?;
     let mut g = Graph::new();
     g.placement(placement.placement());
+    g.default_capacity(EDGE_CAPACITY);
     let sources: Vec<Outlet<u64>> = (0..FAN)
-        .map(|k| g.source(Pipeline::from_iter(merge_part(n, k))))
+        .map(|k| g.source(source(merge_part(n, k))))
         .collect();
     let merged = g.merge(sources);
     let sum = g.sink(merged, |f| f.fold(0_u64, sum_step));
@@ -252,6 +297,20 @@ pub fn merge4_crossbeam(n: u64) -> Result<Vec<u64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_of_cover_the_range_in_order() {
+        for (range, size) in [(0..0, 4), (0..10, 4), (3..11, 4), (5..6, 1024), (0..8, 8)] {
+            let batches: Vec<Vec<u64>> = batches_of(range.clone(), size).collect();
+            assert!(
+                batches
+                    .iter()
+                    .all(|b| !b.is_empty() && b.len() as u64 <= size)
+            );
+            let flat: Vec<u64> = batches.into_iter().flatten().collect();
+            assert_eq!(flat, range.collect::<Vec<_>>());
+        }
+    }
 
     #[test]
     fn expected_sum_matches_a_loop() {

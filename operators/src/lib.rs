@@ -54,7 +54,7 @@ use weir_runtime::{Flow, OutputReceiver, Runnable, output};
 
 use crate::ops::{Chunks, Filter, FilterMap, FlatMap, Inspect, Map, MapAsync, Take, TryMap};
 use crate::sink::{Collect, Egress, EgressSink, Fold, ForEach, ForEachAsync};
-use crate::source::{Ingress, IngressSource, IterSource, StreamSource};
+use crate::source::{BatchSource, Ingress, IngressSource, IterSource, StreamSource};
 
 /// Where pipelines start: one constructor per kind of source.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +81,31 @@ impl Pipeline {
         I::Item: Send + 'static,
     {
         Flow::from_source(IterSource::new(iter.into_iter()))
+    }
+
+    /// A source that emits the elements of each batch an iterator yields, in order,
+    /// pulling a batch only when downstream has room: for input that already comes
+    /// in `Vec`s (a client's poll, a page of rows). A batch that fits downstream's
+    /// room goes on whole, its `Vec` moved, no element copied; a bigger one is
+    /// emitted over several steps. See [`BatchSource`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let pages = vec![vec![1, 2, 3], vec![], vec![4, 5]];
+    /// let done = Pipeline::from_batches(pages).collect().run(&rt)?.wait()?;
+    /// assert_eq!(done.output, [1, 2, 3, 4, 5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_batches<I, T>(batches: I) -> Flow<T>
+    where
+        I: IntoIterator<Item = Vec<T>>,
+        I::IntoIter: Send + 'static,
+        T: Send + 'static,
+    {
+        Flow::from_source(BatchSource::new(batches.into_iter()))
     }
 
     /// A source that polls a [`Stream`], only while downstream has room.

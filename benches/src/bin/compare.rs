@@ -80,6 +80,14 @@ const JUNCTIONS: &[JunctionVariant] = &[
         divisor: 1,
     },
     JunctionVariant {
+        name: "merge4_batches",
+        weir: junctions::merge4_batches_weir,
+        baseline: |n, _| junctions::merge4_crossbeam(n),
+        baseline_name: CROSSBEAM,
+        sinks: 1,
+        divisor: 1,
+    },
+    JunctionVariant {
         name: "pool",
         weir: pool::pool_weir,
         baseline: |n, _| pool::pool_crossbeam(n),
@@ -138,13 +146,13 @@ const USAGE: &str = "usage: compare [--elements N] [--runs R] [--per-element-ele
   --runs R                  runs per variant; the median is reported (default 5)
   --per-element-elements N  cap for actix_per_element (default 200000)
   --pings P                 pings for the weir latency measurement (default 100000)
-  --junction-elements N     source elements of broadcast4, merge4 and detach3
+  --junction-elements N     source elements of broadcast4, merge4(_batches) and detach3
                             (default 4000000); pool and pool1 run an eighth of them
   --placement P             weir placement in the junction workloads, on one arbiter
                             per core: together or spread (default together)
   --variants LIST           comma-separated subset of: fused, crossbeam_batched,
                             actix_per_element, actix_batched, weir, weir_faulty,
-                            broadcast4, merge4, pool, pool1, detach3, window_agg,
+                            broadcast4, merge4, merge4_batches, pool, pool1, detach3, window_agg,
                             join, latency (default: all)
   --out PATH                JSON report (default: <workspace>/target/compare.json)";
 
