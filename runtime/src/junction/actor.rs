@@ -16,7 +16,7 @@ use actix::{Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handl
 use actix_rt::ArbiterHandle;
 use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};
 
-use super::{InPort, Junction, OutPort, Ports, Routing};
+use super::{InPort, Junction, OutPort, Ports, Routing, take_batches};
 use crate::pipeline::shared::PipelineShared;
 use crate::stage::link::{DownLink, PortDown, PortUp, UpLink};
 use crate::stage::message::{Control, Down, Up};
@@ -256,17 +256,15 @@ impl<J: Junction> JunctionActor<J> {
                 continue;
             };
             let counters = &self.shared.out_ports[o];
-            while !port.buffer.is_empty() {
-                let n = port.buffer.len().min(port.credit).min(self.max_batch);
-                if n == 0 {
-                    break;
-                }
-                let batch: Vec<J::Out> = if n == port.buffer.len() {
-                    // The whole buffer goes: hand it over (no copy when contiguous).
-                    Vec::from(std::mem::take(&mut port.buffer))
-                } else {
-                    port.buffer.drain(..n).collect()
-                };
+            let sendable = port.buffer.len().min(port.credit);
+            if sendable == 0 {
+                continue;
+            }
+            // Every batch credit allows, cut at once: each element is copied at
+            // most once (a batch at a time from the front would shift the rest).
+            let mut batches = take_batches(&mut port.buffer, sendable, self.max_batch).into_iter();
+            while let Some(batch) = batches.next() {
+                let n = batch.len();
                 counters.emitted.fetch_add(n as u64, SeqCst);
                 self.shared.emitted.fetch_add(n as u64, Relaxed);
                 match tx.try_send(Down::Batch(batch)) {
@@ -284,11 +282,14 @@ impl<J: Junction> JunctionActor<J> {
                             SendError::Full(msg) => (false, msg),
                             SendError::Closed(msg) => (true, msg),
                         };
+                        // What was not sent goes back in front, in order.
+                        let mut unsent: VecDeque<J::Out> = VecDeque::new();
                         if let Down::Batch(batch) = msg {
-                            for x in batch.into_iter().rev() {
-                                port.buffer.push_front(x);
-                            }
+                            unsent.extend(batch);
                         }
+                        unsent.extend(batches.by_ref().flatten());
+                        unsent.append(&mut port.buffer);
+                        port.buffer = unsent;
                         if closed {
                             // The branch is gone: what was meant for it is dropped,
                             // counted on the port.

@@ -448,6 +448,38 @@ pub(crate) fn move_front<T>(from: &mut VecDeque<T>, n: usize, to: &mut VecDeque<
     }
 }
 
+/// Takes the first `count` elements of `buffer` (all of them at most) as batches of
+/// at most `max` elements (at least 1), in order. Each element is copied at most
+/// once: the batches are cut from the back of one `Vec`, whose allocation the
+/// first batch keeps; of what is taken and what stays, the shorter part is the
+/// one copied out of `buffer`; a whole contiguous buffer in one batch is handed
+/// over without copying.
+pub(crate) fn take_batches<T>(buffer: &mut VecDeque<T>, count: usize, max: usize) -> Vec<Vec<T>> {
+    let count = count.min(buffer.len());
+    let max = max.max(1);
+    if count == 0 {
+        return Vec::new();
+    }
+    let rest = buffer.len() - count;
+    let mut all = if rest == 0 {
+        Vec::from(std::mem::take(buffer))
+    } else if rest <= count {
+        // The shorter side is copied: here the rest, in bulk.
+        let rest = buffer.split_off(count);
+        Vec::from(std::mem::replace(buffer, rest))
+    } else {
+        buffer.drain(..count).collect()
+    };
+    let mut batches = Vec::with_capacity(count.div_ceil(max));
+    while all.len() > max {
+        let last = (all.len() - 1) / max * max;
+        batches.push(all.split_off(last));
+    }
+    batches.push(all);
+    batches.reverse();
+    batches
+}
+
 /// Where a junction's dropped elements go, if anywhere: shared by the branches.
 pub(crate) type DropSink<T> = Arc<dyn weir_supervisor::dead_letter::DeadLetterSink<T>>;
 
@@ -492,6 +524,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn take_batches_cuts_the_front_in_order_on_every_path() {
+        for len in [0_u32, 1, 5, 63, 64, 65, 200, 1000] {
+            for count in [0, 1, 10, 64, 100, 200, 999, 1000, 2000] {
+                for max in [0, 1, 7, 64, 100, 1024] {
+                    for wrap in [0, 13] {
+                        let mut buffer = queue(0..len, wrap);
+                        let batches = take_batches(&mut buffer, count, max);
+                        let taken = count.min(len as usize) as u32;
+                        let case = format!("len {len} count {count} max {max} wrap {wrap}");
+                        assert!(
+                            batches
+                                .iter()
+                                .all(|b| !b.is_empty() && b.len() <= max.max(1)),
+                            "{case}"
+                        );
+                        // All full but the last.
+                        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+                        if let Some((_, full)) = sizes.split_last() {
+                            assert!(full.iter().all(|&s| s == max.max(1)), "{case}");
+                        }
+                        let flat: Vec<u32> = batches.into_iter().flatten().collect();
+                        assert_eq!(flat, (0..taken).collect::<Vec<_>>(), "{case}");
+                        assert_eq!(
+                            Vec::from(buffer),
+                            (taken..len).collect::<Vec<_>>(),
+                            "{case}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn take_batches_hands_a_whole_buffer_over_without_copying() {
+        let mut buffer: VecDeque<u32> = (0..100).collect();
+        let ptr = buffer.as_slices().0.as_ptr();
+        let batches = take_batches(&mut buffer, 100, 1024);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].as_ptr(), ptr, "the allocation changed hands");
+        assert!(buffer.is_empty());
     }
 
     #[test]
