@@ -505,32 +505,43 @@ impl Balance {
         Balance { strategy, next: 0 }
     }
 
-    pub(crate) fn pick<I, O: Send + 'static>(&mut self, ports: &Ports<'_, I, O>) -> Option<usize> {
-        let n = ports.outputs();
-        match self.strategy {
-            BalanceStrategy::RoundRobin => {
-                let o = (0..n)
-                    .map(|k| (self.next + k) % n)
-                    .find(|&o| ports.room(o) > 0)?;
-                self.next = (o + 1) % n;
-                Some(o)
+    /// Among the first `n` outputs (the active ones), a branch with room and how
+    /// many elements to send it in one go.
+    ///
+    /// Round-robin: the next branch with room, one element. Least-loaded: the
+    /// branch with the most room, ties taken in turn (always the first would feed
+    /// one replica whenever it has just caught up); a share of its room, and no
+    /// more than a share of what is queued, so that what is there now is spread
+    /// over the branches rather than handed to one.
+    pub(crate) fn pick<I, O: Send + 'static>(
+        &mut self,
+        ports: &Ports<'_, I, O>,
+        n: usize,
+    ) -> Option<(usize, usize)> {
+        let n = n.min(ports.outputs());
+        let o = match self.strategy {
+            BalanceStrategy::RoundRobin => (0..n)
+                .map(|k| (self.next + k) % n)
+                .find(|&o| ports.room(o) > 0)?,
+            BalanceStrategy::LeastLoaded => {
+                let mut best: Option<(usize, usize)> = None;
+                for k in 0..n {
+                    let o = (self.next + k) % n;
+                    let room = ports.room(o);
+                    if room > 0 && best.is_none_or(|(_, r)| room > r) {
+                        best = Some((o, room));
+                    }
+                }
+                best?.0
             }
-            BalanceStrategy::LeastLoaded => (0..n)
-                .filter(|&o| ports.room(o) > 0)
-                .max_by_key(|&o| (ports.room(o), std::cmp::Reverse(o))),
-        }
-    }
-}
-
-impl Balance {
-    /// How many elements go to `o` in one go: whole runs to the picked branch keep
-    /// batches large.
-    pub(crate) fn run<I, O: Send + 'static>(&self, ports: &Ports<'_, I, O>, o: usize) -> usize {
+        };
+        self.next = (o + 1) % n;
+        let room = ports.room(o);
         let run = match self.strategy {
             BalanceStrategy::RoundRobin => 1,
-            BalanceStrategy::LeastLoaded => (ports.room(o) / ports.outputs().max(1)).max(1),
+            BalanceStrategy::LeastLoaded => (room / n).min(ports.queued(0).div_ceil(n)).max(1),
         };
-        run.min(ports.room(o))
+        Some((o, run.min(room)))
     }
 }
 
@@ -557,10 +568,9 @@ impl<T: Send + 'static> Junction for BalanceOf<T> {
 
     fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {
         while ports.queued(0) > 0 {
-            let Some(o) = self.balance.pick(ports) else {
+            let Some((o, run)) = self.balance.pick(ports, ports.outputs()) else {
                 return Routing::Continue;
             };
-            let run = self.balance.run(ports, o);
             ports.forward(0, o, run);
         }
         if ports.is_exhausted(0) {

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
-use super::{BalanceStrategy, Junction, Ports, Routing};
+use super::{Balance, BalanceStrategy, Junction, Ports, Routing};
 
 /// One past the last sequence number sent to each replica (0: none yet).
 pub(crate) type Assigned = Arc<[AtomicU64]>;
@@ -44,19 +44,17 @@ pub(crate) type Assigned = Arc<[AtomicU64]>;
 pub(crate) type Active = Arc<AtomicUsize>;
 
 /// Picks which active replica gets the next run of elements: a
-/// [`Balance`](super::Balance) over the replicas `0..active` only. A retired replica
+/// [`Balance`] over the replicas `0..active` only. A retired replica
 /// (index `>= active`) gets nothing new and drains what it has.
 pub(crate) struct Spreader {
-    strategy: BalanceStrategy,
-    next: usize,
+    balance: Balance,
     active: Option<Active>,
 }
 
 impl Spreader {
     pub(crate) fn new(strategy: BalanceStrategy, active: Option<Active>) -> Self {
         Spreader {
-            strategy,
-            next: 0,
+            balance: Balance::new(strategy),
             active,
         }
     }
@@ -69,26 +67,11 @@ impl Spreader {
             .map_or(n, |a| a.load(Acquire).clamp(1, n.max(1)))
     }
 
-    /// An active replica with room, and how many elements to send it in one go.
+    /// An active replica with room, and how many elements to send it in one go
+    /// ([`Balance::pick`]).
     fn pick<I, O: Send + 'static>(&mut self, ports: &Ports<'_, I, O>) -> Option<(usize, usize)> {
         let n = self.active(ports);
-        let o = match self.strategy {
-            BalanceStrategy::RoundRobin => {
-                let o = (0..n)
-                    .map(|k| (self.next + k) % n)
-                    .find(|&o| ports.room(o) > 0)?;
-                self.next = (o + 1) % n;
-                o
-            }
-            BalanceStrategy::LeastLoaded => (0..n)
-                .filter(|&o| ports.room(o) > 0)
-                .max_by_key(|&o| (ports.room(o), std::cmp::Reverse(o)))?,
-        };
-        let run = match self.strategy {
-            BalanceStrategy::RoundRobin => 1,
-            BalanceStrategy::LeastLoaded => (ports.room(o) / n).max(1),
-        };
-        Some((o, run.min(ports.room(o))))
+        self.balance.pick(ports, n)
     }
 }
 

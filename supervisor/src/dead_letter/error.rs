@@ -15,7 +15,7 @@ pub enum DlqError {
     /// An I/O operation on the dead-letter file failed. Nothing is known about the
     /// record being written, except that a failed append removes what it wrote (see
     /// [`DlqError::Poisoned`] for when it cannot).
-    #[error("I/O error on the dead-letter file")]
+    #[error("I/O error on the dead-letter file: {0}")]
     Io(#[from] io::Error),
 
     /// The letter could not be encoded with bincode (its `Serialize` impl failed).
@@ -92,7 +92,7 @@ pub enum DlqError {
 #[non_exhaustive]
 pub enum ReadError {
     /// Reading the file failed.
-    #[error("I/O error while reading the dead-letter file")]
+    #[error("I/O error while reading the dead-letter file: {0}")]
     Io(#[from] io::Error),
 
     /// The file ends inside a record: the writer stopped (or is still) in the middle
@@ -215,6 +215,12 @@ mod tests {
         assert!(err.source().is_some());
         let err = DlqError::Sync(io::Error::other("EIO"));
         assert!(err.source().is_some());
+        // The cause is in the message: a CLI printing the error alone says why.
+        let exists = DlqError::from(io::Error::from(io::ErrorKind::AlreadyExists));
+        assert_eq!(
+            exists.to_string(),
+            "I/O error on the dead-letter file: entity already exists"
+        );
         let read = DlqError::from(ReadError::Io(io::Error::other("x")));
         // Transparent: the I/O error is the source of the inner error.
         assert!(read.source().is_some());

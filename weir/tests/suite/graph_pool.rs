@@ -118,6 +118,47 @@ impl Operator for Doubler {
     }
 }
 
+/// Regression: with replicas that hold more than the dispatcher is given (replica
+/// capacity 8, edges of 4), least-loaded balancing sent everything to replica 0.
+/// Each pass handed it all that was queued (a share of its room), and the next
+/// pass found it caught up again and tied with the idle one, ties going to the
+/// first: replica 1 got nothing and the pool ran at one replica's speed. Now ties
+/// take turns and a pass spreads what is queued.
+#[test]
+fn least_loaded_keeps_every_replica_busy_when_replicas_hold_more_than_arrives() {
+    for ordered in [true, false] {
+        let rt = rt(2);
+        let mut g = Graph::new();
+        g.default_capacity(4);
+        // The source apart from the dispatcher (on arbiter 0), as a reader would be.
+        let source = g.source(Pipeline::from_iter(0..200_u64).on_arbiter(1));
+        let mut pool = Pool::new(2).name("p").replica_capacity(8);
+        if ordered {
+            pool = pool.ordered();
+        }
+        let out = g.pool_map(source, pool, || {
+            |x: u64| {
+                let started = std::time::Instant::now();
+                while started.elapsed() < Duration::from_micros(500) {
+                    std::hint::spin_loop();
+                }
+                x
+            }
+        });
+        let sum = g.sink(out, |f| f.fold(0_u64, |a, x| a + x));
+        let done = g.run(&rt).unwrap().wait().unwrap();
+        done.report.check_conservation().unwrap();
+        assert_eq!(take(sum), (0..200).sum::<u64>());
+        for replica in ["p-0", "p-1"] {
+            let completed = done.report.stage(replica).unwrap().completed;
+            assert!(
+                completed >= 20,
+                "ordered {ordered}: {replica} processed {completed} of 200"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_pool_of_any_operator_merges_all_outputs() {
     let rt = rt(2);
