@@ -152,6 +152,33 @@ mod tests {
         assert_eq!((source.produced, source.largest_batch), (100, 100));
     }
 
+    /// On shutdown an endless batch source stops; the rest of a batch it had
+    /// started was never admitted, so everything admitted is delivered.
+    #[test]
+    fn shutdown_stops_an_endless_supply_of_batches() {
+        let rt = rt();
+        let running = Pipeline::from_batches((0_u64..).map(|k| vec![k; 5]))
+            .for_each(drop)
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        running
+            .controller()
+            .shutdown(std::time::Duration::from_secs(5));
+        let done = running.wait().unwrap();
+        let r = &done.report;
+        r.check_conservation().unwrap();
+        assert!(
+            matches!(r.outcome, Outcome::Drained { .. }),
+            "{:?}",
+            r.outcome
+        );
+        assert!(r.admitted() > 0);
+        assert_eq!(r.admitted(), r.delivered());
+    }
+
     #[test]
     fn no_batches_or_only_empty_ones_complete_at_once() {
         for input in [vec![], vec![Vec::<u8>::new(), vec![]]] {

@@ -483,7 +483,8 @@ pub enum BalanceStrategy {
     #[default]
     RoundRobin,
     /// The branch with the most unused credit, that is, the fewest elements
-    /// outstanding.
+    /// outstanding; ties are taken in turn, and what is queued is spread over the
+    /// branches rather than handed to one.
     LeastLoaded,
 }
 
