@@ -41,3 +41,6 @@ pub use pipeline::{
 pub use runtime::{Placement, Runtime, RuntimeBuilder};
 pub use supervision::Supervision;
 pub use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};
+
+#[cfg(test)]
+mod do_send_audit;
