@@ -568,16 +568,27 @@ impl<T: Send + 'static> Junction for BalanceOf<T> {
     }
 
     fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {
-        while ports.queued(0) > 0 {
-            let Some((o, run)) = self.balance.pick(ports, ports.outputs()) else {
-                return Routing::Continue;
-            };
-            ports.forward(0, o, run);
-        }
-        if ports.is_exhausted(0) {
-            Routing::Finished
-        } else {
-            Routing::Continue
-        }
+        let balance = &mut self.balance;
+        spread(ports, |ports| balance.pick(ports, ports.outputs()))
+    }
+}
+
+/// Forwards what input 0 holds in runs to the branches `pick` chooses (a branch
+/// and a run length, `None` when no branch has room): the routing of a balance
+/// and of a resizable pool's spread.
+pub(crate) fn spread<T: Send + 'static>(
+    ports: &mut Ports<'_, T, T>,
+    mut pick: impl FnMut(&Ports<'_, T, T>) -> Option<(usize, usize)>,
+) -> Routing {
+    while ports.queued(0) > 0 {
+        let Some((o, run)) = pick(ports) else {
+            return Routing::Continue;
+        };
+        ports.forward(0, o, run);
+    }
+    if ports.is_exhausted(0) {
+        Routing::Finished
+    } else {
+        Routing::Continue
     }
 }

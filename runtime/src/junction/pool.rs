@@ -130,17 +130,8 @@ impl<T: Send + 'static> Junction for Spread<T> {
     }
 
     fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {
-        while ports.queued(0) > 0 {
-            let Some((o, run)) = self.spreader.pick(ports) else {
-                return Routing::Continue;
-            };
-            ports.forward(0, o, run);
-        }
-        if ports.is_exhausted(0) {
-            Routing::Finished
-        } else {
-            Routing::Continue
-        }
+        let spreader = &mut self.spreader;
+        super::fan_out::spread(ports, |ports| spreader.pick(ports))
     }
 }
 
