@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use weir_operators::FlowExt;
+use weir_operators::ops::FilterMap;
 use weir_runtime::{Flow, OutputReceiver, Runnable};
 use weir_supervisor::Failure;
 
@@ -71,14 +71,14 @@ impl<T: Send + 'static> NatsFlowExt<T> for Flow<Delivery<T>> {
     where
         P: FnMut(&T) -> bool + Send + 'static,
     {
-        self.filter_map(move |d: Delivery<T>| {
+        self.via(FilterMap::new(move |d: Delivery<T>| {
             if predicate(&d.payload) {
                 Some(d)
             } else {
                 d.ack.filtered();
                 None
             }
-        })
+        }))
     }
 
     fn commit<F, Fut>(self, f: F) -> Runnable<()>

@@ -177,7 +177,16 @@ impl Pipeline {
 }
 
 /// The operators, as methods on a [`Flow`]. In the prelude.
-pub trait FlowExt<T: Send + 'static>: Sized {
+///
+/// The elements are `Clone`, as timely-dataflow's `Data` is: a supervised stage
+/// keeps a copy of each element until its operator has processed it, so that a
+/// failing one can be retried or dead-lettered, whether the supervision comes
+/// from the code ([`Flow::supervise`]) or from a policy file applied to the whole
+/// pipeline ([`Runnable::policies`]). Nothing is copied unless the stage is
+/// supervised. Elements that cannot be cloned (a reply channel) can still flow
+/// through the operators' types with [`Flow::via`] (for example
+/// `flow.via(ops::Map::new(f))`), unsupervised.
+pub trait FlowExt<T: Clone + Send + 'static>: Sized {
     /// Applies `f` to every element.
     ///
     /// # Examples
@@ -515,13 +524,13 @@ pub trait FlowExt<T: Send + 'static>: Sized {
         T: Clone;
 }
 
-impl<T: Send + 'static> FlowExt<T> for Flow<T> {
+impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
     fn map<U, F>(self, f: F) -> Flow<U>
     where
         F: FnMut(T) -> U + Send + 'static,
         U: Send + 'static,
     {
-        self.via(Map::new(f))
+        self.cloneable().via(Map::new(f))
     }
 
     fn try_map<U, F>(self, f: F) -> Flow<U>
@@ -529,14 +538,14 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         F: FnMut(T) -> Result<U, weir_runtime::Failure> + Send + 'static,
         U: Send + 'static,
     {
-        self.via(TryMap::new(f))
+        self.cloneable().via(TryMap::new(f))
     }
 
     fn filter<F>(self, predicate: F) -> Flow<T>
     where
         F: FnMut(&T) -> bool + Send + 'static,
     {
-        self.via(Filter::new(predicate))
+        self.cloneable().via(Filter::new(predicate))
     }
 
     fn filter_map<U, F>(self, f: F) -> Flow<U>
@@ -544,7 +553,7 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         F: FnMut(T) -> Option<U> + Send + 'static,
         U: Send + 'static,
     {
-        self.via(FilterMap::new(f))
+        self.cloneable().via(FilterMap::new(f))
     }
 
     fn flat_map<I, F>(self, f: F) -> Flow<I::Item>
@@ -554,14 +563,14 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         I::IntoIter: Send + 'static,
         I::Item: Send + 'static,
     {
-        self.via(FlatMap::new(f))
+        self.cloneable().via(FlatMap::new(f))
     }
 
     fn inspect<F>(self, f: F) -> Flow<T>
     where
         F: FnMut(&T) + Send + 'static,
     {
-        self.via(Inspect::new(f))
+        self.cloneable().via(Inspect::new(f))
     }
 
     fn map_async<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
@@ -570,7 +579,8 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         Fut: Future<Output = U> + Send + 'static,
         U: Send + 'static,
     {
-        self.via(MapAsync::new("map_async", concurrency, f, Ok))
+        self.cloneable()
+            .via(MapAsync::new("map_async", concurrency, f, Ok))
     }
 
     fn try_map_async<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
@@ -579,22 +589,24 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         Fut: Future<Output = Result<U, weir_runtime::Failure>> + Send + 'static,
         U: Send + 'static,
     {
-        self.via(MapAsync::new("try_map_async", concurrency, f, |r| r))
+        self.cloneable()
+            .via(MapAsync::new("try_map_async", concurrency, f, |r| r))
     }
 
     fn chunks(self, size: usize) -> Flow<Vec<T>> {
-        self.via(Chunks::new(size))
+        self.cloneable().via(Chunks::new(size))
     }
 
     fn take(self, n: u64) -> Flow<T> {
-        self.via(Take::new(n))
+        self.cloneable().via(Take::new(n))
     }
 
     fn for_each<F>(self, f: F) -> Runnable<()>
     where
         F: FnMut(T) + Send + 'static,
     {
-        self.to(ForEach::new(f), OutputReceiver::ready(()))
+        self.cloneable()
+            .to(ForEach::new(f), OutputReceiver::ready(()))
     }
 
     fn for_each_async<F, Fut>(self, f: F) -> Runnable<()>
@@ -602,12 +614,13 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         F: FnMut(T) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.to(ForEachAsync::new(f), OutputReceiver::ready(()))
+        self.cloneable()
+            .to(ForEachAsync::new(f), OutputReceiver::ready(()))
     }
 
     fn collect(self) -> Runnable<Vec<T>> {
         let (tx, rx) = output();
-        self.to(Collect::new(tx), rx)
+        self.cloneable().to(Collect::new(tx), rx)
     }
 
     fn fold<A, F>(self, init: A, f: F) -> Runnable<A>
@@ -616,12 +629,12 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         A: Send + 'static,
     {
         let (tx, rx) = output();
-        self.to(Fold::new(init, f, tx), rx)
+        self.cloneable().to(Fold::new(init, f, tx), rx)
     }
 
     fn egress(self, capacity: usize) -> (Runnable<()>, Egress<T>) {
         let (sink, egress) = EgressSink::channel(capacity);
-        (self.to(sink, OutputReceiver::ready(())), egress)
+        (self.cloneable().to(sink, OutputReceiver::ready(())), egress)
     }
 
     fn broadcast_hub(self, when_alone: hub::NoSubscriber) -> (Runnable<()>, hub::BroadcastHub<T>)
@@ -629,6 +642,6 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         T: Clone,
     {
         let (sink, hub) = hub::BroadcastHubSink::new(when_alone);
-        (self.to(sink, OutputReceiver::ready(())), hub)
+        (self.cloneable().to(sink, OutputReceiver::ready(())), hub)
     }
 }

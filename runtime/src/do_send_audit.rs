@@ -14,6 +14,10 @@ const ALLOWED: &[(&str, &str)] = &[
         "recipient.do_send(SetPolicy { policy, reply })",
     ),
     (
+        "pipeline/policies.rs",
+        "setter.do_send(SetPolicy { policy, reply: tx })",
+    ),
+    (
         "pipeline/shared.rs",
         "controls[index].do_send(Control::Restart)",
     ),

@@ -103,6 +103,28 @@ pub enum BuildError {
         /// The stage that could not start.
         stage: String,
     },
+    /// A policy file has a `[stages.<name>]` table for a stage the pipeline does
+    /// not have (see `Runnable::policies`).
+    #[error(
+        "the policy file has [stages.{name}], but the pipeline has no stage named `{name}`{}",
+        suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    )]
+    UnknownPolicyStage {
+        /// The name in the file.
+        name: String,
+        /// The pipeline's stage name nearest to it, if one is near.
+        suggestion: Option<String>,
+    },
+    /// A policy from a policy file cannot apply to a stage.
+    #[error("stage `{stage}`: the policy file's [{table}] {message}")]
+    PolicyMismatch {
+        /// The stage.
+        stage: String,
+        /// The table that gave the policy: `default` or `stages.<name>`.
+        table: String,
+        /// What does not fit.
+        message: String,
+    },
 }
 
 /// A pipeline that failed while running.

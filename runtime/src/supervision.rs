@@ -57,7 +57,6 @@ use weir_supervisor::policy::{
 ///     .seed(7);
 /// # drop(supervision);
 /// ```
-#[derive(Clone)]
 pub struct Supervision<T> {
     pub(crate) policy: SupervisionPolicy,
     pub(crate) dead_letters: Option<Arc<dyn DeadLetterSink<T>>>,
@@ -104,36 +103,116 @@ impl<T> Supervision<T> {
     /// handles its elements' failures itself (an async operator). The message names
     /// the key.
     pub(crate) fn check(&self, elementwise: bool) -> Result<(), String> {
-        self.policy
-            .validate()
-            .map_err(|e| format!("supervision policy: {e}"))?;
-        let diverts = self
-            .policy
+        check_policy(&self.policy, elementwise, self.dead_letters.is_some())
+    }
+}
+
+/// Checks what a stage can apply of `policy`: `elementwise` says whether its
+/// operator handles its elements' failures itself (an async operator),
+/// `dead_letters` whether it has a dead-letter queue. The message names the key.
+pub(crate) fn check_policy(
+    policy: &SupervisionPolicy,
+    elementwise: bool,
+    dead_letters: bool,
+) -> Result<(), String> {
+    policy
+        .validate()
+        .map_err(|e| format!("supervision policy: {e}"))?;
+    if policy.element_timeout.is_some() && !elementwise {
+        return Err(
+            "supervision policy: element_timeout applies to async operators \
+             (map_async, for_each_async), whose elements can hang; this stage runs \
+             user code synchronously"
+                .into(),
+        );
+    }
+    let keys = dead_letter_keys(policy);
+    if !keys.is_empty() && !dead_letters {
+        let keys = keys
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(format!(
+            "supervision policy dead-letters elements ({keys} = \"dead_letter\"; \
+             `permanent` and `on_exhausted` do by default) but the stage has no \
+             dead-letter queue: give it one in code (Supervision::dead_letters) or \
+             choose another action"
+        ));
+    }
+    Ok(())
+}
+
+/// The keys of `policy` that send elements to the dead letters.
+fn dead_letter_keys(policy: &SupervisionPolicy) -> Vec<&'static str> {
+    let a = &policy.actions;
+    let mut keys: Vec<&str> = [
+        ("actions.panic", a.panic),
+        ("actions.transient", a.transient),
+        ("actions.permanent", a.permanent),
+        ("actions.timeout", a.timeout),
+        ("actions.resource_exhausted", a.resource_exhausted),
+        ("actions.on_exhausted", a.on_exhausted),
+    ]
+    .into_iter()
+    .filter(|(_, action)| *action == Action::DeadLetter)
+    .map(|(key, _)| key)
+    .collect();
+    if policy
+        .breaker
+        .as_ref()
+        .is_some_and(|b| b.when_open == OpenBehavior::DeadLetter)
+    {
+        keys.push("breaker.when_open");
+    }
+    keys
+}
+
+/// Whether `policy` can drop an element (dead-letter or skip it, or divert it
+/// while the breaker is open) instead of processing it again or escalating.
+pub(crate) fn policy_may_drop(policy: &SupervisionPolicy) -> bool {
+    let a = &policy.actions;
+    [
+        a.panic,
+        a.transient,
+        a.permanent,
+        a.timeout,
+        a.resource_exhausted,
+        a.on_exhausted,
+    ]
+    .into_iter()
+    .any(|action| matches!(action, Action::DeadLetter | Action::Skip))
+        || policy
             .breaker
             .as_ref()
-            .is_some_and(|b| b.when_open == OpenBehavior::DeadLetter);
-        if self.policy.element_timeout.is_some() && !elementwise {
-            return Err(
-                "supervision policy: element_timeout applies to async operators \
-                 (map_async, for_each_async), whose elements can hang; this stage runs \
-                 user code synchronously"
-                    .into(),
-            );
+            .is_some_and(|b| b.when_open == OpenBehavior::DeadLetter)
+}
+
+/// The default policy and no dead-letter queue: what a stage gets in code when a
+/// policy file decides its policy (see [`Runnable::policies`](crate::Runnable::policies));
+/// add the queue with [`dead_letters`](Supervision::dead_letters).
+///
+/// ```
+/// use weir_runtime::Supervision;
+/// use weir_supervisor::dead_letter::MemoryDlq;
+///
+/// let dlq = MemoryDlq::<String>::new(1_000);
+/// let supervision = Supervision::default().dead_letters(dlq.clone());
+/// # drop(supervision);
+/// ```
+impl<T> Default for Supervision<T> {
+    fn default() -> Self {
+        Supervision::new(SupervisionPolicy::default())
+    }
+}
+
+impl<T> Clone for Supervision<T> {
+    fn clone(&self) -> Self {
+        Supervision {
+            policy: self.policy.clone(),
+            dead_letters: self.dead_letters.clone(),
+            seed: self.seed,
         }
-        let actions = &self.policy.actions;
-        let dead_letters = [
-            actions.panic,
-            actions.transient,
-            actions.permanent,
-            actions.timeout,
-            actions.resource_exhausted,
-            actions.on_exhausted,
-        ]
-        .contains(&Action::DeadLetter);
-        if (dead_letters || diverts) && self.dead_letters.is_none() {
-            return Err("supervision policy dead-letters elements but no dead-letter queue was given (Supervision::dead_letters)".into());
-        }
-        Ok(())
     }
 }
 
@@ -170,6 +249,14 @@ pub(crate) struct Copies<T> {
     /// One element (async operators keep a copy of each element in flight).
     pub(crate) one: fn(&T) -> T,
 }
+
+impl<T> Clone for Copies<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Copies<T> {}
 
 impl<T: Clone> Copies<T> {
     pub(crate) fn of() -> Self {
@@ -215,23 +302,7 @@ impl<T> StageSupervisor<T> {
     /// Whether the policy can drop an element (dead-letter or skip it, or divert it
     /// while the breaker is open) instead of processing it again or escalating.
     pub(crate) fn may_drop(&self) -> bool {
-        let a = &self.policy.actions;
-        let drops = |action: Action| matches!(action, Action::DeadLetter | Action::Skip);
-        [
-            a.panic,
-            a.transient,
-            a.permanent,
-            a.timeout,
-            a.resource_exhausted,
-            a.on_exhausted,
-        ]
-        .into_iter()
-        .any(drops)
-            || self
-                .policy
-                .breaker
-                .as_ref()
-                .is_some_and(|b| b.when_open == OpenBehavior::DeadLetter)
+        policy_may_drop(&self.policy)
     }
 
     pub(crate) fn new(

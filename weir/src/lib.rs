@@ -124,7 +124,10 @@ pub mod prelude {
         PipelineError, Placement, Pool, PoolOrder, Report, Runnable, Running, Runtime, Supervision,
     };
     pub use weir_supervisor::dead_letter::{DeadLetter, MemoryDlq};
-    pub use weir_supervisor::policy::{Action, BackoffConfig, SupervisionPolicy};
+    pub use weir_supervisor::policy::{
+        Action, BackoffConfig, ClassActions, PolicyConfig, RestartStrategy, RestartType,
+        SupervisionPolicy,
+    };
     pub use weir_supervisor::{ErrorClass, Failure, SupervisionEvent};
 }
 

@@ -381,7 +381,7 @@ where
             workers: o.workers.unwrap_or(rt.arbiters()),
             max_line_bytes: 64 * 1024,
             arbiters: rt.arbiters(),
-            parse_policy: config.for_stage("parse"),
+            policies: config,
             dlq: SharedFileDlq::new(writer),
             lines_in_failed_batches: Arc::new(AtomicU64::new(0)),
             panic_once_on_line: None,

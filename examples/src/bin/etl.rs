@@ -136,7 +136,7 @@ fn run(args: Args) -> Result<(), Fatal> {
         out_dir: out_dir.clone(),
         sqlite_batch: args.sqlite_batch as usize,
         max_line_bytes: args.max_line_bytes as usize,
-        config,
+        config: config.clone(),
         handles,
     })
     .map_err(usage)?;

@@ -27,6 +27,7 @@ use weir_examples::{print_ports, stage};
 const N: u64 = 20_000;
 
 /// What reaches the sink: a zipped pair, or a reading the audit branch saw.
+#[derive(Clone)]
 enum Tagged {
     Pair { double: u64, square: u64 },
     Audited(u64),

@@ -27,7 +27,6 @@ use weir::prelude::*;
 use weir::supervisor::dead_letter::{FileDlqOptions, SharedFileDlq, SyncPolicy};
 use weir::supervisor::policy::PolicyConfig;
 use weir::{PipelineController, Report};
-use weir_examples::logproc::pipeline::STAGES;
 use weir_examples::logproc::{
     self, Aggregates, DEFAULT_SEED, DlqTally, GeneratedBatches, Generator, LineBatch, LineReader,
     ReadProgress, Settings,
@@ -87,9 +86,6 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Fatal> {
     let config = PolicyConfig::from_file(&args.config)
         .map_err(|e| usage(format!("policy file {}: {e}", args.config.display())))?;
-    config
-        .check_stage_names(STAGES)
-        .map_err(|e| usage(format!("policy file {}: {e}", args.config.display())))?;
     if let Some(secs) = args.health_every
         && !(secs.is_finite() && secs > 0.0)
     {
@@ -140,7 +136,7 @@ fn run(args: Args) -> Result<(), Fatal> {
             workers,
             max_line_bytes: args.max_line_bytes as usize,
             arbiters: rt.arbiters(),
-            parse_policy: config.for_stage("parse"),
+            policies: config,
             dlq: dlq.clone(),
             lines_in_failed_batches: lost.clone(),
             panic_once_on_line: args.panic_once_on_line,

@@ -67,6 +67,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Elements are `Clone`: a supervised stage keeps a copy of each until it is processed.
+#[derive(Clone)]
 struct Order {
     sku: String,
     quantity: u64,

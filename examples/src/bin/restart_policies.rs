@@ -1,4 +1,8 @@
-//! Supervision policies from a TOML file, applied to a pipeline with flaky stages.
+//! Supervision policies from a TOML file, applied to a whole pipeline with flaky
+//! stages by one call (`policies(&config)`): the file's `strategy`, `[default]` for
+//! every stage it does not name and `[stages.NAME]` for the stages it does. The
+//! code only says where each stage's dead letters go. A file naming a stage the
+//! pipeline lacks fails the run, with the nearest name as a suggestion.
 //!
 //! Records flow through `parse` (some records are malformed: a permanent error,
 //! dead-lettered per the file's `[stages.parse]`), `enrich` (a flaky async lookup
@@ -31,7 +35,6 @@ struct Record {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (config_path, report_path, elements) = args()?;
     let config = PolicyConfig::from_file(&config_path)?;
-    config.check_stage_names(["records", "parse", "enrich", "sink"])?;
     println!(
         "policy: {} ({:?})",
         config_path.display(),
@@ -51,7 +54,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     }))
     .name("records")
-    .supervise(Supervision::new(config.for_stage("parse")).dead_letters(parse_dlq.clone()))
+    // The file decides the policies; the code decides where dead letters go.
+    .supervise(Supervision::default().dead_letters(parse_dlq.clone()))
     .try_map(|record: Record| {
         let (id, category) = record
             .raw
@@ -66,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok((id, category))
     })
     .name("parse")
-    .supervise(Supervision::new(config.for_stage("enrich")).dead_letters(enrich_dlq.clone()))
+    .supervise(Supervision::default().dead_letters(enrich_dlq.clone()))
     .try_map_async(8, move |(id, category): (u64, u8)| {
         // A flaky remote lookup, 8 calls in flight: the first call for a few ids
         // fails transiently, one id's first call hangs (the file's
@@ -96,7 +100,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .name("enrich")
     .fold(0_u64, |n, _enriched: String| n + 1)
     .name("sink")
-    .named("restart-policies");
+    .named("restart-policies")
+    .policies(&config);
 
     let mut events = runnable.subscribe();
     let printer = std::thread::spawn(move || {

@@ -1,7 +1,8 @@
 //! The etl example's settings that change while it runs: one [`EtlConfig`] from a
 //! TOML file, fed by weir's [`ConfigWatcher`] to the stages' config
-//! [`Handles`] (the threshold of the transform, the rate of the throttle), polled
-//! by a [`Reloader`] thread while the pipeline runs.
+//! [`Handles`] (the threshold of the transform, the rate of the throttle, the
+//! supervision policies of the whole graph), polled by a [`Reloader`] thread while
+//! the pipeline runs.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +11,22 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use weir::limit::{Rate, ThrottleConfig};
-use weir::prelude::{ConfigHandle, ConfigWatcher};
+use weir::prelude::{ConfigHandle, ConfigWatcher, PolicyConfig};
+
+/// The supervision of the graph when the file has no `[policies]` tables: a
+/// failure fails the pipeline, except the rows `reject` turns away (dead letters).
+pub const DEFAULT_POLICIES: &str = r#"
+[default.actions]
+permanent = "escalate"
+on_exhausted = "escalate"
+
+[stages.reject.actions]
+permanent = "dead_letter"
+resource_exhausted = "dead_letter"
+"#;
 
 /// The reloadable settings (`examples/config/etl.toml`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtlConfig {
     /// The largest valid amount, in cents: a row above it is invalid
@@ -22,6 +35,16 @@ pub struct EtlConfig {
     /// Rows per second through the transform, all sources together; 0: no limit.
     #[serde(default)]
     pub rate_limit: u64,
+    /// The supervision policies of the whole graph (`[policies]`,
+    /// `[policies.default]`, `[policies.stages.<name>]`), applied with
+    /// `Graph::policies` and re-applied on a reload.
+    #[serde(default = "default_policies")]
+    pub policies: PolicyConfig,
+}
+
+/// [`DEFAULT_POLICIES`], parsed.
+pub fn default_policies() -> PolicyConfig {
+    PolicyConfig::from_toml_str(DEFAULT_POLICIES).expect("the built-in policies are valid")
 }
 
 impl Default for EtlConfig {
@@ -29,6 +52,7 @@ impl Default for EtlConfig {
         EtlConfig {
             max_amount_cents: 500_000,
             rate_limit: 0,
+            policies: default_policies(),
         }
     }
 }
@@ -80,6 +104,8 @@ pub struct Handles {
     pub threshold: ConfigHandle<u64>,
     /// The `rate_limit` stage's throttle.
     pub rate: ConfigHandle<ThrottleConfig>,
+    /// The graph's supervision policies.
+    pub policies: ConfigHandle<PolicyConfig>,
 }
 
 impl Default for Handles {
@@ -93,6 +119,7 @@ impl Default for Handles {
                 }
             }),
             rate: ConfigHandle::new(),
+            policies: ConfigHandle::new(),
         }
     }
 }
@@ -113,6 +140,7 @@ pub fn watcher(path: &Path, handles: &Handles) -> ConfigWatcher<EtlConfig> {
         .validate(EtlConfig::check)
         .bind(&handles.threshold, |c| c.max_amount_cents)
         .bind(&handles.rate, |c| throttle_config(c.rate_limit))
+        .bind(&handles.policies, |c| c.policies.clone())
 }
 
 /// What the [`Reloader`] did.
@@ -137,7 +165,7 @@ impl ReloadCounts {
 
     /// The config in force: the last one loaded or applied.
     pub fn in_force(&self) -> Option<EtlConfig> {
-        self.in_force.lock().ok().and_then(|c| *c)
+        self.in_force.lock().ok().and_then(|c| c.clone())
     }
 
     /// Why the last rejected file was rejected.
@@ -165,7 +193,7 @@ impl Reloader {
     ) -> Reloader {
         let counts = Arc::new(ReloadCounts::default());
         if let Ok(mut slot) = counts.in_force.lock() {
-            *slot = watcher.current().copied();
+            *slot = watcher.current().cloned();
         }
         let shared = Arc::clone(&counts);
         let (tx, rx) = mpsc::channel::<()>();
@@ -174,9 +202,9 @@ impl Reloader {
                 match futures::executor::block_on(watcher.poll()) {
                     Ok(None) => {}
                     Ok(Some(_)) => {
-                        let config = watcher.current().copied();
+                        let config = watcher.current().cloned();
                         if let Ok(mut slot) = shared.in_force.lock() {
-                            *slot = config;
+                            (*slot).clone_from(&config);
                         }
                         shared.applied.fetch_add(1, Ordering::Release);
                         if let Some(config) = config {
@@ -229,7 +257,8 @@ mod tests {
             w.load().unwrap(),
             EtlConfig {
                 max_amount_cents: 100,
-                rate_limit: 5
+                rate_limit: 5,
+                policies: default_policies(),
             }
         );
         for (bad, what) in [

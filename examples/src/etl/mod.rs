@@ -16,9 +16,12 @@ pub mod record;
 pub mod sinks;
 pub mod summary;
 
-pub use config::{EtlConfig, Handles, ReloadCounts, Reloader, throttle_config, watcher};
+pub use config::{
+    DEFAULT_POLICIES, EtlConfig, Handles, ReloadCounts, Reloader, default_policies,
+    throttle_config, watcher,
+};
 pub use generate::{InputFiles, Reference, RowGenerator, generated_stream, write_inputs};
-pub use pipeline::{Built, Outputs, Progress, STAGES, Settings, build};
+pub use pipeline::{Built, Outputs, Progress, Settings, build};
 pub use record::{Enriched, Raw, SourceId};
 pub use sinks::{Checked, RejectFile, Rejected, Sqlite};
 pub use summary::Summary;

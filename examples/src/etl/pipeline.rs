@@ -119,33 +119,6 @@ pub struct Built {
     pub outputs: Outputs,
 }
 
-/// The names of the graph's stages.
-pub const STAGES: &[&str] = &[
-    "csv",
-    "csv_check",
-    "csv_out",
-    "csv_header",
-    "csv_raw",
-    "jsonl",
-    "jsonl_check",
-    "jsonl_out",
-    "jsonl_raw",
-    "generated",
-    "merge",
-    "rate_limit",
-    "transform",
-    "reject",
-    "valid",
-    "fanout",
-    "json_format",
-    "json_sink",
-    "csv_format",
-    "csv_sink",
-    "sqlite_batch",
-    "sqlite",
-    "sqlite_count",
-];
-
 /// Builds the graph and creates its output files.
 ///
 /// # Errors
@@ -173,7 +146,9 @@ pub fn build(settings: &Settings) -> Result<Built, String> {
     ];
 
     let mut g = Graph::new();
-    g.named("etl");
+    g.named("etl")
+        .policies(&settings.config.policies)
+        .policies_handle(&settings.handles.policies);
     let source = |path: &PathBuf, id: SourceId| {
         FileSource::lines(path)
             .name(id.name())
@@ -221,19 +196,15 @@ pub fn build(settings: &Settings) -> Result<Built, String> {
 
     let dead = rejected.clone();
     let handles = settings.handles.clone();
-    let initial = settings.config;
-    let rate = throttle_config(initial.rate_limit);
+    let max_amount_cents = settings.config.max_amount_cents;
+    let rate = throttle_config(settings.config.rate_limit);
     let enriched = g.flow(merged, move |f| {
         f.throttle_with_config(Throttle::shape(rate.rate).burst(rate.burst), &handles.rate)
             .name("rate_limit")
-            .map_with_config(
-                &handles.threshold,
-                initial.max_amount_cents,
-                |max, raw: Raw| {
-                    let row = parse(&raw).and_then(|order| validate(raw.source, order, *max));
-                    Checked { raw, row }
-                },
-            )
+            .map_with_config(&handles.threshold, max_amount_cents, |max, raw: Raw| {
+                let row = parse(&raw).and_then(|order| validate(raw.source, order, *max));
+                Checked { raw, row }
+            })
             .name("transform")
             .supervise(weir::limit::rejections_to(dead))
             .validate(|c: &Checked| c.row.as_ref().map(|_| ()).map_err(Clone::clone))

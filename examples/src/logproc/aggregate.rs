@@ -35,7 +35,7 @@ pub struct Record {
 }
 
 /// The parsed lines of a batch (sharing its text) and its malformed ones.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ParsedBatch {
     /// The number of the batch's first line.
     pub first_line: u64,
@@ -48,7 +48,7 @@ pub struct ParsedBatch {
 }
 
 /// Parsed records and the text of their client addresses and paths.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Records {
     text: String,
     records: Vec<Record>,

@@ -23,22 +23,12 @@ use super::lines::{Line, LineBatch};
 /// The pipeline's name (the `pipeline` label of its metrics).
 pub const PIPELINE: &str = "logproc";
 
-/// The stage names, for checking a policy file's `[stages.<name>]` tables.
-pub const STAGES: [&str; 6] = [
-    "read",
-    "parse",
-    "split",
-    "route",
-    "dead-letter",
-    "aggregate",
-];
-
 /// Elements on each edge: batches of up to 1 024 lines / 256 KiB, so an edge holds
 /// at most about 1 MiB of text.
 pub const EDGE_CAPACITY: usize = 4;
 
 /// What flows after the parser: a batch's records, or its malformed lines.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Part {
     /// Parsed, valid lines.
     Records(Records),
@@ -64,8 +54,9 @@ pub struct Settings {
     pub workers: usize,
     /// Longer lines are malformed.
     pub max_line_bytes: usize,
-    /// The parser's supervision (from the policy file's `[stages.parse]`).
-    pub parse_policy: SupervisionPolicy,
+    /// The supervision policy file, applied to the whole graph (`[stages.parse]`
+    /// reaches every parser replica, `[default]` every other stage).
+    pub policies: PolicyConfig,
     /// Where malformed lines go.
     pub dlq: SharedFileDlq<MalformedLine>,
     /// Lines of batches the parser's supervision dead-lettered whole (a parser
@@ -94,7 +85,7 @@ pub struct Built {
 /// Order: the pool is ordered, so dead letters are written in line order.
 /// Backpressure: every edge holds at most [`EDGE_CAPACITY`] batches; the reader
 /// reads only what the graph has room for. Failure: a parser replica that fails is
-/// supervised by `settings.parse_policy`; a batch it gives up on goes to the
+/// supervised by the policy file (`settings.policies`); a batch it gives up on goes to the
 /// dead letters line by line.
 ///
 /// # Errors
@@ -107,7 +98,7 @@ where
     let Settings {
         workers,
         max_line_bytes,
-        parse_policy,
+        policies,
         dlq,
         lines_in_failed_batches,
         panic_once_on_line,
@@ -124,7 +115,9 @@ where
     // replicas go everywhere and balance by load).
     let reader_arbiter = usize::from(arbiters > 1);
     let mut g = Graph::new();
-    g.named(PIPELINE).default_capacity(EDGE_CAPACITY);
+    g.named(PIPELINE)
+        .default_capacity(EDGE_CAPACITY)
+        .policies(&policies);
     let lines = g.source(
         Pipeline::from_iter(batches)
             .name("read")
@@ -138,7 +131,8 @@ where
         .ordered()
         .name("parse")
         .replica_capacity(2)
-        .supervise(Supervision::new(parse_policy).dead_letters_to(whole_batches));
+        // The file decides the replicas' policy; the code where their dead letters go.
+        .supervise(Supervision::default().dead_letters_to(whole_batches));
     let fault = panic_once_on_line.map(|line| (line, Arc::new(AtomicBool::new(false))));
     let parsed = g.pool_map(lines, pool, move || {
         let fault = fault.clone();

@@ -195,7 +195,8 @@ fn a_config_change_while_running_is_applied() {
         counts.in_force(),
         Some(EtlConfig {
             max_amount_cents: 100,
-            rate_limit: 0
+            rate_limit: 0,
+            policies: weir_examples::etl::default_policies(),
         })
     );
     for stage in ["rate_limit", "transform"] {

@@ -111,7 +111,7 @@ impl Pipeline {
 }
 
 /// The file sink, as a method on a [`Flow`]. In the prelude.
-pub trait FileFlowExt<T: Send + 'static>: Sized {
+pub trait FileFlowExt<T: Clone + Send + 'static>: Sized {
     /// Writes every element into a file (see [`FileSink`]); the output is the
     /// sink's [`FileSinkStats`].
     ///
@@ -136,12 +136,13 @@ pub trait FileFlowExt<T: Send + 'static>: Sized {
         T: AsRef<[u8]>;
 }
 
-impl<T: Send + 'static> FileFlowExt<T> for Flow<T> {
+impl<T: Clone + Send + 'static> FileFlowExt<T> for Flow<T> {
     fn to_file(self, sink: FileSink) -> Runnable<std::sync::Arc<FileSinkStats>>
     where
         T: AsRef<[u8]>,
     {
         let stats = sink.stats();
-        self.to(FileWriteStage::new(sink), OutputReceiver::ready(stats))
+        self.cloneable()
+            .to(FileWriteStage::new(sink), OutputReceiver::ready(stats))
     }
 }

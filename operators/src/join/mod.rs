@@ -137,20 +137,20 @@ impl JoinExt for Graph {
         R: Send + 'static,
         O: Send + 'static,
     {
-        use crate::FlowExt;
+        use crate::ops::{FilterMap, Map};
         let name = join.name.clone();
         let named = |suffix: &str| name.as_ref().map(|n| format!("{n}.{suffix}"));
         let tag_left = named("left");
         let tag_right = named("right");
         let l = self.flow(left, |f| {
-            let f = f.map(Side::<L, R>::Left);
+            let f = f.via(Map::new(Side::<L, R>::Left));
             match tag_left {
                 Some(n) => f.name(n),
                 None => f,
             }
         });
         let r = self.flow(right, |f| {
-            let f = f.map(Side::<L, R>::Right);
+            let f = f.via(Map::new(Side::<L, R>::Right));
             match tag_right {
                 Some(n) => f.name(n),
                 None => f,
@@ -169,20 +169,20 @@ impl JoinExt for Graph {
         let unwrap_main = named("joined");
         let unwrap_side = named("unmatched");
         let main = self.flow(main, |f| {
-            let f = f.filter_map(|x| match x {
+            let f = f.via(FilterMap::new(|x| match x {
                 JoinOut::Joined(o) => Some(o),
                 JoinOut::Unmatched(_) => None,
-            });
+            }));
             match unwrap_main {
                 Some(n) => f.name(n),
                 None => f,
             }
         });
         let side = self.flow(side, |f| {
-            let f = f.filter_map(|x| match x {
+            let f = f.via(FilterMap::new(|x| match x {
                 JoinOut::Unmatched(s) => Some(s),
                 JoinOut::Joined(_) => None,
-            });
+            }));
             match unwrap_side {
                 Some(n) => f.name(n),
                 None => f,

@@ -94,7 +94,7 @@ pub fn rejections_to<T: Send + 'static>(sink: impl DeadLetterSink<T>) -> Supervi
 }
 
 /// The limit stages, as methods on a [`Flow`]. In the prelude.
-pub trait LimitExt<T: Send + 'static>: Sized {
+pub trait LimitExt<T: Clone + Send + 'static>: Sized {
     /// Holds the stream to a rate: shaping delays elements until the rate allows
     /// them, enforcing turns away those beyond it (see [`Throttle`],
     /// [`ThrottleMode`], [`ThrottleStage`]).
@@ -271,9 +271,10 @@ pub trait LimitExt<T: Send + 'static>: Sized {
         S: FnMut(&T) -> usize + Send + 'static;
 }
 
-impl<T: Send + 'static> LimitExt<T> for Flow<T> {
+impl<T: Clone + Send + 'static> LimitExt<T> for Flow<T> {
     fn throttle(self, throttle: Throttle) -> Flow<T> {
-        self.via(ThrottleStage::new("throttle", throttle, |_: &T| ()))
+        self.cloneable()
+            .via(ThrottleStage::new("throttle", throttle, |_: &T| ()))
     }
 
     fn throttle_with_config(
@@ -281,7 +282,8 @@ impl<T: Send + 'static> LimitExt<T> for Flow<T> {
         throttle: Throttle,
         handle: &ConfigHandle<ThrottleConfig>,
     ) -> Flow<T> {
-        self.via_reconfigurable(ThrottleStage::new("throttle", throttle, |_: &T| ()), handle)
+        self.cloneable()
+            .via_reconfigurable(ThrottleStage::new("throttle", throttle, |_: &T| ()), handle)
     }
 
     fn throttle_by_key<K, F>(self, key: F, throttle: Throttle) -> Flow<T>
@@ -289,25 +291,28 @@ impl<T: Send + 'static> LimitExt<T> for Flow<T> {
         K: Hash + Eq + Clone + Send + 'static,
         F: FnMut(&T) -> K + Send + 'static,
     {
-        self.via(ThrottleStage::new("throttle_by_key", throttle, key))
+        self.cloneable()
+            .via(ThrottleStage::new("throttle_by_key", throttle, key))
     }
 
     fn max_elements(self, n: u64, at_limit: AtLimit) -> Flow<T> {
-        self.via(Budget::new("max_elements", n, |_: &T| 1, at_limit))
+        self.cloneable()
+            .via(Budget::new("max_elements", n, |_: &T| 1, at_limit))
     }
 
     fn max_bytes<S>(self, limit: u64, size: S, at_limit: AtLimit) -> Flow<T>
     where
         S: FnMut(&T) -> u64 + Send + 'static,
     {
-        self.via(Budget::new("max_bytes", limit, size, at_limit))
+        self.cloneable()
+            .via(Budget::new("max_bytes", limit, size, at_limit))
     }
 
     fn validate<F>(self, check: F) -> Flow<T>
     where
         F: FnMut(&T) -> Result<(), String> + Send + 'static,
     {
-        self.via(Validate::new("validate", check, None))
+        self.cloneable().via(Validate::new("validate", check, None))
     }
 
     fn max_element_bytes<S>(self, limit: usize, mut size: S) -> Flow<T>
@@ -328,7 +333,8 @@ impl<T: Send + 'static> LimitExt<T> for Flow<T> {
                 Ok(())
             }
         };
-        self.via(Validate::new("max_element_bytes", check, invalid))
+        self.cloneable()
+            .via(Validate::new("max_element_bytes", check, invalid))
     }
 }
 

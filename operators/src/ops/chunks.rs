@@ -14,7 +14,8 @@ pub struct Chunks<T> {
 }
 
 impl<T> Chunks<T> {
-    pub(crate) fn new(size: usize) -> Self {
+    /// The operator behind [`FlowExt::chunks`](crate::FlowExt::chunks), for [`Flow::via`](weir_runtime::Flow::via) (elements that are not `Clone`).
+    pub fn new(size: usize) -> Self {
         Chunks {
             size,
             buf: Vec::with_capacity(size.min(4096)),

@@ -191,7 +191,7 @@ where
 /// assert_eq!(done.report.stages[1].config_rejected, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub trait ConfigExt<T: Send + 'static>: Sized {
+pub trait ConfigExt<T: Clone + Send + 'static>: Sized {
     /// Maps each element with `f(&config, element)`; `initial` is the config until
     /// `handle` applies another.
     fn map_with_config<C, U, F>(self, handle: &ConfigHandle<C>, initial: C, f: F) -> Flow<U>
@@ -213,7 +213,7 @@ pub trait ConfigExt<T: Send + 'static>: Sized {
         F: FnMut(&C, &T) -> bool + Send + 'static;
 }
 
-impl<T: Send + 'static> ConfigExt<T> for Flow<T> {
+impl<T: Clone + Send + 'static> ConfigExt<T> for Flow<T> {
     fn map_with_config<C, U, F>(self, handle: &ConfigHandle<C>, initial: C, f: F) -> Flow<U>
     where
         C: Clone + Send + fmt::Debug + 'static,
@@ -225,7 +225,7 @@ impl<T: Send + 'static> ConfigExt<T> for Flow<T> {
             f,
             _type: std::marker::PhantomData,
         };
-        self.via_reconfigurable(op, handle)
+        self.cloneable().via_reconfigurable(op, handle)
     }
 
     fn filter_with_config<C, F>(self, handle: &ConfigHandle<C>, initial: C, predicate: F) -> Flow<T>
@@ -238,6 +238,6 @@ impl<T: Send + 'static> ConfigExt<T> for Flow<T> {
             predicate,
             _type: std::marker::PhantomData,
         };
-        self.via_reconfigurable(op, handle)
+        self.cloneable().via_reconfigurable(op, handle)
     }
 }

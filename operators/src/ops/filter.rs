@@ -12,7 +12,8 @@ pub struct Filter<F, T> {
 }
 
 impl<F, T> Filter<F, T> {
-    pub(crate) fn new(predicate: F) -> Self {
+    /// The operator behind [`FlowExt::filter`](crate::FlowExt::filter), for [`Flow::via`](weir_runtime::Flow::via) (elements that are not `Clone`).
+    pub fn new(predicate: F) -> Self {
         Filter {
             predicate,
             _type: std::marker::PhantomData,

@@ -13,7 +13,8 @@ pub struct FilterMap<F, In, Out> {
 }
 
 impl<F, In, Out> FilterMap<F, In, Out> {
-    pub(crate) fn new(f: F) -> Self {
+    /// The operator behind [`FlowExt::filter_map`](crate::FlowExt::filter_map), for [`Flow::via`](weir_runtime::Flow::via) (elements that are not `Clone`).
+    pub fn new(f: F) -> Self {
         FilterMap {
             f,
             _types: PhantomData,

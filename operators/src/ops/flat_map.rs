@@ -15,7 +15,8 @@ pub struct FlatMap<F, T, I: IntoIterator> {
 }
 
 impl<F, T, I: IntoIterator> FlatMap<F, T, I> {
-    pub(crate) fn new(f: F) -> Self {
+    /// The operator behind [`FlowExt::flat_map`](crate::FlowExt::flat_map), for [`Flow::via`](weir_runtime::Flow::via) (elements that are not `Clone`).
+    pub fn new(f: F) -> Self {
         FlatMap {
             f,
             current: None,

@@ -12,7 +12,8 @@ pub struct Inspect<F, T> {
 }
 
 impl<F, T> Inspect<F, T> {
-    pub(crate) fn new(f: F) -> Self {
+    /// The operator behind [`FlowExt::inspect`](crate::FlowExt::inspect), for [`Flow::via`](weir_runtime::Flow::via) (elements that are not `Clone`).
+    pub fn new(f: F) -> Self {
         Inspect {
             f,
             _type: std::marker::PhantomData,

@@ -13,7 +13,8 @@ pub struct Map<F, In, Out> {
 }
 
 impl<F, In, Out> Map<F, In, Out> {
-    pub(crate) fn new(f: F) -> Self {
+    /// The operator behind [`FlowExt::map`](crate::FlowExt::map), for [`Flow::via`](weir_runtime::Flow::via) (elements that are not `Clone`).
+    pub fn new(f: F) -> Self {
         Map {
             f,
             _types: PhantomData,

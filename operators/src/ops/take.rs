@@ -14,7 +14,8 @@ pub struct Take<T> {
 }
 
 impl<T> Take<T> {
-    pub(crate) fn new(n: u64) -> Self {
+    /// The operator behind [`FlowExt::take`](crate::FlowExt::take), for [`Flow::via`](weir_runtime::Flow::via) (elements that are not `Clone`).
+    pub fn new(n: u64) -> Self {
         Take {
             remaining: n,
             _type: std::marker::PhantomData,

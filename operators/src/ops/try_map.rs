@@ -17,7 +17,8 @@ pub struct TryMap<F, In, Out> {
 }
 
 impl<F, In, Out> TryMap<F, In, Out> {
-    pub(crate) fn new(f: F) -> Self {
+    /// The operator behind [`FlowExt::try_map`](crate::FlowExt::try_map), for [`Flow::via`](weir_runtime::Flow::via) (elements that are not `Clone`).
+    pub fn new(f: F) -> Self {
         TryMap {
             f,
             _types: PhantomData,

@@ -12,7 +12,7 @@ use weir_runtime::{Graph, Outlet};
 use super::engine::{Admit, KeyedWindows};
 use super::operator::KeyFn;
 use super::spec::{Aggregate, EventTime, WindowResult, Windows, millis};
-use crate::FlowExt;
+use crate::ops::FilterMap;
 
 /// What a [`WindowJunction`] routes: a result to output 0, a late (or
 /// overflowing) element to output 1.
@@ -254,16 +254,16 @@ impl GraphWindowExt for Graph {
         let results = ports.outlets.pop().expect("two outlets");
         // Each port carries one variant only: these never filter.
         let results = self.flow(results, |f| {
-            f.filter_map(|o| match o {
+            f.via(FilterMap::new(|o| match o {
                 WindowOutput::Result(r) => Some(r),
                 WindowOutput::Late(_) => None,
-            })
+            }))
         });
         let late = self.flow(late, |f| {
-            f.filter_map(|o| match o {
+            f.via(FilterMap::new(|o| match o {
                 WindowOutput::Late(x) => Some(x),
                 WindowOutput::Result(_) => None,
-            })
+            }))
         });
         WindowOutlets { results, late }
     }

@@ -29,9 +29,6 @@ mod reconfig;
 /// tight memory; raise it only if a profile shows stages starved between batches.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-/// Supervision waiting for the next stage, with the element cloner it needs.
-type NextSupervision<T> = (Supervision<T>, Copies<T>);
-
 /// A pipeline under construction whose last stage emits `T`.
 ///
 /// Start one from a source, add operators, and end it with a sink to get a
@@ -53,8 +50,11 @@ pub struct Flow<T: Send + 'static> {
     tail: Option<PortRef>,
     /// The input of a segment's first stage, connected by the graph it joins.
     entry: Option<PortRef>,
-    /// Supervision for the next stage, with the element cloner it needs.
-    next: Option<NextSupervision<T>>,
+    /// Supervision for the next stage.
+    next: Option<Supervision<T>>,
+    /// How to copy the elements, when they are known to be `Clone`: the next stage
+    /// can then be supervised, in code or by a policy file applied later.
+    copies: Option<Copies<T>>,
     /// A handle to change the next stage's supervision policy at run time.
     next_policy: Option<ConfigHandle<SupervisionPolicy>>,
     _t: std::marker::PhantomData<fn() -> T>,
@@ -88,7 +88,29 @@ impl<T: Clone + Send + 'static> Flow<T> {
     /// }
     /// ```
     pub fn supervise(mut self, supervision: impl Into<Supervision<T>>) -> Self {
-        self.next = Some((supervision.into(), Copies::of()));
+        self.next = Some(supervision.into());
+        self.cloneable()
+    }
+
+    /// Records how to copy the elements, so that the **next** stage can be
+    /// supervised by a policy applied later with
+    /// [`Runnable::policies`] or [`Graph::policies`](crate::Graph::policies): a
+    /// retry or a dead letter needs a copy of the element that failed. The
+    /// operator methods of the prelude call it for you; call it before
+    /// [`via`](Self::via) with an operator of your own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::Flow;
+    /// # use weir_runtime::operator::Operator;
+    ///
+    /// fn supervisable<T: Clone + Send + 'static, Op: Operator<In = T>>(flow: Flow<T>, op: Op) -> Flow<Op::Out> {
+    ///     flow.cloneable().via(op)
+    /// }
+    /// ```
+    pub fn cloneable(mut self) -> Self {
+        self.copies = Some(Copies::of());
         self
     }
 }
@@ -108,6 +130,7 @@ impl<T: Send + 'static> Flow<T> {
             tail: Some(PortRef { node, port: 0 }),
             entry: None,
             next: None,
+            copies: None,
             next_policy: None,
             _t: std::marker::PhantomData,
         }
@@ -120,6 +143,7 @@ impl<T: Send + 'static> Flow<T> {
             tail: None,
             entry: None,
             next: None,
+            copies: None,
             next_policy: None,
             _t: std::marker::PhantomData,
         }
@@ -143,7 +167,12 @@ impl<T: Send + 'static> Flow<T> {
         mut binders: Vec<Binder<Op>>,
     ) -> usize {
         let index = self.parts.len();
-        let sup = self.take_supervision(index, &mut op);
+        let copies = self.copies.take();
+        let code = self.next.take();
+        let sup = code.clone().and_then(|supervision| {
+            let copies = copies.expect("Flow::supervise records the copies");
+            supervise(supervision, copies, index, &mut op, &mut self.parts)
+        });
         if let Some(handle) = self.next_policy.take() {
             match &sup {
                 Some(_) => binders.push(reconfig::policy_binder::<Op>(
@@ -161,57 +190,16 @@ impl<T: Send + 'static> Flow<T> {
         }
         let meta = StageMeta::of(&op, 1, outputs);
         let op = op_checked_at(op, index, &mut self.parts);
-        let node = self
-            .parts
-            .add(meta, Box::new(StageNode::bound(op, sup, binders)));
+        let node = self.parts.add(
+            meta,
+            Box::new(StageNode::bound(op, sup, binders).supervisable(copies, code)),
+        );
         let input = PortRef { node, port: 0 };
         match self.tail {
             Some(tail) => self.parts.connect(tail, input),
             None => self.entry = Some(input),
         }
         node
-    }
-
-    /// Takes the supervision set for the next stage (at `index`), checking it: a
-    /// retry-safe operator is supervised by the stage (which copies the queue
-    /// before each step); an async one that accepts handles its elements' failures
-    /// itself; any other is rejected.
-    fn take_supervision<Op: Operator<In = T>>(
-        &mut self,
-        index: usize,
-        op: &mut Op,
-    ) -> Option<StageSupervisor<T>> {
-        let (supervision, copies) = self.next.take()?;
-        let kind = op.kind();
-        let checked = if op.retry_safe() {
-            supervision.check(false).map(|()| false)
-        } else {
-            let setup = ElementSupervision::new(copies.one, supervision.policy.element_timeout);
-            match catch_unwind(AssertUnwindSafe(|| op.supervise_elements(setup))) {
-                Ok(true) => supervision.check(true).map(|()| true),
-                Ok(false) => Err(format!(
-                    "`{kind}` cannot be supervised yet: a failure in it can leave partial \
-                     output or held elements, so retrying one element is not safe"
-                )),
-                Err(_) => Err(format!("`{kind}` panicked in supervise_elements")),
-            }
-        };
-        let elementwise = match checked {
-            Ok(elementwise) => elementwise,
-            Err(message) => {
-                self.parts.errors.push(Pending::Argument {
-                    node: index,
-                    message,
-                });
-                false
-            }
-        };
-        Some(StageSupervisor::new(
-            supervision,
-            copies.queue,
-            index,
-            elementwise,
-        ))
     }
 
     /// Adds a stage running `op` after the current last stage.
@@ -225,6 +213,7 @@ impl<T: Send + 'static> Flow<T> {
             tail: Some(PortRef { node, port: 0 }),
             entry: self.entry,
             next: None,
+            copies: None,
             next_policy: None,
             _t: std::marker::PhantomData,
         }
@@ -327,6 +316,77 @@ impl<T: Send + 'static> Flow<T> {
     }
 }
 
+/// Builds the supervisor of the stage at `index` from `supervision`, recording a
+/// build error against the stage when it cannot apply it.
+fn supervise<Op: Operator>(
+    supervision: Supervision<Op::In>,
+    copies: Copies<Op::In>,
+    index: usize,
+    op: &mut Op,
+    parts: &mut Parts,
+) -> Option<StageSupervisor<Op::In>> {
+    match supervisor_for(supervision, copies, index, op) {
+        Ok(sup) => Some(sup),
+        Err(Unfit::Unsupervisable(message) | Unfit::Invalid(message)) => {
+            parts.errors.push(Pending::Argument {
+                node: index,
+                message,
+            });
+            None
+        }
+    }
+}
+
+/// Why a stage cannot take a supervision.
+pub(crate) enum Unfit {
+    /// Its operator cannot retry one element.
+    Unsupervisable(String),
+    /// The supervision does not fit the stage.
+    Invalid(String),
+}
+
+/// Checks `supervision` against the operator and builds the stage's supervisor: a
+/// retry-safe operator is supervised by the stage (which copies the queue before
+/// each step); an async one that accepts handles its elements' failures itself;
+/// any other is rejected, with the reason.
+pub(crate) fn supervisor_for<Op: Operator>(
+    supervision: Supervision<Op::In>,
+    copies: Copies<Op::In>,
+    index: usize,
+    op: &mut Op,
+) -> Result<StageSupervisor<Op::In>, Unfit> {
+    let elementwise = if op.retry_safe() {
+        false
+    } else {
+        let kind = op.kind();
+        let setup = ElementSupervision::new(copies.one, supervision.policy.element_timeout);
+        match catch_unwind(AssertUnwindSafe(|| op.supervise_elements(setup))) {
+            Ok(true) => true,
+            Ok(false) => return Err(Unfit::Unsupervisable(unsupervisable(kind))),
+            Err(_) => {
+                return Err(Unfit::Invalid(format!(
+                    "`{kind}` panicked in supervise_elements"
+                )));
+            }
+        }
+    };
+    supervision.check(elementwise).map_err(Unfit::Invalid)?;
+    Ok(StageSupervisor::new(
+        supervision,
+        copies.queue,
+        index,
+        elementwise,
+    ))
+}
+
+/// Why an operator that cannot retry one element cannot be supervised.
+pub(crate) fn unsupervisable(kind: &str) -> String {
+    format!(
+        "`{kind}` cannot be supervised yet: a failure in it can leave partial output or \
+         held elements, so retrying one element is not safe"
+    )
+}
+
 /// Records the operator's own argument check against its node.
 fn op_checked<Op: Operator>(op: Op, parts: &mut Parts) -> Op {
     let index = parts.len();
@@ -352,6 +412,7 @@ impl StageMeta {
             capacity: None,
             pinned: None,
             replica: None,
+            group: None,
             inputs,
             outputs,
             junction: false,
@@ -456,6 +517,88 @@ impl<R: Send + 'static> Runnable<R> {
     /// Where the stages run. Default [`Placement::Together`].
     pub fn placement(mut self, placement: Placement) -> Self {
         self.settings.placement = placement;
+        self
+    }
+
+    /// Applies a policy file to the whole pipeline when it runs: its `strategy`,
+    /// `[stages.<name>]` to the stage of that name and `[default]` to every other
+    /// stage. See `docs/supervision.md` for every key.
+    ///
+    /// **The file decides the policy** (so operators change behaviour without a
+    /// rebuild): it replaces a policy given in code with [`Flow::supervise`], and
+    /// the strategy set with [`strategy`](Self::strategy). **The code decides where
+    /// dead letters go**: a stage keeps the dead-letter queue (and jitter seed) its
+    /// `Supervision` gave it.
+    ///
+    /// What applies where:
+    /// - a stage whose operator can retry one element (`map`, `filter`, `try_map`,
+    ///   `map_async`, `for_each`, …) is supervised by the policy;
+    /// - a source, a junction, or an operator that cannot retry one element
+    ///   (`chunks`, keyed folds, windows) gets the policy's `stall_timeout_ms`
+    ///   only; its failures fail the pipeline, as without a file.
+    ///
+    /// # Errors
+    ///
+    /// [`run`](Self::run) returns [`BuildError::UnknownPolicyStage`] for a
+    /// `[stages.<name>]` table naming no stage (with the nearest name as a
+    /// suggestion), and [`BuildError::PolicyMismatch`] naming the stage when a
+    /// policy cannot apply to it: it dead-letters but the stage has no dead-letter
+    /// queue, it sets `element_timeout_ms` on a synchronous stage, or a
+    /// `[stages.<name>]` table sets how failed elements are handled for a stage that
+    /// cannot retry one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::{Flow, Runnable};
+    /// use weir_supervisor::policy::PolicyConfig;
+    ///
+    /// fn configured<R: Send + 'static>(pipeline: Runnable<R>) -> Result<Runnable<R>, Box<dyn std::error::Error>> {
+    ///     let config = PolicyConfig::from_toml_str(r#"
+    ///         strategy = "one_for_all"
+    ///         [default]
+    ///         actions = { panic = "retry", on_exhausted = "escalate" }
+    ///         stall_timeout_ms = 30_000
+    ///     "#)?;
+    ///     Ok(pipeline.policies(&config))
+    /// }
+    /// ```
+    pub fn policies(mut self, config: &weir_supervisor::policy::PolicyConfig) -> Self {
+        self.settings.policies = Some(config.clone());
+        self
+    }
+
+    /// Binds `handle` to the running pipeline, so that a policy file changed while
+    /// it runs is applied to it: `handle.reconfigure(config)` (or a
+    /// `ConfigWatcher` bound to the handle) checks the new file as
+    /// [`policies`](Self::policies) checks the first one — names, dead-letter
+    /// queues, element timeouts, and that a stage built without drops gets none —
+    /// and a rejected file changes nothing: the old policies stay in force. An
+    /// accepted one replaces the strategy, every stage's stall timeout and every
+    /// supervised stage's policy (between two steps; queues and credit are kept;
+    /// backoff, restart intensity and breaker start afresh). Give the first file
+    /// with [`policies`](Self::policies) too. One handle serves one pipeline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::Runnable;
+    /// use weir_runtime::reconfig::ConfigHandle;
+    /// use weir_supervisor::policy::PolicyConfig;
+    ///
+    /// fn reloadable<R: Send + 'static>(
+    ///     pipeline: Runnable<R>,
+    ///     first: &PolicyConfig,
+    ///     handle: &ConfigHandle<PolicyConfig>,
+    /// ) -> Runnable<R> {
+    ///     pipeline.policies(first).policies_handle(handle)
+    /// }
+    /// ```
+    pub fn policies_handle(
+        mut self,
+        handle: &ConfigHandle<weir_supervisor::policy::PolicyConfig>,
+    ) -> Self {
+        self.settings.policies_handle = Some(handle.clone());
         self
     }
 

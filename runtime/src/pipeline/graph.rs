@@ -274,6 +274,7 @@ impl Graph {
             capacity: None,
             pinned: None,
             replica: None,
+            group: None,
             inputs,
             outputs,
             junction: true,
@@ -582,6 +583,42 @@ impl Graph {
     /// (see [`Runnable::metrics_interval`]).
     pub fn metrics_interval(&mut self, interval: std::time::Duration) -> &mut Self {
         self.settings.metrics_interval = interval;
+        self
+    }
+
+    /// Which stages restart with a supervised stage that restarts, over the
+    /// graph's topology (OTP's strategies): `OneForOne` (the default) restarts
+    /// only that stage, `OneForAll` every stage of the graph, `RestForOne` that
+    /// stage and every stage downstream of it (reachable along the graph's edges,
+    /// feedback edges left out). See [`Runnable::strategy`] for what a restarted
+    /// sibling loses.
+    pub fn strategy(&mut self, strategy: weir_supervisor::policy::RestartStrategy) -> &mut Self {
+        self.settings.strategy = strategy;
+        self
+    }
+
+    /// Reports a stage or junction as stalled when it holds input it could
+    /// process but makes no progress for `timeout` (see
+    /// [`Runnable::stall_timeout`]). Default: off.
+    pub fn stall_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+        self.settings.stall_timeout = Some(timeout);
+        self
+    }
+
+    /// Applies a policy file to every stage and junction of the graph when it runs
+    /// (see [`Runnable::policies`]: the same rules, precedence and errors).
+    pub fn policies(&mut self, config: &weir_supervisor::policy::PolicyConfig) -> &mut Self {
+        self.settings.policies = Some(config.clone());
+        self
+    }
+
+    /// Re-applies a policy file to the running graph through `handle` (see
+    /// [`Runnable::policies_handle`]).
+    pub fn policies_handle(
+        &mut self,
+        handle: &crate::reconfig::ConfigHandle<weir_supervisor::policy::PolicyConfig>,
+    ) -> &mut Self {
+        self.settings.policies_handle = Some(handle.clone());
         self
     }
 

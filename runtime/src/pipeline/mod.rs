@@ -10,6 +10,7 @@ pub(crate) mod mux;
 pub(crate) mod node;
 pub(crate) mod output;
 pub(crate) mod parts;
+pub(crate) mod policies;
 pub(crate) mod pool;
 pub(crate) mod reconfig_graph;
 pub(crate) mod report;

@@ -18,10 +18,12 @@ use crate::operator::Operator;
 use crate::pipeline::shared::PipelineShared;
 use crate::stage::Unstarted;
 use crate::stage::actor::StageActor;
+use crate::stage::actor::reconfig::SetPolicy;
 use crate::stage::link::{DownLink, DownTx, UpLink, UpTx};
 use crate::stage::message::Control;
 use crate::stage::shared::StageShared;
-use crate::supervision::StageSupervisor;
+use crate::supervision::{Copies, StageSupervisor, Supervision};
+use weir_supervisor::policy::SupervisionPolicy;
 
 /// What a node needs to start.
 pub(crate) struct Start<'a> {
@@ -60,10 +62,40 @@ pub(crate) trait Node: Send {
     fn contains_input_failures(&self) -> bool {
         false
     }
+    /// Supervises the stage with `policy` from a policy file (see
+    /// [`Runnable::policies`](crate::Runnable::policies)), keeping the dead-letter
+    /// queue and seed given in code.
+    fn apply_policy(&mut self, _policy: &SupervisionPolicy, _index: usize) -> PolicyFit {
+        PolicyFit::Unsupervisable(None)
+    }
+    /// Where a new supervision policy goes while the stage runs, if it is
+    /// supervised (after `prepare`).
+    fn policy_setter(&self) -> Option<Recipient<SetPolicy>> {
+        None
+    }
     /// Adds a hook run with the node's counters when it starts (binds a
     /// [`ConfigHandle`](crate::reconfig::ConfigHandle) that is not a message to the
     /// actor, like a pool's size).
     fn on_start(&mut self, hook: StartHook);
+}
+
+/// What a node made of a policy from a policy file.
+#[derive(Debug)]
+pub(crate) enum PolicyFit {
+    /// The stage is supervised by it.
+    Supervised {
+        /// Its operator handles its elements' failures itself (an async one).
+        elementwise: bool,
+        /// It has a dead-letter queue.
+        dead_letters: bool,
+    },
+    /// A junction (`None`), or an operator that cannot retry one element (the
+    /// reason): only the stall settings apply.
+    Unsupervisable(Option<String>),
+    /// The elements were not declared `Clone` (`Flow::cloneable`).
+    NoCopies,
+    /// The policy does not fit the stage (the reason).
+    Invalid(String),
 }
 
 /// Run with a node's counters when it starts.
@@ -82,6 +114,11 @@ pub(crate) type Binder<Op> = Box<dyn FnOnce(&Addr<StageActor<Op>>, &str) + Send>
 pub(crate) struct StageNode<Op: Operator> {
     op: Op,
     sup: Option<StageSupervisor<Op::In>>,
+    /// How to copy the input elements, if they are known to be `Clone`.
+    copies: Option<Copies<Op::In>>,
+    /// The supervision given in code, whose dead letters and seed a policy file
+    /// keeps.
+    code: Option<Supervision<Op::In>>,
     binders: Vec<Binder<Op>>,
     hooks: Vec<StartHook>,
     unstarted: Option<Unstarted<Op>>,
@@ -103,12 +140,25 @@ impl<Op: Operator> StageNode<Op> {
         StageNode {
             op,
             sup,
+            copies: None,
+            code: None,
             binders,
             hooks: Vec::new(),
             unstarted: None,
             up: None,
             down: None,
         }
+    }
+
+    /// Records what a policy file needs to supervise the stage later.
+    pub(crate) fn supervisable(
+        mut self,
+        copies: Option<Copies<Op::In>>,
+        code: Option<Supervision<Op::In>>,
+    ) -> Self {
+        self.copies = copies;
+        self.code = code;
+        self
     }
 
     fn addr(&self) -> &Addr<StageActor<Op>> {
@@ -121,6 +171,45 @@ impl<Op: Operator> StageNode<Op> {
 }
 
 impl<Op: Operator> Node for StageNode<Op> {
+    fn policy_setter(&self) -> Option<Recipient<SetPolicy>> {
+        self.sup
+            .as_ref()
+            .map(|_| self.addr().clone().recipient::<SetPolicy>())
+    }
+
+    fn apply_policy(&mut self, policy: &SupervisionPolicy, index: usize) -> PolicyFit {
+        let Some(copies) = self.copies else {
+            return if self.op.retry_safe() {
+                PolicyFit::NoCopies
+            } else {
+                PolicyFit::Unsupervisable(Some(format!(
+                    "{} (or its elements were not declared Clone: Flow::cloneable)",
+                    super::flow::unsupervisable(self.op.kind())
+                )))
+            };
+        };
+        let mut supervision = self
+            .code
+            .clone()
+            .unwrap_or_else(|| Supervision::new(policy.clone()));
+        supervision.policy = policy.clone();
+        let dead_letters = supervision.dead_letters.is_some();
+        match super::flow::supervisor_for(supervision, copies, index, &mut self.op) {
+            Ok(sup) => {
+                let elementwise = sup.elementwise;
+                self.sup = Some(sup);
+                PolicyFit::Supervised {
+                    elementwise,
+                    dead_letters,
+                }
+            }
+            Err(super::flow::Unfit::Unsupervisable(reason)) => {
+                PolicyFit::Unsupervisable(Some(reason))
+            }
+            Err(super::flow::Unfit::Invalid(message)) => PolicyFit::Invalid(message),
+        }
+    }
+
     fn on_start(&mut self, hook: StartHook) {
         self.hooks.push(hook);
     }

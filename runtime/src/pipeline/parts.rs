@@ -35,6 +35,9 @@ pub(crate) struct StageMeta {
     /// the arbiter `k + 1` places after the pipeline's first stage (unless pinned),
     /// so replicas run in parallel.
     pub(crate) replica: Option<usize>,
+    /// The pool the stage belongs to, by name: a policy file's `[stages.<pool>]`
+    /// applies to every replica (unless the replica has a table of its own).
+    pub(crate) group: Option<String>,
     pub(crate) inputs: usize,
     pub(crate) outputs: usize,
     pub(crate) junction: bool,
@@ -114,6 +117,7 @@ impl Parts {
                 capacity: None,
                 pinned: None,
                 replica: None,
+                group: None,
                 inputs: 0,
                 outputs: 0,
                 junction: false,
@@ -132,6 +136,15 @@ impl Parts {
     pub(crate) fn add(&mut self, meta: StageMeta, node: Box<dyn Node>) -> usize {
         self.nodes.push(NodeEntry { meta, node });
         self.nodes.len() - 1
+    }
+
+    /// Supervises `node` with a policy from a policy file.
+    pub(crate) fn apply_policy(
+        &mut self,
+        node: usize,
+        policy: &weir_supervisor::policy::SupervisionPolicy,
+    ) -> super::node::PolicyFit {
+        self.nodes[node].node.apply_policy(policy, node)
     }
 
     /// Whether `node`'s supervision can drop an element.
@@ -225,6 +238,38 @@ impl Parts {
                 ready => ready,
             }));
         offset
+    }
+
+    /// For each node, the nodes reachable from it along the edges (feedback edges
+    /// left out), in index order.
+    pub(super) fn downstream(&self) -> Vec<Vec<usize>> {
+        let n = self.nodes.len();
+        let mut next: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for e in self.edges.iter().filter(|e| !e.feedback) {
+            next[e.from.node].push(e.to.node);
+        }
+        (0..n)
+            .map(|start| {
+                let mut seen = vec![false; n];
+                let mut stack = next[start].clone();
+                while let Some(node) = stack.pop() {
+                    if !std::mem::replace(&mut seen[node], true) {
+                        stack.extend(&next[node]);
+                    }
+                }
+                (0..n).filter(|&i| seen[i] && i != start).collect()
+            })
+            .collect()
+    }
+
+    /// Every node's name and pool, for a policy file.
+    pub(super) fn node_names(&self) -> Vec<super::policies::NodeName> {
+        (0..self.nodes.len())
+            .map(|i| super::policies::NodeName {
+                name: self.name(i),
+                group: self.nodes[i].meta.group.clone(),
+            })
+            .collect()
     }
 
     pub(super) fn name(&self, node: usize) -> String {
@@ -334,6 +379,12 @@ pub(crate) struct Settings {
     pub(crate) events: Option<tokio::sync::broadcast::Sender<weir_supervisor::SupervisionEvent>>,
     pub(crate) stall_timeout: Option<std::time::Duration>,
     pub(crate) strategy: weir_supervisor::policy::RestartStrategy,
+    /// A policy file to apply to every stage (see `Runnable::policies`).
+    pub(crate) policies: Option<weir_supervisor::policy::PolicyConfig>,
+    /// Re-applies a policy file while the pipeline runs (see
+    /// `Runnable::policies_handle`).
+    pub(crate) policies_handle:
+        Option<crate::reconfig::ConfigHandle<weir_supervisor::policy::PolicyConfig>>,
     /// How often the stages' counters are published through the `metrics` facade.
     pub(crate) metrics_interval: std::time::Duration,
 }
@@ -349,6 +400,8 @@ impl Default for Settings {
             events: None,
             stall_timeout: None,
             strategy: weir_supervisor::policy::RestartStrategy::default(),
+            policies: None,
+            policies_handle: None,
         }
     }
 }
@@ -373,12 +426,41 @@ pub(crate) fn launch(
         .clone()
         .unwrap_or_else(|| format!("pipeline-{}", PIPELINE_SEQ.fetch_add(1, Relaxed)));
     let specs = resolve(&parts, &settings, &pipeline_name, runtime)?;
+    if settings.policies_handle.is_some() && settings.policies.is_none() {
+        return Err(BuildError::InvalidArgument {
+            stage: pipeline_name,
+            message: "a policies handle re-applies a policy file: give the pipeline the file \
+                      it starts with (policies(&config)) too"
+                .into(),
+        });
+    }
+    if let Some(handle) = &settings.policies_handle
+        && !handle.attach()
+    {
+        return Err(BuildError::InvalidArgument {
+            stage: pipeline_name,
+            message: "this policies handle is already attached to another pipeline (one \
+                      handle per pipeline)"
+                .into(),
+        });
+    }
+    // The file decides the policies and the strategy (see `Runnable::policies`).
+    let (node_policies, strategy) = match &settings.policies {
+        Some(config) => (
+            super::policies::apply(&mut parts, config)?,
+            config.strategy(),
+        ),
+        None => (Vec::new(), settings.strategy),
+    };
     let capacities: Vec<usize> = specs.iter().map(|s| s.capacity).collect();
     let stages: Vec<Arc<StageShared>> = specs
         .into_iter()
         .enumerate()
         .map(|(i, s)| Arc::new(StageShared::new(i, s)))
         .collect();
+    for (stage, node) in stages.iter().zip(&node_policies) {
+        stage.set_stall_override(node.stall_timeout);
+    }
     let pinned: Vec<Option<usize>> = parts.nodes.iter().map(|n| n.meta.pinned).collect();
     let mut arbiters = runtime.place(settings.placement, &pinned);
     let base = arbiters.first().copied().unwrap_or(0);
@@ -397,7 +479,8 @@ pub(crate) fn launch(
         timer,
         events,
         settings.stall_timeout,
-        settings.strategy,
+        strategy,
+        parts.downstream(),
     );
 
     // Pass 1: mailboxes, sized for every edge in and out.
@@ -441,6 +524,11 @@ pub(crate) fn launch(
         let _ = stage.inputs.set(ins.into_iter().flatten().collect());
     }
     pipeline.set_controls(parts.nodes.iter().map(|n| n.node.control()).collect());
+    if let Some(handle) = &settings.policies_handle {
+        let setters = parts.nodes.iter().map(|n| n.node.policy_setter()).collect();
+        let names = parts.node_names();
+        super::policies::Reloader::bind(handle, &pipeline, names, node_policies, setters);
+    }
     // Installed before any stage starts: the last stage to stop takes the final
     // sample, which a pipeline that ends at once would otherwise miss.
     crate::observe::metrics::install_sampler(&pipeline);

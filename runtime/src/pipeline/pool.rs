@@ -188,6 +188,16 @@ impl<T: Clone + Send + 'static> Pool<T> {
         self.numbered = Some(Box::new(move |flow| flow.supervise(numbered.clone())));
         self
     }
+
+    /// Lets a policy file applied to the graph
+    /// ([`Graph::policies`](super::Graph::policies)) supervise every replica
+    /// (see [`Flow::cloneable`](super::Flow::cloneable)), with no dead-letter
+    /// queue; [`supervise`](Self::supervise) does it too, with one.
+    pub fn cloneable(mut self) -> Self {
+        self.plain = Some(Box::new(Flow::cloneable));
+        self.numbered = Some(Box::new(Flow::cloneable));
+        self
+    }
 }
 
 /// The supervision of a replica of numbered elements: the same policy, and dead
@@ -538,6 +548,7 @@ impl Graph {
         meta.replica = Some(k);
         if let Some(name) = &pool.name {
             meta.name = Some(format!("{name}-{k}"));
+            meta.group = Some(name.clone());
         }
         if let Some(capacity) = pool.capacity {
             meta.capacity = Some(capacity);
@@ -555,10 +566,14 @@ impl Graph {
         if let Some(name) = &pool.name {
             let nodes = self.parts.len();
             if entry.at.node < nodes {
-                self.parts.meta_mut(entry.at.node).name = Some(format!("{name}.{first}"));
+                let meta = self.parts.meta_mut(entry.at.node);
+                meta.name = Some(format!("{name}.{first}"));
+                meta.group = Some(name.clone());
             }
             if exit.at.node < nodes {
-                self.parts.meta_mut(exit.at.node).name = Some(format!("{name}.{last}"));
+                let meta = self.parts.meta_mut(exit.at.node);
+                meta.name = Some(format!("{name}.{last}"));
+                meta.group = Some(name.clone());
             }
         }
     }

@@ -2,7 +2,7 @@
 //! failure, the outcome flags, and the completion channel.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use actix::Recipient;
@@ -90,8 +90,13 @@ pub(crate) struct PipelineShared {
     pub(crate) timer_arbiter: ArbiterHandle,
     /// After how long without progress a stage holding input is reported stalled.
     pub(crate) stall_timeout: Option<std::time::Duration>,
-    /// Which stages restart with one that restarts.
-    pub(crate) strategy: RestartStrategy,
+    /// Which stages restart with one that restarts (a policy file reloaded while
+    /// the pipeline runs may change it).
+    strategy: Mutex<RestartStrategy>,
+    /// For each stage, the stages downstream of it along the graph's edges
+    /// (feedback edges left out), in index order: what `RestForOne` restarts with
+    /// it.
+    downstream: Vec<Vec<usize>>,
     live: AtomicUsize,
     controls: OnceLock<Vec<Recipient<Control>>>,
     end: Mutex<EndState>,
@@ -113,6 +118,7 @@ impl PipelineShared {
         events: broadcast::Sender<SupervisionEvent>,
         stall_timeout: Option<std::time::Duration>,
         strategy: RestartStrategy,
+        downstream: Vec<Vec<usize>>,
     ) -> (Arc<Self>, oneshot::Receiver<Done>) {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::new(PipelineShared {
@@ -121,7 +127,8 @@ impl PipelineShared {
             stages,
             timer_arbiter,
             stall_timeout,
-            strategy,
+            strategy: Mutex::new(strategy),
+            downstream,
             controls: OnceLock::new(),
             end: Mutex::new(EndState::default()),
             done: Mutex::new(Some(tx)),
@@ -205,17 +212,36 @@ impl PipelineShared {
         self.broadcast(Control::Abort);
     }
 
+    /// The restart strategy in force.
+    pub(crate) fn strategy(&self) -> RestartStrategy {
+        *self.strategy.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces the restart strategy (a reloaded policy file).
+    pub(crate) fn set_strategy(&self, strategy: RestartStrategy) {
+        *self.strategy.lock().unwrap_or_else(PoisonError::into_inner) = strategy;
+    }
+
+    /// The siblings that restart with stage `failed` under the strategy in force,
+    /// over the graph's topology: none (one for one), every other stage (one for
+    /// all), or every stage downstream of it (rest for one).
+    pub(crate) fn siblings(&self, failed: usize) -> Vec<usize> {
+        match self.strategy() {
+            RestartStrategy::OneForOne => Vec::new(),
+            RestartStrategy::OneForAll => (0..self.stages.len()).filter(|&i| i != failed).collect(),
+            RestartStrategy::RestForOne => self.downstream.get(failed).cloned().unwrap_or_default(),
+        }
+    }
+
     /// Stage `failed` restarted: restart the siblings the strategy names with it.
     pub(crate) fn restart_siblings(&self, failed: usize) {
         let Some(controls) = self.controls.get() else {
             return;
         };
-        for index in self.strategy.affected(failed, controls.len()) {
-            if index != failed {
-                // A control message, never elements: `do_send` so that a full
-                // mailbox cannot refuse it (see `broadcast`).
-                controls[index].do_send(Control::Restart);
-            }
+        for index in self.siblings(failed) {
+            // A control message, never elements: `do_send` so that a full
+            // mailbox cannot refuse it (see `broadcast`).
+            controls[index].do_send(Control::Restart);
         }
     }
 

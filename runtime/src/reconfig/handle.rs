@@ -79,10 +79,13 @@ pub(crate) type Bind<C> = Box<dyn Fn(C, Reply) + Send + Sync>;
 struct Target<C> {
     stage: String,
     send: Bind<C>,
+    /// The target's own check (a pipeline checks a policy file against its
+    /// stages), run after the handle's.
+    check: Option<Check<C>>,
 }
 
 /// Validates a config before it is applied.
-type Check<C> = Arc<dyn Fn(&C) -> Result<(), String> + Send + Sync>;
+pub(crate) type Check<C> = Arc<dyn Fn(&C) -> Result<(), String> + Send + Sync>;
 
 struct Inner<C> {
     /// Checks a config before the operator applies it (see
@@ -171,16 +174,25 @@ impl<C: Clone + Send + 'static> ConfigHandle<C> {
         Self::build(Some(Arc::new(check)))
     }
 
-    /// Runs the handle's check on `config` (Ok without one).
+    /// Runs the handle's check on `config` (Ok without one), then the check of
+    /// what it is bound to, if that has one (a pipeline bound with
+    /// `Runnable::policies_handle` checks a policy file against its stages).
     ///
     /// # Errors
     ///
     /// The check's message.
     pub fn check(&self, config: &C) -> Result<(), String> {
-        self.inner
-            .check
+        let bound = self
+            .inner
+            .target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map_or(Ok(()), |check| check(config))
+            .and_then(|t| t.check.clone());
+        if let Some(check) = &self.inner.check {
+            check(config)?;
+        }
+        bound.map_or(Ok(()), |check| check(config))
     }
 
     /// The handle's check, for an operator to run in its stage.
@@ -285,11 +297,28 @@ impl<C: Clone + Send + 'static> ConfigHandle<C> {
 
     /// Binds the handle to its started stage.
     pub(crate) fn bind(&self, stage: String, send: Bind<C>) {
+        self.set_target(Target {
+            stage,
+            send,
+            check: None,
+        });
+    }
+
+    /// Binds the handle to a target with a check of its own.
+    pub(crate) fn bind_checked(&self, stage: String, send: Bind<C>, check: Check<C>) {
+        self.set_target(Target {
+            stage,
+            send,
+            check: Some(check),
+        });
+    }
+
+    fn set_target(&self, target: Target<C>) {
         *self
             .inner
             .target
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Target { stage, send });
+            .unwrap_or_else(PoisonError::into_inner) = Some(target);
     }
 }
 

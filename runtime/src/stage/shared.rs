@@ -85,6 +85,9 @@ pub(crate) struct StageShared {
     pub(crate) bound_violations: AtomicU64,
     /// Set while the stage is stalled (see `Runnable::stall_timeout`).
     pub(crate) stalled: std::sync::atomic::AtomicBool,
+    /// The stall timeout a policy file gave the stage, in nanoseconds (0: none,
+    /// the stage's supervision or the pipeline's decides).
+    pub(crate) stall_override: AtomicU64,
     pub(crate) final_state: Mutex<Option<FinalState>>,
     /// Configs applied at run time (see `reconfig`): the generation of the one in
     /// force (0: the one it was built with).
@@ -137,6 +140,22 @@ impl StageShared {
         self.blocked_nanos.load(Relaxed) / 1_000_000
     }
 
+    /// The stall timeout a policy file gave the stage, if any.
+    pub(crate) fn stall_override(&self) -> Option<std::time::Duration> {
+        match self.stall_override.load(Relaxed) {
+            0 => None,
+            nanos => Some(std::time::Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// Sets the stall timeout from a policy file (`None`: the file sets none).
+    pub(crate) fn set_stall_override(&self, timeout: Option<std::time::Duration>) {
+        let nanos = timeout.map_or(0, |t| {
+            u64::try_from(t.as_nanos()).unwrap_or(u64::MAX).max(1)
+        });
+        self.stall_override.store(nanos, Relaxed);
+    }
+
     /// The last failure recorded for the stage.
     pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error
@@ -170,6 +189,7 @@ impl StageShared {
             dead_lettered: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            stall_override: AtomicU64::new(0),
             state_lost: AtomicU64::new(0),
             breaker: std::sync::atomic::AtomicU8::new(0),
             last_error: std::sync::Mutex::new(None),

@@ -214,10 +214,12 @@ impl SupervisionPolicy {
     /// The action for the `attempt`-th failure of one element (1 for its first
     /// failure), all of this policy considered except the restart intensity.
     ///
-    /// It is [`ClassActions::decide`] with this policy's `max_attempts`, and one more
-    /// rule: when the stage's [`RestartType`] does not restart after a failure
-    /// ([`Temporary`](RestartType::Temporary)), a [`Restart`](Action::Restart)
-    /// becomes the [`on_exhausted`](ClassActions::on_exhausted) action.
+    /// It is [`ClassActions::decide`] with this policy's `max_attempts`, and the
+    /// stage's [`RestartType`]: under [`Temporary`](RestartType::Temporary) a
+    /// [`Restart`](Action::Restart) becomes the
+    /// [`on_exhausted`](ClassActions::on_exhausted) action; under
+    /// [`Permanent`](RestartType::Permanent) an [`Escalate`](Action::Escalate)
+    /// becomes a [`Restart`](Action::Restart) (the intensity still bounds it).
     ///
     /// When the answer is [`Restart`](Action::Restart), the runtime still asks the
     /// stage's [`IntensityWindow`](super::IntensityWindow); a refusal escalates.
@@ -230,15 +232,19 @@ impl SupervisionPolicy {
     ///
     /// let policy = SupervisionPolicy::default();
     /// assert_eq!(policy.decide(ErrorClass::Panic, 1), Action::Restart);
-    /// let temporary = policy.restart(RestartType::Temporary);
+    /// let temporary = policy.clone().restart(RestartType::Temporary);
     /// assert_eq!(temporary.decide(ErrorClass::Panic, 1), Action::DeadLetter);
+    /// let escalating = policy.on_exhausted(Action::Escalate);
+    /// assert_eq!(escalating.decide(ErrorClass::Transient, 3), Action::Escalate);
+    /// let permanent = escalating.restart(RestartType::Permanent);
+    /// assert_eq!(permanent.decide(ErrorClass::Transient, 3), Action::Restart);
     /// ```
     pub fn decide(&self, class: ErrorClass, attempt: u32) -> Action {
         let action = self.actions.decide(class, attempt, self.max_attempts);
-        if action == Action::Restart && !self.restart.restarts_on(true) {
-            self.actions.exhausted()
-        } else {
-            action
+        match action {
+            Action::Restart if !self.restart.restarts_after_failure() => self.actions.exhausted(),
+            Action::Escalate if self.restart.restarts_instead_of_escalating() => Action::Restart,
+            action => action,
         }
     }
 
@@ -343,6 +349,24 @@ mod tests {
         assert_eq!(policy.element_timeout, Some(Duration::from_secs(2)));
         assert!(policy.validate().is_ok());
         assert!(policy.without_breaker().breaker.is_none());
+    }
+
+    #[test]
+    fn permanent_stages_restart_where_transient_ones_escalate() {
+        let escalating = SupervisionPolicy::default().actions(
+            ClassActions::default()
+                .set(ErrorClass::Panic, Action::Escalate)
+                .on_exhausted(Action::Escalate),
+        );
+        let transient = escalating.clone().restart(RestartType::Transient);
+        let permanent = escalating.restart(RestartType::Permanent);
+        assert_eq!(transient.decide(ErrorClass::Panic, 1), Action::Escalate);
+        assert_eq!(permanent.decide(ErrorClass::Panic, 1), Action::Restart);
+        // An exhausted element under `on_exhausted = "escalate"` too.
+        assert_eq!(transient.decide(ErrorClass::Transient, 3), Action::Escalate);
+        assert_eq!(permanent.decide(ErrorClass::Transient, 3), Action::Restart);
+        // What does not escalate is the same for both.
+        assert_eq!(permanent.decide(ErrorClass::Transient, 1), Action::Retry);
     }
 
     #[test]

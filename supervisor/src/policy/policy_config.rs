@@ -207,6 +207,11 @@ impl PolicyConfig {
     /// ```
     pub fn from_toml_str(text: &str) -> Result<PolicyConfig, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(text, &e))?;
+        PolicyConfig::from_raw(raw)
+    }
+
+    /// Merges the tables of a parsed file over their defaults and checks them.
+    fn from_raw(raw: RawConfig) -> Result<PolicyConfig, ConfigError> {
         let default = raw
             .default
             .apply(&SupervisionPolicy::default())
@@ -249,6 +254,34 @@ impl PolicyConfig {
             source,
         })?;
         PolicyConfig::from_toml_str(&text)
+    }
+}
+
+/// A policy file read through serde, in [the TOML format](PolicyConfig#the-toml-format):
+/// a `ConfigWatcher<PolicyConfig>` reloads one, and an application's own config
+/// can hold one (`#[derive(Deserialize)] struct App { policies: PolicyConfig }`).
+/// An invalid value is a custom error with its dotted key.
+///
+/// # Examples
+///
+/// ```
+/// use weir_supervisor::policy::PolicyConfig;
+///
+/// #[derive(serde::Deserialize)]
+/// struct App {
+///     policies: PolicyConfig,
+/// }
+///
+/// let app: App = toml::from_str("[policies.default]\nmax_attempts = 2\n")?;
+/// assert_eq!(app.policies.default_policy().max_attempts, 2);
+/// let err = toml::from_str::<App>("[policies.default.backoff]\nmultiplier = 0.5\n").err().unwrap();
+/// assert!(err.to_string().contains("default.backoff.multiplier: must be >= 1.0"), "{err}");
+/// # Ok::<(), toml::de::Error>(())
+/// ```
+impl<'de> serde::Deserialize<'de> for PolicyConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RawConfig::deserialize(deserializer)?;
+        PolicyConfig::from_raw(raw).map_err(serde::de::Error::custom)
     }
 }
 

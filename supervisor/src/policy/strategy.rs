@@ -62,32 +62,42 @@ impl RestartStrategy {
     }
 }
 
-/// Whether a stage is restarted when it stops, following Erlang/OTP's child restart
-/// types.
+/// Whether a failed stage is restarted, after Erlang/OTP's child restart types,
+/// defined for stream stages.
 ///
-/// A termination is *abnormal* when the stage failed (a panic or error whose action is
-/// [`Restart`](super::Action::Restart)), and *normal* when it completed (its input
-/// ended and it finished its work). In TOML: `restart = "permanent"`, `"transient"` or
-/// `"temporary"`.
+/// A stage of a stream never restarts after it completed normally (its input
+/// ended and it finished its work): that stream is over. The types differ in which
+/// failures restart it:
+///
+/// | type | action `restart` | action `escalate` (or `on_exhausted = "escalate"`) |
+/// |---|---|---|
+/// | `permanent` | restarts | **restarts** (and retries the element), within the restart intensity |
+/// | `transient` (default) | restarts | fails the pipeline |
+/// | `temporary` | the element gets `on_exhausted`; no restart | fails the pipeline |
+///
+/// Past the restart intensity every type escalates. In TOML: `restart =
+/// "permanent"`, `"transient"` or `"temporary"`.
 ///
 /// # Examples
 ///
 /// ```
 /// use weir_supervisor::policy::RestartType;
 ///
-/// assert!(RestartType::Permanent.restarts_on(false));
-/// assert!(RestartType::Transient.restarts_on(true));
-/// assert!(!RestartType::Transient.restarts_on(false));
-/// assert!(!RestartType::Temporary.restarts_on(true));
+/// assert!(RestartType::Permanent.restarts_instead_of_escalating());
+/// assert!(!RestartType::Transient.restarts_instead_of_escalating());
+/// assert!(RestartType::Transient.restarts_after_failure());
+/// assert!(!RestartType::Temporary.restarts_after_failure());
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartType {
-    /// Always restarted, even after it completed normally. For stages that must run
-    /// for as long as the pipeline does (an unbounded source).
+    /// Kept alive: a failure the policy would escalate restarts the stage (fresh
+    /// from its factory) and retries the element instead, for as long as the
+    /// restart intensity allows. For stages that must run as long as the pipeline
+    /// does, whatever their elements do.
     Permanent,
-    /// Restarted after a failure, not after normal completion. The default: a stage
-    /// that finished its stream is done, a stage that crashed comes back.
+    /// Restarted after a failure whose action is [`Restart`](super::Action::Restart);
+    /// a failure the policy escalates fails the pipeline. The default.
     #[default]
     Transient,
     /// Never restarted. A failure whose action is
@@ -98,23 +108,16 @@ pub enum RestartType {
 }
 
 impl RestartType {
-    /// True when a stage of this type is restarted after it stopped; `abnormal` is
-    /// true for a failure, false for normal completion.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weir_supervisor::policy::RestartType;
-    ///
-    /// assert!(RestartType::Permanent.restarts_on(true));
-    /// assert!(!RestartType::Temporary.restarts_on(false));
-    /// ```
-    pub fn restarts_on(&self, abnormal: bool) -> bool {
-        match self {
-            RestartType::Permanent => true,
-            RestartType::Transient => abnormal,
-            RestartType::Temporary => false,
-        }
+    /// Whether a failure whose action is [`Restart`](super::Action::Restart)
+    /// restarts the stage (`permanent`, `transient`).
+    pub fn restarts_after_failure(&self) -> bool {
+        !matches!(self, RestartType::Temporary)
+    }
+
+    /// Whether a failure the policy would escalate restarts the stage instead
+    /// (`permanent`), within the restart intensity.
+    pub fn restarts_instead_of_escalating(&self) -> bool {
+        matches!(self, RestartType::Permanent)
     }
 }
 
@@ -161,17 +164,19 @@ mod tests {
     }
 
     #[test]
-    fn restart_types_follow_otp() {
+    fn restart_types_differ_in_which_failures_restart() {
         let table = [
             (RestartType::Permanent, true, true),
-            (RestartType::Permanent, false, true),
-            (RestartType::Transient, true, true),
-            (RestartType::Transient, false, false),
-            (RestartType::Temporary, true, false),
+            (RestartType::Transient, true, false),
             (RestartType::Temporary, false, false),
         ];
-        for (kind, abnormal, restarts) in table {
-            assert_eq!(kind.restarts_on(abnormal), restarts, "{kind:?} {abnormal}");
+        for (kind, after_failure, instead_of_escalating) in table {
+            assert_eq!(kind.restarts_after_failure(), after_failure, "{kind:?}");
+            assert_eq!(
+                kind.restarts_instead_of_escalating(),
+                instead_of_escalating,
+                "{kind:?}"
+            );
         }
     }
 

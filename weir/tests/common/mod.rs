@@ -16,7 +16,10 @@ pub fn rt1() -> Runtime {
 }
 
 /// Adds a sink that collects `from` and returns its receiver.
-pub fn collect<T: Send + 'static>(g: &mut Graph, from: Outlet<T>) -> weir::OutputReceiver<Vec<T>> {
+pub fn collect<T: Clone + Send + 'static>(
+    g: &mut Graph,
+    from: Outlet<T>,
+) -> weir::OutputReceiver<Vec<T>> {
     g.sink(from, |f| f.collect())
 }
 

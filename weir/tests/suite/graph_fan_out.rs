@@ -35,7 +35,7 @@ fn broadcast_gives_every_branch_every_element_in_order() {
 }
 
 /// The egress of a branch nobody reads: the sink stalls once its buffer is full.
-fn stalled_egress<T: Send + 'static>(
+fn stalled_egress<T: Clone + Send + 'static>(
     g: &mut Graph,
     from: Outlet<T>,
     buffer: usize,

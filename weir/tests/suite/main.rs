@@ -33,6 +33,7 @@ mod state_loss;
 mod supervision_breaker;
 mod supervision_dlq_file;
 mod supervision_events;
+mod supervision_policy_file;
 mod supervision_retry;
 mod supervision_storm;
 mod supervision_strategy;

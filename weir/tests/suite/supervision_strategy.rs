@@ -138,13 +138,59 @@ fn restart_type_run(kind: RestartType) -> (u64, u64, u64) {
     )
 }
 
-/// `Transient` (the default) and `Permanent` restart a stage after a failure, from
-/// its factory, and retry the element; `Temporary` never restarts: the element
-/// takes the give-up path (`on_exhausted`, dead letters by default) and the stage
-/// goes on with its instance.
+/// `Transient` (the default) and `Permanent` restart a stage after a failure whose
+/// action is `Restart`, from its factory, and retry the element; `Temporary` never
+/// restarts: the element takes the give-up path (`on_exhausted`, dead letters by
+/// default) and the stage goes on with its instance.
 #[test]
 fn restart_types_transient_and_permanent_restart_temporary_does_not() {
     assert_eq!(restart_type_run(RestartType::Transient), (1, 0, 2));
     assert_eq!(restart_type_run(RestartType::Permanent), (1, 0, 2));
     assert_eq!(restart_type_run(RestartType::Temporary), (0, 1, 1));
+}
+
+/// Source → b (fails once on 5, policy `Escalate` on a panic) → collect: a
+/// permanent stage restarts instead of escalating and loses nothing; a transient
+/// one fails the pipeline.
+#[test]
+fn a_permanent_stage_restarts_where_a_transient_one_escalates() {
+    use weir::supervisor::ErrorClass;
+    let run = |kind: RestartType| {
+        let rt = Runtime::builder().arbiters(1).build().unwrap();
+        let builds = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicBool::new(false));
+        let (count, once) = (Arc::clone(&builds), Arc::clone(&failed));
+        let policy = SupervisionPolicy::default()
+            .actions(
+                ClassActions::default()
+                    .set(ErrorClass::Panic, Action::Escalate)
+                    .set(ErrorClass::Permanent, Action::Escalate)
+                    .on_exhausted(Action::Escalate),
+            )
+            .restart(kind)
+            .restart_backoff(BackoffConfig::none());
+        let result = Pipeline::from_iter(0..50_u64)
+            .supervise(Supervision::new(policy))
+            .via_factory(move || {
+                count.fetch_add(1, Ordering::SeqCst);
+                Pass {
+                    fail_on: Some((5, Arc::clone(&once))),
+                }
+            })
+            .name("b")
+            .collect()
+            .run(&rt)
+            .unwrap()
+            .wait();
+        (result, builds.load(Ordering::SeqCst))
+    };
+    let (done, builds) = run(RestartType::Permanent);
+    let done = done.unwrap();
+    assert_eq!(done.output, (0..50).collect::<Vec<_>>());
+    assert_eq!((done.report.restarts(), builds), (1, 2));
+    done.report.check_conservation().unwrap();
+    let (failed, builds) = run(RestartType::Transient);
+    let err = failed.unwrap_err();
+    assert!(err.to_string().contains("`b`"), "{err}");
+    assert_eq!(builds, 1);
 }

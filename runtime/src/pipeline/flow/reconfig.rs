@@ -163,6 +163,7 @@ impl<T: Send + 'static> Flow<T> {
             tail: Some(super::PortRef { node, port: 0 }),
             entry: self.entry,
             next: None,
+            copies: None,
             next_policy: None,
             _t: std::marker::PhantomData,
         }

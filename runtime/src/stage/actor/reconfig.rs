@@ -141,32 +141,11 @@ impl<Op: Operator> StageActor<Op> {
         let Some(sup) = self.sup.as_mut() else {
             return Err("the stage is not supervised (Flow::supervise)".into());
         };
-        policy
-            .validate()
-            .map_err(|e| format!("supervision policy: {e}"))?;
-        if policy.element_timeout.is_some() && !sup.elementwise {
-            return Err(
-                "supervision policy: element_timeout applies to async operators \
-                        only"
-                    .into(),
-            );
-        }
-        // `may_drop` reads the stage's policy: ask it of the new one, then put the
-        // old one back until the new one is accepted.
-        let old = std::mem::replace(&mut sup.policy, policy);
-        let drops_now = sup.may_drop();
-        let policy = std::mem::replace(&mut sup.policy, old);
-        if drops_now && !sup.may_drop() {
+        crate::supervision::check_policy(&policy, sup.elementwise, sup.dead_letters.is_some())?;
+        if crate::supervision::policy_may_drop(&policy) && !sup.may_drop() {
             return Err(
                 "supervision policy: the new policy can drop elements (dead \
                         letters, skip) but the stage was built with one that cannot"
-                    .into(),
-            );
-        }
-        if sup.dead_letters.is_none() && policy_dead_letters(&policy) {
-            return Err(
-                "supervision policy dead-letters elements but the stage has no \
-                        dead-letter queue"
                     .into(),
             );
         }
@@ -178,21 +157,4 @@ impl<Op: Operator> StageActor<Op> {
         sup.policy = policy;
         Ok(())
     }
-}
-
-fn policy_dead_letters(policy: &SupervisionPolicy) -> bool {
-    let a = &policy.actions;
-    [
-        a.panic,
-        a.transient,
-        a.permanent,
-        a.timeout,
-        a.resource_exhausted,
-        a.on_exhausted,
-    ]
-    .contains(&weir_supervisor::policy::Action::DeadLetter)
-        || policy
-            .breaker
-            .as_ref()
-            .is_some_and(|b| b.when_open == weir_supervisor::policy::OpenBehavior::DeadLetter)
 }

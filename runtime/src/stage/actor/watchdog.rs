@@ -16,12 +16,9 @@ impl<Op: Operator> StageActor<Op> {
     /// credit, or is a sink) and has made no progress for its stall timeout is
     /// reported once, and flagged in stats until it moves again.
     pub(super) fn watch(&mut self, cx: &mut task::Context<'_>) {
-        let timeout = self
-            .sup
-            .as_ref()
-            .and_then(|s| s.policy.stall_timeout)
-            .or(self.pipeline.stall_timeout);
-        let Some(timeout) = timeout else { return };
+        let Some(timeout) = self.stall_timeout() else {
+            return;
+        };
         let holding = !self.inq.is_empty() || self.op_held() > 0;
         let could_work = self.downstream.is_none() || self.credit > 0;
         let waiting = self.sup.as_ref().is_some_and(|s| s.resume.is_some());
@@ -56,14 +53,18 @@ impl<Op: Operator> StageActor<Op> {
         let _ = timer.as_mut().poll(cx);
     }
 
+    /// The stall timeout in force: a policy file's, else the stage's
+    /// supervision's, else the pipeline's.
+    fn stall_timeout(&self) -> Option<std::time::Duration> {
+        self.shared
+            .stall_override()
+            .or_else(|| self.sup.as_ref().and_then(|s| s.policy.stall_timeout))
+            .or(self.pipeline.stall_timeout)
+    }
+
     /// Records progress for the watchdog.
     pub(super) fn progressed(&mut self) {
-        if self.pipeline.stall_timeout.is_some()
-            || self
-                .sup
-                .as_ref()
-                .is_some_and(|s| s.policy.stall_timeout.is_some())
-        {
+        if self.stall_timeout().is_some() {
             self.last_progress = supervision_now();
             if self.stalled {
                 self.stalled = false;
