@@ -377,6 +377,66 @@ pub trait FlowExt<T: Send + 'static>: Sized {
         Fut: Future<Output = Result<U, weir_runtime::Failure>> + Send + 'static,
         U: Send + 'static;
 
+    /// [`map_async`](Self::map_async) that emits each result as soon as its future
+    /// finishes, in completion order: a slow call does not hold back the results
+    /// behind it. At most `concurrency` futures are in flight; when one finishes the
+    /// next element starts. Every input gives one output (the report's
+    /// `completed = produced` holds). Under
+    /// [`supervise`](weir_runtime::Flow::supervise) a failed element (a panic, or
+    /// the policy's `element_timeout`) is retried in place after the policy's
+    /// backoff, dead-lettered or skipped, as for `map_async`; supervising needs
+    /// `T: Clone`.
+    ///
+    /// Choosing `concurrency`: as for [`map_async`](Self::map_async).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(1..6_u64)
+    ///     .map_async_unordered(3, |x| async move { x * 2 })
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// let mut output = done.output;
+    /// output.sort_unstable(); // completion order: sort to compare
+    /// assert_eq!(output, [2, 4, 6, 8, 10]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn map_async_unordered<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = U> + Send + 'static,
+        U: Send + 'static;
+
+    /// [`try_map_async`](Self::try_map_async) that emits results in completion
+    /// order, like [`map_async_unordered`](Self::map_async_unordered). A failed
+    /// element under supervision is retried in place and emitted when an attempt
+    /// succeeds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// use weir_runtime::{ErrorClass, Failure};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(["1", "2", "3"])
+    ///     .try_map_async_unordered(2, |s| async move {
+    ///         s.parse::<u32>().map_err(|e| Failure::with_source(ErrorClass::Permanent, e))
+    ///     })
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.output.iter().sum::<u32>(), 6);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn try_map_async_unordered<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<U, weir_runtime::Failure>> + Send + 'static,
+        U: Send + 'static;
+
     /// Groups elements into vectors of `size`; the last may be shorter.
     ///
     /// # Examples
@@ -580,6 +640,34 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         U: Send + 'static,
     {
         self.via(MapAsync::new("try_map_async", concurrency, f, |r| r))
+    }
+
+    fn map_async_unordered<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = U> + Send + 'static,
+        U: Send + 'static,
+    {
+        self.via(MapAsync::unordered(
+            "map_async_unordered",
+            concurrency,
+            f,
+            Ok,
+        ))
+    }
+
+    fn try_map_async_unordered<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<U, weir_runtime::Failure>> + Send + 'static,
+        U: Send + 'static,
+    {
+        self.via(MapAsync::unordered(
+            "try_map_async_unordered",
+            concurrency,
+            f,
+            |r| r,
+        ))
     }
 
     fn chunks(self, size: usize) -> Flow<Vec<T>> {
