@@ -74,10 +74,6 @@ pub(crate) struct Attempts<T, O> {
 }
 
 impl<T: Send + 'static, O: Send + 'static> Attempts<T, O> {
-    pub(crate) fn new(setup: ElementSupervision<T>) -> Self {
-        Self::with_order(setup, Order::Input)
-    }
-
     pub(crate) fn with_order(setup: ElementSupervision<T>, order: Order) -> Self {
         Attempts {
             setup,

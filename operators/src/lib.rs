@@ -479,7 +479,8 @@ pub trait FlowExt<T: Send + 'static>: Sized {
         F: FnMut(T) + Send + 'static;
 
     /// Ends the pipeline with an async function awaited for each element, one at a
-    /// time, in order.
+    /// time, in order. For several at once see
+    /// [`for_each_async_concurrent`](Self::for_each_async_concurrent).
     ///
     /// # Examples
     ///
@@ -494,6 +495,45 @@ pub trait FlowExt<T: Send + 'static>: Sized {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn for_each_async<F, Fut>(self, f: F) -> Runnable<()>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static;
+
+    /// Ends the pipeline with an async function and up to `concurrency` futures in
+    /// flight: an element is delivered when its future completes, in completion
+    /// order; when one completes, the next element starts. With `concurrency`
+    /// futures pending the sink takes no more input, so the pipeline
+    /// backpressures. Under [`supervise`](weir_runtime::Flow::supervise) a failed
+    /// delivery (a panic, or the policy's `element_timeout`) is retried after the
+    /// policy's backoff, dead-lettered or skipped, while the others go on.
+    ///
+    /// Choosing `concurrency`: the number of writes the service behind `f` should
+    /// see at once; it is also the number of elements the sink holds beyond its
+    /// input queue. `0` is rejected when the pipeline is built.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let total = Arc::new(AtomicU64::new(0));
+    /// let t = Arc::clone(&total);
+    /// let done = Pipeline::from_iter(1..=10_u64)
+    ///     .for_each_async_concurrent(4, move |x| {
+    ///         let t = Arc::clone(&t);
+    ///         async move {
+    ///             tokio::task::yield_now().await; // a write to a service
+    ///             t.fetch_add(x, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.report.delivered(), 10);
+    /// assert_eq!(total.load(Ordering::Relaxed), 55);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn for_each_async_concurrent<F, Fut>(self, concurrency: usize, f: F) -> Runnable<()>
     where
         F: FnMut(T) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static;
@@ -691,6 +731,17 @@ impl<T: Send + 'static> FlowExt<T> for Flow<T> {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.to(ForEachAsync::new(f), OutputReceiver::ready(()))
+    }
+
+    fn for_each_async_concurrent<F, Fut>(self, concurrency: usize, f: F) -> Runnable<()>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.to(
+            ForEachAsync::concurrent("for_each_async_concurrent", concurrency, f),
+            OutputReceiver::ready(()),
+        )
     }
 
     fn collect(self) -> Runnable<Vec<T>> {
