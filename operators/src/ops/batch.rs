@@ -112,3 +112,44 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use weir_runtime::BuildError;
+
+    use crate::test_support::{rt, run_small};
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn batches_never_exceed_max_and_keep_order() {
+        let done = run_small(
+            Pipeline::from_iter(0..300_u32)
+                .batch(
+                    5,
+                    |x| vec![x],
+                    |mut v, x| {
+                        v.push(x);
+                        v
+                    },
+                )
+                .collect(),
+        );
+        assert!(done.output.iter().all(|v| (1..=5).contains(&v.len())));
+        assert_eq!(done.output.concat(), (0..300).collect::<Vec<_>>());
+        let b = done.report.stage("batch#1").unwrap();
+        assert_eq!(b.filtered, 300 - done.output.len() as u64);
+    }
+
+    #[test]
+    fn max_zero_is_rejected_at_build_time() {
+        let err = Pipeline::from_iter(0..3_u32)
+            .batch(0, |x| x, |a, x| a + x)
+            .collect()
+            .run(&rt())
+            .unwrap_err();
+        assert!(
+            matches!(&err, BuildError::InvalidArgument { stage, .. } if stage == "batch#1"),
+            "{err:?}"
+        );
+    }
+}

@@ -184,3 +184,47 @@ impl<T: Send + 'static> Operator for Buffer<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use weir_runtime::BuildError;
+    use weir_runtime::junction::Overflow;
+
+    use crate::test_support::{rt, run_small};
+    use crate::{FlowExt, Pipeline};
+
+    #[test]
+    fn backpressure_loses_nothing_and_keeps_order() {
+        let done = run_small(
+            Pipeline::from_iter(0..200_u32)
+                .buffer(4, Overflow::Backpressure)
+                .collect(),
+        );
+        assert_eq!(done.output, (0..200).collect::<Vec<_>>());
+        let b = done.report.stage("buffer#1").unwrap();
+        assert_eq!((b.completed, b.filtered, b.failed), (200, 0, 0));
+    }
+
+    #[test]
+    fn drops_are_counted_as_filtered_and_the_rest_keeps_its_order() {
+        for policy in [Overflow::DropNewest, Overflow::DropOldest] {
+            let done = run_small(Pipeline::from_iter(0..500_u32).buffer(2, policy).collect());
+            let b = done.report.stage("buffer#1").unwrap();
+            assert_eq!(b.filtered + done.output.len() as u64, 500);
+            assert!(done.output.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+
+    #[test]
+    fn capacity_zero_is_rejected_at_build_time() {
+        let err = Pipeline::from_iter(0..3_u32)
+            .buffer(0, Overflow::DropNewest)
+            .collect()
+            .run(&rt())
+            .unwrap_err();
+        assert!(
+            matches!(&err, BuildError::InvalidArgument { stage, .. } if stage == "buffer#1"),
+            "{err:?}"
+        );
+    }
+}

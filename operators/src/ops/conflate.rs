@@ -99,3 +99,29 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::run_small;
+    use crate::{FlowExt, Pipeline};
+
+    /// Summaries of consecutive runs: nothing lost, order kept, combined counted.
+    #[test]
+    fn summaries_cover_every_element_once_in_order() {
+        let done = run_small(
+            Pipeline::from_iter(0..300_u32)
+                .conflate(
+                    |x| vec![x],
+                    |mut v, x| {
+                        v.push(x);
+                        v
+                    },
+                )
+                .collect(),
+        );
+        assert_eq!(done.output.concat(), (0..300).collect::<Vec<_>>());
+        let c = done.report.stage("conflate#1").unwrap();
+        assert_eq!(c.completed, done.output.len() as u64);
+        assert_eq!(c.filtered, 300 - done.output.len() as u64);
+    }
+}
