@@ -8,10 +8,13 @@
 //!
 //! Each slot is one element: `Pending` while an attempt runs or waits out its
 //! backoff, `Ready` once it produced its output, `Settled` once the stage
-//! dead-lettered or skipped it. Outputs leave from the head only, so a retried
-//! element keeps its place in the output order however long its retries take.
+//! dead-lettered or skipped it. In [`Order::Input`] outputs leave from the head
+//! only, so a retried element keeps its place in the output order however long its
+//! retries take. In [`Order::Completion`] (the `_unordered` operators and the
+//! concurrent sink) a finished element leaves its slot at once and its output
+//! waits in a queue, so a slow element never holds the others back.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -43,43 +46,59 @@ enum Slot<T, O> {
     Settled,
 }
 
-/// The in-flight elements of a supervised `map_async`, `try_map_async` or
-/// `for_each_async`: ordered slots, the attempts running for them, and the
-/// stage's element supervision.
+/// In which order a supervised async operator emits its outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// In input order: an output waits for the elements before it.
+    Input,
+    /// As the elements finish.
+    Completion,
+}
+
+/// The in-flight elements of a supervised `map_async`, `try_map_async`, their
+/// `_unordered` forms, or `for_each_async`: slots by sequence number, the attempts
+/// running for them, and the stage's element supervision.
 pub(crate) struct Attempts<T, O> {
     setup: ElementSupervision<T>,
-    slots: VecDeque<Slot<T, O>>,
+    order: Order,
+    /// The elements in the window by sequence number (input order). In
+    /// [`Order::Completion`] only `Pending` slots stay here.
+    slots: BTreeMap<u64, Slot<T, O>>,
+    /// [`Order::Completion`]: outputs finished and not yet emitted.
+    finished: VecDeque<O>,
     running: FuturesUnordered<AttemptFuture<O>>,
-    /// Sequence number of `slots[0]`.
-    head: u64,
-    /// Settled slots still waiting to reach the head.
+    /// Sequence number of the next element started.
+    next_seq: u64,
+    /// Settled slots still waiting to reach the head ([`Order::Input`]).
     settled: usize,
 }
 
 impl<T: Send + 'static, O: Send + 'static> Attempts<T, O> {
-    pub(crate) fn new(setup: ElementSupervision<T>) -> Self {
+    pub(crate) fn with_order(setup: ElementSupervision<T>, order: Order) -> Self {
         Attempts {
             setup,
-            slots: VecDeque::new(),
+            order,
+            slots: BTreeMap::new(),
+            finished: VecDeque::new(),
             running: FuturesUnordered::new(),
-            head: 0,
+            next_seq: 0,
             settled: 0,
         }
     }
 
     /// Elements in the window (running, waiting, or finished but not yet emitted).
     pub(crate) fn len(&self) -> usize {
-        self.slots.len()
+        self.slots.len() + self.finished.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len() == 0
     }
 
     /// Input elements the operator holds: the window less the settled slots, which
     /// the stage has already counted as dead-lettered or failed.
     pub(crate) fn held(&self) -> usize {
-        self.slots.len() - self.settled
+        self.len() - self.settled
     }
 
     /// Starts the first attempt on `x`, the element with stage index `index`.
@@ -93,13 +112,17 @@ impl<T: Send + 'static, O: Send + 'static> Attempts<T, O> {
         F: FnMut(T) -> Fut,
         Fut: Future<Output = Result<O, Failure>> + Send + 'static,
     {
-        let seq = self.head + self.slots.len() as u64;
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let input = self.setup.copy(&x);
-        self.slots.push_back(Slot::Pending {
-            input,
-            index,
-            attempt: 0,
-        });
+        self.slots.insert(
+            seq,
+            Slot::Pending {
+                input,
+                index,
+                attempt: 0,
+            },
+        );
         self.launch(f, seq, x, io);
     }
 
@@ -163,13 +186,18 @@ impl<T: Send + 'static, O: Send + 'static> Attempts<T, O> {
                     (seq, Outcome::Due)
                 }));
             }
-            Verdict::Settled | Verdict::Escalated => self.settled += 1,
+            Verdict::Settled | Verdict::Escalated => match self.order {
+                Order::Input => self.settled += 1,
+                // Nothing waits behind it: the slot goes at once.
+                Order::Completion => {
+                    self.slots.remove(&seq);
+                }
+            },
         }
     }
 
     fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot<T, O>> {
-        let pos = usize::try_from(seq.checked_sub(self.head)?).ok()?;
-        self.slots.get_mut(pos)
+        self.slots.get_mut(&seq)
     }
 
     /// Drives the running attempts: records outputs, judges failures, starts due
@@ -189,11 +217,18 @@ impl<T: Send + 'static, O: Send + 'static> Attempts<T, O> {
         while let Poll::Ready(Some((seq, outcome))) = self.running.poll_next_unpin(cx) {
             progress = true;
             match outcome {
-                Outcome::Done(Ok(output)) => {
-                    if let Some(slot) = self.slot_mut(seq) {
-                        *slot = Slot::Ready(output);
+                Outcome::Done(Ok(output)) => match self.order {
+                    Order::Input => {
+                        if let Some(slot) = self.slot_mut(seq) {
+                            *slot = Slot::Ready(output);
+                        }
                     }
-                }
+                    Order::Completion => {
+                        if self.slots.remove(&seq).is_some() {
+                            self.finished.push_back(output);
+                        }
+                    }
+                },
                 Outcome::Done(Err(failure)) => self.failed(seq, failure, io),
                 Outcome::Due => {
                     let setup = self.setup;
@@ -210,24 +245,24 @@ impl<T: Send + 'static, O: Send + 'static> Attempts<T, O> {
         progress
     }
 
-    /// The next output in input order, if it is ready; settled elements at the head
-    /// are passed over.
+    /// The next output, if one is ready: in input order ([`Order::Input`]; settled
+    /// elements at the head are passed over) or in completion order.
     pub(crate) fn pop_ready(&mut self) -> Option<O> {
+        if self.order == Order::Completion {
+            return self.finished.pop_front();
+        }
         loop {
-            match self.slots.front() {
-                Some(Slot::Ready(_)) => {
-                    self.head += 1;
-                    match self.slots.pop_front() {
-                        Some(Slot::Ready(output)) => return Some(output),
-                        _ => unreachable!("front was ready"),
-                    }
-                }
-                Some(Slot::Settled) => {
-                    self.head += 1;
+            let head = self.slots.first_entry()?;
+            match head.get() {
+                Slot::Ready(_) => match head.remove() {
+                    Slot::Ready(output) => return Some(output),
+                    _ => unreachable!("head was ready"),
+                },
+                Slot::Settled => {
                     self.settled -= 1;
-                    self.slots.pop_front();
+                    head.remove();
                 }
-                Some(Slot::Pending { .. }) | None => return None,
+                Slot::Pending { .. } => return None,
             }
         }
     }
@@ -236,7 +271,8 @@ impl<T: Send + 'static, O: Send + 'static> Attempts<T, O> {
 impl<T, O> std::fmt::Debug for Attempts<T, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Attempts")
-            .field("window", &self.slots.len())
+            .field("order", &self.order)
+            .field("window", &(self.slots.len() + self.finished.len()))
             .field("settled", &self.settled)
             .field("running", &self.running.len())
             .finish()

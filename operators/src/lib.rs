@@ -52,9 +52,13 @@ use std::future::Future;
 use futures::Stream;
 use weir_runtime::{Flow, OutputReceiver, Runnable, output};
 
-use crate::ops::{Chunks, Filter, FilterMap, FlatMap, Inspect, Map, MapAsync, Take, TryMap};
+use crate::ops::{
+    Batch, Buffer, Chunks, Conflate, Filter, FilterMap, FlatMap, Inspect, Map, MapAsync, Take,
+    TryMap,
+};
 use crate::sink::{Collect, Egress, EgressSink, Fold, ForEach, ForEachAsync};
 use crate::source::{BatchSource, Ingress, IngressSource, IterSource, StreamSource};
+use weir_runtime::junction::Overflow;
 
 /// Where pipelines start: one constructor per kind of source.
 #[derive(Debug, Clone, Copy)]
@@ -386,6 +390,194 @@ pub trait FlowExt<T: Clone + Send + 'static>: Sized {
         Fut: Future<Output = Result<U, weir_runtime::Failure>> + Send + 'static,
         U: Send + 'static;
 
+    /// [`map_async`](Self::map_async) that emits each result as soon as its future
+    /// finishes, in completion order: a slow call does not hold back the results
+    /// behind it. At most `concurrency` futures are in flight; when one finishes the
+    /// next element starts. Every input gives one output (the report's
+    /// `completed = produced` holds). Under
+    /// [`supervise`](weir_runtime::Flow::supervise) a failed element (a panic, or
+    /// the policy's `element_timeout`) is retried in place after the policy's
+    /// backoff, dead-lettered or skipped, as for `map_async`; supervising needs
+    /// `T: Clone`.
+    ///
+    /// Choosing `concurrency`: as for [`map_async`](Self::map_async).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(1..6_u64)
+    ///     .map_async_unordered(3, |x| async move { x * 2 })
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// let mut output = done.output;
+    /// output.sort_unstable(); // completion order: sort to compare
+    /// assert_eq!(output, [2, 4, 6, 8, 10]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn map_async_unordered<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = U> + Send + 'static,
+        U: Send + 'static;
+
+    /// [`try_map_async`](Self::try_map_async) that emits results in completion
+    /// order, like [`map_async_unordered`](Self::map_async_unordered). A failed
+    /// element under supervision is retried in place and emitted when an attempt
+    /// succeeds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// use weir_runtime::{ErrorClass, Failure};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(["1", "2", "3"])
+    ///     .try_map_async_unordered(2, |s| async move {
+    ///         s.parse::<u32>().map_err(|e| Failure::with_source(ErrorClass::Permanent, e))
+    ///     })
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.output.iter().sum::<u32>(), 6);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn try_map_async_unordered<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<U, weir_runtime::Failure>> + Send + 'static,
+        U: Send + 'static;
+
+    /// An explicit buffer of `capacity` elements on this edge, with an
+    /// [`Overflow`] policy for an element that does not fit: `Backpressure`
+    /// (upstream waits: `capacity` elements of slack), `DropNewest` (the arriving
+    /// element is dropped), `DropOldest` (the oldest buffered one is dropped) or
+    /// `Fail` (the stage fails with a `ResourceExhausted` error naming it and the
+    /// limit). Order is kept. Every drop is counted exactly, as `filtered` on the
+    /// buffer stage (the report conserves); to dead-letter drops instead use
+    /// [`buffer_dead_lettering`](Self::buffer_dead_lettering).
+    ///
+    /// A dropping (or failing) buffer keeps taking input while downstream is
+    /// stalled, provided the next stage's capacity and the batch limit are 2 or
+    /// more: it keeps one place of that edge free so its stage keeps running (see
+    /// [`Buffer`]).
+    ///
+    /// Choosing a capacity: the burst the consumer may fall behind by before the
+    /// policy applies; it is `capacity` elements of memory beyond the edges.
+    /// `0` is rejected when the pipeline is built.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// use weir_runtime::junction::Overflow;
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(0..100_u32)
+    ///     .buffer(16, Overflow::DropOldest)
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// // A fast sink: nothing had to be dropped, and the report says so.
+    /// assert_eq!(done.output.len() as u64 + done.report.filtered(), 100);
+    /// done.report.check_conservation()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn buffer(self, capacity: usize, overflow: Overflow) -> Flow<T>;
+
+    /// [`buffer`](Self::buffer) whose dropped elements (and, with
+    /// `Overflow::Fail`, the element that did not fit) go to `dead_letters` as
+    /// letters of class `ResourceExhausted` naming the stage, counted as
+    /// `dead_lettered` on it instead of `filtered`. A queue that refuses a letter
+    /// fails the pipeline, as for any supervised stage. The stage is supervised
+    /// with a policy that dead-letters `ResourceExhausted` and has no circuit
+    /// breaker (drops are not faults to trip on); the elements must be `Clone`
+    /// because a supervised stage may keep copies.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// use weir_runtime::junction::Overflow;
+    /// use weir_supervisor::dead_letter::MemoryDlq;
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let dlq = MemoryDlq::new(1000);
+    /// let done = Pipeline::from_iter(0..100_u32)
+    ///     .buffer_dead_lettering(8, Overflow::DropNewest, dlq.clone())
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.output.len() + dlq.len(), 100);
+    /// assert_eq!(done.report.dead_lettered(), dlq.len() as u64);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn buffer_dead_lettering(
+        self,
+        capacity: usize,
+        overflow: Overflow,
+        dead_letters: weir_supervisor::dead_letter::MemoryDlq<T>,
+    ) -> Flow<T>
+    where
+        T: Clone;
+
+    /// While downstream has no room, folds arriving elements into one summary:
+    /// `seed` starts a summary from an element, `aggregate` adds one to it; the
+    /// summary is sent as soon as there is room (Akka's `conflateWithSeed`). With
+    /// room, every element is its own summary. Never makes upstream wait (given a
+    /// next-stage capacity and batch limit of 2 or more, see
+    /// [`Conflate`](ops::Conflate)). Elements folded into a summary after its
+    /// seed are counted as `filtered` (combined) on the stage.
+    ///
+    /// # Examples
+    ///
+    /// Keep only the latest reading while the consumer is busy:
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(0..1000_u32)
+    ///     .conflate(|x| x, |_older, newer| newer)
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.output.last(), Some(&999));
+    /// assert_eq!(done.output.len() as u64 + done.report.filtered(), 1000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn conflate<S, Seed, Agg>(self, seed: Seed, aggregate: Agg) -> Flow<S>
+    where
+        Seed: FnMut(T) -> S + Send + 'static,
+        Agg: FnMut(S, T) -> S + Send + 'static,
+        S: Send + 'static;
+
+    /// Like [`conflate`](Self::conflate), but a summary holds at most `max`
+    /// elements: once it is full, upstream waits until it is sent (Akka's
+    /// `batch`). Elements folded in after the seed count as `filtered`.
+    ///
+    /// Choosing `max`: the most elements one downstream call should carry (a
+    /// bulk insert's size). `0` is rejected when the pipeline is built.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let done = Pipeline::from_iter(0..100_u32)
+    ///     .batch(10, |x| vec![x], |mut rows, x| { rows.push(x); rows })
+    ///     .collect()
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert!(done.output.iter().all(|rows| rows.len() <= 10));
+    /// assert_eq!(done.output.concat(), (0..100).collect::<Vec<_>>());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn batch<S, Seed, Agg>(self, max: usize, seed: Seed, aggregate: Agg) -> Flow<S>
+    where
+        Seed: FnMut(T) -> S + Send + 'static,
+        Agg: FnMut(S, T) -> S + Send + 'static,
+        S: Send + 'static;
+
     /// Groups elements into vectors of `size`; the last may be shorter.
     ///
     /// # Examples
@@ -428,7 +620,8 @@ pub trait FlowExt<T: Clone + Send + 'static>: Sized {
         F: FnMut(T) + Send + 'static;
 
     /// Ends the pipeline with an async function awaited for each element, one at a
-    /// time, in order.
+    /// time, in order. For several at once see
+    /// [`for_each_async_concurrent`](Self::for_each_async_concurrent).
     ///
     /// # Examples
     ///
@@ -443,6 +636,45 @@ pub trait FlowExt<T: Clone + Send + 'static>: Sized {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn for_each_async<F, Fut>(self, f: F) -> Runnable<()>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static;
+
+    /// Ends the pipeline with an async function and up to `concurrency` futures in
+    /// flight: an element is delivered when its future completes, in completion
+    /// order; when one completes, the next element starts. With `concurrency`
+    /// futures pending the sink takes no more input, so the pipeline
+    /// backpressures. Under [`supervise`](weir_runtime::Flow::supervise) a failed
+    /// delivery (a panic, or the policy's `element_timeout`) is retried after the
+    /// policy's backoff, dead-lettered or skipped, while the others go on.
+    ///
+    /// Choosing `concurrency`: the number of writes the service behind `f` should
+    /// see at once; it is also the number of elements the sink holds beyond its
+    /// input queue. `0` is rejected when the pipeline is built.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir_operators::{FlowExt, Pipeline};
+    /// # use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let total = Arc::new(AtomicU64::new(0));
+    /// let t = Arc::clone(&total);
+    /// let done = Pipeline::from_iter(1..=10_u64)
+    ///     .for_each_async_concurrent(4, move |x| {
+    ///         let t = Arc::clone(&t);
+    ///         async move {
+    ///             tokio::task::yield_now().await; // a write to a service
+    ///             t.fetch_add(x, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .run(&rt)?
+    ///     .wait()?;
+    /// assert_eq!(done.report.delivered(), 10);
+    /// assert_eq!(total.load(Ordering::Relaxed), 55);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn for_each_async_concurrent<F, Fut>(self, concurrency: usize, f: F) -> Runnable<()>
     where
         F: FnMut(T) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static;
@@ -593,6 +825,76 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
             .via(MapAsync::new("try_map_async", concurrency, f, |r| r))
     }
 
+    fn map_async_unordered<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = U> + Send + 'static,
+        U: Send + 'static,
+    {
+        self.via(MapAsync::unordered(
+            "map_async_unordered",
+            concurrency,
+            f,
+            Ok,
+        ))
+    }
+
+    fn try_map_async_unordered<U, Fut, F>(self, concurrency: usize, f: F) -> Flow<U>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<U, weir_runtime::Failure>> + Send + 'static,
+        U: Send + 'static,
+    {
+        self.via(MapAsync::unordered(
+            "try_map_async_unordered",
+            concurrency,
+            f,
+            |r| r,
+        ))
+    }
+
+    fn buffer(self, capacity: usize, overflow: Overflow) -> Flow<T> {
+        self.via(Buffer::new(capacity, overflow))
+    }
+
+    fn buffer_dead_lettering(
+        self,
+        capacity: usize,
+        overflow: Overflow,
+        dead_letters: weir_supervisor::dead_letter::MemoryDlq<T>,
+    ) -> Flow<T>
+    where
+        T: Clone,
+    {
+        use weir_supervisor::policy::{Action, SupervisionPolicy};
+        let policy = SupervisionPolicy::default()
+            .action(
+                weir_runtime::ErrorClass::ResourceExhausted,
+                Action::DeadLetter,
+            )
+            .without_breaker();
+        self.supervise(weir_runtime::Supervision::new(policy).dead_letters(dead_letters))
+            .via(Buffer::new(capacity, overflow))
+    }
+
+    fn conflate<S, Seed, Agg>(self, seed: Seed, aggregate: Agg) -> Flow<S>
+    where
+        Seed: FnMut(T) -> S + Send + 'static,
+        Agg: FnMut(S, T) -> S + Send + 'static,
+        S: Send + 'static,
+    {
+        self.via(Conflate::new(seed, aggregate))
+    }
+
+    fn batch<S, Seed, Agg>(self, max: usize, seed: Seed, aggregate: Agg) -> Flow<S>
+    where
+        Seed: FnMut(T) -> S + Send + 'static,
+        Agg: FnMut(S, T) -> S + Send + 'static,
+        S: Send + 'static,
+    {
+        self.via(Batch::new(max, seed, aggregate))
+    }
+
     fn chunks(self, size: usize) -> Flow<Vec<T>> {
         self.cloneable().via(Chunks::new(size))
     }
@@ -616,6 +918,17 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
     {
         self.cloneable()
             .to(ForEachAsync::new(f), OutputReceiver::ready(()))
+    }
+
+    fn for_each_async_concurrent<F, Fut>(self, concurrency: usize, f: F) -> Runnable<()>
+    where
+        F: FnMut(T) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.to(
+            ForEachAsync::concurrent("for_each_async_concurrent", concurrency, f),
+            OutputReceiver::ready(()),
+        )
     }
 
     fn collect(self) -> Runnable<Vec<T>> {

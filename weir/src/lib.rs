@@ -111,12 +111,12 @@ pub mod prelude {
     pub use weir_operators::sink::Egress;
     pub use weir_operators::source::{Ingress, SendError, TrySendError};
     pub use weir_operators::window::{
-        Aggregate, EventTime, GraphWindowExt, Overflow, Window, WindowExt, WindowMetrics,
+        Aggregate, EventTime, GraphWindowExt, Window, WindowExt, WindowMetrics, WindowOverflow,
         WindowResult, Windows,
     };
     pub use weir_operators::{FlowExt, Pipeline};
     pub use weir_runtime::junction::{
-        Balance, BalanceStrategy, Broadcast, Feedback, LagPolicy, Priority,
+        Balance, BalanceStrategy, Broadcast, Feedback, LagPolicy, Overflow, Priority,
     };
     pub use weir_runtime::reconfig::{Applied, ConfigHandle, ReconfigError, Reconfigurable};
     pub use weir_runtime::{

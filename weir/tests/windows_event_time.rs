@@ -441,7 +441,7 @@ fn keyed(n: u64) -> Vec<Ev> {
 fn state_bound_emit_earliest_is_counted_and_holds() {
     // Every element has its own key: unbounded key cardinality.
     let windows =
-        Windows::tumbling(Duration::from_secs(3600)).max_windows(64, Overflow::EmitEarliest);
+        Windows::tumbling(Duration::from_secs(3600)).max_windows(64, WindowOverflow::EmitEarliest);
     let metrics = windows.metrics();
     let done = Pipeline::from_iter(0..20_000_u64)
         .event_time_windows(
@@ -471,7 +471,7 @@ fn state_bound_emit_earliest_is_counted_and_holds() {
 fn state_bound_drop_element_sends_to_the_side_output() {
     let dlq = MemoryDlq::new(100);
     let windows =
-        Windows::tumbling(Duration::from_millis(100)).max_windows(3, Overflow::DropElement);
+        Windows::tumbling(Duration::from_millis(100)).max_windows(3, WindowOverflow::DropElement);
     let metrics = windows.metrics();
     let done = Pipeline::from_iter(keyed(14))
         .event_time_windows(

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 
-use super::spec::{Aggregate, Overflow, Shape, Window, WindowResult, Windows};
+use super::spec::{Aggregate, Shape, Window, WindowOverflow, WindowResult, Windows};
 use super::timers::Timers;
 
 /// An open window of one key.
@@ -61,7 +61,7 @@ pub enum Admit {
     /// to the side output.
     Late,
     /// Opening its window would exceed the state bound and the policy is
-    /// [`Overflow::DropElement`]: it goes to the side output.
+    /// [`WindowOverflow::DropElement`]: it goes to the side output.
     Overflow,
 }
 
@@ -230,7 +230,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
     ///
     /// # Errors
     ///
-    /// The state bound was reached and the policy is [`Overflow::Fail`].
+    /// The state bound was reached and the policy is [`WindowOverflow::Fail`].
     #[inline]
     pub fn insert(&mut self, key: K, ts: u64, x: &T) -> Result<Admit, String> {
         let key = match self.spec.shape {
@@ -321,12 +321,12 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
                 break;
             }
             match self.spec.overflow {
-                Overflow::EmitEarliest => self.evict_earliest(),
-                Overflow::DropElement => {
+                WindowOverflow::EmitEarliest => self.evict_earliest(),
+                WindowOverflow::DropElement => {
                     self.spec.metrics.add_overflowed();
                     return Ok(Admit::Overflow);
                 }
-                Overflow::Fail => {
+                WindowOverflow::Fail => {
                     return Err(format!(
                         "window state bound reached: {} windows open (max_windows {})",
                         self.open, self.spec.max_windows

@@ -21,7 +21,7 @@ pub enum WindowOutput<K, R, T> {
     /// A window fired (output 0).
     Result(WindowResult<K, R>),
     /// An element beyond the allowed lateness, or refused by the state bound
-    /// under [`Overflow::DropElement`](super::Overflow::DropElement) (output 1).
+    /// under [`WindowOverflow::DropElement`](super::WindowOverflow::DropElement) (output 1).
     Late(T),
 }
 
@@ -34,7 +34,7 @@ pub enum WindowOutput<K, R, T> {
 /// (an element might be late). Completion: at the end of the input the watermark
 /// jumps to the end of time; every window fires, then both outputs end. The idle
 /// rule uses the junction's clock (`std::time::Instant`, real time). A panic in
-/// user code — or the state bound under [`Overflow::Fail`](super::Overflow::Fail)
+/// user code — or the state bound under [`WindowOverflow::Fail`](super::WindowOverflow::Fail)
 /// — fails the pipeline: a junction is not supervised, so there is no restart
 /// and no state is lost silently (the pipeline fails).
 pub struct WindowJunction<T, K, A, R> {

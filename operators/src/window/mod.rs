@@ -23,7 +23,7 @@
 //! # State, bounds and failure
 //!
 //! At most [`Windows::max_windows`] windows are open at once (all keys); an
-//! element that would open one more triggers the [`Overflow`] policy, counted.
+//! element that would open one more triggers the [`WindowOverflow`] policy, counted.
 //! Elements are completed when folded into their windows, so an open window is
 //! *state*, not held elements: the flow versions report it as
 //! [`Operator::state_entries`](weir_runtime::operator::Operator::state_entries),
@@ -51,7 +51,10 @@ pub use engine::{Admit, KeyedWindows};
 pub use grouped::GroupedWithin;
 pub use junction::{GraphWindowExt, WindowJunction, WindowOutlets, WindowOutput};
 pub use operator::WindowOp;
-pub use spec::{Aggregate, EventTime, Overflow, Window, WindowMetrics, WindowResult, Windows};
+pub use spec::{
+    Aggregate, EventTime, IntoWindowOverflow, Window, WindowMetrics, WindowOverflow, WindowResult,
+    Windows,
+};
 
 /// Window operators as [`Flow`] methods.
 pub trait WindowExt<T: Send + 'static> {

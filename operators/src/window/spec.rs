@@ -47,8 +47,13 @@ pub(crate) enum Shape {
 
 /// What a window operator does when opening a window would exceed its
 /// [`max_windows`](Windows::max_windows).
+///
+/// Not the edge [`Overflow`](weir_runtime::junction::Overflow) of `buffer` and
+/// feedback edges: a window's bound is on state, not on waiting elements.
+/// [`max_windows`](Windows::max_windows) also takes the edge words that mean the
+/// same here (see [`IntoWindowOverflow`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Overflow {
+pub enum WindowOverflow {
     /// Fire and close the window that ends first, early (counted as `evicted`).
     #[default]
     EmitEarliest,
@@ -59,17 +64,55 @@ pub enum Overflow {
     Fail,
 }
 
+/// What [`Windows::max_windows`] takes: a [`WindowOverflow`], or an edge
+/// [`Overflow`](weir_runtime::junction::Overflow) where it has a window meaning —
+/// `Fail` is [`WindowOverflow::Fail`], `DropNewest` (the arriving element is
+/// refused) is [`WindowOverflow::DropElement`]. `Backpressure` and `DropOldest`
+/// have none (the bound is on state, which neither waits nor is dropped): the
+/// pipeline is rejected when built, naming the stage.
+pub trait IntoWindowOverflow: private::Sealed {
+    /// The window policy, or the edge word handed back when it has none.
+    ///
+    /// # Errors
+    ///
+    /// The edge word, when it means nothing for a window.
+    fn into_window_overflow(self) -> Result<WindowOverflow, weir_runtime::junction::Overflow>;
+}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for super::WindowOverflow {}
+    impl Sealed for weir_runtime::junction::Overflow {}
+}
+
+impl IntoWindowOverflow for WindowOverflow {
+    fn into_window_overflow(self) -> Result<WindowOverflow, weir_runtime::junction::Overflow> {
+        Ok(self)
+    }
+}
+
+impl IntoWindowOverflow for weir_runtime::junction::Overflow {
+    fn into_window_overflow(self) -> Result<WindowOverflow, weir_runtime::junction::Overflow> {
+        use weir_runtime::junction::Overflow;
+        match self {
+            Overflow::Fail => Ok(WindowOverflow::Fail),
+            Overflow::DropNewest => Ok(WindowOverflow::DropElement),
+            Overflow::Backpressure | Overflow::DropOldest => Err(self),
+        }
+    }
+}
+
 /// Shape, lateness and state bound of a window operator.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use weir_operators::window::{Overflow, Windows};
+/// use weir_operators::window::{WindowOverflow, Windows};
 ///
 /// let windows = Windows::tumbling(Duration::from_secs(60))
 ///     .allowed_lateness(Duration::from_secs(5))
-///     .max_windows(10_000, Overflow::EmitEarliest);
+///     .max_windows(10_000, WindowOverflow::EmitEarliest);
 /// let metrics = windows.metrics();
 /// assert_eq!(metrics.open(), 0);
 /// ```
@@ -78,7 +121,9 @@ pub struct Windows {
     pub(crate) shape: Shape,
     pub(crate) lateness: u64,
     pub(crate) max_windows: usize,
-    pub(crate) overflow: Overflow,
+    pub(crate) overflow: WindowOverflow,
+    /// An edge overflow word with no window meaning, reported when built.
+    pub(crate) overflow_refused: Option<weir_runtime::junction::Overflow>,
     pub(crate) metrics: WindowMetrics,
 }
 
@@ -104,7 +149,8 @@ impl Windows {
             shape,
             lateness: 0,
             max_windows: 100_000,
-            overflow: Overflow::default(),
+            overflow: WindowOverflow::default(),
+            overflow_refused: None,
             metrics: WindowMetrics::default(),
         }
     }
@@ -138,11 +184,19 @@ impl Windows {
     }
 
     /// The most windows (over all keys) open at once (default 100 000), and what to
-    /// do when an element would open one more.
+    /// do when an element would open one more: a [`WindowOverflow`], or the edge
+    /// [`Overflow`](weir_runtime::junction::Overflow) `Fail` or `DropNewest` (see
+    /// [`IntoWindowOverflow`]).
     #[must_use]
-    pub fn max_windows(mut self, max: usize, overflow: Overflow) -> Self {
+    pub fn max_windows(mut self, max: usize, overflow: impl IntoWindowOverflow) -> Self {
         self.max_windows = max;
-        self.overflow = overflow;
+        match overflow.into_window_overflow() {
+            Ok(policy) => {
+                self.overflow = policy;
+                self.overflow_refused = None;
+            }
+            Err(word) => self.overflow_refused = Some(word),
+        }
         self
     }
 
@@ -152,6 +206,13 @@ impl Windows {
     }
 
     pub(crate) fn validate(&self, mergeable: bool) -> Result<(), String> {
+        if let Some(word) = self.overflow_refused {
+            return Err(format!(
+                "max_windows with Overflow::{word:?}: a window's state bound cannot \
+                 wait for room or drop state; use WindowOverflow::EmitEarliest, \
+                 DropElement (Overflow::DropNewest) or Fail"
+            ));
+        }
         match self.shape {
             Shape::Tumbling { size: 0 } => {
                 return Err("tumbling window size must be at least 1 ms".into());
@@ -407,13 +468,13 @@ impl WindowMetrics {
     }
 
     /// Windows fired early because the state bound was reached
-    /// ([`Overflow::EmitEarliest`]).
+    /// ([`WindowOverflow::EmitEarliest`]).
     pub fn evicted(&self) -> u64 {
         self.0.evicted.load(Relaxed)
     }
 
     /// Elements sent to the side output because the state bound was reached
-    /// ([`Overflow::DropElement`]).
+    /// ([`WindowOverflow::DropElement`]).
     pub fn overflowed(&self) -> u64 {
         self.0.overflowed.load(Relaxed)
     }
@@ -441,5 +502,32 @@ impl WindowMetrics {
 
     pub(crate) fn add_overflowed(&self) {
         self.0.overflowed.fetch_add(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use weir_runtime::junction::Overflow;
+
+    use super::{WindowOverflow, Windows};
+
+    #[test]
+    fn edge_overflow_words_map_onto_window_policies_or_are_refused() {
+        let w = Windows::tumbling(Duration::from_secs(1));
+        let fail = w.clone().max_windows(3, Overflow::Fail);
+        assert_eq!(fail.overflow, WindowOverflow::Fail);
+        let drop_new = w.clone().max_windows(3, Overflow::DropNewest);
+        assert_eq!(drop_new.overflow, WindowOverflow::DropElement);
+        assert!(drop_new.validate(false).is_ok());
+        for word in [Overflow::Backpressure, Overflow::DropOldest] {
+            let refused = w.clone().max_windows(3, word);
+            let err = refused.validate(false).unwrap_err();
+            assert!(err.contains(&format!("{word:?}")), "{err}");
+            // A later valid choice replaces the refused one.
+            let fixed = refused.max_windows(3, WindowOverflow::EmitEarliest);
+            assert!(fixed.validate(false).is_ok());
+        }
     }
 }

@@ -11,17 +11,25 @@ use weir_supervisor::{ErrorClass, Failure};
 use self::watch::CycleWatch;
 use super::{DropSink, Junction, Ports, Routing};
 
-/// What a [`Feedback`] edge does with an element that does not fit in its buffer.
+/// What a bounded buffer on an edge does with an element that does not fit: a
+/// [`Feedback`] edge's buffer, and the explicit `buffer(n, overflow)` stage of the
+/// operator catalogue (`weir_operators::FlowExt::buffer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
+    /// Upstream waits until there is room: nothing is dropped. The ordinary
+    /// behaviour of every edge; for a `buffer` stage it adds `n` elements of slack.
+    /// A feedback edge cannot wait (a full cycle would deadlock), so it rejects
+    /// this when the graph is built.
+    Backpressure,
     /// The oldest element waiting in the buffer is dropped (counted) to make room
-    /// for the new one: the newest iterations survive (Akka's
+    /// for the new one: the newest elements survive (Akka's
     /// `buffer(n, OverflowStrategy.dropHead)`).
     DropOldest,
-    /// The new element is dropped (counted): the oldest iterations survive.
+    /// The new element is dropped (counted): the oldest elements survive (Akka's
+    /// `dropNew`).
     DropNewest,
-    /// The pipeline fails, naming the feedback stage. Nothing is dropped silently
-    /// and nothing is dropped on purpose: the default.
+    /// The stage fails with a `ResourceExhausted` error naming it and the limit.
+    /// Nothing is dropped silently and nothing is dropped on purpose: the default.
     #[default]
     Fail,
 }
@@ -205,7 +213,8 @@ impl<T: Send + 'static> Feedback<T> {
                         ports.push(0, x);
                     }
                 }
-                Overflow::Fail => {
+                // Rejected when the graph is built; failing is the safe reading.
+                Overflow::Fail | Overflow::Backpressure => {
                     // Taken, not committed: the element counts as failed.
                     let _ = ports.pop(0);
                     let failure = Failure::error(
@@ -291,6 +300,11 @@ impl<T: Send + 'static> Junction for Feedback<T> {
                 "a feedback edge has one input and one output, not {inputs} and {outputs}"
             ));
         }
+        if self.overflow == Overflow::Backpressure {
+            return Err("a feedback edge cannot backpressure (a full cycle would \
+                        deadlock): choose Overflow::DropOldest, DropNewest or Fail"
+                .into());
+        }
         Ok(())
     }
 
@@ -329,6 +343,16 @@ mod tests {
             f.validate(2, 1)
                 .unwrap_err()
                 .contains("one input and one output")
+        );
+    }
+
+    #[test]
+    fn backpressure_is_rejected_because_a_cycle_cannot_wait() {
+        let f = Feedback::<u8>::buffer(3).overflow(Overflow::Backpressure);
+        assert!(
+            f.validate(1, 1)
+                .unwrap_err()
+                .contains("cannot backpressure")
         );
     }
 

@@ -15,6 +15,7 @@ mod core_lifecycle;
 mod core_properties;
 mod core_send_sync;
 mod files;
+mod flow_control;
 mod graph_broadcast_runs;
 mod graph_fan_in;
 mod graph_fan_out;

@@ -42,7 +42,7 @@ struct Reference {
     slide: u64,
     lateness: u64,
     max: usize,
-    overflow: Overflow,
+    overflow: WindowOverflow,
     wm: Option<u64>,
     open: Vec<RefWin>,
     next_id: u64,
@@ -98,7 +98,7 @@ impl Reference {
                 break;
             }
             match self.overflow {
-                Overflow::EmitEarliest => {
+                WindowOverflow::EmitEarliest => {
                     let Some(i) = self.earliest(u64::MAX) else {
                         break;
                     };
@@ -108,8 +108,8 @@ impl Reference {
                     self.open.remove(i);
                     self.evicted += 1;
                 }
-                Overflow::DropElement => return Ok(Admit::Overflow),
-                Overflow::Fail => return Err(()),
+                WindowOverflow::DropElement => return Ok(Admit::Overflow),
+                WindowOverflow::Fail => return Err(()),
             }
         }
         for (start, end) in targets {
@@ -185,11 +185,11 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     )
 }
 
-fn overflow() -> impl Strategy<Value = Overflow> {
+fn overflow() -> impl Strategy<Value = WindowOverflow> {
     prop_oneof![
-        Just(Overflow::EmitEarliest),
-        Just(Overflow::DropElement),
-        Just(Overflow::Fail),
+        Just(WindowOverflow::EmitEarliest),
+        Just(WindowOverflow::DropElement),
+        Just(WindowOverflow::Fail),
     ]
 }
 
@@ -205,7 +205,7 @@ fn play(
     (size, slide): (u64, u64),
     bound: u64,
     lateness: u64,
-    (max, overflow): (usize, Overflow),
+    (max, overflow): (usize, WindowOverflow),
     steps: &[Step],
 ) {
     let spec = if size == slide {
