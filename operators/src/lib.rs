@@ -831,7 +831,7 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
         Fut: Future<Output = U> + Send + 'static,
         U: Send + 'static,
     {
-        self.via(MapAsync::unordered(
+        self.cloneable().via(MapAsync::unordered(
             "map_async_unordered",
             concurrency,
             f,
@@ -845,7 +845,7 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
         Fut: Future<Output = Result<U, weir_runtime::Failure>> + Send + 'static,
         U: Send + 'static,
     {
-        self.via(MapAsync::unordered(
+        self.cloneable().via(MapAsync::unordered(
             "try_map_async_unordered",
             concurrency,
             f,
@@ -854,7 +854,7 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
     }
 
     fn buffer(self, capacity: usize, overflow: Overflow) -> Flow<T> {
-        self.via(Buffer::new(capacity, overflow))
+        self.cloneable().via(Buffer::new(capacity, overflow))
     }
 
     fn buffer_dead_lettering(
@@ -883,7 +883,7 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
         Agg: FnMut(S, T) -> S + Send + 'static,
         S: Send + 'static,
     {
-        self.via(Conflate::new(seed, aggregate))
+        self.cloneable().via(Conflate::new(seed, aggregate))
     }
 
     fn batch<S, Seed, Agg>(self, max: usize, seed: Seed, aggregate: Agg) -> Flow<S>
@@ -892,7 +892,7 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
         Agg: FnMut(S, T) -> S + Send + 'static,
         S: Send + 'static,
     {
-        self.via(Batch::new(max, seed, aggregate))
+        self.cloneable().via(Batch::new(max, seed, aggregate))
     }
 
     fn chunks(self, size: usize) -> Flow<Vec<T>> {
@@ -925,7 +925,7 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
         F: FnMut(T) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.to(
+        self.cloneable().to(
             ForEachAsync::concurrent("for_each_async_concurrent", concurrency, f),
             OutputReceiver::ready(()),
         )
