@@ -5,11 +5,13 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::task::{self, Poll};
 use std::time::Instant;
+use weir_supervisor::policy::StallAction;
 
 use actix::dev::{SendError, channel};
 use actix::{Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handler};
@@ -187,8 +189,22 @@ impl<J: Junction> JunctionActor<J> {
             now,
             wake: None,
         };
+        // A junction stuck in user code (a key function that blocks) is seen from
+        // outside its thread; it has no operator to rebuild, so `restart` reports.
+        let watched = self.shared.stall_override().or(self.pipeline.stall_timeout);
+        if let Some(timeout) = watched {
+            let action = match self.shared.on_stall_override() {
+                Some(StallAction::Fail) => StallAction::Fail,
+                _ => StallAction::Report,
+            };
+            self.shared.busy.enter(&self.pipeline, timeout, action);
+        }
         let junction = &mut self.junction;
         let result = catch_unwind(AssertUnwindSafe(|| junction.route(&mut ports)));
+        if watched.is_some() && self.shared.busy.leave() {
+            // Reported stuck; it moves again now.
+            self.shared.stalled.store(false, Relaxed);
+        }
         let (taken, uncommitted, filtered, wake) =
             (ports.taken, ports.uncommitted, ports.filtered, ports.wake);
         self.taken += taken;

@@ -460,6 +460,7 @@ pub(crate) fn launch(
         .collect();
     for (stage, node) in stages.iter().zip(&node_policies) {
         stage.set_stall_override(node.stall_timeout);
+        stage.set_on_stall_override(node.on_stall);
     }
     let pinned: Vec<Option<usize>> = parts.nodes.iter().map(|n| n.meta.pinned).collect();
     let mut arbiters = runtime.place(settings.placement, &pinned);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix::Recipient;
 use tokio::sync::oneshot;
-use weir_supervisor::policy::{PolicyConfig, SupervisionPolicy};
+use weir_supervisor::policy::{PolicyConfig, StallAction, SupervisionPolicy};
 
 use super::node::PolicyFit;
 use super::parts::Parts;
@@ -28,6 +28,8 @@ use crate::supervision::{check_policy, policy_may_drop};
 pub(crate) struct NodePolicy {
     /// The stall timeout from the file (`None`: the file sets none).
     pub(crate) stall_timeout: Option<Duration>,
+    /// The stall action from the file.
+    pub(crate) on_stall: StallAction,
     /// What the stage was built with, if it is supervised.
     pub(crate) supervised: Option<Supervised>,
 }
@@ -123,6 +125,7 @@ pub(crate) fn apply(
         let source = meta.inputs == 0 && !meta.junction;
         let mut node = NodePolicy {
             stall_timeout: policy.stall_timeout,
+            on_stall: policy.on_stall,
             supervised: None,
         };
         if source {
@@ -262,6 +265,7 @@ impl Reloader {
         for (index, node_name) in self.names.iter().enumerate() {
             let (_, policy) = lookup(&config, node_name);
             pipeline.stages[index].set_stall_override(policy.stall_timeout);
+            pipeline.stages[index].set_on_stall_override(policy.on_stall);
             if let Some(setter) = &self.setters[index] {
                 let (tx, rx) = oneshot::channel();
                 // A control message: no elements, no credit (see the audit).

@@ -108,6 +108,11 @@ pub(crate) struct PipelineShared {
     restart_history: RestartHistory,
     /// Publishes the stages' counters through the `metrics` facade.
     pub(crate) sampler: OnceLock<Sampler>,
+    /// Registered with the stall monitor (see `stage::monitor`).
+    pub(crate) monitored: std::sync::atomic::AtomicBool,
+    /// The smallest stall timeout a stage used, in nanoseconds: the monitor scans
+    /// at a quarter of it.
+    pub(crate) min_stall_limit: std::sync::atomic::AtomicU64,
 }
 
 impl PipelineShared {
@@ -136,6 +141,8 @@ impl PipelineShared {
             started: Instant::now(),
             restart_history: RestartHistory::default(),
             sampler: OnceLock::new(),
+            monitored: std::sync::atomic::AtomicBool::new(false),
+            min_stall_limit: std::sync::atomic::AtomicU64::new(u64::MAX),
         });
         (shared, rx)
     }

@@ -218,7 +218,7 @@ impl<Op: Operator> StageActor<Op> {
         }
         self.grant(ctx);
         self.publish_gauges();
-        self.watch(cx);
+        self.watch(ctx, cx);
     }
 
     /// Runs the operator once. Returns whether it made progress.
@@ -231,6 +231,7 @@ impl<Op: Operator> StageActor<Op> {
         } else {
             self.input_ended
         };
+        let watched = self.stall_timeout().map(|t| (t, self.stall_action()));
         if let Some(sup) = &mut self.sup {
             sup.snapshot(&self.inq);
         }
@@ -252,12 +253,20 @@ impl<Op: Operator> StageActor<Op> {
             judge.as_mut().map(|j| j as &mut dyn ElementJudge<Op::In>),
             self.consumed,
         );
-        let op = &mut self.op;
         // Reading the clock twice per step shows in profiles: time a sample.
         self.steps = self.steps.wrapping_add(1);
         let timed = self.histograms.is_some() && self.steps.is_multiple_of(STEP_TIMING_EVERY);
         let step_started = timed.then(Instant::now);
+        // Seen from outside the thread if the step sticks in user code.
+        if let Some((timeout, action)) = watched {
+            self.shared.busy.enter(&self.pipeline, timeout, action);
+        }
+        let op = &mut self.op;
         let result = catch_unwind(AssertUnwindSafe(|| op.step(&mut io, cx)));
+        if watched.is_some() && self.shared.busy.leave() {
+            // The monitor reported the step stuck: progress clears the flag.
+            self.stalled = true;
+        }
         if let (Some(h), Some(t)) = (&self.histograms, step_started) {
             h.step_seconds.record(t.elapsed().as_secs_f64());
         }
@@ -316,6 +325,11 @@ impl<Op: Operator> StageActor<Op> {
         }
         if let Some(failure) = unjudged {
             self.fail(failure, ctx, true);
+            return false;
+        }
+        if self.shared.busy.take_restart() && !self.stall_restart(ctx) {
+            // The step stalled and the watchdog restarted the stage; past the
+            // intensity it escalated.
             return false;
         }
         match result {

@@ -14,6 +14,7 @@
 pub(crate) mod actor;
 pub(crate) mod link;
 pub(crate) mod message;
+pub(crate) mod monitor;
 pub(crate) mod shared;
 
 use std::sync::Arc;

@@ -88,6 +88,10 @@ pub(crate) struct StageShared {
     /// The stall timeout a policy file gave the stage, in nanoseconds (0: none,
     /// the stage's supervision or the pipeline's decides).
     pub(crate) stall_override: AtomicU64,
+    /// The stall action a policy file gave the stage (`NO_ACTION`: none).
+    pub(crate) on_stall_override: std::sync::atomic::AtomicU8,
+    /// The stage's busy mark, which the stall monitor watches.
+    pub(crate) busy: crate::stage::monitor::Busy,
     pub(crate) final_state: Mutex<Option<FinalState>>,
     /// Configs applied at run time (see `reconfig`): the generation of the one in
     /// force (0: the one it was built with).
@@ -97,6 +101,9 @@ pub(crate) struct StageShared {
     /// Configs the stage rejected.
     pub(crate) config_rejected: AtomicU64,
 }
+
+/// `on_stall_override` when no policy file set it.
+const NO_ACTION: u8 = u8::MAX;
 
 /// Counters of one output port of a junction.
 #[derive(Debug, Default)]
@@ -156,6 +163,25 @@ impl StageShared {
         self.stall_override.store(nanos, Relaxed);
     }
 
+    /// The stall action a policy file gave the stage, if any.
+    pub(crate) fn on_stall_override(&self) -> Option<weir_supervisor::policy::StallAction> {
+        use weir_supervisor::policy::StallAction;
+        match self.on_stall_override.load(Relaxed) {
+            NO_ACTION => None,
+            code => Some(match code {
+                1 => StallAction::Restart,
+                2 => StallAction::Fail,
+                _ => StallAction::Report,
+            }),
+        }
+    }
+
+    /// Sets the stall action from a policy file.
+    pub(crate) fn set_on_stall_override(&self, action: weir_supervisor::policy::StallAction) {
+        self.on_stall_override
+            .store(crate::stage::monitor::encode(action), Relaxed);
+    }
+
     /// The last failure recorded for the stage.
     pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error
@@ -190,6 +216,8 @@ impl StageShared {
             retries: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             stall_override: AtomicU64::new(0),
+            on_stall_override: std::sync::atomic::AtomicU8::new(NO_ACTION),
+            busy: crate::stage::monitor::Busy::default(),
             state_lost: AtomicU64::new(0),
             breaker: std::sync::atomic::AtomicU8::new(0),
             last_error: std::sync::Mutex::new(None),

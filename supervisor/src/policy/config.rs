@@ -70,6 +70,9 @@ pub struct SupervisionPolicy {
     /// Choose it well above the slowest legitimate element plus the largest backoff
     /// delay, or healthy retries will be reported as stalls.
     pub stall_timeout: Option<Duration>,
+    /// What the stall watchdog does with a stalled stage (`on_stall`): report it
+    /// (the default), restart it, or fail the pipeline. See [`StallAction`].
+    pub on_stall: StallAction,
     /// An asynchronous operator call that takes longer than this fails with
     /// [`ErrorClass::Timeout`] (`element_timeout_ms`); none by default.
     ///
@@ -81,6 +84,46 @@ pub struct SupervisionPolicy {
     /// How often a backpressuring stage offers a refused letter again
     /// (`dead_letters_retry_ms`); default 100 ms.
     pub dead_letters_retry: Duration,
+}
+
+/// What the stall watchdog does with a stage that holds input it could process
+/// but makes no progress for its `stall_timeout` (in TOML `on_stall = "report"`,
+/// `"restart"` or `"fail"`).
+///
+/// A stage stuck in synchronous user code (a blocking call, a loop) is seen from
+/// outside its thread; a Rust thread cannot be interrupted, so what `restart` and
+/// `fail` can do differs by where the stage is stuck:
+///
+/// | | stuck in a step (sync user code) | idle with input (nothing completes) |
+/// |---|---|---|
+/// | `report` | `StageStalled` event, `stalled` in stats, `degraded` health | the same |
+/// | `restart` | reported at once; when the call returns, the stage is restarted (a fresh operator, counted against the restart intensity) before its next element; the element that was stuck keeps its result | restarted now, counted against the intensity; a stage holding elements in flight escalates instead, as a restart would lose them |
+/// | `fail` | reported, and the pipeline fails at once naming the stage; the stuck stage stops when its call returns | the pipeline fails naming the stage |
+///
+/// `restart` needs a supervised stage (the restart intensity is its policy's);
+/// for others, and for junctions, which have no operator to rebuild, it reports.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_supervisor::policy::{StallAction, SupervisionPolicy};
+///
+/// let policy = SupervisionPolicy::default()
+///     .stall_timeout(Duration::from_secs(30))
+///     .on_stall(StallAction::Restart);
+/// assert_eq!(policy.on_stall, StallAction::Restart);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StallAction {
+    /// Report the stall (the default).
+    #[default]
+    Report,
+    /// Restart the stage, within its restart intensity.
+    Restart,
+    /// Fail the pipeline, naming the stage.
+    Fail,
 }
 
 /// What a stage does when its dead-letter queue is full. Never a silent drop.
@@ -119,6 +162,7 @@ impl Default for SupervisionPolicy {
             ),
             breaker: None,
             stall_timeout: None,
+            on_stall: StallAction::Report,
             element_timeout: None,
             dead_letters_full: WhenDeadLettersFull::Escalate,
             dead_letters_retry: Duration::from_millis(100),
@@ -190,6 +234,12 @@ impl SupervisionPolicy {
     /// Sets the stall timeout.
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
         self.stall_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets what the stall watchdog does with a stalled stage.
+    pub fn on_stall(mut self, action: StallAction) -> Self {
+        self.on_stall = action;
         self
     }
 

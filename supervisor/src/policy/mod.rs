@@ -90,7 +90,7 @@ pub use backoff::{Backoff, BackoffConfig};
 pub use breaker::{
     BreakerConfig, BreakerState, CircuitBreaker, OpenBehavior, Permit, Transition, Trip,
 };
-pub use config::{SupervisionPolicy, WhenDeadLettersFull};
+pub use config::{StallAction, SupervisionPolicy, WhenDeadLettersFull};
 pub use error::ConfigError;
 pub use intensity::{IntensityWindow, RestartIntensity};
 pub use policy_config::PolicyConfig;

@@ -16,7 +16,7 @@ use toml::Spanned;
 
 use super::{
     Action, BackoffConfig, BreakerConfig, ClassActions, ConfigError, OpenBehavior, RestartStrategy,
-    RestartType, SupervisionPolicy, Trip, WhenDeadLettersFull,
+    RestartType, StallAction, SupervisionPolicy, Trip, WhenDeadLettersFull,
 };
 
 /// A whole policy file.
@@ -42,6 +42,7 @@ pub(crate) struct RawPolicy {
     restart_backoff: Option<RawBackoff>,
     breaker: Option<RawBreaker>,
     stall_timeout_ms: Option<u64>,
+    on_stall: Option<StallAction>,
     element_timeout_ms: Option<u64>,
     dead_letters_full: Option<WhenDeadLettersFull>,
     dead_letters_retry_ms: Option<u64>,
@@ -149,6 +150,7 @@ impl RawPolicy {
                 .map_err(|e| e.under("breaker"))?;
         }
         timeout(&mut policy.stall_timeout, self.stall_timeout_ms);
+        set(&mut policy.on_stall, self.on_stall);
         timeout(&mut policy.element_timeout, self.element_timeout_ms);
         set(&mut policy.dead_letters_full, self.dead_letters_full);
         set(

@@ -36,6 +36,7 @@ mod supervision_dlq_file;
 mod supervision_events;
 mod supervision_policy_file;
 mod supervision_retry;
+mod supervision_stall;
 mod supervision_storm;
 mod supervision_strategy;
 mod windows_order;

@@ -28,7 +28,7 @@ pub(super) fn supervision_now() -> Instant {
 
 /// Restarts the operator; when it was replaced by a fresh instance, counts the
 /// state entries the old one held as lost. Returns what `restart` returned.
-fn restart_counting_state<Op: Operator>(op: &mut Op, shared: &StageShared) -> bool {
+pub(super) fn restart_counting_state<Op: Operator>(op: &mut Op, shared: &StageShared) -> bool {
     let entries = op.state_entries() as u64;
     let replaced = op.restart();
     if replaced && entries > 0 {
