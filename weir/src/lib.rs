@@ -136,6 +136,12 @@ pub mod prelude {
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+/// The supervision guide's Rust examples (docs/supervision.md), compiled and run as
+/// doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/supervision.md")]
+pub struct SupervisionDoctests;
+
 /// The operator catalogue's Rust examples (docs/operators.md), compiled and run as
 /// doctests so that they stay true.
 #[cfg(doctest)]

@@ -133,7 +133,9 @@ impl PolicyConfig {
 
     /// Checks that every stage with its own policy is one of `known` (the stages of
     /// the pipeline), so that a misspelt `[stages.<name>]` table is not silently
-    /// ignored. Call it when the pipeline is built.
+    /// ignored. A pipeline given the file with `Runnable::policies` or
+    /// `Graph::policies` checks its names itself (with a suggestion); this is for
+    /// applications that read the policies some other way.
     ///
     /// # Errors
     ///
