@@ -327,8 +327,15 @@ fn supervise<Op: Operator>(
 ) -> Option<StageSupervisor<Op::In>> {
     match supervisor_for(supervision, copies, index, op) {
         Ok(sup) => Some(sup),
-        Err(Unfit::Unsupervisable(message) | Unfit::Invalid(message)) => {
+        Err(Unfit::Unsupervisable(message)) => {
             parts.errors.push(Pending::Argument {
+                node: index,
+                message,
+            });
+            None
+        }
+        Err(Unfit::Invalid(message)) => {
+            parts.errors.push(Pending::CodePolicy {
                 node: index,
                 message,
             });

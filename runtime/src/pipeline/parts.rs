@@ -77,7 +77,16 @@ pub(super) struct Edge {
 /// final name).
 #[derive(Debug, Clone)]
 pub(crate) enum Pending {
-    Argument { node: usize, message: String },
+    Argument {
+        node: usize,
+        message: String,
+    },
+    /// A policy given in code that does not fit its stage (dead letters without a
+    /// queue, …): an error unless a policy file replaces the policy.
+    CodePolicy {
+        node: usize,
+        message: String,
+    },
     Ready(BuildError),
 }
 
@@ -232,6 +241,10 @@ impl Parts {
         self.errors
             .extend(other.errors.into_iter().map(|err| match err {
                 Pending::Argument { node, message } => Pending::Argument {
+                    node: node + offset,
+                    message,
+                },
+                Pending::CodePolicy { node, message } => Pending::CodePolicy {
                     node: node + offset,
                     message,
                 },
@@ -558,12 +571,21 @@ fn resolve(
     pipeline: &str,
     runtime: &Runtime,
 ) -> Result<Vec<StageSpec>, BuildError> {
-    if let Some(err) = parts.errors.first() {
+    // A policy file decides the policies: what the code's policy got wrong is
+    // checked again against the file's.
+    let file = settings.policies.is_some();
+    let first = parts
+        .errors
+        .iter()
+        .find(|e| !(file && matches!(e, Pending::CodePolicy { .. })));
+    if let Some(err) = first {
         return Err(match err.clone() {
-            Pending::Argument { node, message } => BuildError::InvalidArgument {
-                stage: parts.name(node),
-                message,
-            },
+            Pending::Argument { node, message } | Pending::CodePolicy { node, message } => {
+                BuildError::InvalidArgument {
+                    stage: parts.name(node),
+                    message,
+                }
+            }
             Pending::Ready(err) => err,
         });
     }

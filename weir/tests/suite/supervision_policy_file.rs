@@ -499,3 +499,27 @@ fn a_config_watcher_reloads_the_policy_file_into_the_running_pipeline() {
     assert_eq!(done.report.stage("double").unwrap().retries, 5);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_code_policy_the_file_replaces_is_checked_against_the_file() {
+    let rt = Runtime::builder().arbiters(1).build().unwrap();
+    // `Supervision::default()` dead-letters, and this stage has no queue: alone it
+    // is a build error naming the stage ...
+    let build = || {
+        Pipeline::from_iter(0..1_000_u64)
+            .supervise(Supervision::default())
+            .map(flaky())
+            .name("double")
+            .collect()
+    };
+    let err = build().run(&rt).unwrap_err();
+    assert!(
+        matches!(&err, BuildError::InvalidArgument { stage, message } if stage == "double" && message.contains("dead-letter queue")),
+        "{err:?}"
+    );
+    // ... but the file decides the policy, and its policy needs no queue.
+    let config = PolicyConfig::from_toml_str(RETRY_PANICS).unwrap();
+    let done = build().policies(&config).run(&rt).unwrap().wait().unwrap();
+    assert_eq!(done.output.len(), 1_000);
+    assert_eq!(done.report.stage("double").unwrap().retries, 10);
+}
