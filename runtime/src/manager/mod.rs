@@ -1,13 +1,30 @@
 //! [`PipelineManager`]: many running pipelines by name (seed 004's StreamManager):
-//! start, stop, list, stats and health for all of them, and a graceful shutdown of
-//! all on SIGTERM or ctrl-c within a deadline, reporting what each drained.
+//! start, stop, list, stats and health for all of them, a graceful shutdown of
+//! all on SIGTERM or ctrl-c within a deadline, reporting what each drained — and
+//! the level of supervision above pipelines: a pipeline added with
+//! [`PipelineManager::supervise`] is rebuilt from its factory under a
+//! [`RestartPolicy`], and escalates past its intensity
+//! ([`ManagerEvent::Escalated`], [`OnEscalation`]).
+
+mod child;
+mod event;
+mod policy;
+mod status;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use tokio::sync::broadcast;
+use weir_supervisor::policy::ConfigError;
+
+use self::child::{Child, Factory, Supervisor};
+use self::event::MANAGER_EVENT_BUFFER;
+pub use self::event::{ManagerEvent, ManagerEvents};
+pub use self::policy::{OnEscalation, RestartPolicy};
+pub use self::status::{PipelineState, PipelineStatus};
 
 use crate::error::BuildError;
 use crate::observe::Health;
@@ -23,6 +40,9 @@ pub struct Ended {
     pub report: Option<Report>,
     /// The error, as text, when the pipeline failed or lost its runtime.
     pub error: Option<String>,
+    /// How many times the manager had restarted the pipeline before this run (0
+    /// for the first run).
+    pub restarts: u32,
 }
 
 impl Ended {
@@ -54,6 +74,9 @@ pub enum ManagerError {
     /// The pipeline did not build.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The restart policy is invalid.
+    #[error("invalid restart policy: {0}")]
+    Policy(#[from] ConfigError),
     /// The pipeline did not end within the time allowed.
     #[error("pipeline `{name}` did not end within {waited:?}")]
     Timeout {
@@ -99,30 +122,96 @@ impl std::fmt::Display for ShutdownSummary {
     }
 }
 
-/// One managed pipeline: its controller and, once it has ended, how.
-#[derive(Debug)]
-struct Managed {
-    controller: PipelineController,
-    ended: Arc<(Mutex<Option<Ended>>, Condvar)>,
+/// A pipeline the manager can run, and run again from a factory: a linear
+/// [`Runnable`] or a [`Graph`].
+///
+/// # Examples
+///
+/// ```
+/// use weir_runtime::manager::ManagedPipeline;
+/// use weir_runtime::{Graph, Runnable};
+///
+/// fn managed<P: ManagedPipeline>() {}
+/// managed::<Runnable<()>>();
+/// managed::<Runnable<Vec<u64>>>();
+/// managed::<Graph>();
+/// ```
+pub trait ManagedPipeline: 'static {
+    /// What the pipeline's sink hands back; the manager drops it.
+    type Output: Send + 'static;
+
+    /// Names the pipeline `name` and runs it on `runtime`.
+    ///
+    /// # Errors
+    ///
+    /// The pipeline does not build.
+    fn run_as(self, name: &str, runtime: &Runtime) -> Result<Running<Self::Output>, BuildError>;
 }
 
-impl Managed {
-    fn wait(&self, timeout: Duration) -> Option<Ended> {
-        let (lock, cvar) = &*self.ended;
-        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let (guard, _) = cvar
-            .wait_timeout_while(guard, timeout, |e| e.is_none())
-            .unwrap_or_else(|e| e.into_inner());
-        guard.clone()
+impl<R: Send + 'static> ManagedPipeline for Runnable<R> {
+    type Output = R;
+
+    fn run_as(self, name: &str, runtime: &Runtime) -> Result<Running<R>, BuildError> {
+        self.named(name).run(runtime)
     }
 }
 
-/// Hosts many running pipelines by name.
+impl ManagedPipeline for Graph {
+    type Output = ();
+
+    fn run_as(mut self, name: &str, runtime: &Runtime) -> Result<Running<()>, BuildError> {
+        self.named(name);
+        self.run(runtime)
+    }
+}
+
+/// What every clone of a manager shares.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pipelines: DashMap<String, Arc<Child>>,
+    events: broadcast::Sender<ManagerEvent>,
+    on_escalation: Mutex<OnEscalation>,
+}
+
+impl Inner {
+    pub(crate) fn escalation(&self) -> OnEscalation {
+        *self.on_escalation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            pipelines: DashMap::new(),
+            events: broadcast::Sender::new(MANAGER_EVENT_BUFFER),
+            on_escalation: Mutex::new(OnEscalation::default()),
+        }
+    }
+}
+
+/// Hosts many running pipelines by name, and keeps those added with
+/// [`supervise`](Self::supervise) alive under a [`RestartPolicy`].
 ///
 /// Cloning is cheap and every clone sees the same pipelines; the registry is a
 /// concurrent map, so several threads can start, stop and watch pipelines at once.
 /// A pipeline's sink output (`collect`'s `Vec`, say) is dropped: managed pipelines
 /// deliver through their sinks (`for_each`, egress, files).
+///
+/// # The supervision tree
+///
+/// ```text
+/// PipelineManager            RestartPolicy per pipeline, OnEscalation for all
+///  ├── pipeline "ingest"     rebuilt from its factory after a failed run
+///  │    ├── stage            SupervisionPolicy per stage: retry, restart, …
+///  │    └── pool replicas    restarted by the pool before the pipeline fails
+///  └── pipeline "audit"
+/// ```
+///
+/// A stage's supervision handles what it can; what it escalates fails its run.
+/// The manager then rebuilds the pipeline (restart type, intensity, backoff of
+/// its [`RestartPolicy`]), and past the intensity it escalates in turn: a
+/// [`ManagerEvent::Escalated`] on [`subscribe`](Self::subscribe), then the
+/// manager's [`OnEscalation`].
 ///
 /// # Examples
 ///
@@ -146,16 +235,41 @@ impl Managed {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct PipelineManager {
-    pipelines: Arc<DashMap<String, Managed>>,
+    inner: Arc<Inner>,
 }
 
 impl PipelineManager {
-    /// An empty manager.
+    /// An empty manager whose escalations keep the other pipelines running
+    /// ([`OnEscalation::KeepOthers`]).
     pub fn new() -> Self {
         PipelineManager::default()
     }
 
-    /// Runs `runnable` under `name` (which becomes the pipeline's name).
+    /// Sets what happens when a pipeline escalates (default
+    /// [`OnEscalation::KeepOthers`]), for this manager and every clone of it.
+    #[must_use]
+    pub fn on_escalation(self, on_escalation: OnEscalation) -> Self {
+        *self
+            .inner
+            .on_escalation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = on_escalation;
+        self
+    }
+
+    /// What happens when a pipeline escalates.
+    pub fn escalation(&self) -> OnEscalation {
+        self.inner.escalation()
+    }
+
+    /// Subscribes to what the manager does to its pipelines (restarts,
+    /// escalations, ends for good) from now on.
+    pub fn subscribe(&self) -> ManagerEvents {
+        ManagerEvents::new(self.inner.events.subscribe())
+    }
+
+    /// Runs `runnable` under `name` (which becomes the pipeline's name), once:
+    /// it is never restarted (a [`RestartPolicy::temporary`] pipeline).
     ///
     /// # Errors
     ///
@@ -168,10 +282,12 @@ impl PipelineManager {
         runnable: Runnable<R>,
         runtime: &Runtime,
     ) -> Result<PipelineController, ManagerError> {
-        self.admit(name, || runnable.named(name).run(runtime))
+        self.admit::<Runnable<R>>(name, RestartPolicy::temporary(), None, runtime, || {
+            runnable.run_as(name, runtime)
+        })
     }
 
-    /// Runs `graph` under `name` (see [`start`](Self::start)).
+    /// Runs `graph` under `name`, once (see [`start`](Self::start)).
     ///
     /// # Errors
     ///
@@ -179,21 +295,85 @@ impl PipelineManager {
     pub fn start_graph(
         &self,
         name: &str,
-        mut graph: Graph,
+        graph: Graph,
         runtime: &Runtime,
     ) -> Result<PipelineController, ManagerError> {
-        graph.named(name);
-        self.admit(name, || graph.run(runtime))
+        self.admit::<Graph>(name, RestartPolicy::temporary(), None, runtime, || {
+            graph.run_as(name, runtime)
+        })
     }
 
-    fn admit<R: Send + 'static>(
+    /// Runs the pipeline `factory` builds under `name` and keeps it alive under
+    /// `policy`: when a run ends in a way the policy restarts (see
+    /// [`RestartPolicy`]), the manager waits the backoff, calls `factory` for a
+    /// fresh pipeline and runs it, counting the restart; past the policy's
+    /// intensity the pipeline escalates ([`ManagerEvent::Escalated`], then the
+    /// manager's [`OnEscalation`]).
+    ///
+    /// `factory` builds a [`Runnable`] or a [`Graph`]; it is called once now and
+    /// once per restart, on one of the runtime's arbiters. Each run starts from
+    /// nothing: counts, operator state and sink outputs are the new run's, and
+    /// each run's [`Report`] (in the [`ManagerEvent`]s) balances on its own.
+    /// Returns the first run's controller; [`controller`](Self::controller) always
+    /// gives the current run's. Stop the pipeline with [`stop`](Self::stop): a
+    /// run shut down through its controller directly counts as ending on its own.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::NameTaken`] as for [`start`](Self::start),
+    /// [`ManagerError::Policy`] if the policy does not validate,
+    /// [`ManagerError::Build`] if the first run does not build (a later run that
+    /// does not build counts as a failed run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_runtime::manager::{PipelineManager, RestartPolicy};
+    /// use weir_runtime::{BuildError, Runnable, Runtime};
+    /// use weir_supervisor::policy::RestartIntensity;
+    ///
+    /// fn keep_alive(
+    ///     manager: &PipelineManager,
+    ///     rt: &Runtime,
+    ///     build: impl Fn() -> Result<Runnable<()>, BuildError> + Send + Sync + 'static,
+    /// ) -> Result<(), weir_runtime::manager::ManagerError> {
+    ///     let policy = RestartPolicy::transient()
+    ///         .intensity(RestartIntensity::new(3, Duration::from_secs(60)));
+    ///     manager.supervise("ingest", policy, build, rt)?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn supervise<P, F>(
         &self,
         name: &str,
-        run: impl FnOnce() -> Result<Running<R>, BuildError>,
+        policy: RestartPolicy,
+        factory: F,
+        runtime: &Runtime,
+    ) -> Result<PipelineController, ManagerError>
+    where
+        P: ManagedPipeline,
+        F: Fn() -> Result<P, BuildError> + Send + Sync + 'static,
+    {
+        policy.validate()?;
+        let factory: Factory<P> = Arc::new(factory);
+        let first = Arc::clone(&factory);
+        self.admit(name, policy, Some(factory), runtime, move || {
+            child::build(&*first, name, runtime)
+        })
+    }
+
+    fn admit<P: ManagedPipeline>(
+        &self,
+        name: &str,
+        policy: RestartPolicy,
+        factory: Option<Factory<P>>,
+        runtime: &Runtime,
+        run: impl FnOnce() -> Result<Running<P::Output>, BuildError>,
     ) -> Result<PipelineController, ManagerError> {
         // The entry stays locked while the pipeline starts: two starts of one name
         // cannot both succeed.
-        let slot = match self.pipelines.entry(name.to_owned()) {
+        let slot = match self.inner.pipelines.entry(name.to_owned()) {
             Entry::Occupied(_) => {
                 return Err(ManagerError::NameTaken {
                     name: name.to_owned(),
@@ -203,113 +383,164 @@ impl PipelineManager {
         };
         let running = run()?;
         let controller = running.controller();
-        let ended = Arc::new((Mutex::new(None), Condvar::new()));
-        let watcher = Arc::clone(&ended);
-        let arbiter = controller.shared.timer_arbiter.clone();
-        arbiter.spawn(async move {
-            let end = match running.join().await {
-                Ok(done) => Ended {
-                    report: Some(done.report),
-                    error: None,
-                },
-                Err(e) => Ended {
-                    report: e.report().cloned(),
-                    error: Some(e.to_string()),
-                },
-            };
-            let (lock, cvar) = &*watcher;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(end);
-            cvar.notify_all();
-        });
-        slot.insert(Managed {
-            controller: controller.clone(),
-            ended,
-        });
+        let child = Arc::new(Child::new(controller.clone(), &policy));
+        slot.insert(Arc::clone(&child));
+        let supervisor = Supervisor {
+            name: name.to_owned(),
+            child,
+            policy,
+            factory,
+            runtime: runtime.clone(),
+            events: self.inner.events.clone(),
+            manager: Arc::downgrade(&self.inner),
+        };
+        controller
+            .shared
+            .timer_arbiter
+            .spawn(supervisor.run(running));
         Ok(controller)
     }
 
     /// The names of the managed pipelines, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.pipelines.iter().map(|e| e.key().clone()).collect();
+        let mut names: Vec<String> = self
+            .inner
+            .pipelines
+            .iter()
+            .map(|e| e.key().clone())
+            .collect();
         names.sort();
         names
     }
 
-    /// The controller of the pipeline `name`.
-    pub fn controller(&self, name: &str) -> Option<PipelineController> {
-        self.pipelines.get(name).map(|m| m.controller.clone())
+    /// The child of `name`, out of the map (so that no map lock is held while
+    /// using it).
+    fn child(&self, name: &str) -> Option<Arc<Child>> {
+        self.inner
+            .pipelines
+            .get(name)
+            .map(|c| Arc::clone(c.value()))
     }
 
-    /// A stats snapshot of every managed pipeline, sorted by name.
+    /// The controller of the pipeline `name`'s current run (its last, once it
+    /// has ended for good).
+    pub fn controller(&self, name: &str) -> Option<PipelineController> {
+        self.child(name).map(|c| c.controller())
+    }
+
+    /// A stats snapshot of every managed pipeline's current run, sorted by name.
+    /// The restarts per pipeline are in [`status`](Self::status).
     pub fn stats(&self) -> Vec<PipelineStats> {
         let mut all: Vec<PipelineStats> = self
+            .inner
             .pipelines
             .iter()
-            .map(|m| m.controller.stats())
+            .map(|c| c.controller().stats())
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
-    /// The health verdict of every managed pipeline, by name.
+    /// The health verdict of every managed pipeline's current run, by name.
     pub fn health(&self) -> BTreeMap<String, Health> {
-        self.pipelines
+        self.inner
+            .pipelines
             .iter()
-            .map(|m| (m.key().clone(), m.controller.health()))
+            .map(|c| (c.key().clone(), c.controller().health()))
             .collect()
     }
 
-    /// How `name` ended, if it has.
-    pub fn ended(&self, name: &str) -> Option<Ended> {
-        self.pipelines
-            .get(name)
-            .and_then(|m| m.wait(Duration::ZERO))
+    /// Where every managed pipeline stands in its supervision (state, restarts,
+    /// last error), by name.
+    pub fn status(&self) -> BTreeMap<String, PipelineStatus> {
+        self.inner
+            .pipelines
+            .iter()
+            .map(|c| (c.key().clone(), c.status()))
+            .collect()
     }
 
-    /// Shuts `name` down gracefully within `deadline` and waits for its end (at
-    /// most `deadline` plus one second).
+    /// How many times the manager restarted `name`.
+    pub fn restarts(&self, name: &str) -> Option<u32> {
+        self.child(name).map(|c| c.status().restarts)
+    }
+
+    /// How `name` ended for good, if it has (a pipeline waiting to restart has
+    /// not).
+    pub fn ended(&self, name: &str) -> Option<Ended> {
+        self.child(name).and_then(|c| c.wait(Duration::ZERO))
+    }
+
+    /// Waits, without blocking the thread, until `name` has ended for good:
+    /// for async code, where [`stop`](Self::stop) would block. `None` for a
+    /// name the manager does not know.
+    pub async fn join(&self, name: &str) -> Option<Ended> {
+        let child = self.child(name)?;
+        Some(child.join().await)
+    }
+
+    /// Shuts `name` down gracefully within `deadline`, for good (no restart
+    /// follows, and a backoff in progress is cut short), and waits for its end
+    /// (at most `deadline` plus one second). Blocks the thread: from async code,
+    /// use [`request_stop`](Self::request_stop) and [`join`](Self::join).
     ///
     /// # Errors
     ///
     /// [`ManagerError::Unknown`], or [`ManagerError::Timeout`] if it did not end.
     pub fn stop(&self, name: &str, deadline: Duration) -> Result<Ended, ManagerError> {
-        let unknown = || ManagerError::Unknown {
+        let child = self.child(name).ok_or_else(|| ManagerError::Unknown {
             name: name.to_owned(),
-        };
-        let controller = self.controller(name).ok_or_else(unknown)?;
-        controller.shutdown(deadline);
+        })?;
+        child.request_stop(deadline);
         let waited = deadline + Duration::from_secs(1);
-        let ended = self.pipelines.get(name).ok_or_else(unknown)?.wait(waited);
-        ended.ok_or(ManagerError::Timeout {
+        child.wait(waited).ok_or(ManagerError::Timeout {
             name: name.to_owned(),
             waited,
         })
     }
 
-    /// Forgets `name` once it has ended; returns how it ended. A pipeline still
-    /// running stays.
+    /// Starts stopping `name` for good as [`stop`](Self::stop) does, without
+    /// waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Unknown`].
+    pub fn request_stop(&self, name: &str, deadline: Duration) -> Result<(), ManagerError> {
+        let child = self.child(name).ok_or_else(|| ManagerError::Unknown {
+            name: name.to_owned(),
+        })?;
+        child.request_stop(deadline);
+        Ok(())
+    }
+
+    /// Forgets `name` once it has ended for good; returns how it ended. A
+    /// pipeline still running, or waiting to restart, stays.
     pub fn remove(&self, name: &str) -> Option<Ended> {
         let ended = self.ended(name)?;
-        self.pipelines.remove(name);
+        self.inner.pipelines.remove(name);
         Some(ended)
     }
 
-    /// Shuts every managed pipeline down gracefully within `deadline` (they drain
-    /// in parallel), waits for them (at most `deadline` plus one second), and
-    /// reports how each ended and what it drained.
+    /// Shuts every managed pipeline down gracefully within `deadline`, for good
+    /// (they drain in parallel; none restarts), waits for them (at most
+    /// `deadline` plus one second), and reports how each ended and what it
+    /// drained.
     pub fn shutdown_all(&self, deadline: Duration) -> ShutdownSummary {
-        for m in self.pipelines.iter() {
-            if !m.controller.is_finished() {
-                m.controller.shutdown(deadline);
-            }
-        }
-        let until = Instant::now() + deadline + Duration::from_secs(1);
-        let pipelines = self
+        let children: Vec<(String, Arc<Child>)> = self
+            .inner
             .pipelines
             .iter()
-            .map(|m| {
+            .map(|c| (c.key().clone(), Arc::clone(c.value())))
+            .collect();
+        for (_, child) in &children {
+            child.request_stop(deadline);
+        }
+        let until = Instant::now() + deadline + Duration::from_secs(1);
+        let pipelines = children
+            .into_iter()
+            .map(|(name, child)| {
                 let left = until.saturating_duration_since(Instant::now());
-                (m.key().clone(), m.wait(left))
+                (name, child.wait(left))
             })
             .collect();
         ShutdownSummary { pipelines }
