@@ -29,6 +29,7 @@ mod hubs;
 mod join;
 mod keyed;
 mod limits;
+mod manager_restart;
 mod reconfig;
 mod state_loss;
 mod supervision_breaker;
