@@ -523,3 +523,57 @@ fn a_code_policy_the_file_replaces_is_checked_against_the_file() {
     assert_eq!(done.output.len(), 1_000);
     assert_eq!(done.report.stage("double").unwrap().retries, 10);
 }
+
+/// A pool's table reaches every replica; under `restart = "permanent"` a replica
+/// whose policy escalates is restarted (fresh from the pool's factory, the element
+/// tried again) within the restart intensity, instead of failing the pipeline.
+#[test]
+fn a_pool_restarts_an_escalating_replica_under_a_permanent_policy() {
+    let run = |restart: &str| {
+        let rt = Runtime::builder().arbiters(2).build().unwrap();
+        let config = PolicyConfig::from_toml_str(&format!(
+            r#"
+            [default]
+            actions = {{ permanent = "escalate", on_exhausted = "escalate" }}
+            [stages.square]
+            restart = "{restart}"
+            actions = {{ panic = "escalate" }}
+            intensity = {{ max_restarts = 3, within_ms = 60_000 }}
+            restart_backoff = {{ initial_ms = 0, max_ms = 0 }}
+            "#
+        ))
+        .unwrap();
+        let builds = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicBool::new(false));
+        let (count, once) = (Arc::clone(&builds), Arc::clone(&failed));
+        let mut g = Graph::new();
+        let src = g.source(Pipeline::from_iter(0..200_u64));
+        let pool = Pool::new(2).ordered().name("square").cloneable();
+        let out = g.pool_map(src, pool, move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            let once = Arc::clone(&once);
+            move |x: u64| {
+                if x == 77 && !once.swap(true, Ordering::SeqCst) {
+                    panic!("replica crashed on {x}");
+                }
+                x * x
+            }
+        });
+        let out = g.sink(out, |f| f.collect());
+        g.policies(&config);
+        let result = g.run(&rt).unwrap().wait();
+        (
+            result,
+            futures::executor::block_on(out),
+            builds.load(Ordering::SeqCst),
+        )
+    };
+    let (done, out, builds) = run("permanent");
+    let done = done.unwrap();
+    assert_eq!(out.unwrap(), (0..200).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(done.report.restarts(), 1);
+    assert_eq!(builds, 3, "two replicas, one rebuilt");
+    done.report.check_conservation().unwrap();
+    let (failed, _, _) = run("transient");
+    assert!(failed.unwrap_err().to_string().contains("square-"));
+}
