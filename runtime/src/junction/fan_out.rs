@@ -452,12 +452,18 @@ impl<T: Send + 'static> Junction for Partition<T> {
                 Some(o) => o,
                 None => *self.head.insert((self.pick)(x)),
             };
-            assert!(
-                o < ports.outputs(),
-                "{} picked branch {o}, but there are {} branches",
-                self.kind,
-                ports.outputs()
-            );
+            if o >= ports.outputs() {
+                // The pick ran on a reference: nothing was taken, nothing is lost.
+                let failure = Failure::error(
+                    ErrorClass::Permanent,
+                    format!(
+                        "{} picked branch {o}, but there are {} branches",
+                        self.kind,
+                        ports.outputs()
+                    ),
+                );
+                ports.fail(failure);
+            }
             if ports.is_open(o) && ports.room(o) == 0 {
                 return Routing::Continue;
             }
