@@ -299,6 +299,7 @@ fn parse_error(text: &str, error: &toml::de::Error) -> ConfigError {
         line,
         column,
         message: error.message().trim_end().to_owned(),
+        source: error.clone(),
     }
 }
 
