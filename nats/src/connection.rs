@@ -105,9 +105,7 @@ impl Nats {
                 let _ = rt.block_on(stop_rx);
             })
             .map_err(NatsError::io("starting the connection's thread"))?;
-        let handle = handle_rx
-            .recv()
-            .map_err(|_| NatsError::ThreadStopped)??;
+        let handle = handle_rx.recv().map_err(|_| NatsError::ThreadStopped)??;
         let url = url.to_owned();
         let target = url.clone();
         // The JetStream context spawns a task: it is made on the connection's runtime.

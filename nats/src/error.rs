@@ -156,7 +156,8 @@ mod tests {
 
     #[test]
     fn causes_are_kept_as_typed_sources() {
-        let err = NatsError::io("starting the connection's thread")(std::io::Error::other("EAGAIN"));
+        let err =
+            NatsError::io("starting the connection's thread")(std::io::Error::other("EAGAIN"));
         assert_eq!(
             err.to_string(),
             "nats: starting the connection's thread: EAGAIN"
@@ -170,7 +171,11 @@ mod tests {
         assert!(source.downcast_ref::<std::fmt::Error>().is_some());
 
         assert!(NatsError::ThreadStopped.source().is_none());
-        assert!(NatsError::ServerMissing.to_string().contains("apt-get install"));
+        assert!(
+            NatsError::ServerMissing
+                .to_string()
+                .contains("apt-get install")
+        );
     }
 
     #[test]

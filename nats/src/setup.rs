@@ -67,7 +67,8 @@ impl ConsumerSettings {
 
     fn config(&self) -> Result<pull::Config, NatsError> {
         let signed = |n: u64, what: &str| {
-            i64::try_from(n).map_err(|_| NatsError::InvalidSettings(format!("{what} {n} is too large")))
+            i64::try_from(n)
+                .map_err(|_| NatsError::InvalidSettings(format!("{what} {n} is too large")))
         };
         if self.durable.is_empty() || self.durable.contains(['.', ' ', '*', '>']) {
             return Err(NatsError::InvalidSettings(format!(
@@ -76,10 +77,14 @@ impl ConsumerSettings {
             )));
         }
         if self.max_ack_pending == 0 {
-            return Err(NatsError::InvalidSettings("max_ack_pending must be at least 1".into()));
+            return Err(NatsError::InvalidSettings(
+                "max_ack_pending must be at least 1".into(),
+            ));
         }
         if self.max_deliver == Some(0) {
-            return Err(NatsError::InvalidSettings("max_deliver must be at least 1".into()));
+            return Err(NatsError::InvalidSettings(
+                "max_deliver must be at least 1".into(),
+            ));
         }
         Ok(pull::Config {
             durable_name: Some(self.durable.clone()),
@@ -130,7 +135,8 @@ impl Nats {
         let js = self.jetstream().clone();
         let stream = stream.to_owned();
         self.block_on(async move {
-            let stream = js.get_stream(stream)
+            let stream = js
+                .get_stream(stream)
                 .await
                 .map_err(NatsError::request("looking up the stream"))?;
             let durable = config.durable_name.clone().unwrap_or_default();

@@ -232,7 +232,10 @@ impl Operator for JetStreamSource {
                                 self.ready.extend(messages);
                             }
                             Ok(Err(e)) => {
-                                return Step::Failed(Failure::with_source(ErrorClass::Transient, e));
+                                return Step::Failed(Failure::with_source(
+                                    ErrorClass::Transient,
+                                    e,
+                                ));
                             }
                             Err(e) => {
                                 return Step::Failed(Failure::with_source(
