@@ -46,6 +46,7 @@ struct Batch<T> {
 /// [`Flow::supervise`](weir_runtime::Flow::supervise) it is retried after the
 /// policy's backoff, dead-lettered or skipped per the policy; without it the stage
 /// fails. Made by [`NatsFlowExt::publish`](crate::NatsFlowExt::publish).
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct Publish<T, F> {
     nats: Nats,
     f: F,

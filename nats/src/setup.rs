@@ -22,6 +22,7 @@ use crate::{Nats, NatsError};
 /// assert_eq!(settings.max_deliver, Some(3));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct ConsumerSettings {
     /// The durable name: processes using the same name share the consumer.
     pub durable: String,

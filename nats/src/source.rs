@@ -63,6 +63,7 @@ type Fetch = JoinHandle<Result<Vec<jetstream::Message>, NatsError>>;
 ///     .wait()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct JetStreamSource {
     nats: Nats,
     consumer: PullConsumer,

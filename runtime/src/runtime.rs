@@ -88,6 +88,7 @@ impl Drop for Inner {
 
 /// Configures a [`Runtime`] that owns its threads.
 #[derive(Debug, Clone, Default)]
+#[must_use = "a RuntimeBuilder does nothing until build is called"]
 pub struct RuntimeBuilder {
     arbiters: Option<usize>,
 }

@@ -112,6 +112,7 @@ impl FileSinkStats {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct FileSink {
     pub(crate) path: PathBuf,
     pub(crate) buffer: usize,

@@ -58,6 +58,7 @@ pub struct Branch {
 /// buffer is sent. A branch that cancels is dropped from the broadcast (what is
 /// routed to it after is counted as dropped on its port); when every branch has
 /// cancelled, the broadcast cancels its input.
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct Broadcast<T> {
     declared: usize,
     branches: Vec<Branch>,
@@ -97,7 +98,6 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
 
     /// Sets branch `branch`'s lag policy. An index past the last branch is reported
     /// when the graph is built.
-    #[must_use]
     pub fn lag(mut self, branch: usize, policy: LagPolicy) -> Self {
         if branch >= self.branches.len() {
             self.branches.resize(
@@ -115,7 +115,6 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
     /// Also sends every dropped element to `sink`, as a dead letter naming the
     /// branch (class `ResourceExhausted`). A letter the sink refuses is still
     /// counted as dropped.
-    #[must_use]
     pub fn dead_letters(mut self, sink: impl DeadLetterSink<T>) -> Self {
         self.dead_letters = Some(std::sync::Arc::new(sink));
         self

@@ -44,6 +44,7 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 /// flow.run(rt); // no sink: `Flow` has no `run`
 /// # }
 /// ```
+#[must_use = "a Flow does nothing until it is completed by a sink and run"]
 pub struct Flow<T: Send + 'static> {
     parts: Parts,
     /// The output of the last stage; `None` for a segment with no stage yet.
@@ -423,6 +424,7 @@ impl StageMeta {
 /// A complete pipeline, from source to sink, ready to [`run`](Self::run). `R` is what
 /// the sink hands back when the pipeline completes (`Vec<T>` for `collect`, `()` for
 /// `for_each`).
+#[must_use = "a Runnable does nothing until run"]
 pub struct Runnable<R> {
     parts: Parts,
     entry: Option<PortRef>,

@@ -47,9 +47,11 @@ pub enum ConfigError {
         column: Option<usize>,
         /// The TOML parser's own description of the problem.
         message: String,
-        /// The TOML parser's error, kept as the [`source`](std::error::Error::source).
+        /// The TOML parser's error, a `toml::de::Error`, kept as the
+        /// [`source`](std::error::Error::source) (it downcasts to that type; boxed
+        /// because it is large).
         #[source]
-        source: toml::de::Error,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// A value has the right type but is out of range or contradicts another value.
     #[error("{key}: {reason}")]
@@ -160,7 +162,7 @@ mod tests {
             line: Some(4),
             column: Some(16),
             message: "invalid type: string \"x\", expected u32".into(),
-            source: toml_error(),
+            source: Box::new(toml_error()),
         };
         assert_eq!(
             err.to_string(),
@@ -172,7 +174,7 @@ mod tests {
             line: Some(2),
             column: None,
             message: "unclosed table".into(),
-            source: toml_error(),
+            source: Box::new(toml_error()),
         };
         assert_eq!(syntax.to_string(), "invalid TOML: unclosed table (line 2)");
     }

@@ -158,6 +158,7 @@ impl Default for Options {
 /// A Server-Sent Events endpoint for a [`BroadcastHub`], configured with builder
 /// methods and started with [`serve`](Self::serve). See the [module
 /// docs](self) for the protocol and the bounds.
+#[must_use = "an Sse does nothing until serve is called"]
 pub struct Sse<T> {
     hub: BroadcastHub<T>,
     encode: Encode<T>,
