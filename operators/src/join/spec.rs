@@ -223,6 +223,7 @@ where
     ) -> Self {
         let combine = move |l: &L, r: Option<&R>| match r {
             Some(r) => combine(l, r),
+            // Cannot happen: an inner join never emits an unmatched left element.
             None => unreachable!("an inner join combines only matched pairs"),
         };
         Self::with(

@@ -171,6 +171,7 @@ impl<T: Send + 'static> Flow<T> {
         let copies = self.copies.take();
         let code = self.next.take();
         let sup = code.clone().and_then(|supervision| {
+            // Cannot fail: `Flow::supervise` sets `next` and `copies` together.
             let copies = copies.expect("Flow::supervise records the copies");
             supervise(supervision, copies, index, &mut op, &mut self.parts)
         });
