@@ -120,4 +120,14 @@ fn a_scrape_during_a_run_has_every_stages_series() {
         err.to_string().contains("cannot serve Prometheus metrics"),
         "{err}"
     );
+    assert!(
+        matches!(err, weir::prometheus::ServeError::Install { .. }),
+        "{err:?}"
+    );
+    let source = std::error::Error::source(&err).expect("the exporter's error");
+    assert!(
+        source
+            .downcast_ref::<weir::prometheus::BuildError>()
+            .is_some()
+    );
 }

@@ -12,6 +12,8 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::NatsError;
+
 /// A connection to a NATS server, with its JetStream context.
 ///
 /// The client runs on a small tokio runtime of its own, on one thread that the
@@ -50,25 +52,6 @@ struct Inner {
     stats: AckCounters,
     /// Dropping it stops the runtime thread.
     _stop: oneshot::Sender<()>,
-}
-
-/// An error talking to NATS: connecting, creating a stream or consumer,
-/// publishing, flushing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsError(pub String);
-
-impl fmt::Display for NatsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "nats: {}", self.0)
-    }
-}
-
-impl std::error::Error for NatsError {}
-
-impl NatsError {
-    pub(crate) fn from(e: impl fmt::Display) -> Self {
-        NatsError(e.to_string())
-    }
 }
 
 /// What the sources of one [`Nats`] connection told the broker about the
@@ -113,25 +96,28 @@ impl Nats {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = handle_tx.send(Err(NatsError::from(e)));
+                        let _ = handle_tx
+                            .send(Err(NatsError::io("starting the connection's runtime")(e)));
                         return;
                     }
                 };
                 let _ = handle_tx.send(Ok(rt.handle().clone()));
                 let _ = rt.block_on(stop_rx);
             })
-            .map_err(NatsError::from)?;
-        let handle = handle_rx
-            .recv()
-            .map_err(|_| NatsError("the connection thread stopped".into()))??;
+            .map_err(NatsError::io("starting the connection's thread"))?;
+        let handle = handle_rx.recv().map_err(|_| NatsError::ThreadStopped)??;
         let url = url.to_owned();
+        let target = url.clone();
         // The JetStream context spawns a task: it is made on the connection's runtime.
         let (client, jetstream) = block_on(&handle, async move {
-            let client = async_nats::connect(url).await?;
+            let client = async_nats::connect(target).await?;
             let jetstream = jetstream::new(client.clone());
             Ok::<_, async_nats::ConnectError>((client, jetstream))
         })?
-        .map_err(NatsError::from)?;
+        .map_err(|source| NatsError::Connect {
+            url,
+            source: Arc::new(source),
+        })?;
         let (acks, mut decided) = mpsc::unbounded_channel::<AckCommand>();
         let ack_client = client.clone();
         // One task sends every acknowledgement: no task per message. A lost
@@ -209,7 +195,7 @@ impl Nats {
             let _ = marked.await;
             client.flush().await
         })?
-        .map_err(NatsError::from)
+        .map_err(NatsError::request("flush"))
     }
 
     /// The acknowledgements sent so far.

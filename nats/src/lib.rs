@@ -46,6 +46,7 @@
 mod ack;
 mod commit;
 mod connection;
+mod error;
 mod ext;
 mod publish;
 mod server;
@@ -54,7 +55,8 @@ mod source;
 
 pub use ack::{AckToken, Delivery, DeliveryInfo, Received};
 pub use commit::{Commit, Redelivery};
-pub use connection::{AckStats, Nats, NatsError};
+pub use connection::{AckStats, Nats};
+pub use error::{NatsCause, NatsError};
 pub use ext::NatsFlowExt;
 pub use publish::{DEFAULT_MAX_IN_FLIGHT, Publish};
 pub use server::{INSTALL_HINT, TestServer};

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use weir_runtime::operator::{Counting, ElementSupervision, Io, Operator, Step, Verdict};
 use weir_supervisor::{ErrorClass, Failure};
 
-use crate::{Delivery, Nats};
+use crate::{Delivery, Nats, NatsError};
 
 /// How many publishes wait for their acknowledgement at once, by default.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
@@ -31,7 +31,7 @@ struct Item<T> {
 /// task, which then awaits their acknowledgements.
 struct Batch<T> {
     items: Vec<Item<T>>,
-    task: JoinHandle<Vec<Result<(), String>>>,
+    task: JoinHandle<Vec<Result<(), NatsError>>>,
 }
 
 /// A sink that publishes each delivery to JetStream (`subject`, `payload` from the
@@ -46,6 +46,7 @@ struct Batch<T> {
 /// [`Flow::supervise`](weir_runtime::Flow::supervise) it is retried after the
 /// policy's backoff, dead-lettered or skipped per the policy; without it the stage
 /// fails. Made by [`NatsFlowExt::publish`](crate::NatsFlowExt::publish).
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct Publish<T, F> {
     nats: Nats,
     f: F,
@@ -94,7 +95,7 @@ impl<T, F> Publish<T, F> {
                 acks.push(
                     js.publish(subject, payload)
                         .await
-                        .map_err(|e| format!("publish: {e}")),
+                        .map_err(NatsError::request("publish")),
                 );
             }
             let mut results = Vec::with_capacity(acks.len());
@@ -103,7 +104,7 @@ impl<T, F> Publish<T, F> {
                     Ok(ack) => ack
                         .await
                         .map(drop)
-                        .map_err(|e| format!("publish acknowledgement: {e}")),
+                        .map_err(NatsError::request("publish acknowledgement")),
                     Err(e) => Err(e),
                 });
             }
@@ -184,7 +185,7 @@ where
                     Poll::Pending => break,
                     Poll::Ready(Ok(results)) => results,
                     Poll::Ready(Err(e)) => {
-                        vec![Err(format!("publish task: {e}")); head.items.len()]
+                        vec![Err(NatsError::from(e)); head.items.len()]
                     }
                 };
                 progress = true;
@@ -199,7 +200,7 @@ where
                         io.complete(1);
                         continue;
                     };
-                    let failure = Failure::error(ErrorClass::Transient, e);
+                    let failure = Failure::with_source(ErrorClass::Transient, e);
                     let Item {
                         delivery,
                         index,

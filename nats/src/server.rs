@@ -12,6 +12,9 @@ use crate::NatsError;
 pub const INSTALL_HINT: &str = "nats-server not found: install it with `apt-get install -y nats-server` \
 (Debian/Ubuntu; or run .ci/install-deps.sh), or put a nats-server binary on PATH or in $NATS_SERVER";
 
+/// How long [`TestServer::start`] waits for the server to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A `nats-server -js` on loopback, on a free port, with its store in a fresh
 /// temporary directory; killed (and the directory removed) when dropped.
 ///
@@ -40,28 +43,29 @@ impl TestServer {
     /// The binary is missing (the message says how to install it), or the server
     /// did not start within 10 s.
     pub fn start() -> Result<TestServer, NatsError> {
-        let binary = find_binary().ok_or_else(|| NatsError(INSTALL_HINT.into()))?;
+        let binary = find_binary().ok_or(NatsError::ServerMissing)?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .map_err(NatsError::from)?
+            .map_err(NatsError::io("finding a free port"))?
             .port();
         let dir = std::env::temp_dir().join(format!("weir-nats-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(NatsError::from)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(NatsError::io(format!("creating {}", dir.display())))?;
         let child = Command::new(&binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| NatsError(format!("starting {}: {e}", binary.display())))?;
+            .map_err(NatsError::io(format!("starting {}", binary.display())))?;
         let mut server = TestServer { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + START_TIMEOUT;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(NatsError(format!("nats-server exited at start: {status}")));
+                return Err(NatsError::ServerExited(status));
             }
             if Instant::now() > deadline {
-                return Err(NatsError("nats-server did not start within 10 s".into()));
+                return Err(NatsError::ServerTimeout(START_TIMEOUT));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

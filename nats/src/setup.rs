@@ -22,6 +22,7 @@ use crate::{Nats, NatsError};
 /// assert_eq!(settings.max_deliver, Some(3));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct ConsumerSettings {
     /// The durable name: processes using the same name share the consumer.
     pub durable: String,
@@ -67,19 +68,24 @@ impl ConsumerSettings {
 
     fn config(&self) -> Result<pull::Config, NatsError> {
         let signed = |n: u64, what: &str| {
-            i64::try_from(n).map_err(|_| NatsError(format!("{what} {n} is too large")))
+            i64::try_from(n)
+                .map_err(|_| NatsError::InvalidSettings(format!("{what} {n} is too large")))
         };
         if self.durable.is_empty() || self.durable.contains(['.', ' ', '*', '>']) {
-            return Err(NatsError(format!(
+            return Err(NatsError::InvalidSettings(format!(
                 "invalid durable name {:?}: it must be non-empty, without `.`, spaces, `*` or `>`",
                 self.durable
             )));
         }
         if self.max_ack_pending == 0 {
-            return Err(NatsError("max_ack_pending must be at least 1".into()));
+            return Err(NatsError::InvalidSettings(
+                "max_ack_pending must be at least 1".into(),
+            ));
         }
         if self.max_deliver == Some(0) {
-            return Err(NatsError("max_deliver must be at least 1".into()));
+            return Err(NatsError::InvalidSettings(
+                "max_deliver must be at least 1".into(),
+            ));
         }
         Ok(pull::Config {
             durable_name: Some(self.durable.clone()),
@@ -111,7 +117,7 @@ impl Nats {
             ..Default::default()
         };
         self.block_on(async move { js.get_or_create_stream(config).await })?
-            .map_err(NatsError::from)
+            .map_err(NatsError::request("creating the stream"))
     }
 
     /// Creates the durable pull consumer `settings.durable` on `stream`, or
@@ -130,12 +136,15 @@ impl Nats {
         let js = self.jetstream().clone();
         let stream = stream.to_owned();
         self.block_on(async move {
-            let stream = js.get_stream(stream).await.map_err(NatsError::from)?;
+            let stream = js
+                .get_stream(stream)
+                .await
+                .map_err(NatsError::request("looking up the stream"))?;
             let durable = config.durable_name.clone().unwrap_or_default();
             stream
                 .get_or_create_consumer(&durable, config)
                 .await
-                .map_err(NatsError::from)
+                .map_err(NatsError::request("creating the consumer"))
         })?
     }
 }

@@ -16,14 +16,14 @@ use weir_runtime::Flow;
 use weir_runtime::operator::{Io, Operator, Step};
 use weir_supervisor::{ErrorClass, Failure};
 
-use crate::{AckToken, Delivery, DeliveryInfo, Nats};
+use crate::{AckToken, Delivery, DeliveryInfo, Nats, NatsError};
 
 /// The most messages one fetch asks for, by default.
 pub const DEFAULT_MAX_FETCH: usize = 256;
 /// How long a fetch waits on the broker for its batch to fill, by default.
 pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_millis(200);
 
-type Fetch = JoinHandle<Result<Vec<jetstream::Message>, String>>;
+type Fetch = JoinHandle<Result<Vec<jetstream::Message>, NatsError>>;
 
 /// A source reading a durable JetStream pull consumer. Several processes (or
 /// several pipelines) may read the same consumer: the broker hands each message
@@ -63,6 +63,7 @@ type Fetch = JoinHandle<Result<Vec<jetstream::Message>, String>>;
 ///     .wait()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct JetStreamSource {
     nats: Nats,
     consumer: PullConsumer,
@@ -151,17 +152,20 @@ async fn fetch_batch(
     consumer: PullConsumer,
     n: usize,
     wait: Duration,
-) -> Result<Vec<jetstream::Message>, String> {
+) -> Result<Vec<jetstream::Message>, NatsError> {
     let mut batch = consumer
         .batch()
         .max_messages(n)
         .expires(wait)
         .messages()
         .await
-        .map_err(|e| format!("fetch: {e}"))?;
+        .map_err(NatsError::request("fetch"))?;
     let mut out = Vec::with_capacity(n);
     while let Some(message) = batch.next().await {
-        out.push(message.map_err(|e| format!("fetch: {e}"))?);
+        out.push(message.map_err(|source| NatsError::Request {
+            operation: "fetch",
+            source: source.into(),
+        })?);
     }
     Ok(out)
 }
@@ -229,12 +233,15 @@ impl Operator for JetStreamSource {
                                 self.ready.extend(messages);
                             }
                             Ok(Err(e)) => {
-                                return Step::Failed(Failure::error(ErrorClass::Transient, e));
+                                return Step::Failed(Failure::with_source(
+                                    ErrorClass::Transient,
+                                    e,
+                                ));
                             }
                             Err(e) => {
-                                return Step::Failed(Failure::error(
+                                return Step::Failed(Failure::with_source(
                                     ErrorClass::Transient,
-                                    format!("fetch task: {e}"),
+                                    NatsError::from(e),
                                 ));
                             }
                         }

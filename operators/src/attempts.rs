@@ -172,6 +172,7 @@ impl<T: Send + 'static, O: Send + 'static> Attempts<T, O> {
         let attempt = attempt + 1;
         match io.element_failed(input, index, attempt, failure) {
             Verdict::Retry { element, delay } => {
+                // Cannot fail: `seq` is the slot this element was taken from a moment ago.
                 *self.slot_mut(seq).expect("slot just taken") = Slot::Pending {
                     input: element,
                     index,
@@ -256,6 +257,7 @@ impl<T: Send + 'static, O: Send + 'static> Attempts<T, O> {
             match head.get() {
                 Slot::Ready(_) => match head.remove() {
                     Slot::Ready(output) => return Some(output),
+                    // Cannot happen: the arm above matched `Slot::Ready` on this entry.
                     _ => unreachable!("head was ready"),
                 },
                 Slot::Settled => {

@@ -88,6 +88,7 @@ impl Drop for Inner {
 
 /// Configures a [`Runtime`] that owns its threads.
 #[derive(Debug, Clone, Default)]
+#[must_use = "a RuntimeBuilder does nothing until build is called"]
 pub struct RuntimeBuilder {
     arbiters: Option<usize>,
 }
@@ -170,26 +171,26 @@ impl Runtime {
         if System::try_current().is_none() {
             return Err(RuntimeError::NoSystem);
         }
-        Ok(Self::from_arbiters(vec![Arbiter::current()]))
+        Self::from_arbiters(vec![Arbiter::current()])
     }
 
     /// Runs pipelines on arbiters the service started itself.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `arbiters` is empty.
-    pub fn from_arbiters(arbiters: Vec<ArbiterHandle>) -> Self {
-        assert!(
-            !arbiters.is_empty(),
-            "Runtime::from_arbiters needs at least one arbiter"
-        );
-        Runtime {
+    /// [`RuntimeError::NoArbiters`] if `arbiters` is empty: a runtime with no
+    /// arbiter could place no stage.
+    pub fn from_arbiters(arbiters: Vec<ArbiterHandle>) -> Result<Self, RuntimeError> {
+        if arbiters.is_empty() {
+            return Err(RuntimeError::NoArbiters);
+        }
+        Ok(Runtime {
             inner: Arc::new(Inner {
                 arbiters,
                 next: AtomicUsize::new(0),
                 owned: None,
             }),
-        }
+        })
     }
 
     /// Number of arbiters.
@@ -204,6 +205,8 @@ impl Runtime {
 
     /// Picks arbiter indices for `stages` stages; `pinned[i]` overrides stage `i`.
     pub(crate) fn place(&self, placement: Placement, pinned: &[Option<usize>]) -> Vec<usize> {
+        // At least 1: every constructor refuses zero arbiters (`NoArbiters`), so the
+        // `% n` below cannot divide by zero.
         let n = self.inner.arbiters.len();
         match placement {
             Placement::Together => {
@@ -222,6 +225,31 @@ impl Runtime {
     }
 
     pub(crate) fn handle(&self, index: usize) -> &ArbiterHandle {
+        // In range: indices come from `place` (taken modulo the count) or from a pin
+        // that the build checked against the count (`BuildError` otherwise).
         &self.inner.arbiters[index]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_arbiters_without_arbiters_is_an_error() {
+        assert!(matches!(
+            Runtime::from_arbiters(Vec::new()),
+            Err(RuntimeError::NoArbiters)
+        ));
+    }
+
+    #[test]
+    fn from_arbiters_uses_the_given_arbiters() {
+        let system = System::new();
+        let rt = system
+            .block_on(async { Runtime::from_arbiters(vec![Arbiter::current()]) })
+            .unwrap();
+        assert_eq!(rt.arbiters(), 1);
+        assert!(rt.arbiter(0).is_some() && rt.arbiter(1).is_none());
     }
 }

@@ -57,6 +57,7 @@ use weir_supervisor::policy::{
 ///     .seed(7);
 /// # drop(supervision);
 /// ```
+#[must_use = "a Supervision does nothing until passed to Flow::supervise"]
 pub struct Supervision<T> {
     pub(crate) policy: SupervisionPolicy,
     pub(crate) dead_letters: Option<Arc<dyn DeadLetterSink<T>>>,

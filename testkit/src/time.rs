@@ -88,6 +88,7 @@ where
             .expect("a current-thread tokio runtime")
     });
     system.block_on(async move {
+        // Cannot fail: this runs inside the System started just above.
         let rt = Runtime::from_current().expect("a weir runtime on the test's actix System");
         test(rt).await
     })

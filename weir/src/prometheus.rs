@@ -16,14 +16,33 @@
 
 use std::net::SocketAddr;
 
-/// Why the endpoint could not start.
+/// The exporter's error, the source of [`ServeError::Install`].
+pub use metrics_exporter_prometheus::BuildError;
+
+/// Why the endpoint could not start; the cause is kept as the error's
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot serve Prometheus metrics on {addr}: {reason}")]
-pub struct ServeError {
-    /// The address asked for.
-    pub addr: SocketAddr,
-    /// What went wrong (the address is taken, a recorder is already installed, …).
-    pub reason: String,
+#[non_exhaustive]
+pub enum ServeError {
+    /// The address cannot be bound (taken, not local, not permitted).
+    #[error("cannot serve Prometheus metrics on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The I/O error of the bind.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exporter could not be installed: most often a global `metrics` recorder
+    /// is already installed (by an earlier `serve` or by the application).
+    #[error("cannot serve Prometheus metrics on {addr}: {source}")]
+    Install {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The exporter's error.
+        #[source]
+        source: BuildError,
+    },
 }
 
 /// Serves the process's metrics in the Prometheus text format on `addr`, and
@@ -32,19 +51,32 @@ pub struct ServeError {
 ///
 /// # Errors
 ///
-/// The address cannot be bound, or a global recorder is already installed.
+/// [`ServeError::Bind`] if the address cannot be bound, [`ServeError::Install`] if
+/// a global recorder is already installed.
 pub fn serve(addr: SocketAddr) -> Result<(), ServeError> {
     // Binding first gives a clear error for a taken address; the exporter binds
     // again once this probe is dropped.
-    drop(std::net::TcpListener::bind(addr).map_err(|e| ServeError {
-        addr,
-        reason: e.to_string(),
-    })?);
+    drop(std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?);
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(addr)
         .install()
-        .map_err(|e| ServeError {
-            addr,
-            reason: e.to_string(),
-        })
+        .map_err(|source| ServeError::Install { addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_taken_address_is_a_bind_error_with_the_io_error_as_source() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = serve(addr).unwrap_err();
+        assert!(matches!(err, ServeError::Bind { .. }), "{err:?}");
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        let source = err.source().expect("the bind error");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+    }
 }

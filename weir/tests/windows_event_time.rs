@@ -512,6 +512,33 @@ fn state_bound_fail_names_the_bound() {
     err.report().unwrap().check_conservation().unwrap();
 }
 
+/// The graph window under `Overflow::Fail` fails the same way as the linear one: a
+/// `ResourceExhausted` error naming the bound, not a panic.
+#[test]
+fn graph_state_bound_fail_is_resource_exhausted() {
+    let mut g = Graph::new();
+    let src = g.source(Pipeline::from_iter(keyed(14)));
+    let out = g.event_time_windows(
+        src,
+        Windows::tumbling(Duration::from_millis(100)).max_windows(3, Overflow::Fail),
+        EventTime::new(|e: &Ev| e.1),
+        |e| e.0,
+        sum(),
+    );
+    let _results = collect(&mut g, out.results);
+    let _late = collect(&mut g, out.late);
+    let err = g.run(&rt1()).unwrap().wait().unwrap_err();
+    assert!(err.to_string().contains("max_windows 3"), "{err}");
+    match &err {
+        PipelineError::StageFailed { stage, failure, .. } => {
+            assert_eq!(stage, "event_time_windows#1");
+            assert_eq!(failure.class(), ErrorClass::ResourceExhausted, "{failure}");
+        }
+        other => panic!("expected StageFailed, got {other:?}"),
+    }
+    err.report().unwrap().check_conservation().unwrap();
+}
+
 #[test]
 fn invalid_windows_are_build_errors_naming_the_stage() {
     let err = Pipeline::from_iter(keyed(3))

@@ -104,6 +104,7 @@ use shared::Shared;
 /// assert!(DuplexConfig::new().window(0).check().unwrap_err().contains("window"));
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct DuplexConfig {
     window: u32,
     max_payload: usize,

@@ -29,6 +29,7 @@ pub enum OverQuota {
 /// assert_eq!(quota.per_second_value(), 100);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct ConnectionQuota {
     per_second: u32,
     burst: u32,
@@ -99,6 +100,7 @@ impl ConnectionQuota {
 /// assert!(config.max_connections(0).check().unwrap_err().contains("max_connections"));
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct TcpSourceConfig {
     pub(crate) framing: Framing,
     pub(crate) max_frame: usize,

@@ -29,6 +29,7 @@ use crate::frame::{FrameError, Framing, encode};
 /// assert!(config.check().is_ok());
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct TcpSinkConfig {
     framing: Framing,
     max_frame: usize,

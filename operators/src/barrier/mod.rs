@@ -193,6 +193,7 @@ impl BarrierExt for Graph {
         }
         match <[Outlet<T>; N]>::try_from(ports.outlets) {
             Ok(outlets) => outlets,
+            // Cannot happen: `self.junction(.., N, N)` returns exactly N outlets.
             Err(_) => unreachable!("the junction was built with {N} outputs"),
         }
     }

@@ -112,6 +112,7 @@ impl FileSinkStats {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct FileSink {
     pub(crate) path: PathBuf,
     pub(crate) buffer: usize,
@@ -265,6 +266,8 @@ impl<T> FileWriteStage<T> {
     fn rotate(&mut self) -> Result<(), Failure> {
         self.flush(self.sink.fsync != Fsync::Never)?;
         self.writer = None;
+        // Cannot fail: `rotate` is called only when rotation is configured, and `run`
+        // scans the segments whenever it opens the file under rotation.
         let segments = self
             .segments
             .as_mut()
@@ -288,6 +291,8 @@ impl<T> FileWriteStage<T> {
             self.rotate()?;
         }
         let delimiter = self.sink.delimiter;
+        // Cannot fail: `run` opens the file before the first write of every step, and
+        // `rotate` above either reopened it or returned an error.
         let writer = self.writer.as_mut().expect("the file is open");
         let result = writer.write_all(bytes).and_then(|()| match delimiter {
             Some(d) => writer.write_all(&[d]),

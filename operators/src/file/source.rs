@@ -121,6 +121,7 @@ pub(crate) enum Mode {
 /// # std::fs::remove_file(&path)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct FileSource {
     pub(crate) path: PathBuf,
     pub(crate) mode: Mode,

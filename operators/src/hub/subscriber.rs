@@ -193,6 +193,7 @@ impl<T> Subscriber<T> {
 
     fn with_slot<R>(&self, f: impl FnOnce(&mut super::state::Slot<T>) -> R) -> R {
         let mut st = self.shared.lock();
+        // Cannot fail: a slot is removed only when its subscriber is dropped.
         let slot = st
             .slot(self.id)
             .expect("a subscriber's slot lives as long as the subscriber");

@@ -166,6 +166,7 @@ impl<K, L, R, O> Clone for Config<K, L, R, O> {
 /// .max_rows(100_000, OnFull::EvictLru);
 /// # drop(join);
 /// ```
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct IntervalJoin<K, L: Send + 'static, R: Send + 'static, O> {
     pub(crate) config: Config<K, L, R, O>,
     pub(crate) name: Option<String>,
@@ -222,6 +223,7 @@ where
     ) -> Self {
         let combine = move |l: &L, r: Option<&R>| match r {
             Some(r) => combine(l, r),
+            // Cannot happen: an inner join never emits an unmatched left element.
             None => unreachable!("an inner join combines only matched pairs"),
         };
         Self::with(

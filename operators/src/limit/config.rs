@@ -135,6 +135,7 @@ pub enum KeysFull {
 /// # drop(shaping);
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct Throttle {
     pub(crate) rate: Rate,
     pub(crate) burst: u32,
@@ -168,7 +169,6 @@ impl Throttle {
     }
 
     /// How many elements may pass at once (at least 1; see the type's docs).
-    #[must_use]
     pub fn burst(mut self, burst: u32) -> Self {
         self.burst = burst;
         self
@@ -176,7 +176,6 @@ impl Throttle {
 
     /// For `throttle_by_key`: the most keys tracked at once (at least 1). Each
     /// tracked key costs one small quota state (a few dozen bytes plus the key).
-    #[must_use]
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
         self
@@ -184,7 +183,6 @@ impl Throttle {
 
     /// For `throttle_by_key`: what happens when `max_keys` are tracked and a new
     /// key arrives (see [`KeysFull`]).
-    #[must_use]
     pub fn when_keys_full(mut self, when_full: KeysFull) -> Self {
         self.when_full = when_full;
         self

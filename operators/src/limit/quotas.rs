@@ -86,6 +86,7 @@ impl<K: Hash + Eq + Clone> Quotas<K> {
             self.slots.insert(key.clone(), slot);
         }
         let position = self.next_position(now);
+        // Cannot fail: the key was found or inserted just above.
         let slot = self.slots.get_mut(key).expect("inserted above");
         match slot.limiter.check() {
             Ok(()) => {

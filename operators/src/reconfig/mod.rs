@@ -122,6 +122,7 @@ type Validate<C> = Box<dyn Fn(&C) -> Result<(), String> + Send>;
 
 /// Watches a TOML file and applies its changes to config handles. See the
 /// [module docs](self).
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct ConfigWatcher<C> {
     path: PathBuf,
     bindings: Vec<Box<dyn Binding<C>>>,
@@ -155,7 +156,6 @@ impl<C: DeserializeOwned + Clone + Send + 'static> ConfigWatcher<C> {
     }
 
     /// Feeds `handle` with `map(&config)` on every reload where it changed.
-    #[must_use]
     pub fn bind<D, M>(mut self, handle: &ConfigHandle<D>, map: M) -> Self
     where
         D: Clone + PartialEq + Send + 'static,
@@ -171,7 +171,6 @@ impl<C: DeserializeOwned + Clone + Send + 'static> ConfigWatcher<C> {
 
     /// Checks every config read from the file (the initial one included) before
     /// anything of it is applied. The message is reported in the [`WatchError`].
-    #[must_use]
     pub fn validate(mut self, check: impl Fn(&C) -> Result<(), String> + Send + 'static) -> Self {
         self.validate = Some(Box::new(check));
         self

@@ -128,6 +128,7 @@ impl PoolConfig {
 
 /// Builds a [`PoolConfig`]; [`build`](Self::build) validates it.
 #[derive(Debug, Clone)]
+#[must_use = "a PoolConfigBuilder does nothing until build is called"]
 pub struct PoolConfigBuilder {
     config: PoolConfig,
 }

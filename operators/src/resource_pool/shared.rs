@@ -221,6 +221,7 @@ impl<M: Manager> Shared<M> {
             }
             state.in_use += 1;
         }
+        // Cannot fail: a lease is handed out with its resource and gives it up only here.
         let resource = lease
             .resource
             .take()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_runtime::junction::{Junction, Ports, Routing};
-use weir_runtime::{Graph, Outlet};
+use weir_runtime::{ErrorClass, Failure, Graph, Outlet};
 
 use super::engine::{Admit, KeyedWindows};
 use super::operator::KeyFn;
@@ -35,7 +35,7 @@ pub enum WindowOutput<K, R, T> {
 /// jumps to the end of time; every window fires, then both outputs end. The idle
 /// rule uses the junction's clock (`std::time::Instant`, real time). A panic in
 /// user code — or the state bound under [`WindowOverflow::Fail`](super::WindowOverflow::Fail)
-/// — fails the pipeline: a junction is not supervised, so there is no restart
+/// (a `ResourceExhausted` error, as in the linear window) — fails the pipeline: a junction is not supervised, so there is no restart
 /// and no state is lost silently (the pipeline fails).
 pub struct WindowJunction<T, K, A, R> {
     engine: KeyedWindows<T, K, A, R>,
@@ -156,7 +156,12 @@ where
                     self.engine.advance(max.saturating_sub(self.time.bound));
                 }
                 Ok(Admit::Late | Admit::Overflow) => ports.push(1, WindowOutput::Late(x)),
-                Err(message) => panic!("{message}"),
+                // The state bound under `WindowOverflow::Fail`: the same typed error
+                // as the linear window; the element, taken and not committed, counts
+                // as failed.
+                Err(message) => {
+                    ports.fail(Failure::error(ErrorClass::ResourceExhausted, message));
+                }
             }
             ports.commit();
         }
@@ -250,6 +255,7 @@ impl GraphWindowExt for Graph {
         let mut ports = self.junction(junction, 1, 2);
         let inlet = ports.inlets.remove(0);
         self.connect(from, inlet);
+        // `self.junction(.., 1, 2)` returns exactly one inlet and two outlets.
         let late = ports.outlets.pop().expect("two outlets");
         let results = ports.outlets.pop().expect("two outlets");
         // Each port carries one variant only: these never filter.

@@ -117,6 +117,7 @@ impl IntoWindowOverflow for weir_runtime::junction::Overflow {
 /// assert_eq!(metrics.open(), 0);
 /// ```
 #[derive(Clone)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct Windows {
     pub(crate) shape: Shape,
     pub(crate) lateness: u64,
@@ -177,7 +178,6 @@ impl Windows {
 
     /// How long after a window fired it stays open for late elements (event time
     /// only; default 0). Each late element within it fires the window again.
-    #[must_use]
     pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
         self.lateness = millis(lateness);
         self
@@ -187,7 +187,6 @@ impl Windows {
     /// do when an element would open one more: a [`WindowOverflow`], or the edge
     /// [`Overflow`](weir_runtime::junction::Overflow) `Fail` or `DropNewest` (see
     /// [`IntoWindowOverflow`]).
-    #[must_use]
     pub fn max_windows(mut self, max: usize, overflow: impl IntoWindowOverflow) -> Self {
         self.max_windows = max;
         match overflow.into_window_overflow() {
@@ -279,6 +278,7 @@ type MergeFn<A> = Arc<dyn Fn(&mut A, A) + Send + Sync>;
 /// });
 /// # let _ = mean;
 /// ```
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct Aggregate<T, A, R> {
     pub(crate) init: InitFn<A>,
     pub(crate) add: AddFn<T, A>,
@@ -322,7 +322,6 @@ impl<T, A, R> Aggregate<T, A, R> {
     }
 
     /// How two accumulators combine (required by session windows).
-    #[must_use]
     pub fn merge(mut self, merge: impl Fn(&mut A, A) + Send + Sync + 'static) -> Self {
         self.merge = Some(Arc::new(merge));
         self
@@ -356,6 +355,7 @@ impl<T> Aggregate<T, u64, u64> {
 ///     .idle_timeout(Duration::from_secs(10));
 /// # let _ = time;
 /// ```
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct EventTime<T> {
     pub(crate) timestamp: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
     pub(crate) bound: u64,
@@ -398,7 +398,6 @@ impl<T> EventTime<T> {
 
     /// How far behind the largest timestamp seen an element may be and still be on
     /// time (whole milliseconds).
-    #[must_use]
     pub fn out_of_orderness(mut self, bound: Duration) -> Self {
         self.bound = millis(bound);
         self
@@ -406,7 +405,6 @@ impl<T> EventTime<T> {
 
     /// After this long with no element, the watermark advances with processing
     /// time (the tokio clock, so paused time drives it).
-    #[must_use]
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle = Some(idle);
         self
@@ -415,7 +413,6 @@ impl<T> EventTime<T> {
     /// Where the flow version ([`WindowExt::event_time_windows`](super::WindowExt::event_time_windows))
     /// sends late elements, as dead letters. Without it they are counted
     /// (`late` in [`WindowMetrics`], `filtered` on the stage) and dropped.
-    #[must_use]
     pub fn late_to(mut self, sink: impl DeadLetterSink<T>) -> Self {
         self.late = Some(Arc::new(sink));
         self

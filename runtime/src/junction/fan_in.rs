@@ -15,6 +15,7 @@ use super::{Junction, Ports, Routing};
 /// Completion: when every input has ended and everything is sent. Failure: see
 /// [`InputFailure`] (by default a failure upstream fails the pipeline).
 #[derive(Debug)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct Merge<T> {
     next: usize,
     on_failure: InputFailure,

@@ -58,6 +58,7 @@ pub struct Branch {
 /// buffer is sent. A branch that cancels is dropped from the broadcast (what is
 /// routed to it after is counted as dropped on its port); when every branch has
 /// cancelled, the broadcast cancels its input.
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct Broadcast<T> {
     declared: usize,
     branches: Vec<Branch>,
@@ -97,7 +98,6 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
 
     /// Sets branch `branch`'s lag policy. An index past the last branch is reported
     /// when the graph is built.
-    #[must_use]
     pub fn lag(mut self, branch: usize, policy: LagPolicy) -> Self {
         if branch >= self.branches.len() {
             self.branches.resize(
@@ -115,7 +115,6 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
     /// Also sends every dropped element to `sink`, as a dead letter naming the
     /// branch (class `ResourceExhausted`). A letter the sink refuses is still
     /// counted as dropped.
-    #[must_use]
     pub fn dead_letters(mut self, sink: impl DeadLetterSink<T>) -> Self {
         self.dead_letters = Some(std::sync::Arc::new(sink));
         self
@@ -452,12 +451,18 @@ impl<T: Send + 'static> Junction for Partition<T> {
                 Some(o) => o,
                 None => *self.head.insert((self.pick)(x)),
             };
-            assert!(
-                o < ports.outputs(),
-                "{} picked branch {o}, but there are {} branches",
-                self.kind,
-                ports.outputs()
-            );
+            if o >= ports.outputs() {
+                // The pick ran on a reference: nothing was taken, nothing is lost.
+                let failure = Failure::error(
+                    ErrorClass::Permanent,
+                    format!(
+                        "{} picked branch {o}, but there are {} branches",
+                        self.kind,
+                        ports.outputs()
+                    ),
+                );
+                ports.fail(failure);
+            }
             if ports.is_open(o) && ports.room(o) == 0 {
                 return Routing::Continue;
             }

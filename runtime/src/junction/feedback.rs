@@ -83,6 +83,7 @@ pub enum Overflow {
 /// # Examples
 ///
 /// See [`Graph::feedback`](crate::Graph::feedback).
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct Feedback<T> {
     capacity: usize,
     overflow: Overflow,
@@ -140,7 +141,6 @@ impl<T: Send + 'static> Feedback<T> {
 
     /// Sets what happens to an element that does not fit (default
     /// [`Overflow::Fail`]).
-    #[must_use]
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
         self
@@ -150,7 +150,6 @@ impl<T: Send + 'static> Feedback<T> {
     /// feedback stage (class `ResourceExhausted`, `element_index`: the element's
     /// position in the edge's input). A letter the sink refuses is still counted
     /// as dropped.
-    #[must_use]
     pub fn dead_letters(mut self, sink: impl DeadLetterSink<T>) -> Self {
         self.dead_letters = Some(std::sync::Arc::new(sink));
         self
@@ -158,7 +157,6 @@ impl<T: Send + 'static> Feedback<T> {
 
     /// Names the feedback stage (default `feedback#N`). Names appear in stats,
     /// reports and errors and must be unique.
-    #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self

@@ -45,6 +45,8 @@ pub use feedback::{Feedback, Overflow};
 pub(crate) use mux::MuxLink;
 pub use mux::{Demux, Frame, Mux};
 
+use weir_supervisor::Failure;
+
 use crate::stage::link::{DownTx, UpLink};
 use crate::stage::message::Up;
 use crate::stage::shared::StageShared;
@@ -142,6 +144,16 @@ pub(crate) struct OutPort<T: Send + 'static> {
 /// than the room keeps a branch's buffer empty once sent. A junction may buffer more
 /// (a lag policy's buffer); the buffer is the junction's memory, so it must be
 /// bounded by the junction.
+///
+/// # Panics
+///
+/// The methods taking an input index `i` or an output index `o` panic when it is
+/// out of range, as slice indexing does: a junction's port counts are fixed when
+/// the graph is built and checked by [`Junction::validate`], so an index past
+/// [`inputs`](Self::inputs) or [`outputs`](Self::outputs) is a bug in the
+/// junction, not a condition of its input. Routing that depends on the input (a
+/// branch number a user function picks) checks the index first and calls
+/// [`fail`](Self::fail).
 pub struct Ports<'a, I, O: Send + 'static> {
     pub(crate) ins: &'a mut [InPort<I>],
     pub(crate) outs: &'a mut [OutPort<O>],
@@ -164,6 +176,18 @@ impl<I, O: Send + 'static> std::fmt::Debug for Ports<'_, I, O> {
 }
 
 impl<I, O: Send + 'static> Ports<'_, I, O> {
+    /// Fails the junction's stage with `failure`, a typed error (for example
+    /// [`ErrorClass::ResourceExhausted`](weir_supervisor::ErrorClass::ResourceExhausted)
+    /// when a bound is reached under a `Fail` overflow policy), instead of a panic.
+    ///
+    /// It does not return: the junction actor catches the unwind, takes `failure`
+    /// as it is (class, message and source kept, no panic hook runs) and fails the
+    /// stage; the elements taken since the last [`commit`](Self::commit) count as
+    /// failed, exactly as for a panic.
+    pub fn fail(&mut self, failure: Failure) -> ! {
+        std::panic::resume_unwind(Box::new(failure))
+    }
+
     /// Number of input ports.
     pub fn inputs(&self) -> usize {
         self.ins.len()

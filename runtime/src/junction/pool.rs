@@ -157,6 +157,7 @@ impl<T: Send + 'static> Junction for Dispatch<T> {
             };
             let run = run.min(ports.queued(0));
             for _ in 0..run {
+                // Cannot fail: `run` is at most `ports.queued(0)`, and nothing else pops input 0.
                 let x = ports.pop(0).expect("counted above");
                 ports.push(o, (self.seq, x));
                 self.seq += 1;
@@ -225,6 +226,7 @@ impl<U: Send + 'static> Collect<U> {
             let Some(i) = self.next_in_order(ports) else {
                 return;
             };
+            // Cannot fail: `next_in_order` returns only an input whose front it just read.
             let (s, u) = ports.pop(i).expect("a front was seen");
             self.taken[i] = s + 1;
             ports.push(0, u);
@@ -246,6 +248,7 @@ impl<U: Send + 'static> Collect<U> {
             }
             idle = 0;
             for _ in 0..share {
+                // Cannot fail: `share` is at most `ports.queued(i)`.
                 let (s, u) = ports.pop(i).expect("counted above");
                 self.taken[i] = s + 1;
                 ports.push(0, u);

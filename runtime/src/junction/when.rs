@@ -71,6 +71,7 @@ impl<T: Send + 'static> Junction for WhenSplit<T> {
             let path = match self.waiting.take() {
                 Some(path) => path,
                 None => {
+                    // Cannot fail: the loop runs only while input 0 has queued elements.
                     let front = ports.front(0).expect("counted above");
                     // A panic here fails the pipeline before the element is taken.
                     if (self.predicate)(front) { SUB } else { BYPASS }
@@ -80,6 +81,7 @@ impl<T: Send + 'static> Junction for WhenSplit<T> {
                 self.waiting = Some(path);
                 break;
             }
+            // Cannot fail: the loop runs only while input 0 has queued elements.
             let x = ports.pop(0).expect("counted above");
             self.local.push(path == SUB);
             // A closed path (its downstream cancelled) still takes the element: the

@@ -105,6 +105,7 @@ impl Health {
 /// # drop(policy);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct HealthPolicy {
     /// More restarts than this within `window` (over the whole pipeline) is
     /// degraded. Default 5.

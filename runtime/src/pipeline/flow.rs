@@ -44,6 +44,7 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 /// flow.run(rt); // no sink: `Flow` has no `run`
 /// # }
 /// ```
+#[must_use = "a Flow does nothing until it is completed by a sink and run"]
 pub struct Flow<T: Send + 'static> {
     parts: Parts,
     /// The output of the last stage; `None` for a segment with no stage yet.
@@ -170,6 +171,7 @@ impl<T: Send + 'static> Flow<T> {
         let copies = self.copies.take();
         let code = self.next.take();
         let sup = code.clone().and_then(|supervision| {
+            // Cannot fail: `Flow::supervise` sets `next` and `copies` together.
             let copies = copies.expect("Flow::supervise records the copies");
             supervise(supervision, copies, index, &mut op, &mut self.parts)
         });
@@ -430,6 +432,7 @@ impl StageMeta {
 /// A complete pipeline, from source to sink, ready to [`run`](Self::run). `R` is what
 /// the sink hands back when the pipeline completes (`Vec<T>` for `collect`, `()` for
 /// `for_each`).
+#[must_use = "a Runnable does nothing until run"]
 pub struct Runnable<R> {
     parts: Parts,
     entry: Option<PortRef>,

@@ -121,6 +121,7 @@ pub struct JunctionPorts<I, O> {
 /// assert_eq!(futures::executor::block_on(total), Some((0..100).sum()));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "a Graph does nothing until run"]
 pub struct Graph {
     pub(super) parts: Parts,
     settings: Settings,

@@ -102,6 +102,8 @@ pub(crate) enum PolicyFit {
 pub(crate) type StartHook = Box<dyn FnOnce(&Arc<StageShared>) + Send>;
 
 fn downcast<T: Send + 'static>(tx: AnyDownTx) -> DownTx<T> {
+    // Cannot fail: edges are made from typed `Outlet<T>`/`Inlet<T>` pairs, so the
+    // sender a node receives always carries its element type.
     *tx.downcast::<DownTx<T>>()
         .expect("typed ports connect matching element types")
 }

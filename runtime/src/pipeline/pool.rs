@@ -68,6 +68,7 @@ type Apply<T> = Box<dyn Fn(Flow<T>) -> Flow<T>>;
 ///     .replica_capacity(256);
 /// assert_eq!(pool.replicas(), 4);
 /// ```
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct Pool<T: Send + 'static> {
     replicas: usize,
     order: PoolOrder,

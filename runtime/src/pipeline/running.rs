@@ -32,6 +32,7 @@ pub struct Completion<R> {
 /// [`abort`](Self::abort); watch it with [`stats`](Self::stats). Dropping the handle
 /// does not stop the pipeline; use a [`PipelineController`] to control it from
 /// elsewhere.
+#[must_use = "dropping a Running detaches the pipeline: await it, join it or keep its controller"]
 pub struct Running<R> {
     controller: PipelineController,
     done: oneshot::Receiver<Done>,

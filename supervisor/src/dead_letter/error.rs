@@ -133,6 +133,12 @@ impl ReadError {
     }
 }
 
+/// The error of [`MemoryDlq::try_new`](super::MemoryDlq::try_new) when the capacity
+/// is 0: a queue that can hold nothing would hand every letter back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a dead-letter queue needs a capacity of at least 1, not 0")]
+pub struct InvalidCapacity;
+
 /// The error of [`MemoryDlq::push`](super::MemoryDlq::push) when the queue is full: it
 /// gives the letter back.
 ///

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{DeadLetter, DlqFull};
+use super::{DeadLetter, DlqFull, InvalidCapacity};
 
 /// A bounded in-memory dead-letter queue, shared by cloning the handle.
 ///
@@ -63,16 +63,43 @@ struct State<T> {
 impl<T> MemoryDlq<T> {
     /// An empty queue that holds at most `capacity` letters.
     ///
+    /// For a capacity read from configuration, use [`try_new`](Self::try_new), which
+    /// returns an error instead of panicking.
+    ///
     /// # Panics
     ///
-    /// Panics if `capacity` is 0: a queue that can hold nothing would hand every letter
-    /// back.
+    /// Panics if `capacity` is 0 (a documented precondition: a queue that can hold
+    /// nothing would hand every letter back).
     pub fn new(capacity: usize) -> Self {
-        assert!(
-            capacity > 0,
-            "a dead-letter queue needs a capacity of at least 1"
-        );
-        MemoryDlq {
+        match Self::try_new(capacity) {
+            Ok(dlq) => dlq,
+            Err(err) => panic!("MemoryDlq::new: {err}"),
+        }
+    }
+
+    /// An empty queue that holds at most `capacity` letters, or an error if
+    /// `capacity` is 0.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidCapacity`] if `capacity` is 0: a queue that can hold nothing would
+    /// hand every letter back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_supervisor::dead_letter::{InvalidCapacity, MemoryDlq};
+    ///
+    /// let dlq = MemoryDlq::<u64>::try_new(16)?;
+    /// assert_eq!(dlq.capacity(), 16);
+    /// assert_eq!(MemoryDlq::<u64>::try_new(0).unwrap_err(), InvalidCapacity);
+    /// # Ok::<(), InvalidCapacity>(())
+    /// ```
+    pub fn try_new(capacity: usize) -> Result<Self, InvalidCapacity> {
+        if capacity == 0 {
+            return Err(InvalidCapacity);
+        }
+        Ok(MemoryDlq {
             shared: Arc::new(Mutex::new(State {
                 // Grown on demand: a large bound costs nothing until letters arrive.
                 letters: VecDeque::new(),
@@ -80,7 +107,7 @@ impl<T> MemoryDlq<T> {
                 rejected: 0,
             })),
             capacity,
-        }
+        })
     }
 
     /// Adds a letter at the back of the queue.
@@ -222,8 +249,16 @@ mod tests {
     }
 
     #[test]
+    fn zero_capacity_is_an_error() {
+        let err = MemoryDlq::<u8>::try_new(0).unwrap_err();
+        assert_eq!(err, InvalidCapacity);
+        assert!(err.to_string().contains("capacity of at least 1"), "{err}");
+        assert_eq!(MemoryDlq::<u8>::try_new(1).unwrap().capacity(), 1);
+    }
+
+    #[test]
     #[should_panic(expected = "capacity of at least 1")]
-    fn zero_capacity_panics() {
+    fn zero_capacity_panics_in_new_as_documented() {
         let _ = MemoryDlq::<u8>::new(0);
     }
 

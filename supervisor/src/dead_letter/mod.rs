@@ -72,7 +72,7 @@ mod letter;
 mod memory;
 mod sink;
 
-pub use error::{DlqError, DlqFull, ReadError};
+pub use error::{DlqError, DlqFull, InvalidCapacity, ReadError};
 pub use file::{
     CorruptReason, Elements, FileDlqOptions, FileDlqReader, FileDlqWriter, ReadOutcome, SyncPolicy,
     Tail,

@@ -111,6 +111,7 @@ impl fmt::Display for Action {
 /// assert_eq!(actions.decide(ErrorClass::Transient, 3, 3), Action::Escalate);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct ClassActions {
     /// For [`ErrorClass::Panic`].
     pub panic: Action,

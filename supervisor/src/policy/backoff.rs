@@ -39,6 +39,7 @@ use super::ConfigError;
 /// assert_eq!(config.nominal(4), Duration::from_secs(1), "capped at max");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct BackoffConfig {
     /// The nominal delay before the first retry (`initial_ms`).
     pub initial: Duration,

@@ -87,6 +87,7 @@ pub enum OpenBehavior {
 /// assert!(config.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct BreakerConfig {
     /// When the closed breaker opens.
     pub trip: Trip,

@@ -41,6 +41,7 @@ use crate::ErrorClass;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct SupervisionPolicy {
     /// The action per error class and for exhausted elements (`[actions]`).
     pub actions: ClassActions,

@@ -47,6 +47,11 @@ pub enum ConfigError {
         column: Option<usize>,
         /// The TOML parser's own description of the problem.
         message: String,
+        /// The TOML parser's error, a `toml::de::Error`, kept as the
+        /// [`source`](std::error::Error::source) (it downcasts to that type; boxed
+        /// because it is large).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// A value has the right type but is out of range or contradicts another value.
     #[error("{key}: {reason}")]
@@ -136,6 +141,20 @@ mod tests {
         assert!(io.under("default").key().is_none());
     }
 
+    /// A real parser error, for the `source` of a hand-made `Parse`.
+    fn toml_error() -> toml::de::Error {
+        toml::from_str::<toml::Table>("a = = 1").unwrap_err()
+    }
+
+    #[test]
+    fn parse_errors_keep_the_toml_error_as_source() {
+        let err = crate::policy::PolicyConfig::from_toml_str("[default]\nmax_attempts = \"x\"\n")
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+        let source = err.source().expect("the TOML error");
+        assert!(source.downcast_ref::<toml::de::Error>().is_some());
+    }
+
     #[test]
     fn parse_errors_show_key_and_position() {
         let err = ConfigError::Parse {
@@ -143,6 +162,7 @@ mod tests {
             line: Some(4),
             column: Some(16),
             message: "invalid type: string \"x\", expected u32".into(),
+            source: Box::new(toml_error()),
         };
         assert_eq!(
             err.to_string(),
@@ -154,6 +174,7 @@ mod tests {
             line: Some(2),
             column: None,
             message: "unclosed table".into(),
+            source: Box::new(toml_error()),
         };
         assert_eq!(syntax.to_string(), "invalid TOML: unclosed table (line 2)");
     }

@@ -81,6 +81,7 @@ use super::{ConfigError, RestartStrategy, SupervisionPolicy};
 /// assert!(config.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct PolicyConfig {
     strategy: RestartStrategy,
     default: SupervisionPolicy,
@@ -301,6 +302,7 @@ fn parse_error(text: &str, error: &toml::de::Error) -> ConfigError {
         line,
         column,
         message: error.message().trim_end().to_owned(),
+        source: Box::new(error.clone()),
     }
 }
 

@@ -50,6 +50,7 @@ enum Trigger {
 /// assert_eq!(fails(42), fails(42));
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct Fault {
     trigger: Trigger,
     kind: FaultKind,
@@ -95,7 +96,6 @@ impl Fault {
     }
 
     /// Sets the class of the injected errors (no effect on panics).
-    #[must_use]
     pub fn class(mut self, class: ErrorClass) -> Self {
         if let FaultKind::Error(c) = &mut self.kind {
             *c = class;

@@ -84,10 +84,7 @@ pub(super) fn start<T: Clone + Send + 'static>(
     encode: Encode<T>,
     options: Options,
 ) -> Result<SseServer, SseError> {
-    let bind = |e: std::io::Error| SseError::Bind {
-        addr,
-        reason: e.to_string(),
-    };
+    let bind = |source: std::io::Error| SseError::Bind { addr, source };
     let std_listener = std::net::TcpListener::bind(addr).map_err(bind)?;
     std_listener.set_nonblocking(true).map_err(bind)?;
     let local = std_listener.local_addr().map_err(bind)?;

@@ -104,12 +104,14 @@ pub use http::SseServer;
 #[derive(Debug, thiserror::Error)]
 pub enum SseError {
     /// The address could not be bound.
-    #[error("cannot serve server-sent events on {addr}: {reason}")]
+    #[error("cannot serve server-sent events on {addr}: {source}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
-        /// What went wrong.
-        reason: String,
+        /// The I/O error: binding, setting up the listener, or starting the
+        /// server's runtime or thread.
+        #[source]
+        source: std::io::Error,
     },
     /// An option is out of range.
     #[error("invalid SSE option `{option}`: {reason}")]
@@ -156,6 +158,7 @@ impl Default for Options {
 /// A Server-Sent Events endpoint for a [`BroadcastHub`], configured with builder
 /// methods and started with [`serve`](Self::serve). See the [module
 /// docs](self) for the protocol and the bounds.
+#[must_use = "an Sse does nothing until serve is called"]
 pub struct Sse<T> {
     hub: BroadcastHub<T>,
     encode: Encode<T>,

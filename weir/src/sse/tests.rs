@@ -441,6 +441,8 @@ fn invalid_options_and_a_taken_address_are_named() {
     let first = sse().serve(local()).unwrap();
     let err = sse().serve(first.local_addr()).unwrap_err();
     assert!(matches!(err, SseError::Bind { .. }), "{err:?}");
+    let source = std::error::Error::source(&err).expect("the bind error");
+    assert!(source.downcast_ref::<std::io::Error>().is_some());
     assert!(
         err.to_string().contains(&first.local_addr().to_string()),
         "{err}"

@@ -299,6 +299,13 @@ fn a_partition_picking_a_missing_branch_fails_naming_the_stage() {
         msg.contains("`splitter`") && msg.contains("picked branch 5"),
         "{msg}"
     );
+    // A typed error, not a panic: the pick is user input.
+    match &err {
+        PipelineError::StageFailed { failure, .. } => {
+            assert_eq!(failure.class(), ErrorClass::Permanent, "{failure}");
+        }
+        other => panic!("expected StageFailed, got {other:?}"),
+    }
     err.report().unwrap().check_conservation().unwrap();
 }
 

@@ -34,6 +34,7 @@ use crate::dead_letter::DlqError;
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "builder methods return the changed value: use it, or the setting is lost"]
 pub struct FileDlqOptions {
     sync: SyncPolicy,
     max_record_size: u32,
@@ -56,7 +57,6 @@ impl FileDlqOptions {
 
     /// When the writer syncs its data to stable storage; see [`SyncPolicy`] for how to
     /// choose. Readers ignore it.
-    #[must_use]
     pub fn sync(mut self, sync: SyncPolicy) -> Self {
         self.sync = sync;
         self
@@ -71,7 +71,6 @@ impl FileDlqOptions {
     /// record of a damaged or hostile file can claim. Choose it above your largest
     /// element plus about 100 bytes of metadata and the stage and pipeline names, and
     /// use the same value (or a larger one) for reading as for writing.
-    #[must_use]
     pub fn max_record_size(mut self, bytes: u32) -> Self {
         self.max_record_size = bytes;
         self
@@ -85,7 +84,6 @@ impl FileDlqOptions {
     /// ones after it included (the format cannot find them again). Turn it on when
     /// availability of the DLQ matters more than what the damaged part held — after
     /// copying the file aside, ideally.
-    #[must_use]
     pub fn truncate_corrupt_tail(mut self, truncate: bool) -> Self {
         self.truncate_corrupt_tail = truncate;
         self

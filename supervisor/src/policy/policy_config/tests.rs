@@ -26,6 +26,7 @@ fn assert_parse(text: &str, key: &str, line: usize, needle: &str) {
             line: Some(found_line),
             column: Some(_),
             message,
+            ..
         } => {
             assert_eq!(found, key, "{text}");
             assert_eq!(found_line, line, "{text}");
@@ -253,6 +254,7 @@ fn syntax_errors_carry_the_position() {
             line: Some(3),
             column: Some(_),
             message,
+            ..
         } => assert!(!message.is_empty()),
         other => panic!("expected a syntax error on line 3, got {other:?}"),
     }

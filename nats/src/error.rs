@@ -1,0 +1,190 @@
+//! [`NatsError`]: what went wrong talking to NATS, with the cause kept as the
+//! error's [`source`](std::error::Error::source).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::server::INSTALL_HINT;
+
+/// A client error kept as a cause: async-nats has one error type per request, so
+/// the cause is boxed; shared so that [`NatsError`] stays `Clone`.
+pub type NatsCause = Arc<dyn StdError + Send + Sync + 'static>;
+
+/// An error talking to NATS: connecting, creating a stream or consumer,
+/// publishing, fetching, flushing, or starting a [`TestServer`](crate::TestServer).
+///
+/// Every variant with a cause keeps it as the error's
+/// [`source`](std::error::Error::source), typed: an async-nats error, a
+/// [`std::io::Error`] or a [`tokio::task::JoinError`], behind an `Arc` so the error
+/// stays `Clone`. The message names what was being done and includes the cause.
+///
+/// # Examples
+///
+/// ```
+/// use std::error::Error as _;
+/// use weir_nats::NatsError;
+///
+/// let err = NatsError::Io {
+///     operation: "binding a port".into(),
+///     source: std::sync::Arc::new(std::io::Error::other("no ports left")),
+/// };
+/// assert_eq!(err.to_string(), "nats: binding a port: no ports left");
+/// assert!(err.source().unwrap().downcast_ref::<std::io::Error>().is_some());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum NatsError {
+    /// The server could not be reached or refused the connection.
+    Connect {
+        /// The URL given to [`Nats::connect`](crate::Nats::connect).
+        url: String,
+        /// The client's error.
+        source: Arc<async_nats::ConnectError>,
+    },
+    /// A request to the server failed: creating or looking up a stream or
+    /// consumer, publishing, fetching, flushing.
+    Request {
+        /// What was being done (`"creating the stream"`, `"publish"`, …).
+        operation: &'static str,
+        /// The client's error (one of async-nats' request error types).
+        source: NatsCause,
+    },
+    /// An I/O operation failed: starting the connection's thread or runtime, or
+    /// the test server.
+    Io {
+        /// What was being done.
+        operation: String,
+        /// The I/O error.
+        source: Arc<std::io::Error>,
+    },
+    /// The connection's thread stopped: the connection is gone.
+    ThreadStopped,
+    /// A task on the connection's runtime panicked or was cancelled.
+    Task(Arc<tokio::task::JoinError>),
+    /// A [`ConsumerSettings`](crate::ConsumerSettings) value is invalid; the
+    /// message names the setting and the rule it breaks.
+    InvalidSettings(String),
+    /// No `nats-server` binary was found (the message says how to install one).
+    ServerMissing,
+    /// The test server exited while starting.
+    ServerExited(ExitStatus),
+    /// The test server did not accept connections in time.
+    ServerTimeout(Duration),
+}
+
+impl fmt::Display for NatsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NatsError::Connect { url, source } => {
+                write!(f, "nats: cannot connect to {url}: {source}")
+            }
+            NatsError::Request { operation, source } => {
+                write!(f, "nats: {operation} failed: {source}")
+            }
+            NatsError::Io { operation, source } => write!(f, "nats: {operation}: {source}"),
+            NatsError::ThreadStopped => f.write_str("nats: the connection thread stopped"),
+            NatsError::Task(e) => {
+                write!(f, "nats: a task on the connection's runtime failed: {e}")
+            }
+            NatsError::InvalidSettings(what) => {
+                write!(f, "nats: invalid consumer settings: {what}")
+            }
+            NatsError::ServerMissing => write!(f, "nats: {INSTALL_HINT}"),
+            NatsError::ServerExited(status) => {
+                write!(f, "nats: nats-server exited at start: {status}")
+            }
+            NatsError::ServerTimeout(limit) => {
+                write!(f, "nats: nats-server did not start within {limit:?}")
+            }
+        }
+    }
+}
+
+// Written out, not derived: the source is the error inside the `Arc` (so it
+// downcasts to the client's, I/O or join error type), not the `Arc` itself.
+impl StdError for NatsError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            NatsError::Connect { source, .. } => Some(&**source),
+            NatsError::Request { source, .. } => Some(&**source),
+            NatsError::Io { source, .. } => Some(&**source),
+            NatsError::Task(e) => Some(&**e),
+            NatsError::ThreadStopped
+            | NatsError::InvalidSettings(_)
+            | NatsError::ServerMissing
+            | NatsError::ServerExited(_)
+            | NatsError::ServerTimeout(_) => None,
+        }
+    }
+}
+
+impl NatsError {
+    /// A failed request, `operation` naming it.
+    pub(crate) fn request<E: StdError + Send + Sync + 'static>(
+        operation: &'static str,
+    ) -> impl FnOnce(E) -> NatsError {
+        move |source| NatsError::Request {
+            operation,
+            source: Arc::new(source),
+        }
+    }
+
+    /// A failed I/O operation, `operation` naming it.
+    pub(crate) fn io(operation: impl Into<String>) -> impl FnOnce(std::io::Error) -> NatsError {
+        let operation = operation.into();
+        move |source| NatsError::Io {
+            operation,
+            source: Arc::new(source),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for NatsError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        NatsError::Task(Arc::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn causes_are_kept_as_typed_sources() {
+        let err =
+            NatsError::io("starting the connection's thread")(std::io::Error::other("EAGAIN"));
+        assert_eq!(
+            err.to_string(),
+            "nats: starting the connection's thread: EAGAIN"
+        );
+        let source = err.source().expect("an I/O cause");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+
+        let err = NatsError::request("flush")(std::fmt::Error);
+        assert!(err.to_string().starts_with("nats: flush failed: "), "{err}");
+        let source = err.source().expect("the client's error");
+        assert!(source.downcast_ref::<std::fmt::Error>().is_some());
+
+        assert!(NatsError::ThreadStopped.source().is_none());
+        assert!(
+            NatsError::ServerMissing
+                .to_string()
+                .contains("apt-get install")
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_keeps_the_client_error() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let err = crate::Nats::connect("127.0.0.1:1").unwrap_err();
+        assert!(matches!(err, NatsError::Connect { .. }), "{err:?}");
+        assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+        let source = err.source().expect("the client's error");
+        assert!(source.downcast_ref::<async_nats::ConnectError>().is_some());
+    }
+}
