@@ -2,9 +2,15 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Why a config file was not applied: the old config stays in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The cause behind a [`WatchError`]: the I/O or TOML error.
+type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Why a config file was not applied: the old config stays in force. The I/O or
+/// TOML error behind it, if any, is its [`source`](std::error::Error::source);
+/// equality compares what is shown (path, position, field, message).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WatchError {
     /// The file.
@@ -17,11 +23,35 @@ pub struct WatchError {
     pub field: Option<String>,
     /// What is wrong.
     pub message: String,
+    /// The error it comes from.
+    cause: Option<Cause>,
 }
 
+impl PartialEq for WatchError {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.path,
+            self.line,
+            self.column,
+            &self.field,
+            &self.message,
+        ) == (
+            &other.path,
+            other.line,
+            other.column,
+            &other.field,
+            &other.message,
+        )
+    }
+}
+
+impl Eq for WatchError {}
+
 impl WatchError {
-    pub(super) fn io(path: &Path, err: &std::io::Error) -> Self {
-        Self::invalid(path, format!("cannot read the file: {err}"))
+    pub(super) fn io(path: &Path, err: std::io::Error) -> Self {
+        let mut error = Self::invalid(path, format!("cannot read the file: {err}"));
+        error.cause = Some(Arc::new(err));
+        error
     }
 
     pub(super) fn invalid(path: &Path, message: String) -> Self {
@@ -31,12 +61,14 @@ impl WatchError {
             column: None,
             field: None,
             message,
+            cause: None,
         }
     }
 
     /// From a TOML error: the line, column and key of its span.
     pub(super) fn parse(path: &Path, text: &str, err: &toml::de::Error) -> Self {
         let mut error = Self::invalid(path, err.message().trim().to_owned());
+        error.cause = Some(Arc::new(err.clone()));
         if let Some(span) = err.span() {
             let start = span.start.min(text.len());
             let before = &text[..start];
@@ -70,7 +102,13 @@ impl fmt::Display for WatchError {
     }
 }
 
-impl std::error::Error for WatchError {}
+impl std::error::Error for WatchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -94,6 +132,28 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.starts_with("config file etl.toml, line 2, column 8, field `rate`: "));
         assert!(shown.ends_with("(old config kept)"), "{shown}");
+    }
+
+    #[test]
+    fn the_toml_and_io_errors_are_the_source() {
+        use std::error::Error as _;
+        let text = "min = \"x\"\n";
+        let err = toml::from_str::<Settings>(text).unwrap_err();
+        let err = WatchError::parse(Path::new("etl.toml"), text, &err);
+        assert!(
+            err.source()
+                .unwrap()
+                .downcast_ref::<toml::de::Error>()
+                .is_some()
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = WatchError::io(Path::new("etl.toml"), io);
+        let source = err
+            .source()
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .unwrap();
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -304,9 +304,9 @@ impl<C: DeserializeOwned + Clone + Send + 'static> ConfigWatcher<C> {
     }
 
     fn read(&self) -> Result<(C, (SystemTime, u64)), WatchError> {
-        let seen = stamp(&self.path).map_err(|e| WatchError::io(&self.path, &e))?;
+        let seen = stamp(&self.path).map_err(|e| WatchError::io(&self.path, e))?;
         let text =
-            std::fs::read_to_string(&self.path).map_err(|e| WatchError::io(&self.path, &e))?;
+            std::fs::read_to_string(&self.path).map_err(|e| WatchError::io(&self.path, e))?;
         let config: C =
             toml::from_str(&text).map_err(|e| WatchError::parse(&self.path, &text, &e))?;
         if let Some(check) = &self.validate {
