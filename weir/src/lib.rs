@@ -106,7 +106,7 @@ pub mod prelude {
     pub use weir_operators::limit::{
         AtLimit, KeysFull, LimitExt, Rate, Throttle, ThrottleConfig, ThrottleMode, rejections_to,
     };
-    pub use weir_operators::ops::ConfigExt;
+    pub use weir_operators::ops::{ConfigExt, FlowControlExt};
     pub use weir_operators::reconfig::{ConfigWatcher, WatchError};
     pub use weir_operators::sink::Egress;
     pub use weir_operators::source::{Ingress, SendError, TrySendError};

@@ -118,6 +118,7 @@ mod tests {
     use weir_runtime::BuildError;
 
     use crate::test_support::{rt, run_small};
+    use crate::ops::FlowControlExt;
     use crate::{FlowExt, Pipeline};
 
     #[test]

@@ -191,6 +191,7 @@ mod tests {
     use weir_runtime::junction::Overflow;
 
     use crate::test_support::{rt, run_small};
+    use crate::ops::FlowControlExt;
     use crate::{FlowExt, Pipeline};
 
     #[test]

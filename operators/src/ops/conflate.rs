@@ -103,6 +103,7 @@ where
 #[cfg(test)]
 mod tests {
     use crate::test_support::run_small;
+    use crate::ops::FlowControlExt;
     use crate::{FlowExt, Pipeline};
 
     /// Summaries of consecutive runs: nothing lost, order kept, combined counted.
