@@ -11,7 +11,7 @@ use super::slack::Slack;
 /// arriving elements into one summary of at most `max` elements (`seed` starts
 /// it, `aggregate` adds to it), sent as soon as there is room. Once a summary
 /// holds `max` elements the stage takes no more input and upstream waits. Created
-/// by [`FlowExt::batch`](crate::FlowExt::batch) (Akka's `batch`).
+/// by [`FlowControlExt::batch`](crate::ops::FlowControlExt::batch) (Akka's `batch`).
 ///
 /// Counting as for [`Conflate`](super::Conflate): a summary completes its seed,
 /// the other elements in it are counted as `filtered` (combined). Memory: one
@@ -117,8 +117,8 @@ where
 mod tests {
     use weir_runtime::BuildError;
 
-    use crate::test_support::{rt, run_small};
     use crate::ops::FlowControlExt;
+    use crate::test_support::{rt, run_small};
     use crate::{FlowExt, Pipeline};
 
     #[test]

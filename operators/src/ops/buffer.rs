@@ -11,8 +11,8 @@ use super::slack::Slack;
 
 /// Holds up to `capacity` elements between two stages and applies an
 /// [`Overflow`] policy when another arrives. Created by
-/// [`FlowExt::buffer`](crate::FlowExt::buffer) and
-/// [`FlowExt::buffer_dead_lettering`](crate::FlowExt::buffer_dead_lettering).
+/// [`FlowControlExt::buffer`](crate::ops::FlowControlExt::buffer) and
+/// [`FlowControlExt::buffer_dead_lettering`](crate::ops::FlowControlExt::buffer_dead_lettering).
 ///
 /// Order is kept (minus what was dropped). Each element is counted once: sent on
 /// (`completed`), held in the buffer (in flight, `abandoned` if the pipeline
@@ -190,8 +190,8 @@ mod tests {
     use weir_runtime::BuildError;
     use weir_runtime::junction::Overflow;
 
-    use crate::test_support::{rt, run_small};
     use crate::ops::FlowControlExt;
+    use crate::test_support::{rt, run_small};
     use crate::{FlowExt, Pipeline};
 
     #[test]

@@ -10,7 +10,7 @@ use super::slack::Slack;
 /// Sends each element on while downstream has room; while it has none, folds the
 /// arriving elements into one summary (`seed` starts it, `aggregate` adds to it)
 /// that is sent as soon as there is room. Never makes upstream wait (see below).
-/// Created by [`FlowExt::conflate`](crate::FlowExt::conflate) (Akka's
+/// Created by [`FlowControlExt::conflate`](crate::ops::FlowControlExt::conflate) (Akka's
 /// `conflateWithSeed`).
 ///
 /// Counting: a summary completes the element that seeded it; every element folded
@@ -102,8 +102,8 @@ where
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::run_small;
     use crate::ops::FlowControlExt;
+    use crate::test_support::run_small;
     use crate::{FlowExt, Pipeline};
 
     /// Summaries of consecutive runs: nothing lost, order kept, combined counted.

@@ -13,7 +13,7 @@ use super::{DropSink, Junction, Ports, Routing};
 
 /// What a bounded buffer on an edge does with an element that does not fit: a
 /// [`Feedback`] edge's buffer, and the explicit `buffer(n, overflow)` stage of the
-/// operator catalogue (`weir_operators::FlowExt::buffer`).
+/// operator catalogue (`weir_operators::ops::FlowControlExt::buffer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
     /// Upstream waits until there is room: nothing is dropped. The ordinary
