@@ -39,6 +39,13 @@ impl<T, S, Seed, Agg> Batch<T, S, Seed, Agg> {
     }
 }
 
+impl<T, S, Seed, Agg> Batch<T, S, Seed, Agg> {
+    /// Whether a summary is waiting for room.
+    pub(super) fn pending(&self) -> bool {
+        self.summary.is_some()
+    }
+}
+
 impl<T, S, Seed, Agg> std::fmt::Debug for Batch<T, S, Seed, Agg> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batch")

@@ -1,11 +1,10 @@
 //! [`Conflate`]: while downstream is slow, combine what arrives into one summary.
 
-use std::marker::PhantomData;
 use std::task::Context;
 
 use weir_runtime::operator::{Io, Operator, Step};
 
-use super::slack::Slack;
+use super::Batch;
 
 /// Sends each element on while downstream has room; while it has none, folds the
 /// arriving elements into one summary (`seed` starts it, `aggregate` adds to it)
@@ -23,21 +22,14 @@ use super::slack::Slack;
 /// edge's credit back so that its stage is stepped whenever input arrives; that
 /// needs room for two elements downstream (capacity and batch limit of at least 2).
 pub struct Conflate<T, S, Seed, Agg> {
-    seed: Seed,
-    aggregate: Agg,
-    summary: Option<S>,
-    slack: Slack,
-    _t: PhantomData<fn(T)>,
+    /// A batch without a limit: the same loop, the same counting.
+    batch: Batch<T, S, Seed, Agg>,
 }
 
 impl<T, S, Seed, Agg> Conflate<T, S, Seed, Agg> {
     pub(crate) fn new(seed: Seed, aggregate: Agg) -> Self {
         Conflate {
-            seed,
-            aggregate,
-            summary: None,
-            slack: Slack::default(),
-            _t: PhantomData,
+            batch: Batch::new(usize::MAX, seed, aggregate),
         }
     }
 }
@@ -45,7 +37,7 @@ impl<T, S, Seed, Agg> Conflate<T, S, Seed, Agg> {
 impl<T, S, Seed, Agg> std::fmt::Debug for Conflate<T, S, Seed, Agg> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conflate")
-            .field("pending", &self.summary.is_some())
+            .field("pending", &self.batch.pending())
             .finish()
     }
 }
@@ -65,38 +57,11 @@ where
     }
 
     fn held(&self) -> usize {
-        usize::from(self.summary.is_some())
+        self.batch.held()
     }
 
-    fn step(&mut self, io: &mut Io<'_, T, S>, _cx: &mut Context<'_>) -> Step {
-        let keep = self.slack.keep(io);
-        loop {
-            if io.room() > keep
-                && let Some(summary) = self.summary.take()
-            {
-                io.push(summary);
-            }
-            let Some(x) = io.pop() else { break };
-            self.summary = Some(match self.summary.take() {
-                None => (self.seed)(x),
-                Some(summary) => {
-                    let summary = (self.aggregate)(summary, x);
-                    io.filter();
-                    summary
-                }
-            });
-        }
-        let keep = if io.input_exhausted() { 0 } else { keep };
-        if io.room() > keep
-            && let Some(summary) = self.summary.take()
-        {
-            io.push(summary);
-        }
-        if io.input_exhausted() && self.summary.is_none() {
-            Step::Finished
-        } else {
-            Step::Continue
-        }
+    fn step(&mut self, io: &mut Io<'_, T, S>, cx: &mut Context<'_>) -> Step {
+        self.batch.step(io, cx)
     }
 }
 

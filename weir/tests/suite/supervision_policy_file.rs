@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use weir::prelude::*;
 use weir::supervisor::policy::PolicyConfig;
 
+use crate::supervision_strategy::Pass;
+
 /// A map that panics on the first attempt of every 100th element.
 fn flaky() -> impl FnMut(u64) -> u64 + Send + 'static {
     let tried = Arc::new(Mutex::new(HashSet::new()));
@@ -213,42 +215,6 @@ fn a_custom_operator_needs_cloneable_to_be_supervised_by_a_file() {
         .wait()
         .unwrap();
     assert_eq!(done.output, (0..10).collect::<Vec<_>>());
-}
-
-/// Passes elements through; fails once on `fail_on`.
-struct Pass {
-    fail_on: Option<(u64, Arc<AtomicBool>)>,
-}
-
-impl weir::operator::Operator for Pass {
-    type In = u64;
-    type Out = u64;
-
-    fn kind(&self) -> &'static str {
-        "pass"
-    }
-
-    fn retry_safe(&self) -> bool {
-        true
-    }
-
-    fn step(
-        &mut self,
-        io: &mut weir::operator::Io<'_, u64, u64>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> weir::operator::Step {
-        while io.has_room() {
-            let Some(x) = io.pop() else { break };
-            if let Some((bad, failed)) = &self.fail_on
-                && x == *bad
-                && !failed.swap(true, Ordering::SeqCst)
-            {
-                panic!("failing once on {x}");
-            }
-            io.push(x);
-        }
-        io.finish_when_drained()
-    }
 }
 
 /// A factory of `Pass` that counts its builds in `count`; `fail` makes the stage

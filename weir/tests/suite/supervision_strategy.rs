@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use weir::prelude::*;
 use weir::supervisor::policy::{RestartStrategy, RestartType};
 
-/// Passes elements through; the middle stage fails once on element 5.
-struct Pass {
-    fail_on: Option<(u64, Arc<AtomicBool>)>,
+/// Passes elements through; fails once on `fail_on` (also used by
+/// `supervision_policy_file`).
+pub(crate) struct Pass {
+    pub(crate) fail_on: Option<(u64, Arc<AtomicBool>)>,
 }
 
 impl weir::operator::Operator for Pass {
