@@ -125,6 +125,35 @@ pub enum BuildError {
         /// What does not fit.
         message: String,
     },
+    /// A checkpointed pipeline has a stage whose state or routing a checkpoint
+    /// cannot make consistent (a feedback edge, a dynamic hub, a junction that
+    /// waits on one input while another holds elements).
+    #[error("stage `{stage}` cannot take part in a checkpoint: {reason}")]
+    NotCheckpointable {
+        /// The stage.
+        stage: String,
+        /// Why.
+        reason: String,
+    },
+    /// The checkpoint to restore from does not fit the pipeline: a stateful stage
+    /// was added, removed or renamed, or a state does not decode.
+    #[error("checkpoint {checkpoint} does not fit the pipeline: stage `{stage}`: {reason}")]
+    CheckpointMismatch {
+        /// The checkpoint's id.
+        checkpoint: u64,
+        /// The stage.
+        stage: String,
+        /// What does not fit.
+        reason: String,
+    },
+    /// The checkpoint directory cannot be used (not writable, unreadable).
+    #[error("checkpoint directory `{dir}`: {reason}")]
+    CheckpointDir {
+        /// The directory.
+        dir: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// A pipeline that failed while running.

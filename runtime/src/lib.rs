@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod checkpoint;
 pub mod junction;
 pub mod manager;
 pub mod observe;

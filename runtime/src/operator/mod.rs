@@ -189,4 +189,23 @@ pub trait Operator: Send + 'static {
     /// Called once when the stage stops, for whatever reason: a sink hands its
     /// result over here.
     fn on_stop(&mut self) {}
+
+    /// The operator's checkpointable state, if it keeps state that must survive a
+    /// crash: return `Some(self)` and implement
+    /// [`Checkpointable`](crate::checkpoint::Checkpointable). Default `None`: the
+    /// operator keeps nothing a checkpoint needs (a `map`), or it cannot be
+    /// checkpointed. An operator that returns `None` and holds elements
+    /// ([`held`](Self::held)) is drained before a barrier passes it.
+    fn checkpoint(&mut self) -> Option<&mut dyn crate::checkpoint::Checkpointable> {
+        None
+    }
+
+    /// Whether the operator keeps state that a checkpoint cannot hold, so that a
+    /// checkpointed pipeline with it would be inconsistent after a restore: the
+    /// reason, in words. Building a checkpointed pipeline with such a stage is a
+    /// [`BuildError::NotCheckpointable`](crate::BuildError::NotCheckpointable).
+    /// Default `None`.
+    fn not_checkpointable(&self) -> Option<String> {
+        None
+    }
 }

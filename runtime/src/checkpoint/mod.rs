@@ -1,0 +1,19 @@
+//! Durable state: checkpoint barriers, operator snapshots and recovery.
+//!
+//! A checkpointed pipeline's coordinator injects barrier *n* at every source. The
+//! barrier travels in order with the elements; a stage that has seen barrier *n* on
+//! every input (its elements before the barrier all taken, none after) snapshots its
+//! state and passes the barrier on; a source records its position. When every stage
+//! has, checkpoint *n* is complete: its states are written to the checkpoint
+//! directory, and the stages are told ([`Checkpointable::committed`]), so that sinks
+//! commit what they wrote before the barrier. A pipeline started with a directory
+//! that holds a complete checkpoint restores every stage's state from it and every
+//! source resumes from its position. See `docs/checkpoints.md`.
+
+mod state;
+
+pub use state::{
+    Checkpointable, DEFAULT_MAX_STATE_BYTES, KEY_GROUPS, RestoreContext, Snapshot, StableBuildHasher,
+    StableHasher, StateError, StatePart, decode, encode, key_group, key_group_of,
+    replica_of_group,
+};
