@@ -407,7 +407,7 @@ impl RestoreContext {
 /// struct Count(u64);
 ///
 /// impl Checkpointable for Count {
-///     fn snapshot(&mut self) -> Result<Snapshot, StateError> {
+///     fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
 ///         Snapshot::of(1, &self.0)
 ///     }
 ///     fn restore(&mut self, s: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
@@ -436,12 +436,12 @@ impl RestoreContext {
 /// }
 /// ```
 pub trait Checkpointable {
-    /// The state now, everything before the barrier included.
+    /// The state now, everything before barrier `checkpoint` included.
     ///
     /// # Errors
     ///
     /// The state does not encode; the checkpoint fails and the pipeline goes on.
-    fn snapshot(&mut self) -> Result<Snapshot, StateError>;
+    fn snapshot(&mut self, checkpoint: u64) -> Result<Snapshot, StateError>;
 
     /// Replaces the state with `snapshot`'s. Called before the stage takes any
     /// element.
