@@ -98,6 +98,31 @@ pub trait Junction: Send + 'static {
     fn contains_input_failures(&self) -> bool {
         false
     }
+
+    /// The junction's checkpointable state, if it keeps any (see
+    /// [`Operator::checkpoint`](crate::operator::Operator::checkpoint)). Default
+    /// `None`.
+    fn checkpoint(&mut self) -> Option<&mut dyn crate::checkpoint::Checkpointable> {
+        None
+    }
+
+    /// Why a checkpointed pipeline cannot contain this junction, if it cannot.
+    ///
+    /// A checkpoint barrier arriving on one input holds that input until the
+    /// barrier has arrived on every input, and the junction's state is snapshotted
+    /// once every element before the barriers is routed. A junction that can wait
+    /// for one particular input while another input holds elements (`zip`,
+    /// `concat`, `interleave`) could then never route them; unless it keeps them in
+    /// its checkpointable state, it says so here, and building a checkpointed
+    /// pipeline with it is a
+    /// [`BuildError::NotCheckpointable`](crate::BuildError::NotCheckpointable).
+    /// Default: a custom junction is not known to align, so it says why.
+    fn not_checkpointable(&self) -> Option<String> {
+        Some(format!(
+            "the junction `{}` does not say that it aligns checkpoint barriers (Junction::not_checkpointable)",
+            self.kind()
+        ))
+    }
 }
 
 /// What [`Junction::route`] says after moving elements.
