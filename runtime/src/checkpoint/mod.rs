@@ -11,9 +11,14 @@
 //! source resumes from its position. See `docs/checkpoints.md`.
 
 mod state;
+mod store;
 
 pub use state::{
     Checkpointable, DEFAULT_MAX_STATE_BYTES, KEY_GROUPS, RestoreContext, Snapshot, StableBuildHasher,
     StableHasher, StateError, StatePart, decode, encode, key_group, key_group_of,
     replica_of_group,
+};
+pub use store::{
+    CheckpointData, CheckpointStore, Loaded, Manifest, ManifestEntry, Skipped, StageState,
+    StoreError, StoreOptions,
 };
