@@ -1,81 +1,7 @@
 //! The embedded durable checkpoint store: one directory, plain files, no server.
-//!
-//! [`CheckpointStore`] writes each complete checkpoint ([`CheckpointData`]: every
-//! stage's [`Snapshot`](super::Snapshot)) as two files, and finds the newest one that
-//! verifies when the pipeline starts again:
-//!
-//! - `chk-{id:020}.state`: the states, one checksummed record per stage;
-//! - `chk-{id:020}.json`: the [`Manifest`], written **last**, through a temporary
-//!   file that is synced and renamed into place, then the directory is synced. A
-//!   checkpoint exists once its manifest does; a crash at any earlier point leaves a
-//!   state file without a manifest, which the next [`open`](CheckpointStore::open)
-//!   removes.
-//!
-//! After each write the store keeps the newest [`StoreOptions::retain`] complete
-//! checkpoints and removes the older ones (each manifest before its state file).
-//!
-//! Plain files rather than an embedded database: a checkpoint is written once,
-//! whole, and read back whole, so a log-structured or B-tree store would add a
-//! dependency and a second durability protocol for no gain; the format below is
-//! small enough to write down and check byte by byte.
-//!
-//! # State file (format version 1)
-//!
-//! All integers are little-endian.
-//!
-//! ```text
-//! offset 0                    8         10        12                  20
-//!        +--------------------+---------+---------+-------------------+
-//!        | magic "WEIRCKPT"   | version | 00 00   | checkpoint id u64 |   header
-//!        +--------------------+---------+---------+-------------------+
-//!
-//! offset 20, then each record right after the previous one, one per stage
-//!        +------------+------------+----------------------------------+
-//!        | len    u32 | crc32  u32 | payload: `len` bytes             |
-//!        +------------+------------+----------------------------------+
-//! ```
-//!
-//! - **version**: `u16`, `01 00`; the two bytes after it are reserved, zero.
-//! - **len**: the payload's length, at most [`StoreOptions::max_state_bytes`]; a
-//!   longer record is refused before anything is allocated for it.
-//! - **crc32**: the CRC-32 (IEEE, as in zlib and `crc32fast`) of the payload.
-//! - **payload**: a [`StageState`] encoded with serde and bincode 2
-//!   (`config::standard()`), decoded with [`decode`](super::decode)'s limit.
-//!
-//! # Manifest
-//!
-//! Pretty-printed JSON, for people and tools:
-//!
-//! ```text
-//! {
-//!   "format": 1,
-//!   "manifest_crc32": 2864434397,
-//!   "manifest": { "id": 7, "pipeline": "logproc", "created_unix_ms": ..., "state_file":
-//!     "chk-00000000000000000007.state", "stages": [ { "stage": "count", "kind": "scan",
-//!     "version": 1, "parts": 12, "offset": 20, "len": 4711, "crc32": ... } ],
-//!     "state_bytes": 4739 }
-//! }
-//! ```
-//!
-//! `manifest_crc32` is the CRC-32 of the manifest's compact JSON serialization
-//! (`serde_json::to_vec`), so a manifest damaged in place is detected; unknown
-//! fields are refused. Each [`ManifestEntry`] gives its record's offset, payload
-//! length and CRC-32; the records lie back to back from offset 20, and
-//! `state_bytes` is the state file's exact length.
-//!
-//! # Reading rules
-//!
-//! [`load_latest`](CheckpointStore::load_latest) tries the checkpoints newest first
-//! and returns the first that verifies completely: the manifest parses, its
-//! checksum, id, state file name, offsets and lengths agree; the state file has
-//! exactly `state_bytes` bytes and the right header; every record's header agrees
-//! with its entry, its CRC-32 matches, it decodes within the limit and holds the
-//! stage, kind, version and part count the entry names. Any other checkpoint (a
-//! manifest missing, truncated, damaged; a state file missing, truncated,
-//! damaged) is skipped with a `tracing` warning naming the file and the reason, and
-//! listed in [`Loaded::skipped`]. A file that cannot be read for another reason
-//! than being missing (permissions, an I/O error) is an error: the store cannot
-//! tell which checkpoint is the newest.
+//! The public handle, [`CheckpointStore`], documents the files and the rules; the
+//! private submodules hold the format (`format`), the write path (`write`), the
+//! verifying read path (`read`) and the file-system seam fault injection uses (`fs`).
 
 mod data;
 mod error;
@@ -100,12 +26,87 @@ pub use options::StoreOptions;
 use self::fs::{Fs, RealFs};
 use self::read::Failure;
 
-/// A directory of checkpoints: writes each complete checkpoint durably and finds the
-/// newest complete one again after a crash. See the [module docs](self) for the
-/// files and the rules.
+/// A directory of checkpoints, the embedded durable store: writes each complete
+/// checkpoint durably and finds the newest complete one again after a crash.
 ///
 /// One store per directory (an advisory lock on `chk.lock` enforces it), used by one
 /// writer at a time (writes are serialized by a lock); it is `Send + Sync`.
+///
+/// Each checkpoint ([`CheckpointData`]: every stage's [`Snapshot`](super::Snapshot))
+/// is two files:
+///
+/// - `chk-{id:020}.state`: the states, one checksummed record per stage;
+/// - `chk-{id:020}.json`: the [`Manifest`], written **last**, through a temporary
+///   file that is synced and renamed into place, then the directory is synced. A
+///   checkpoint exists once its manifest does; a crash at any earlier point leaves a
+///   state file without a manifest, which the next [`open`](CheckpointStore::open)
+///   removes.
+///
+/// After each write the store keeps the newest [`StoreOptions::retain`] complete
+/// checkpoints and removes the older ones (each manifest before its state file).
+///
+/// Plain files rather than an embedded database: a checkpoint is written once,
+/// whole, and read back whole, so a log-structured or B-tree store would add a
+/// dependency and a second durability protocol for no gain; the format below is
+/// small enough to write down and check byte by byte.
+///
+/// # State file (format version 1)
+///
+/// All integers are little-endian.
+///
+/// ```text
+/// offset 0                    8         10        12                  20
+///        +--------------------+---------+---------+-------------------+
+///        | magic "WEIRCKPT"   | version | 00 00   | checkpoint id u64 |   header
+///        +--------------------+---------+---------+-------------------+
+///
+/// offset 20, then each record right after the previous one, one per stage
+///        +------------+------------+----------------------------------+
+///        | len    u32 | crc32  u32 | payload: `len` bytes             |
+///        +------------+------------+----------------------------------+
+/// ```
+///
+/// - **version**: `u16`, `01 00`; the two bytes after it are reserved, zero.
+/// - **len**: the payload's length, at most [`StoreOptions::max_state_bytes`]; a
+///   longer record is refused before anything is allocated for it.
+/// - **crc32**: the CRC-32 (IEEE, as in zlib and `crc32fast`) of the payload.
+/// - **payload**: a [`StageState`] encoded with serde and bincode 2
+///   (`config::standard()`), decoded with [`decode`](super::decode)'s limit.
+///
+/// # Manifest
+///
+/// Pretty-printed JSON, for people and tools:
+///
+/// ```text
+/// {
+///   "format": 1,
+///   "manifest_crc32": 1474372108,
+///   "manifest": { "id": 7, "pipeline": "logproc", "created_unix_ms": ..., "state_file":
+///     "chk-00000000000000000007.state", "stages": [ { "stage": "count", "kind": "scan",
+///     "version": 1, "parts": 12, "offset": 20, "len": 4711, "crc32": ... } ],
+///     "state_bytes": 4739 }
+/// }
+/// ```
+///
+/// `manifest_crc32` is the CRC-32 of the manifest's compact JSON serialization
+/// (`serde_json::to_vec`), so a manifest damaged in place is detected; unknown
+/// fields are refused. Each [`ManifestEntry`] gives its record's offset, payload
+/// length and CRC-32; the records lie back to back from offset 20, and
+/// `state_bytes` is the state file's exact length.
+///
+/// # Reading rules
+///
+/// [`load_latest`](CheckpointStore::load_latest) tries the checkpoints newest first
+/// and returns the first that verifies completely: the manifest parses, its
+/// checksum, id, state file name, offsets and lengths agree; the state file has
+/// exactly `state_bytes` bytes and the right header; every record's header agrees
+/// with its entry, its CRC-32 matches, it decodes within the limit and holds the
+/// stage, kind, version and part count the entry names. Any other checkpoint (a
+/// manifest missing, truncated, damaged; a state file missing, truncated,
+/// damaged) is skipped with a `tracing` warning naming the file and the reason, and
+/// listed in [`Loaded::skipped`]. A file that cannot be read for another reason
+/// than being missing (permissions, an I/O error) is an error: the store cannot
+/// tell which checkpoint is the newest.
 ///
 /// # Examples
 ///

@@ -20,7 +20,8 @@ pub enum StoreError {
         /// The file or directory the operation was on.
         path: PathBuf,
         /// What was being done: `"create"`, `"write"`, `"fsync"`, `"rename"`,
-        /// `"fsync directory"`, `"remove"`, `"read"`, `"list"`.
+        /// `"fsync directory"`, `"remove"`, `"open"`, `"read"`, `"list"`, `"encode"`
+        /// (the manifest).
         op: &'static str,
         /// The underlying error.
         source: std::io::Error,
@@ -49,11 +50,23 @@ pub enum StoreError {
     TooLarge {
         /// The stage.
         stage: String,
-        /// Its encoded size in bytes (counted, not stored: past the limit the
-        /// encoding is measured without being kept in memory).
+        /// Its size in bytes: the encoded record's, or, when the state's bytes alone
+        /// are over the limit, theirs (checked before anything is encoded). Past
+        /// the limit the encoding is counted, not kept in memory.
         size: usize,
         /// The limit.
         limit: usize,
+    },
+    /// The manifest would be larger than the 16 MiB a manifest is read with (about
+    /// 100 000 stages, or stage names of that size); the checkpoint is not written.
+    #[error(
+        "the checkpoint manifest would be {size} bytes, larger than the limit of {limit} bytes"
+    )]
+    ManifestTooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// The limit.
+        limit: u64,
     },
     /// A stage's state could not be encoded.
     #[error("state of stage {stage:?} does not encode: {message}")]

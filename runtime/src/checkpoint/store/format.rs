@@ -1,6 +1,6 @@
 //! The on-disk format, written down once for the writer and the reader: file names,
 //! the state file's header and records, and the manifest file. The format itself is
-//! described in the [parent module](super).
+//! described on [`CheckpointStore`](super::CheckpointStore).
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
@@ -18,8 +18,12 @@ pub(super) const FORMAT_VERSION: u16 = 1;
 pub(super) const HEADER_LEN: u64 = 20;
 /// A record's header: payload length and CRC-32.
 pub(super) const RECORD_HEADER_LEN: u64 = 8;
-/// Manifests larger than this are refused unread (about 100 000 stages).
+/// Manifests larger than this are refused unread (about 100 000 stages), and not
+/// written. 1 MiB in unit tests, so that the test of the limit stays fast.
+#[cfg(not(test))]
 pub(super) const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+#[cfg(test)]
+pub(super) const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 /// The file created and removed by `open` to prove the directory is writable.
 pub(super) const PROBE_NAME: &str = "chk-probe.tmp";
 /// The lock file: held exclusively by the open store.

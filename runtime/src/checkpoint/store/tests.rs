@@ -8,7 +8,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::format::{self, HEADER_LEN, RECORD_HEADER_LEN};
+use proptest::prelude::*;
+
+use super::format::{self, HEADER_LEN, MAX_MANIFEST_BYTES, RECORD_HEADER_LEN};
 use super::fs::{Fs, FsFile};
 use super::*;
 use crate::checkpoint::{Snapshot, StatePart};
@@ -931,4 +933,77 @@ fn io_errors_name_the_file_and_the_operation() {
         )
     );
     assert!(std::error::Error::source(&e).is_some());
+}
+
+#[test]
+fn a_manifest_too_large_to_read_back_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::open(dir.path(), unsynced(3)).unwrap();
+    let mut d = data(1);
+    d.stages[0].stage = "s".repeat(MAX_MANIFEST_BYTES as usize);
+    match store.write(&d) {
+        Err(StoreError::ManifestTooLarge { size, limit }) => {
+            assert_eq!(limit, MAX_MANIFEST_BYTES);
+            assert!(size as u64 > limit, "{size}");
+        }
+        other => panic!("expected ManifestTooLarge, got {other:?}"),
+    }
+    assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+}
+
+fn stage_strategy() -> impl Strategy<Value = StageState> {
+    let part = (
+        proptest::option::of(0..crate::checkpoint::KEY_GROUPS),
+        proptest::collection::vec(any::<u8>(), 0..48),
+    )
+        .prop_map(|(key_group, bytes)| StatePart { key_group, bytes });
+    (
+        "[a-z]{1,8}",
+        "[a-z_]{1,6}",
+        any::<u32>(),
+        proptest::collection::vec(part, 0..4),
+    )
+        .prop_map(|(stage, kind, version, parts)| StageState {
+            stage,
+            kind,
+            snapshot: Snapshot { version, parts },
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Any checkpoint reads back exactly; one flipped bit anywhere in either of its
+    /// files never loads damaged data: the previous checkpoint is used instead.
+    #[test]
+    fn any_checkpoint_round_trips_and_any_flipped_bit_is_caught(
+        stages in proptest::collection::vec(stage_strategy(), 0..4),
+        created in any::<u64>(),
+        in_manifest in any::<bool>(),
+        at in any::<proptest::sample::Index>(),
+        bit in 0..8_u8,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path(), unsynced(3)).unwrap();
+        store.write(&data(1)).unwrap();
+        let second = CheckpointData { id: 2, pipeline: "p ü \"q\"".into(), created_unix_ms: created, stages };
+        store.write(&second).unwrap();
+        let (manifest, got) = store.load_latest().unwrap().checkpoint.unwrap();
+        prop_assert_eq!(manifest.id, 2);
+        prop_assert_eq!(&got, &second);
+
+        let name = if in_manifest { format::manifest_name(2) } else { format::state_name(2) };
+        let path = dir.path().join(name);
+        let mut bytes = stdfs::read(&path).unwrap();
+        let i = at.index(bytes.len());
+        let before = bytes[i];
+        bytes[i] ^= 1 << bit;
+        prop_assume!(!(before.is_ascii_whitespace() && bytes[i].is_ascii_whitespace()));
+        overwrite(&path, &bytes);
+        let loaded = store.load_latest().unwrap();
+        let (manifest, got) = loaded.checkpoint.unwrap();
+        prop_assert_eq!(manifest.id, 1);
+        prop_assert_eq!(got, data(1));
+        prop_assert_eq!(&loaded.skipped[0].file, &path);
+    }
 }

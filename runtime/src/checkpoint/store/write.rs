@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::format::{self, HEADER_LEN, RECORD_HEADER_LEN};
+use super::format::{self, HEADER_LEN, MAX_MANIFEST_BYTES, RECORD_HEADER_LEN};
 use super::fs::Fs;
 use super::read;
 use super::{CheckpointData, Manifest, ManifestEntry, StoreError, StoreOptions};
@@ -101,11 +101,16 @@ fn write_files(
         stages,
         state_bytes: offset,
     };
-    let bytes = format::manifest_bytes(&manifest).map_err(|e| StoreError::Encode {
-        stage: String::new(),
-        message: format!("the manifest does not encode: {e}"),
-    })?;
     let temp_path = dir.join(format::manifest_tmp_name(data.id));
+    let bytes =
+        format::manifest_bytes(&manifest).map_err(|e| io(&temp_path, "encode")(e.into()))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        // What is written must be readable: the reader refuses larger manifests.
+        return Err(StoreError::ManifestTooLarge {
+            size: bytes.len(),
+            limit: MAX_MANIFEST_BYTES,
+        });
+    }
     let mut file = fs
         .create(&temp_path, false)
         .map_err(io(&temp_path, "create"))?;
