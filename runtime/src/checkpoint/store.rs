@@ -161,8 +161,8 @@ pub struct CheckpointStore {
 impl CheckpointStore {
     /// Opens the checkpoint directory `dir`, creating it if needed.
     ///
-    /// Proves the directory is writable (creates, writes, syncs and removes a probe
-    /// file), locks it, and removes what a crash left: state files without a
+    /// Locks the directory, proves it is writable (creates, writes, syncs and
+    /// removes a probe file), and removes what a crash left: state files without a
     /// manifest (a checkpoint whose write did not complete; each is logged and
     /// reported by [`load_latest`](Self::load_latest)) and temporary files. Files
     /// that are not the store's are left alone.
