@@ -10,15 +10,37 @@
 //! that holds a complete checkpoint restores every stage's state from it and every
 //! source resumes from its position. See `docs/checkpoints.md`.
 
+mod config;
+mod coordinator;
 mod state;
 mod store;
 
-pub use state::{
-    Checkpointable, DEFAULT_MAX_STATE_BYTES, KEY_GROUPS, RestoreContext, Snapshot, StableBuildHasher,
-    StableHasher, StateError, StatePart, decode, encode, key_group, key_group_of,
-    replica_of_group,
-};
+pub use config::CheckpointConfig;
+pub(crate) use coordinator::Coordinator;
+pub use coordinator::{CheckpointError, CheckpointInfo, CheckpointStats};
 pub use store::{
     CheckpointData, CheckpointStore, Loaded, Manifest, ManifestEntry, Skipped, StageState,
     StoreError, StoreOptions,
 };
+
+pub use state::{
+    Checkpointable, DEFAULT_MAX_STATE_BYTES, KEY_GROUPS, RestoreContext, Snapshot,
+    StableBuildHasher, StableHasher, StateError, StatePart, decode, encode, key_group,
+    key_group_of, replica_of_group,
+};
+
+/// Runs `take` (an operator's `checkpoint().map(|s| s.snapshot(id))`), catching a
+/// panic: the stage's snapshot for the coordinator.
+pub(crate) fn guarded_snapshot(
+    take: impl FnOnce() -> Option<Result<Snapshot, StateError>>,
+) -> Result<Option<Snapshot>, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(take)) {
+        Ok(None) => Ok(None),
+        Ok(Some(Ok(snapshot))) => Ok(Some(snapshot)),
+        Ok(Some(Err(e))) => Err(e.to_string()),
+        Err(payload) => Err(format!(
+            "snapshot panicked: {}",
+            weir_supervisor::Failure::from_panic(payload)
+        )),
+    }
+}

@@ -329,6 +329,24 @@ impl CheckpointStore {
         })
     }
 
+    /// Checkpoint `id`, read and verified (an older one than the newest, for
+    /// inspection and tests).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] naming the file and the reason if it is torn,
+    /// corrupt or missing; [`StoreError::Io`] for another read error.
+    pub fn load(&self, id: u64) -> Result<(Manifest, CheckpointData), StoreError> {
+        match read::read_checkpoint(&self.dir, id, self.options.record_limit()) {
+            Ok(checkpoint) => Ok(checkpoint),
+            Err(Failure::Skip(skipped)) => Err(StoreError::Corrupt {
+                file: skipped.file,
+                reason: skipped.reason,
+            }),
+            Err(Failure::Io(e)) => Err(e),
+        }
+    }
+
     /// The manifests of every complete checkpoint that verifies, oldest first.
     /// Reads and verifies every checkpoint's state; the others are logged with
     /// `tracing::warn!` and left out.

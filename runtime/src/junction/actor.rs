@@ -47,6 +47,12 @@ pub(crate) struct JunctionActor<J: Junction> {
     filtered: u64,
     failed: u64,
     wake: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The checkpoint barrier being aligned, and since when.
+    barrier: Option<(u64, Instant)>,
+    /// The last barrier that passed.
+    last_barrier: u64,
+    /// Whether the junction is checkpointable.
+    stateful: bool,
 }
 
 impl<J: Junction> Unpin for JunctionActor<J> {}
@@ -84,6 +90,9 @@ impl<J: Junction> UnstartedJunction<J> {
             .into_iter()
             .map(|up| InPort {
                 queue: VecDeque::new(),
+                behind: VecDeque::new(),
+                behind_len: 0,
+                arrived: false,
                 ended: false,
                 owed: 0,
                 up,
@@ -109,7 +118,12 @@ impl<J: Junction> UnstartedJunction<J> {
                 }
             })
             .collect();
+        let mut junction = junction;
+        let stateful = junction.checkpoint().is_some();
         let actor = JunctionActor {
+            stateful,
+            barrier: None,
+            last_barrier: 0,
             junction,
             shared,
             pipeline,
@@ -147,6 +161,10 @@ impl<J: Junction> JunctionActor<J> {
             let sent = self.flush(ctx, now);
             if self.phase == Phase::Stopped {
                 break;
+            }
+            if self.barrier.is_some() && self.barrier_due() {
+                self.pass_barrier(ctx);
+                continue;
             }
             if self.phase == Phase::Finishing {
                 if self.outs.iter().all(|o| !o.open || o.buffer.is_empty()) {
@@ -398,8 +416,10 @@ impl<J: Junction> JunctionActor<J> {
         let pushed: u64 = s.out_ports.iter().map(|p| p.pushed.load(Relaxed)).sum();
         let dropped: u64 = s.out_ports.iter().map(|p| p.dropped.load(Relaxed)).sum();
         s.produced.store(pushed - dropped, Relaxed);
-        s.queued
-            .store(self.ins.iter().map(|p| p.queue.len()).sum(), Relaxed);
+        s.queued.store(
+            self.ins.iter().map(|p| p.queue.len() + p.behind_len).sum(),
+            Relaxed,
+        );
         s.outbox
             .store(self.outs.iter().map(|p| p.buffer.len()).sum(), Relaxed);
         s.credit
@@ -410,7 +430,10 @@ impl<J: Junction> JunctionActor<J> {
             counters.buffered.store(port.buffer.len(), Relaxed);
         }
         if held == 0
-            && self.ins.iter().all(|p| p.queue.is_empty())
+            && self
+                .ins
+                .iter()
+                .all(|p| p.queue.is_empty() && p.behind_len == 0)
             && self.outs.iter().all(|p| p.buffer.is_empty())
         {
             s.mark_settled(self.ins.iter().map(|p| p.received).sum());
@@ -425,6 +448,7 @@ impl<J: Junction> JunctionActor<J> {
         if std::mem::replace(&mut self.reported, true) {
             return;
         }
+        self.final_snapshot();
         self.publish_gauges();
         for (port, counters) in self.outs.iter().zip(&self.shared.out_ports) {
             counters.final_outbox.store(port.buffer.len(), Relaxed);
@@ -434,7 +458,7 @@ impl<J: Junction> JunctionActor<J> {
             .final_state
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(FinalState {
-            queued: self.ins.iter().map(|p| p.queue.len()).sum(),
+            queued: self.ins.iter().map(|p| p.queue.len() + p.behind_len).sum(),
             held: self.held(),
             outbox: 0,
         });
@@ -448,7 +472,7 @@ impl<J: Junction> JunctionActor<J> {
         let in_mailbox = p.up.as_ref().map_or(0, |up| {
             up.source.emitted(SeqCst).saturating_sub(p.received) as usize
         });
-        let occupancy = p.queue.len() + in_mailbox;
+        let occupancy = p.queue.len() + p.behind_len + in_mailbox;
         self.shared.peak_occupancy.fetch_max(occupancy, Relaxed);
         if occupancy > self.shared.capacity {
             self.shared.bound_violations.fetch_add(1, Relaxed);
@@ -496,7 +520,12 @@ impl<J: Junction> Handler<PortDown<J::In>> for JunctionActor<J> {
 
     fn handle(&mut self, msg: PortDown<J::In>, _ctx: &mut Self::Context) {
         let port = msg.port;
+        if self.ins[port].arrived {
+            self.hold_behind(port, msg.down);
+            return;
+        }
         match msg.down {
+            Down::Barrier(id) => self.port_barrier(port, id),
             Down::Batch(batch) => {
                 let n = batch.len() as u64;
                 let p = &mut self.ins[port];
@@ -552,7 +581,161 @@ impl<J: Junction> Handler<Control> for JunctionActor<J> {
             // Junctions hold no user state to rebuild on a sibling's restart.
             Control::Shutdown | Control::Restart => {}
             Control::Abort => self.stop(ctx, StopReason::Aborted),
+            // Every input's upstream has stopped: the barrier comes after all of it.
+            Control::Checkpoint(id) => self.inject_barrier(id),
+            Control::Committed(id) => self.committed(id),
         }
+    }
+}
+
+/// Checkpoint barriers through a junction: an input that delivered barrier `n` is
+/// held (its later messages wait in `behind`) until every input has; once every
+/// element before the barriers is routed and sent, the junction snapshots, sends
+/// the barrier on every open output, acknowledges it, and releases its inputs.
+impl<J: Junction> JunctionActor<J> {
+    fn hold_behind(&mut self, port: usize, down: Down<J::In>) {
+        if let Down::Batch(batch) = &down {
+            let n = batch.len() as u64;
+            let p = &mut self.ins[port];
+            p.received += n;
+            p.behind_len += batch.len();
+            self.shared.in_received[port].fetch_add(n, Relaxed);
+            self.shared.received.fetch_add(n, Relaxed);
+            self.observe_occupancy(port);
+        }
+        self.ins[port].behind.push_back(down);
+    }
+
+    /// Input `port` delivered barrier `id`.
+    fn port_barrier(&mut self, port: usize, id: u64) {
+        if id <= self.last_barrier {
+            return;
+        }
+        match self.barrier {
+            None => {
+                self.barrier = Some((id, Instant::now()));
+                self.ins[port].arrived = true;
+            }
+            Some((pending, _)) if pending == id => self.ins[port].arrived = true,
+            Some((pending, _)) if id > pending => {
+                // The pending one was injected (this input had ended for it).
+                self.ins[port].arrived = true;
+                self.ins[port].behind.push_back(Down::Barrier(id));
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn inject_barrier(&mut self, id: u64) {
+        if id <= self.last_barrier {
+            return;
+        }
+        match self.barrier {
+            None => {
+                self.barrier = Some((id, Instant::now()));
+                for p in &mut self.ins {
+                    p.arrived = true;
+                }
+            }
+            Some((pending, _)) if id > pending => {
+                for p in &mut self.ins {
+                    if p.arrived {
+                        p.behind.push_back(Down::Barrier(id));
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn barrier_due(&self) -> bool {
+        self.ins
+            .iter()
+            .all(|p| (p.arrived || p.ended) && p.queue.is_empty())
+            && self.outs.iter().all(|o| !o.open || o.buffer.is_empty())
+            && (self.stateful || self.held() == 0)
+    }
+
+    fn pass_barrier(&mut self, ctx: &mut Context<Self>) {
+        let Some((id, since)) = self.barrier.take() else {
+            return;
+        };
+        let snapshot = self.snapshot(id);
+        for port in &self.outs {
+            if !port.open {
+                continue;
+            }
+            if let Some(tx) = &port.tx
+                && let Err(SendError::Full(_)) = tx.try_send(Down::Barrier(id))
+            {
+                let msg = "mailbox full despite credit (weir flow-control bug)";
+                self.fail(Failure::error(ErrorClass::ResourceExhausted, msg), ctx);
+                return;
+            }
+        }
+        self.last_barrier = id;
+        self.pipeline
+            .checkpoint_ack(self.shared.index, id, snapshot, since.elapsed());
+        for port in 0..self.ins.len() {
+            self.ins[port].arrived = false;
+            while let Some(down) = self.ins[port].behind.pop_front() {
+                match down {
+                    Down::Batch(batch) => {
+                        let p = &mut self.ins[port];
+                        p.behind_len -= batch.len();
+                        if p.ended {
+                            self.taken += batch.len() as u64;
+                            self.filtered += batch.len() as u64;
+                        } else {
+                            p.queue.extend(batch);
+                        }
+                    }
+                    Down::End => self.ins[port].ended = true,
+                    Down::Barrier(next) => {
+                        self.port_barrier(port, next);
+                        if self.ins[port].arrived {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn snapshot(&mut self, id: u64) -> crate::stage::actor::StageSnapshot {
+        if !self.stateful {
+            return Ok(None);
+        }
+        let junction = &mut self.junction;
+        crate::checkpoint::guarded_snapshot(|| {
+            junction.checkpoint().map(|state| state.snapshot(id))
+        })
+    }
+
+    fn committed(&mut self, id: u64) {
+        if !self.stateful {
+            return;
+        }
+        let junction = &mut self.junction;
+        if catch_unwind(AssertUnwindSafe(|| {
+            if let Some(state) = junction.checkpoint() {
+                state.committed(id);
+            }
+        }))
+        .is_err()
+        {
+            tracing::error!(stage = %self.shared.name, checkpoint = id, "junction panicked committing a checkpoint");
+        }
+    }
+
+    /// The junction's state when it stops, for checkpoints its barrier never
+    /// reached.
+    fn final_snapshot(&mut self) {
+        if !self.pipeline.checkpointed() {
+            return;
+        }
+        let snapshot = self.snapshot(self.last_barrier + 1);
+        self.shared.set_final_snapshot(snapshot);
     }
 }
 

@@ -84,6 +84,11 @@ impl<T: Send + 'static> Junction for Merge<T> {
         "merge"
     }
 
+    fn not_checkpointable(&self) -> Option<String> {
+        // Routes any input's elements as room allows: alignment never waits on it.
+        None
+    }
+
     fn contains_input_failures(&self) -> bool {
         self.on_failure == InputFailure::EndInput
     }
@@ -161,6 +166,11 @@ impl<T: Send + 'static> Junction for MergePrioritized<T> {
 
     fn kind(&self) -> &'static str {
         "merge_prioritized"
+    }
+
+    fn not_checkpointable(&self) -> Option<String> {
+        // Routes any input's elements as room allows: alignment never waits on it.
+        None
     }
 
     fn validate(&self, inputs: usize, _outputs: usize) -> Result<(), String> {
@@ -244,6 +254,10 @@ impl<T: Send + 'static> Junction for Concat<T> {
         "concat"
     }
 
+    fn not_checkpointable(&self) -> Option<String> {
+        Some("a concat reads its second input only after its first ended, so barriers on the later inputs would wait behind elements it cannot route yet; a checkpoint would have to hold those elements, which it does not yet".into())
+    }
+
     fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {
         while self.current < ports.inputs() {
             let i = self.current;
@@ -290,6 +304,10 @@ impl<T: Send + 'static> Junction for Interleave<T> {
 
     fn kind(&self) -> &'static str {
         "interleave"
+    }
+
+    fn not_checkpointable(&self) -> Option<String> {
+        Some("an interleave waits for one input at a time, so an aligned barrier could hold the input it waits for; a checkpoint would have to hold the other inputs' elements, which it does not yet".into())
     }
 
     fn validate(&self, _inputs: usize, _outputs: usize) -> Result<(), String> {
@@ -404,6 +422,10 @@ where
 
     fn kind(&self) -> &'static str {
         "zip"
+    }
+
+    fn not_checkpointable(&self) -> Option<String> {
+        Some("a zip pairs its inputs element by element, so at a barrier one input can hold elements the other has not matched yet; a checkpoint would have to hold them, which it does not yet".into())
     }
 
     fn route(&mut self, ports: &mut Ports<'_, ZipIn<A, B>, C>) -> Routing {

@@ -288,6 +288,11 @@ impl<T: Clone + Send + 'static> Junction for Broadcast<T> {
         "broadcast"
     }
 
+    fn not_checkpointable(&self) -> Option<String> {
+        // One input: the barrier passes once what came before it is sent.
+        None
+    }
+
     fn validate(&self, _inputs: usize, outputs: usize) -> Result<(), String> {
         if outputs == 0 {
             return Err("a broadcast needs at least one branch".into());
@@ -438,6 +443,11 @@ impl<T: Send + 'static> Junction for Partition<T> {
         self.kind
     }
 
+    fn not_checkpointable(&self) -> Option<String> {
+        // One input: the barrier passes once what came before it is sent.
+        None
+    }
+
     fn validate(&self, _inputs: usize, outputs: usize) -> Result<(), String> {
         if outputs == 0 {
             return Err(format!("a {} needs at least one branch", self.kind));
@@ -563,6 +573,11 @@ impl<T: Send + 'static> Junction for BalanceOf<T> {
 
     fn kind(&self) -> &'static str {
         "balance"
+    }
+
+    fn not_checkpointable(&self) -> Option<String> {
+        // One input: the barrier passes once what came before it is sent.
+        None
     }
 
     fn validate(&self, _inputs: usize, outputs: usize) -> Result<(), String> {

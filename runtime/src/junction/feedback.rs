@@ -285,6 +285,10 @@ impl<T: Send + 'static> Junction for Feedback<T> {
         "feedback"
     }
 
+    fn not_checkpointable(&self) -> Option<String> {
+        Some("a feedback edge closes a cycle: elements circling in it belong to no barrier, so no checkpoint of a cycle is consistent".into())
+    }
+
     fn validate(&self, inputs: usize, outputs: usize) -> Result<(), String> {
         if self.capacity == 0 {
             return Err(

@@ -65,6 +65,9 @@ impl Sim {
         let ins = (0..n)
             .map(|_| InPort {
                 queue: VecDeque::new(),
+                behind: VecDeque::new(),
+                behind_len: 0,
+                arrived: false,
                 ended: false,
                 owed: 0,
                 up: None,

@@ -138,6 +138,12 @@ pub enum Routing {
 
 pub(crate) struct InPort<T> {
     pub(crate) queue: VecDeque<T>,
+    /// What arrived after the pending checkpoint barrier, held until it passes.
+    pub(crate) behind: VecDeque<crate::stage::message::Down<T>>,
+    /// Elements in `behind`.
+    pub(crate) behind_len: usize,
+    /// This input delivered the pending barrier.
+    pub(crate) arrived: bool,
     pub(crate) ended: bool,
     /// Places freed in the queue, not yet granted upstream.
     pub(crate) owed: usize,

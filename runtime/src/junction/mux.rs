@@ -171,6 +171,10 @@ impl<T: Send + 'static> Junction for Mux<T> {
         "mux"
     }
 
+    fn not_checkpointable(&self) -> Option<String> {
+        Some("barriers through a mux and its demux are not aligned per sub-stream yet".into())
+    }
+
     fn validate(&self, inputs: usize, _outputs: usize) -> Result<(), String> {
         if inputs == 0 {
             return Err("a mux needs at least one input".into());
@@ -258,6 +262,10 @@ impl<T: Send + 'static> Junction for Demux<T> {
 
     fn kind(&self) -> &'static str {
         "demux"
+    }
+
+    fn not_checkpointable(&self) -> Option<String> {
+        Some("barriers through a mux and its demux are not aligned per sub-stream yet".into())
     }
 
     fn validate(&self, _inputs: usize, outputs: usize) -> Result<(), String> {

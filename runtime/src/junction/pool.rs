@@ -122,6 +122,12 @@ impl<T: Send + 'static> Junction for Spread<T> {
         "balance"
     }
 
+    fn not_checkpointable(&self) -> Option<String> {
+        // Dispatch has one input; the collector takes any replica's results, and
+        // the results before a barrier are all in (ordered: contiguous) when it passes.
+        None
+    }
+
     fn validate(&self, _inputs: usize, outputs: usize) -> Result<(), String> {
         if outputs == 0 {
             return Err("a pool needs at least one replica".into());
@@ -141,6 +147,12 @@ impl<T: Send + 'static> Junction for Dispatch<T> {
 
     fn kind(&self) -> &'static str {
         "pool-dispatch"
+    }
+
+    fn not_checkpointable(&self) -> Option<String> {
+        // Dispatch has one input; the collector takes any replica's results, and
+        // the results before a barrier are all in (ordered: contiguous) when it passes.
+        None
     }
 
     fn validate(&self, _inputs: usize, outputs: usize) -> Result<(), String> {
@@ -263,6 +275,12 @@ impl<U: Send + 'static> Junction for Collect<U> {
 
     fn kind(&self) -> &'static str {
         "pool-collect"
+    }
+
+    fn not_checkpointable(&self) -> Option<String> {
+        // Dispatch has one input; the collector takes any replica's results, and
+        // the results before a barrier are all in (ordered: contiguous) when it passes.
+        None
     }
 
     fn validate(&self, inputs: usize, _outputs: usize) -> Result<(), String> {

@@ -66,6 +66,12 @@ impl<T: Send + 'static> Junction for WhenSplit<T> {
         "when-split"
     }
 
+    fn not_checkpointable(&self) -> Option<String> {
+        // Every decision before a barrier names an element before the barrier on
+        // its path, so the join never waits on a held input.
+        None
+    }
+
     fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {
         while ports.queued(0) > 0 {
             let path = match self.waiting.take() {
@@ -121,6 +127,12 @@ impl<T: Send + 'static> Junction for WhenJoin<T> {
 
     fn kind(&self) -> &'static str {
         "when-join"
+    }
+
+    fn not_checkpointable(&self) -> Option<String> {
+        // Every decision before a barrier names an element before the barrier on
+        // its path, so the join never waits on a held input.
+        None
     }
 
     fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {

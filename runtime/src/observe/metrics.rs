@@ -167,3 +167,24 @@ pub(crate) fn spawn_sampler(pipeline: Arc<PipelineShared>, interval: Duration) {
         }
     });
 }
+
+/// A checkpoint completed: `weir_checkpoints_completed_total`,
+/// `weir_checkpoint_duration_seconds`, `weir_checkpoint_alignment_seconds` and
+/// `weir_checkpoint_bytes` (histograms) and `weir_checkpoint_last_id` (gauge), per
+/// pipeline.
+pub(crate) fn checkpoint_completed(pipeline: &str, info: &crate::checkpoint::CheckpointInfo) {
+    let labels = vec![Label::new("pipeline", pipeline.to_owned())];
+    metrics::counter!("weir_checkpoints_completed_total", labels.clone()).increment(1);
+    metrics::histogram!("weir_checkpoint_duration_seconds", labels.clone())
+        .record(info.duration.as_secs_f64());
+    metrics::histogram!("weir_checkpoint_alignment_seconds", labels.clone())
+        .record(info.alignment.as_secs_f64());
+    metrics::histogram!("weir_checkpoint_bytes", labels.clone()).record(info.bytes as f64);
+    metrics::gauge!("weir_checkpoint_last_id", labels).set(info.id as f64);
+}
+
+/// A checkpoint failed: `weir_checkpoints_failed_total`, per pipeline.
+pub(crate) fn checkpoint_failed(pipeline: &str) {
+    let labels = vec![Label::new("pipeline", pipeline.to_owned())];
+    metrics::counter!("weir_checkpoints_failed_total", labels).increment(1);
+}

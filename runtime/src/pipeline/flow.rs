@@ -503,6 +503,24 @@ impl<R: Send + 'static> Runnable<R> {
         self
     }
 
+    /// Checkpoints the pipeline's state into `config`'s directory (see
+    /// `docs/checkpoints.md`): barriers flow with the elements, every checkpointable
+    /// stage snapshots its state as a barrier passes, sources record their
+    /// positions, and sinks commit when a checkpoint is durable. When the
+    /// directory already holds a complete checkpoint, `run` restores every stage
+    /// from it and every replayable source resumes where it was.
+    ///
+    /// `run` fails with [`BuildError::NotCheckpointable`](crate::BuildError::NotCheckpointable)
+    /// for a stage a checkpoint cannot make consistent, with
+    /// [`BuildError::CheckpointMismatch`](crate::BuildError::CheckpointMismatch)
+    /// when the checkpoint found does not fit the pipeline, and with
+    /// [`BuildError::CheckpointDir`](crate::BuildError::CheckpointDir) when the
+    /// directory cannot be written.
+    pub fn checkpoints(mut self, config: crate::checkpoint::CheckpointConfig) -> Self {
+        self.settings.checkpoint = Some(config);
+        self
+    }
+
     /// How often the stages' counters and gauges are published through the
     /// [`metrics`](https://docs.rs/metrics) facade (see `docs/observability.md`);
     /// default [`DEFAULT_METRICS_INTERVAL`](crate::observe::DEFAULT_METRICS_INTERVAL)

@@ -598,6 +598,13 @@ impl Graph {
         self
     }
 
+    /// Checkpoints the graph's state (see [`Runnable::checkpoints`]: the same
+    /// protocol, restore and errors).
+    pub fn checkpoints(&mut self, config: crate::checkpoint::CheckpointConfig) -> &mut Self {
+        self.settings.checkpoint = Some(config);
+        self
+    }
+
     /// Reports a stage or junction as stalled when it holds input it could
     /// process but makes no progress for `timeout` (see
     /// [`Runnable::stall_timeout`]). Default: off.

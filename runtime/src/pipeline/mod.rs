@@ -2,6 +2,7 @@
 //! ([`Running`], [`PipelineController`]), live [`PipelineStats`] and the final
 //! [`Report`].
 
+mod checkpointing;
 pub(crate) mod events;
 pub(crate) mod feedback;
 pub(crate) mod flow;

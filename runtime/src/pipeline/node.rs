@@ -12,6 +12,7 @@ use std::sync::Arc;
 use actix::{Addr, Recipient};
 use actix_rt::ArbiterHandle;
 
+use crate::checkpoint::{RestoreContext, Snapshot, StateError};
 use crate::junction::Junction;
 use crate::junction::actor::{JunctionActor, UnstartedJunction};
 use crate::operator::Operator;
@@ -77,6 +78,40 @@ pub(crate) trait Node: Send {
     /// [`ConfigHandle`](crate::reconfig::ConfigHandle) that is not a message to the
     /// actor, like a pool's size).
     fn on_start(&mut self, hook: StartHook);
+    /// What a checkpoint makes of the node.
+    fn checkpoint_kind(&mut self) -> NodeState;
+    /// Restores the node's state from a checkpoint, before it starts.
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError>;
+}
+
+/// What a checkpoint makes of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NodeState {
+    /// It keeps nothing a checkpoint needs.
+    Stateless,
+    /// It is checkpointable.
+    Stateful,
+    /// It cannot take part in a checkpoint (the reason).
+    Not(String),
+}
+
+fn restore_into(
+    state: Option<&mut dyn crate::checkpoint::Checkpointable>,
+    snapshot: &Snapshot,
+    ctx: &RestoreContext,
+) -> Result<(), StateError> {
+    match state {
+        Some(state) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            state.restore(snapshot, ctx)
+        }))
+        .unwrap_or_else(|payload| {
+            Err(StateError::Decode(format!(
+                "restore panicked: {}",
+                weir_supervisor::Failure::from_panic(payload)
+            )))
+        }),
+        None => Err(StateError::Shape("the stage keeps no state".into())),
+    }
 }
 
 /// What a node made of a policy from a policy file.
@@ -173,6 +208,20 @@ impl<Op: Operator> StageNode<Op> {
 }
 
 impl<Op: Operator> Node for StageNode<Op> {
+    fn checkpoint_kind(&mut self) -> NodeState {
+        if let Some(reason) = self.op.not_checkpointable() {
+            NodeState::Not(reason)
+        } else if self.op.checkpoint().is_some() {
+            NodeState::Stateful
+        } else {
+            NodeState::Stateless
+        }
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        restore_into(self.op.checkpoint(), snapshot, ctx)
+    }
+
     fn policy_setter(&self) -> Option<Recipient<SetPolicy>> {
         self.sup
             .as_ref()
@@ -314,6 +363,20 @@ impl<J: Junction> JunctionNode<J> {
 }
 
 impl<J: Junction> Node for JunctionNode<J> {
+    fn checkpoint_kind(&mut self) -> NodeState {
+        if let Some(reason) = self.junction.not_checkpointable() {
+            NodeState::Not(reason)
+        } else if self.junction.checkpoint().is_some() {
+            NodeState::Stateful
+        } else {
+            NodeState::Stateless
+        }
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        restore_into(self.junction.checkpoint(), snapshot, ctx)
+    }
+
     fn on_start(&mut self, hook: StartHook) {
         self.hooks.push(hook);
     }

@@ -138,6 +138,10 @@ impl Parts {
         &mut self.scratch
     }
 
+    pub(super) fn node_mut(&mut self, node: usize) -> &mut dyn Node {
+        self.nodes[node].node.as_mut()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -400,6 +404,8 @@ pub(crate) struct Settings {
         Option<crate::reconfig::ConfigHandle<weir_supervisor::policy::PolicyConfig>>,
     /// How often the stages' counters are published through the `metrics` facade.
     pub(crate) metrics_interval: std::time::Duration,
+    /// Where and how the pipeline checkpoints, if it does.
+    pub(crate) checkpoint: Option<crate::checkpoint::CheckpointConfig>,
 }
 
 impl Default for Settings {
@@ -415,6 +421,7 @@ impl Default for Settings {
             strategy: weir_supervisor::policy::RestartStrategy::default(),
             policies: None,
             policies_handle: None,
+            checkpoint: None,
         }
     }
 }
@@ -465,6 +472,10 @@ pub(crate) fn launch(
         ),
         None => (Vec::new(), settings.strategy),
     };
+    let coordinator = match &settings.checkpoint {
+        Some(config) => Some(super::checkpointing::prepare(&mut parts, config)?),
+        None => None,
+    };
     let capacities: Vec<usize> = specs.iter().map(|s| s.capacity).collect();
     let stages: Vec<Arc<StageShared>> = specs
         .into_iter()
@@ -495,6 +506,7 @@ pub(crate) fn launch(
         settings.stall_timeout,
         strategy,
         parts.downstream(),
+        coordinator,
     );
 
     // Pass 1: mailboxes, sized for every edge in and out.

@@ -238,6 +238,9 @@ pub struct Report {
     /// with [`InputFailure::EndInput`](crate::junction::InputFailure::EndInput)),
     /// in the order they happened. Empty otherwise.
     pub contained: Vec<ContainedFailure>,
+    /// Checkpoint figures, for a checkpointed pipeline (see
+    /// [`Runnable::checkpoints`](crate::Runnable::checkpoints)).
+    pub checkpoint: Option<crate::checkpoint::CheckpointStats>,
 }
 
 /// A stage failure that ended only the merge input its branch fed (see

@@ -108,6 +108,42 @@ impl PipelineController {
         self.shared.abort();
     }
 
+    /// Takes a checkpoint now: barrier `n` is injected at every source, and the
+    /// future resolves once checkpoint `n` is durable in the checkpoint directory
+    /// (or failed). The pipeline does not stop for it.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::NotEnabled`](crate::checkpoint::CheckpointError::NotEnabled)
+    /// for a pipeline without a checkpoint config; otherwise why checkpoint `n`
+    /// failed (a state that does not serialize, a write error, the pipeline ending
+    /// first).
+    pub fn checkpoint(
+        &self,
+    ) -> impl Future<
+        Output = Result<crate::checkpoint::CheckpointInfo, crate::checkpoint::CheckpointError>,
+    > + Send
+    + 'static {
+        let rx = match &self.shared.checkpoints {
+            Some(c) => {
+                let (tx, rx) = oneshot::channel();
+                c.trigger(&self.shared, Some(tx), false);
+                Some(rx)
+            }
+            None => None,
+        };
+        async move {
+            let Some(rx) = rx else {
+                return Err(crate::checkpoint::CheckpointError::NotEnabled);
+            };
+            rx.await
+                .unwrap_or(Err(crate::checkpoint::CheckpointError::Ended {
+                    checkpoint: 0,
+                    reason: "the pipeline was dropped".into(),
+                }))
+        }
+    }
+
     /// Subscribes to the pipeline's supervision events from now on. Subscribe on the
     /// [`Runnable`](crate::Runnable) to see them all. Once the pipeline has ended
     /// the subscription yields nothing but [`EventError::Ended`](crate::EventError::Ended).
@@ -149,6 +185,20 @@ impl<R: Send + 'static> Running<R> {
     /// A live snapshot of every stage.
     pub fn stats(&self) -> PipelineStats {
         self.controller.stats()
+    }
+
+    /// Takes a checkpoint now (see [`PipelineController::checkpoint`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`PipelineController::checkpoint`].
+    pub fn checkpoint(
+        &self,
+    ) -> impl Future<
+        Output = Result<crate::checkpoint::CheckpointInfo, crate::checkpoint::CheckpointError>,
+    > + Send
+    + 'static {
+        self.controller.checkpoint()
     }
 
     /// The health verdict (see [`PipelineController::health`]).

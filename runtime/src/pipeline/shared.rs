@@ -113,6 +113,8 @@ pub(crate) struct PipelineShared {
     /// The smallest stall timeout a stage used, in nanoseconds: the monitor scans
     /// at a quarter of it.
     pub(crate) min_stall_limit: std::sync::atomic::AtomicU64,
+    /// The checkpoint coordinator, for a checkpointed pipeline.
+    pub(crate) checkpoints: Option<crate::checkpoint::Coordinator>,
 }
 
 impl PipelineShared {
@@ -124,6 +126,7 @@ impl PipelineShared {
         stall_timeout: Option<std::time::Duration>,
         strategy: RestartStrategy,
         downstream: Vec<Vec<usize>>,
+        checkpoints: Option<crate::checkpoint::Coordinator>,
     ) -> (Arc<Self>, oneshot::Receiver<Done>) {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::new(PipelineShared {
@@ -143,7 +146,11 @@ impl PipelineShared {
             sampler: OnceLock::new(),
             monitored: std::sync::atomic::AtomicBool::new(false),
             min_stall_limit: std::sync::atomic::AtomicU64::new(u64::MAX),
+            checkpoints,
         });
+        if let Some(c) = &shared.checkpoints {
+            c.attach(&shared);
+        }
         (shared, rx)
     }
 
@@ -217,6 +224,70 @@ impl PipelineShared {
         }
         self.end().deadline_exceeded = true;
         self.broadcast(Control::Abort);
+    }
+
+    /// Whether the pipeline checkpoints.
+    pub(crate) fn checkpointed(&self) -> bool {
+        self.checkpoints.is_some()
+    }
+
+    /// Whether the pipeline is failing, aborting or shutting down.
+    pub(crate) fn is_ending(&self) -> bool {
+        let end = self.end();
+        end.failure.is_some() || end.aborted || end.shutdown_from.is_some()
+    }
+
+    /// Stage `stage` passed checkpoint barrier `id` with `snapshot`.
+    pub(crate) fn checkpoint_ack(
+        &self,
+        stage: usize,
+        id: u64,
+        snapshot: crate::stage::actor::StageSnapshot,
+        alignment: std::time::Duration,
+    ) {
+        if let Some(c) = &self.checkpoints {
+            c.ack(self, stage, id, snapshot, alignment);
+        }
+    }
+
+    /// The writer thread is done with checkpoint `id`.
+    pub(crate) fn checkpoint_written(
+        &self,
+        id: u64,
+        result: Result<(), String>,
+        info: crate::checkpoint::CheckpointInfo,
+        waiters: Vec<
+            oneshot::Sender<
+                Result<crate::checkpoint::CheckpointInfo, crate::checkpoint::CheckpointError>,
+            >,
+        >,
+    ) {
+        if let Some(c) = &self.checkpoints {
+            c.written(self, id, result, info, waiters);
+        }
+    }
+
+    /// Too many checkpoints in a row failed: the pipeline fails with the last
+    /// error, charged to its first stage.
+    pub(crate) fn checkpoints_gave_up(&self, err: &crate::checkpoint::CheckpointError) {
+        let failure = Failure::error(
+            weir_supervisor::ErrorClass::ResourceExhausted,
+            format!("checkpoints keep failing: {err}"),
+        );
+        self.fail(0, failure);
+    }
+
+    /// Sends `msg` to stage `stage`.
+    pub(crate) fn control(&self, stage: usize, msg: Control) {
+        if let Some(controls) = self.controls.get() {
+            // A control message, never elements (see `broadcast`).
+            controls[stage].do_send(msg);
+        }
+    }
+
+    /// Sends `msg` to every stage.
+    pub(crate) fn broadcast_control(&self, msg: Control) {
+        self.broadcast(msg);
     }
 
     /// The restart strategy in force.
@@ -377,6 +448,9 @@ impl PipelineShared {
             reason,
             ran_for,
         });
+        if let Some(c) = &self.checkpoints {
+            c.stopped(self, stage.index, reason);
+        }
         self.stage_stopped();
     }
 
@@ -384,6 +458,15 @@ impl PipelineShared {
     fn stage_stopped(&self) {
         if self.live.fetch_sub(1, SeqCst) != 1 {
             return;
+        }
+        if let Some(c) = &self.checkpoints {
+            // Every stage ended on its own: their final states are a consistent
+            // checkpoint (written before the handle learns of the end).
+            let consistent = {
+                let end = self.end();
+                end.failure.is_none() && !end.aborted && !end.deadline_exceeded && !end.runtime_lost
+            };
+            c.pipeline_ended(self, consistent);
         }
         let (report, failure) = self.final_report();
         let runtime_lost = self.end().runtime_lost;
@@ -446,6 +529,10 @@ impl PipelineShared {
             elapsed: self.uptime(),
             stages,
             contained,
+            checkpoint: self
+                .checkpoints
+                .as_ref()
+                .map(crate::checkpoint::Coordinator::stats),
         };
         (report, failure.map(|(_, f)| f))
     }

@@ -87,6 +87,8 @@ pub struct PipelineStats {
     /// Failures that ended only a merge input so far (see
     /// [`InputFailure::EndInput`](crate::junction::InputFailure::EndInput)).
     pub contained: Vec<crate::ContainedFailure>,
+    /// Checkpoint figures, for a checkpointed pipeline.
+    pub checkpoint: Option<crate::checkpoint::CheckpointStats>,
 }
 
 fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -136,6 +138,10 @@ impl PipelineStats {
             stages,
             failure: p.failure_text(),
             contained: p.contained_failures(),
+            checkpoint: p
+                .checkpoints
+                .as_ref()
+                .map(crate::checkpoint::Coordinator::stats),
         }
     }
 

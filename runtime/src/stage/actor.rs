@@ -29,6 +29,7 @@ use crate::operator::{Counting, Io, Operator, Step};
 use crate::pipeline::shared::PipelineShared;
 use crate::supervision::StageSupervisor;
 
+mod barrier;
 mod flush;
 pub(crate) mod reconfig;
 mod supervise;
@@ -37,6 +38,7 @@ mod watchdog;
 /// One step in this many is timed for the `weir_stage_step_seconds` histogram.
 const STEP_TIMING_EVERY: u32 = 16;
 
+pub(crate) use self::barrier::StageSnapshot;
 use self::supervise::{Gate, Judge};
 use crate::operator::element::ElementJudge;
 
@@ -98,6 +100,16 @@ pub(crate) struct StageActor<Op: Operator> {
     span: tracing::Span,
     /// Applies the last applied config again after a restart rebuilt the operator.
     reapply: Option<reconfig::Reapply<Op>>,
+    /// The checkpoint barrier that arrived and has not passed the stage yet.
+    barrier: Option<barrier::Pending>,
+    /// What arrived after that barrier, held until it passes (alignment).
+    behind: VecDeque<Down<Op::In>>,
+    /// Elements in `behind`.
+    behind_len: usize,
+    /// The last barrier that passed the stage.
+    last_barrier: u64,
+    /// Whether the operator is checkpointable (`Operator::checkpoint`).
+    stateful: bool,
 }
 
 // The actor is only ever moved as a whole and no field is pinned structurally (the
@@ -107,7 +119,7 @@ impl<Op: Operator> Unpin for StageActor<Op> {}
 
 impl<Op: Operator> StageActor<Op> {
     pub(crate) fn new(
-        op: Op,
+        mut op: Op,
         shared: Arc<StageShared>,
         pipeline: Arc<PipelineShared>,
         upstream: Option<UpLink>,
@@ -120,6 +132,7 @@ impl<Op: Operator> StageActor<Op> {
             None => (None, 0),
         };
         shared.credit.store(credit, Relaxed);
+        let stateful = op.checkpoint().is_some();
         StageActor {
             op,
             shared,
@@ -154,6 +167,11 @@ impl<Op: Operator> StageActor<Op> {
             blocked_since: None,
             span: tracing::Span::none(),
             reapply: None,
+            barrier: None,
+            behind: VecDeque::new(),
+            behind_len: 0,
+            last_barrier: 0,
+            stateful,
         }
     }
 
@@ -172,6 +190,16 @@ impl<Op: Operator> StageActor<Op> {
             // Letters a full dead-letter queue refused (policy: backpressure) go
             // first; until they are taken the stage takes no input and does not end.
             let letters_wait = !self.flush_letters(cx);
+            if self.barrier.is_some() {
+                if !letters_wait && self.barrier_due() {
+                    self.pass_barrier(ctx);
+                    continue;
+                }
+                if self.is_source() {
+                    // A source produces nothing after a barrier before it passed.
+                    break;
+                }
+            }
             if self.phase == Phase::Finishing {
                 if !letters_wait {
                     self.finish(ctx);
@@ -458,11 +486,13 @@ impl<Op: Operator> StageActor<Op> {
 
     fn publish_gauges(&self) {
         let held = self.op_held();
-        self.shared.queued.store(self.inq.len(), Relaxed);
+        self.shared
+            .queued
+            .store(self.inq.len() + self.behind_len, Relaxed);
         self.shared.outbox.store(self.outbox.len(), Relaxed);
         self.shared.credit.store(self.credit, Relaxed);
         self.shared.held.store(held, Relaxed);
-        if self.inq.is_empty() && self.outbox.is_empty() && held == 0 {
+        if self.inq.is_empty() && self.behind_len == 0 && self.outbox.is_empty() && held == 0 {
             self.shared.mark_settled(self.received);
         }
     }
@@ -519,8 +549,9 @@ impl<Op: Operator> StageActor<Op> {
         if catch_unwind(AssertUnwindSafe(|| self.op.on_stop())).is_err() {
             tracing::error!(stage = %self.shared.name, "operator panicked in on_stop");
         }
+        self.final_snapshot();
         let final_state = FinalState {
-            queued: self.inq.len(),
+            queued: self.inq.len() + self.behind_len,
             held: self.op_held(),
             outbox: self.outbox.len(),
         };
@@ -539,7 +570,13 @@ impl<Op: Operator> Handler<Down<Op::In>> for StageActor<Op> {
     type Result = ();
 
     fn handle(&mut self, msg: Down<Op::In>, _ctx: &mut Self::Context) {
+        if self.barrier.is_some() {
+            // Held behind the barrier until it passes.
+            self.hold_behind(msg);
+            return;
+        }
         match msg {
+            Down::Barrier(n) => self.begin_barrier(n),
             Down::Batch(batch) => {
                 let n = batch.len();
                 self.received += n as u64;
@@ -564,7 +601,7 @@ impl<Op: Operator> StageActor<Op> {
         let in_mailbox = self.upstream.as_ref().map_or(0, |up| {
             up.source.emitted(SeqCst).saturating_sub(self.received) as usize
         });
-        let occupancy = self.inq.len() + in_mailbox;
+        let occupancy = self.inq.len() + self.behind_len + in_mailbox;
         self.shared.peak_occupancy.fetch_max(occupancy, Relaxed);
         if occupancy > self.shared.capacity {
             self.shared.bound_violations.fetch_add(1, Relaxed);
@@ -597,6 +634,16 @@ impl<Op: Operator> Handler<Control> for StageActor<Op> {
             Control::Shutdown => self.shutdown = true,
             Control::Abort => self.stop(ctx, StopReason::Aborted),
             Control::Restart => self.restart_as_sibling(ctx),
+            // Injected at a source, or at a stage whose upstream has stopped: the
+            // barrier comes after everything the stage has received.
+            Control::Checkpoint(n) => {
+                if self.barrier.is_some() {
+                    self.hold_behind(Down::Barrier(n));
+                } else {
+                    self.begin_barrier(n);
+                }
+            }
+            Control::Committed(n) => self.committed(n),
         }
     }
 }

@@ -83,6 +83,7 @@ impl<A: Send + 'static> DownTx<A> {
             let down = match down {
                 Down::Batch(batch) => Down::Batch(batch.into_iter().map(lift.into).collect()),
                 Down::End => Down::End,
+                Down::Barrier(n) => Down::Barrier(n),
             };
             recipient.try_send(PortDown { port, down }).map_err(|err| {
                 let unlift = |msg: PortDown<T>| match msg.down {
@@ -90,6 +91,7 @@ impl<A: Send + 'static> DownTx<A> {
                         Down::Batch(batch.into_iter().filter_map(lift.back).collect())
                     }
                     Down::End => Down::End,
+                    Down::Barrier(n) => Down::Barrier(n),
                 };
                 match err {
                     SendError::Full(msg) => SendError::Full(unlift(msg)),

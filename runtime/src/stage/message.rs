@@ -12,6 +12,10 @@ pub(crate) enum Down<T> {
     Batch(Vec<T>),
     /// No element follows on this edge.
     End,
+    /// Checkpoint barrier `n`: every element before it belongs to checkpoint `n`,
+    /// every element after it to the next. Control: it needs no credit, and it keeps
+    /// its place among the batches.
+    Barrier(u64),
 }
 
 impl<T: Send + 'static> Message for Down<T> {
@@ -42,6 +46,12 @@ pub(crate) enum Control {
     /// A sibling restarted and the pipeline's strategy restarts this stage too:
     /// rebuild the operator from its factory, if it has one and holds nothing.
     Restart,
+    /// Checkpoint `n` starts here: a source (or a stage whose upstream stages have
+    /// all stopped) takes barrier `n` as if it arrived after everything it has.
+    Checkpoint(u64),
+    /// Checkpoint `n` is durable: checkpointable operators commit
+    /// (`Checkpointable::committed`).
+    Committed(u64),
 }
 
 impl Message for Control {

@@ -92,6 +92,9 @@ pub(crate) struct StageShared {
     pub(crate) on_stall_override: std::sync::atomic::AtomicU8,
     /// The stage's busy mark, which the stall monitor watches.
     pub(crate) busy: crate::stage::monitor::Busy,
+    /// The operator's state when the stage stopped (checkpointed pipelines only):
+    /// it stands for every checkpoint whose barrier had not reached the stage.
+    pub(crate) final_snapshot: Mutex<Option<crate::stage::actor::StageSnapshot>>,
     pub(crate) final_state: Mutex<Option<FinalState>>,
     /// Configs applied at run time (see `reconfig`): the generation of the one in
     /// force (0: the one it was built with).
@@ -141,6 +144,23 @@ pub(crate) struct StageSpec {
 }
 
 impl StageShared {
+    /// Records the state the stage stopped with.
+    pub(crate) fn set_final_snapshot(&self, snapshot: crate::stage::actor::StageSnapshot) {
+        *self
+            .final_snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(snapshot);
+    }
+
+    /// The state the stage stopped with, if it has stopped in a checkpointed
+    /// pipeline.
+    pub(crate) fn final_snapshot(&self) -> Option<crate::stage::actor::StageSnapshot> {
+        self.final_snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Time spent blocked on backpressure, in milliseconds (for the
     /// `weir_stage_blocked_milliseconds_total` counter).
     pub(crate) fn blocked_millis(&self) -> u64 {
@@ -192,6 +212,7 @@ impl StageShared {
 
     pub(crate) fn new(index: usize, spec: StageSpec) -> Self {
         StageShared {
+            final_snapshot: Mutex::new(None),
             index,
             name: spec.name,
             kind: spec.kind,

@@ -7,6 +7,7 @@
 mod common;
 
 mod barrier;
+mod checkpoint;
 mod core_backpressure;
 mod core_batching;
 mod core_build_errors;

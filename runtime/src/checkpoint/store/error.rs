@@ -76,6 +76,14 @@ pub enum StoreError {
         /// The encoder's message.
         message: String,
     },
+    /// A checkpoint asked for by id is torn, corrupt or missing.
+    #[error("checkpoint file {} cannot be used: {reason}", file.display())]
+    Corrupt {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The checkpoint's id is not larger than every id already used in this
     /// directory (by a complete, a torn or a failed checkpoint). Ids are used once:
     /// take the next one from [`CheckpointStore::next_id`](super::CheckpointStore::next_id).

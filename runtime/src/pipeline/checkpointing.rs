@@ -1,0 +1,153 @@
+//! Preparing a checkpointed pipeline at launch: every node must be able to take
+//! part, the directory must be usable, and the newest complete checkpoint in it is
+//! restored into the nodes before they start.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::node::NodeState;
+use super::parts::Parts;
+use crate::checkpoint::{
+    CheckpointConfig, CheckpointStore, Coordinator, RestoreContext, StoreOptions,
+};
+use crate::error::BuildError;
+
+/// Checks the graph, opens the store, restores the newest complete checkpoint, and
+/// returns the pipeline's coordinator.
+pub(super) fn prepare(
+    parts: &mut Parts,
+    config: &CheckpointConfig,
+) -> Result<Coordinator, BuildError> {
+    let n = parts.len();
+    let names: Vec<String> = (0..n).map(|i| parts.name(i)).collect();
+    for e in &parts.edges {
+        if e.feedback {
+            return Err(BuildError::NotCheckpointable {
+                stage: names[e.to.node].clone(),
+                reason: "it closes a feedback edge (a cycle): elements circling in it belong \
+                         to no barrier, so no checkpoint of a cycle is consistent"
+                    .into(),
+            });
+        }
+    }
+    let mut stateful = vec![false; n];
+    for (i, name) in names.iter().enumerate() {
+        match parts.node_mut(i).checkpoint_kind() {
+            NodeState::Not(reason) => {
+                return Err(BuildError::NotCheckpointable {
+                    stage: name.clone(),
+                    reason,
+                });
+            }
+            NodeState::Stateful => stateful[i] = true,
+            NodeState::Stateless => {}
+        }
+    }
+    let dir_err = |reason: String| BuildError::CheckpointDir {
+        dir: config.dir.display().to_string(),
+        reason,
+    };
+    let store = CheckpointStore::open(
+        &config.dir,
+        StoreOptions {
+            retain: config.retain,
+            max_state_bytes: config.max_state_bytes,
+            fsync: config.fsync,
+        },
+    )
+    .map_err(|e| dir_err(e.to_string()))?;
+    let mut upstream = vec![Vec::new(); n];
+    for e in &parts.edges {
+        upstream[e.to.node].push(e.from.node);
+    }
+    // Ids keep increasing over every run that used the directory.
+    let newest = store.next_id().saturating_sub(1);
+    if !config.restore {
+        return Ok(Coordinator::new(
+            config.clone(),
+            store,
+            upstream,
+            None,
+            newest + 1,
+        ));
+    }
+    let loaded = store.load_latest().map_err(|e| dir_err(e.to_string()))?;
+    let Some((manifest, data)) = loaded.checkpoint else {
+        tracing::info!(
+            dir = %config.dir.display(),
+            skipped = loaded.skipped.len(),
+            "no complete checkpoint: starting fresh"
+        );
+        return Ok(Coordinator::new(
+            config.clone(),
+            store,
+            upstream,
+            None,
+            newest + 1,
+        ));
+    };
+    let id = manifest.id;
+    let mismatch = |stage: &str, reason: String| BuildError::CheckpointMismatch {
+        checkpoint: id,
+        stage: stage.to_owned(),
+        reason,
+    };
+    let mut states: BTreeMap<String, crate::checkpoint::Snapshot> = BTreeMap::new();
+    for s in data.stages {
+        states.insert(s.stage, s.snapshot);
+    }
+    let fresh: BTreeSet<&str> = config.fresh.iter().map(String::as_str).collect();
+    let discard: BTreeSet<&str> = config.discard.iter().map(String::as_str).collect();
+    for name in states.keys() {
+        let here = names.iter().position(|n| n == name);
+        if here.is_none_or(|i| !stateful[i]) && !discard.contains(name.as_str()) {
+            let why = if here.is_some() {
+                "the checkpoint holds state for it, but the stage keeps none now"
+            } else {
+                "the checkpoint holds state for it, but the pipeline has no stage by that name \
+                 (removed or renamed?)"
+            };
+            return Err(mismatch(
+                name,
+                format!("{why}; drop that state with CheckpointConfig::discard_state"),
+            ));
+        }
+    }
+    let ctx = RestoreContext {
+        checkpoint: id,
+        max_state_bytes: config.max_state_bytes,
+        replica: None,
+    };
+    for (i, name) in names.iter().enumerate() {
+        if !stateful[i] {
+            continue;
+        }
+        match states.get(name) {
+            Some(snapshot) => parts
+                .node_mut(i)
+                .restore(snapshot, &ctx)
+                .map_err(|e| mismatch(name, e.to_string()))?,
+            None if fresh.contains(name.as_str()) => {}
+            None => {
+                return Err(mismatch(
+                    name,
+                    "the checkpoint has no state for this stateful stage (added or renamed \
+                     since?); let it start empty with CheckpointConfig::start_fresh"
+                        .into(),
+                ));
+            }
+        }
+    }
+    tracing::info!(
+        dir = %config.dir.display(),
+        checkpoint = id,
+        stages = states.len(),
+        "restored from checkpoint"
+    );
+    Ok(Coordinator::new(
+        config.clone(),
+        store,
+        upstream,
+        Some(id),
+        newest.max(id) + 1,
+    ))
+}

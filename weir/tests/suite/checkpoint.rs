@@ -1,0 +1,446 @@
+//! Checkpoints through the runtime: barriers, alignment at a merge, completion,
+//! the final checkpoint, restore after a crash (abort), and the build errors.
+//!
+//! The operators here are written against the state contract directly (a
+//! replayable counting source, a checkpointable summing sink), so that the tests
+//! check the protocol and nothing else.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::task::Context;
+use std::time::Duration;
+
+use weir::checkpoint::{
+    CheckpointConfig, CheckpointStore, Checkpointable, RestoreContext, Snapshot, StateError,
+    StoreOptions,
+};
+use weir::operator::{Counting, Io, Operator, Step};
+use weir::prelude::FlowExt;
+use weir::{BuildError, Flow, Graph, OutputReceiver, OutputSender, Runtime, output};
+
+/// Emits `(tag, i)` for `i` in `next..end`, at most `burst` per step (then yields),
+/// and resumes from its position.
+struct Counter {
+    tag: u64,
+    next: u64,
+    end: u64,
+    burst: usize,
+}
+
+impl Counter {
+    fn new(tag: u64, end: u64, burst: usize) -> Self {
+        Counter {
+            tag,
+            next: 0,
+            end,
+            burst,
+        }
+    }
+}
+
+impl Checkpointable for Counter {
+    fn snapshot(&mut self, _: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(1, &self.next)
+    }
+    fn restore(&mut self, s: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        self.next = s.decode(1, ctx)?;
+        Ok(())
+    }
+}
+
+impl Operator for Counter {
+    type In = Infallible;
+    type Out = (u64, u64);
+    fn kind(&self) -> &'static str {
+        "counter"
+    }
+    fn step(&mut self, io: &mut Io<'_, Infallible, (u64, u64)>, cx: &mut Context<'_>) -> Step {
+        let mut n = 0;
+        while io.has_room() && self.next < self.end && n < self.burst {
+            io.push((self.tag, self.next));
+            self.next += 1;
+            n += 1;
+        }
+        if self.next == self.end || io.input_ended() {
+            return Step::Finished;
+        }
+        if n == self.burst {
+            cx.waker().wake_by_ref();
+        }
+        Step::Continue
+    }
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
+    }
+}
+
+/// Per tag: (count, sum of values). Checkpointable; publishes its totals on stop.
+#[derive(Default)]
+struct Sum {
+    per: BTreeMap<u64, (u64, u64)>,
+    out: Arc<Mutex<Option<BTreeMap<u64, (u64, u64)>>>>,
+    done: Option<OutputSender<()>>,
+}
+
+/// A summing sink and the receiver its pipeline's completion waits on.
+fn sum(out: Arc<Mutex<Option<BTreeMap<u64, (u64, u64)>>>>) -> (Sum, OutputReceiver<()>) {
+    let (tx, rx) = output();
+    (
+        Sum {
+            per: BTreeMap::new(),
+            out,
+            done: Some(tx),
+        },
+        rx,
+    )
+}
+
+impl Checkpointable for Sum {
+    fn snapshot(&mut self, _: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(1, &self.per)
+    }
+    fn restore(&mut self, s: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        self.per = s.decode(1, ctx)?;
+        Ok(())
+    }
+}
+
+impl Operator for Sum {
+    type In = (u64, u64);
+    type Out = Infallible;
+    fn kind(&self) -> &'static str {
+        "sum"
+    }
+    fn step(&mut self, io: &mut Io<'_, (u64, u64), Infallible>, _: &mut Context<'_>) -> Step {
+        let mut n = 0;
+        while let Some((tag, v)) = io.pop() {
+            let e = self.per.entry(tag).or_default();
+            e.0 += 1;
+            e.1 += v;
+            n += 1;
+        }
+        io.complete(n);
+        io.finish_when_drained()
+    }
+    fn counting(&self) -> Counting {
+        Counting::Custom
+    }
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
+    }
+    fn on_stop(&mut self) {
+        *self.out.lock().unwrap() = Some(self.per.clone());
+        if let Some(mut done) = self.done.take() {
+            done.send(());
+        }
+    }
+}
+
+/// A stateless pass-through that slows every element a little, so that barriers
+/// meet queues.
+struct Slow;
+
+impl Operator for Slow {
+    type In = (u64, u64);
+    type Out = (u64, u64);
+    fn kind(&self) -> &'static str {
+        "slow"
+    }
+    fn step(&mut self, io: &mut Io<'_, (u64, u64), (u64, u64)>, _: &mut Context<'_>) -> Step {
+        while io.has_room() {
+            let Some(x) = io.pop() else { break };
+            std::hint::black_box((0..200).sum::<u64>());
+            io.push(x);
+        }
+        io.finish_when_drained()
+    }
+}
+
+trait ToSum {
+    fn to_sum(self) -> weir::Runnable<()>;
+}
+
+impl ToSum for Flow<(u64, u64)> {
+    fn to_sum(self) -> weir::Runnable<()> {
+        let (sink, rx) = sum(Arc::default());
+        self.to(sink, rx)
+    }
+}
+
+fn rt() -> Runtime {
+    Runtime::builder().arbiters(2).build().unwrap()
+}
+
+fn expected(ends: &[(u64, u64)]) -> BTreeMap<u64, (u64, u64)> {
+    ends.iter()
+        .map(|&(tag, end)| (tag, (end, end * end.saturating_sub(1) / 2)))
+        .collect()
+}
+
+fn merge_graph(
+    dir: &std::path::Path,
+    ends: [(u64, u64); 2],
+    out: Arc<Mutex<Option<BTreeMap<u64, (u64, u64)>>>>,
+    config: impl FnOnce(CheckpointConfig) -> CheckpointConfig,
+) -> Graph {
+    let mut g = Graph::new();
+    let fast = g.source(Flow::from_source(Counter::new(ends[0].0, ends[0].1, 64)).name("fast"));
+    let slow = g.source(
+        Flow::from_source(Counter::new(ends[1].0, ends[1].1, 3))
+            .name("slow-src")
+            .via(Slow)
+            .name("slow"),
+    );
+    let merged = g.merge([fast, slow]);
+    let _ = g.sink(merged, |f| {
+        let (sink, rx) = sum(out);
+        f.to(sink, rx).name("sum")
+    });
+    g.checkpoints(config(CheckpointConfig::new(dir).without_fsync()));
+    g
+}
+
+/// The state at checkpoint n equals a fold over exactly the elements before
+/// barrier n on each input, recomputed from the sources' positions in the same
+/// checkpoint.
+#[test]
+fn merge_aligns_barriers_so_every_checkpoint_is_a_consistent_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let out = Arc::new(Mutex::new(None));
+    let g = merge_graph(
+        dir.path(),
+        [(1, 500_000), (2, 50_000)],
+        Arc::clone(&out),
+        |c| c.retain(1000),
+    );
+    let running = g.run(&rt).unwrap();
+    let controller = running.controller();
+    let mut taken = Vec::new();
+    let system = futures::executor::block_on(async {
+        for _ in 0..50 {
+            match controller.checkpoint().await {
+                Ok(info) => taken.push(info),
+                Err(e) => {
+                    // The pipeline may finish before the last ones.
+                    assert!(
+                        controller.is_finished()
+                            || matches!(e, weir::checkpoint::CheckpointError::Ended { .. }),
+                        "{e}"
+                    );
+                    break;
+                }
+            }
+        }
+        running.join().await
+    });
+    let done = system.unwrap();
+    assert!(!taken.is_empty());
+    let report_ck = done
+        .report
+        .checkpoint
+        .clone()
+        .expect("a checkpointed report");
+    assert!(report_ck.completed as usize >= taken.len());
+    let store = CheckpointStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let manifests = store.list().unwrap();
+    assert!(manifests.len() >= taken.len(), "{manifests:?}");
+    let ctx = RestoreContext::default();
+    let mut mid_stream = 0;
+    for m in &manifests {
+        let (_, data) = store.load(m.id).unwrap();
+        let state = |name: &str| {
+            data.stages
+                .iter()
+                .find(|s| s.stage == name)
+                .unwrap_or_else(|| panic!("checkpoint {} has no state for {name}", m.id))
+                .snapshot
+                .clone()
+        };
+        let fast: u64 = state("fast").decode(1, &ctx).unwrap();
+        let slow: u64 = state("slow-src").decode(1, &ctx).unwrap();
+        let sum: BTreeMap<u64, (u64, u64)> = state("sum").decode(1, &ctx).unwrap();
+        let mut want = expected(&[(1, fast), (2, slow)]);
+        want.retain(|_, v| v.0 > 0);
+        assert_eq!(
+            sum, want,
+            "checkpoint {}: fast at {fast}, slow at {slow}",
+            m.id
+        );
+        if fast < 500_000 && slow < 50_000 && fast + slow > 0 {
+            mid_stream += 1;
+        }
+    }
+    assert!(
+        mid_stream > 0,
+        "no checkpoint was taken while both sources ran"
+    );
+    // The last checkpoint is the final one: every source at its end.
+    let last = manifests.last().unwrap();
+    let (_, data) = store.load(last.id).unwrap();
+    let fast: u64 = data
+        .stages
+        .iter()
+        .find(|s| s.stage == "fast")
+        .unwrap()
+        .snapshot
+        .decode(1, &ctx)
+        .unwrap();
+    assert_eq!(fast, 500_000);
+    assert_eq!(
+        out.lock().unwrap().clone().unwrap(),
+        expected(&[(1, 500_000), (2, 50_000)])
+    );
+}
+
+/// Killed (aborted: no final checkpoint) after some checkpoints, started again
+/// with the same directory: the result equals an uninterrupted run's.
+#[test]
+fn a_restart_after_an_abort_resumes_from_the_last_checkpoint_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ends = [(1, 200_000), (2, 30_000)];
+    let out = Arc::new(Mutex::new(None));
+    let running = merge_graph(dir.path(), ends, Arc::clone(&out), |c| c)
+        .run(&rt)
+        .unwrap();
+    let info = futures::executor::block_on(running.checkpoint()).unwrap();
+    assert!(info.stages.iter().any(|(s, _)| s == "sum"), "{info:?}");
+    let report = futures::executor::block_on(running.abort()).map(|c| c.report);
+    // Aborted: the run did not finish, and wrote no final checkpoint.
+    let _ = report;
+    let partial = out.lock().unwrap().clone().unwrap();
+    assert_ne!(
+        partial,
+        expected(&ends),
+        "the abort came too late to test anything"
+    );
+
+    let out = Arc::new(Mutex::new(None));
+    let done = merge_graph(dir.path(), ends, Arc::clone(&out), |c| c)
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let ck = done.report.checkpoint.clone().unwrap();
+    assert!(ck.restored_from.is_some_and(|id| id >= info.id), "{ck:?}");
+    assert_eq!(out.lock().unwrap().clone().unwrap(), expected(&ends));
+    done.report.check_conservation().unwrap();
+
+    // Started again after it finished: restored at the end, no work, same result.
+    let out = Arc::new(Mutex::new(None));
+    let done = merge_graph(dir.path(), ends, Arc::clone(&out), |c| c)
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(out.lock().unwrap().clone().unwrap(), expected(&ends));
+    let src = done
+        .report
+        .stages
+        .iter()
+        .find(|s| s.name == "fast")
+        .unwrap();
+    assert_eq!(src.produced, 0, "a finished job does no work");
+}
+
+#[test]
+fn periodic_checkpoints_complete_while_the_pipeline_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let out = Arc::new(Mutex::new(None));
+    let ends = [(1, 400_000), (2, 50_000)];
+    let done = merge_graph(dir.path(), ends, Arc::clone(&out), |c| {
+        c.interval(Duration::from_millis(5))
+    })
+    .run(&rt)
+    .unwrap()
+    .wait()
+    .unwrap();
+    let ck = done.report.checkpoint.clone().unwrap();
+    assert!(ck.completed >= 2, "{ck:?}");
+    assert_eq!(ck.failed, 0, "{ck:?}");
+    assert_eq!(out.lock().unwrap().clone().unwrap(), expected(&ends));
+}
+
+#[test]
+fn a_zip_in_a_checkpointed_graph_is_a_build_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Graph::new();
+    let a = g.source(Flow::from_source(Counter::new(1, 10, 4)));
+    let b = g.source(Flow::from_source(Counter::new(2, 10, 4)));
+    let z = g.zip(a, b);
+    let _ = g.sink(z, |f| f.map(|(x, _)| x).to_sum());
+    g.checkpoints(CheckpointConfig::new(dir.path()));
+    let err = g.run(&rt()).unwrap_err();
+    assert!(
+        matches!(&err, BuildError::NotCheckpointable { stage, .. } if stage.starts_with("zip")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_checkpoint_that_does_not_fit_is_refused_naming_the_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let run = |name: &str| {
+        Flow::from_source(Counter::new(1, 100, 8))
+            .name("src")
+            .to_sum()
+            .name(name)
+            .checkpoints(CheckpointConfig::new(dir.path()).without_fsync())
+            .run(&rt)
+    };
+    run("sum").unwrap().wait().unwrap();
+    let err = run("total").unwrap_err();
+    match &err {
+        BuildError::CheckpointMismatch { stage, reason, .. } => {
+            // The state for `sum` has nowhere to go (or `total` has no state).
+            assert!(stage == "sum" || stage == "total", "{err}");
+            assert!(
+                reason.contains("discard_state") || reason.contains("start_fresh"),
+                "{err}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    // With both escapes, it runs.
+    Flow::from_source(Counter::new(1, 100, 8))
+        .name("src")
+        .to_sum()
+        .name("total")
+        .checkpoints(
+            CheckpointConfig::new(dir.path())
+                .without_fsync()
+                .discard_state("sum")
+                .start_fresh("total"),
+        )
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
+}
+
+#[test]
+fn a_directory_that_cannot_be_written_is_a_build_error() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let err = Flow::from_source(Counter::new(1, 10, 8))
+        .to_sum()
+        .checkpoints(CheckpointConfig::new(file.path().join("under-a-file")))
+        .run(&rt())
+        .unwrap_err();
+    assert!(matches!(err, BuildError::CheckpointDir { .. }), "{err}");
+}
+
+#[test]
+fn checkpoint_on_a_pipeline_without_config_says_so() {
+    let rt = rt();
+    let running = Flow::from_source(Counter::new(1, 10, 8))
+        .to_sum()
+        .run(&rt)
+        .unwrap();
+    let err = futures::executor::block_on(running.checkpoint()).unwrap_err();
+    assert_eq!(err, weir::checkpoint::CheckpointError::NotEnabled);
+    running.wait().unwrap();
+}
