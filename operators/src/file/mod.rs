@@ -35,6 +35,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod position;
 mod reader;
 mod rotate;
 mod sink;
