@@ -3,7 +3,9 @@
 use futures::Stream;
 use weir_runtime::Flow;
 
-use crate::source::{BatchSource, Ingress, IngressSource, IterSource, StreamSource};
+use crate::source::{
+    BatchSource, Ingress, IngressSource, IterSource, ReplayableSource, StreamSource,
+};
 
 /// Where pipelines start: one constructor per kind of source.
 #[derive(Debug, Clone, Copy)]
@@ -12,6 +14,10 @@ pub struct Pipeline;
 impl Pipeline {
     /// A source that emits the items of an iterator, pulling only what downstream has
     /// room for.
+    ///
+    /// Not replayable: in a checkpointed pipeline a restore starts it again with
+    /// the iterator it was built with, from its beginning (see
+    /// [`replayable`](Self::replayable) for a source that resumes).
     ///
     /// # Examples
     ///
@@ -32,11 +38,55 @@ impl Pipeline {
         Flow::from_source(IterSource::new(iter.into_iter()))
     }
 
+    /// A source that can resume from a checkpoint: `make(position)` gives the
+    /// elements from the `position`-th on (0 for the whole stream). Its
+    /// checkpointed state is the number of elements it has emitted; a pipeline
+    /// restored from a checkpoint calls `make` with that number, so each element
+    /// enters the pipeline once across a crash. `make` must be deterministic: the
+    /// iterator it gives at `n` yields what the one at 0 yields after its first
+    /// `n` items. See [`ReplayableSource`].
+    ///
+    /// # Examples
+    ///
+    /// Lines of a table held in memory, resumable by index:
+    ///
+    /// ```
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let rows = std::sync::Arc::new(vec!["a", "b", "c"]);
+    /// let done = Pipeline::replayable(move |from| {
+    ///     let rows = std::sync::Arc::clone(&rows);
+    ///     (from as usize..rows.len()).map(move |i| rows[i])
+    /// })
+    /// .collect()
+    /// .run(&rt)?
+    /// .wait()?;
+    /// assert_eq!(done.output, ["a", "b", "c"]);
+    ///
+    /// // A range is its own replay: resumed at 2 it starts at 2.
+    /// let done = Pipeline::replayable(|from| from..5).collect().run(&rt)?.wait()?;
+    /// assert_eq!(done.output, [0, 1, 2, 3, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn replayable<F, I>(make: F) -> Flow<I::Item>
+    where
+        F: FnMut(u64) -> I + Send + 'static,
+        I: IntoIterator + 'static,
+        I::IntoIter: Send + 'static,
+        I::Item: Send + 'static,
+    {
+        Flow::from_source(ReplayableSource::new(make))
+    }
+
     /// A source that emits the elements of each batch an iterator yields, in order,
     /// pulling a batch only when downstream has room: for input that already comes
     /// in `Vec`s (a client's poll, a page of rows). A batch that fits downstream's
     /// room goes on whole, its `Vec` moved, no element copied; a bigger one is
     /// emitted over several steps. See [`BatchSource`].
+    ///
+    /// Not replayable: in a checkpointed pipeline a restore starts it again with
+    /// the iterator it was built with, from its beginning (see
+    /// [`replayable`](Self::replayable) for a source that resumes).
     ///
     /// # Examples
     ///
@@ -58,6 +108,10 @@ impl Pipeline {
     }
 
     /// A source that polls a [`Stream`], only while downstream has room.
+    ///
+    /// Not replayable: in a checkpointed pipeline a restore polls the stream it
+    /// was built with from where that stream is; what it yielded after the last
+    /// checkpoint before a crash is lost (at most once).
     ///
     /// # Examples
     ///
@@ -84,6 +138,10 @@ impl Pipeline {
     /// Choosing a capacity: it is the burst the service can hand over without
     /// waiting; the pipeline behind it adds its own edge capacities.
     ///
+    /// Not replayable: elements accepted by `send`/`try_send` but not yet covered
+    /// by a completed checkpoint are lost in a crash (at most once); after a
+    /// restore the ingress takes new elements only.
+    ///
     /// # Examples
     ///
     /// ```
@@ -108,6 +166,9 @@ impl Pipeline {
     /// [`SharedFileDlq`](weir_supervisor::dead_letter::SharedFileDlq): every letter,
     /// oldest first, with its element, stage, error and attempts. Map it to the
     /// element to process the dead letters again.
+    ///
+    /// Not replayable: in a checkpointed pipeline a restore reads the file again
+    /// from its first letter.
     ///
     /// # Errors
     ///

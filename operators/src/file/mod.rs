@@ -35,6 +35,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod commit;
+mod position;
 mod reader;
 mod rotate;
 mod sink;

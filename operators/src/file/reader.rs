@@ -88,6 +88,11 @@ impl<R: Read> BoundedLineReader<R> {
         self.offset
     }
 
+    /// The input being read.
+    pub fn get_ref(&self) -> &R {
+        &self.input
+    }
+
     /// The most bytes this reader held at once: its buffer plus the largest line
     /// (or chunk) it assembled.
     pub fn peak_bytes(&self) -> usize {

@@ -55,17 +55,35 @@ impl Segments {
         })
     }
 
-    /// The name of the next rotated file.
-    pub(crate) fn next_name(&mut self) -> PathBuf {
+    /// Names continuing at sequence number `next` (as recorded by a checkpoint).
+    pub(crate) fn resume(path: &Path, naming: Naming, next: u64) -> Segments {
+        Segments {
+            path: path.to_path_buf(),
+            naming,
+            next,
+        }
+    }
+
+    /// The sequence number the next rotated file gets.
+    pub(crate) fn next_number(&self) -> u64 {
+        self.next
+    }
+
+    /// What the next rotated file's name adds after the path and a dot.
+    pub(crate) fn next_suffix(&mut self) -> String {
         let n = self.next;
         self.next += 1;
-        let mut name = self.path.clone().into_os_string();
         match self.naming {
-            Naming::Numbered => name.push(format!(".{n}")),
-            Naming::Timestamped => {
-                name.push(format!(".{}.{n:06}", utc_stamp(SystemTime::now())));
-            }
+            Naming::Numbered => n.to_string(),
+            Naming::Timestamped => format!("{}.{n:06}", utc_stamp(SystemTime::now())),
         }
+    }
+
+    /// The name of the next rotated file.
+    pub(crate) fn next_name(&mut self) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".");
+        name.push(self.next_suffix());
         PathBuf::from(name)
     }
 }

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Context;
 
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Io, Operator, Step};
 use weir_runtime::{ErrorClass, Failure};
 use weir_supervisor::dead_letter::{DeadLetter, DeadLetterSink};
 
+use super::position::{Opened, POSITION_VERSION, Resume, SourcePosition};
 use super::reader::BoundedLineReader;
 
 /// Bytes asked of the file per read, by default.
@@ -51,6 +53,9 @@ pub struct FileSourceStats {
     rejected: AtomicU64,
     bytes_read: AtomicU64,
     offset: AtomicU64,
+    line: AtomicU64,
+    /// The offset a restore resumed at, plus one (0: not restored).
+    resumed_at: AtomicU64,
     peak_buffered: AtomicU64,
 }
 
@@ -75,6 +80,21 @@ impl FileSourceStats {
     /// source (every element before it has been emitted).
     pub fn offset(&self) -> u64 {
         self.offset.load(Ordering::Relaxed)
+    }
+
+    /// Lines (or chunks) before [`offset`](Self::offset): counted from the start
+    /// of the file when the source was restored from a checkpoint, from the
+    /// [`from_offset`](FileSource::from_offset) otherwise.
+    pub fn line(&self) -> u64 {
+        self.line.load(Ordering::Relaxed)
+    }
+
+    /// The offset the source resumed at when it was restored from a checkpoint:
+    /// the checkpointed offset, or 0 if the file had been truncated or rotated
+    /// since (see [`FileSource`]'s "Checkpoints"). `None` when the source was not
+    /// restored.
+    pub fn resumed_at(&self) -> Option<u64> {
+        self.resumed_at.load(Ordering::Relaxed).checked_sub(1)
     }
 
     /// The most bytes the source held at once: its read buffer plus the longest
@@ -102,6 +122,31 @@ pub(crate) enum Mode {
 /// buffer plus one line of at most `max_line_bytes` (or one chunk), whatever the
 /// file's size. Reads are blocking calls on the stage's arbiter thread, one
 /// buffer at a time.
+///
+/// # Checkpoints
+///
+/// The reading stage is checkpointed: its position is the byte offset after the
+/// last line (or chunk) it emitted, the number of lines before it, and the
+/// file's identity — its device and inode (on unix), its length, and the CRC-32
+/// of its first bytes (at most 1 KiB) as they were when it opened the file. A
+/// pipeline restored from a checkpoint reads on from exactly that offset, so
+/// every line reaches the pipeline once across the crash. When it opens the file
+/// again the source applies one rule:
+///
+/// - **the same file**: same device and inode, at least as long as the offset,
+///   same first bytes — it resumes at the offset (a file that grew since is read
+///   on to its new end);
+/// - **rotated**: another device or inode is at the path (the old file was
+///   renamed away and a new one created) — it reads the new file from its
+///   beginning; what the old file held past the offset is not read;
+/// - **truncated or replaced**: the same inode but shorter than the offset, or
+///   other first bytes — a new file: it reads it from its beginning.
+///
+/// Starting over is logged as a `tracing` warning naming the file and the
+/// reason, and [`FileSourceStats::resumed_at`] says 0. A copy of the file (a
+/// backup restored, the file moved to another disk) is another inode: a new file.
+/// The lines and chunks after the reading stage (the UTF-8 check, the map) keep
+/// no state. A restore overrides [`from_offset`](Self::from_offset).
 ///
 /// # Examples
 ///
@@ -296,6 +341,13 @@ pub(crate) struct FileReadStage {
     read_buffer: usize,
     stats: Arc<FileSourceStats>,
     reader: Option<BoundedLineReader<File>>,
+    /// The file as it was opened, for the identity a checkpoint records.
+    opened: Option<Opened>,
+    /// Byte offset after the last element emitted, and the elements before it.
+    offset: u64,
+    line: u64,
+    /// The position a restore handed over, applied when the file is opened.
+    restored: Option<SourcePosition>,
     done: bool,
 }
 
@@ -303,6 +355,8 @@ impl std::fmt::Debug for FileReadStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileReadStage")
             .field("path", &self.path)
+            .field("offset", &self.offset)
+            .field("line", &self.line)
             .finish_non_exhaustive()
     }
 }
@@ -316,35 +370,50 @@ impl FileReadStage {
             read_buffer: source.read_buffer,
             stats: Arc::clone(&source.stats),
             reader: None,
+            opened: None,
+            offset: source.from_offset,
+            line: 0,
+            restored: None,
             done: false,
         }
     }
 
-    fn fail(&self, what: &str, e: &std::io::Error) -> Step {
+    fn fail(&self, what: &str, e: &std::io::Error) -> Failure {
         let class = ErrorClass::Permanent;
-        Step::Failed(Failure::error(
-            class,
-            format!("file {}: {what}: {e}", self.path.display()),
-        ))
+        Failure::error(class, format!("file {}: {what}: {e}", self.path.display()))
     }
 
-    fn open(&mut self) -> Result<(), Step> {
+    /// Opens the file and positions the reader: at the restored position if the
+    /// file is still the one it is in (see [`Resume::decide`]), else at its start;
+    /// at `from_offset` when not restored.
+    fn open(&mut self) -> Result<(), Failure> {
         let mut file = File::open(&self.path).map_err(|e| self.fail("cannot open", &e))?;
-        if self.from_offset > 0 {
-            file.seek(SeekFrom::Start(self.from_offset))
-                .map_err(|e| self.fail("cannot seek", &e))?;
-        }
+        let opened = Opened::of(&mut file).map_err(|e| self.fail("cannot read", &e))?;
+        let (offset, line) = match self.restored.take() {
+            None => (self.from_offset, 0),
+            Some(saved) => {
+                let resume = Resume::decide(&saved, &opened);
+                resume.warn(&self.path, &saved);
+                let at = match resume {
+                    Resume::At { offset, line } => (offset, line),
+                    Resume::Rotated | Resume::Truncated(_) => (0, 0),
+                };
+                self.stats.resumed_at.store(at.0 + 1, Ordering::Relaxed);
+                at
+            }
+        };
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| self.fail("cannot seek", &e))?;
         let max = match self.mode {
             Mode::Lines { max_line_bytes } => max_line_bytes,
             Mode::Chunks { .. } => 1,
         };
-        self.reader = Some(BoundedLineReader::new(
-            file,
-            self.from_offset,
-            self.read_buffer,
-            max,
-        ));
-        self.stats.offset.store(self.from_offset, Ordering::Relaxed);
+        self.reader = Some(BoundedLineReader::new(file, offset, self.read_buffer, max));
+        self.opened = Some(opened);
+        self.offset = offset;
+        self.line = line;
+        self.stats.offset.store(offset, Ordering::Relaxed);
+        self.stats.line.store(line, Ordering::Relaxed);
         Ok(())
     }
 
@@ -372,6 +441,55 @@ impl FileReadStage {
         Ok(())
     }
 
+    /// The next element made by `make` (opening the file first if need be),
+    /// `None` at the end of the file. The position moves past it: the caller
+    /// emits it in the same step.
+    fn produce<T>(
+        &mut self,
+        make: &mut impl FnMut(
+            &mut BoundedLineReader<File>,
+            &Path,
+        ) -> std::io::Result<Option<(T, u64, bool)>>,
+    ) -> Result<Option<T>, Failure> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.reader.is_none() {
+            self.open()?;
+        }
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(None);
+        };
+        let made = make(reader, &self.path);
+        self.stats
+            .bytes_read
+            .store(reader.read_bytes(), Ordering::Relaxed);
+        self.stats
+            .peak_buffered
+            .store(reader.peak_bytes() as u64, Ordering::Relaxed);
+        match made {
+            Ok(Some((element, next_offset, rejected))) => {
+                self.offset = next_offset;
+                self.line += 1;
+                self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .rejected
+                    .fetch_add(u64::from(rejected), Ordering::Relaxed);
+                self.stats.offset.store(next_offset, Ordering::Relaxed);
+                self.stats.line.store(self.line, Ordering::Relaxed);
+                Ok(Some(element))
+            }
+            Ok(None) => {
+                self.done = true;
+                Ok(None)
+            }
+            Err(e) => {
+                let at = reader.offset();
+                Err(self.fail(&format!("read error at byte offset {at}"), &e))
+            }
+        }
+    }
+
     /// Reads and pushes up to `io.room()` elements of type `T`, made by `make`.
     fn pump<T>(
         &mut self,
@@ -384,46 +502,51 @@ impl FileReadStage {
         if io.input_ended() || self.done {
             return Step::Finished;
         }
-        if self.reader.is_none()
-            && let Err(step) = self.open()
-        {
-            return step;
-        }
-        let Some(reader) = self.reader.as_mut() else {
-            return Step::Finished;
-        };
-        let mut result = Step::Continue;
         while io.has_room() {
-            match make(reader, &self.path) {
-                Ok(Some((element, next_offset, rejected))) => {
-                    io.push(element);
-                    self.stats.emitted.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .rejected
-                        .fetch_add(u64::from(rejected), Ordering::Relaxed);
-                    self.stats.offset.store(next_offset, Ordering::Relaxed);
-                }
-                Ok(None) => {
-                    self.done = true;
-                    result = Step::Finished;
-                    break;
-                }
-                Err(e) => {
-                    let at = reader.offset();
-                    result = self.fail(&format!("read error at byte offset {at}"), &e);
-                    break;
-                }
+            match self.produce(&mut make) {
+                Ok(Some(element)) => io.push(element),
+                Ok(None) => return Step::Finished,
+                Err(failure) => return Step::Failed(failure),
             }
         }
-        if let Some(reader) = &self.reader {
-            self.stats
-                .bytes_read
-                .store(reader.read_bytes(), Ordering::Relaxed);
-            self.stats
-                .peak_buffered
-                .store(reader.peak_bytes() as u64, Ordering::Relaxed);
-        }
-        result
+        Step::Continue
+    }
+}
+
+/// The position is what the source has emitted: the offset after its last
+/// element, the number of elements, and the file they came from.
+impl Checkpointable for FileReadStage {
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        let position = match (&self.restored, &self.opened, &self.reader) {
+            // Restored but not opened yet: the restored position stands.
+            (Some(saved), _, _) => saved.clone(),
+            (None, Some(opened), Some(reader)) => {
+                // The length now, for the record; a failed stat keeps the one at open.
+                let len = reader.get_ref().metadata().map_or(opened.len, |m| m.len());
+                SourcePosition {
+                    offset: self.offset,
+                    line: self.line,
+                    identity: Some(opened.identity(len)),
+                }
+            }
+            _ => SourcePosition {
+                offset: self.offset,
+                line: self.line,
+                identity: None,
+            },
+        };
+        Snapshot::of(POSITION_VERSION, &position)
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        let saved: SourcePosition = snapshot.decode(POSITION_VERSION, ctx)?;
+        self.offset = saved.offset;
+        self.line = saved.line;
+        self.restored = Some(saved);
+        self.reader = None;
+        self.opened = None;
+        self.done = false;
+        Ok(())
     }
 }
 
@@ -443,54 +566,67 @@ impl Operator for LinesStage {
         self.0.check()
     }
 
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(&mut self.0)
+    }
+
     fn step(&mut self, io: &mut Io<'_, Infallible, Checked>, _cx: &mut Context<'_>) -> Step {
         let Mode::Lines { max_line_bytes } = self.0.mode else {
             return Step::Finished;
         };
-        self.0.pump(io, |reader, path| {
-            let Some(raw) = reader.next_line()? else {
-                return Ok(None);
-            };
-            let (text, rejected) = match raw.bytes {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => (text, None),
-                    Err(e) => {
-                        let bytes = e.into_bytes();
-                        let end = bytes.len().min(super::reader::SAMPLE_BYTES);
-                        (
-                            String::from_utf8_lossy(&bytes[..end]).into_owned(),
-                            Some(format!(
-                                "file {}: line at byte offset {} is not valid UTF-8",
-                                path.display(),
-                                raw.offset
-                            )),
-                        )
-                    }
-                },
-                Err(o) => (
-                    String::from_utf8_lossy(&o.sample).into_owned(),
-                    Some(format!(
-                        "file {}: line at byte offset {} is {} bytes, over max_line_bytes {}",
-                        path.display(),
-                        raw.offset,
-                        o.len,
-                        max_line_bytes
-                    )),
-                ),
-            };
-            let rejected_now = rejected.is_some();
-            let line = Line {
-                offset: raw.offset,
-                next_offset: raw.next_offset,
-                text,
-            };
-            Ok(Some((
-                Checked { line, rejected },
-                raw.next_offset,
-                rejected_now,
-            )))
-        })
+        self.0
+            .pump(io, |reader, path| next_line(reader, path, max_line_bytes))
     }
+}
+
+/// The next line of `reader` as the lines stage emits it, with its next offset
+/// and whether it is rejected.
+fn next_line(
+    reader: &mut BoundedLineReader<File>,
+    path: &Path,
+    max_line_bytes: usize,
+) -> std::io::Result<Option<(Checked, u64, bool)>> {
+    let Some(raw) = reader.next_line()? else {
+        return Ok(None);
+    };
+    let (text, rejected) = match raw.bytes {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => (text, None),
+            Err(e) => {
+                let bytes = e.into_bytes();
+                let end = bytes.len().min(super::reader::SAMPLE_BYTES);
+                (
+                    String::from_utf8_lossy(&bytes[..end]).into_owned(),
+                    Some(format!(
+                        "file {}: line at byte offset {} is not valid UTF-8",
+                        path.display(),
+                        raw.offset
+                    )),
+                )
+            }
+        },
+        Err(o) => (
+            String::from_utf8_lossy(&o.sample).into_owned(),
+            Some(format!(
+                "file {}: line at byte offset {} is {} bytes, over max_line_bytes {}",
+                path.display(),
+                raw.offset,
+                o.len,
+                max_line_bytes
+            )),
+        ),
+    };
+    let rejected_now = rejected.is_some();
+    let line = Line {
+        offset: raw.offset,
+        next_offset: raw.next_offset,
+        text,
+    };
+    Ok(Some((
+        Checked { line, rejected },
+        raw.next_offset,
+        rejected_now,
+    )))
 }
 
 /// The chunks mode of the read stage.
@@ -509,20 +645,217 @@ impl Operator for ChunksStage {
         self.0.check()
     }
 
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(&mut self.0)
+    }
+
     fn step(&mut self, io: &mut Io<'_, Infallible, Chunk>, _cx: &mut Context<'_>) -> Step {
         let Mode::Chunks { chunk_bytes } = self.0.mode else {
             return Step::Finished;
         };
-        self.0.pump(io, |reader, _| {
-            Ok(reader.next_chunk(chunk_bytes)?.map(|(offset, bytes)| {
-                let next_offset = offset + bytes.len() as u64;
-                let chunk = Chunk {
-                    offset,
-                    next_offset,
-                    bytes,
-                };
-                (chunk, next_offset, false)
-            }))
-        })
+        self.0.pump(io, |reader, _| next_chunk(reader, chunk_bytes))
+    }
+}
+
+/// The next chunk of `reader`, with its next offset.
+fn next_chunk(
+    reader: &mut BoundedLineReader<File>,
+    chunk_bytes: usize,
+) -> std::io::Result<Option<(Chunk, u64, bool)>> {
+    Ok(reader.next_chunk(chunk_bytes)?.map(|(offset, bytes)| {
+        let next_offset = offset + bytes.len() as u64;
+        let chunk = Chunk {
+            offset,
+            next_offset,
+            bytes,
+        };
+        (chunk, next_offset, false)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 64;
+
+    fn stage(path: &Path, buffer: usize) -> FileReadStage {
+        FileReadStage::new(&FileSource::lines(path).read_buffer(buffer))
+    }
+
+    /// Reads up to `n` lines (all with `None`), as the stage would emit them.
+    fn read(stage: &mut FileReadStage, n: Option<usize>) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        while n.is_none_or(|n| out.len() < n) {
+            let next = stage.produce(&mut |r, p| next_line(r, p, MAX)).unwrap();
+            match next {
+                Some(c) => out.push((stage.line, c.line.text)),
+                None => break,
+            }
+        }
+        out
+    }
+
+    fn restored(path: &Path, buffer: usize, snapshot: &Snapshot) -> FileReadStage {
+        let mut s = stage(path, buffer);
+        s.restore(snapshot, &RestoreContext::default()).unwrap();
+        s
+    }
+
+    fn texts(lines: &[(u64, String)]) -> Vec<&str> {
+        lines.iter().map(|(_, t)| t.as_str()).collect()
+    }
+
+    /// A line longer than the read buffer, an empty line, a `\r\n` and a last line
+    /// without a newline: after a snapshot at every line, a fresh source restored
+    /// from it reads exactly the rest, numbered on.
+    #[test]
+    fn a_restored_source_reads_exactly_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        let content = "alpha\na-line-longer-than-the-buffer\n\nd\r\ne\nlast-without-newline";
+        std::fs::write(&path, content).unwrap();
+        let all: Vec<&str> = content.lines().collect();
+        for buffer in [3, 7, 4096] {
+            for k in 0..=all.len() {
+                let mut first = stage(&path, buffer);
+                let before = read(&mut first, Some(k));
+                assert_eq!(texts(&before), all[..k]);
+                let snapshot = first.snapshot(1).unwrap();
+                let offset = first.offset;
+                // The first source goes on reading past the barrier; that changes
+                // nothing in the snapshot it gave.
+                read(&mut first, None);
+                let mut second = restored(&path, buffer, &snapshot);
+                let after = read(&mut second, None);
+                assert_eq!(texts(&after), all[k..], "buffer {buffer}, k {k}");
+                let numbers: Vec<u64> = after.iter().map(|(n, _)| *n).collect();
+                let expected: Vec<u64> = (k as u64 + 1..=all.len() as u64).collect();
+                assert_eq!(numbers, expected);
+                assert_eq!(second.stats.resumed_at(), Some(offset));
+                assert_eq!(second.stats.line(), all.len() as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_resume_at_the_chunk_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.bin");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let mut first = FileReadStage::new(&FileSource::chunks(&path, 4).read_buffer(3));
+        let c = first
+            .produce(&mut |r, _| next_chunk(r, 4))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.bytes, b"0123");
+        let snapshot = first.snapshot(1).unwrap();
+        let mut second = FileReadStage::new(&FileSource::chunks(&path, 4));
+        second
+            .restore(&snapshot, &RestoreContext::default())
+            .unwrap();
+        let mut rest = Vec::new();
+        while let Some(c) = second.produce(&mut |r, _| next_chunk(r, 4)).unwrap() {
+            rest.push((c.offset, c.bytes));
+        }
+        assert_eq!(rest, [(4, b"4567".to_vec()), (8, b"89".to_vec())]);
+        assert_eq!(second.line, 3);
+    }
+
+    #[test]
+    fn a_file_that_grew_is_read_on_from_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, "a\nb\n").unwrap();
+        let mut first = stage(&path, 16);
+        assert_eq!(texts(&read(&mut first, None)), ["a", "b"]);
+        let snapshot = first.snapshot(1).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"c\n").unwrap();
+        let mut second = restored(&path, 16, &snapshot);
+        assert_eq!(read(&mut second, None), [(3, "c".to_string())]);
+    }
+
+    #[test]
+    fn a_finished_source_restored_reads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, "a\nb").unwrap();
+        let mut first = stage(&path, 16);
+        read(&mut first, None);
+        let snapshot = first.snapshot(4).unwrap();
+        assert!(read(&mut restored(&path, 16, &snapshot), None).is_empty());
+    }
+
+    /// Truncated in place (shorter than the offset), or rewritten with other first
+    /// bytes: a new file, read from its beginning.
+    #[test]
+    fn a_truncated_or_rewritten_file_is_read_from_its_beginning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        for rewrite in ["x\n", "other\nlonger\ncontent\n"] {
+            std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+            let mut first = stage(&path, 16);
+            read(&mut first, Some(2));
+            let snapshot = first.snapshot(1).unwrap();
+            // `fs::write` truncates the same inode.
+            std::fs::write(&path, rewrite).unwrap();
+            let mut second = restored(&path, 16, &snapshot);
+            let all: Vec<&str> = rewrite.lines().collect();
+            assert_eq!(texts(&read(&mut second, None)), all, "{rewrite:?}");
+            assert_eq!(second.stats.resumed_at(), Some(0));
+        }
+    }
+
+    /// Another file at the path, even with the same content: rotated, read from
+    /// its beginning.
+    #[cfg(unix)]
+    #[test]
+    fn a_rotated_file_is_read_from_its_beginning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.log");
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        let mut first = stage(&path, 16);
+        read(&mut first, Some(2));
+        let snapshot = first.snapshot(1).unwrap();
+        std::fs::rename(&path, dir.path().join("in.log.1")).unwrap();
+        std::fs::write(&path, "one\ntwo\nthree\nfour\n").unwrap();
+        let mut second = restored(&path, 16, &snapshot);
+        assert_eq!(
+            texts(&read(&mut second, None)),
+            ["one", "two", "three", "four"]
+        );
+        assert_eq!(second.stats.resumed_at(), Some(0));
+    }
+
+    #[test]
+    fn snapshots_before_the_file_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, "a\nb\nc\n").unwrap();
+        // Not opened yet: the offset it was told to start at.
+        let mut fresh = FileReadStage::new(&FileSource::lines(&path).from_offset(2));
+        let snapshot = fresh.snapshot(1).unwrap();
+        let mut second = restored(&path, 16, &snapshot);
+        assert_eq!(texts(&read(&mut second, None)), ["b", "c"]);
+        // Restored, not opened yet: the restored position, identity included.
+        let mut first = stage(&path, 16);
+        read(&mut first, Some(1));
+        let taken = first.snapshot(1).unwrap();
+        let mut again = restored(&path, 16, &taken);
+        assert_eq!(again.snapshot(2).unwrap(), taken);
+    }
+
+    #[test]
+    fn a_snapshot_of_another_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, "a\n").unwrap();
+        let bad = Snapshot::of(POSITION_VERSION + 1, &0_u64).unwrap();
+        let r = stage(&path, 16).restore(&bad, &RestoreContext::default());
+        assert!(matches!(r, Err(StateError::Version { .. })), "{r:?}");
     }
 }

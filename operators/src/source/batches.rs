@@ -20,6 +20,12 @@ use weir_runtime::operator::{Io, Operator, Step};
 /// On shutdown it stops pulling: batches the iterator has not yielded, and the
 /// rest of a batch that was only partly emitted, were never admitted (they count
 /// neither as received nor as produced).
+///
+/// Not replayable: it keeps no checkpoint position. In a checkpointed pipeline it
+/// is allowed, but restored from a checkpoint it starts again from its beginning,
+/// and what it emitted after the last completed checkpoint before a crash is not
+/// replayed (at most once). Use [`ReplayableSource`](super::ReplayableSource) for
+/// a source that resumes.
 #[derive(Debug)]
 pub struct BatchSource<I, T> {
     batches: Fuse<I>,

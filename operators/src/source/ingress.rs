@@ -93,6 +93,11 @@ impl<T: Send + 'static> Ingress<T> {
 }
 
 /// The source behind an [`Ingress`].
+///
+/// Not replayable: it keeps no checkpoint position. In a checkpointed pipeline it
+/// is allowed, but elements accepted and not yet covered by a completed
+/// checkpoint are lost in a crash (at most once); after a restore it takes new
+/// elements only.
 #[derive(Debug)]
 pub struct IngressSource<T> {
     rx: mpsc::Receiver<T>,

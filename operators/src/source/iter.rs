@@ -9,6 +9,12 @@ use weir_runtime::operator::{Io, Operator, Step};
 /// Emits the items of an iterator, pulling only as many as downstream has credit
 /// for. Created by [`Pipeline::from_iter`](crate::Pipeline::from_iter). On shutdown
 /// it stops pulling: items the iterator has not yielded were never admitted.
+///
+/// Not replayable: it keeps no checkpoint position. In a checkpointed pipeline it
+/// is allowed, but restored from a checkpoint it starts again from its beginning,
+/// and what it emitted after the last completed checkpoint before a crash is not
+/// replayed (at most once). Use [`ReplayableSource`](super::ReplayableSource) for
+/// a source that resumes.
 #[derive(Debug)]
 pub struct IterSource<I> {
     iter: Fuse<I>,

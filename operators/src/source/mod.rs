@@ -1,13 +1,24 @@
 //! Sources: where elements enter a pipeline.
+//!
+//! In a checkpointed pipeline, only [`ReplayableSource`]
+//! ([`Pipeline::replayable`](crate::Pipeline::replayable)) and the file sources
+//! ([`Pipeline::file_lines`](crate::Pipeline::file_lines)) record a position and
+//! resume from it. [`IterSource`], [`BatchSource`], [`StreamSource`],
+//! [`IngressSource`] and [`ReplaySource`] are allowed but cannot replay: restored
+//! from a checkpoint they start again from their beginning (a new iterator,
+//! stream or channel), and what they had emitted after the last checkpoint
+//! before a crash is lost — at most once.
 
 mod batches;
 mod ingress;
 mod iter;
 mod replay;
+mod replayable;
 mod stream;
 
 pub use batches::BatchSource;
 pub use ingress::{Ingress, IngressSource, SendError, TrySendError};
 pub use iter::IterSource;
 pub use replay::ReplaySource;
+pub use replayable::ReplayableSource;
 pub use stream::StreamSource;

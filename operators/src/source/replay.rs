@@ -18,6 +18,12 @@ use weir_supervisor::dead_letter::{DeadLetter, DlqError, FileDlqReader, ReadErro
 /// that letter was never acknowledged. A corrupt record fails the stage with an
 /// error naming the offset; nothing after it is skipped silently.
 #[derive(Debug)]
+///
+/// Not replayable: it keeps no checkpoint position. In a checkpointed pipeline it
+/// is allowed, but restored from a checkpoint it starts again from its beginning,
+/// and what it emitted after the last completed checkpoint before a crash is not
+/// replayed (at most once). Use [`ReplayableSource`](super::ReplayableSource) for
+/// a source that resumes.
 pub struct ReplaySource<T> {
     reader: FileDlqReader<T>,
 }

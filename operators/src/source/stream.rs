@@ -11,6 +11,12 @@ use weir_runtime::operator::{Io, Operator, Step};
 /// stream that reads a socket stops reading when the pipeline is full. Created by
 /// [`Pipeline::from_stream`](crate::Pipeline::from_stream). On shutdown it stops
 /// polling.
+///
+/// Not replayable: it keeps no checkpoint position. In a checkpointed pipeline it
+/// is allowed, but restored from a checkpoint it starts again from its beginning,
+/// and what it emitted after the last completed checkpoint before a crash is not
+/// replayed (at most once). Use [`ReplayableSource`](super::ReplayableSource) for
+/// a source that resumes.
 pub struct StreamSource<S> {
     stream: Pin<Box<S>>,
 }

@@ -659,3 +659,57 @@ fn record_framing_adds_eight_bytes() {
     assert_eq!(boundaries[1], HEADER_LEN + RECORD_HEADER_LEN + len);
     assert_eq!(crc, crc32fast::hash(&bytes[18..boundaries[1] as usize]));
 }
+
+/// A writer cut back to each end offset it had: the records before it stay, the
+/// count follows, appending goes on after it; an offset inside a record or past
+/// the end is refused and the writer goes on where it was.
+#[test]
+fn truncate_to_an_earlier_end_offset_drops_the_records_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.dlq");
+    let mut writer = FileDlqWriter::create(&path).unwrap();
+    let mut ends = vec![writer.end_offset()];
+    for i in 0..6 {
+        writer.append(&letter(text(i), i)).unwrap();
+        ends.push(writer.end_offset());
+    }
+    drop(writer);
+    for (kept, &end) in ends.iter().enumerate() {
+        let copy = dir.path().join(format!("cut-{kept}.dlq"));
+        fs::copy(&path, &copy).unwrap();
+        let mut writer = FileDlqWriter::<String>::open_append(&copy).unwrap();
+        writer.truncate_to(end).unwrap();
+        assert_eq!(writer.record_count(), kept as u64);
+        assert_eq!(writer.end_offset(), end);
+        writer.append(&letter(text(99), 99)).unwrap();
+        drop(writer);
+        let outcome = FileDlqReader::<String>::open(&copy)
+            .unwrap()
+            .read_all()
+            .unwrap();
+        let mut expected: Vec<String> = (0..kept as u64).map(text).collect();
+        expected.push(text(99));
+        let got: Vec<String> = outcome.letters.into_iter().map(|l| l.element).collect();
+        assert_eq!(got, expected, "kept {kept}");
+        assert_eq!(outcome.tail, Tail::Clean);
+    }
+
+    let mut writer = FileDlqWriter::<String>::open_append(&path).unwrap();
+    let end = writer.end_offset();
+    for bad in [ends[2] + 1, end + 1, 0] {
+        match writer.truncate_to(bad) {
+            Err(DlqError::Io(e)) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}: {e}"),
+            other => panic!("{bad}: expected InvalidInput, got {other:?}"),
+        }
+        assert_eq!(writer.end_offset(), end);
+    }
+    // Refused cuts leave the writer appending at its end.
+    writer.append(&letter(text(7), 7)).unwrap();
+    drop(writer);
+    let outcome = FileDlqReader::<String>::open(&path)
+        .unwrap()
+        .read_all()
+        .unwrap();
+    assert_eq!(outcome.letters.len(), 7);
+    assert_eq!(outcome.tail, Tail::Clean);
+}

@@ -271,6 +271,100 @@ impl<T> FileDlqWriter<T> {
         self.end
     }
 
+    /// Cuts the file back to `offset`, an [`end_offset`](Self::end_offset) this
+    /// file had earlier, dropping every record appended after it: what a stage
+    /// restored from a checkpoint does, with the end offset the checkpoint
+    /// recorded, so that the dead letters of the elements it replays are not held
+    /// twice. The records before `offset` are checked (framing and checksums) to
+    /// count them and to make sure `offset` is where a record starts. The cut is
+    /// synced unless the [`SyncPolicy`] is `Never`. Cutting at the current end
+    /// changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_supervisor::dead_letter::{DeadLetter, FileDlqReader, FileDlqWriter};
+    /// use weir_supervisor::{ErrorClass, Failure};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("lines.dlq");
+    /// let failure = Failure::error(ErrorClass::Permanent, "malformed");
+    /// let mut writer = FileDlqWriter::create(&path)?;
+    /// writer.append(&DeadLetter::new("a", "parse", "logproc", &failure, 1, 3))?;
+    /// let checkpointed = writer.end_offset();
+    /// writer.append(&DeadLetter::new("b", "parse", "logproc", &failure, 1, 9))?;
+    ///
+    /// // Restored from the checkpoint: "b" will be replayed and dead-lettered again.
+    /// writer.truncate_to(checkpointed)?;
+    /// assert_eq!(writer.record_count(), 1);
+    /// writer.append(&DeadLetter::new("b", "parse", "logproc", &failure, 1, 9))?;
+    /// let letters = FileDlqReader::<String>::open(&path)?.read_all()?.letters;
+    /// let elements: Vec<_> = letters.iter().map(|l| l.element.as_str()).collect();
+    /// assert_eq!(elements, ["a", "b"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`DlqError::Io`] with `ErrorKind::InvalidInput` if `offset` is past the end
+    /// of the valid data or not where a record starts (the file is left
+    /// untouched); [`DlqError::Read`] if a record before it is corrupt;
+    /// [`DlqError::Poisoned`] after an earlier failure; [`DlqError::Io`] or
+    /// [`DlqError::Sync`] if the cut fails (the writer is then poisoned).
+    pub fn truncate_to(&mut self, offset: u64) -> Result<(), DlqError> {
+        if self.poisoned {
+            return Err(DlqError::Poisoned);
+        }
+        if offset == self.end {
+            return Ok(());
+        }
+        let invalid = |why: String| {
+            DlqError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot truncate {} to {offset}: {why}", self.path.display()),
+            ))
+        };
+        if offset > self.end || offset < HEADER_LEN {
+            return Err(invalid(format!(
+                "the records lie between {HEADER_LEN} and {}",
+                self.end
+            )));
+        }
+        // The scan moves the file's cursor, where the next record is written: put
+        // it back if the file is not cut.
+        let counted = match records_before(&self.file, offset, self.options.max_record_bytes()) {
+            Ok(Some(records)) => Ok(records),
+            Ok(None) => Err(invalid("a record does not start there".into())),
+            Err(e) => Err(e),
+        };
+        let records = match counted {
+            Ok(records) => records,
+            Err(e) => {
+                if self.file.seek(SeekFrom::Start(self.end)).is_err() {
+                    self.poisoned = true;
+                }
+                return Err(e);
+            }
+        };
+        let cut = self
+            .file
+            .set_len(offset)
+            .and_then(|()| self.file.seek(SeekFrom::Start(offset)).map(|_| ()));
+        if let Err(e) = cut {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        self.end = offset;
+        self.records = records;
+        self.unsynced = 0;
+        if self.options.sync_policy() != SyncPolicy::Never {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
     /// The number of records in the file: those found when it was opened plus those
     /// appended since.
     pub fn record_count(&self) -> u64 {
@@ -389,6 +483,29 @@ fn scan(file: &File, max: u32) -> Result<Scan, DlqError> {
             }
         }
     }
+}
+
+/// The number of records before `offset` in `file`, whose records are valid up to
+/// at least `offset`; `None` if no record starts at `offset`.
+fn records_before(file: &File, offset: u64, max: u32) -> Result<Option<u64>, DlqError> {
+    let mut input = BufReader::with_capacity(1 << 16, file);
+    input.seek(SeekFrom::Start(HEADER_LEN))?;
+    let mut end = HEADER_LEN;
+    let mut records = 0;
+    let mut payload = Vec::new();
+    while end < offset {
+        match frame::next_frame(&mut input, end, max, &mut payload)? {
+            Frame::Record => {
+                end += RECORD_HEADER_LEN + payload.len() as u64;
+                records += 1;
+            }
+            Frame::End(Tail::Corrupt { offset, reason }) => {
+                return Err(ReadError::Corrupt { offset, reason }.into());
+            }
+            Frame::End(_) => return Ok(None),
+        }
+    }
+    Ok((end == offset).then_some(records))
 }
 
 /// Takes the exclusive advisory lock on `file`, without waiting.
