@@ -8,6 +8,7 @@ mod common;
 
 mod barrier;
 mod checkpoint;
+mod checkpoint_crash;
 mod core_backpressure;
 mod core_batching;
 mod core_build_errors;
