@@ -103,6 +103,14 @@ pub struct CheckpointStats {
     pub last_bytes: u64,
     /// The last failure, as text.
     pub last_error: Option<String>,
+    /// Sources that keep no checkpointed position: after a restore they do not
+    /// resume where they were (an ingress, a socket, an iterator that is not
+    /// `Pipeline::replayable`), so what they had emitted after the last checkpoint
+    /// is not replayed.
+    pub unreplayable_sources: Vec<String>,
+    /// Sinks that keep no checkpointed state: their effects are at-least-once
+    /// (what they did after the last checkpoint is done again after a restore).
+    pub at_least_once_sinks: Vec<String>,
 }
 
 type Waiter = oneshot::Sender<Result<CheckpointInfo, CheckpointError>>;
@@ -170,10 +178,14 @@ impl Coordinator {
         upstream: Vec<Vec<usize>>,
         restored: Option<u64>,
         next_id: u64,
+        guarantees: (Vec<String>, Vec<String>),
     ) -> Self {
         let stages = upstream.len();
+        let (unreplayable_sources, at_least_once_sinks) = guarantees;
         let stats = CheckpointStats {
             restored_from: restored,
+            unreplayable_sources,
+            at_least_once_sinks,
             ..CheckpointStats::default()
         };
         Coordinator {

@@ -56,9 +56,28 @@ pub(super) fn prepare(
     )
     .map_err(|e| dir_err(e.to_string()))?;
     let mut upstream = vec![Vec::new(); n];
+    let mut has_output = vec![false; n];
     for e in &parts.edges {
         upstream[e.to.node].push(e.from.node);
+        has_output[e.from.node] = true;
     }
+    let mut unreplayable = Vec::new();
+    let mut at_least_once = Vec::new();
+    for i in 0..n {
+        if stateful[i] || parts.meta(i).junction {
+            continue;
+        }
+        if upstream[i].is_empty() {
+            tracing::warn!(
+                stage = %names[i],
+                "a source without a checkpointed position: after a restore it does not resume where it was"
+            );
+            unreplayable.push(names[i].clone());
+        } else if !has_output[i] {
+            at_least_once.push(names[i].clone());
+        }
+    }
+    let guarantees = (unreplayable, at_least_once);
     // Ids keep increasing over every run that used the directory.
     let newest = store.next_id().saturating_sub(1);
     if !config.restore {
@@ -68,6 +87,7 @@ pub(super) fn prepare(
             upstream,
             None,
             newest + 1,
+            guarantees,
         ));
     }
     let loaded = store.load_latest().map_err(|e| dir_err(e.to_string()))?;
@@ -83,6 +103,7 @@ pub(super) fn prepare(
             upstream,
             None,
             newest + 1,
+            guarantees,
         ));
     };
     let id = manifest.id;
@@ -149,5 +170,6 @@ pub(super) fn prepare(
         upstream,
         Some(id),
         newest.max(id) + 1,
+        guarantees,
     ))
 }

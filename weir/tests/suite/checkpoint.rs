@@ -444,3 +444,37 @@ fn checkpoint_on_a_pipeline_without_config_says_so() {
     assert_eq!(err, weir::checkpoint::CheckpointError::NotEnabled);
     running.wait().unwrap();
 }
+
+#[test]
+fn the_report_names_sources_that_cannot_replay_and_sinks_that_stay_at_least_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let done = weir::Pipeline::from_iter(0..100_u64)
+        .name("numbers")
+        .map(|x| (1, x))
+        .for_each(|_| {})
+        .name("effects")
+        .checkpoints(CheckpointConfig::new(dir.path()).without_fsync())
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let ck = done.report.checkpoint.unwrap();
+    assert_eq!(ck.unreplayable_sources, vec!["numbers".to_string()]);
+    assert_eq!(ck.at_least_once_sinks, vec!["effects".to_string()]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let done = Flow::from_source(Counter::new(1, 100, 8))
+        .to_sum()
+        .checkpoints(CheckpointConfig::new(dir.path()).without_fsync())
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let ck = done.report.checkpoint.unwrap();
+    assert!(
+        ck.unreplayable_sources.is_empty() && ck.at_least_once_sinks.is_empty(),
+        "{ck:?}"
+    );
+    assert_eq!(ck.completed, 1, "the final checkpoint: {ck:?}");
+}
