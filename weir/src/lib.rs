@@ -147,3 +147,9 @@ pub struct SupervisionDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/operators.md")]
 pub struct OperatorsDoctests;
+
+/// The checkpoint guide's Rust examples (docs/checkpoints.md), compiled (and run,
+/// where they need no files) as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/checkpoints.md")]
+pub struct CheckpointsDoctests;
