@@ -312,3 +312,60 @@ pub(crate) fn replica(i: usize, n: usize) -> RestoreContext {
         ..RestoreContext::default()
     }
 }
+
+/// [`assert_resumes`] for a sink made by `make` (handed its output sender):
+/// snapshotted after `k` elements and restored, it ends with the result of the
+/// uninterrupted run.
+pub(crate) fn assert_sink_resumes<Op, R>(
+    make: &dyn Fn(weir_runtime::OutputSender<R>) -> Op,
+    input: &[Op::In],
+    ks: &[usize],
+) where
+    Op: Operator<Out = std::convert::Infallible>,
+    Op::In: Clone,
+    R: PartialEq + std::fmt::Debug + Send + 'static,
+{
+    fn run<S, R>(op: S, rx: weir_runtime::OutputReceiver<R>, items: Vec<S::In>, open: bool) -> R
+    where
+        S: Operator<Out = std::convert::Infallible>,
+        R: Send + 'static,
+    {
+        let source = if open {
+            open_source(items)
+        } else {
+            crate::Pipeline::from_iter(items)
+        };
+        source
+            .to(op, rx)
+            .default_capacity(3)
+            .max_batch(2)
+            .run(&rt())
+            .unwrap()
+            .wait()
+            .unwrap()
+            .output
+    }
+    let (tx, rx) = weir_runtime::output();
+    let whole = run(make(tx), rx, input.to_vec(), false);
+    let mut last = None;
+    for &k in ks {
+        let (tx, rx) = weir_runtime::output();
+        let (op, slot) = SnapAt::new(make(tx), k);
+        let _partial = run(op, rx, input[..k].to_vec(), true);
+        let snapshot = slot.lock().unwrap().take().unwrap().unwrap();
+        let (tx, rx) = weir_runtime::output();
+        let mut fresh = make(tx);
+        fresh
+            .checkpoint()
+            .unwrap()
+            .restore(&snapshot, &RestoreContext::default())
+            .unwrap();
+        let resumed = run(fresh, rx, input[k..].to_vec(), false);
+        assert_eq!(resumed, whole, "snapshot after {k} elements");
+        last = Some(snapshot);
+    }
+    if let Some(mut snapshot) = last {
+        let (tx, _rx) = weir_runtime::output();
+        assert_refuses_other_versions(&mut make(tx), &mut snapshot);
+    }
+}
