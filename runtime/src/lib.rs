@@ -20,8 +20,8 @@
 )]
 #![forbid(unsafe_code)]
 
-mod error;
 pub mod checkpoint;
+mod error;
 pub mod junction;
 pub mod manager;
 pub mod observe;

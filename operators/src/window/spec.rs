@@ -12,7 +12,9 @@ use weir_supervisor::dead_letter::DeadLetterSink;
 /// A window: the half-open time range `[start, end)`, in the unit of the
 /// timestamps (milliseconds for event time; milliseconds since the stage started
 /// for processing time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Window {
     /// First instant in the window.
     pub start: u64,
@@ -25,7 +27,9 @@ pub struct Window {
 /// A window fires once when the watermark reaches its end; with allowed lateness,
 /// each late element added to it afterwards fires it again with the updated
 /// value (`firing` counts up from 0).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct WindowResult<K, R> {
     /// The key the window belongs to.
     pub key: K,

@@ -13,7 +13,7 @@
 mod state;
 
 pub use state::{
-    Checkpointable, DEFAULT_MAX_STATE_BYTES, KEY_GROUPS, RestoreContext, Snapshot, StableBuildHasher,
-    StableHasher, StateError, StatePart, decode, encode, key_group, key_group_of,
-    replica_of_group,
+    Checkpointable, DEFAULT_MAX_STATE_BYTES, KEY_GROUPS, RestoreContext, Snapshot,
+    StableBuildHasher, StableHasher, StateError, StatePart, decode, encode, key_group,
+    key_group_of, replica_of_group,
 };
