@@ -504,6 +504,23 @@ impl WindowMetrics {
     pub(crate) fn add_overflowed(&self) {
         self.0.overflowed.fetch_add(1, Relaxed);
     }
+
+    /// The counters a checkpoint keeps: peak, fired, late, evicted, overflowed.
+    pub(crate) fn tallies(&self) -> [u64; 5] {
+        let c = &self.0;
+        [&c.peak_open, &c.fired, &c.late, &c.evicted, &c.overflowed].map(|a| a.load(Relaxed))
+    }
+
+    /// Raises the counters to `tallies` (see [`tallies`](Self::tallies)): a
+    /// restored stage goes on counting from where the snapshot was; counters
+    /// shared by several replicas take the largest value stored.
+    pub(crate) fn restore_tallies(&self, tallies: [u64; 5]) {
+        let c = &self.0;
+        let counters = [&c.peak_open, &c.fired, &c.late, &c.evicted, &c.overflowed];
+        for (counter, value) in counters.into_iter().zip(tallies) {
+            counter.fetch_max(value, Relaxed);
+        }
+    }
 }
 
 #[cfg(test)]
