@@ -58,6 +58,9 @@ mod validate;
 
 use std::hash::Hash;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use weir_runtime::reconfig::ConfigHandle;
 use weir_runtime::{ErrorClass, Flow, Supervision};
 use weir_supervisor::dead_letter::DeadLetterSink;
@@ -121,6 +124,8 @@ pub trait LimitExt<T: Clone + Send + 'static>: Sized {
     /// the rate on its own. At most [`Throttle::max_keys`] keys are tracked; idle
     /// ones are forgotten first, then [`KeysFull`] decides.
     ///
+    /// Each key's quota is checkpointed; `K` must be a serde type.
+    ///
     /// # Examples
     ///
     /// ```
@@ -141,7 +146,7 @@ pub trait LimitExt<T: Clone + Send + 'static>: Sized {
     /// ```
     fn throttle_by_key<K, F>(self, key: F, throttle: Throttle) -> Flow<T>
     where
-        K: Hash + Eq + Clone + Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
         F: FnMut(&T) -> K + Send + 'static;
 
     /// [`throttle`](Self::throttle) whose rate and burst `handle` changes while the
@@ -288,7 +293,7 @@ impl<T: Clone + Send + 'static> LimitExt<T> for Flow<T> {
 
     fn throttle_by_key<K, F>(self, key: F, throttle: Throttle) -> Flow<T>
     where
-        K: Hash + Eq + Clone + Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
         F: FnMut(&T) -> K + Send + 'static,
     {
         self.cloneable()
