@@ -17,6 +17,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use weir_runtime::checkpoint::{RestoreContext, Snapshot, StateError, StatePart, decode, encode};
 
+/// What [`decode_mixed`] gives: the unkeyed parts, and the keyed entries.
+pub(crate) type Mixed<G, K, V> = (Vec<G>, Vec<(K, V)>);
+
 /// A snapshot of keyed `entries` (split by key group, see [`Snapshot::keyed`])
 /// plus one unkeyed part holding `global`.
 pub(crate) fn mixed<'a, G, K, V, I>(
@@ -50,7 +53,7 @@ pub(crate) fn decode_mixed<G, K, V>(
     snapshot: &Snapshot,
     version: u32,
     ctx: &RestoreContext,
-) -> Result<(Vec<G>, Vec<(K, V)>), StateError>
+) -> Result<Mixed<G, K, V>, StateError>
 where
     G: DeserializeOwned,
     K: DeserializeOwned,
@@ -112,12 +115,12 @@ mod tests {
     fn mixed_snapshots_split_keys_and_keep_the_global_part() {
         let entries: Vec<(u64, String)> = (0..50).map(|k| (k, format!("v{k}"))).collect();
         let s = mixed(3, &(7_u32, true), entries.iter().map(|(k, v)| (k, v))).unwrap();
-        let (globals, mut back): (Vec<(u32, bool)>, Vec<(u64, String)>) =
+        let (globals, mut back): Mixed<(u32, bool), u64, String> =
             decode_mixed(&s, 3, &RestoreContext::default()).unwrap();
         back.sort();
         assert_eq!(globals, [(7, true)]);
         assert_eq!(back, entries);
-        let wrong: Result<(Vec<(u32, bool)>, Vec<(u64, String)>), _> =
+        let wrong: Result<Mixed<(u32, bool), u64, String>, _> =
             decode_mixed(&s, 4, &RestoreContext::default());
         assert_eq!(
             wrong.unwrap_err(),
@@ -131,8 +134,7 @@ mod tests {
     #[test]
     fn a_keyed_snapshot_without_its_global_part_is_refused() {
         let s = Snapshot::keyed(1, [(&1_u64, &2_u64)]).unwrap();
-        let r: Result<(Vec<u8>, Vec<(u64, u64)>), _> =
-            decode_mixed(&s, 1, &RestoreContext::default());
+        let r: Result<Mixed<u8, u64, u64>, _> = decode_mixed(&s, 1, &RestoreContext::default());
         assert!(matches!(r, Err(StateError::Shape(_))), "{r:?}");
     }
 

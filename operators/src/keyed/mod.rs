@@ -44,12 +44,13 @@
 //!     .key_by(|(who, _): &(&str, u32)| who.to_string()) // keys are serde types
 //!     .scan(0, |total: &mut u32, (who, amount)| {
 //!         *total += amount;
-//!         (who, *total)
+//!         (who.to_string(), *total)
 //!     })
 //!     .collect()
 //!     .run(&rt)?
 //!     .wait()?;
-//! assert_eq!(done.output, [("ann", 5), ("bob", 1), ("ann", 7)]);
+//! let totals: Vec<(&str, u32)> = done.output.iter().map(|(who, t)| (who.as_str(), *t)).collect();
+//! assert_eq!(totals, [("ann", 5), ("bob", 1), ("ann", 7)]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -135,6 +136,7 @@ pub trait KeyedExt<T: Send + 'static>: Sized {
     /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
     /// let done = Pipeline::from_iter(["a", "b", "a", "c", "b"])
     ///     .dedupe(|s| s.to_string(), Duration::from_secs(60))
+    ///     .map(String::from)
     ///     .collect()
     ///     .run(&rt)?
     ///     .wait()?;

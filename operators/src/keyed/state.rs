@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use weir_runtime::checkpoint::{RestoreContext, Snapshot, StateError};
 
-use crate::checkpoint::{age, before, decode_mixed, mixed};
+use crate::checkpoint::{Mixed, age, before, decode_mixed, mixed};
 
 /// What a keyed stage does when a new key arrives and it already holds its
 /// [maximum number of keys](crate::keyed::Keyed::max_keys).
@@ -361,7 +361,7 @@ impl<K: Hash + Eq + Clone, S> KeyedState<K, S> {
         K: DeserializeOwned,
         S: DeserializeOwned,
     {
-        let (tallies, mut entries): (Vec<Tallies>, Vec<(K, Entry<S>)>) =
+        let (tallies, mut entries): Mixed<Tallies, K, Entry<S>> =
             decode_mixed(snapshot, version, ctx)?;
         entries.sort_unstable_by_key(|(_, e)| e.seq);
         self.map.clear();

@@ -227,7 +227,7 @@ where
     }
 
     fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
-        let (counts, saved): (Vec<[u64; 6]>, Vec<(K, SavedQuota)>) =
+        let (counts, saved): crate::checkpoint::Mixed<[u64; 6], K, SavedQuota> =
             crate::checkpoint::decode_mixed(snapshot, STATE_VERSION, ctx)?;
         for c in counts {
             for (counter, value) in tallies(self.config.stats.inner()).into_iter().zip(c) {

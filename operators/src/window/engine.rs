@@ -11,7 +11,7 @@ use weir_runtime::checkpoint::{RestoreContext, Snapshot, StateError};
 
 use super::spec::{Aggregate, Shape, Window, WindowOverflow, WindowResult, Windows};
 use super::timers::Timers;
-use crate::checkpoint::{decode_mixed, mixed};
+use crate::checkpoint::{Mixed, decode_mixed, mixed};
 
 /// An open window in a snapshot: its range, accumulator, id (its place in the
 /// firing order), firings so far and the time of its timer.
@@ -670,7 +670,7 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
         A: DeserializeOwned,
         R: DeserializeOwned,
     {
-        let (globals, keys): (Vec<SavedGlobal<G>>, Vec<(K, SavedKey<A, R>)>) =
+        let (globals, keys): Mixed<SavedGlobal<G>, K, SavedKey<A, R>> =
             decode_mixed(snapshot, version, ctx)?;
         self.keys.clear();
         self.slots.clear();
