@@ -2,6 +2,8 @@
 
 use std::future::Future;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use weir_runtime::{Flow, OutputReceiver, Runnable, output};
 
 use crate::hub;
@@ -289,9 +291,14 @@ pub trait FlowExt<T: Clone + Send + 'static>: Sized {
     /// assert_eq!(done.output, [vec![1, 2], vec![3, 4], vec![5]]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    fn chunks(self, size: usize) -> Flow<Vec<T>>;
+    ///
+    /// State (the partial chunk) is checkpointed; `T` must be a serde type.
+    fn chunks(self, size: usize) -> Flow<Vec<T>>
+    where
+        T: Serialize + DeserializeOwned;
 
     /// Passes the first `n` elements, then ends the stream and cancels upstream.
+    /// The count passed is checkpointed.
     ///
     /// # Examples
     ///
@@ -391,7 +398,13 @@ pub trait FlowExt<T: Clone + Send + 'static>: Sized {
     /// assert_eq!(done.output, [0, 1, 2]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    fn collect(self) -> Runnable<Vec<T>>;
+    ///
+    /// State (what is gathered so far) is checkpointed; `T` must be a serde type.
+    /// For elements that are not, gather them with
+    /// [`for_each`](Self::for_each) into a collection of your own.
+    fn collect(self) -> Runnable<Vec<T>>
+    where
+        T: Serialize + DeserializeOwned;
 
     /// Ends the pipeline by folding every element into an accumulator, the
     /// pipeline's output.
@@ -405,10 +418,12 @@ pub trait FlowExt<T: Clone + Send + 'static>: Sized {
     /// assert_eq!(done.output, 10);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// State (the accumulator) is checkpointed; `A` must be a serde type.
     fn fold<A, F>(self, init: A, f: F) -> Runnable<A>
     where
         F: FnMut(A, T) -> A + Send + 'static,
-        A: Send + 'static;
+        A: Serialize + DeserializeOwned + Send + 'static;
 
     /// Ends the pipeline in a bounded [`Egress`] receiver the service reads from.
     /// The pipeline holds at most `capacity` elements in it; when it is full the
@@ -553,7 +568,10 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
         ))
     }
 
-    fn chunks(self, size: usize) -> Flow<Vec<T>> {
+    fn chunks(self, size: usize) -> Flow<Vec<T>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
         self.cloneable().via(Chunks::new(size))
     }
 
@@ -589,7 +607,10 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
         )
     }
 
-    fn collect(self) -> Runnable<Vec<T>> {
+    fn collect(self) -> Runnable<Vec<T>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
         let (tx, rx) = output();
         self.cloneable().to(Collect::new(tx), rx)
     }
@@ -597,7 +618,7 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
     fn fold<A, F>(self, init: A, f: F) -> Runnable<A>
     where
         F: FnMut(A, T) -> A + Send + 'static,
-        A: Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
     {
         let (tx, rx) = output();
         self.cloneable().to(Fold::new(init, f, tx), rx)

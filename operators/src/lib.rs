@@ -33,6 +33,7 @@
 
 mod attempts;
 pub mod barrier;
+mod checkpoint;
 pub mod file;
 mod flow_ext;
 pub mod hub;

@@ -24,7 +24,7 @@ impl Pipeline {
     /// ```
     /// use weir_operators::{FlowExt, Pipeline};
     /// let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
-    /// let done = Pipeline::from_iter(["a", "b"]).collect().run(&rt)?.wait()?;
+    /// let done = Pipeline::from_iter(["a", "b"].map(String::from)).collect().run(&rt)?.wait()?;
     /// assert_eq!(done.output, ["a", "b"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -50,11 +50,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     g.named("barrier_sync");
     let inputs = [0, 1, 2].map(|s| g.source(sensor(s, SENSORS[s].1, Some(STEPS))));
     let aligned = g.barrier(inputs, barrier);
-    let tagged = aligned.map(|o| g.flow(o, |f| f.map(|(s, k, sent)| (s, k, sent, Instant::now()))));
+    // Times since `epoch`: the fold's accumulator is checkpointable state, and a
+    // `Duration` is a serde type where an `Instant` is not.
+    let epoch = Instant::now();
+    let tagged = aligned.map(|o| {
+        g.flow(o, |f| {
+            f.map(move |(s, k, sent)| (s, k, sent.duration_since(epoch), epoch.elapsed()))
+        })
+    });
     let all = g.merge(tagged);
     let rows = g.sink(all, |f| {
         f.fold(
-            BTreeMap::<u32, Vec<(usize, Instant, Instant)>>::new(),
+            BTreeMap::<u32, Vec<(usize, Duration, Duration)>>::new(),
             |mut rows, (s, k, sent, released)| {
                 rows.entry(k).or_default().push((s, sent, released));
                 rows
@@ -76,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "step", "readings sent at (ms)", "released (ms)"
     );
     let t0 = rows[&0].iter().map(|r| r.1).min().ok_or("empty")?;
-    let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1_000.0;
+    let ms = |t: Duration| t.saturating_sub(t0).as_secs_f64() * 1_000.0;
     let mut aligned_ok = true;
     for (k, row) in &rows {
         let mut sent = [0.0; 3];

@@ -44,7 +44,7 @@ fn order(id: u64) -> Order {
 }
 
 /// What one branch saw.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Totals {
     orders: u64,
     amount: u64,

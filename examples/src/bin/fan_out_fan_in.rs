@@ -33,7 +33,7 @@ enum Tagged {
     Audited(u64),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Totals {
     pairs: u64,
     sum_of_doubles: u64,

@@ -25,7 +25,7 @@ const ORDERS: u32 = 5_000;
 /// The payment window after an order, in seconds.
 const WINDOW_S: i64 = 30 * 60;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Order {
     id: u32,
     customer: u32,
@@ -33,7 +33,7 @@ struct Order {
     ts: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Payment {
     order: u32,
     ts: i64,

@@ -29,7 +29,7 @@ use weir_examples::stage;
 const LINES: u64 = 50_000;
 
 /// A parsed line: its number and a digest of its text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Parsed {
     line: u64,
     digest: u64,

@@ -32,7 +32,7 @@ const RATE: u32 = 40;
 const BURST: u32 = 4;
 
 /// One record of the API.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Record {
     id: u32,
     email: String,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use weir::prelude::*;
 
 /// A click: user, event time (ms), page.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Click {
     user: u32,
     at: u64,

@@ -160,7 +160,7 @@ fn truncate(s: &str, max: usize) -> &str {
 /// line's timestamp), not a windowing operator: weir's windows are not on this
 /// branch. Exact: memory grows with the number of distinct clients, paths and
 /// minutes, not with the number of lines.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Aggregates {
     /// Valid lines counted.
     pub parsed: u64,

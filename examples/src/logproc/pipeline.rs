@@ -37,7 +37,7 @@ pub enum Part {
 }
 
 /// What the dead-letter branch did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DlqTally {
     /// Malformed lines that reached the branch.
     pub malformed: u64,

@@ -17,7 +17,7 @@ use super::stats::Counters;
 use super::{BadInput, TcpSourceConfig, TcpSourceStats};
 
 /// One frame received, and the peer that sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Frame {
     /// The connection's remote address.
     pub peer: SocketAddr,

@@ -86,6 +86,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_step_barrier_says_why_it_cannot_be_checkpointed() {
+        use weir_runtime::junction::Junction;
+        let j = crate::barrier::BarrierJunction::<u32>::new(crate::barrier::Barrier::new(), 2);
+        assert!(j.not_checkpointable().unwrap().contains("step barrier"));
+    }
+
+    #[test]
     fn waits_for_every_input_then_times_out_naming_the_late_ones() {
         let t0 = Instant::now();
         let mut a = Alignment::new(3, Some(Duration::from_secs(2)));

@@ -56,6 +56,21 @@ impl<T: Send + 'static> Junction for BarrierJunction<T> {
         "barrier"
     }
 
+    /// A checkpoint barrier can find the inputs at different steps: input 0 has
+    /// its k-th element before the checkpoint barrier, input 1 only after. The
+    /// step cannot be released before the snapshot (input 1's element is behind
+    /// its checkpoint barrier), and the barrier holds no elements of its own: the
+    /// waiting ones stay in the input queues, which a snapshot does not hold. So
+    /// the alignment would never complete.
+    fn not_checkpointable(&self) -> Option<String> {
+        Some(
+            "a step barrier keeps the elements of inputs ahead of the slowest in its input \
+             queues; at a checkpoint barrier they can neither be released (their partners \
+             come after it) nor be part of the snapshot"
+                .into(),
+        )
+    }
+
     fn validate(&self, inputs: usize, outputs: usize) -> Result<(), String> {
         if inputs == 0 {
             return Err("a barrier needs at least one input".into());

@@ -45,6 +45,13 @@
 //! carry over unchanged (a checkpoint that cannot align is aborted, not the
 //! pipeline).
 //!
+//! A pipeline with a step barrier cannot be checkpointed (building it with
+//! checkpoints is a `BuildError::NotCheckpointable`): the elements of the inputs
+//! ahead of the slowest wait in the input queues, and at a checkpoint barrier
+//! they can neither be released (their partners come after it) nor be part of a
+//! snapshot. Making it checkpointable needs the junction to be told that a
+//! checkpoint is pending, so that it takes those elements into its own state.
+//!
 //! [`ErrorClass::Timeout`]: weir_runtime::ErrorClass::Timeout
 
 mod align;

@@ -212,6 +212,17 @@ impl<T: Clone + Send + 'static> Operator for BroadcastHubSink<T> {
         "broadcast_hub"
     }
 
+    /// Subscribers attach and detach while the hub runs, outside the stream: a
+    /// checkpoint barrier cannot reach a subscriber that attaches after it, and a
+    /// restore cannot bring back the subscribers of the checkpoint.
+    fn not_checkpointable(&self) -> Option<String> {
+        Some(
+            "a broadcast hub's subscribers attach and detach at any time, outside the \
+             stream, so no checkpoint barrier is consistent across them"
+                .into(),
+        )
+    }
+
     fn counting(&self) -> Counting {
         Counting::Custom
     }

@@ -288,6 +288,16 @@ impl<T: Send + 'static> Operator for MergeHubSource<T> {
         "merge_hub"
     }
 
+    /// Producers attach and detach while the hub runs, outside the stream: they
+    /// have no checkpoint barriers and no positions to resume from.
+    fn not_checkpointable(&self) -> Option<String> {
+        Some(
+            "a merge hub's producers attach and detach at any time, outside the stream, \
+             so they carry no checkpoint barriers and cannot be resumed"
+                .into(),
+        )
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.capacity == 0 {
             Err("merge hub capacity 0: the buffer needs room for at least one element".into())
@@ -319,5 +329,16 @@ impl<T: Send + 'static> Operator for MergeHubSource<T> {
         // From here on producers get their element back; what is buffered is
         // final and counted as abandoned at the source.
         self.rx.close();
+    }
+}
+
+/// A merge hub's source stage on its own, for the tests.
+#[cfg(test)]
+pub(crate) fn merge_source_for_test() -> MergeHubSource<u32> {
+    let (_tx, rx) = mpsc::channel(1);
+    MergeHubSource {
+        rx,
+        capacity: 1,
+        closed: false,
     }
 }

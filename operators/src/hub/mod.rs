@@ -51,6 +51,14 @@
 //! every producer is gone. An accepted element is never lost: it is emitted, or,
 //! after an abort, counted as abandoned at the source.
 //!
+//! # Checkpoints
+//!
+//! Hubs are dynamic: producers and subscribers attach and detach at any time,
+//! outside the stream, so no checkpoint barrier can be consistent across them.
+//! Both hub stages say so ([`Operator::not_checkpointable`](weir_runtime::operator::Operator::not_checkpointable)),
+//! and building a checkpointed pipeline with a hub is a
+//! `BuildError::NotCheckpointable`.
+//!
 //! # Examples
 //!
 //! ```

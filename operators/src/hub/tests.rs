@@ -208,3 +208,16 @@ fn a_panicking_clone_changes_no_count() {
         assert_eq!((s.offered, s.buffered), (1, 1));
     }
 }
+
+#[test]
+fn both_hubs_say_they_cannot_be_checkpointed() {
+    use weir_runtime::operator::Operator;
+    let (sink, _hub) = super::broadcast::BroadcastHubSink::<u32>::new(NoSubscriber::Wait);
+    assert!(sink.not_checkpointable().unwrap().contains("subscribers"));
+    assert!(
+        super::merge::merge_source_for_test()
+            .not_checkpointable()
+            .unwrap()
+            .contains("producers")
+    );
+}

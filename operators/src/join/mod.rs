@@ -55,7 +55,7 @@ use weir_runtime::{Graph, Outlet};
 
 /// An element of a join's input: a row of the left or of the right input. Also
 /// the element of the side output: a row that found no partner (or came late).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Side<L, R> {
     /// From the left input.
     Left(L),
@@ -64,7 +64,7 @@ pub enum Side<L, R> {
 }
 
 /// What the join stage emits: a joined element or an unmatched row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum JoinOut<O, L, R> {
     /// Made by the combine function.
     Joined(O),

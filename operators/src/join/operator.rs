@@ -372,6 +372,17 @@ where
         self.rows.len()
     }
 
+    /// The rows and watermarks are not in a snapshot yet: building a
+    /// checkpointed pipeline with a join is refused rather than restoring it
+    /// empty.
+    fn not_checkpointable(&self) -> Option<String> {
+        Some(
+            "the interval join's buffered rows and watermarks are not checkpointed yet; \
+             a restore would start it empty"
+                .into(),
+        )
+    }
+
     fn step(
         &mut self,
         io: &mut Io<'_, Side<L, R>, JoinOut<O, L, R>>,

@@ -4,6 +4,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::task::Context;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Io, Operator, Step};
 
 use super::scan::full_failure;
@@ -15,6 +18,9 @@ use super::state::{Bounds, KeyedState, now};
 /// passes again once the TTL has elapsed since it last passed. Created by
 /// [`Keyed::dedupe`](crate::keyed::Keyed::dedupe) and
 /// [`KeyedExt::dedupe`](crate::keyed::KeyedExt::dedupe). Order preserved.
+///
+/// Checkpointable: the keys remembered, by key group, each with how long ago it
+/// passed (see the [module docs](crate::keyed) on time).
 pub struct Dedupe<T, K, KF> {
     key: Arc<KF>,
     state: KeyedState<K, ()>,
@@ -37,10 +43,26 @@ impl<T, K: Hash + Eq + Clone, KF> Dedupe<T, K, KF> {
     }
 }
 
+/// The version of [`Dedupe`]'s snapshot.
+const STATE_VERSION: u32 = 1;
+
+impl<T, K, KF> Checkpointable for Dedupe<T, K, KF>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+{
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        self.state.snapshot(STATE_VERSION, now(), &[])
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        self.state.restore(snapshot, STATE_VERSION, ctx, now())
+    }
+}
+
 impl<T, K, KF> Operator for Dedupe<T, K, KF>
 where
     T: Send + 'static,
-    K: Hash + Eq + Clone + Send + 'static,
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
     KF: Fn(&T) -> K + Send + Sync + 'static,
 {
     type In = T;
@@ -72,6 +94,10 @@ where
         self.state.len()
     }
 
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
+    }
+
     fn step(&mut self, io: &mut Io<'_, T, T>, cx: &mut Context<'_>) -> Step {
         let now = now();
         while self.state.pop_expired(now).is_some() {}
@@ -90,5 +116,27 @@ where
         }
         self.state.after_step(cx);
         io.finish_when_drained()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyed::OnFull;
+    use crate::test_support::assert_resumes;
+
+    type Key = fn(&u64) -> u64;
+
+    #[test]
+    fn a_restored_dedupe_remembers_the_same_keys() {
+        let make = || {
+            let bounds = Bounds {
+                max_keys: Some((4, OnFull::EvictLru)),
+                ..Bounds::default()
+            };
+            Dedupe::new(Arc::new((|x: &u64| x % 9) as Key), bounds)
+        };
+        let input: Vec<u64> = (0..70).map(|i| i * i % 13).collect();
+        assert_resumes(&make, &input, &[0, 3, 20, 69, 70]);
     }
 }

@@ -22,6 +22,15 @@
 //!   starts it with empty state; the entries it held are added to the stage's
 //!   `state_lost` in the report and stats. The element that failed is retried
 //!   (or dead-lettered) by the policy like for `map`.
+//! - **Checkpoints**: every keyed stage is checkpointable. Its entries are stored
+//!   by key group ([`Snapshot::keyed`](weir_runtime::checkpoint::Snapshot::keyed)),
+//!   so a stage restored as one of several replicas takes exactly the keys it
+//!   owns. Keys and states are therefore serde types (`Serialize +
+//!   DeserializeOwned`: owned keys such as `String`, not `&str`). A key's idle
+//!   time is stored as its age at the snapshot and counted again from the
+//!   restore: the time the pipeline was down does not count towards the TTL. The
+//!   recency order (for [`OnFull::EvictLru`]) and the counters (expired, evicted,
+//!   rejected, peak keys) are restored too.
 //!
 //! # Examples
 //!
@@ -32,15 +41,16 @@
 //! use weir_operators::{FlowExt, Pipeline};
 //! # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
 //! let done = Pipeline::from_iter([("ann", 5), ("bob", 1), ("ann", 2)])
-//!     .key_by(|(who, _): &(&str, u32)| *who)
+//!     .key_by(|(who, _): &(&str, u32)| who.to_string()) // keys are serde types
 //!     .scan(0, |total: &mut u32, (who, amount)| {
 //!         *total += amount;
-//!         (who, *total)
+//!         (who.to_string(), *total)
 //!     })
 //!     .collect()
 //!     .run(&rt)?
 //!     .wait()?;
-//! assert_eq!(done.output, [("ann", 5), ("bob", 1), ("ann", 7)]);
+//! let totals: Vec<(&str, u32)> = done.output.iter().map(|(who, t)| (who.as_str(), *t)).collect();
+//! assert_eq!(totals, [("ann", 5), ("bob", 1), ("ann", 7)]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -58,6 +68,8 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use weir_runtime::Flow;
 
 pub(crate) use state::now as state_now;
@@ -86,6 +98,9 @@ impl<T: Send + 'static, K, KF> std::fmt::Debug for Keyed<T, K, KF> {
 pub trait KeyedExt<T: Send + 'static>: Sized {
     /// Keys the flow by `key` for the keyed operator that follows (see [`Keyed`]).
     ///
+    /// The keyed state is checkpointed: `K` is a serde type (`Serialize +
+    /// DeserializeOwned`).
+    ///
     /// # Examples
     ///
     /// ```
@@ -103,12 +118,14 @@ pub trait KeyedExt<T: Send + 'static>: Sized {
     /// ```
     fn key_by<K, KF>(self, key: KF) -> Keyed<T, K, KF>
     where
-        K: Hash + Eq + Clone + Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
         KF: Fn(&T) -> K + Send + Sync + 'static;
 
     /// Drops an element whose key passed less than `ttl` ago (counted as
     /// filtered); shorthand for `key_by(key).ttl(ttl).dedupe()`. See
     /// [`Keyed::dedupe`] to remember the last `n` keys instead.
+    ///
+    /// State is checkpointed; `K` must be a serde type.
     ///
     /// # Examples
     ///
@@ -118,7 +135,8 @@ pub trait KeyedExt<T: Send + 'static>: Sized {
     /// use weir_operators::{FlowExt, Pipeline};
     /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
     /// let done = Pipeline::from_iter(["a", "b", "a", "c", "b"])
-    ///     .dedupe(|s| *s, Duration::from_secs(60))
+    ///     .dedupe(|s| s.to_string(), Duration::from_secs(60))
+    ///     .map(String::from)
     ///     .collect()
     ///     .run(&rt)?
     ///     .wait()?;
@@ -128,7 +146,7 @@ pub trait KeyedExt<T: Send + 'static>: Sized {
     /// ```
     fn dedupe<K, KF>(self, key: KF, ttl: Duration) -> Flow<T>
     where
-        K: Hash + Eq + Clone + Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
         KF: Fn(&T) -> K + Send + Sync + 'static,
     {
         self.key_by(key).ttl(ttl).dedupe()
@@ -138,7 +156,7 @@ pub trait KeyedExt<T: Send + 'static>: Sized {
 impl<T: Send + 'static> KeyedExt<T> for Flow<T> {
     fn key_by<K, KF>(self, key: KF) -> Keyed<T, K, KF>
     where
-        K: Hash + Eq + Clone + Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
         KF: Fn(&T) -> K + Send + Sync + 'static,
     {
         Keyed {
@@ -153,7 +171,7 @@ impl<T: Send + 'static> KeyedExt<T> for Flow<T> {
 impl<T, K, KF> Keyed<T, K, KF>
 where
     T: Send + 'static,
-    K: Hash + Eq + Clone + Send + 'static,
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
     KF: Fn(&T) -> K + Send + Sync + 'static,
 {
     /// Removes a key's state once the key has not been seen for `ttl` (tokio
@@ -188,12 +206,14 @@ where
     /// (a clone of `init` for a new key). One output per input, in order. Kind
     /// `keyed_scan`.
     ///
+    /// State is checkpointed; `K` and `S` must be serde types.
+    ///
     /// # Examples
     ///
     /// See the [module](self) example.
     pub fn scan<S, U, F>(self, init: S, f: F) -> Flow<U>
     where
-        S: Clone + Send + 'static,
+        S: Clone + Serialize + DeserializeOwned + Send + 'static,
         U: Send + 'static,
         F: Fn(&mut S, T) -> U + Send + Sync + 'static,
     {
@@ -213,6 +233,9 @@ where
     /// value emitted for its key (the element itself for a key's first). A panic
     /// in `f` forgets the key's value. Kind `keyed_reduce`.
     ///
+    /// State is checkpointed; `K` and `T` (the value kept per key) must be serde
+    /// types.
+    ///
     /// # Examples
     ///
     /// ```
@@ -230,7 +253,7 @@ where
     /// ```
     pub fn reduce<F>(self, f: F) -> Flow<T>
     where
-        T: Clone,
+        T: Clone + Serialize + DeserializeOwned,
         F: Fn(T, T) -> T + Send + Sync + 'static,
     {
         let (key, bounds) = (self.key, self.bounds);
@@ -257,12 +280,14 @@ where
     /// emits `(key, state)` when the key's state ends: its TTL ran out, it was
     /// evicted, or the input ended (then least recently seen key first). Kind `keyed_fold`.
     ///
+    /// State is checkpointed; `K` and `S` must be serde types.
+    ///
     /// # Examples
     ///
     /// See [`KeyedExt::key_by`].
     pub fn fold<S, F>(self, init: S, f: F) -> Flow<(K, S)>
     where
-        S: Clone + Send + Sync + 'static,
+        S: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
         F: Fn(&mut S, T) + Send + Sync + 'static,
     {
         self.aggregate_as("keyed_fold", FoldWith { init, f })
@@ -271,6 +296,9 @@ where
     /// Like [`fold`](Self::fold) with an [`Aggregate`]: its accumulator per key,
     /// its result emitted as `(key, result)` when the key's state ends. Kind
     /// `keyed_aggregate`.
+    ///
+    /// State is checkpointed; `K` and the accumulator `A::Acc` must be serde
+    /// types.
     ///
     /// # Examples
     ///
@@ -295,11 +323,19 @@ where
     /// assert_eq!(done.output, [('y', 4.0), ('x', 1.5)]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn aggregate<A: Aggregate<T>>(self, agg: A) -> Flow<(K, A::Out)> {
+    pub fn aggregate<A>(self, agg: A) -> Flow<(K, A::Out)>
+    where
+        A: Aggregate<T>,
+        A::Acc: Serialize + DeserializeOwned,
+    {
         self.aggregate_as("keyed_aggregate", agg)
     }
 
-    fn aggregate_as<A: Aggregate<T>>(self, kind: &'static str, agg: A) -> Flow<(K, A::Out)> {
+    fn aggregate_as<A>(self, kind: &'static str, agg: A) -> Flow<(K, A::Out)>
+    where
+        A: Aggregate<T>,
+        A::Acc: Serialize + DeserializeOwned,
+    {
         let (key, agg, bounds) = (self.key, Arc::new(agg), self.bounds);
         self.flow.via_factory(move || {
             KeyedAggregate::new(kind, Arc::clone(&key), Arc::clone(&agg), bounds.clone())
@@ -310,6 +346,8 @@ where
     /// is among the last [`max_keys`](Self::max_keys) keys that passed (with
     /// [`OnFull::EvictLru`]); dropped elements count as filtered. One of the two
     /// bounds is required (the build fails without). Kind `dedupe`.
+    ///
+    /// State is checkpointed; `K` must be a serde type.
     ///
     /// # Examples
     ///

@@ -9,6 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::Context;
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use weir_runtime::checkpoint::{RestoreContext, Snapshot, StateError};
+
+use crate::checkpoint::{Mixed, age, before, decode_mixed, mixed};
+
 /// What a keyed stage does when a new key arrives and it already holds its
 /// [maximum number of keys](crate::keyed::Keyed::max_keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +116,26 @@ struct Slot<S> {
     touched: Instant,
 }
 
+/// One key's entry in a snapshot: its value, its place in the recency order, and
+/// how long it had been idle when the snapshot was taken (re-anchored at the
+/// restore, see [`crate::checkpoint`]).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Entry<S> {
+    pub(crate) value: S,
+    pub(crate) seq: u64,
+    pub(crate) idle: Duration,
+}
+
+/// The part of a keyed snapshot that is not split by key: the counters that must
+/// not start again from zero (keys expired, evicted, rejected; the peak).
+#[derive(Serialize, Deserialize)]
+struct Tallies {
+    peak_keys: u64,
+    expired: u64,
+    evicted: u64,
+    rejected: u64,
+}
+
 /// Why a key could not be inserted.
 #[derive(Debug)]
 pub(crate) struct Full;
@@ -149,6 +175,12 @@ impl<K: Hash + Eq + Clone, S> KeyedState<K, S> {
 
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// The keys held, in no order.
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> impl Iterator<Item = K> + '_ {
+        self.map.keys().cloned()
     }
 
     /// Removes the oldest key whose TTL has run out by `now`, counted as expired.
@@ -265,6 +297,100 @@ impl<K: Hash + Eq + Clone, S> KeyedState<K, S> {
         all.into_iter().map(|(_, k, v)| (k, v)).collect()
     }
 
+    /// The state as a snapshot: one entry per key, split by key group, and the
+    /// counters. `extra` are entries taken out of the state but not emitted yet
+    /// (a `fold` that saw the end of its input), kept after the others in the
+    /// recency order.
+    pub(crate) fn snapshot(
+        &self,
+        version: u32,
+        now: Instant,
+        extra: &[(K, S)],
+    ) -> Result<Snapshot, StateError>
+    where
+        K: Serialize,
+        S: Serialize,
+    {
+        let mut entries: Vec<(&K, Entry<&S>)> = self
+            .map
+            .iter()
+            .map(|(k, slot)| {
+                let entry = Entry {
+                    value: &slot.value,
+                    seq: slot.seq,
+                    idle: age(now, slot.touched),
+                };
+                (k, entry)
+            })
+            .collect();
+        entries.extend(extra.iter().zip(1..).map(|((k, v), i)| {
+            let entry = Entry {
+                value: v,
+                seq: self.seq + i,
+                idle: Duration::ZERO,
+            };
+            (k, entry)
+        }));
+        let c = &self.bounds.counters.0;
+        let tallies = Tallies {
+            peak_keys: c.peak_keys.load(Relaxed),
+            expired: c.expired.load(Relaxed),
+            evicted: c.evicted.load(Relaxed),
+            rejected: c.rejected.load(Relaxed),
+        };
+        mixed(version, &tallies, entries.iter().map(|(k, e)| (*k, e)))
+    }
+
+    /// Replaces the state with the entries of `snapshot` whose key group `ctx`
+    /// owns, each idle for as long as it was at the snapshot (counted from `now`),
+    /// in the same recency order. The counters are raised to those stored (the
+    /// largest, when the snapshot was merged from several replicas that shared
+    /// one set of counters).
+    ///
+    /// # Errors
+    ///
+    /// The snapshot does not decode, or has another version.
+    pub(crate) fn restore(
+        &mut self,
+        snapshot: &Snapshot,
+        version: u32,
+        ctx: &RestoreContext,
+        now: Instant,
+    ) -> Result<(), StateError>
+    where
+        K: DeserializeOwned,
+        S: DeserializeOwned,
+    {
+        let (tallies, mut entries): Mixed<Tallies, K, Entry<S>> =
+            decode_mixed(snapshot, version, ctx)?;
+        entries.sort_unstable_by_key(|(_, e)| e.seq);
+        self.map.clear();
+        self.order.clear();
+        self.timer = None;
+        self.seq = entries.last().map_or(0, |(_, e)| e.seq);
+        let tracked = self.tracked();
+        for (key, e) in entries {
+            if tracked {
+                self.order.push_back((e.seq, key.clone()));
+            }
+            let slot = Slot {
+                value: e.value,
+                seq: e.seq,
+                touched: before(now, e.idle),
+            };
+            self.map.insert(key, slot);
+        }
+        let c = &self.bounds.counters.0;
+        for t in tallies {
+            c.peak_keys.fetch_max(t.peak_keys, Relaxed);
+            c.expired.fetch_max(t.expired, Relaxed);
+            c.evicted.fetch_max(t.evicted, Relaxed);
+            c.rejected.fetch_max(t.rejected, Relaxed);
+        }
+        c.keys.store(self.map.len() as u64, Relaxed);
+        Ok(())
+    }
+
     /// Publishes the key gauges, and arms a timer for the next expiry so that the
     /// stage is stepped when it comes even if no input arrives.
     pub(crate) fn after_step(&mut self, cx: &mut Context<'_>) {
@@ -317,6 +443,82 @@ mod tests {
         s.insert(3, "c", t);
         assert_eq!(s.bounds.counters.evicted(), 1);
         assert_eq!(s.drain_all(), vec![(1, "a"), (3, "c")]);
+    }
+
+    #[test]
+    fn a_restore_keeps_idle_times_relative_to_the_snapshot_and_the_counters() {
+        let mut s = KeyedState::new(bounds(Some(10), Some((3, OnFull::EvictLru))));
+        let t0 = Instant::now();
+        s.insert(1_u64, 10_u64, t0);
+        s.insert(2, 20, t0 + Duration::from_secs(4));
+        s.insert(3, 30, t0 + Duration::from_secs(6));
+        assert_eq!(s.make_room().unwrap(), Some((1, 10)));
+        s.insert(4, 40, t0 + Duration::from_secs(7));
+        let at = t0 + Duration::from_secs(8);
+        let snapshot = s.snapshot(5, at, &[]).unwrap();
+
+        // Restored much later: the ages count from the restore.
+        let mut r: KeyedState<u64, u64> =
+            KeyedState::new(bounds(Some(10), Some((3, OnFull::EvictLru))));
+        let later = at + Duration::from_secs(1000);
+        r.restore(&snapshot, 5, &RestoreContext::default(), later)
+            .unwrap();
+        assert_eq!(r.bounds.counters.evicted(), 1);
+        assert_eq!(r.bounds.counters.peak_keys(), s.bounds.counters.peak_keys());
+        // Key 2 was idle for 4 s of 10: it expires 6 s after the restore, not before.
+        assert!(
+            r.pop_expired(later + Duration::from_millis(5_999))
+                .is_none()
+        );
+        assert_eq!(r.pop_expired(later + Duration::from_secs(6)), Some((2, 20)));
+        // The least recently used key is the next one evicted.
+        assert_eq!(r.make_room().unwrap(), None);
+        r.insert(5, 50, later + Duration::from_secs(6));
+        assert_eq!(r.make_room().unwrap(), Some((3, 30)));
+        assert_eq!(r.bounds.counters.expired(), 1);
+
+        let mut v = KeyedState::<u64, u64>::new(bounds(None, None));
+        assert!(matches!(
+            v.restore(&snapshot, 6, &RestoreContext::default(), later),
+            Err(StateError::Version {
+                found: 5,
+                expected: 6
+            })
+        ));
+    }
+
+    #[test]
+    fn replicas_split_the_keys_exactly() {
+        use weir_runtime::checkpoint::{key_group_of, replica_of_group};
+        let mut s = KeyedState::new(bounds(Some(60), None));
+        let t = Instant::now();
+        for k in 0..500_u64 {
+            s.insert(k, k * 3, t);
+        }
+        let snapshot = s.snapshot(1, t, &[]).unwrap();
+        for n in [2, 8] {
+            let mut all = Vec::new();
+            for i in 0..n {
+                let ctx = RestoreContext {
+                    replica: Some((i, n)),
+                    ..RestoreContext::default()
+                };
+                let mut r: KeyedState<u64, u64> = KeyedState::new(bounds(Some(60), None));
+                r.restore(&snapshot, 1, &ctx, t).unwrap();
+                let part = r.drain_all();
+                assert!(
+                    part.iter()
+                        .all(|(k, _)| replica_of_group(key_group_of(k), n) == i)
+                );
+                all.extend(part);
+            }
+            all.sort_unstable();
+            assert_eq!(
+                all,
+                (0..500).map(|k| (k, k * 3)).collect::<Vec<_>>(),
+                "n = {n}"
+            );
+        }
     }
 
     #[test]

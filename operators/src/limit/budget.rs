@@ -3,6 +3,7 @@
 
 use std::task::Context;
 
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Io, Operator, Step};
 use weir_runtime::{ErrorClass, Failure};
 
@@ -25,7 +26,7 @@ pub enum AtLimit {
 /// [`LimitExt::max_elements`](super::LimitExt::max_elements) (every element
 /// weighs 1) and [`LimitExt::max_bytes`](super::LimitExt::max_bytes).
 ///
-/// State: one running total (`u64`, saturating). Order is kept. The total is
+/// State: one running total (`u64`, saturating), checkpointed. Order is kept. The total is
 /// never exceeded: the element that would exceed it is not passed (see
 /// [`AtLimit`]).
 pub struct Budget<T, S> {
@@ -61,6 +62,20 @@ impl<T, S> std::fmt::Debug for Budget<T, S> {
     }
 }
 
+/// The version of [`Budget`]'s snapshot.
+const STATE_VERSION: u32 = 1;
+
+impl<T, S> Checkpointable for Budget<T, S> {
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(STATE_VERSION, &self.used)
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        self.used = snapshot.decode(STATE_VERSION, ctx)?;
+        Ok(())
+    }
+}
+
 impl<T, S> Operator for Budget<T, S>
 where
     T: Send + 'static,
@@ -71,6 +86,10 @@ where
 
     fn kind(&self) -> &'static str {
         self.kind
+    }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
     }
 
     fn step(&mut self, io: &mut Io<'_, T, T>, _cx: &mut Context<'_>) -> Step {
@@ -97,5 +116,18 @@ where
             io.push(x);
         }
         io.finish_when_drained()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::assert_resumes;
+
+    #[test]
+    fn a_restored_budget_counts_what_passed_before() {
+        let input: Vec<u64> = (0..30).map(|i| i % 4).collect();
+        let make = || Budget::new("max_bytes", 25, |x: &u64| *x, AtLimit::End);
+        assert_resumes(&make, &input, &[0, 1, 9, 15]);
     }
 }

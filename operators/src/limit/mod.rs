@@ -36,6 +36,7 @@
 //!     .supervise(rejections_to(dead.clone()))
 //!     .max_element_bytes(8, |s: &&str| s.len())
 //!     .throttle(Throttle::shape(Rate::per_second(1_000)).burst(10))
+//!     .map(String::from)
 //!     .collect()
 //!     .run(&rt)?
 //!     .wait()?;
@@ -57,6 +58,9 @@ mod throttle;
 mod validate;
 
 use std::hash::Hash;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use weir_runtime::reconfig::ConfigHandle;
 use weir_runtime::{ErrorClass, Flow, Supervision};
@@ -121,6 +125,8 @@ pub trait LimitExt<T: Clone + Send + 'static>: Sized {
     /// the rate on its own. At most [`Throttle::max_keys`] keys are tracked; idle
     /// ones are forgotten first, then [`KeysFull`] decides.
     ///
+    /// Each key's quota is checkpointed; `K` must be a serde type.
+    ///
     /// # Examples
     ///
     /// ```
@@ -129,19 +135,19 @@ pub trait LimitExt<T: Clone + Send + 'static>: Sized {
     /// use weir_supervisor::dead_letter::MemoryDlq;
     /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
     /// let dead = MemoryDlq::new(10);
-    /// let done = Pipeline::from_iter([("a", 1), ("a", 2), ("b", 1), ("a", 3)])
+    /// let done = Pipeline::from_iter([('a', 1), ('a', 2), ('b', 1), ('a', 3)])
     ///     .supervise(rejections_to(dead.clone()))
     ///     .throttle_by_key(|(user, _)| *user, Throttle::enforce(Rate::per_minute(1)).burst(2))
     ///     .collect()
     ///     .run(&rt)?
     ///     .wait()?;
-    /// assert_eq!(done.output, [("a", 1), ("a", 2), ("b", 1)]);
-    /// assert_eq!(dead.drain()[0].element, ("a", 3));
+    /// assert_eq!(done.output, [('a', 1), ('a', 2), ('b', 1)]);
+    /// assert_eq!(dead.drain()[0].element, ('a', 3));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     fn throttle_by_key<K, F>(self, key: F, throttle: Throttle) -> Flow<T>
     where
-        K: Hash + Eq + Clone + Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
         F: FnMut(&T) -> K + Send + 'static;
 
     /// [`throttle`](Self::throttle) whose rate and burst `handle` changes while the
@@ -208,6 +214,7 @@ pub trait LimitExt<T: Clone + Send + 'static>: Sized {
     /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
     /// let done = Pipeline::from_iter(["abc", "de", "fgh", "i"])
     ///     .max_bytes(6, |s: &&str| s.len() as u64, AtLimit::End)
+    ///     .map(String::from)
     ///     .collect()
     ///     .run(&rt)?
     ///     .wait()?;
@@ -288,7 +295,7 @@ impl<T: Clone + Send + 'static> LimitExt<T> for Flow<T> {
 
     fn throttle_by_key<K, F>(self, key: F, throttle: Throttle) -> Flow<T>
     where
-        K: Hash + Eq + Clone + Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
         F: FnMut(&T) -> K + Send + 'static,
     {
         self.cloneable()

@@ -32,7 +32,7 @@ impl ThrottleConfig {
 impl<T, K, F> Reconfigurable for ThrottleStage<T, K, F>
 where
     T: Send + 'static,
-    K: Hash + Eq + Clone + Send + 'static,
+    K: Hash + Eq + Clone + serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     F: FnMut(&T) -> K + Send + 'static,
 {
     type Config = ThrottleConfig;

@@ -40,6 +40,7 @@ fn max_element_bytes_admits_the_limit_itself() {
         Pipeline::from_iter(["abcd", "abcde", "abc"])
             .supervise(rejections_to(dead.clone()))
             .max_element_bytes(4, |s: &&str| s.len())
+            .map(String::from)
             .collect(),
     );
     assert_eq!(done.output, ["abcd", "abc"]);

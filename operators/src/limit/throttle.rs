@@ -6,12 +6,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::task::Context;
 
 use governor::Quota;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::time::Instant;
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{ElementSupervision, Io, Operator, Step};
 use weir_runtime::{ErrorClass, Failure};
 
 use super::config::{Throttle, ThrottleMode};
-use super::quotas::{Decision, Quotas};
+use super::quotas::{Decision, Quotas, SavedQuota};
 use super::reject::{After, Rejecter};
 
 /// Holds elements to a rate, per key. Created by
@@ -28,12 +31,22 @@ use super::reject::{After, Rejecter};
 /// - **Bounds**: holds at most one element of its own (one waiting for a
 ///   supervision retry); a shaping wait leaves the element in the stage's queue,
 ///   so the input edge's capacity is all that accumulates.
+/// - **Checkpoints**: each key's quota (its GCRA theoretical arrival time) is
+///   stored by key group as how far ahead of the snapshot it was, and its last
+///   admission as how long before; both are re-anchored at the restore, so the
+///   time the pipeline was down does not refill a quota. The counters of
+///   [`ThrottleStats`](super::ThrottleStats) are restored too. A snapshot taken
+///   while an element waits for a supervision retry fails (that element is not
+///   a serde type here); the checkpoint after it succeeds.
 pub struct ThrottleStage<T, K, F> {
     kind: &'static str,
     config: Throttle,
     quota: Result<Quota, String>,
     key: F,
     quotas: Option<Quotas<K>>,
+    /// Quotas restored from a checkpoint, loaded when the quotas are created
+    /// (on the stage's clock, in its first step).
+    restored: Option<Vec<(K, SavedQuota)>>,
     /// A shaping wait: the timer and when it started.
     wait: Option<(Pin<Box<tokio::time::Sleep>>, Instant)>,
     rejecter: Rejecter<T>,
@@ -47,6 +60,7 @@ impl<T, K, F> ThrottleStage<T, K, F> {
             config,
             key,
             quotas: None,
+            restored: None,
             wait: None,
             rejecter: Rejecter::default(),
         }
@@ -67,6 +81,29 @@ impl<T, K, F> ThrottleStage<T, K, F> {
         self.quota = Ok(quota);
         self.quotas = None;
         self.wait = None;
+        Ok(())
+    }
+}
+
+impl<T, K: Hash + Eq + Clone, F> ThrottleStage<T, K, F> {
+    /// Creates the quotas if there are none yet (with those restored from a
+    /// checkpoint, if any). Called in a step, on the arbiter, so that the quotas
+    /// start on the clock the stage's timers run on.
+    fn ensure_quotas(&mut self) -> Result<(), Failure> {
+        if self.quotas.is_some() {
+            return Ok(());
+        }
+        let Ok(quota) = self.quota else {
+            return Err(Failure::error(
+                ErrorClass::Permanent,
+                "invalid throttle arguments",
+            ));
+        };
+        let mut quotas = Quotas::new(quota, self.config.max_keys, self.config.when_full);
+        if let Some(saved) = self.restored.take() {
+            quotas.load(saved, Instant::now());
+        }
+        self.quotas = Some(quotas);
         Ok(())
     }
 }
@@ -146,10 +183,68 @@ where
     }
 }
 
+/// The version of [`ThrottleStage`]'s snapshot.
+const STATE_VERSION: u32 = 1;
+
+/// The counters a throttle's checkpoint keeps.
+fn tallies(stats: &super::config::StatsInner) -> [&std::sync::atomic::AtomicU64; 6] {
+    [
+        &stats.admitted,
+        &stats.delayed,
+        &stats.rejected,
+        &stats.idle_evicted,
+        &stats.evicted,
+        &stats.waited_nanos,
+    ]
+}
+
+impl<T, K, F> Checkpointable for ThrottleStage<T, K, F>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+{
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        if self.rejecter.is_holding() {
+            return Err(StateError::Encode(format!(
+                "{}: an element waits for its supervision retry; the next checkpoint will hold",
+                self.kind
+            )));
+        }
+        let counts = tallies(self.config.stats.inner()).map(|a| a.load(Relaxed));
+        match (&self.quotas, &self.restored) {
+            (Some(quotas), _) => {
+                let saved = quotas.save(Instant::now());
+                crate::checkpoint::mixed(STATE_VERSION, &counts, saved.iter().map(|(k, q)| (*k, q)))
+            }
+            (None, Some(saved)) => {
+                crate::checkpoint::mixed(STATE_VERSION, &counts, saved.iter().map(|(k, q)| (k, q)))
+            }
+            (None, None) => crate::checkpoint::mixed(
+                STATE_VERSION,
+                &counts,
+                std::iter::empty::<(&K, &SavedQuota)>(),
+            ),
+        }
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        let (counts, saved): crate::checkpoint::Mixed<[u64; 6], K, SavedQuota> =
+            crate::checkpoint::decode_mixed(snapshot, STATE_VERSION, ctx)?;
+        for c in counts {
+            for (counter, value) in tallies(self.config.stats.inner()).into_iter().zip(c) {
+                counter.fetch_max(value, Relaxed);
+            }
+        }
+        self.restored = Some(saved);
+        self.quotas = None;
+        self.wait = None;
+        Ok(())
+    }
+}
+
 impl<T, K, F> Operator for ThrottleStage<T, K, F>
 where
     T: Send + 'static,
-    K: Hash + Eq + Clone + Send + 'static,
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
     F: FnMut(&T) -> K + Send + 'static,
 {
     type In = T;
@@ -173,21 +268,13 @@ where
         self.rejecter.held()
     }
 
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
+    }
+
     fn step(&mut self, io: &mut Io<'_, T, T>, cx: &mut Context<'_>) -> Step {
-        if self.quotas.is_none() {
-            // Created here, on the arbiter, so that the quotas start on the
-            // clock the stage's timers run on.
-            let Ok(quota) = self.quota else {
-                return Step::Failed(Failure::error(
-                    ErrorClass::Permanent,
-                    "invalid throttle arguments",
-                ));
-            };
-            self.quotas = Some(Quotas::new(
-                quota,
-                self.config.max_keys,
-                self.config.when_full,
-            ));
+        if let Err(failure) = self.ensure_quotas() {
+            return Step::Failed(failure);
         }
         if let Some((timer, since)) = &mut self.wait {
             if timer.as_mut().poll(cx).is_pending() {
@@ -218,5 +305,81 @@ where
             }
         }
         io.finish_when_drained()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use weir_runtime::checkpoint::{key_group_of, replica_of_group};
+
+    use super::*;
+    use crate::limit::Rate;
+    use crate::test_support::replica;
+
+    type Stage = ThrottleStage<u32, u32, fn(&u32) -> u32>;
+
+    fn stage() -> Stage {
+        let config = Throttle::shape(Rate::new(1, Duration::from_millis(100))).burst(2);
+        ThrottleStage::new("throttle_by_key", config, |x: &u32| x % 50)
+    }
+
+    fn decide(s: &mut Stage, keys: impl IntoIterator<Item = u32>) -> Vec<Decision> {
+        let stats = super::super::config::StatsInner::default();
+        let quotas = s.quotas.as_mut().unwrap();
+        keys.into_iter()
+            .map(|k| quotas.check(&k, Instant::now(), &stats))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restored_quotas_go_on_from_the_snapshot() {
+        let mut s = stage();
+        s.ensure_quotas().unwrap();
+        let _ = decide(&mut s, (0..70).map(|i| i % 50));
+        tokio::time::advance(Duration::from_millis(30)).await;
+        let snapshot = s.snapshot(1).unwrap();
+        let want = decide(&mut s, 0..50);
+        assert!(want.contains(&Decision::Admit) && want.iter().any(|d| d != &Decision::Admit));
+
+        // Down for an hour: the quotas are where they were, not refilled.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        let mut r = stage();
+        r.restore(&snapshot, &RestoreContext::default()).unwrap();
+        r.ensure_quotas().unwrap();
+        let shift = |d: &Decision| match d {
+            Decision::NotUntil(t) => Decision::NotUntil(*t + Duration::from_secs(3600)),
+            other => other.clone(),
+        };
+        assert_eq!(
+            decide(&mut r, 0..50),
+            want.iter().map(shift).collect::<Vec<_>>()
+        );
+
+        for n in [2, 8] {
+            let mut keys = 0;
+            for i in 0..n {
+                let mut part = stage();
+                part.restore(&snapshot, &replica(i, n)).unwrap();
+                part.ensure_quotas().unwrap();
+                let quotas = part.quotas.as_ref().unwrap();
+                for k in 0..50_u32 {
+                    if replica_of_group(key_group_of(&k), n) != i {
+                        continue;
+                    }
+                    keys += 1;
+                }
+                assert!(quotas.len() <= keys);
+                assert!(
+                    quotas
+                        .keys()
+                        .all(|k| replica_of_group(key_group_of(k), n) == i)
+                );
+            }
+            assert_eq!(keys, 50);
+        }
+        let mut other = snapshot.clone();
+        crate::test_support::assert_refuses_other_versions(&mut stage(), &mut other);
     }
 }

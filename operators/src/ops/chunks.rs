@@ -2,11 +2,16 @@
 
 use std::task::Context;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Counting, Io, Operator, Step};
 
 /// Groups elements into vectors of `n`; the last one may be shorter. Created by
 /// [`FlowExt::chunks`](crate::FlowExt::chunks). A partial chunk waits for more input
 /// (there is no timer; a size-or-time variant is `grouped_within`).
+///
+/// Checkpointable: the partial chunk is its state (`T` is a serde type).
 #[derive(Debug)]
 pub struct Chunks<T> {
     size: usize,
@@ -23,7 +28,21 @@ impl<T> Chunks<T> {
     }
 }
 
-impl<T: Send + 'static> Operator for Chunks<T> {
+/// The version of [`Chunks`]' snapshot.
+const STATE_VERSION: u32 = 1;
+
+impl<T: Serialize + DeserializeOwned> Checkpointable for Chunks<T> {
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(STATE_VERSION, &self.buf)
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        self.buf = snapshot.decode(STATE_VERSION, ctx)?;
+        Ok(())
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Operator for Chunks<T> {
     type In = T;
     type Out = Vec<T>;
 
@@ -45,6 +64,10 @@ impl<T: Send + 'static> Operator for Chunks<T> {
 
     fn held(&self) -> usize {
         self.buf.len()
+    }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
     }
 
     fn step(&mut self, io: &mut Io<'_, T, Vec<T>>, _cx: &mut Context<'_>) -> Step {
@@ -74,6 +97,16 @@ impl<T: Send + 'static> Operator for Chunks<T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_restored_chunks_completes_its_partial_chunk() {
+        let input: Vec<u32> = (0..23).collect();
+        crate::test_support::assert_resumes(
+            &|| super::Chunks::new(4),
+            &input,
+            &[0, 1, 4, 6, 22, 23],
+        );
+    }
+
     use crate::test_support::run_small;
     use weir_runtime::{BuildError, Outcome};
 

@@ -184,6 +184,7 @@ mod tests {
                     })
                 })
                 .take(7)
+                .map(String::from)
                 .collect(),
         );
         assert_eq!(done.output, ["x"; 7]);

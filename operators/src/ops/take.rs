@@ -2,13 +2,18 @@
 
 use std::task::Context;
 
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Io, Operator, Step};
 
 /// Passes the first `n` elements, then ends the stream downstream and cancels
 /// upstream. Elements already in flight behind the `n`-th are counted as abandoned
 /// at this stage. Created by [`FlowExt::take`](crate::FlowExt::take).
+///
+/// Checkpointable: the number passed so far. A take restored with `n` elements
+/// passed or more finishes at once.
 #[derive(Debug)]
 pub struct Take<T> {
+    limit: u64,
     remaining: u64,
     _type: std::marker::PhantomData<fn(T) -> T>,
 }
@@ -17,9 +22,25 @@ impl<T> Take<T> {
     /// The operator behind [`FlowExt::take`](crate::FlowExt::take), for [`Flow::via`](weir_runtime::Flow::via) (elements that are not `Clone`).
     pub fn new(n: u64) -> Self {
         Take {
+            limit: n,
             remaining: n,
             _type: std::marker::PhantomData,
         }
+    }
+}
+
+/// The version of [`Take`]'s snapshot.
+const STATE_VERSION: u32 = 1;
+
+impl<T> Checkpointable for Take<T> {
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(STATE_VERSION, &(self.limit - self.remaining))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        let passed: u64 = snapshot.decode(STATE_VERSION, ctx)?;
+        self.remaining = self.limit.saturating_sub(passed);
+        Ok(())
     }
 }
 
@@ -29,6 +50,10 @@ impl<T: Send + 'static> Operator for Take<T> {
 
     fn kind(&self) -> &'static str {
         "take"
+    }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
     }
 
     fn step(&mut self, io: &mut Io<'_, T, T>, _cx: &mut Context<'_>) -> Step {
@@ -47,6 +72,13 @@ impl<T: Send + 'static> Operator for Take<T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_restored_take_counts_what_passed_and_ends_at_its_limit() {
+        let input: Vec<u32> = (0..30).collect();
+        // 10 is the limit: the restored take finishes at once.
+        crate::test_support::assert_resumes(&|| super::Take::new(10), &input, &[0, 1, 7, 10]);
+    }
+
     use crate::test_support::run_small;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,10 @@
 use std::convert::Infallible;
 use std::task::Context;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use weir_runtime::OutputSender;
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Counting, Io, Operator, Step};
 
 /// Gathers every element, in order, into a `Vec` returned as the pipeline's output.
@@ -24,7 +27,21 @@ impl<T> Collect<T> {
     }
 }
 
-impl<T: Send + 'static> Operator for Collect<T> {
+/// The version of [`Collect`]'s snapshot.
+const STATE_VERSION: u32 = 1;
+
+impl<T: Serialize + DeserializeOwned> Checkpointable for Collect<T> {
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(STATE_VERSION, &self.items)
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        self.items = snapshot.decode(STATE_VERSION, ctx)?;
+        Ok(())
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Operator for Collect<T> {
     type In = T;
     type Out = Infallible;
 
@@ -45,10 +62,20 @@ impl<T: Send + 'static> Operator for Collect<T> {
     fn on_stop(&mut self) {
         self.output.send(std::mem::take(&mut self.items));
     }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_restored_collect_keeps_what_it_had_gathered() {
+        let input: Vec<String> = (0..40).map(|i| format!("e{i}")).collect();
+        crate::test_support::assert_sink_resumes(&super::Collect::new, &input, &[0, 1, 20, 40]);
+    }
+
     use crate::test_support::run_small;
     use weir_runtime::Outcome;
 

@@ -4,7 +4,10 @@ use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::task::Context;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use weir_runtime::OutputSender;
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Counting, Io, Operator, Step};
 
 /// Folds every element into an accumulator returned as the pipeline's output.
@@ -33,11 +36,25 @@ impl<F, T, A> std::fmt::Debug for Fold<F, T, A> {
     }
 }
 
+/// The version of [`Fold`]'s snapshot.
+const STATE_VERSION: u32 = 1;
+
+impl<F, T, A: Serialize + DeserializeOwned> Checkpointable for Fold<F, T, A> {
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(STATE_VERSION, &self.acc)
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        self.acc = snapshot.decode(STATE_VERSION, ctx)?;
+        Ok(())
+    }
+}
+
 impl<F, T, A> Operator for Fold<F, T, A>
 where
     F: FnMut(A, T) -> A + Send + 'static,
     T: Send + 'static,
-    A: Send + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
 {
     type In = T;
     type Out = Infallible;
@@ -68,10 +85,29 @@ where
             self.output.send(acc);
         }
     }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_restored_fold_goes_on_from_its_accumulator() {
+        let input: Vec<u64> = (1..=50).collect();
+        let make = |tx| {
+            super::Fold::new(
+                Vec::new(),
+                |mut acc: Vec<u64>, x: u64| {
+                    acc.push(x * 2);
+                    acc
+                },
+                tx,
+            )
+        };
+        crate::test_support::assert_sink_resumes(&make, &input, &[0, 1, 33, 50]);
+    }
 
     use crate::test_support::{Gate, run_small, run_to_failure};
     use crate::{FlowExt, Pipeline};

@@ -3,6 +3,9 @@
 use std::collections::VecDeque;
 use std::task::Context;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Counting, Io, Operator, Step};
 
 /// Windows of `size` consecutive elements, one every `slide` elements (the seed's
@@ -13,7 +16,8 @@ use weir_runtime::operator::{Counting, Io, Operator, Step};
 /// belong to no later window are then completed. At the end of the input, the
 /// elements that arrived since the last window (if any) are emitted as a last,
 /// shorter window. The operator holds at most `size` elements (counted as held,
-/// abandoned if the stage is cancelled); it is not restartable.
+/// abandoned if the stage is cancelled); it is not restartable. Checkpointable:
+/// the elements held and the count since the last window.
 #[derive(Debug)]
 pub struct CountWindows<T> {
     size: usize,
@@ -34,7 +38,21 @@ impl<T> CountWindows<T> {
     }
 }
 
-impl<T: Clone + Send + 'static> Operator for CountWindows<T> {
+/// The version of [`CountWindows`]' snapshot.
+const STATE_VERSION: u32 = 1;
+
+impl<T: Serialize + DeserializeOwned> Checkpointable for CountWindows<T> {
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(STATE_VERSION, &(&self.buf, self.since))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        (self.buf, self.since) = snapshot.decode(STATE_VERSION, ctx)?;
+        Ok(())
+    }
+}
+
+impl<T: Clone + Serialize + DeserializeOwned + Send + 'static> Operator for CountWindows<T> {
     type In = T;
     type Out = Vec<T>;
 
@@ -64,6 +82,10 @@ impl<T: Clone + Send + 'static> Operator for CountWindows<T> {
 
     fn held(&self) -> usize {
         self.buf.len()
+    }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
     }
 
     fn step(&mut self, io: &mut Io<'_, T, Vec<T>>, _cx: &mut Context<'_>) -> Step {
@@ -99,5 +121,19 @@ impl<T: Clone + Send + 'static> Operator for CountWindows<T> {
             return Step::Finished;
         }
         Step::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::assert_resumes;
+
+    #[test]
+    fn a_restored_count_window_completes_its_windows() {
+        let input: Vec<u32> = (0..29).collect();
+        for (size, slide) in [(4, 4), (5, 2), (3, 1)] {
+            let make = || super::CountWindows::new(size, slide);
+            assert_resumes(&make, &input, &[0, 1, 3, 4, 17, 28, 29]);
+        }
     }
 }

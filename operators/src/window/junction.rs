@@ -6,13 +6,20 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::junction::{Junction, Ports, Routing};
 use weir_runtime::{ErrorClass, Failure, Graph, Outlet};
 
 use super::engine::{Admit, KeyedWindows};
 use super::operator::KeyFn;
 use super::spec::{Aggregate, EventTime, WindowResult, Windows, millis};
+use crate::checkpoint::{age, before};
 use crate::ops::FilterMap;
+
+/// The version of [`WindowJunction`]'s snapshot.
+const STATE_VERSION: u32 = 1;
 
 /// What a [`WindowJunction`] routes: a result to output 0, a late (or
 /// overflowing) element to output 1.
@@ -37,6 +44,11 @@ pub enum WindowOutput<K, R, T> {
 /// user code — or the state bound under [`WindowOverflow::Fail`](super::WindowOverflow::Fail)
 /// (a `ResourceExhausted` error, as in the linear window) — fails the pipeline: a junction is not supervised, so there is no restart
 /// and no state is lost silently (the pipeline fails).
+///
+/// Checkpointable, as [`WindowOp`](super::WindowOp) (it has one input, so it
+/// aligns checkpoint barriers trivially): open windows and waiting results by
+/// key group, the watermark, the largest timestamp, the counters, and the idle
+/// time as an age re-anchored at the restore.
 pub struct WindowJunction<T, K, A, R> {
     engine: KeyedWindows<T, K, A, R>,
     key: KeyFn<T, K>,
@@ -113,12 +125,35 @@ where
     }
 }
 
+impl<T, K, A, R> Checkpointable for WindowJunction<T, K, A, R>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        let silent = age(Instant::now(), self.last_arrival);
+        self.engine.snapshot(STATE_VERSION, &(self.max_ts, silent))
+    }
+
+    /// Several stored clocks (a snapshot merged from replicas) restore as the
+    /// earliest: the smallest timestamp and silence.
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        let clocks: Vec<(Option<u64>, Duration)> =
+            self.engine.restore(snapshot, STATE_VERSION, ctx)?;
+        self.max_ts = clocks.iter().filter_map(|c| c.0).min();
+        let silent = clocks.iter().map(|c| c.1).min().unwrap_or_default();
+        self.last_arrival = before(Instant::now(), silent);
+        Ok(())
+    }
+}
+
 impl<T, K, A, R> Junction for WindowJunction<T, K, A, R>
 where
     T: Send + 'static,
-    K: Hash + Eq + Clone + Send + 'static,
-    A: Send + 'static,
-    R: Send + 'static,
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
 {
     type In = T;
     type Out = WindowOutput<K, R, T>;
@@ -134,6 +169,15 @@ where
             ));
         }
         self.engine.validate()
+    }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
+    }
+
+    /// One input: a checkpoint barrier needs no alignment here.
+    fn not_checkpointable(&self) -> Option<String> {
+        None
     }
 
     fn route(&mut self, ports: &mut Ports<'_, T, Out<K, R, T>>) -> Routing {
@@ -194,6 +238,9 @@ pub trait GraphWindowExt {
     /// Keyed event-time windows after `from`, with late elements on their own
     /// outlet; see [`WindowJunction`] for the semantics.
     ///
+    /// State is checkpointed; `K`, `A` (the accumulator) and `R` must be serde
+    /// types.
+    ///
     /// # Examples
     ///
     /// ```
@@ -231,9 +278,9 @@ pub trait GraphWindowExt {
     ) -> WindowOutlets<K, R, T>
     where
         T: Send + 'static,
-        K: Hash + Eq + Clone + Send + 'static,
-        A: Send + 'static,
-        R: Send + 'static;
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static;
 }
 
 impl GraphWindowExt for Graph {
@@ -247,9 +294,9 @@ impl GraphWindowExt for Graph {
     ) -> WindowOutlets<K, R, T>
     where
         T: Send + 'static,
-        K: Hash + Eq + Clone + Send + 'static,
-        A: Send + 'static,
-        R: Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
     {
         let junction = WindowJunction::new(windows, time, key, agg);
         let mut ports = self.junction(junction, 1, 2);
@@ -272,5 +319,61 @@ impl GraphWindowExt for Graph {
             }))
         });
         WindowOutlets { results, late }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type J = WindowJunction<(u64, u64), u64, u64, u64>;
+
+    fn junction() -> J {
+        let ms = Duration::from_millis;
+        WindowJunction::new(
+            Windows::tumbling(ms(10)),
+            EventTime::new(|x: &(u64, u64)| x.1).out_of_orderness(ms(4)),
+            |x: &(u64, u64)| x.0,
+            Aggregate::new(|| 0, |s: &mut u64, x: &(u64, u64)| *s += x.1, |s| *s),
+        )
+    }
+
+    /// What `route` does with an admitted element.
+    fn admit(j: &mut J, x: (u64, u64)) {
+        j.engine.insert(x.0, x.1, &x).unwrap();
+        let max = j.max_ts.map_or(x.1, |m| m.max(x.1));
+        j.max_ts = Some(max);
+        j.engine.advance(max.saturating_sub(j.time.bound));
+    }
+
+    #[test]
+    fn a_window_junction_restores_its_windows_watermark_and_clock() {
+        let mut j = junction();
+        assert_eq!(j.not_checkpointable(), None);
+        for i in 0..30_u64 {
+            admit(&mut j, (i % 4, i * 3));
+        }
+        let snapshot = j.snapshot(1).unwrap();
+        let mut r = junction();
+        r.restore(&snapshot, &RestoreContext::default()).unwrap();
+        assert_eq!(r.max_ts, j.max_ts);
+        assert_eq!(r.engine.watermark(), j.engine.watermark());
+        assert_eq!(r.open_windows(), j.open_windows());
+        for e in [&mut j, &mut r] {
+            for i in 30..40_u64 {
+                admit(e, (i % 4, i * 3));
+            }
+            e.engine.advance(u64::MAX);
+        }
+        let drain = |e: &mut J| std::iter::from_fn(|| e.engine.pop_ready()).collect::<Vec<_>>();
+        let (a, b) = (drain(&mut j), drain(&mut r));
+        assert!(!a.is_empty());
+        assert_eq!(a, b);
+        let mut other = snapshot.clone();
+        other.version = 9;
+        assert!(matches!(
+            junction().restore(&other, &RestoreContext::default()),
+            Err(StateError::Version { found: 9, .. })
+        ));
     }
 }

@@ -31,6 +31,18 @@
 //! adds it to the stage's `state_lost`. A panic in `add` or `output` happens after
 //! the accumulator may have changed: supervise window stages with a restart
 //! policy, not bare retries.
+//!
+//! # Checkpoints
+//!
+//! Every window operator is checkpointable. Keyed windows store their open
+//! windows (accumulators, firings) and the results not emitted yet by the key
+//! group of their key, so a stage restored as one of several replicas takes
+//! exactly its keys; the watermark, the largest timestamp seen and the
+//! [`WindowMetrics`] counters are stored beside them. Instants are stored as
+//! ages at the snapshot and re-anchored at the restore: processing time and
+//! the idle rule go on from where they were, not counting the time the
+//! pipeline was down. Keys, accumulators and results (and the elements of
+//! `count_windows` and `grouped_within`) are therefore serde types.
 
 mod count;
 mod engine;
@@ -44,6 +56,8 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use weir_runtime::Flow;
 
 pub use count::CountWindows;
@@ -65,6 +79,9 @@ pub trait WindowExt<T: Send + 'static> {
     ///
     /// The stage is rebuilt fresh when its supervision restarts it (open windows
     /// are lost and counted in `state_lost`).
+    ///
+    /// State is checkpointed; `K`, `A` (the accumulator) and `R` must be serde
+    /// types.
     ///
     /// # Examples
     ///
@@ -97,14 +114,17 @@ pub trait WindowExt<T: Send + 'static> {
         agg: Aggregate<T, A, R>,
     ) -> Flow<WindowResult<K, R>>
     where
-        K: Hash + Eq + Clone + Send + 'static,
-        A: Send + 'static,
-        R: Send + 'static;
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static;
 
     /// Keyed processing-time windows on the tokio clock: an element's time is
     /// when the stage takes it (milliseconds since the stage's first step), and a
     /// timer fires each window when the clock reaches its end, input or not. No
     /// element is ever late. At the end of the input every open window fires.
+    ///
+    /// State is checkpointed; `K`, `A` and `R` must be serde types. The stage's
+    /// time goes on at a restore from where it was at the snapshot.
     ///
     /// # Examples
     ///
@@ -129,12 +149,15 @@ pub trait WindowExt<T: Send + 'static> {
         agg: Aggregate<T, A, R>,
     ) -> Flow<WindowResult<K, R>>
     where
-        K: Hash + Eq + Clone + Send + 'static,
-        A: Send + 'static,
-        R: Send + 'static;
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static;
 
     /// Windows of `size` consecutive elements, one every `slide` elements
     /// (`slide == size`: tumbling); see [`CountWindows`]. Not keyed.
+    ///
+    /// State (the elements of the open windows) is checkpointed; `T` must be a
+    /// serde type.
     ///
     /// # Examples
     ///
@@ -155,10 +178,13 @@ pub trait WindowExt<T: Send + 'static> {
     /// ```
     fn count_windows(self, size: usize, slide: usize) -> Flow<Vec<T>>
     where
-        T: Clone;
+        T: Clone + Serialize + DeserializeOwned;
 
     /// Batches of `n` elements, or of what arrived within `within` of a batch's
     /// first element, whichever is first; see [`GroupedWithin`].
+    ///
+    /// State (the batch being filled and the time left to its deadline) is
+    /// checkpointed; `T` must be a serde type.
     ///
     /// # Examples
     ///
@@ -175,7 +201,9 @@ pub trait WindowExt<T: Send + 'static> {
     /// assert_eq!(done.output, [vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    fn grouped_within(self, n: usize, within: Duration) -> Flow<Vec<T>>;
+    fn grouped_within(self, n: usize, within: Duration) -> Flow<Vec<T>>
+    where
+        T: Serialize + DeserializeOwned;
 }
 
 impl<T: Send + 'static> WindowExt<T> for Flow<T> {
@@ -187,9 +215,9 @@ impl<T: Send + 'static> WindowExt<T> for Flow<T> {
         agg: Aggregate<T, A, R>,
     ) -> Flow<WindowResult<K, R>>
     where
-        K: Hash + Eq + Clone + Send + 'static,
-        A: Send + 'static,
-        R: Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
     {
         let key: operator::KeyFn<T, K> = Arc::new(key);
         self.via_factory(move || {
@@ -204,9 +232,9 @@ impl<T: Send + 'static> WindowExt<T> for Flow<T> {
         agg: Aggregate<T, A, R>,
     ) -> Flow<WindowResult<K, R>>
     where
-        K: Hash + Eq + Clone + Send + 'static,
-        A: Send + 'static,
-        R: Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
     {
         let key: operator::KeyFn<T, K> = Arc::new(key);
         self.via_factory(move || {
@@ -216,12 +244,15 @@ impl<T: Send + 'static> WindowExt<T> for Flow<T> {
 
     fn count_windows(self, size: usize, slide: usize) -> Flow<Vec<T>>
     where
-        T: Clone,
+        T: Clone + Serialize + DeserializeOwned,
     {
         self.via(CountWindows::new(size, slide))
     }
 
-    fn grouped_within(self, n: usize, within: Duration) -> Flow<Vec<T>> {
+    fn grouped_within(self, n: usize, within: Duration) -> Flow<Vec<T>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
         self.via(GroupedWithin::new(n, within))
     }
 }

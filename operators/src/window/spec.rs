@@ -12,7 +12,9 @@ use weir_supervisor::dead_letter::DeadLetterSink;
 /// A window: the half-open time range `[start, end)`, in the unit of the
 /// timestamps (milliseconds for event time; milliseconds since the stage started
 /// for processing time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Window {
     /// First instant in the window.
     pub start: u64,
@@ -25,7 +27,9 @@ pub struct Window {
 /// A window fires once when the watermark reaches its end; with allowed lateness,
 /// each late element added to it afterwards fires it again with the updated
 /// value (`firing` counts up from 0).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct WindowResult<K, R> {
     /// The key the window belongs to.
     pub key: K,
@@ -499,6 +503,23 @@ impl WindowMetrics {
 
     pub(crate) fn add_overflowed(&self) {
         self.0.overflowed.fetch_add(1, Relaxed);
+    }
+
+    /// The counters a checkpoint keeps: peak, fired, late, evicted, overflowed.
+    pub(crate) fn tallies(&self) -> [u64; 5] {
+        let c = &self.0;
+        [&c.peak_open, &c.fired, &c.late, &c.evicted, &c.overflowed].map(|a| a.load(Relaxed))
+    }
+
+    /// Raises the counters to `tallies` (see [`tallies`](Self::tallies)): a
+    /// restored stage goes on counting from where the snapshot was; counters
+    /// shared by several replicas take the largest value stored.
+    pub(crate) fn restore_tallies(&self, tallies: [u64; 5]) {
+        let c = &self.0;
+        let counters = [&c.peak_open, &c.fired, &c.late, &c.evicted, &c.overflowed];
+        for (counter, value) in counters.into_iter().zip(tallies) {
+            counter.fetch_max(value, Relaxed);
+        }
     }
 }
 

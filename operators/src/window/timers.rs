@@ -157,6 +157,34 @@ impl<K> Timers<K> {
         Some(popped)
     }
 
+    /// Every timer `(time, id, key, start)`, in no particular order (one per
+    /// open window: what a snapshot walks).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(u64, u64, &K, u64)) {
+        match &self.layout {
+            Layout::Each(map) => {
+                for (&(at, id), (key, start)) in map {
+                    f(at, id, key, *start);
+                }
+            }
+            Layout::Aligned(map) => {
+                for (&at, bucket) in map {
+                    for (id, key, start) in &bucket.entries {
+                        f(at, *id, key, *start);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes every timer.
+    pub(crate) fn clear(&mut self) {
+        match &mut self.layout {
+            Layout::Each(map) => map.clear(),
+            Layout::Aligned(map) => map.clear(),
+        }
+        self.len = 0;
+    }
+
     /// Takes the earliest timer, whatever its time.
     pub(crate) fn pop_first(&mut self) -> Option<(u64, u64, K, u64)> {
         self.pop_until(u64::MAX)

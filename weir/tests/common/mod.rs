@@ -16,7 +16,7 @@ pub fn rt1() -> Runtime {
 }
 
 /// Adds a sink that collects `from` and returns its receiver.
-pub fn collect<T: Clone + Send + 'static>(
+pub fn collect<T: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + 'static>(
     g: &mut Graph,
     from: Outlet<T>,
 ) -> weir::OutputReceiver<Vec<T>> {

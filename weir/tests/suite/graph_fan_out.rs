@@ -334,7 +334,7 @@ fn balance_spreads_work_and_loses_nothing() {
 }
 
 /// An element whose `clone` panics for one value.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Brittle(u64);
 
 impl Clone for Brittle {

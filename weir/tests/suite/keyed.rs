@@ -134,7 +134,7 @@ fn ttl_expires_idle_keys_exactly_on_a_paused_clock() {
         let counters = StateCounters::new();
         let (ingress, flow) = Pipeline::ingress::<&'static str>(16);
         let (runnable, mut egress) = flow
-            .key_by(|k: &&str| *k)
+            .key_by(|k: &&str| k.to_string())
             .ttl(Duration::from_secs(10))
             .counters(&counters)
             .scan(0_u32, |n: &mut u32, k| {

@@ -326,6 +326,7 @@ fn validation_dead_letters_invalid_and_oversized_elements() {
         })
         .name("check")
         .inspect(move |s| later.lock().unwrap().push(s.len()))
+        .map(String::from)
         .collect()
         .run(&Runtime::builder().arbiters(1).build().unwrap())
         .unwrap()
@@ -482,6 +483,7 @@ fn byte_budget_ends_or_fails_at_the_limit() {
 
     let err = Pipeline::from_iter(["aaaa", "bbbb", "cccc"])
         .max_bytes(10, |s: &&str| s.len() as u64, AtLimit::Fail)
+        .map(String::from)
         .collect()
         .run(&rt)
         .unwrap()
