@@ -36,7 +36,7 @@ pub struct Line {
 }
 
 /// A chunk of a file with its offsets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Chunk {
     /// Byte offset of the chunk's first byte.
     pub offset: u64,
