@@ -153,7 +153,7 @@ pub(crate) struct Coordinator {
     /// Per stage: the stages feeding it.
     upstream: Vec<Vec<usize>>,
     state: Mutex<State>,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::Sender<Box<Job>>>>,
     /// Set once the pipeline is shared: the writer reports through it.
     pipeline: std::sync::OnceLock<Weak<PipelineShared>>,
     /// Released when the pipeline ends, so that the directory is free for the next
@@ -213,7 +213,7 @@ impl Coordinator {
     /// there is an interval, the timer.
     pub(crate) fn attach(&self, pipeline: &Arc<PipelineShared>) {
         let _ = self.pipeline.set(Arc::downgrade(pipeline));
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Box<Job>>();
         *self.jobs.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
         let Some(store) = self
             .store
@@ -489,7 +489,7 @@ impl Coordinator {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map(|tx| tx.send(job));
+            .map(|tx| tx.send(Box::new(job)));
         if let Some(Err(mpsc::SendError(job))) = sent {
             let err = CheckpointError::Write {
                 checkpoint: id,

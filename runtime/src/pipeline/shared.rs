@@ -118,6 +118,7 @@ pub(crate) struct PipelineShared {
 }
 
 impl PipelineShared {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         name: String,
         stages: Vec<Arc<StageShared>>,

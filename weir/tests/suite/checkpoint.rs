@@ -75,16 +75,19 @@ impl Operator for Counter {
     }
 }
 
+/// Per tag: (count, sum of values), once the sink stopped.
+type Totals = Arc<Mutex<Option<BTreeMap<u64, (u64, u64)>>>>;
+
 /// Per tag: (count, sum of values). Checkpointable; publishes its totals on stop.
 #[derive(Default)]
 struct Sum {
     per: BTreeMap<u64, (u64, u64)>,
-    out: Arc<Mutex<Option<BTreeMap<u64, (u64, u64)>>>>,
+    out: Totals,
     done: Option<OutputSender<()>>,
 }
 
 /// A summing sink and the receiver its pipeline's completion waits on.
-fn sum(out: Arc<Mutex<Option<BTreeMap<u64, (u64, u64)>>>>) -> (Sum, OutputReceiver<()>) {
+fn sum(out: Totals) -> (Sum, OutputReceiver<()>) {
     let (tx, rx) = output();
     (
         Sum {
@@ -181,7 +184,7 @@ fn expected(ends: &[(u64, u64)]) -> BTreeMap<u64, (u64, u64)> {
 fn merge_graph(
     dir: &std::path::Path,
     ends: [(u64, u64); 2],
-    out: Arc<Mutex<Option<BTreeMap<u64, (u64, u64)>>>>,
+    out: Totals,
     config: impl FnOnce(CheckpointConfig) -> CheckpointConfig,
 ) -> Graph {
     let mut g = Graph::new();
@@ -193,10 +196,11 @@ fn merge_graph(
             .name("slow"),
     );
     let merged = g.merge([fast, slow]);
-    let _ = g.sink(merged, |f| {
+    // The sink's result is `()`: the totals come through `out`.
+    drop(g.sink(merged, |f| {
         let (sink, rx) = sum(out);
         f.to(sink, rx).name("sum")
-    });
+    }));
     g.checkpoints(config(CheckpointConfig::new(dir).without_fsync()));
     g
 }
@@ -371,7 +375,7 @@ fn a_zip_in_a_checkpointed_graph_is_a_build_error_naming_it() {
     let a = g.source(Flow::from_source(Counter::new(1, 10, 4)));
     let b = g.source(Flow::from_source(Counter::new(2, 10, 4)));
     let z = g.zip(a, b);
-    let _ = g.sink(z, |f| f.map(|(x, _)| x).to_sum());
+    drop(g.sink(z, |f| f.map(|(x, _)| x).to_sum()));
     g.checkpoints(CheckpointConfig::new(dir.path()));
     let err = g.run(&rt()).unwrap_err();
     assert!(
