@@ -16,6 +16,7 @@
 //!   and as a hand-written `HashMap` loop.
 
 pub mod baselines;
+pub mod checkpoint;
 pub mod detach;
 pub mod join;
 pub mod junctions;

@@ -56,7 +56,7 @@ impl Pipeline {
     /// let rows = std::sync::Arc::new(vec!["a", "b", "c"]);
     /// let done = Pipeline::replayable(move |from| {
     ///     let rows = std::sync::Arc::clone(&rows);
-    ///     (from as usize..rows.len()).map(move |i| rows[i])
+    ///     (from as usize..rows.len()).map(move |i| rows[i].to_string())
     /// })
     /// .collect()
     /// .run(&rt)?

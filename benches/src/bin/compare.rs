@@ -30,7 +30,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use weir_benches::baselines::{self, RunFn};
 use weir_benches::junctions::{self, JunctionPlacement};
-use weir_benches::{detach, join, pool, stats, weir_variant, window, workload};
+use weir_benches::{checkpoint, detach, join, pool, stats, weir_variant, window, workload};
 
 /// Every throughput variant, in report order.
 const VARIANTS: &[(&str, RunFn)] = &[
@@ -59,6 +59,8 @@ struct JunctionVariant {
     /// The workload runs `--junction-elements / divisor` elements (the pool's
     /// elements cost about 1 µs each).
     divisor: u64,
+    /// What each sink must sum to, for the elements run.
+    expected: fn(u64) -> u64,
 }
 
 /// The junction workloads, in report order.
@@ -70,6 +72,7 @@ const JUNCTIONS: &[JunctionVariant] = &[
         baseline_name: CROSSBEAM,
         sinks: junctions::FAN,
         divisor: 1,
+        expected: junctions::expected_sum,
     },
     JunctionVariant {
         name: "merge4",
@@ -78,6 +81,7 @@ const JUNCTIONS: &[JunctionVariant] = &[
         baseline_name: CROSSBEAM,
         sinks: 1,
         divisor: 1,
+        expected: junctions::expected_sum,
     },
     JunctionVariant {
         name: "merge4_batches",
@@ -86,6 +90,7 @@ const JUNCTIONS: &[JunctionVariant] = &[
         baseline_name: CROSSBEAM,
         sinks: 1,
         divisor: 1,
+        expected: junctions::expected_sum,
     },
     JunctionVariant {
         name: "pool",
@@ -94,6 +99,7 @@ const JUNCTIONS: &[JunctionVariant] = &[
         baseline_name: CROSSBEAM,
         sinks: 1,
         divisor: 8,
+        expected: junctions::expected_sum,
     },
     JunctionVariant {
         name: "pool1",
@@ -102,6 +108,7 @@ const JUNCTIONS: &[JunctionVariant] = &[
         baseline_name: CROSSBEAM,
         sinks: 1,
         divisor: 8,
+        expected: junctions::expected_sum,
     },
     JunctionVariant {
         name: "detach3",
@@ -111,6 +118,7 @@ const JUNCTIONS: &[JunctionVariant] = &[
         // The two healthy branches; the stalled one is checked by count.
         sinks: 2,
         divisor: 1,
+        expected: junctions::expected_sum,
     },
     JunctionVariant {
         name: "window_agg",
@@ -119,6 +127,7 @@ const JUNCTIONS: &[JunctionVariant] = &[
         baseline_name: "hashmap",
         sinks: 1,
         divisor: 1,
+        expected: junctions::expected_sum,
     },
     // An event-time interval join against a hand-written HashMap join.
     JunctionVariant {
@@ -128,8 +137,34 @@ const JUNCTIONS: &[JunctionVariant] = &[
         baseline_name: "hashmap",
         sinks: 1,
         divisor: 1,
+        expected: junctions::expected_sum,
+    },
+    // A keyed running sum checkpointed every second, then every 100 ms, each
+    // against the same pipeline with checkpoints off.
+    JunctionVariant {
+        name: "checkpoint_1s",
+        weir: checkpoint::every_second,
+        baseline: checkpoint::off,
+        baseline_name: "checkpoints off",
+        sinks: 1,
+        divisor: 1,
+        expected: checkpoint_expected,
+    },
+    JunctionVariant {
+        name: "checkpoint_100ms",
+        weir: checkpoint::every_100ms,
+        baseline: checkpoint::off,
+        baseline_name: "checkpoints off",
+        sinks: 1,
+        divisor: 1,
+        expected: checkpoint_expected,
     },
 ];
+
+/// The checkpoint workloads' sum.
+fn checkpoint_expected(n: u64) -> u64 {
+    checkpoint::keyed_expected(n).map_or(0, |v| v[0])
+}
 /// The baseline of most junction workloads.
 const CROSSBEAM: &str = "crossbeam";
 /// Default source elements of a junction workload.
@@ -153,7 +188,7 @@ const USAGE: &str = "usage: compare [--elements N] [--runs R] [--per-element-ele
   --variants LIST           comma-separated subset of: fused, crossbeam_batched,
                             actix_per_element, actix_batched, weir, weir_faulty,
                             broadcast4, merge4, merge4_batches, pool, pool1, detach3, window_agg,
-                            join, latency (default: all)
+                            join, checkpoint_1s, checkpoint_100ms, latency (default: all)
   --out PATH                JSON report (default: <workspace>/target/compare.json)";
 
 /// Parsed command line.
@@ -474,7 +509,7 @@ fn child_junction(
         peak_rss_bytes: None,
         error: None,
     };
-    let want = vec![junctions::expected_sum(elements); junction.sinks];
+    let want = vec![(junction.expected)(elements); junction.sinks];
     let timed = |run: &dyn Fn(u64) -> Result<Vec<u64>, String>, what: &str| {
         let start = Instant::now();
         let sums = run(std::hint::black_box(elements));

@@ -38,6 +38,9 @@ pub struct CheckpointInfo {
     pub duration: Duration,
     /// The longest time a stage held input back waiting for a barrier.
     pub alignment: Duration,
+    /// The longest time one stage spent taking its snapshot (the pause it made in
+    /// its own processing for the checkpoint).
+    pub longest_snapshot: Duration,
     /// Bytes of state written.
     pub bytes: u64,
     /// Stages whose state it holds, with the bytes of each.
@@ -99,6 +102,11 @@ pub struct CheckpointStats {
     pub last_duration_us: u64,
     /// Its longest alignment, in microseconds.
     pub last_alignment_us: u64,
+    /// Its longest snapshot pause in one stage, in microseconds.
+    pub last_snapshot_us: u64,
+    /// How long the restore at start took (reading, verifying, decoding every
+    /// state), in microseconds; 0 without a restore.
+    pub restore_us: u64,
     /// Its size in bytes.
     pub last_bytes: u64,
     /// The last failure, as text.
@@ -123,8 +131,16 @@ struct InFlight {
     /// Per stage: whether `Control::Checkpoint` was sent to it.
     injected: Vec<bool>,
     alignment: Duration,
+    snapshot: Duration,
     waiters: Vec<Waiter>,
     is_final: bool,
+}
+
+/// How long a stage held its input for a barrier, and how long its snapshot took.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AckTiming {
+    pub(crate) alignment: Duration,
+    pub(crate) snapshot: Duration,
 }
 
 #[derive(Default)]
@@ -179,6 +195,7 @@ impl Coordinator {
         restored: Option<u64>,
         next_id: u64,
         guarantees: (Vec<String>, Vec<String>),
+        restore_took: Duration,
     ) -> Self {
         let stages = upstream.len();
         let (unreplayable_sources, at_least_once_sinks) = guarantees;
@@ -186,6 +203,7 @@ impl Coordinator {
             restored_from: restored,
             unreplayable_sources,
             at_least_once_sinks,
+            restore_us: u64::try_from(restore_took.as_micros()).unwrap_or(u64::MAX),
             ..CheckpointStats::default()
         };
         Coordinator {
@@ -305,6 +323,7 @@ impl Coordinator {
                     acks: vec![None; stages],
                     injected: vec![false; stages],
                     alignment: Duration::ZERO,
+                    snapshot: Duration::ZERO,
                     waiters: waiter.into_iter().collect(),
                     is_final,
                 },
@@ -323,7 +342,7 @@ impl Coordinator {
         stage: usize,
         id: u64,
         snapshot: StageSnapshot,
-        alignment: Duration,
+        timing: AckTiming,
     ) {
         {
             let mut st = self.state();
@@ -331,7 +350,8 @@ impl Coordinator {
                 // Failed or abandoned already.
                 return;
             };
-            ck.alignment = ck.alignment.max(alignment);
+            ck.alignment = ck.alignment.max(timing.alignment);
+            ck.snapshot = ck.snapshot.max(timing.snapshot);
             if ck.acks[stage].is_none() {
                 ck.acks[stage] = Some(snapshot);
             }
@@ -464,6 +484,7 @@ impl Coordinator {
             id,
             duration: ck.started.elapsed(),
             alignment: ck.alignment,
+            longest_snapshot: ck.snapshot,
             bytes,
             stages: sizes,
             is_final: ck.is_final,
@@ -524,6 +545,8 @@ impl Coordinator {
                         u64::try_from(info.duration.as_micros()).unwrap_or(u64::MAX);
                     s.last_alignment_us =
                         u64::try_from(info.alignment.as_micros()).unwrap_or(u64::MAX);
+                    s.last_snapshot_us =
+                        u64::try_from(info.longest_snapshot.as_micros()).unwrap_or(u64::MAX);
                     s.last_bytes = info.bytes;
                 }
                 crate::observe::metrics::checkpoint_completed(&pipeline.name, &info);
@@ -616,6 +639,7 @@ impl Coordinator {
                     acks,
                     injected: vec![true; stages],
                     alignment: Duration::ZERO,
+                    snapshot: Duration::ZERO,
                     waiters,
                     is_final: true,
                 };

@@ -16,7 +16,7 @@ mod state;
 mod store;
 
 pub use config::CheckpointConfig;
-pub(crate) use coordinator::Coordinator;
+pub(crate) use coordinator::{AckTiming, Coordinator};
 pub use coordinator::{CheckpointError, CheckpointInfo, CheckpointStats};
 pub use store::{
     CheckpointData, CheckpointStore, Loaded, Manifest, ManifestEntry, Skipped, StageState,

@@ -660,7 +660,12 @@ impl<J: Junction> JunctionActor<J> {
         let Some((id, since)) = self.barrier.take() else {
             return;
         };
+        let snapshot_started = Instant::now();
         let snapshot = self.snapshot(id);
+        let timing = crate::checkpoint::AckTiming {
+            alignment: since.elapsed(),
+            snapshot: snapshot_started.elapsed(),
+        };
         for port in &self.outs {
             if !port.open {
                 continue;
@@ -675,7 +680,7 @@ impl<J: Junction> JunctionActor<J> {
         }
         self.last_barrier = id;
         self.pipeline
-            .checkpoint_ack(self.shared.index, id, snapshot, since.elapsed());
+            .checkpoint_ack(self.shared.index, id, snapshot, timing);
         for port in 0..self.ins.len() {
             self.ins[port].arrived = false;
             while let Some(down) = self.ins[port].behind.pop_front() {

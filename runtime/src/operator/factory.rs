@@ -95,6 +95,14 @@ where
     fn on_stop(&mut self) {
         self.op.on_stop();
     }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn crate::checkpoint::Checkpointable> {
+        self.op.checkpoint()
+    }
+
+    fn not_checkpointable(&self) -> Option<String> {
+        self.op.not_checkpointable()
+    }
 }
 
 impl<F, Op> crate::reconfig::Reconfigurable for FromFactory<F, Op>

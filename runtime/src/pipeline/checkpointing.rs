@@ -88,8 +88,10 @@ pub(super) fn prepare(
             None,
             newest + 1,
             guarantees,
+            std::time::Duration::ZERO,
         ));
     }
+    let restore_started = std::time::Instant::now();
     let loaded = store.load_latest().map_err(|e| dir_err(e.to_string()))?;
     let Some((manifest, data)) = loaded.checkpoint else {
         tracing::info!(
@@ -104,6 +106,7 @@ pub(super) fn prepare(
             None,
             newest + 1,
             guarantees,
+            std::time::Duration::ZERO,
         ));
     };
     let id = manifest.id;
@@ -171,5 +174,6 @@ pub(super) fn prepare(
         Some(id),
         newest.max(id) + 1,
         guarantees,
+        restore_started.elapsed(),
     ))
 }

@@ -244,10 +244,10 @@ impl PipelineShared {
         stage: usize,
         id: u64,
         snapshot: crate::stage::actor::StageSnapshot,
-        alignment: std::time::Duration,
+        timing: crate::checkpoint::AckTiming,
     ) {
         if let Some(c) = &self.checkpoints {
-            c.ack(self, stage, id, snapshot, alignment);
+            c.ack(self, stage, id, snapshot, timing);
         }
     }
 

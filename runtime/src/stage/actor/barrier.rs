@@ -83,7 +83,12 @@ impl<Op: Operator> StageActor<Op> {
         let Some(pending) = self.barrier.take() else {
             return;
         };
+        let snapshot_started = Instant::now();
         let snapshot = self.take_snapshot(pending.id);
+        let timing = crate::checkpoint::AckTiming {
+            alignment: pending.since.elapsed(),
+            snapshot: snapshot_started.elapsed(),
+        };
         if let Some(downstream) = &self.downstream {
             match downstream.try_send(Down::Barrier(pending.id)) {
                 // A closed downstream has stopped: the coordinator counts it.
@@ -100,12 +105,8 @@ impl<Op: Operator> StageActor<Op> {
             }
         }
         self.last_barrier = pending.id;
-        self.pipeline.checkpoint_ack(
-            self.shared.index,
-            pending.id,
-            snapshot,
-            pending.since.elapsed(),
-        );
+        self.pipeline
+            .checkpoint_ack(self.shared.index, pending.id, snapshot, timing);
         while let Some(msg) = self.behind.pop_front() {
             match msg {
                 Down::Batch(batch) => {
