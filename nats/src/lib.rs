@@ -48,6 +48,7 @@ mod commit;
 mod connection;
 mod error;
 mod ext;
+mod hold;
 mod publish;
 mod server;
 mod setup;
@@ -61,7 +62,7 @@ pub use ext::NatsFlowExt;
 pub use publish::{DEFAULT_MAX_IN_FLIGHT, Publish};
 pub use server::{INSTALL_HINT, TestServer};
 pub use setup::ConsumerSettings;
-pub use source::{DEFAULT_FETCH_WAIT, DEFAULT_MAX_FETCH, JetStreamSource};
+pub use source::{Acks, DEFAULT_FETCH_WAIT, DEFAULT_MAX_FETCH, JetStreamSource};
 
 pub use async_nats;
 pub use bytes::Bytes;

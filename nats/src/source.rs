@@ -8,14 +8,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::PullConsumer};
+use async_nats::client::RequestErrorKind;
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use weir_runtime::Flow;
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Io, Operator, Step};
 use weir_supervisor::{ErrorClass, Failure};
 
+use crate::hold::{Covered, Holds};
 use crate::{AckToken, Delivery, DeliveryInfo, Nats, NatsError};
 
 /// The most messages one fetch asks for, by default.
@@ -23,7 +26,47 @@ pub const DEFAULT_MAX_FETCH: usize = 256;
 /// How long a fetch waits on the broker for its batch to fill, by default.
 pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_millis(200);
 
+/// How many acknowledgements of restored messages are awaited at once.
+const REACKS_AT_ONCE: usize = 64;
+
+/// The version of the source's checkpointed state.
+const STATE_VERSION: u32 = 1;
+
 type Fetch = JoinHandle<Result<Vec<jetstream::Message>, NatsError>>;
+
+/// When a [`JetStreamSource`] acknowledges a message: a typed choice, given to
+/// [`JetStreamSource::acks`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use weir_nats::{Acks, ConsumerSettings, JetStreamSource, Nats};
+///
+/// let nats = Nats::connect("127.0.0.1:4222")?;
+/// let consumer = nats.durable_consumer("orders", &ConsumerSettings::new("billing"))?;
+/// // For a pipeline run with `.checkpoints(..)`.
+/// let source = JetStreamSource::new(nats, consumer).acks(Acks::OnCheckpoint);
+/// # Ok::<(), weir_nats::NatsError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Acks {
+    /// As soon as every holder of the message's [`Delivery`] decided (committed
+    /// or filtered it): at least once, for a pipeline without checkpoints. A
+    /// checkpointed pipeline with a source acking this way is refused when it is
+    /// built ([`BuildError::NotCheckpointable`](weir_runtime::BuildError)): what
+    /// it acked after the last checkpoint would be missing from the state
+    /// restored after a crash, and never redelivered.
+    #[default]
+    OnCommit,
+    /// When every holder decided **and** a checkpoint whose barrier came after
+    /// the message is durable: the source holds one more share of each delivery,
+    /// which [`Checkpointable::committed`] releases. For a pipeline run with
+    /// checkpoints; without them nothing is ever acknowledged (the consumer
+    /// stops delivering at its `max_ack_pending`). See [`JetStreamSource`],
+    /// "Checkpoints".
+    OnCheckpoint,
+}
 
 /// A source reading a durable JetStream pull consumer. Several processes (or
 /// several pipelines) may read the same consumer: the broker hands each message
@@ -42,6 +85,50 @@ type Fetch = JoinHandle<Result<Vec<jetstream::Message>, NatsError>>;
 /// down (messages fetched and not yet emitted are simply not acknowledged), or,
 /// with [`end_after_idle`](Self::end_after_idle), when no message came for a
 /// while. A failed fetch fails the stage.
+///
+/// # Checkpoints
+///
+/// In a pipeline run with checkpoints, the source must be told
+/// [`acks(Acks::OnCheckpoint)`](Acks::OnCheckpoint) (a checkpointed pipeline
+/// with the default is a build error). It then holds one share of every
+/// message's token itself, and releases the shares of the messages emitted
+/// before barrier *n* when checkpoint *n* is durable
+/// ([`Checkpointable::committed`]; every checkpoint up to *n* is covered, so a
+/// failed checkpoint only delays the acks). A message is acknowledged when its
+/// holders in the pipeline decided and a checkpoint that holds its effects is
+/// durable; so:
+///
+/// - **a crash** (or an abort) loses nothing and counts nothing twice: what the
+///   source emitted after the last durable checkpoint is not acknowledged, and the
+///   broker redelivers it once the consumer's `ack_wait` has run out since its
+///   delivery (choose `ack_wait` for how soon a restarted pipeline should get it
+///   back: it waits that long after a crash). The state restored holds exactly
+///   the messages before the barrier.
+/// - **a restore** acknowledges again, and waits for the server to confirm,
+///   before its first fetch, the messages the checkpoint covers that might not
+///   have been acknowledged yet (its snapshot lists their stream sequences and
+///   reply subjects): a crash after the checkpoint was durable and before its
+///   acks reached the broker, or a pipeline that completed (its final checkpoint
+///   is written after the source stopped, and nothing acks the messages of that
+///   last stretch until the next start restores it). A message a holder had
+///   nakked, terminated or dropped undecided before the barrier is left out and
+///   keeps its fate.
+/// - **a redelivery during the run** of a message the source still holds (its
+///   `ack_wait` ran out while it waited for a checkpoint) is dropped: its first
+///   copy is already in the pipeline.
+///
+/// Sizing: the messages delivered and not acknowledged are those of one
+/// checkpoint interval plus what the pipeline holds, so the consumer's
+/// `max_ack_pending` must exceed `rate × (interval + checkpoint duration)` plus the
+/// edges' capacities, or the broker stops delivering until the next checkpoint
+/// (throughput ≤ `max_ack_pending / interval`); and `ack_wait` must be well over
+/// the interval plus the checkpoint duration, or messages waiting for their
+/// checkpoint are redelivered (dropped as above, but fetched for nothing). With
+/// several processes on one consumer, each has its own state and checkpoints; a
+/// message redelivered to another process after a crash is in that process's
+/// state instead (its effect is counted once over all of them) — unless the crash
+/// came after a checkpoint was durable and before its acks reached the broker,
+/// and the other process got the message before the crashed one restarted.
 ///
 /// # Examples
 ///
@@ -71,9 +158,18 @@ pub struct JetStreamSource {
     max_fetch: usize,
     fetch_wait: Duration,
     end_after_idle: Option<Duration>,
+    acks: Acks,
+    max_ack_pending: usize,
     fetch: Option<Fetch>,
     ready: VecDeque<jetstream::Message>,
     last_message: Instant,
+    /// With [`Acks::OnCheckpoint`]: the shares the source holds.
+    holds: Holds,
+    /// Restored messages to acknowledge again before the first fetch.
+    restored: Vec<Covered>,
+    reacking: Option<JoinHandle<Result<(), NatsError>>>,
+    /// Redeliveries of held messages, dropped.
+    redeliveries_dropped: u64,
 }
 
 impl JetStreamSource {
@@ -82,6 +178,10 @@ impl JetStreamSource {
         let max_deliver = u64::try_from(consumer.cached_info().config.max_deliver)
             .ok()
             .filter(|&m| m > 0);
+        let max_ack_pending = usize::try_from(consumer.cached_info().config.max_ack_pending)
+            .ok()
+            .filter(|&m| m > 0)
+            .unwrap_or(usize::MAX);
         JetStreamSource {
             nats,
             consumer,
@@ -89,10 +189,23 @@ impl JetStreamSource {
             max_fetch: DEFAULT_MAX_FETCH,
             fetch_wait: DEFAULT_FETCH_WAIT,
             end_after_idle: None,
+            acks: Acks::default(),
+            max_ack_pending,
             fetch: None,
             ready: VecDeque::new(),
             last_message: Instant::now(),
+            holds: Holds::default(),
+            restored: Vec::new(),
+            reacking: None,
+            redeliveries_dropped: 0,
         }
+    }
+
+    /// When messages are acknowledged (default [`Acks::OnCommit`]); a pipeline
+    /// with checkpoints needs [`Acks::OnCheckpoint`]. See "Checkpoints" above.
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
     }
 
     /// The most messages one fetch asks for (default [`DEFAULT_MAX_FETCH`]); a
@@ -110,7 +223,10 @@ impl JetStreamSource {
     }
 
     /// Ends the stream once no message arrived for `idle` (for batch jobs and
-    /// tests; a worker normally runs until it is shut down).
+    /// tests; a worker normally runs until it is shut down). With
+    /// [`Acks::OnCheckpoint`], a wait while the source holds `max_ack_pending`
+    /// messages (the broker delivers nothing until a checkpoint acknowledges
+    /// them) does not count as idle.
     pub fn end_after_idle(mut self, idle: Duration) -> Self {
         self.end_after_idle = Some(idle);
         self
@@ -121,7 +237,9 @@ impl JetStreamSource {
         Flow::from_source(self)
     }
 
-    fn delivery(&self, message: jetstream::Message) -> Delivery<Bytes> {
+    /// The element for `message`, or `None` for a redelivery of a message the
+    /// source still holds.
+    fn delivery(&mut self, message: jetstream::Message) -> Option<Delivery<Bytes>> {
         let (stream_sequence, delivered) = message.info().map_or((0, 1), |i| {
             (i.stream_sequence, u64::try_from(i.delivered).unwrap_or(1))
         });
@@ -131,11 +249,50 @@ impl JetStreamSource {
             delivered,
             max_deliver: self.max_deliver,
         };
+        if self.acks == Acks::OnCheckpoint && self.holds.is_held(stream_sequence) {
+            // Nothing is sent for this copy: the held one's ack (the server
+            // settles acks by stream sequence) settles the message.
+            self.redeliveries_dropped += 1;
+            return None;
+        }
         let payload = message.payload.clone();
-        Delivery {
-            payload,
-            info,
-            ack: AckToken::new(self.nats.clone(), message),
+        let reply = message.reply.as_ref().map(ToString::to_string);
+        let ack = AckToken::new(self.nats.clone(), message);
+        if self.acks == Acks::OnCheckpoint
+            && let Some(reply) = reply
+        {
+            self.holds.hold(ack.clone(), stream_sequence, reply);
+        }
+        Some(Delivery { payload, info, ack })
+    }
+
+    /// Whether the broker has stopped delivering because the source holds
+    /// `max_ack_pending` messages for their checkpoint.
+    fn capped(&self) -> bool {
+        self.acks == Acks::OnCheckpoint && self.holds.len() >= self.max_ack_pending
+    }
+
+    /// Acknowledges the restored messages again, once; `Some(step)` until the
+    /// server confirmed every acknowledgement.
+    fn reack(&mut self, cx: &mut Context<'_>) -> Option<Step> {
+        if !self.restored.is_empty() {
+            let covered = std::mem::take(&mut self.restored);
+            let client = self.nats.client().clone();
+            self.reacking = Some(self.nats.spawn(ack_again(client, covered)));
+        }
+        let task = self.reacking.as_mut()?;
+        let result = match Pin::new(task).poll(cx) {
+            Poll::Pending => return Some(Step::Continue),
+            Poll::Ready(result) => result,
+        };
+        self.reacking = None;
+        match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Step::Failed(Failure::with_source(ErrorClass::Transient, e))),
+            Err(e) => Some(Step::Failed(Failure::with_source(
+                ErrorClass::Transient,
+                NatsError::from(e),
+            ))),
         }
     }
 
@@ -146,6 +303,30 @@ impl JetStreamSource {
         // Never emitted: not acknowledged, so the broker redelivers them.
         self.ready.clear();
     }
+}
+
+/// Acknowledges each covered message again with a double ack (a request the
+/// server answers once it has processed the ack), at most [`REACKS_AT_ONCE`] at
+/// once. An ack nobody answers (the consumer was deleted) has nothing to settle.
+async fn ack_again(client: async_nats::Client, covered: Vec<Covered>) -> Result<(), NatsError> {
+    let mut requests = futures::stream::iter(covered.into_iter().map(|(_, reply)| {
+        let client = client.clone();
+        async move {
+            match client.request(reply, AckKind::Ack.into()).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
+                Err(e) => Err(NatsError::Request {
+                    operation: "acknowledging a restored message",
+                    source: std::sync::Arc::new(e),
+                }),
+            }
+        }
+    }))
+    .buffer_unordered(REACKS_AT_ONCE);
+    while let Some(result) = requests.next().await {
+        result?;
+    }
+    Ok(())
 }
 
 async fn fetch_batch(
@@ -176,6 +357,9 @@ impl std::fmt::Debug for JetStreamSource {
             .field("max_fetch", &self.max_fetch)
             .field("fetching", &self.fetch.is_some())
             .field("ready", &self.ready.len())
+            .field("acks", &self.acks)
+            .field("held", &self.holds.len())
+            .field("redeliveries_dropped", &self.redeliveries_dropped)
             .finish()
     }
 }
@@ -203,13 +387,17 @@ impl Operator for JetStreamSource {
             self.stop_fetching();
             return Step::Finished;
         }
+        if let Some(step) = self.reack(cx) {
+            return step;
+        }
         loop {
             while io.has_room() {
                 let Some(message) = self.ready.pop_front() else {
                     break;
                 };
-                let delivery = self.delivery(message);
-                io.push(delivery);
+                if let Some(delivery) = self.delivery(message) {
+                    io.push(delivery);
+                }
             }
             if !self.ready.is_empty() {
                 return Step::Continue;
@@ -221,6 +409,9 @@ impl Operator for JetStreamSource {
                         self.fetch = None;
                         match result {
                             Ok(Ok(messages)) if messages.is_empty() => {
+                                if self.capped() {
+                                    self.last_message = Instant::now();
+                                }
                                 if self
                                     .end_after_idle
                                     .is_some_and(|idle| self.last_message.elapsed() >= idle)
@@ -263,6 +454,43 @@ impl Operator for JetStreamSource {
     }
 
     fn on_stop(&mut self) {
+        // The holds stay: the final checkpoint, taken after this, lists them.
         self.stop_fetching();
+    }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        match self.acks {
+            Acks::OnCheckpoint => Some(self),
+            Acks::OnCommit => None,
+        }
+    }
+
+    fn not_checkpointable(&self) -> Option<String> {
+        match self.acks {
+            Acks::OnCheckpoint => None,
+            Acks::OnCommit => Some(
+                "the JetStream source acknowledges a message as soon as the pipeline \
+                 committed it, so a state restored after a crash would miss what was \
+                 acknowledged after its checkpoint: use `.acks(Acks::OnCheckpoint)`"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// The state is the list of messages the checkpoint covers that may not be
+/// acknowledged yet; the position itself is kept by the broker.
+impl Checkpointable for JetStreamSource {
+    fn snapshot(&mut self, checkpoint: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(STATE_VERSION, &self.holds.barrier(checkpoint))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        self.restored = snapshot.decode(STATE_VERSION, ctx)?;
+        Ok(())
+    }
+
+    fn committed(&mut self, checkpoint: u64) {
+        self.holds.committed(checkpoint);
     }
 }
