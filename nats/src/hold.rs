@@ -59,6 +59,11 @@ impl Holds {
         self.held.len()
     }
 
+    /// The reply subjects of the messages held.
+    pub(crate) fn replies(&self) -> impl Iterator<Item = &str> {
+        self.held.iter().map(|h| h.reply.as_str())
+    }
+
     /// Barrier `checkpoint` passes the source: everything emitted so far is
     /// before it. Returns the messages it covers that are still held and that no
     /// holder objected to (a nak, a term or a veto keeps its own fate on a
@@ -107,8 +112,8 @@ mod tests {
     use std::time::Duration;
 
     use super::Holds;
-    use crate::ack::Decision;
     use crate::AckToken;
+    use crate::ack::Decision;
 
     /// A token whose decision is logged under `sequence`.
     fn token(sequence: u64, log: &Arc<Mutex<Vec<(u64, Decision)>>>) -> AckToken {
@@ -118,7 +123,11 @@ mod tests {
 
     /// Emits `sequences`: the source holds one share, the pipeline (here: the
     /// test) the other, which it commits at once.
-    fn emit(holds: &mut Holds, sequences: std::ops::Range<u64>, log: &Arc<Mutex<Vec<(u64, Decision)>>>) {
+    fn emit(
+        holds: &mut Holds,
+        sequences: std::ops::Range<u64>,
+        log: &Arc<Mutex<Vec<(u64, Decision)>>>,
+    ) {
         for s in sequences {
             let t = token(s, log);
             holds.hold(t.clone(), s, format!("$JS.ACK.s.c.1.{s}.{s}.0.0"));
@@ -134,7 +143,10 @@ mod tests {
         let covered = holds.barrier(1);
         assert_eq!(covered.iter().map(|c| c.0).collect::<Vec<_>>(), [1, 2, 3]);
         emit(&mut holds, 4..6, &log);
-        assert!(log.lock().unwrap().is_empty(), "nothing acked before a commit");
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "nothing acked before a commit"
+        );
         // Checkpoint 2's barrier is after 5; checkpoint 1 commits 1..=3 only.
         let covered = holds.barrier(2);
         assert_eq!(covered.len(), 5);

@@ -59,7 +59,7 @@ pub use commit::{Commit, Redelivery};
 pub use connection::{AckStats, Nats};
 pub use error::{NatsCause, NatsError};
 pub use ext::NatsFlowExt;
-pub use publish::{DEFAULT_MAX_IN_FLIGHT, Publish};
+pub use publish::{DEFAULT_MAX_IN_FLIGHT, MsgId, Publish, PublishStats};
 pub use server::{INSTALL_HINT, TestServer};
 pub use setup::ConsumerSettings;
 pub use source::{Acks, DEFAULT_FETCH_WAIT, DEFAULT_MAX_FETCH, JetStreamSource};

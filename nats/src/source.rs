@@ -113,17 +113,20 @@ pub enum Acks {
 ///   last stretch until the next start restores it). A message a holder had
 ///   nakked, terminated or dropped undecided before the barrier is left out and
 ///   keeps its fate.
-/// - **a redelivery during the run** of a message the source still holds (its
-///   `ack_wait` ran out while it waited for a checkpoint) is dropped: its first
+/// - **while the source lives**, every half `ack_wait` it tells the broker that
+///   the messages it holds are in progress (`+WPI`, which restarts their
+///   `ack_wait`), so a message waiting for its checkpoint is not redelivered,
+///   however long the interval; `ack_wait` only says how soon a crashed
+///   process's messages come back. A redelivery that comes anyway (the stage was
+///   not stepped in time) of a message the source holds is dropped: its first
 ///   copy is already in the pipeline.
 ///
 /// Sizing: the messages delivered and not acknowledged are those of one
 /// checkpoint interval plus what the pipeline holds, so the consumer's
 /// `max_ack_pending` must exceed `rate × (interval + checkpoint duration)` plus the
 /// edges' capacities, or the broker stops delivering until the next checkpoint
-/// (throughput ≤ `max_ack_pending / interval`); and `ack_wait` must be well over
-/// the interval plus the checkpoint duration, or messages waiting for their
-/// checkpoint are redelivered (dropped as above, but fetched for nothing). With
+/// (throughput ≤ `max_ack_pending / interval`; a pipeline whose only checkpoint
+/// is the final one stops at `max_ack_pending` messages). With
 /// several processes on one consumer, each has its own state and checkpoints; a
 /// message redelivered to another process after a crash is in that process's
 /// state instead (its effect is counted once over all of them) — unless the crash
@@ -160,9 +163,16 @@ pub struct JetStreamSource {
     end_after_idle: Option<Duration>,
     acks: Acks,
     max_ack_pending: usize,
+    /// The consumer's `ack_wait`: held messages are told "in progress" every half.
+    ack_wait: Duration,
+    progress: Option<JoinHandle<()>>,
     fetch: Option<Fetch>,
     ready: VecDeque<jetstream::Message>,
-    last_message: Instant,
+    /// Since when no message was emitted and the fetches brought none (`None`:
+    /// not idle).
+    idle_since: Option<Instant>,
+    /// When the outstanding fetch was asked for.
+    fetch_started: Instant,
     /// With [`Acks::OnCheckpoint`]: the shares the source holds.
     holds: Holds,
     /// Restored messages to acknowledge again before the first fetch.
@@ -182,6 +192,7 @@ impl JetStreamSource {
             .ok()
             .filter(|&m| m > 0)
             .unwrap_or(usize::MAX);
+        let ack_wait = consumer.cached_info().config.ack_wait;
         JetStreamSource {
             nats,
             consumer,
@@ -191,9 +202,12 @@ impl JetStreamSource {
             end_after_idle: None,
             acks: Acks::default(),
             max_ack_pending,
+            ack_wait,
+            progress: None,
             fetch: None,
             ready: VecDeque::new(),
-            last_message: Instant::now(),
+            idle_since: Some(Instant::now()),
+            fetch_started: Instant::now(),
             holds: Holds::default(),
             restored: Vec::new(),
             reacking: None,
@@ -237,9 +251,16 @@ impl JetStreamSource {
         Flow::from_source(self)
     }
 
-    /// The element for `message`, or `None` for a redelivery of a message the
-    /// source still holds.
-    fn delivery(&mut self, message: jetstream::Message) -> Option<Delivery<Bytes>> {
+    /// Whether `message` is a redelivery of a message the source still holds.
+    fn held_already(&self, message: &jetstream::Message) -> bool {
+        self.acks == Acks::OnCheckpoint
+            && message
+                .info()
+                .is_ok_and(|i| self.holds.is_held(i.stream_sequence))
+    }
+
+    /// The element for `message`.
+    fn delivery(&mut self, message: jetstream::Message) -> Delivery<Bytes> {
         let (stream_sequence, delivered) = message.info().map_or((0, 1), |i| {
             (i.stream_sequence, u64::try_from(i.delivered).unwrap_or(1))
         });
@@ -249,12 +270,6 @@ impl JetStreamSource {
             delivered,
             max_deliver: self.max_deliver,
         };
-        if self.acks == Acks::OnCheckpoint && self.holds.is_held(stream_sequence) {
-            // Nothing is sent for this copy: the held one's ack (the server
-            // settles acks by stream sequence) settles the message.
-            self.redeliveries_dropped += 1;
-            return None;
-        }
         let payload = message.payload.clone();
         let reply = message.reply.as_ref().map(ToString::to_string);
         let ack = AckToken::new(self.nats.clone(), message);
@@ -263,7 +278,33 @@ impl JetStreamSource {
         {
             self.holds.hold(ack.clone(), stream_sequence, reply);
         }
-        Some(Delivery { payload, info, ack })
+        Delivery { payload, info, ack }
+    }
+
+    /// Every half `ack_wait` while messages are held, tells the broker they are
+    /// in progress (`+WPI`), which restarts their `ack_wait`: a message waiting
+    /// for its checkpoint is not redelivered while this process lives, and
+    /// `ack_wait` only says how soon a crashed process's messages come back.
+    fn keep_alive(&mut self, cx: &mut Context<'_>) {
+        if self.holds.len() == 0 || self.ack_wait.is_zero() {
+            if let Some(timer) = self.progress.take() {
+                timer.abort();
+            }
+            return;
+        }
+        loop {
+            let timer = self.progress.get_or_insert_with(|| {
+                let half = self.ack_wait / 2;
+                self.nats.spawn(tokio::time::sleep(half))
+            });
+            if Pin::new(timer).poll(cx).is_pending() {
+                return;
+            }
+            self.progress = None;
+            for reply in self.holds.replies() {
+                self.nats.send_ack_to(reply, AckKind::Progress);
+            }
+        }
     }
 
     /// Whether the broker has stopped delivering because the source holds
@@ -299,6 +340,9 @@ impl JetStreamSource {
     fn stop_fetching(&mut self) {
         if let Some(fetch) = self.fetch.take() {
             fetch.abort();
+        }
+        if let Some(timer) = self.progress.take() {
+            timer.abort();
         }
         // Never emitted: not acknowledged, so the broker redelivers them.
         self.ready.clear();
@@ -390,14 +434,15 @@ impl Operator for JetStreamSource {
         if let Some(step) = self.reack(cx) {
             return step;
         }
+        self.keep_alive(cx);
         loop {
             while io.has_room() {
                 let Some(message) = self.ready.pop_front() else {
                     break;
                 };
-                if let Some(delivery) = self.delivery(message) {
-                    io.push(delivery);
-                }
+                let delivery = self.delivery(message);
+                self.idle_since = None;
+                io.push(delivery);
             }
             if !self.ready.is_empty() {
                 return Step::Continue;
@@ -408,19 +453,25 @@ impl Operator for JetStreamSource {
                     Poll::Ready(result) => {
                         self.fetch = None;
                         match result {
-                            Ok(Ok(messages)) if messages.is_empty() => {
-                                if self.capped() {
-                                    self.last_message = Instant::now();
+                            Ok(Ok(mut messages)) => {
+                                // Nothing is sent for a copy of a held message:
+                                // the held one's ack settles it (the server
+                                // settles acks by stream sequence).
+                                let fetched = messages.len();
+                                messages.retain(|m| !self.held_already(m));
+                                self.redeliveries_dropped += (fetched - messages.len()) as u64;
+                                if messages.is_empty() {
+                                    let since = *self.idle_since.get_or_insert(self.fetch_started);
+                                    if self.capped() {
+                                        // Not idle: waiting for a checkpoint.
+                                        self.idle_since = None;
+                                    } else if self
+                                        .end_after_idle
+                                        .is_some_and(|idle| since.elapsed() >= idle)
+                                    {
+                                        return Step::Finished;
+                                    }
                                 }
-                                if self
-                                    .end_after_idle
-                                    .is_some_and(|idle| self.last_message.elapsed() >= idle)
-                                {
-                                    return Step::Finished;
-                                }
-                            }
-                            Ok(Ok(messages)) => {
-                                self.last_message = Instant::now();
                                 self.ready.extend(messages);
                             }
                             Ok(Err(e)) => {
@@ -445,6 +496,7 @@ impl Operator for JetStreamSource {
                 return Step::Continue;
             }
             let n = room.min(self.max_fetch);
+            self.fetch_started = Instant::now();
             self.fetch = Some(self.nats.spawn(fetch_batch(
                 self.consumer.clone(),
                 n,
