@@ -12,6 +12,11 @@
 //!   dead-letters a poison message after `max_deliver`;
 //! - [`Publish`]: a sink publishing with server acknowledgement and bounded
 //!   in-flight publishes;
+//! - [`Acks::OnCheckpoint`] and [`MsgId`]: exactly once with checkpoints — the
+//!   source acks a message only once a checkpoint holding its effects is durable,
+//!   and the publish sink sets a deterministic `Nats-Msg-Id` so that the target
+//!   stream's duplicate window drops what a restored pipeline publishes again
+//!   (`docs/scale-out.md`, "Checkpoints");
 //! - [`Nats`], [`ConsumerSettings`]: the connection, streams and consumers;
 //! - [`TestServer`]: a throwaway `nats-server -js` for tests and demos.
 //!
