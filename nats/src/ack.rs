@@ -223,6 +223,14 @@ impl AckToken {
         self.decide(TERM, Duration::ZERO);
     }
 
+    /// Whether a holder has already asked for something other than an ack: a
+    /// nak, a term, or a veto (dropped undecided). False for a detached token.
+    pub(crate) fn objected(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.verdict.load(Ordering::Acquire) > ACK)
+    }
+
     fn decide(&mut self, verdict: u8, delay: Duration) {
         if self.decided {
             return;

@@ -218,6 +218,15 @@ impl Nats {
         }
     }
 
+    /// Sends acknowledgement `kind` to the reply subject `reply`, in order with
+    /// the others.
+    pub(crate) fn send_ack_to(&self, reply: &str, kind: AckKind) {
+        let _ = self
+            .inner
+            .acks
+            .send(AckCommand::Send(async_nats::Subject::from(reply), kind));
+    }
+
     pub(crate) fn counters(&self) -> &AckCounters {
         &self.inner.stats
     }

@@ -12,6 +12,11 @@
 //!   dead-letters a poison message after `max_deliver`;
 //! - [`Publish`]: a sink publishing with server acknowledgement and bounded
 //!   in-flight publishes;
+//! - [`Acks::OnCheckpoint`] and [`MsgId`]: exactly once with checkpoints — the
+//!   source acks a message only once a checkpoint holding its effects is durable,
+//!   and the publish sink sets a deterministic `Nats-Msg-Id` so that the target
+//!   stream's duplicate window drops what a restored pipeline publishes again
+//!   (`docs/scale-out.md`, "Checkpoints");
 //! - [`Nats`], [`ConsumerSettings`]: the connection, streams and consumers;
 //! - [`TestServer`]: a throwaway `nats-server -js` for tests and demos.
 //!
@@ -48,6 +53,7 @@ mod commit;
 mod connection;
 mod error;
 mod ext;
+mod hold;
 mod publish;
 mod server;
 mod setup;
@@ -58,10 +64,10 @@ pub use commit::{Commit, Redelivery};
 pub use connection::{AckStats, Nats};
 pub use error::{NatsCause, NatsError};
 pub use ext::NatsFlowExt;
-pub use publish::{DEFAULT_MAX_IN_FLIGHT, Publish};
+pub use publish::{DEFAULT_MAX_IN_FLIGHT, MsgId, Publish, PublishStats};
 pub use server::{INSTALL_HINT, TestServer};
 pub use setup::ConsumerSettings;
-pub use source::{DEFAULT_FETCH_WAIT, DEFAULT_MAX_FETCH, JetStreamSource};
+pub use source::{Acks, DEFAULT_FETCH_WAIT, DEFAULT_MAX_FETCH, JetStreamSource};
 
 pub use async_nats;
 pub use bytes::Bytes;

@@ -6,11 +6,15 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Counting, ElementSupervision, Io, Operator, Step, Verdict};
 use weir_supervisor::{ErrorClass, Failure};
 
@@ -19,12 +23,116 @@ use crate::{Delivery, Nats, NatsError};
 /// How many publishes wait for their acknowledgement at once, by default.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
+/// The version of the sink's checkpointed state.
+const STATE_VERSION: u32 = 1;
+
+/// A publish the server has not confirmed, as a checkpoint keeps it: message id,
+/// subject, payload.
+type Unconfirmed = (String, String, Vec<u8>);
+
+/// How a [`Publish`] sink sets each message's `Nats-Msg-Id` header, so that the
+/// target stream's duplicate window drops the copies a restored pipeline
+/// publishes again. Given to [`Publish::msg_id`].
+///
+/// The id must be the same for an element and for its replay after a restore,
+/// and differ between elements:
+///
+/// - [`from_fn`](Self::from_fn) derives it from the element: with a JetStream
+///   source, from the message it came from (`d.info.stream_sequence`, plus an
+///   index if one message gives several outputs). Redelivered messages keep
+///   their stream sequence whatever order they come back in, so this is the
+///   choice behind a JetStream source.
+/// - [`sequence`](Self::sequence) numbers the elements at the sink,
+///   `{prefix}/{n}` from 0, and checkpoints the number: for sources that replay
+///   the same elements in the same order (a file, a replayable iterator), never
+///   behind a JetStream source, whose redeliveries may come back in another
+///   order or after newer messages (the same number would then name another
+///   result, which the stream would drop as a duplicate).
+///
+/// The prefix (or the function) should name the pipeline and the sink, so that
+/// two jobs publishing into one stream do not share ids.
+///
+/// # Examples
+///
+/// ```
+/// use weir_nats::MsgId;
+///
+/// let by_source = MsgId::<u64>::from_fn(|d| format!("billing/out/{}", d.info.stream_sequence));
+/// let numbered = MsgId::<u64>::sequence("billing/out");
+/// # let _ = (by_source, numbered);
+/// ```
+pub struct MsgId<T> {
+    kind: MsgIdKind<T>,
+}
+
+type KeyFn<T> = Box<dyn FnMut(&Delivery<T>) -> String + Send>;
+
+enum MsgIdKind<T> {
+    Sequence(String),
+    Key(KeyFn<T>),
+}
+
+impl<T> MsgId<T> {
+    /// `{prefix}/{n}`, `n` the element's index at the sink (from 0), kept in the
+    /// sink's checkpoint. Only for sources that replay in order; see [`MsgId`].
+    pub fn sequence(prefix: impl Into<String>) -> Self {
+        MsgId {
+            kind: MsgIdKind::Sequence(prefix.into()),
+        }
+    }
+
+    /// The id `f` gives each element.
+    pub fn from_fn(f: impl FnMut(&Delivery<T>) -> String + Send + 'static) -> Self {
+        MsgId {
+            kind: MsgIdKind::Key(Box::new(f)),
+        }
+    }
+
+    fn id(&mut self, delivery: &Delivery<T>, index: u64) -> String {
+        match &mut self.kind {
+            MsgIdKind::Sequence(prefix) => format!("{prefix}/{index}"),
+            MsgIdKind::Key(f) => f(delivery),
+        }
+    }
+}
+
+impl<T> fmt::Debug for MsgId<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            MsgIdKind::Sequence(prefix) => f.debug_tuple("Sequence").field(prefix).finish(),
+            MsgIdKind::Key(_) => f.write_str("FromFn"),
+        }
+    }
+}
+
+/// What a [`Publish`] sink's publishes came to, shared with its
+/// [`stats`](Publish::stats) handle.
+#[derive(Debug, Default)]
+pub struct PublishStats {
+    stored: AtomicU64,
+    duplicates: AtomicU64,
+}
+
+impl PublishStats {
+    /// Publishes the stream stored as new messages.
+    pub fn stored(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    /// Publishes the stream acknowledged as duplicates (a `Nats-Msg-Id` it had
+    /// seen within its duplicate window) and did not store again.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+}
+
 struct Item<T> {
     delivery: Delivery<T>,
     index: u64,
     attempt: u32,
     subject: String,
     payload: Bytes,
+    msg_id: Option<String>,
 }
 
 /// The elements one step handed to the connection, published in order by one
@@ -40,6 +148,27 @@ struct Batch<T> {
 /// element's holder commits: a delivery that came from a
 /// [`JetStreamSource`](crate::JetStreamSource) is acked only after its copy is
 /// stored in the target stream.
+///
+/// # Checkpoints
+///
+/// Without message ids, a checkpointed pipeline's barrier waits at this sink
+/// until every publish before it is acknowledged, and a restored pipeline
+/// publishes again what it replays: **at least once**. With
+/// [`msg_id`](Self::msg_id), every message carries a deterministic
+/// `Nats-Msg-Id` and the sink is checkpointable: its snapshot holds the publishes
+/// not yet confirmed (and the element number, for [`MsgId::sequence`]), a restore
+/// publishes those again before anything else, and the target stream drops every
+/// copy whose id it has seen: **exactly once** in the stream, provided
+///
+/// - the ids are deterministic (see [`MsgId`]), and
+/// - the stream's `duplicate_window` (2 minutes by default; set it on the stream
+///   with `stream::Config::duplicate_window`) is longer than the time from a
+///   checkpoint to the replay after a crash: the checkpoint interval, plus the
+///   time to notice the crash and restart, plus the consumer's `ack_wait` when
+///   the source is a JetStream consumer (its messages come back only after
+///   that). A replay later than the window is stored again.
+///
+/// [`stats`](Self::stats) counts the duplicates the stream dropped.
 ///
 /// Acknowledgements are handled in publish order. A publish that fails (no
 /// stream, a timeout, the connection lost) follows the stage's supervision: with
@@ -57,6 +186,13 @@ pub struct Publish<T, F> {
     /// Elements whose publish failed after the stage escalated a failure: held
     /// (abandoned when the stage stops), never acknowledged.
     stalled: Vec<Item<T>>,
+    msg_id: Option<MsgId<T>>,
+    /// The index of the next element at the sink.
+    next: u64,
+    /// Restored publishes to send again before the first element.
+    replay: Vec<Unconfirmed>,
+    replaying: Option<JoinHandle<Vec<Result<(), NatsError>>>>,
+    stats: Arc<PublishStats>,
 }
 
 impl<T, F> Publish<T, F> {
@@ -70,7 +206,26 @@ impl<T, F> Publish<T, F> {
             in_flight: VecDeque::new(),
             in_flight_len: 0,
             stalled: Vec::new(),
+            msg_id: None,
+            next: 0,
+            replay: Vec::new(),
+            replaying: None,
+            stats: Arc::default(),
         }
+    }
+
+    /// Sets each message's `Nats-Msg-Id` with `ids`, which makes the sink
+    /// checkpointable and exactly-once under the stream's duplicate window; see
+    /// "Checkpoints" above.
+    pub fn msg_id(mut self, ids: MsgId<T>) -> Self {
+        self.msg_id = Some(ids);
+        self
+    }
+
+    /// What the publishes came to (stored, duplicates), shared: keep it before
+    /// the sink goes into the pipeline.
+    pub fn stats(&self) -> Arc<PublishStats> {
+        Arc::clone(&self.stats)
     }
 
     /// The most publishes awaiting their acknowledgement (default
@@ -81,38 +236,106 @@ impl<T, F> Publish<T, F> {
     }
 
     fn start(&mut self, items: Vec<Item<T>>, delay: Duration) {
-        let js = self.nats.jetstream().clone();
-        let messages: Vec<(String, Bytes)> = items
+        let messages: Vec<Message> = items
             .iter()
-            .map(|i| (i.subject.clone(), i.payload.clone()))
+            .map(|i| (i.msg_id.clone(), i.subject.clone(), i.payload.clone()))
             .collect();
-        let task = self.nats.spawn(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            let mut acks = Vec::with_capacity(messages.len());
-            for (subject, payload) in messages {
-                acks.push(
-                    js.publish(subject, payload)
-                        .await
-                        .map_err(NatsError::request("publish")),
-                );
-            }
-            let mut results = Vec::with_capacity(acks.len());
-            for ack in acks {
-                results.push(match ack {
-                    Ok(ack) => ack
-                        .await
-                        .map(drop)
-                        .map_err(NatsError::request("publish acknowledgement")),
-                    Err(e) => Err(e),
-                });
-            }
-            results
-        });
+        let task = self.nats.spawn(publish_in_order(
+            self.nats.jetstream().clone(),
+            messages,
+            delay,
+            Arc::clone(&self.stats),
+        ));
         self.in_flight_len += items.len();
         self.in_flight.push_back(Batch { items, task });
     }
+
+    /// Publishes the restored unconfirmed messages again, once; `Some(step)`
+    /// until the server acknowledged every one.
+    fn replay(&mut self, cx: &mut Context<'_>) -> Option<Step> {
+        if !self.replay.is_empty() {
+            let messages = std::mem::take(&mut self.replay)
+                .into_iter()
+                .map(|(id, subject, payload)| (Some(id), subject, Bytes::from(payload)))
+                .collect();
+            self.replaying = Some(self.nats.spawn(publish_in_order(
+                self.nats.jetstream().clone(),
+                messages,
+                Duration::ZERO,
+                Arc::clone(&self.stats),
+            )));
+        }
+        let task = self.replaying.as_mut()?;
+        let results = match Pin::new(task).poll(cx) {
+            Poll::Pending => return Some(Step::Continue),
+            Poll::Ready(results) => results,
+        };
+        self.replaying = None;
+        let failed = match results {
+            Ok(results) => results.into_iter().find_map(Result::err),
+            Err(e) => Some(NatsError::from(e)),
+        };
+        failed.map(|e| Step::Failed(Failure::with_source(ErrorClass::Transient, e)))
+    }
+
+    /// The publishes not yet confirmed, in order.
+    fn unconfirmed(&self) -> Vec<Unconfirmed> {
+        let items = self.in_flight.iter().flat_map(|b| &b.items);
+        items
+            .chain(&self.stalled)
+            .filter_map(|i| {
+                let id = i.msg_id.clone()?;
+                Some((id, i.subject.clone(), i.payload.to_vec()))
+            })
+            .collect()
+    }
+}
+
+/// A message to publish: its id, subject and payload.
+type Message = (Option<String>, String, Bytes);
+
+/// Publishes `messages` in order after `delay`, then awaits their
+/// acknowledgements, counting what the stream stored and what it dropped as a
+/// duplicate.
+async fn publish_in_order(
+    js: jetstream::Context,
+    messages: Vec<Message>,
+    delay: Duration,
+    stats: Arc<PublishStats>,
+) -> Vec<Result<(), NatsError>> {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut acks = Vec::with_capacity(messages.len());
+    for (id, subject, payload) in messages {
+        let mut message = PublishMessage::build().payload(payload);
+        if let Some(id) = id {
+            message = message.message_id(id);
+        }
+        acks.push(
+            js.send_publish(subject, message)
+                .await
+                .map_err(NatsError::request("publish")),
+        );
+    }
+    let mut results = Vec::with_capacity(acks.len());
+    for ack in acks {
+        results.push(match ack {
+            Ok(ack) => ack
+                .await
+                .map(|ack| {
+                    let counter = if ack.duplicate {
+                        &stats.duplicates
+                    } else {
+                        &stats.stored
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                })
+                .map_err(NatsError::request("publish acknowledgement")),
+            Err(e) => Err(e),
+        });
+    }
+    results
 }
 
 impl<T, F> fmt::Debug for Publish<T, F> {
@@ -120,6 +343,8 @@ impl<T, F> fmt::Debug for Publish<T, F> {
         f.debug_struct("Publish")
             .field("max_in_flight", &self.max_in_flight)
             .field("in_flight", &self.in_flight.len())
+            .field("msg_id", &self.msg_id)
+            .field("next", &self.next)
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +386,9 @@ where
         if !self.stalled.is_empty() {
             return Step::Continue;
         }
+        if let Some(step) = self.replay(cx) {
+            return step;
+        }
         loop {
             let mut progress = false;
             let mut batch = Vec::new();
@@ -168,12 +396,15 @@ where
                 let index = io.next_index();
                 let Some(delivery) = io.pop() else { break };
                 let (subject, payload) = (self.f)(&delivery);
+                let msg_id = self.msg_id.as_mut().map(|ids| ids.id(&delivery, self.next));
+                self.next += 1;
                 batch.push(Item {
                     delivery,
                     index,
                     attempt: 1,
                     subject,
                     payload,
+                    msg_id,
                 });
             }
             if !batch.is_empty() {
@@ -207,6 +438,7 @@ where
                         attempt,
                         subject,
                         payload,
+                        msg_id,
                     } = item;
                     match io.element_failed(delivery, index, attempt, failure) {
                         Verdict::Retry { element, delay } => {
@@ -216,6 +448,7 @@ where
                                 attempt: attempt + 1,
                                 subject,
                                 payload,
+                                msg_id,
                             };
                             self.start(vec![retry], delay);
                         }
@@ -253,5 +486,27 @@ where
         for batch in &self.in_flight {
             batch.task.abort();
         }
+    }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        if self.msg_id.is_some() {
+            Some(self)
+        } else {
+            None
+        }
+    }
+}
+
+/// With message ids: the element number and the publishes not yet confirmed.
+impl<T, F> Checkpointable for Publish<T, F> {
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(STATE_VERSION, &(self.next, self.unconfirmed()))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        let (next, replay): (u64, Vec<Unconfirmed>) = snapshot.decode(STATE_VERSION, ctx)?;
+        self.next = next;
+        self.replay = replay;
+        Ok(())
     }
 }

@@ -8,14 +8,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::PullConsumer};
+use async_nats::client::RequestErrorKind;
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use weir_runtime::Flow;
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Io, Operator, Step};
 use weir_supervisor::{ErrorClass, Failure};
 
+use crate::hold::{Covered, Holds};
 use crate::{AckToken, Delivery, DeliveryInfo, Nats, NatsError};
 
 /// The most messages one fetch asks for, by default.
@@ -23,7 +26,47 @@ pub const DEFAULT_MAX_FETCH: usize = 256;
 /// How long a fetch waits on the broker for its batch to fill, by default.
 pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_millis(200);
 
+/// How many acknowledgements of restored messages are awaited at once.
+const REACKS_AT_ONCE: usize = 64;
+
+/// The version of the source's checkpointed state.
+const STATE_VERSION: u32 = 1;
+
 type Fetch = JoinHandle<Result<Vec<jetstream::Message>, NatsError>>;
+
+/// When a [`JetStreamSource`] acknowledges a message: a typed choice, given to
+/// [`JetStreamSource::acks`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use weir_nats::{Acks, ConsumerSettings, JetStreamSource, Nats};
+///
+/// let nats = Nats::connect("127.0.0.1:4222")?;
+/// let consumer = nats.durable_consumer("orders", &ConsumerSettings::new("billing"))?;
+/// // For a pipeline run with `.checkpoints(..)`.
+/// let source = JetStreamSource::new(nats, consumer).acks(Acks::OnCheckpoint);
+/// # Ok::<(), weir_nats::NatsError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Acks {
+    /// As soon as every holder of the message's [`Delivery`] decided (committed
+    /// or filtered it): at least once, for a pipeline without checkpoints. A
+    /// checkpointed pipeline with a source acking this way is refused when it is
+    /// built ([`BuildError::NotCheckpointable`](weir_runtime::BuildError)): what
+    /// it acked after the last checkpoint would be missing from the state
+    /// restored after a crash, and never redelivered.
+    #[default]
+    OnCommit,
+    /// When every holder decided **and** a checkpoint whose barrier came after
+    /// the message is durable: the source holds one more share of each delivery,
+    /// which [`Checkpointable::committed`] releases. For a pipeline run with
+    /// checkpoints; without them nothing is ever acknowledged (the consumer
+    /// stops delivering at its `max_ack_pending`). See [`JetStreamSource`],
+    /// "Checkpoints".
+    OnCheckpoint,
+}
 
 /// A source reading a durable JetStream pull consumer. Several processes (or
 /// several pipelines) may read the same consumer: the broker hands each message
@@ -42,6 +85,53 @@ type Fetch = JoinHandle<Result<Vec<jetstream::Message>, NatsError>>;
 /// down (messages fetched and not yet emitted are simply not acknowledged), or,
 /// with [`end_after_idle`](Self::end_after_idle), when no message came for a
 /// while. A failed fetch fails the stage.
+///
+/// # Checkpoints
+///
+/// In a pipeline run with checkpoints, the source must be told
+/// [`acks(Acks::OnCheckpoint)`](Acks::OnCheckpoint) (a checkpointed pipeline
+/// with the default is a build error). It then holds one share of every
+/// message's token itself, and releases the shares of the messages emitted
+/// before barrier *n* when checkpoint *n* is durable
+/// ([`Checkpointable::committed`]; every checkpoint up to *n* is covered, so a
+/// failed checkpoint only delays the acks). A message is acknowledged when its
+/// holders in the pipeline decided and a checkpoint that holds its effects is
+/// durable; so:
+///
+/// - **a crash** (or an abort) loses nothing and counts nothing twice: what the
+///   source emitted after the last durable checkpoint is not acknowledged, and the
+///   broker redelivers it once the consumer's `ack_wait` has run out since its
+///   delivery (choose `ack_wait` for how soon a restarted pipeline should get it
+///   back: it waits that long after a crash). The state restored holds exactly
+///   the messages before the barrier.
+/// - **a restore** acknowledges again, and waits for the server to confirm,
+///   before its first fetch, the messages the checkpoint covers that might not
+///   have been acknowledged yet (its snapshot lists their stream sequences and
+///   reply subjects): a crash after the checkpoint was durable and before its
+///   acks reached the broker, or a pipeline that completed (its final checkpoint
+///   is written after the source stopped, and nothing acks the messages of that
+///   last stretch until the next start restores it). A message a holder had
+///   nakked, terminated or dropped undecided before the barrier is left out and
+///   keeps its fate.
+/// - **while the source lives**, every half `ack_wait` it tells the broker that
+///   the messages it holds are in progress (`+WPI`, which restarts their
+///   `ack_wait`), so a message waiting for its checkpoint is not redelivered,
+///   however long the interval; `ack_wait` only says how soon a crashed
+///   process's messages come back. A redelivery that comes anyway (the stage was
+///   not stepped in time) of a message the source holds is dropped: its first
+///   copy is already in the pipeline.
+///
+/// Sizing: the messages delivered and not acknowledged are those of one
+/// checkpoint interval plus what the pipeline holds, so the consumer's
+/// `max_ack_pending` must exceed `rate × (interval + checkpoint duration)` plus the
+/// edges' capacities, or the broker stops delivering until the next checkpoint
+/// (throughput ≤ `max_ack_pending / interval`; a pipeline whose only checkpoint
+/// is the final one stops at `max_ack_pending` messages). With
+/// several processes on one consumer, each has its own state and checkpoints; a
+/// message redelivered to another process after a crash is in that process's
+/// state instead (its effect is counted once over all of them) — unless the crash
+/// came after a checkpoint was durable and before its acks reached the broker,
+/// and the other process got the message before the crashed one restarted.
 ///
 /// # Examples
 ///
@@ -71,9 +161,25 @@ pub struct JetStreamSource {
     max_fetch: usize,
     fetch_wait: Duration,
     end_after_idle: Option<Duration>,
+    acks: Acks,
+    max_ack_pending: usize,
+    /// The consumer's `ack_wait`: held messages are told "in progress" every half.
+    ack_wait: Duration,
+    progress: Option<JoinHandle<()>>,
     fetch: Option<Fetch>,
     ready: VecDeque<jetstream::Message>,
-    last_message: Instant,
+    /// Since when no message was emitted and the fetches brought none (`None`:
+    /// not idle).
+    idle_since: Option<Instant>,
+    /// When the outstanding fetch was asked for.
+    fetch_started: Instant,
+    /// With [`Acks::OnCheckpoint`]: the shares the source holds.
+    holds: Holds,
+    /// Restored messages to acknowledge again before the first fetch.
+    restored: Vec<Covered>,
+    reacking: Option<JoinHandle<Result<(), NatsError>>>,
+    /// Redeliveries of held messages, dropped.
+    redeliveries_dropped: u64,
 }
 
 impl JetStreamSource {
@@ -82,6 +188,11 @@ impl JetStreamSource {
         let max_deliver = u64::try_from(consumer.cached_info().config.max_deliver)
             .ok()
             .filter(|&m| m > 0);
+        let max_ack_pending = usize::try_from(consumer.cached_info().config.max_ack_pending)
+            .ok()
+            .filter(|&m| m > 0)
+            .unwrap_or(usize::MAX);
+        let ack_wait = consumer.cached_info().config.ack_wait;
         JetStreamSource {
             nats,
             consumer,
@@ -89,10 +200,26 @@ impl JetStreamSource {
             max_fetch: DEFAULT_MAX_FETCH,
             fetch_wait: DEFAULT_FETCH_WAIT,
             end_after_idle: None,
+            acks: Acks::default(),
+            max_ack_pending,
+            ack_wait,
+            progress: None,
             fetch: None,
             ready: VecDeque::new(),
-            last_message: Instant::now(),
+            idle_since: Some(Instant::now()),
+            fetch_started: Instant::now(),
+            holds: Holds::default(),
+            restored: Vec::new(),
+            reacking: None,
+            redeliveries_dropped: 0,
         }
+    }
+
+    /// When messages are acknowledged (default [`Acks::OnCommit`]); a pipeline
+    /// with checkpoints needs [`Acks::OnCheckpoint`]. See "Checkpoints" above.
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
     }
 
     /// The most messages one fetch asks for (default [`DEFAULT_MAX_FETCH`]); a
@@ -110,7 +237,10 @@ impl JetStreamSource {
     }
 
     /// Ends the stream once no message arrived for `idle` (for batch jobs and
-    /// tests; a worker normally runs until it is shut down).
+    /// tests; a worker normally runs until it is shut down). With
+    /// [`Acks::OnCheckpoint`], a wait while the source holds `max_ack_pending`
+    /// messages (the broker delivers nothing until a checkpoint acknowledges
+    /// them) does not count as idle.
     pub fn end_after_idle(mut self, idle: Duration) -> Self {
         self.end_after_idle = Some(idle);
         self
@@ -121,7 +251,16 @@ impl JetStreamSource {
         Flow::from_source(self)
     }
 
-    fn delivery(&self, message: jetstream::Message) -> Delivery<Bytes> {
+    /// Whether `message` is a redelivery of a message the source still holds.
+    fn held_already(&self, message: &jetstream::Message) -> bool {
+        self.acks == Acks::OnCheckpoint
+            && message
+                .info()
+                .is_ok_and(|i| self.holds.is_held(i.stream_sequence))
+    }
+
+    /// The element for `message`.
+    fn delivery(&mut self, message: jetstream::Message) -> Delivery<Bytes> {
         let (stream_sequence, delivered) = message.info().map_or((0, 1), |i| {
             (i.stream_sequence, u64::try_from(i.delivered).unwrap_or(1))
         });
@@ -132,10 +271,69 @@ impl JetStreamSource {
             max_deliver: self.max_deliver,
         };
         let payload = message.payload.clone();
-        Delivery {
-            payload,
-            info,
-            ack: AckToken::new(self.nats.clone(), message),
+        let reply = message.reply.as_ref().map(ToString::to_string);
+        let ack = AckToken::new(self.nats.clone(), message);
+        if self.acks == Acks::OnCheckpoint
+            && let Some(reply) = reply
+        {
+            self.holds.hold(ack.clone(), stream_sequence, reply);
+        }
+        Delivery { payload, info, ack }
+    }
+
+    /// Every half `ack_wait` while messages are held, tells the broker they are
+    /// in progress (`+WPI`), which restarts their `ack_wait`: a message waiting
+    /// for its checkpoint is not redelivered while this process lives, and
+    /// `ack_wait` only says how soon a crashed process's messages come back.
+    fn keep_alive(&mut self, cx: &mut Context<'_>) {
+        if self.holds.len() == 0 || self.ack_wait.is_zero() {
+            if let Some(timer) = self.progress.take() {
+                timer.abort();
+            }
+            return;
+        }
+        loop {
+            let timer = self.progress.get_or_insert_with(|| {
+                let half = self.ack_wait / 2;
+                self.nats.spawn(tokio::time::sleep(half))
+            });
+            if Pin::new(timer).poll(cx).is_pending() {
+                return;
+            }
+            self.progress = None;
+            for reply in self.holds.replies() {
+                self.nats.send_ack_to(reply, AckKind::Progress);
+            }
+        }
+    }
+
+    /// Whether the broker has stopped delivering because the source holds
+    /// `max_ack_pending` messages for their checkpoint.
+    fn capped(&self) -> bool {
+        self.acks == Acks::OnCheckpoint && self.holds.len() >= self.max_ack_pending
+    }
+
+    /// Acknowledges the restored messages again, once; `Some(step)` until the
+    /// server confirmed every acknowledgement.
+    fn reack(&mut self, cx: &mut Context<'_>) -> Option<Step> {
+        if !self.restored.is_empty() {
+            let covered = std::mem::take(&mut self.restored);
+            let client = self.nats.client().clone();
+            self.reacking = Some(self.nats.spawn(ack_again(client, covered)));
+        }
+        let task = self.reacking.as_mut()?;
+        let result = match Pin::new(task).poll(cx) {
+            Poll::Pending => return Some(Step::Continue),
+            Poll::Ready(result) => result,
+        };
+        self.reacking = None;
+        match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Step::Failed(Failure::with_source(ErrorClass::Transient, e))),
+            Err(e) => Some(Step::Failed(Failure::with_source(
+                ErrorClass::Transient,
+                NatsError::from(e),
+            ))),
         }
     }
 
@@ -143,9 +341,36 @@ impl JetStreamSource {
         if let Some(fetch) = self.fetch.take() {
             fetch.abort();
         }
+        if let Some(timer) = self.progress.take() {
+            timer.abort();
+        }
         // Never emitted: not acknowledged, so the broker redelivers them.
         self.ready.clear();
     }
+}
+
+/// Acknowledges each covered message again with a double ack (a request the
+/// server answers once it has processed the ack), at most [`REACKS_AT_ONCE`] at
+/// once. An ack nobody answers (the consumer was deleted) has nothing to settle.
+async fn ack_again(client: async_nats::Client, covered: Vec<Covered>) -> Result<(), NatsError> {
+    let mut requests = futures::stream::iter(covered.into_iter().map(|(_, reply)| {
+        let client = client.clone();
+        async move {
+            match client.request(reply, AckKind::Ack.into()).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
+                Err(e) => Err(NatsError::Request {
+                    operation: "acknowledging a restored message",
+                    source: std::sync::Arc::new(e),
+                }),
+            }
+        }
+    }))
+    .buffer_unordered(REACKS_AT_ONCE);
+    while let Some(result) = requests.next().await {
+        result?;
+    }
+    Ok(())
 }
 
 async fn fetch_batch(
@@ -176,6 +401,9 @@ impl std::fmt::Debug for JetStreamSource {
             .field("max_fetch", &self.max_fetch)
             .field("fetching", &self.fetch.is_some())
             .field("ready", &self.ready.len())
+            .field("acks", &self.acks)
+            .field("held", &self.holds.len())
+            .field("redeliveries_dropped", &self.redeliveries_dropped)
             .finish()
     }
 }
@@ -203,12 +431,17 @@ impl Operator for JetStreamSource {
             self.stop_fetching();
             return Step::Finished;
         }
+        if let Some(step) = self.reack(cx) {
+            return step;
+        }
+        self.keep_alive(cx);
         loop {
             while io.has_room() {
                 let Some(message) = self.ready.pop_front() else {
                     break;
                 };
                 let delivery = self.delivery(message);
+                self.idle_since = None;
                 io.push(delivery);
             }
             if !self.ready.is_empty() {
@@ -220,16 +453,25 @@ impl Operator for JetStreamSource {
                     Poll::Ready(result) => {
                         self.fetch = None;
                         match result {
-                            Ok(Ok(messages)) if messages.is_empty() => {
-                                if self
-                                    .end_after_idle
-                                    .is_some_and(|idle| self.last_message.elapsed() >= idle)
-                                {
-                                    return Step::Finished;
+                            Ok(Ok(mut messages)) => {
+                                // Nothing is sent for a copy of a held message:
+                                // the held one's ack settles it (the server
+                                // settles acks by stream sequence).
+                                let fetched = messages.len();
+                                messages.retain(|m| !self.held_already(m));
+                                self.redeliveries_dropped += (fetched - messages.len()) as u64;
+                                if messages.is_empty() {
+                                    let since = *self.idle_since.get_or_insert(self.fetch_started);
+                                    if self.capped() {
+                                        // Not idle: waiting for a checkpoint.
+                                        self.idle_since = None;
+                                    } else if self
+                                        .end_after_idle
+                                        .is_some_and(|idle| since.elapsed() >= idle)
+                                    {
+                                        return Step::Finished;
+                                    }
                                 }
-                            }
-                            Ok(Ok(messages)) => {
-                                self.last_message = Instant::now();
                                 self.ready.extend(messages);
                             }
                             Ok(Err(e)) => {
@@ -254,6 +496,7 @@ impl Operator for JetStreamSource {
                 return Step::Continue;
             }
             let n = room.min(self.max_fetch);
+            self.fetch_started = Instant::now();
             self.fetch = Some(self.nats.spawn(fetch_batch(
                 self.consumer.clone(),
                 n,
@@ -263,6 +506,43 @@ impl Operator for JetStreamSource {
     }
 
     fn on_stop(&mut self) {
+        // The holds stay: the final checkpoint, taken after this, lists them.
         self.stop_fetching();
+    }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        match self.acks {
+            Acks::OnCheckpoint => Some(self),
+            Acks::OnCommit => None,
+        }
+    }
+
+    fn not_checkpointable(&self) -> Option<String> {
+        match self.acks {
+            Acks::OnCheckpoint => None,
+            Acks::OnCommit => Some(
+                "the JetStream source acknowledges a message as soon as the pipeline \
+                 committed it, so a state restored after a crash would miss what was \
+                 acknowledged after its checkpoint: use `.acks(Acks::OnCheckpoint)`"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// The state is the list of messages the checkpoint covers that may not be
+/// acknowledged yet; the position itself is kept by the broker.
+impl Checkpointable for JetStreamSource {
+    fn snapshot(&mut self, checkpoint: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(STATE_VERSION, &self.holds.barrier(checkpoint))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        self.restored = snapshot.decode(STATE_VERSION, ctx)?;
+        Ok(())
+    }
+
+    fn committed(&mut self, checkpoint: u64) {
+        self.holds.committed(checkpoint);
     }
 }
