@@ -1056,6 +1056,7 @@ mod tests {
             baseline_name: CROSSBEAM,
             sinks: 1,
             divisor: 1,
+            expected: junctions::expected_sum,
         };
         let report = child_junction(&wrong, 10, 2, JunctionPlacement::Together);
         assert!(!report.checksum_ok);
