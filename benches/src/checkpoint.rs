@@ -125,7 +125,7 @@ pub struct StateFigures {
     pub restore_us: u64,
 }
 
-/// Feeds [`BIG_KEYS`] keys through an ingress into a keyed fold, takes
+/// Feeds [`BIG_KEYS`] keys through an ingress into a keyed scan, takes
 /// `checkpoints` checkpoints of the full state while the pipeline runs, aborts it
 /// (so no final checkpoint replaces them), then starts it again to time the
 /// restore of the last one.
@@ -140,8 +140,11 @@ pub fn state_figures(checkpoints: usize) -> Result<StateFigures, String> {
         let (ingress, flow) = Pipeline::ingress::<u64>(4096);
         let runnable = flow
             .key_by(|x: &u64| *x)
-            .fold(0_u64, |s: &mut u64, x: u64| *s = s.wrapping_add(x))
-            .fold(0_u64, |acc, (_, s)| sum_step(acc, s))
+            .scan(0_u64, |s: &mut u64, x: u64| {
+                *s = s.wrapping_add(x);
+                *s
+            })
+            .fold(0_u64, sum_step)
             .name("sum")
             .checkpoints(CheckpointConfig::new(dir).retain(2));
         (ingress, runnable)
@@ -163,7 +166,7 @@ pub fn state_figures(checkpoints: usize) -> Result<StateFigures, String> {
         stats
             .stages
             .iter()
-            .any(|s| s.kind == "keyed_fold" && s.received == BIG_KEYS && s.in_flight == 0)
+            .any(|s| s.kind == "keyed_scan" && s.received == BIG_KEYS && s.in_flight == 0)
     };
     while !full(&running.stats()) {
         if started.elapsed() > Duration::from_secs(60) {

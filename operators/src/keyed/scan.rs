@@ -6,7 +6,7 @@ use std::task::Context;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
+use weir_runtime::checkpoint::{Checkpointable, Deferred, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Io, Operator, Step};
 use weir_runtime::{ErrorClass, Failure};
 
@@ -72,11 +72,15 @@ pub(crate) fn full_failure(kind: &str, keys: usize) -> Failure {
 
 impl<T, K, S, U, KF, F> Checkpointable for KeyedScan<T, K, S, U, KF, F>
 where
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
-    S: Serialize + DeserializeOwned,
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+    S: Clone + Serialize + DeserializeOwned + Send + 'static,
 {
     fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
         self.state.snapshot(STATE_VERSION, now(), &[])
+    }
+
+    fn snapshot_deferred(&mut self, _checkpoint: u64) -> Result<Deferred, StateError> {
+        Ok(self.state.snapshot_deferred(STATE_VERSION, now()))
     }
 
     fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use weir_runtime::checkpoint::{RestoreContext, Snapshot, StateError};
+use weir_runtime::checkpoint::{Deferred, RestoreContext, Snapshot, StateError};
 
 use crate::checkpoint::{Mixed, age, before, decode_mixed, mixed};
 
@@ -339,6 +339,37 @@ impl<K: Hash + Eq + Clone, S> KeyedState<K, S> {
             rejected: c.rejected.load(Relaxed),
         };
         mixed(version, &tallies, entries.iter().map(|(k, e)| (*k, e)))
+    }
+
+    /// As [`snapshot`](Self::snapshot), but copies the entries now and encodes
+    /// them later, on the checkpoint's writer thread (see
+    /// [`Checkpointable::snapshot_deferred`](weir_runtime::checkpoint::Checkpointable::snapshot_deferred)):
+    /// the stage pauses only for the copy.
+    pub(crate) fn snapshot_deferred(&self, version: u32, now: Instant) -> Deferred
+    where
+        K: Clone + Hash + Serialize + Send + 'static,
+        S: Clone + Serialize + Send + 'static,
+    {
+        let entries: Vec<(K, Entry<S>)> = self
+            .map
+            .iter()
+            .map(|(k, slot)| {
+                let entry = Entry {
+                    value: slot.value.clone(),
+                    seq: slot.seq,
+                    idle: age(now, slot.touched),
+                };
+                (k.clone(), entry)
+            })
+            .collect();
+        let c = &self.bounds.counters.0;
+        let tallies = Tallies {
+            peak_keys: c.peak_keys.load(Relaxed),
+            expired: c.expired.load(Relaxed),
+            evicted: c.evicted.load(Relaxed),
+            rejected: c.rejected.load(Relaxed),
+        };
+        Deferred::later(move || mixed(version, &tallies, entries.iter().map(|(k, e)| (k, e))))
     }
 
     /// Replaces the state with the entries of `snapshot` whose key group `ctx`

@@ -23,9 +23,18 @@ use tokio::sync::oneshot;
 use weir_supervisor::StopReason;
 
 use super::CheckpointConfig;
+use super::Deferred;
 use super::store::{CheckpointData, CheckpointStore, StageState};
 use crate::pipeline::shared::PipelineShared;
 use crate::stage::actor::StageSnapshot;
+
+/// What a stage acknowledged: its snapshot (maybe still to encode), none, or why
+/// it could not give one.
+pub(crate) type StageAck = Result<Option<Deferred>, String>;
+
+fn from_final(snapshot: StageSnapshot) -> StageAck {
+    snapshot.map(|s| s.map(Deferred::ready))
+}
 use crate::stage::message::Control;
 
 /// A checkpoint that completed: durable in the checkpoint directory.
@@ -127,7 +136,7 @@ type Waiter = oneshot::Sender<Result<CheckpointInfo, CheckpointError>>;
 struct InFlight {
     started: Instant,
     /// Per stage: its snapshot once acknowledged.
-    acks: Vec<Option<StageSnapshot>>,
+    acks: Vec<Option<StageAck>>,
     /// Per stage: whether `Control::Checkpoint` was sent to it.
     injected: Vec<bool>,
     alignment: Duration,
@@ -157,7 +166,9 @@ struct State {
 /// What the writer thread is given.
 struct Job {
     id: u64,
-    data: CheckpointData,
+    /// Per stateful stage: name, kind and its snapshot, encoded by the writer.
+    states: Vec<(String, &'static str, Deferred)>,
+    pipeline: String,
     info: CheckpointInfo,
     waiters: Vec<Waiter>,
     done: Option<mpsc::Sender<()>>,
@@ -245,7 +256,8 @@ impl Coordinator {
         let name = format!("weir-checkpoint-{}", pipeline.name);
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
             for job in rx {
-                let written = store.write(&job.data).map(drop).map_err(|e| e.to_string());
+                let mut job = *job;
+                let written = encode_and_write(&store, &mut job);
                 if let Some(pipeline) = weak.upgrade() {
                     pipeline.checkpoint_written(job.id, written, job.info, job.waiters);
                 } else {
@@ -320,7 +332,7 @@ impl Coordinator {
                 id,
                 InFlight {
                     started: Instant::now(),
-                    acks: vec![None; stages],
+                    acks: (0..stages).map(|_| None).collect(),
                     injected: vec![false; stages],
                     alignment: Duration::ZERO,
                     snapshot: Duration::ZERO,
@@ -341,7 +353,7 @@ impl Coordinator {
         pipeline: &PipelineShared,
         stage: usize,
         id: u64,
-        snapshot: StageSnapshot,
+        snapshot: StageAck,
         timing: AckTiming,
     ) {
         {
@@ -394,7 +406,7 @@ impl Coordinator {
                     match reason {
                         _ if ended => {
                             let snapshot = pipeline.stages[i].final_snapshot().unwrap_or(Ok(None));
-                            ck.acks[i] = Some(snapshot);
+                            ck.acks[i] = Some(from_final(snapshot));
                         }
                         other => {
                             failure = Some((
@@ -466,41 +478,26 @@ impl Coordinator {
         ck: InFlight,
         done: Option<mpsc::Sender<()>>,
     ) {
-        let mut stages = Vec::new();
-        let mut sizes = Vec::new();
+        let mut states = Vec::new();
         for (i, ack) in ck.acks.into_iter().enumerate() {
             if let Some(Ok(Some(snapshot))) = ack {
                 let shared = &pipeline.stages[i];
-                sizes.push((shared.name.clone(), snapshot.byte_len() as u64));
-                stages.push(StageState {
-                    stage: shared.name.clone(),
-                    kind: shared.kind.to_owned(),
-                    snapshot,
-                });
+                states.push((shared.name.clone(), shared.kind, snapshot));
             }
         }
-        let bytes = sizes.iter().map(|(_, b)| b).sum();
         let info = CheckpointInfo {
             id,
             duration: ck.started.elapsed(),
             alignment: ck.alignment,
             longest_snapshot: ck.snapshot,
-            bytes,
-            stages: sizes,
+            bytes: 0,
+            stages: Vec::new(),
             is_final: ck.is_final,
-        };
-        let created_unix_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let data = CheckpointData {
-            id,
-            pipeline: pipeline.name.clone(),
-            created_unix_ms,
-            stages,
         };
         let job = Job {
             id,
-            data,
+            states,
+            pipeline: pipeline.name.clone(),
             info,
             waiters: ck.waiters,
             done,
@@ -528,7 +525,7 @@ impl Coordinator {
         &self,
         pipeline: &PipelineShared,
         id: u64,
-        result: Result<(), String>,
+        result: Result<(), CheckpointError>,
         mut info: CheckpointInfo,
         waiters: Vec<Waiter>,
     ) {
@@ -563,11 +560,7 @@ impl Coordinator {
                     let _ = w.send(Ok(info.clone()));
                 }
             }
-            Err(reason) => {
-                let err = CheckpointError::Write {
-                    checkpoint: id,
-                    reason,
-                };
+            Err(err) => {
                 self.record_failure(pipeline, id, &err);
                 for w in waiters {
                     let _ = w.send(Err(err.clone()));
@@ -616,8 +609,12 @@ impl Coordinator {
                 None => (next, Instant::now()),
             };
             let stages = self.upstream.len();
-            let acks: Vec<Option<StageSnapshot>> = (0..stages)
-                .map(|i| Some(pipeline.stages[i].final_snapshot().unwrap_or(Ok(None))))
+            let acks: Vec<Option<StageAck>> = (0..stages)
+                .map(|i| {
+                    Some(from_final(
+                        pipeline.stages[i].final_snapshot().unwrap_or(Ok(None)),
+                    ))
+                })
                 .collect();
             let bad = acks.iter().enumerate().find_map(|(i, a)| match a {
                 Some(Err(reason)) => Some((i, reason.clone())),
@@ -679,4 +676,58 @@ impl Coordinator {
             let _ = writer.join();
         }
     }
+}
+
+/// On the writer thread: encodes the deferred snapshots, then writes checkpoint
+/// `job.id`; fills in the sizes of `job.info`.
+fn encode_and_write(store: &CheckpointStore, job: &mut Job) -> Result<(), CheckpointError> {
+    let mut stages = Vec::with_capacity(job.states.len());
+    let mut sizes = Vec::with_capacity(job.states.len());
+    for (stage, kind, deferred) in std::mem::take(&mut job.states) {
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deferred.resolve()));
+        let snapshot = match encoded {
+            Ok(Ok(snapshot)) => snapshot,
+            Ok(Err(e)) => {
+                return Err(CheckpointError::Stage {
+                    checkpoint: job.id,
+                    stage,
+                    reason: e.to_string(),
+                });
+            }
+            Err(payload) => {
+                return Err(CheckpointError::Stage {
+                    checkpoint: job.id,
+                    stage,
+                    reason: format!(
+                        "encoding the snapshot panicked: {}",
+                        weir_supervisor::Failure::from_panic(payload)
+                    ),
+                });
+            }
+        };
+        sizes.push((stage.clone(), snapshot.byte_len() as u64));
+        stages.push(StageState {
+            stage,
+            kind: kind.to_owned(),
+            snapshot,
+        });
+    }
+    job.info.bytes = sizes.iter().map(|(_, b)| b).sum();
+    job.info.stages = sizes;
+    let created_unix_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let data = CheckpointData {
+        id: job.id,
+        pipeline: job.pipeline.clone(),
+        created_unix_ms,
+        stages,
+    };
+    store
+        .write(&data)
+        .map(drop)
+        .map_err(|e| CheckpointError::Write {
+            checkpoint: job.id,
+            reason: e.to_string(),
+        })
 }

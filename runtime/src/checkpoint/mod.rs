@@ -16,7 +16,7 @@ mod state;
 mod store;
 
 pub use config::CheckpointConfig;
-pub(crate) use coordinator::{AckTiming, Coordinator};
+pub(crate) use coordinator::{AckTiming, Coordinator, StageAck};
 pub use coordinator::{CheckpointError, CheckpointInfo, CheckpointStats};
 pub use store::{
     CheckpointData, CheckpointStore, Loaded, Manifest, ManifestEntry, Skipped, StageState,
@@ -24,16 +24,16 @@ pub use store::{
 };
 
 pub use state::{
-    Checkpointable, DEFAULT_MAX_STATE_BYTES, KEY_GROUPS, RestoreContext, Snapshot,
+    Checkpointable, DEFAULT_MAX_STATE_BYTES, Deferred, KEY_GROUPS, RestoreContext, Snapshot,
     StableBuildHasher, StableHasher, StateError, StatePart, decode, encode, key_group,
     key_group_of, replica_of_group,
 };
 
 /// Runs `take` (an operator's `checkpoint().map(|s| s.snapshot(id))`), catching a
 /// panic: the stage's snapshot for the coordinator.
-pub(crate) fn guarded_snapshot(
-    take: impl FnOnce() -> Option<Result<Snapshot, StateError>>,
-) -> Result<Option<Snapshot>, String> {
+pub(crate) fn guarded_snapshot<T>(
+    take: impl FnOnce() -> Option<Result<T, StateError>>,
+) -> Result<Option<T>, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(take)) {
         Ok(None) => Ok(None),
         Ok(Some(Ok(snapshot))) => Ok(Some(snapshot)),

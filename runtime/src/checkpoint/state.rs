@@ -452,11 +452,81 @@ pub trait Checkpointable {
     /// pipeline is not started.
     fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError>;
 
+    /// The state now, as [`snapshot`](Self::snapshot), but encoded later, off the
+    /// stage's thread: an operator with a large state copies what the snapshot
+    /// needs (cheap) and returns [`Deferred::later`] with the encoding, which the
+    /// checkpoint's writer thread runs. The stage then pauses only for the copy.
+    /// Default: [`snapshot`](Self::snapshot) now.
+    ///
+    /// # Errors
+    ///
+    /// As [`snapshot`](Self::snapshot).
+    fn snapshot_deferred(&mut self, checkpoint: u64) -> Result<Deferred, StateError> {
+        self.snapshot(checkpoint).map(Deferred::ready)
+    }
+
     /// The checkpoint `checkpoint`, whose snapshot this operator gave, is durable:
     /// a sink commits what it wrote before that barrier (a file sink renames its
     /// pending part; an acking source acks). Default: nothing.
     fn committed(&mut self, checkpoint: u64) {
         let _ = checkpoint;
+    }
+}
+
+/// A snapshot taken now or to be encoded later (see
+/// [`Checkpointable::snapshot_deferred`]).
+///
+/// # Examples
+///
+/// ```
+/// use weir_runtime::checkpoint::{Deferred, Snapshot};
+///
+/// let copy: Vec<u64> = vec![1, 2, 3]; // a copy of the state, taken at the barrier
+/// let later = Deferred::later(move || Snapshot::of(1, &copy));
+/// assert_eq!(later.resolve()?, Snapshot::of(1, &vec![1_u64, 2, 3])?);
+/// # Ok::<(), weir_runtime::checkpoint::StateError>(())
+/// ```
+pub struct Deferred(DeferredInner);
+
+/// The encoding a [`Deferred`] runs later.
+type Encode = Box<dyn FnOnce() -> Result<Snapshot, StateError> + Send>;
+
+enum DeferredInner {
+    Ready(Snapshot),
+    Later(Encode),
+}
+
+impl Deferred {
+    /// A snapshot already encoded.
+    pub fn ready(snapshot: Snapshot) -> Self {
+        Deferred(DeferredInner::Ready(snapshot))
+    }
+
+    /// A snapshot `encode` makes later, on another thread: it must own what it
+    /// encodes (a copy of the state taken now).
+    pub fn later(encode: impl FnOnce() -> Result<Snapshot, StateError> + Send + 'static) -> Self {
+        Deferred(DeferredInner::Later(Box::new(encode)))
+    }
+
+    /// The snapshot: encodes it now if it was deferred.
+    ///
+    /// # Errors
+    ///
+    /// The deferred encoding's error.
+    pub fn resolve(self) -> Result<Snapshot, StateError> {
+        match self.0 {
+            DeferredInner::Ready(s) => Ok(s),
+            DeferredInner::Later(encode) => encode(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            DeferredInner::Ready(s) => f.debug_tuple("Deferred::Ready").field(s).finish(),
+            DeferredInner::Later(_) => f.write_str("Deferred::Later(..)"),
+        }
     }
 }
 

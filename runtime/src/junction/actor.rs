@@ -661,7 +661,9 @@ impl<J: Junction> JunctionActor<J> {
             return;
         };
         let snapshot_started = Instant::now();
-        let snapshot = self.snapshot(id);
+        let snapshot = self
+            .snapshot(id)
+            .map(|s| s.map(crate::checkpoint::Deferred::ready));
         let timing = crate::checkpoint::AckTiming {
             alignment: since.elapsed(),
             snapshot: snapshot_started.elapsed(),

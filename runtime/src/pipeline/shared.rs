@@ -243,7 +243,7 @@ impl PipelineShared {
         &self,
         stage: usize,
         id: u64,
-        snapshot: crate::stage::actor::StageSnapshot,
+        snapshot: crate::checkpoint::StageAck,
         timing: crate::checkpoint::AckTiming,
     ) {
         if let Some(c) = &self.checkpoints {
@@ -255,7 +255,7 @@ impl PipelineShared {
     pub(crate) fn checkpoint_written(
         &self,
         id: u64,
-        result: Result<(), String>,
+        result: Result<(), crate::checkpoint::CheckpointError>,
         info: crate::checkpoint::CheckpointInfo,
         waiters: Vec<
             oneshot::Sender<

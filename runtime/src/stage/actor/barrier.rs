@@ -84,7 +84,7 @@ impl<Op: Operator> StageActor<Op> {
             return;
         };
         let snapshot_started = Instant::now();
-        let snapshot = self.take_snapshot(pending.id);
+        let snapshot = self.take_deferred(pending.id);
         let timing = crate::checkpoint::AckTiming {
             alignment: pending.since.elapsed(),
             snapshot: snapshot_started.elapsed(),
@@ -135,6 +135,18 @@ impl<Op: Operator> StageActor<Op> {
         }
         let op = &mut self.op;
         crate::checkpoint::guarded_snapshot(|| op.checkpoint().map(|state| state.snapshot(id)))
+    }
+
+    /// The operator's state for checkpoint `id`, maybe still to encode (on the
+    /// writer thread), or why it could not be taken.
+    fn take_deferred(&mut self, id: u64) -> crate::checkpoint::StageAck {
+        if !self.stateful {
+            return Ok(None);
+        }
+        let op = &mut self.op;
+        crate::checkpoint::guarded_snapshot(|| {
+            op.checkpoint().map(|state| state.snapshot_deferred(id))
+        })
     }
 
     /// Checkpoint `id` is durable: the operator commits.
