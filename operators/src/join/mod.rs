@@ -41,6 +41,11 @@
 //!   ([`IntervalJoin::supervise`]), the element is retried, dead-lettered or
 //!   skipped, or the stage restarts with no rows: the rows it held are lost,
 //!   counted as `state_lost` in the report.
+//! - **Checkpoints**: in a checkpointed pipeline the rows of both sides, the
+//!   largest timestamps (so the watermarks) and the counters are the join
+//!   stage's state, stored by the key group of their key; a restore resumes the
+//!   join where the checkpoint left it (see [`JoinStage`]). `K`, `L` and `R`
+//!   must be serde types.
 
 mod operator;
 mod rows;
@@ -51,6 +56,8 @@ pub use spec::{IntervalJoin, JoinCounters};
 
 use std::hash::Hash;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use weir_runtime::{Graph, Outlet};
 
 /// An element of a join's input: a row of the left or of the right input. Also
@@ -88,6 +95,8 @@ pub trait JoinExt {
     /// Joins `left` and `right` by `join` (see the [module](self) for the shape
     /// and semantics).
     ///
+    /// State is checkpointed; `K`, `L` and `R` must be serde types.
+    ///
     /// # Examples
     ///
     /// ```
@@ -118,9 +127,9 @@ pub trait JoinExt {
         join: IntervalJoin<K, L, R, O>,
     ) -> JoinOutlets<O, L, R>
     where
-        K: Hash + Eq + Clone + Send + 'static,
-        L: Send + 'static,
-        R: Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+        L: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
         O: Send + 'static;
 }
 
@@ -132,9 +141,9 @@ impl JoinExt for Graph {
         join: IntervalJoin<K, L, R, O>,
     ) -> JoinOutlets<O, L, R>
     where
-        K: Hash + Eq + Clone + Send + 'static,
-        L: Send + 'static,
-        R: Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+        L: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
         O: Send + 'static,
     {
         use crate::ops::{FilterMap, Map};

@@ -6,13 +6,54 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::task::Context;
 use std::time::Instant;
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Counting, Io, Operator, Step};
 use weir_runtime::{ErrorClass, Failure};
 
-use super::rows::{Gone, Rows};
-use super::spec::Config;
+use super::rows::{Gone, Rows, SavedKey};
+use super::spec::{Config, Counts};
 use super::{JoinOut, Side};
+use crate::checkpoint::{Mixed, decode_mixed, mixed};
 use crate::keyed::OnFull;
+
+/// The version of [`JoinStage`]'s snapshot.
+const STATE_VERSION: u32 = 1;
+
+/// The part of a join's snapshot that is not split by key.
+#[derive(Serialize, Deserialize)]
+struct SavedGlobal {
+    /// The largest timestamp seen on each side (the watermarks follow from them).
+    max_left: Option<i64>,
+    max_right: Option<i64>,
+    /// The number of the last row added.
+    seq: u64,
+    /// The counters of [`JoinCounters`](super::JoinCounters), see [`tallies`].
+    tallies: [u64; 8],
+}
+
+/// The counters a checkpoint keeps, in the order of [`SavedGlobal::tallies`].
+fn tallies(c: &Counts) -> [&std::sync::atomic::AtomicU64; 8] {
+    [
+        &c.joined,
+        &c.unmatched_left,
+        &c.unmatched_right,
+        &c.late,
+        &c.expired,
+        &c.evicted,
+        &c.rejected,
+        &c.peak_rows,
+    ]
+}
+
+/// The smaller of two largest timestamps, `None` counting as unknown.
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 /// Joins [`Side::Left`] and [`Side::Right`] rows by key (see
 /// [`IntervalJoin`](super::IntervalJoin) for when rows match and leave).
@@ -23,6 +64,14 @@ use crate::keyed::OnFull;
 /// row; it counts as completed once processed. The rows are the stage's state
 /// ([`Operator::state_entries`]), bounded by the TTL, the watermarks and the row
 /// bound.
+///
+/// Checkpointable: every key's rows of both sides (value, timestamp, arrival
+/// number, age, whether it matched), by the key group of their key; the largest
+/// timestamp of each side (so the watermarks) and the counters of
+/// [`JoinCounters`](super::JoinCounters). A restore feeds the rows back in
+/// arrival order, so they leave (by TTL, row bound or watermark) in the order
+/// they would have; a row's TTL goes on from its age at the snapshot (the time
+/// the pipeline was down does not count).
 pub struct JoinStage<K, L, R, O> {
     config: Config<K, L, R, O>,
     rows: Rows<K, L, R>,
@@ -318,11 +367,59 @@ where
     }
 }
 
+impl<K, L, R, O> Checkpointable for JoinStage<K, L, R, O>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+    L: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        let now = crate::keyed::state_now();
+        let global = SavedGlobal {
+            max_left: self.max_left,
+            max_right: self.max_right,
+            seq: self.rows.last_seq(),
+            tallies: tallies(&self.config.counters.0).map(|c| c.load(Relaxed)),
+        };
+        let keys = self.rows.saved(now);
+        mixed(STATE_VERSION, &global, keys.iter().map(|(k, v)| (*k, v)))
+    }
+
+    /// Replaces the rows with those of the keys `ctx` owns. A snapshot merged
+    /// from several replicas restores the smallest largest timestamp of each
+    /// side (no row leaves, and no element is late, earlier than in any of
+    /// them) and raises the counters to the largest stored.
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        let (globals, keys): Mixed<SavedGlobal, K, SavedKey<L, R>> =
+            decode_mixed(snapshot, STATE_VERSION, ctx)?;
+        let now = crate::keyed::state_now();
+        let time = self.config.time.as_ref();
+        let due_left = |ts: i64| time.map(|t| ts.saturating_add(t.upper));
+        let due_right = |ts: i64| time.map(|t| ts.saturating_sub(t.lower));
+        let seq = globals.iter().map(|g| g.seq).max().unwrap_or(0);
+        self.rows.restore(keys, seq, now, (&due_left, &due_right));
+        let (max_left, max_right) = globals.iter().fold((None, None), |(l, r), g| {
+            (earliest(l, g.max_left), earliest(r, g.max_right))
+        });
+        self.max_left = max_left;
+        self.max_right = max_right;
+        let counters = tallies(&self.config.counters.0);
+        for g in &globals {
+            for (counter, value) in counters.iter().zip(g.tallies) {
+                counter.fetch_max(value, Relaxed);
+            }
+        }
+        self.timer = None;
+        self.publish();
+        Ok(())
+    }
+}
+
 impl<K, L, R, O> Operator for JoinStage<K, L, R, O>
 where
-    K: Hash + Eq + Clone + Send + 'static,
-    L: Send + 'static,
-    R: Send + 'static,
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+    L: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
     O: Send + 'static,
 {
     type In = Side<L, R>;
@@ -372,15 +469,8 @@ where
         self.rows.len()
     }
 
-    /// The rows and watermarks are not in a snapshot yet: building a
-    /// checkpointed pipeline with a join is refused rather than restoring it
-    /// empty.
-    fn not_checkpointable(&self) -> Option<String> {
-        Some(
-            "the interval join's buffered rows and watermarks are not checkpointed yet; \
-             a restore would start it empty"
-                .into(),
-        )
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        Some(self)
     }
 
     fn step(
@@ -416,5 +506,231 @@ where
         self.publish();
         self.arm_timer(cx);
         Step::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use weir_runtime::checkpoint::{key_group_of, replica_of_group};
+
+    use super::*;
+    use crate::join::{IntervalJoin, JoinCounters};
+    use crate::test_support::{assert_refuses_other_versions, replica, run_resumed, run_whole};
+
+    /// `(key, ts, id)`: a row of either side.
+    type Row = (u64, i64, u64);
+    type Join = JoinStage<u64, Row, Row, (u64, u64)>;
+
+    fn key(x: &Row) -> u64 {
+        x.0
+    }
+    fn ts(x: &Row) -> i64 {
+        x.1
+    }
+
+    /// An event-time inner join, `0..=20` after the left row, out of order by up
+    /// to 5.
+    fn event_time(counters: &JoinCounters) -> Join {
+        let join = IntervalJoin::inner(key, key, |l: &Row, r: &Row| (l.2, r.2))
+            .event_time(ts, ts, 0, 20)
+            .out_of_orderness(5)
+            .counters(counters);
+        JoinStage::new(join.config)
+    }
+
+    /// A processing-time left-outer join (a TTL no test reaches) holding at most
+    /// 6 rows: which rows the bound evicts depends on the arrival order.
+    fn bounded(counters: &JoinCounters) -> Join {
+        let join = IntervalJoin::left_outer(key, key, |l: &Row, r: Option<&Row>| {
+            (l.2, r.map_or(u64::MAX, |r| r.2))
+        })
+        .ttl(Duration::from_secs(3600))
+        .max_rows(6, OnFull::EvictLru)
+        .counters(counters);
+        JoinStage::new(join.config)
+    }
+
+    /// Both sides interleaved over `keys` keys, timestamps rising with jitter of
+    /// up to 4 (on time for an out-of-orderness of 5); with `late`, every 37th
+    /// element is 40 behind.
+    fn input(n: u64, keys: u64, late: bool) -> Vec<Side<Row, Row>> {
+        (0..n)
+            .map(|i| {
+                let jitter = (i * 7 % 5) as i64;
+                let back = if late && i % 37 == 36 { 40 } else { 0 };
+                let row = (i * 3 % keys, i as i64 - jitter - back, i);
+                if i % 3 == 0 {
+                    Side::Right(row)
+                } else {
+                    Side::Left(row)
+                }
+            })
+            .collect()
+    }
+
+    /// The counters' values, in the order of a snapshot's tallies, but for the
+    /// peak: it is sampled at the end of each step, so it depends on how the
+    /// input was batched, resumed or not.
+    fn values(c: &JoinCounters) -> [u64; 7] {
+        let [a, b, c, d, e, f, g, _peak] = tallies(&c.0).map(|a| a.load(Relaxed));
+        [a, b, c, d, e, f, g]
+    }
+
+    /// Resumed after a snapshot at every split point in `ks`, `make` gives what
+    /// it gives uninterrupted and its counters end where the uninterrupted
+    /// ones do; a snapshot of another version is refused.
+    fn resumes(make: fn(&JoinCounters) -> Join, input: &[Side<Row, Row>], ks: &[usize]) {
+        let counters = JoinCounters::new();
+        let whole = run_whole(make(&counters), input.to_vec());
+        let made: Mutex<Vec<JoinCounters>> = Mutex::default();
+        let fresh = || {
+            let c = JoinCounters::new();
+            made.lock().unwrap().push(c.clone());
+            make(&c)
+        };
+        let mut last = None;
+        for &k in ks {
+            let (resumed, snapshot) = run_resumed(&fresh, input, k, &RestoreContext::default());
+            assert_eq!(resumed, whole, "snapshot after {k} elements");
+            let restored = made.lock().unwrap().last().cloned().unwrap();
+            assert_eq!(
+                values(&restored),
+                values(&counters),
+                "counters after a snapshot at {k}"
+            );
+            last = Some(snapshot);
+        }
+        let mut snapshot = last.expect("a split point");
+        assert_refuses_other_versions(&mut fresh(), &mut snapshot);
+    }
+
+    /// The kinds of outputs `out` holds: joined, unmatched left, unmatched right.
+    fn kinds(out: &[JoinOut<(u64, u64), Row, Row>]) -> [usize; 3] {
+        let mut n = [0; 3];
+        for o in out {
+            let i = match o {
+                JoinOut::Joined(_) => 0,
+                JoinOut::Unmatched(Side::Left(_)) => 1,
+                JoinOut::Unmatched(Side::Right(_)) => 2,
+            };
+            n[i] += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_restored_event_time_join_goes_on_as_the_uninterrupted_one() {
+        let input = input(300, 7, true);
+        let c = JoinCounters::new();
+        let out = run_whole(event_time(&c), input.clone());
+        // Rows held across each split point, rows that left unmatched, late ones.
+        assert!(kinds(&out).iter().all(|&n| n > 0), "{:?}", kinds(&out));
+        assert!(c.late() > 0 && c.peak_rows() > 10, "{c:?}");
+        resumes(event_time, &input, &[0, 1, 37, 150, 299, 300]);
+    }
+
+    #[test]
+    fn the_arrival_order_survives_a_restore() {
+        let input = input(200, 4, false);
+        let c = JoinCounters::new();
+        let out = run_whole(bounded(&c), input.clone());
+        assert!(c.evicted() > 50 && c.joined() > 50, "{c:?}");
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, JoinOut::Joined((_, u64::MAX))))
+        );
+        resumes(bounded, &input, &[0, 5, 6, 7, 100, 200]);
+    }
+
+    /// A row's age at the snapshot is its age at the restore: the TTL goes on
+    /// from there.
+    #[test]
+    fn ages_are_re_anchored_at_the_restore() {
+        let c = JoinCounters::new();
+        let mut op = bounded(&c);
+        let now = crate::keyed::state_now();
+        let mut out = Vec::new();
+        let arrived = now.checked_sub(Duration::from_secs(3)).unwrap();
+        op.process(Side::Left((1, 0, 0)), arrived, &mut out)
+            .unwrap();
+        op.process(Side::Right((2, 0, 1)), now, &mut out).unwrap();
+        let snapshot = op.snapshot(1).unwrap();
+        let mut back = bounded(&c);
+        back.restore(&snapshot, &RestoreContext::default()).unwrap();
+        assert_eq!(back.rows.len(), 2);
+        let oldest = back.rows.oldest_arrival().unwrap();
+        let age = crate::keyed::state_now().saturating_duration_since(oldest);
+        assert!(
+            (Duration::from_secs(3)..Duration::from_secs(4)).contains(&age),
+            "{age:?}"
+        );
+        // The next row is numbered after the restored ones.
+        back.process(Side::Left((3, 0, 2)), now, &mut out).unwrap();
+        let seqs: Vec<u64> = back
+            .rows
+            .saved(now)
+            .iter()
+            .flat_map(|(_, k)| k.left.iter().map(|r| r.seq))
+            .collect();
+        assert!(seqs.contains(&3) && seqs.contains(&1), "{seqs:?}");
+    }
+
+    /// Restored as replica `i` of `n`, each replica holds exactly the rows of
+    /// its key groups; fed the rest of the elements of those keys, the replicas
+    /// together make what the uninterrupted join makes after the split (as a
+    /// set: each replica's order is its own). No element is late here, so the
+    /// pairs do not depend on how far other keys moved the watermarks.
+    #[test]
+    fn replicas_restore_exactly_their_keys() {
+        let input = input(600, 64, false);
+        let c = JoinCounters::new();
+        let whole = run_whole(event_time(&c), input.clone());
+        assert_eq!(c.late(), 0);
+        let k = 300;
+        let (resumed, snapshot) = run_resumed(
+            &|| event_time(&JoinCounters::new()),
+            &input,
+            k,
+            &RestoreContext::default(),
+        );
+        assert_eq!(resumed, whole);
+        // What the join restored whole makes from the elements after the split.
+        let mut op = event_time(&JoinCounters::new());
+        op.restore(&snapshot, &RestoreContext::default()).unwrap();
+        let rest = run_whole(op, input[k..].to_vec());
+        assert_eq!(rest[..], whole[whole.len() - rest.len()..]);
+        let mut want: Vec<String> = rest.iter().map(|o| format!("{o:?}")).collect();
+        want.sort_unstable();
+        let key_of = |x: &Side<Row, Row>| match x {
+            Side::Left(r) | Side::Right(r) => r.0,
+        };
+        for n in [2, 8] {
+            let mut union: Vec<String> = Vec::new();
+            let mut owner: BTreeMap<u64, usize> = BTreeMap::new();
+            for i in 0..n {
+                let mut op = event_time(&JoinCounters::new());
+                op.restore(&snapshot, &replica(i, n)).unwrap();
+                for key in op.rows.map.keys() {
+                    assert_eq!(owner.insert(*key, i), None, "key {key} in two replicas");
+                    assert_eq!(replica_of_group(key_group_of(key), n), i);
+                }
+                let mine: Vec<Side<Row, Row>> = input[k..]
+                    .iter()
+                    .filter(|x| replica_of_group(key_group_of(&key_of(x)), n) == i)
+                    .cloned()
+                    .collect();
+                union.extend(run_whole(op, mine).iter().map(|o| format!("{o:?}")));
+            }
+            assert!(
+                owner.len() > 16,
+                "rows of many keys held at the split (n = {n})"
+            );
+            union.sort_unstable();
+            assert_eq!(union, want, "n = {n}");
+        }
     }
 }

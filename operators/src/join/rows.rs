@@ -1,12 +1,16 @@
 //! [`Rows`]: the join's state — rows by key and side, with the queues that say
 //! which row leaves next (by arrival for the TTL and the row bound, by event-time
-//! deadline for the watermarks).
+//! deadline for the watermarks) — and its form in a snapshot ([`SavedKey`]).
 
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::Hash;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{age, before};
 
 /// One row waiting for partners.
 pub(crate) struct Row<X> {
@@ -22,6 +26,31 @@ pub(crate) struct KeyRows<L, R> {
     pub(crate) left: Vec<Row<L>>,
     pub(crate) right: Vec<Row<R>>,
 }
+
+/// A row in a snapshot: its arrival stored as an age (how long before the
+/// snapshot it arrived).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SavedRow<X> {
+    pub(crate) value: X,
+    pub(crate) ts: i64,
+    pub(crate) seq: u64,
+    pub(crate) age: Duration,
+    pub(crate) matched: bool,
+}
+
+/// The rows of one key in a snapshot, each side in seq (arrival) order.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SavedKey<L, R> {
+    pub(crate) left: Vec<SavedRow<L>>,
+    pub(crate) right: Vec<SavedRow<R>>,
+}
+
+/// The event-time deadlines of restored rows: `ts` to the left row's deadline
+/// and to the right row's (`None`: no event time).
+pub(crate) type DueOf<'a> = (
+    &'a dyn Fn(i64) -> Option<i64>,
+    &'a dyn Fn(i64) -> Option<i64>,
+);
 
 /// A row leaving the state.
 pub(crate) enum Gone<L, R> {
@@ -271,6 +300,12 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
     fn next_seq(&mut self, key: &K, left: bool, due: Option<i64>) -> u64 {
         self.seq += 1;
         let seq = self.seq;
+        self.enqueue(key, left, due, seq);
+        seq
+    }
+
+    /// Puts the row numbered `seq` in the queues that say when it leaves.
+    fn enqueue(&mut self, key: &K, left: bool, due: Option<i64>, seq: u64) {
         if let Some(arrivals) = &mut self.arrivals {
             arrivals.push_back((seq, left, key.clone()));
         }
@@ -286,7 +321,6 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
                 key: key.clone(),
             });
         }
-        seq
     }
 
     /// Takes a row out of the state (one lookup of its key).
@@ -377,6 +411,100 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
         self.due_right.clear();
         all.sort_unstable_by_key(|(seq, _)| *seq);
         all.into_iter().map(|(_, g)| g).collect()
+    }
+
+    /// The number of the last row added (rows are numbered from 1 by arrival).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Every key's rows as they go in a snapshot taken at `now`, borrowed.
+    pub(crate) fn saved(&self, now: Instant) -> Vec<(&K, SavedKey<&L, &R>)> {
+        fn save<X>(rows: &[Row<X>], now: Instant) -> Vec<SavedRow<&X>> {
+            rows.iter()
+                .map(|r| SavedRow {
+                    value: &r.value,
+                    ts: r.ts,
+                    seq: r.seq,
+                    age: age(now, r.arrived),
+                    matched: r.matched,
+                })
+                .collect()
+        }
+        self.map
+            .iter()
+            .map(|(k, rows)| {
+                let saved = SavedKey {
+                    left: save(&rows.left, now),
+                    right: save(&rows.right, now),
+                };
+                (k, saved)
+            })
+            .collect()
+    }
+
+    /// Replaces the state with `keys` (restored at `now`, each row as old as it
+    /// was at the snapshot). The rows go in by seq, every queue fed in that
+    /// order as they were when the rows arrived, so rows leave in the same order
+    /// as they would have; `due` gives each restored row's deadlines. Rows added
+    /// later are numbered after `seq` and after every restored row.
+    pub(crate) fn restore(
+        &mut self,
+        keys: Vec<(K, SavedKey<L, R>)>,
+        seq: u64,
+        now: Instant,
+        (due_left, due_right): DueOf<'_>,
+    ) {
+        enum Either<L, R> {
+            Left(SavedRow<L>),
+            Right(SavedRow<R>),
+        }
+        let mut all: Vec<(u64, K, Either<L, R>)> = Vec::new();
+        for (key, saved) in keys {
+            for r in saved.left {
+                all.push((r.seq, key.clone(), Either::Left(r)));
+            }
+            for r in saved.right {
+                all.push((r.seq, key.clone(), Either::Right(r)));
+            }
+        }
+        all.sort_unstable_by_key(|(seq, _, _)| *seq);
+        self.map.clear();
+        self.len = 0;
+        if let Some(a) = &mut self.arrivals {
+            a.clear();
+        }
+        self.due_left.clear();
+        self.due_right.clear();
+        let mut last = seq;
+        for (seq, key, row) in all {
+            last = last.max(seq);
+            let rows = self.map.entry(key.clone()).or_insert_with(KeyRows::empty);
+            match row {
+                Either::Left(r) => {
+                    rows.left.push(Row {
+                        value: r.value,
+                        ts: r.ts,
+                        seq,
+                        arrived: before(now, r.age),
+                        matched: r.matched,
+                    });
+                    self.enqueue(&key, true, due_left(r.ts), seq);
+                }
+                Either::Right(r) => {
+                    rows.right.push(Row {
+                        value: r.value,
+                        ts: r.ts,
+                        seq,
+                        arrived: before(now, r.age),
+                        matched: r.matched,
+                    });
+                    self.enqueue(&key, false, due_right(r.ts), seq);
+                }
+            }
+            self.len += 1;
+        }
+        self.seq = last;
     }
 
     /// Drops queue entries of rows that left, once a queue holds more than twice

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use weir_runtime::{Flow, Supervision};
 
 use super::operator::JoinStage;
@@ -338,6 +340,8 @@ where
     /// output carries both the joined elements and the unmatched rows. The order
     /// of the tagged flow is the order the join sees.
     ///
+    /// State is checkpointed; `K`, `L` and `R` must be serde types.
+    ///
     /// # Examples
     ///
     /// ```
@@ -352,7 +356,12 @@ where
     /// assert_eq!(done.output, [JoinOut::Joined(2), JoinOut::Unmatched(Side::Right(2))]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn on(self, tagged: Flow<Side<L, R>>) -> Flow<JoinOut<O, L, R>> {
+    pub fn on(self, tagged: Flow<Side<L, R>>) -> Flow<JoinOut<O, L, R>>
+    where
+        K: Serialize + DeserializeOwned,
+        L: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
         let IntervalJoin {
             config,
             name,

@@ -244,11 +244,11 @@ fn ttl_expiry_is_exact_on_a_paused_clock() {
     paused_system().block_on(async {
         let rt = Runtime::from_current().unwrap();
         let counters = JoinCounters::new();
-        let (ingress, tagged) = Pipeline::ingress::<Side<&'static str, &'static str>>(16);
+        let (ingress, tagged) = Pipeline::ingress::<Side<char, char>>(16);
         let join = IntervalJoin::left_outer(
-            |l: &&str| l.to_string(),
-            |r: &&str| r.to_string(),
-            |l, r: Option<&&str>| (*l, r.is_some()),
+            |l: &char| *l,
+            |r: &char| *r,
+            |l, r: Option<&char>| (*l, r.is_some()),
         )
         .ttl(Duration::from_secs(10))
         .counters(&counters);
@@ -256,23 +256,23 @@ fn ttl_expiry_is_exact_on_a_paused_clock() {
         let running = runnable.run(&rt).unwrap();
         let t0 = tokio::time::Instant::now();
 
-        ingress.send(Side::Left("a")).await.unwrap();
-        ingress.send(Side::Left("b")).await.unwrap();
+        ingress.send(Side::Left('a')).await.unwrap();
+        ingress.send(Side::Left('b')).await.unwrap();
         tokio::time::sleep(Duration::from_millis(9_999)).await;
-        ingress.send(Side::Right("a")).await.unwrap();
-        assert_eq!(egress.recv().await, Some(JoinOut::Joined(("a", true))));
+        ingress.send(Side::Right('a')).await.unwrap();
+        assert_eq!(egress.recv().await, Some(JoinOut::Joined(('a', true))));
         settle().await;
         assert_eq!((counters.rows(), counters.expired()), (3, 0));
 
-        // "a" and "b" (left) expire at exactly 10 s: "a" was matched (nothing
-        // to emit), "b" was not (emitted once with None).
-        assert_eq!(egress.recv().await, Some(JoinOut::Joined(("b", false))));
+        // 'a' and 'b' (left) expire at exactly 10 s: 'a' was matched (nothing
+        // to emit), 'b' was not (emitted once with None).
+        assert_eq!(egress.recv().await, Some(JoinOut::Joined(('b', false))));
         assert_eq!(t0.elapsed(), Duration::from_secs(10));
         settle().await;
         assert_eq!((counters.rows(), counters.expired()), (1, 2));
 
-        ingress.send(Side::Right("b")).await.unwrap(); // too late for "b"
-        // The right "a" leaves 10 s after it arrived, silently: it was matched.
+        ingress.send(Side::Right('b')).await.unwrap(); // too late for 'b'
+        // The right 'a' leaves 10 s after it arrived, silently: it was matched.
         tokio::time::sleep(Duration::from_millis(9_998)).await;
         settle().await;
         assert_eq!((counters.rows(), counters.expired()), (2, 2));
@@ -284,7 +284,7 @@ fn ttl_expiry_is_exact_on_a_paused_clock() {
         drop(ingress);
         assert_eq!(
             egress.recv().await,
-            Some(JoinOut::Unmatched(Side::Right("b")))
+            Some(JoinOut::Unmatched(Side::Right('b')))
         );
         assert_eq!(egress.recv().await, None);
         let done = running.await.unwrap();
