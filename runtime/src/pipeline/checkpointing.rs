@@ -79,35 +79,45 @@ pub(super) fn prepare(
     }
     let guarantees = (unreplayable, at_least_once);
     // Ids keep increasing over every run that used the directory.
-    let newest = store.next_id().saturating_sub(1);
-    if !config.restore {
-        return Ok(Coordinator::new(
-            config.clone(),
-            store,
-            upstream,
-            None,
-            newest + 1,
-            guarantees,
-            std::time::Duration::ZERO,
-        ));
-    }
+    let next_id = store.next_id();
     let restore_started = std::time::Instant::now();
-    let loaded = store.load_latest().map_err(|e| dir_err(e.to_string()))?;
+    let restored = if config.restore {
+        restore_latest(parts, config, &store, &names, &stateful)?
+    } else {
+        None
+    };
+    let restore_took = restored.map_or(std::time::Duration::ZERO, |_| restore_started.elapsed());
+    Ok(Coordinator::new(
+        config.clone(),
+        store,
+        upstream,
+        restored,
+        next_id,
+        guarantees,
+        restore_took,
+    ))
+}
+
+/// Restores every stateful node from the newest complete checkpoint in `store`;
+/// returns its id, or `None` when there is none (a fresh start).
+fn restore_latest(
+    parts: &mut Parts,
+    config: &CheckpointConfig,
+    store: &CheckpointStore,
+    names: &[String],
+    stateful: &[bool],
+) -> Result<Option<u64>, BuildError> {
+    let loaded = store.load_latest().map_err(|e| BuildError::CheckpointDir {
+        dir: config.dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
     let Some((manifest, data)) = loaded.checkpoint else {
         tracing::info!(
             dir = %config.dir.display(),
             skipped = loaded.skipped.len(),
             "no complete checkpoint: starting fresh"
         );
-        return Ok(Coordinator::new(
-            config.clone(),
-            store,
-            upstream,
-            None,
-            newest + 1,
-            guarantees,
-            std::time::Duration::ZERO,
-        ));
+        return Ok(None);
     };
     let id = manifest.id;
     let mismatch = |stage: &str, reason: String| BuildError::CheckpointMismatch {
@@ -167,13 +177,5 @@ pub(super) fn prepare(
         stages = states.len(),
         "restored from checkpoint"
     );
-    Ok(Coordinator::new(
-        config.clone(),
-        store,
-        upstream,
-        Some(id),
-        newest.max(id) + 1,
-        guarantees,
-        restore_started.elapsed(),
-    ))
+    Ok(Some(id))
 }
