@@ -249,6 +249,11 @@ impl<I, O: Send + 'static> Ports<'_, I, O> {
         Some(x)
     }
 
+    /// Whether input `i` delivered the pending checkpoint barrier (it is held).
+    pub(crate) fn barrier_arrived(&self, i: usize) -> bool {
+        self.ins[i].arrived
+    }
+
     /// Whether input `i` has ended (no element will arrive) and its queue is empty.
     pub fn is_exhausted(&self, i: usize) -> bool {
         let port = &self.ins[i];

@@ -223,10 +223,15 @@ impl<U: Send + 'static> Collect<U> {
             }
         }
         let (m, i) = best?;
+        // A replica whose input delivered the pending barrier has handed over every
+        // result numbered before it; what it was assigned since is numbered after
+        // every result still queued before the barrier, so it cannot hold a smaller
+        // one — waiting on it would deadlock the alignment.
         let waiting = (0..ports.inputs()).any(|r| {
             r != i
                 && ports.queued(r) == 0
                 && !ports.is_exhausted(r)
+                && !ports.barrier_arrived(r)
                 && self.assigned[r].load(Acquire) > self.taken[r]
                 && self.taken[r] <= m
         });
