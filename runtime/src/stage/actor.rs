@@ -544,12 +544,14 @@ impl<Op: Operator> StageActor<Op> {
         if std::mem::replace(&mut self.reported, true) {
             return;
         }
+        // The final snapshot comes first: `on_stop` may hand the state over (a
+        // collect sink moves its result out), and the final checkpoint must hold it.
+        self.final_snapshot();
         // Sinks hand over their result here; an ingress closes its channel so that
         // the count of what it held is final.
         if catch_unwind(AssertUnwindSafe(|| self.op.on_stop())).is_err() {
             tracing::error!(stage = %self.shared.name, "operator panicked in on_stop");
         }
-        self.final_snapshot();
         let final_state = FinalState {
             queued: self.inq.len() + self.behind_len,
             held: self.op_held(),
