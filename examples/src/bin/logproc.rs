@@ -8,9 +8,19 @@
 //! 5xx per minute of the log's own timestamps. Prints a summary; `--report PATH`
 //! writes it as JSON.
 //!
+//! With `--checkpoint-dir DIR` the run is checkpointed (every
+//! `--checkpoint-interval-ms`, 1 000 by default, and once at the end): killed at
+//! any moment (`kill -9`, a crash, Ctrl-C) and started again with the same
+//! arguments, it resumes from the last checkpoint, and its report equals an
+//! uninterrupted run's; its dead-letter file (`DIR/dead-letters.dlq` by
+//! default) holds each malformed line once. Started again after it finished, it
+//! prints the same report and reads nothing. Ctrl-C stops it gracefully: what
+//! was read drains, a final checkpoint is written, and it exits with 130.
+//!
 //! ```sh
 //! cargo run --release -p weir-examples --bin logproc
 //! cargo run --release -p weir-examples --bin logproc -- --input access.log --report report.json
+//! cargo run --release -p weir-examples --bin logproc -- --input access.log --checkpoint-dir ckpt
 //! ```
 
 use std::io::IsTerminal;
@@ -18,18 +28,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use weir_examples::cli::{Fatal, Tickers, exit, failed, usage};
 
 use clap::Parser;
+use weir::checkpoint::{CheckpointConfig, CheckpointStats, CheckpointStore, StoreOptions};
 use weir::prelude::*;
-use weir::supervisor::dead_letter::{FileDlqOptions, SharedFileDlq, SyncPolicy};
+use weir::supervisor::dead_letter::{
+    FileDlqOptions, FileDlqReader, FileDlqWriter, SharedFileDlq, SyncPolicy,
+};
 use weir::supervisor::policy::PolicyConfig;
-use weir::{PipelineController, Report};
+use weir::{Outcome, PipelineController, Report};
 use weir_examples::logproc::{
-    self, Aggregates, DEFAULT_SEED, DlqTally, GeneratedBatches, Generator, LineBatch, LineReader,
-    ReadProgress, Settings,
+    self, Aggregates, DEFAULT_SEED, DlqTally, MalformedLine, PoolOrder, ReadProgress, ReadSource,
+    Resumed, Settings,
 };
 
 const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/logproc.toml");
@@ -55,9 +68,23 @@ struct Args {
     #[arg(long)]
     workers: Option<usize>,
     /// The dead-letter file to create (it must not exist). Default: a new
-    /// `logproc-<time>-<pid>.dlq` in the system's temporary directory.
+    /// `logproc-<time>-<pid>.dlq` in the system's temporary directory, or
+    /// `dead-letters.dlq` in the --checkpoint-dir. With --checkpoint-dir it
+    /// belongs to the job: opened for append (and cut back to the checkpoint)
+    /// when resuming, replaced when no checkpoint was completed yet.
     #[arg(long, value_name = "PATH")]
     dlq: Option<PathBuf>,
+    /// Checkpoints the run in DIR and resumes from the last checkpoint there:
+    /// started again with the same arguments after a crash, a kill or Ctrl-C, it
+    /// goes on where the checkpoint was, and reports what an uninterrupted run
+    /// would have.
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// Milliseconds between checkpoints (with --checkpoint-dir).
+    #[arg(long, value_name = "MS", default_value_t = 1_000,
+          requires = "checkpoint_dir",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_interval_ms: u64,
     /// The supervision policy file.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG)]
     config: PathBuf,
@@ -93,35 +120,39 @@ fn run(args: Args) -> Result<(), Fatal> {
     }
 
     let progress = Arc::new(ReadProgress::default());
-    let (batches, source, total): (Box<dyn Iterator<Item = LineBatch> + Send>, String, Total) =
-        match &args.input {
-            Some(path) => {
-                let reader = LineReader::open(path, args.max_line_bytes as usize, progress.clone())
-                    .map_err(usage)?;
-                let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                (
-                    Box::new(reader),
-                    path.display().to_string(),
-                    Total::Bytes(size),
-                )
-            }
-            None => (
-                Box::new(GeneratedBatches::new(
-                    Generator::new(args.seed, args.lines),
-                    progress.clone(),
-                )),
-                format!("generator ({} lines, seed {})", args.lines, args.seed),
-                Total::Lines(args.lines),
-            ),
-        };
+    let max_line_bytes = args.max_line_bytes as usize;
+    let (read, source, total) = match &args.input {
+        Some(path) => {
+            let read = ReadSource::file(path, max_line_bytes, progress.clone()).map_err(usage)?;
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            (read, path.display().to_string(), Total::Bytes(size))
+        }
+        None => (
+            ReadSource::generated(args.seed, args.lines, max_line_bytes, progress.clone()),
+            format!("generator ({} lines, seed {})", args.lines, args.seed),
+            Total::Lines(args.lines),
+        ),
+    };
 
-    let dlq_path = args.dlq.clone().unwrap_or_else(default_dlq_path);
-    let writer = FileDlqOptions::new()
-        .sync(SyncPolicy::EveryN(1_024))
-        .create(&dlq_path)
-        .map_err(|e| usage(format!("dead-letter file {}: {e}", dlq_path.display())))?;
+    let resume = match &args.checkpoint_dir {
+        Some(dir) => Some(Resume::find(dir)?),
+        None => None,
+    };
+    let dlq_path = match (&args.dlq, &args.checkpoint_dir) {
+        (Some(path), _) => path.clone(),
+        (None, Some(dir)) => dir.join(CHECKPOINTED_DLQ),
+        (None, None) => default_dlq_path(),
+    };
+    let dlq_error =
+        |e: &dyn std::fmt::Display| usage(format!("dead-letter file {}: {e}", dlq_path.display()));
+    let options = FileDlqOptions::new().sync(SyncPolicy::EveryN(1_024));
+    let writer = match &resume {
+        None => options.create(&dlq_path).map_err(|e| dlq_error(&e))?,
+        Some(resume) => resume
+            .open_dlq(&dlq_path, options)
+            .map_err(|e| dlq_error(&e))?,
+    };
     let dlq = SharedFileDlq::new(writer);
-
     if let Some(addr) = args.metrics_addr {
         weir::prometheus::serve(addr).map_err(usage)?;
         eprintln!("logproc: Prometheus metrics on http://{addr}/metrics");
@@ -130,35 +161,53 @@ fn run(args: Args) -> Result<(), Fatal> {
     let rt = Runtime::new().map_err(failed)?;
     let workers = args.workers.unwrap_or(rt.arbiters());
     let lost = Arc::new(AtomicU64::new(0));
-    let built = logproc::build(
-        batches,
+    // A checkpointed run's pool hands batches on as they are parsed (see
+    // `PoolOrder::Parsed`); otherwise in line order.
+    let order = match args.checkpoint_dir {
+        Some(_) => PoolOrder::Parsed,
+        None => PoolOrder::Lines,
+    };
+    let mut built = logproc::build_resumable(
+        read,
         Settings {
             workers,
-            max_line_bytes: args.max_line_bytes as usize,
+            max_line_bytes,
             arbiters: rt.arbiters(),
             policies: config,
             dlq: dlq.clone(),
             lines_in_failed_batches: lost.clone(),
             panic_once_on_line: args.panic_once_on_line,
         },
+        order,
     )
     .map_err(usage)?;
+    if let Some(dir) = &args.checkpoint_dir {
+        built.graph.checkpoints(
+            CheckpointConfig::new(dir).interval(Duration::from_millis(args.checkpoint_interval_ms)),
+        );
+    }
     let started = Instant::now();
     let running = built.graph.run(&rt).map_err(usage)?;
+    let interrupted = args
+        .checkpoint_dir
+        .is_some()
+        .then(|| drain_on_ctrl_c(running.controller()));
     let watchers = Watchers::start(&running.controller(), &args, &progress, total);
     let done = running.wait();
     watchers.stop();
     let elapsed = started.elapsed();
-    let done = done.map_err(|e| failed(format!("the pipeline failed: {e}")))?;
+    let input_error = || progress.error.lock().ok().and_then(|mut slot| slot.take());
+    let done = done.map_err(|e| match input_error() {
+        Some(error) => failed(format!("input {source}: {error}")),
+        None => failed(format!("the pipeline failed: {e}")),
+    })?;
     let aggregates = futures::executor::block_on(built.aggregates)
         .ok_or_else(|| failed("the aggregate stage produced no result"))?;
     let tally = futures::executor::block_on(built.dead_letters)
         .ok_or_else(|| failed("the dead-letter stage produced no result"))?;
     dlq.flush()
         .map_err(|e| failed(format!("dead-letter file {}: {e}", dlq_path.display())))?;
-    if let Ok(mut slot) = progress.error.lock()
-        && let Some(error) = slot.take()
-    {
+    if let Some(error) = input_error() {
         return Err(failed(format!("input {source}: {error}")));
     }
     if let Some(error) = &tally.error {
@@ -166,9 +215,32 @@ fn run(args: Args) -> Result<(), Fatal> {
     }
     done.report.check_conservation().map_err(failed)?;
 
+    let lines = progress.lines.load(Ordering::Relaxed);
+    let resumed = progress.resumed.lock().ok().and_then(|slot| *slot);
+    let checkpoint = args.checkpoint_dir.as_ref().map(|dir| CheckpointSummary {
+        dir: dir.clone(),
+        interval_ms: args.checkpoint_interval_ms,
+        resumed,
+        stats: done.report.checkpoint.clone().unwrap_or_default(),
+    });
+    if interrupted.is_some_and(|flag| flag.load(Ordering::Relaxed)) {
+        let stats = done.report.checkpoint.clone().unwrap_or_default();
+        let saved = match (&done.report.outcome, stats.last_id) {
+            (Outcome::Drained { .. }, Some(id)) => format!("a final checkpoint ({id}) was written"),
+            (_, Some(id)) => format!("the last checkpoint is {id}"),
+            (_, None) => "no checkpoint was completed".to_owned(),
+        };
+        return Err(Fatal(
+            format!(
+                "interrupted after line {lines}: {saved}; run the same command again to resume"
+            ),
+            130,
+        ));
+    }
+
     let summary = Summary {
         source,
-        lines: progress.lines.load(Ordering::Relaxed),
+        lines,
         aggregates,
         tally,
         lost: lost.load(Ordering::Relaxed),
@@ -177,6 +249,7 @@ fn run(args: Args) -> Result<(), Fatal> {
         dlq_path,
         workers,
         top: args.top,
+        checkpoint,
     };
     summary.print();
     if let Some(path) = &args.report {
@@ -186,6 +259,147 @@ fn run(args: Args) -> Result<(), Fatal> {
         println!("report written to {}", path.display());
     }
     Ok(())
+}
+
+/// The dead-letter file's name in the checkpoint directory.
+const CHECKPOINTED_DLQ: &str = "dead-letters.dlq";
+
+/// What the checkpoint directory holds, found before the run: whether the run
+/// resumes, and so how the dead-letter file is opened.
+struct Resume {
+    /// The newest complete checkpoint, if any.
+    checkpoint: Option<u64>,
+}
+
+impl Resume {
+    /// Looks for a complete checkpoint in `dir` (the same search the run makes
+    /// when it restores; the store is closed again before the run opens it).
+    fn find(dir: &std::path::Path) -> Result<Self, Fatal> {
+        let dir_error = |e: &dyn std::fmt::Display| {
+            usage(format!("checkpoint directory {}: {e}", dir.display()))
+        };
+        let store =
+            CheckpointStore::open(dir, StoreOptions::default()).map_err(|e| dir_error(&e))?;
+        let loaded = store.load_latest().map_err(|e| dir_error(&e))?;
+        let checkpoint = loaded.checkpoint.map(|(manifest, _)| manifest.id);
+        match checkpoint {
+            Some(id) => eprintln!(
+                "logproc: resuming from checkpoint {id} in {}",
+                dir.display()
+            ),
+            None => eprintln!(
+                "logproc: no complete checkpoint in {}: starting from the beginning",
+                dir.display()
+            ),
+        }
+        Ok(Resume { checkpoint })
+    }
+
+    /// The dead-letter file of a checkpointed run. Resuming: the existing one,
+    /// opened for append (the dead-letter stage's restore cuts it back to the
+    /// checkpoint). Starting afresh: a new one; one left by a run that completed
+    /// no checkpoint holds letters no checkpoint counts, and is replaced (a file
+    /// that is not a dead-letter file is refused, never replaced).
+    fn open_dlq(
+        &self,
+        path: &std::path::Path,
+        options: FileDlqOptions,
+    ) -> Result<FileDlqWriter<MalformedLine>, String> {
+        if let Some(id) = self.checkpoint {
+            if !path.exists() {
+                return Err(format!(
+                    "missing: checkpoint {id} counts the letters in it (give the same --dlq as                      before, or another --checkpoint-dir to start over)"
+                ));
+            }
+            return options.open_append(path).map_err(|e| e.to_string());
+        }
+        if path.exists() {
+            let before = FileDlqReader::<MalformedLine>::open(path).map_err(|e| {
+                format!("exists and is not a dead-letter file logproc can replace: {e}")
+            })?;
+            drop(before);
+            std::fs::remove_file(path).map_err(|e| e.to_string())?;
+            eprintln!(
+                "logproc: replacing {}: it was left by a run that completed no checkpoint",
+                path.display()
+            );
+        }
+        options.create(path).map_err(|e| e.to_string())
+    }
+}
+
+/// On the first Ctrl-C, shuts the pipeline down gracefully (what was read
+/// drains, and the drained pipeline writes a final checkpoint); on the second,
+/// exits at once (a restart resumes from the last checkpoint). Returns whether
+/// Ctrl-C was pressed.
+fn drain_on_ctrl_c(controller: PipelineController) -> Arc<AtomicBool> {
+    let pressed = Arc::new(AtomicBool::new(false));
+    let flag = pressed.clone();
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let interrupts = signals.and_then(|signals| {
+        // Registered now, before `wait`: no Ctrl-C after `run` is missed.
+        let interrupts = signals.block_on(async { Interrupts::register() })?;
+        Ok((signals, interrupts))
+    });
+    match interrupts {
+        Ok((signals, mut interrupts)) => {
+            std::thread::spawn(move || {
+                signals.block_on(async move {
+                    if !interrupts.next().await {
+                        return;
+                    }
+                    flag.store(true, Ordering::Relaxed);
+                    eprintln!(
+                        "logproc: Ctrl-C: stopping; draining what was read and writing a final \
+                         checkpoint (Ctrl-C again to stop at once)"
+                    );
+                    controller.shutdown(Duration::from_secs(30));
+                    if interrupts.next().await {
+                        eprintln!(
+                            "logproc: stopped at once; a restart resumes from the last checkpoint"
+                        );
+                        std::process::exit(130);
+                    }
+                });
+            });
+        }
+        Err(e) => eprintln!("logproc: Ctrl-C will not drain (no signal handler: {e})"),
+    }
+    pressed
+}
+
+/// SIGINT (Ctrl-C), registered when made.
+#[cfg(unix)]
+struct Interrupts(tokio::signal::unix::Signal);
+
+#[cfg(unix)]
+impl Interrupts {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Interrupts(signal(SignalKind::interrupt())?))
+    }
+
+    /// Waits for the next one; false if none can come.
+    async fn next(&mut self) -> bool {
+        self.0.recv().await.is_some()
+    }
+}
+
+/// Ctrl-C, registered when first waited for.
+#[cfg(not(unix))]
+struct Interrupts;
+
+#[cfg(not(unix))]
+impl Interrupts {
+    fn register() -> std::io::Result<Self> {
+        Ok(Interrupts)
+    }
+
+    async fn next(&mut self) -> bool {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
 }
 
 fn default_dlq_path() -> PathBuf {
@@ -281,11 +495,53 @@ struct Summary {
     dlq_path: PathBuf,
     workers: usize,
     top: usize,
+    checkpoint: Option<CheckpointSummary>,
+}
+
+/// The checkpointing of a run with --checkpoint-dir.
+struct CheckpointSummary {
+    dir: PathBuf,
+    interval_ms: u64,
+    /// Where the source resumed, if it was restored.
+    resumed: Option<Resumed>,
+    stats: CheckpointStats,
+}
+
+impl CheckpointSummary {
+    /// Lines read before this run (0 for a fresh start).
+    fn lines_before(&self) -> u64 {
+        self.resumed.map_or(0, |r| r.next_line - 1)
+    }
+
+    fn json(&self, lines: u64) -> serde_json::Value {
+        serde_json::json!({
+            "dir": self.dir,
+            "interval_ms": self.interval_ms,
+            "resumed_from": self.resumed.map(|r| r.checkpoint),
+            "resumed_at_offset": self.resumed.map_or(0, |r| r.offset),
+            "resumed_at_line": self.resumed.map_or(1, |r| r.next_line),
+            "lines_this_run": lines - self.lines_before(),
+            "completed": self.stats.completed,
+            "failed": self.stats.failed,
+            "last_id": self.stats.last_id,
+            "last_error": self.stats.last_error,
+        })
+    }
 }
 
 impl Summary {
+    /// Lines read by this process (after the checkpoint it resumed from).
+    fn lines_this_run(&self) -> u64 {
+        self.lines
+            - self
+                .checkpoint
+                .as_ref()
+                .map_or(0, CheckpointSummary::lines_before)
+    }
+
+    /// Lines read by this process per second.
     fn lines_per_sec(&self) -> f64 {
-        self.lines as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.lines_this_run() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     fn print(&self) {
@@ -298,6 +554,27 @@ impl Summary {
             self.lines_per_sec(),
             self.workers
         );
+        if let Some(c) = &self.checkpoint {
+            let resumed = match c.resumed {
+                Some(r) => format!(
+                    "resumed from checkpoint {} at line {} (byte {}), read {} lines in this run",
+                    r.checkpoint,
+                    r.next_line,
+                    r.offset,
+                    self.lines_this_run()
+                ),
+                None => "started from the beginning".to_owned(),
+            };
+            println!(
+                "  checkpoints in {}: {resumed}; {} taken (every {} ms), the last {}",
+                c.dir.display(),
+                c.stats.completed,
+                c.interval_ms,
+                c.stats
+                    .last_id
+                    .map_or_else(|| "none".to_owned(), |id| id.to_string())
+            );
+        }
         println!(
             "  parsed {}, malformed {}, dead-lettered {} (to {}), restarts {}",
             a.parsed,
@@ -375,6 +652,7 @@ impl Summary {
             "elapsed_sec": self.elapsed.as_secs_f64(),
             "lines_per_sec": self.lines_per_sec(),
             "peak_rss_bytes": logproc::peak_rss_bytes(),
+            "checkpoint": self.checkpoint.as_ref().map(|c| c.json(self.lines)),
         })
     }
 }

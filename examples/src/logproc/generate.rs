@@ -34,7 +34,7 @@ pub const DEFAULT_SEED: u64 = 0x5EED_1065;
 /// }
 /// assert_eq!(good + bad, 1_000);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Generator {
     state: u64,
     remaining: u64,

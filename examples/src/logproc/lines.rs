@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -183,6 +183,20 @@ pub struct ReadProgress {
     pub bytes: AtomicU64,
     /// The I/O error that ended the input early, if any.
     pub error: Mutex<Option<String>>,
+    /// Where the run resumed, when its source was restored from a checkpoint.
+    pub resumed: Mutex<Option<Resumed>>,
+}
+
+/// Where a restored source resumed reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    /// The checkpoint restored.
+    pub checkpoint: u64,
+    /// Bytes before the position: the file offset, or the bytes the generator
+    /// had made.
+    pub offset: u64,
+    /// The number of the first line read after the restore.
+    pub next_line: u64,
 }
 
 /// Why an input file cannot be used at all.
@@ -194,6 +208,8 @@ pub enum InputError {
     NotAFile(String),
     /// Its start holds a NUL byte: a binary file, not a text log.
     Binary(String, usize),
+    /// It is not the file a checkpoint's position is in (why, in words).
+    NotTheSame(String, String),
 }
 
 impl std::fmt::Display for InputError {
@@ -207,6 +223,10 @@ impl std::fmt::Display for InputError {
                 f,
                 "input {path} looks like a binary file (NUL byte at offset {at}); \
                  logproc reads text log lines (Common/Combined Log Format)"
+            ),
+            InputError::NotTheSame(path, why) => write!(
+                f,
+                "input {path} is not the file the checkpoint was taken from: {why}"
             ),
         }
     }
@@ -228,6 +248,10 @@ pub struct LineReader {
     max_line_bytes: usize,
     /// The number of the first line of the next batch.
     next_line: u64,
+    /// The input's offset after the last byte read (the carry included).
+    consumed: u64,
+    /// The file's identity, for a reader of a file.
+    identity: Option<FileIdentity>,
     /// The start of an incomplete line, carried to the next batch.
     carry: Vec<u8>,
     eof: bool,
@@ -246,6 +270,115 @@ impl std::fmt::Debug for LineReader {
 /// Bytes asked of the input per read.
 const READ_BYTES: usize = 64 * 1024;
 
+/// Bytes at the start of a file that its [`FileIdentity`] fingerprints.
+pub const FINGERPRINT_BYTES: usize = 1024;
+
+/// Where a [`LineReader`] is: the offset of the first byte of its next batch (a
+/// line's start) and that line's number. Reading again from here gives exactly
+/// the batches the reader has not given yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ReadPosition {
+    /// Byte offset of the next line's first byte.
+    pub offset: u64,
+    /// The next line's number, from 1.
+    pub next_line: u64,
+}
+
+impl ReadPosition {
+    /// The start of a file.
+    pub const START: ReadPosition = ReadPosition {
+        offset: 0,
+        next_line: 1,
+    };
+}
+
+/// Which file a [`ReadPosition`] is in, as far as a restore checks it: the file
+/// must be at least as long as the position, and its first bytes (up to
+/// [`FINGERPRINT_BYTES`]) must hash the same. The path and the inode are not
+/// compared: a log moved or copied elsewhere is the same log, and one that grew
+/// is read on to its new end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileIdentity {
+    /// How many bytes the fingerprint covers (fewer than
+    /// [`FINGERPRINT_BYTES`] for a shorter file).
+    pub fingerprint_len: u32,
+    /// A stable 64-bit hash (FNV-1a) of those bytes.
+    pub fingerprint: u64,
+}
+
+impl FileIdentity {
+    /// The identity of a file whose first bytes are `head` (at least
+    /// [`FINGERPRINT_BYTES`] of them, or the whole file).
+    pub fn of_head(head: &[u8]) -> Self {
+        let covered = &head[..head.len().min(FINGERPRINT_BYTES)];
+        FileIdentity {
+            fingerprint_len: covered.len() as u32,
+            fingerprint: fnv1a(covered),
+        }
+    }
+
+    /// Why the file with `head` and length `len` cannot be the one this identity
+    /// and `position` were taken from; `None` if it can.
+    pub fn mismatch(&self, head: &[u8], len: u64, position: ReadPosition) -> Option<String> {
+        if len < position.offset {
+            return Some(format!(
+                "it is {len} bytes long, shorter than the checkpointed offset {}",
+                position.offset
+            ));
+        }
+        let covered = self.fingerprint_len as usize;
+        if head.len() < covered || fnv1a(&head[..covered]) != self.fingerprint {
+            return Some(format!(
+                "its first {covered} bytes differ from those at the checkpoint"
+            ));
+        }
+        None
+    }
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = weir::checkpoint::StableHasher::default();
+    h.write(bytes);
+    h.finish()
+}
+
+/// A file opened for reading: its length, its first 8 KiB, and the file.
+struct OpenedFile {
+    file: File,
+    len: u64,
+    head: Vec<u8>,
+}
+
+fn open_checked(path: &Path) -> Result<OpenedFile, InputError> {
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| InputError::Open(name.clone(), e))?;
+    if !meta.is_file() {
+        return Err(InputError::NotAFile(name));
+    }
+    let mut file = File::open(path).map_err(|e| InputError::Open(name.clone(), e))?;
+    let mut head = vec![0; 8 * 1024];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(InputError::Open(name, e)),
+        }
+    }
+    head.truncate(filled);
+    if let Some(at) = head.iter().position(|&b| b == 0) {
+        return Err(InputError::Binary(name, at));
+    }
+    let len = file
+        .metadata()
+        .map_err(|e| InputError::Open(name.clone(), e))?
+        .len();
+    Ok(OpenedFile { file, len, head })
+}
+
 impl LineReader {
     /// Opens `path`, refusing what cannot be a text log: a missing or unreadable
     /// file, a directory, a binary file (a NUL byte in its first 8 KiB).
@@ -258,28 +391,52 @@ impl LineReader {
         max_line_bytes: usize,
         progress: Arc<ReadProgress>,
     ) -> Result<Self, InputError> {
+        let opened = open_checked(path)?;
+        let identity = FileIdentity::of_head(&opened.head);
+        let input = io::Cursor::new(opened.head).chain(opened.file);
+        let mut reader = Self::new(Box::new(input), max_line_bytes, progress);
+        reader.identity = Some(identity);
+        Ok(reader)
+    }
+
+    /// Opens `path` (as [`open`](Self::open) does) to read on from `position`,
+    /// a [`checkpoint_position`](Self::checkpoint_position) a reader of the same file had, whose
+    /// [`identity`](Self::identity) was `identity`. `progress` is set to the
+    /// lines and bytes before the position.
+    ///
+    /// # Errors
+    ///
+    /// An [`InputError`]; [`InputError::NotTheSame`] if the file is shorter than
+    /// the position or its first bytes differ from `identity`'s.
+    pub fn open_at(
+        path: &Path,
+        max_line_bytes: usize,
+        progress: Arc<ReadProgress>,
+        position: ReadPosition,
+        identity: FileIdentity,
+    ) -> Result<Self, InputError> {
+        let mut opened = open_checked(path)?;
+        if let Some(why) = identity.mismatch(&opened.head, opened.len, position) {
+            return Err(InputError::NotTheSame(path.display().to_string(), why));
+        }
         let name = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|e| InputError::Open(name.clone(), e))?;
-        if !meta.is_file() {
-            return Err(InputError::NotAFile(name));
-        }
-        let mut file = File::open(path).map_err(|e| InputError::Open(name.clone(), e))?;
-        let mut head = vec![0; 8 * 1024];
-        let mut filled = 0;
-        while filled < head.len() {
-            match file.read(&mut head[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(InputError::Open(name, e)),
-            }
-        }
-        head.truncate(filled);
-        if let Some(at) = head.iter().position(|&b| b == 0) {
-            return Err(InputError::Binary(name, at));
-        }
-        let input = io::Cursor::new(head).chain(file);
-        Ok(Self::new(Box::new(input), max_line_bytes, progress))
+        opened
+            .file
+            .seek(SeekFrom::Start(position.offset))
+            .map_err(|e| InputError::Open(name, e))?;
+        let mut reader = Self::new(Box::new(opened.file), max_line_bytes, progress);
+        reader.identity = Some(identity);
+        reader.next_line = position.next_line;
+        reader.consumed = position.offset;
+        reader
+            .progress
+            .lines
+            .store(position.next_line.saturating_sub(1), Ordering::Relaxed);
+        reader
+            .progress
+            .bytes
+            .store(position.offset, Ordering::Relaxed);
+        Ok(reader)
     }
 
     /// Reads lines from any reader.
@@ -292,10 +449,33 @@ impl LineReader {
             input,
             max_line_bytes: max_line_bytes.max(1),
             next_line: 1,
+            consumed: 0,
+            identity: None,
             carry: Vec::new(),
             eof: false,
             progress,
         }
+    }
+
+    /// Where the next batch starts: after the last batch given, before the
+    /// incomplete line the reader holds.
+    pub fn checkpoint_position(&self) -> ReadPosition {
+        ReadPosition {
+            offset: self.consumed - self.carry.len() as u64,
+            next_line: self.next_line,
+        }
+    }
+
+    /// The identity of the file read ([`open`](Self::open) or
+    /// [`open_at`](Self::open_at)); `None` for a reader made with
+    /// [`new`](Self::new).
+    pub fn identity(&self) -> Option<FileIdentity> {
+        self.identity
+    }
+
+    /// The bound on a line's length.
+    pub fn max_line_bytes(&self) -> usize {
+        self.max_line_bytes
     }
 
     /// Appends up to [`READ_BYTES`] to `text`; 0 at the end of the input.
@@ -313,6 +493,7 @@ impl LineReader {
             }
         };
         text.truncate(len + n);
+        self.consumed += n as u64;
         self.progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
         if n == 0 {
             self.eof = true;
@@ -389,6 +570,21 @@ impl LineReader {
     }
 }
 
+impl LineReader {
+    /// The next batch; `None` at the end of the input.
+    ///
+    /// # Errors
+    ///
+    /// The input's read error; the reader is then at an unknown position and
+    /// must not be read on (or checkpointed).
+    pub fn try_next(&mut self) -> io::Result<Option<LineBatch>> {
+        if self.eof && self.carry.is_empty() {
+            return Ok(None);
+        }
+        self.next_batch()
+    }
+}
+
 impl Iterator for LineReader {
     type Item = LineBatch;
 
@@ -427,6 +623,43 @@ impl GeneratedBatches {
             progress,
         }
     }
+
+    /// Batches from `position`, a [`checkpoint_position`](Self::checkpoint_position) of batches from
+    /// the same seed and line count; `progress` is set to the lines and bytes
+    /// before it.
+    pub fn resume(position: GeneratedPosition, progress: Arc<ReadProgress>) -> Self {
+        progress
+            .lines
+            .store(position.next_line.saturating_sub(1), Ordering::Relaxed);
+        progress.bytes.store(position.bytes, Ordering::Relaxed);
+        GeneratedBatches {
+            generator: position.generator,
+            next_line: position.next_line,
+            progress,
+        }
+    }
+
+    /// Where the next batch starts: the generator's state, the next line's
+    /// number and the bytes generated before it.
+    pub fn checkpoint_position(&self) -> GeneratedPosition {
+        GeneratedPosition {
+            generator: self.generator.clone(),
+            next_line: self.next_line,
+            bytes: self.progress.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Where [`GeneratedBatches`] are: resuming from it gives exactly the batches not
+/// given yet (the generator is deterministic, its whole state is here).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GeneratedPosition {
+    /// The generator, before the next line.
+    pub generator: Generator,
+    /// The next line's number, from 1.
+    pub next_line: u64,
+    /// Bytes generated before it (newlines included).
+    pub bytes: u64,
 }
 
 impl Iterator for GeneratedBatches {

@@ -6,21 +6,29 @@
 //!   ([`LineReader`]) or generated ([`GeneratedBatches`]).
 //! * [`aggregate`](mod@aggregate): parsing a batch ([`parse_batch`]) and the
 //!   keyed [`Aggregates`].
-//! * [`pipeline`](mod@pipeline): the weir graph ([`build`]).
+//! * [`source`](mod@source): the source with a checkpointed position
+//!   ([`ReadSource`]).
+//! * [`pipeline`](mod@pipeline): the weir graph ([`build`], and
+//!   [`build_resumable`] for a checkpointed run).
 
 pub mod aggregate;
 pub mod generate;
 pub mod lines;
 pub mod parse;
 pub mod pipeline;
+pub mod source;
 
 pub use aggregate::{Aggregates, MalformedLine, ParsedBatch, Records, parse_batch, top};
 pub use generate::{DEFAULT_SEED, Generator};
 pub use lines::{
-    GeneratedBatches, InputError, Line, LineBatch, LineReader, ReadProgress, Reject, Rejected,
+    FileIdentity, GeneratedBatches, GeneratedPosition, InputError, Line, LineBatch, LineReader,
+    ReadPosition, ReadProgress, Reject, Rejected, Resumed,
 };
 pub use parse::{LogLine, ParseError, format_minute, parse_line};
-pub use pipeline::{Built, DlqTally, Settings, build};
+pub use pipeline::{
+    AggregateSink, Built, DeadLetterWriter, DlqTally, PoolOrder, Settings, build, build_resumable,
+};
+pub use source::ReadSource;
 
 /// This process's peak resident set size (`VmHWM` from `/proc/self/status`), in
 /// bytes; `None` where that file does not exist.

@@ -13,6 +13,7 @@ mod join_examples_run;
 mod limits_examples_run;
 mod logproc_input;
 mod logproc_report;
+mod logproc_resume;
 mod mux_example_run;
 mod sse_example_run;
 mod tcp_example_run;
