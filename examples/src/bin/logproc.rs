@@ -161,12 +161,8 @@ fn run(args: Args) -> Result<(), Fatal> {
     let rt = Runtime::new().map_err(failed)?;
     let workers = args.workers.unwrap_or(rt.arbiters());
     let lost = Arc::new(AtomicU64::new(0));
-    // A checkpointed run's pool hands batches on as they are parsed (see
-    // `PoolOrder::Parsed`); otherwise in line order.
-    let order = match args.checkpoint_dir {
-        Some(_) => PoolOrder::Parsed,
-        None => PoolOrder::Lines,
-    };
+    // Dead letters in line order, with or without checkpoints.
+    let order = PoolOrder::Lines;
     let mut built = logproc::build_resumable(
         read,
         Settings {

@@ -147,11 +147,6 @@ pub enum PoolOrder {
     /// As the parsers finish (an unordered pool): the dead letters are written
     /// in about line order, each batch's in line order. The aggregates are the
     /// same either way.
-    ///
-    /// What a checkpointed run uses: an ordered pool's collect can wait, at a
-    /// barrier, for a replica whose input the barrier alignment holds, while the
-    /// replica that holds the next number cannot deliver it for want of credit
-    /// (the pipeline stops; about one run in two with checkpoints every 50 ms).
     Parsed,
 }
 
@@ -265,13 +260,8 @@ fn write_letters(dlq: &SharedFileDlq<MalformedLine>, tally: &mut DlqTally, part:
 const AGGREGATE_STATE_VERSION: u32 = 1;
 
 /// The sink of the parsed records: counts them into [`Aggregates`], handed over
-/// when the pipeline ends; checkpointed (the aggregates are its state).
-///
-/// A `fold` sink would do, but it hands its accumulator over by moving it out
-/// when it stops, and a pipeline that ends takes its final checkpoint from the
-/// state each stage stopped with, after that: the final checkpoint would then
-/// hold no aggregates, and a run started again after the end would report
-/// none. This sink hands over a copy and keeps its state.
+/// when the pipeline ends; checkpointed (the aggregates are its state, so a run
+/// started again after the end reports the same aggregates).
 pub struct AggregateSink {
     aggregates: Aggregates,
     output: OutputSender<Aggregates>,
