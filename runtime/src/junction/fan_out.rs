@@ -435,6 +435,22 @@ impl<T: Send + 'static> Partition<T> {
     }
 }
 
+impl<T: Send + 'static> Partition<T> {
+    /// Routes each element to the replica of `branches` that owns its key group
+    /// ([`replica_of_group`](crate::checkpoint::replica_of_group)): a keyed pool.
+    pub(crate) fn by_key_group(
+        branches: usize,
+        group: crate::pipeline::pool::KeyGroupFn<T>,
+    ) -> Self {
+        let n = branches.max(1);
+        Partition {
+            pick: Box::new(move |x| crate::checkpoint::replica_of_group(group(x), n)),
+            kind: "pool-by-key",
+            head: None,
+        }
+    }
+}
+
 impl<T: Send + 'static> Junction for Partition<T> {
     type In = T;
     type Out = T;

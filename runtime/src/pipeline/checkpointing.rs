@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::node::NodeState;
-use super::parts::Parts;
+use super::parts::{KeyedReplica, Parts};
 use crate::checkpoint::{
-    CheckpointConfig, CheckpointStore, Coordinator, RestoreContext, StoreOptions,
+    CheckpointConfig, CheckpointStore, Coordinator, RestoreContext, Snapshot, StoreOptions,
 };
 use crate::error::BuildError;
 
@@ -125,15 +125,21 @@ fn restore_latest(
         stage: stage.to_owned(),
         reason,
     };
-    let mut states: BTreeMap<String, crate::checkpoint::Snapshot> = BTreeMap::new();
+    let mut states: BTreeMap<String, Snapshot> = BTreeMap::new();
     for s in data.stages {
         states.insert(s.stage, s.snapshot);
     }
     let fresh: BTreeSet<&str> = config.fresh.iter().map(String::as_str).collect();
     let discard: BTreeSet<&str> = config.discard.iter().map(String::as_str).collect();
+    let keyed: Vec<Option<KeyedReplica>> = (0..names.len())
+        .map(|i| parts.meta(i).keyed.clone().filter(|_| stateful[i]))
+        .collect();
     for name in states.keys() {
         let here = names.iter().position(|n| n == name);
-        if here.is_none_or(|i| !stateful[i]) && !discard.contains(name.as_str()) {
+        // A replica of a keyed pool that has fewer replicas now: its state goes
+        // to the replicas that own its keys.
+        let rescaled = keyed.iter().flatten().any(|k| k.replica_in(name).is_some());
+        if here.is_none_or(|i| !stateful[i]) && !rescaled && !discard.contains(name.as_str()) {
             let why = if here.is_some() {
                 "the checkpoint holds state for it, but the stage keeps none now"
             } else {
@@ -153,6 +159,19 @@ fn restore_latest(
     };
     for (i, name) in names.iter().enumerate() {
         if !stateful[i] {
+            continue;
+        }
+        if let Some(replica) = &keyed[i]
+            && let Some(merged) = rescale(replica, &states).map_err(|e| mismatch(name, e))?
+        {
+            let ctx = RestoreContext {
+                replica: Some((replica.replica, replica.replicas)),
+                ..ctx.clone()
+            };
+            parts
+                .node_mut(i)
+                .restore(&merged, &ctx)
+                .map_err(|e| mismatch(name, e.to_string()))?;
             continue;
         }
         match states.get(name) {
@@ -178,4 +197,42 @@ fn restore_latest(
         "restored from checkpoint"
     );
     Ok(Some(id))
+}
+
+/// For a stage of a keyed pool: the merged state of that stage in every replica
+/// of the checkpointed run, when their count differs from the pool's now; `None`
+/// when it is the same (each replica restores its own, by name) or the checkpoint
+/// holds no replica of it.
+fn rescale(
+    replica: &KeyedReplica,
+    states: &BTreeMap<String, Snapshot>,
+) -> Result<Option<Snapshot>, String> {
+    let mut old: Vec<(usize, &Snapshot)> = states
+        .iter()
+        .filter_map(|(name, s)| replica.replica_in(name).map(|j| (j, s)))
+        .collect();
+    old.sort_unstable_by_key(|(j, _)| *j);
+    if old.is_empty() || old.len() == replica.replicas {
+        return Ok(None);
+    }
+    if old.iter().enumerate().any(|(want, (j, _))| *j != want) {
+        let held: Vec<usize> = old.iter().map(|(j, _)| *j).collect();
+        return Err(format!(
+            "the checkpoint holds replicas {held:?} of keyed pool {:?}, not 0..{}: it cannot \
+             be rescaled",
+            replica.pool,
+            old.len()
+        ));
+    }
+    if replica.replica == 0 {
+        tracing::info!(
+            pool = %replica.pool,
+            from = old.len(),
+            to = replica.replicas,
+            "rescaling a keyed pool's state"
+        );
+    }
+    Snapshot::merge(old.into_iter().map(|(_, s)| s.clone()))
+        .map(Some)
+        .map_err(|e| format!("its replicas' states do not merge: {e}"))
 }

@@ -422,6 +422,7 @@ impl StageMeta {
             pinned: None,
             replica: None,
             group: None,
+            keyed: None,
             inputs,
             outputs,
             junction: false,

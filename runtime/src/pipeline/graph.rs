@@ -276,6 +276,7 @@ impl Graph {
             pinned: None,
             replica: None,
             group: None,
+            keyed: None,
             inputs,
             outputs,
             junction: true,

@@ -38,9 +38,39 @@ pub(crate) struct StageMeta {
     /// The pool the stage belongs to, by name: a policy file's `[stages.<pool>]`
     /// applies to every replica (unless the replica has a table of its own).
     pub(crate) group: Option<String>,
+    /// Set on the stages of a keyed pool's replicas ([`Pool::by_key`]): their state
+    /// can be restored into another replica count.
+    ///
+    /// [`Pool::by_key`]: super::Pool::by_key
+    pub(crate) keyed: Option<KeyedReplica>,
     pub(crate) inputs: usize,
     pub(crate) outputs: usize,
     pub(crate) junction: bool,
+}
+
+/// A stage of replica `replica` of a keyed pool of `replicas`: named
+/// `{pool}-{replica}{rest}` (`rest` is empty for a one-stage replica, `.{name}`
+/// for each stage of a replica flow), so that the same stage of every replica of
+/// an earlier run, whatever their count, is found by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyedReplica {
+    pub(crate) pool: String,
+    pub(crate) rest: String,
+    pub(crate) replica: usize,
+    pub(crate) replicas: usize,
+}
+
+impl KeyedReplica {
+    /// The replica number in `name` if it names this stage in some replica of the
+    /// same pool (`{pool}-{j}{rest}`).
+    pub(crate) fn replica_in(&self, name: &str) -> Option<usize> {
+        let tail = name.strip_prefix(self.pool.as_str())?.strip_prefix('-')?;
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || tail[digits..] != self.rest {
+            return None;
+        }
+        tail[..digits].parse().ok()
+    }
 }
 
 impl StageMeta {
@@ -127,6 +157,7 @@ impl Parts {
                 pinned: None,
                 replica: None,
                 group: None,
+                keyed: None,
                 inputs: 0,
                 outputs: 0,
                 junction: false,

@@ -25,10 +25,10 @@ use weir_supervisor::dead_letter::{DeadLetter, DeadLetterSink};
 
 use super::flow::Flow;
 use super::graph::{Graph, JunctionPorts, Outlet};
-use super::parts::Pending;
+use super::parts::{KeyedReplica, Pending};
 use crate::error::BuildError;
 use crate::junction::pool::{Active, Assigned, Collect, Dispatch, Spread};
-use crate::junction::{Balance, BalanceOf, BalanceStrategy, Junction, Merge};
+use crate::junction::{Balance, BalanceOf, BalanceStrategy, Junction, Merge, Partition};
 use crate::operator::{Io, Operator, Step};
 use crate::reconfig::{Applied, ConfigHandle, ReconfigError};
 use crate::stage::actor::reconfig::{record, rejected};
@@ -48,6 +48,9 @@ pub enum PoolOrder {
 
 /// Applies the pool's supervision to a replica's flow.
 type Apply<T> = Box<dyn Fn(Flow<T>) -> Flow<T>>;
+
+/// The key group of an element of a keyed pool ([`Pool::by_key`]).
+pub(crate) type KeyGroupFn<T> = Arc<dyn Fn(&T) -> u16 + Send + Sync>;
 
 /// How a pool is built: the number of replicas, result order, how elements are
 /// spread, the replicas' supervision, names and capacities.
@@ -79,6 +82,8 @@ pub struct Pool<T: Send + 'static> {
     numbered: Option<Apply<(u64, T)>>,
     /// The most replicas, and the handle that sets how many take elements.
     resize: Option<(usize, ConfigHandle<usize>)>,
+    /// Routes by key group instead of by load.
+    key: Option<KeyGroupFn<T>>,
 }
 
 impl<T: Send + 'static> std::fmt::Debug for Pool<T> {
@@ -91,6 +96,7 @@ impl<T: Send + 'static> std::fmt::Debug for Pool<T> {
             .field("capacity", &self.capacity)
             .field("supervised", &self.plain.is_some())
             .field("max_replicas", &self.resize.as_ref().map(|r| r.0))
+            .field("by_key", &self.key.is_some())
             .finish()
     }
 }
@@ -108,6 +114,7 @@ impl<T: Send + 'static> Pool<T> {
             plain: None,
             numbered: None,
             resize: None,
+            key: None,
         }
     }
 
@@ -147,6 +154,47 @@ impl<T: Send + 'static> Pool<T> {
     /// ```
     pub fn resizable(mut self, max: usize, handle: &ConfigHandle<usize>) -> Self {
         self.resize = Some((max, handle.clone()));
+        self
+    }
+
+    /// Routes every element by its key instead of by load: equal keys always go to
+    /// the same replica, so each replica's keyed operators (`key_by(..).scan`,
+    /// `fold`, windows, joins, `throttle_by_key`, …) hold exactly the keys routed
+    /// to it. For [`Graph::pool`] and [`Graph::pool_flow`].
+    ///
+    /// **Rescaling.** Keys are routed by key group
+    /// ([`key_group_of`](crate::checkpoint::key_group_of), one of
+    /// [`KEY_GROUPS`](crate::checkpoint::KEY_GROUPS)), contiguous ranges of groups
+    /// per replica as [`replica_of_group`](crate::checkpoint::replica_of_group)
+    /// says — the layout keyed state is checkpointed in. A checkpointed pipeline
+    /// restored with another replica count (up to `KEY_GROUPS`) gives each new
+    /// replica the state of exactly the keys it now receives, from every replica
+    /// of the run that wrote the checkpoint. The key given here must be the key the
+    /// replicas' keyed operators use.
+    ///
+    /// The pool is named `"pool"` unless [`name`](Self::name) says otherwise: its
+    /// replicas' stages are found in a checkpoint by that name. Elements wait for
+    /// their replica's room (one slow replica holds back the others, as a
+    /// `partition_by_key` does); a keyed pool cannot be
+    /// [resizable](Self::resizable) (its keys would move while state is held), and
+    /// the numbered [`Graph::pool_map`] / [`Graph::pool_try_map`] do not take a key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::{Graph, Outlet, Pool};
+    ///
+    /// // (user, amount): every user's elements reach the same replica.
+    /// fn per_user(g: &mut Graph, payments: Outlet<(u32, u64)>) -> Outlet<(u32, u64)> {
+    ///     let pool = Pool::new(4).by_key(|p: &(u32, u64)| p.0).name("per-user");
+    ///     g.pool_flow(payments, pool, |f| f.map(|p| p))
+    /// }
+    /// ```
+    pub fn by_key<K: std::hash::Hash>(
+        mut self,
+        key: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> Self {
+        self.key = Some(Arc::new(move |x| crate::checkpoint::key_group_of(&key(x))));
         self
     }
 
@@ -328,24 +376,85 @@ impl Graph {
         Op: Operator,
         F: Fn() -> Op + Send + Sync + 'static,
     {
-        if pool.order == PoolOrder::Ordered {
-            self.parts
-                .errors
-                .push(Pending::Ready(BuildError::InvalidArgument {
-                    stage: pool.name.clone().unwrap_or_else(|| "pool".into()),
-                    message: "Graph::pool merges unordered (an operator may emit any number of \
-                              outputs per input); use pool_map or pool_try_map for ordered results"
-                        .into(),
-                }));
-        }
         let factory = Arc::new(factory);
+        self.pool_flow(from, pool, move |flow| {
+            let factory = factory.clone();
+            flow.via_factory(move || factory())
+        })
+    }
+
+    /// A pool (see [`pool`](Self::pool)) whose replicas each run the flow `build`
+    /// makes — one or several stages, all on the replica's arbiter. Results merge
+    /// **unordered**. With [`Pool::by_key`], the pool for keyed state that can be
+    /// rescaled from a checkpoint.
+    ///
+    /// Names: with a pool named `p`, a one-stage replica `k` is `p-k`; in a flow
+    /// of several stages each is `p-k.{its name}` (its kind if unnamed: name them
+    /// when two are of the same kind). The pool's
+    /// [`supervise`](Pool::supervise) applies to each replica's first stage; give
+    /// the others their own. [`replica_capacity`](Pool::replica_capacity) is the
+    /// first stage's input capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::{Graph, Outlet, Pool};
+    ///
+    /// fn cleaned(g: &mut Graph, lines: Outlet<String>) -> Outlet<String> {
+    ///     g.pool_flow(lines, Pool::new(3).name("clean"), |f| {
+    ///         f.map(|l: String| l.trim().to_owned())
+    ///             .name("trim")
+    ///             .filter(|l: &String| !l.is_empty())
+    ///             .name("non-empty")
+    ///     })
+    /// }
+    /// ```
+    pub fn pool_flow<T, U, B>(&mut self, from: Outlet<T>, pool: Pool<T>, build: B) -> Outlet<U>
+    where
+        T: Send + 'static,
+        U: Send + 'static,
+        B: Fn(Flow<T>) -> Flow<U>,
+    {
+        let mut pool = pool;
+        if pool.order == PoolOrder::Ordered {
+            self.pool_error(
+                &pool,
+                "Graph::pool and Graph::pool_flow merge unordered (an operator may emit any \
+                 number of outputs per input); use pool_map or pool_try_map for ordered results",
+            );
+        }
+        if pool.key.is_some() {
+            pool.name.get_or_insert_with(|| "pool".into());
+            if pool.resize.is_some() {
+                self.pool_error(
+                    &pool,
+                    "a keyed pool (by_key) cannot be resizable: its keys would move to other \
+                     replicas while they hold state; restore a checkpoint with another replica \
+                     count instead",
+                );
+            }
+            if pool.replicas > usize::from(crate::checkpoint::KEY_GROUPS) {
+                self.pool_error(
+                    &pool,
+                    &format!(
+                        "a keyed pool (by_key) has at most {} replicas (KEY_GROUPS), not {}",
+                        crate::checkpoint::KEY_GROUPS,
+                        pool.replicas
+                    ),
+                );
+            }
+        }
         let (built, active) = self.pool_size(&pool);
-        let JunctionPorts { inlets, outlets } = match &active {
-            Some(active) => {
-                let spread = Spread::<Op::In>::new(pool.strategy, active.clone());
+        let JunctionPorts { inlets, outlets } = match (&pool.key, &active) {
+            (Some(key), _) => {
+                let by_key = Partition::by_key_group(built, Arc::clone(key));
+                self.junction(by_key, 1, built)
+            }
+            (None, Some(active)) => {
+                let spread = Spread::<T>::new(pool.strategy, active.clone());
                 self.junction(spread, 1, built)
             }
-            None => {
+            (None, None) => {
                 let balance = BalanceOf {
                     balance: Balance::new(pool.strategy),
                     _t: PhantomData,
@@ -355,26 +464,39 @@ impl Graph {
         };
         self.bind_pool_size(&inlets[0], &pool, active);
         self.connect(from, inlets[0]);
-        let replicas: Vec<Outlet<Op::Out>> = outlets
+        let replicas: Vec<Outlet<U>> = outlets
             .into_iter()
             .enumerate()
             .map(|(k, outlet)| {
-                let factory = factory.clone();
                 let supervise = pool.plain.as_ref();
+                let first = self.parts.len();
                 let out = self.flow(outlet, |flow| {
-                    let flow = match supervise {
+                    build(match supervise {
                         Some(apply) => apply(flow),
                         None => flow,
-                    };
-                    flow.via_factory(move || factory())
+                    })
                 });
-                self.mark_replica(&out, k, &pool);
+                self.mark_replica(first, k, built, &pool);
                 out
             })
             .collect();
         let merged = self.gather(replicas, Merge::new());
-        self.name_pool(&inlets[0], &merged, &pool, "balance", "merge");
+        let first = if pool.key.is_some() {
+            "by_key"
+        } else {
+            "balance"
+        };
+        self.name_pool(&inlets[0], &merged, &pool, first, "merge");
         merged
+    }
+
+    fn pool_error<T: Send + 'static>(&mut self, pool: &Pool<T>, message: &str) {
+        self.parts
+            .errors
+            .push(Pending::Ready(BuildError::InvalidArgument {
+                stage: pool.name.clone().unwrap_or_else(|| "pool".into()),
+                message: message.into(),
+            }));
     }
 
     /// A pool (see [`pool`](Self::pool)) of replicas that each apply a function
@@ -424,6 +546,13 @@ impl Graph {
         F: FnMut(T) -> Result<U, Failure> + Send + 'static,
         M: Fn() -> F + Send + Sync + 'static,
     {
+        if pool.key.is_some() {
+            self.pool_error(
+                &pool,
+                "pool_map and pool_try_map do not take a key (by_key): use Graph::pool or \
+                 Graph::pool_flow for a keyed pool",
+            );
+        }
         let factory = Arc::new(factory);
         let (built, active) = self.pool_size(&pool);
         let assigned: Assigned = (0..built).map(|_| AtomicU64::new(0)).collect();
@@ -437,6 +566,7 @@ impl Graph {
             .map(|(k, outlet)| {
                 let factory = factory.clone();
                 let supervise = pool.numbered.as_ref();
+                let first = self.parts.len();
                 let out = self.flow(outlet, |flow| {
                     let flow = match supervise {
                         Some(apply) => apply(flow),
@@ -447,7 +577,7 @@ impl Graph {
                         _t: PhantomData,
                     })
                 });
-                self.mark_replica(&out, k, &pool);
+                self.mark_replica(first, k, built, &pool);
                 out
             })
             .collect();
@@ -541,18 +671,42 @@ impl Graph {
         outlets[0]
     }
 
-    fn mark_replica<O, T: Send + 'static>(&mut self, out: &Outlet<O>, k: usize, pool: &Pool<T>) {
-        if !self.check_outlet(out) || out.at.node >= self.parts.len() {
-            return;
-        }
-        let meta = self.parts.meta_mut(out.at.node);
-        meta.replica = Some(k);
-        if let Some(name) = &pool.name {
-            meta.name = Some(format!("{name}-{k}"));
+    /// Marks the stages from `first` on (what one replica's flow added) as
+    /// replica `k` of `n`: placement, names, policy group, capacity, and for a
+    /// keyed pool the facts a rescaling restore matches by.
+    fn mark_replica<T: Send + 'static>(
+        &mut self,
+        first: usize,
+        k: usize,
+        n: usize,
+        pool: &Pool<T>,
+    ) {
+        let end = self.parts.len();
+        let single = end == first + 1;
+        for node in first..end {
+            let meta = self.parts.meta_mut(node);
+            meta.replica = Some(k);
+            let Some(name) = &pool.name else { continue };
+            let rest = if single {
+                String::new()
+            } else {
+                format!(".{}", meta.name.as_deref().unwrap_or(meta.kind))
+            };
+            meta.name = Some(format!("{name}-{k}{rest}"));
             meta.group = Some(name.clone());
+            if pool.key.is_some() {
+                meta.keyed = Some(KeyedReplica {
+                    pool: name.clone(),
+                    rest,
+                    replica: k,
+                    replicas: n,
+                });
+            }
         }
-        if let Some(capacity) = pool.capacity {
-            meta.capacity = Some(capacity);
+        if let Some(capacity) = pool.capacity
+            && first < end
+        {
+            self.parts.meta_mut(first).capacity = Some(capacity);
         }
     }
 

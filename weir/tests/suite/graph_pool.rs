@@ -390,3 +390,52 @@ fn invalid_pools_are_rejected_naming_the_stage() {
     let err = g.run(&rt).unwrap_err().to_string();
     assert!(err.contains("`any`") && err.contains("pool_map"), "{err}");
 }
+
+/// Equal keys reach one replica: each replica's keyed fold emits only its keys,
+/// so every key comes out once with its full count; a keyed pool that could move
+/// keys (resizable, numbered) is refused.
+#[test]
+fn a_keyed_pool_sends_each_key_to_one_replica_and_refuses_what_would_move_keys() {
+    let rt = rt(3);
+    let mut g = Graph::new();
+    let numbers = g.source(Pipeline::from_iter(0..30_000_u64));
+    let pool = Pool::new(3).by_key(|x: &u64| x % 100).name("per-key");
+    let counted = g.pool_flow(numbers, pool, |f| {
+        f.key_by(|x: &u64| x % 100)
+            .fold(0u64, |n: &mut u64, _| *n += 1)
+            .name("count")
+    });
+    let out = collect(&mut g, counted);
+    let done = g.run(&rt).unwrap().wait().unwrap();
+    let mut counts = futures::executor::block_on(out).unwrap();
+    counts.sort_unstable();
+    assert_eq!(counts, (0..100).map(|k| (k, 300)).collect::<Vec<_>>());
+    let replicas: Vec<&str> = done
+        .report
+        .stages
+        .iter()
+        .filter(|s| s.name.starts_with("per-key-"))
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(replicas, ["per-key-0", "per-key-1", "per-key-2"]);
+
+    let size = weir::reconfig::ConfigHandle::<usize>::new();
+    let mut g = Graph::new();
+    let numbers = g.source(Pipeline::from_iter(0..10_u64));
+    let pool = Pool::new(2).by_key(|x: &u64| *x).resizable(4, &size);
+    let out = g.pool(numbers, pool, || Doubler);
+    let _out = collect(&mut g, out);
+    let err = g.run(&rt).unwrap_err().to_string();
+    assert!(err.contains("`pool`") && err.contains("resizable"), "{err}");
+
+    let mut g = Graph::new();
+    let numbers = g.source(Pipeline::from_iter(0..10_u64));
+    let pool = Pool::new(2).by_key(|x: &u64| *x).name("numbered");
+    let out = g.pool_map(numbers, pool, || |x: u64| x);
+    let _out = collect(&mut g, out);
+    let err = g.run(&rt).unwrap_err().to_string();
+    assert!(
+        err.contains("`numbered`") && err.contains("pool_flow"),
+        "{err}"
+    );
+}
