@@ -54,7 +54,7 @@ pip_install() {
     local flags
     for flags in "" "--user" "--break-system-packages"; do
         # shellcheck disable=SC2086 # $flags is one flag or none
-        if python3 -m pip install --quiet --disable-pip-version-check $flags "$@"; then
+        if PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check $flags "$@"; then
             add_pip_bins_to_path
             return 0
         fi
@@ -107,9 +107,11 @@ if [ -d "$SNAPSHOT_DIR/crates" ]; then
         git -c core.hooksPath=/dev/null -c commit.gpgsign=false commit --quiet --no-verify \
             -m "RustSec advisory-db snapshot ${snap_commit:-(commit unknown)} of $snap_date"
     ) || die "could not make a git repository of the advisory-db snapshot in $DB"
-    age_days=$((($(date +%s) - $(date -d "$snap_date" +%s)) / 86400))
+    snap_epoch="$(date -d "$snap_date" +%s 2>/dev/null || echo "")"
+    age_days="?"
+    [ -n "$snap_epoch" ] && age_days=$((($(date +%s) - snap_epoch) / 86400))
     echo "supply-chain: advisory-db snapshot ${snap_commit:0:12} of $snap_date ($age_days days old), from $SNAPSHOT_DIR"
-    if [ "$age_days" -gt 90 ]; then
+    if [ "$age_days" != "?" ] && [ "$age_days" -gt 90 ]; then
         echo "supply-chain: warning: the advisory-db snapshot is $age_days days old: advisories published since are not checked; refresh shared/advisory-db" >&2
     fi
     MODE=snapshot
