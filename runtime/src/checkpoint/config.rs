@@ -6,6 +6,24 @@ use std::time::Duration;
 
 use super::DEFAULT_MAX_STATE_BYTES;
 
+/// What a checkpointed pipeline does when a supervised restart rebuilds a stateful
+/// stage from its factory (which starts it empty). See
+/// [`CheckpointConfig::on_state_loss`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStateLoss {
+    /// The pipeline stops (failed, naming the stage; no final checkpoint is
+    /// written), so that the next run from the same directory restores the last
+    /// checkpoint and replays from the sources' positions in it: exactly once.
+    /// Under [`PipelineManager::supervise`](crate::manager::PipelineManager::supervise)
+    /// that next run is the manager's restart.
+    #[default]
+    RollBack,
+    /// The fresh stage goes on empty (its state since the last checkpoint lost,
+    /// counted in the stage's `state_lost`), as in a pipeline without
+    /// checkpoints; the pipeline keeps running.
+    StartEmpty,
+}
+
 /// How a pipeline checkpoints: the directory, the interval, what to keep, what may
 /// start empty on a restore. Given to
 /// [`Runnable::checkpoints`](crate::Runnable::checkpoints) or
@@ -39,6 +57,7 @@ pub struct CheckpointConfig {
     pub(crate) discard: Vec<String>,
     pub(crate) restore: bool,
     pub(crate) fsync: bool,
+    pub(crate) on_state_loss: OnStateLoss,
 }
 
 impl CheckpointConfig {
@@ -56,6 +75,7 @@ impl CheckpointConfig {
             discard: Vec::new(),
             restore: true,
             fsync: true,
+            on_state_loss: OnStateLoss::RollBack,
         }
     }
 
@@ -120,6 +140,30 @@ impl CheckpointConfig {
     pub fn without_fsync(mut self) -> Self {
         self.fsync = false;
         self
+    }
+
+    /// What a supervised restart of a stateful stage does (default
+    /// [`OnStateLoss::RollBack`]): retries, skips and dead letters keep the
+    /// operator and its state, but a restart rebuilds it from its factory, empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::checkpoint::{CheckpointConfig, OnStateLoss};
+    ///
+    /// // Availability over exactness: a restarted stage goes on empty.
+    /// let config = CheckpointConfig::new("/var/lib/myjob").on_state_loss(OnStateLoss::StartEmpty);
+    /// assert_eq!(config.state_loss(), OnStateLoss::StartEmpty);
+    /// ```
+    #[must_use]
+    pub fn on_state_loss(mut self, on: OnStateLoss) -> Self {
+        self.on_state_loss = on;
+        self
+    }
+
+    /// What a supervised restart of a stateful stage does.
+    pub fn state_loss(&self) -> OnStateLoss {
+        self.on_state_loss
     }
 
     /// The directory.

@@ -199,6 +199,10 @@ impl std::fmt::Debug for Coordinator {
 }
 
 impl Coordinator {
+    pub(crate) fn config(&self) -> &CheckpointConfig {
+        &self.config
+    }
+
     pub(crate) fn new(
         config: CheckpointConfig,
         store: CheckpointStore,

@@ -15,7 +15,7 @@ mod coordinator;
 mod state;
 mod store;
 
-pub use config::CheckpointConfig;
+pub use config::{CheckpointConfig, OnStateLoss};
 pub(crate) use coordinator::{AckTiming, Coordinator, StageAck};
 pub use coordinator::{CheckpointError, CheckpointInfo, CheckpointStats};
 pub use store::{

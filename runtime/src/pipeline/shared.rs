@@ -227,6 +227,16 @@ impl PipelineShared {
         self.broadcast(Control::Abort);
     }
 
+    /// Whether a supervised restart of a stateful stage stops the pipeline, to be
+    /// restored from its last checkpoint ([`OnStateLoss::RollBack`]).
+    ///
+    /// [`OnStateLoss::RollBack`]: crate::checkpoint::OnStateLoss::RollBack
+    pub(crate) fn rolls_back_state(&self) -> bool {
+        self.checkpoints
+            .as_ref()
+            .is_some_and(|c| c.config().state_loss() == crate::checkpoint::OnStateLoss::RollBack)
+    }
+
     /// Whether the pipeline checkpoints.
     pub(crate) fn checkpointed(&self) -> bool {
         self.checkpoints.is_some()

@@ -26,15 +26,46 @@ pub(super) fn supervision_now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// Restarts the operator; when it was replaced by a fresh instance, counts the
-/// state entries the old one held as lost. Returns what `restart` returned.
-pub(super) fn restart_counting_state<Op: Operator>(op: &mut Op, shared: &StageShared) -> bool {
+/// What a restart did to the operator.
+pub(super) enum Restarted {
+    /// A fresh instance from the factory replaced it.
+    Replaced,
+    /// It kept its state (no factory, or it holds elements).
+    Kept,
+    /// It keeps checkpointed state and the pipeline rolls back instead of letting
+    /// it go on empty ([`OnStateLoss::RollBack`]): the stage must fail the
+    /// pipeline with this reason.
+    ///
+    /// [`OnStateLoss::RollBack`]: crate::checkpoint::OnStateLoss::RollBack
+    RollBack(String),
+}
+
+/// Restarts the operator. When a fresh instance replaced it: in a pipeline that
+/// rolls back, a stateful operator asks for the roll-back; otherwise the state
+/// entries the old one held are counted as lost.
+pub(super) fn restart_counting_state<Op: Operator>(
+    op: &mut Op,
+    shared: &StageShared,
+    pipeline: &PipelineShared,
+) -> Restarted {
     let entries = op.state_entries() as u64;
-    let replaced = op.restart();
-    if replaced && entries > 0 {
+    if !op.restart() {
+        return Restarted::Kept;
+    }
+    if pipeline.rolls_back_state() && op.checkpoint().is_some() {
+        return Restarted::RollBack(format!(
+            "stage `{}` keeps checkpointed state and its supervision restarted it, which \
+             would start it empty: the pipeline stops instead, without a final checkpoint, \
+             so that the next run from the checkpoint directory restores the last \
+             checkpoint and replays from there (OnStateLoss::RollBack; PipelineManager::\
+             supervise restarts it)",
+            shared.name
+        ));
+    }
+    if entries > 0 {
         shared.state_lost.fetch_add(entries, Relaxed);
     }
-    replaced
+    Restarted::Replaced
 }
 
 /// What the circuit breaker lets a stage do next.
@@ -94,7 +125,7 @@ impl<Op: Operator> StageActor<Op> {
                     // queue, credit and outbox stay as they are.
                     let op = &mut self.op;
                     match catch_unwind(AssertUnwindSafe(|| {
-                        restart_counting_state(op, &self.shared)
+                        restart_counting_state(op, &self.shared, &self.pipeline)
                     })) {
                         Err(_) => {
                             let reason = format!(
@@ -102,14 +133,23 @@ impl<Op: Operator> StageActor<Op> {
                             );
                             return self.escalate(failure, reason, ctx);
                         }
-                        Ok(true) => {
+                        Ok(Restarted::Replaced) => {
                             // The fresh operator gets the config in force.
                             self.reapply_config(ctx);
                             if self.phase == Phase::Stopped {
                                 return false;
                             }
                         }
-                        Ok(false) => {}
+                        Ok(Restarted::Kept) => {}
+                        Ok(Restarted::RollBack(reason)) => {
+                            // The element is not lost: it goes back to the queue, and
+                            // the restored run reads it again from its source.
+                            self.inq.push_front(element);
+                            self.consumed -= 1;
+                            self.owed = self.owed.saturating_sub(1);
+                            let reason = format!("{reason}; last failure: {failure}");
+                            return self.escalate(failure, reason, ctx);
+                        }
                     }
                 }
                 let sup = self.sup.as_mut().expect("checked above");
@@ -307,9 +347,13 @@ impl<Op: Operator> StageActor<Op> {
         }
         let op = &mut self.op;
         match catch_unwind(AssertUnwindSafe(|| {
-            restart_counting_state(op, &self.shared)
+            restart_counting_state(op, &self.shared, &self.pipeline)
         })) {
-            Ok(true) => {
+            Ok(Restarted::RollBack(reason)) => {
+                let reason = format!("{reason} (as a sibling of a restarted stage)");
+                self.fail(Failure::error(ErrorClass::Transient, reason), ctx, true);
+            }
+            Ok(Restarted::Replaced) => {
                 self.reapply_config(ctx);
                 let restarts = self.shared.restarts.fetch_add(1, Relaxed) + 1;
                 self.pipeline.publish(SupervisionEvent::StageRestarted {
@@ -320,7 +364,7 @@ impl<Op: Operator> StageActor<Op> {
                 });
             }
             // No factory, or it holds elements: it keeps its state.
-            Ok(false) => {}
+            Ok(Restarted::Kept) => {}
             Err(payload) => {
                 let failure = Failure::from_panic(payload);
                 let failure = Failure::error(

@@ -14,7 +14,7 @@ use actix::Context;
 use weir_supervisor::policy::StallAction;
 use weir_supervisor::{ErrorClass, Failure, SupervisionEvent};
 
-use super::supervise::{restart_counting_state, supervision_now};
+use super::supervise::{Restarted, restart_counting_state, supervision_now};
 use super::{Phase, StageActor};
 use crate::operator::Operator;
 
@@ -127,17 +127,26 @@ impl<Op: Operator> StageActor<Op> {
         }
         let restarts = sup.window.restarts(now);
         let op = &mut self.op;
-        if catch_unwind(AssertUnwindSafe(|| {
-            restart_counting_state(op, &self.shared)
-        }))
-        .is_err()
-        {
-            let failure = Failure::error(
-                ErrorClass::Panic,
-                "the operator's factory panicked while restarting after a stall",
-            );
-            self.fail(failure, ctx, true);
-            return false;
+        match catch_unwind(AssertUnwindSafe(|| {
+            restart_counting_state(op, &self.shared, &self.pipeline)
+        })) {
+            Err(_) => {
+                let failure = Failure::error(
+                    ErrorClass::Panic,
+                    "the operator's factory panicked while restarting after a stall",
+                );
+                self.fail(failure, ctx, true);
+                return false;
+            }
+            Ok(Restarted::RollBack(reason)) => {
+                let reason = format!("{reason}; it had stalled (on_stall = \"restart\")");
+                return self.escalate(
+                    Failure::error(ErrorClass::Timeout, reason.clone()),
+                    reason,
+                    ctx,
+                );
+            }
+            Ok(Restarted::Replaced | Restarted::Kept) => {}
         }
         self.reapply_config(ctx);
         if self.phase == Phase::Stopped {
