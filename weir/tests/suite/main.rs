@@ -8,7 +8,9 @@ mod common;
 
 mod barrier;
 mod checkpoint;
+mod checkpoint_align;
 mod checkpoint_crash;
+mod checkpoint_scale;
 mod core_backpressure;
 mod core_batching;
 mod core_build_errors;
