@@ -41,6 +41,7 @@ mod reader;
 mod rotate;
 mod sink;
 mod source;
+mod stdio;
 
 pub use reader::{BoundedLineReader, Overlong, RawLine, SAMPLE_BYTES};
 pub use rotate::Naming;
@@ -48,6 +49,7 @@ pub use sink::{DEFAULT_WRITE_BUFFER, FileSink, FileSinkStats, Fsync};
 pub use source::{
     Chunk, DEFAULT_MAX_LINE_BYTES, DEFAULT_READ_BUFFER, FileSource, FileSourceStats, Line,
 };
+pub use stdio::{ReaderLines, WriteLines};
 
 use weir_runtime::{Flow, OutputReceiver, Runnable};
 
@@ -55,6 +57,29 @@ use crate::limit::LimitExt;
 use crate::{FlowExt, Pipeline};
 use sink::FileWriteStage;
 use source::{ChunksStage, FileReadStage, LinesStage};
+
+/// The stages after a line-reading stage: one turns rejected lines away (into
+/// `dead_letters`, or failing the pipeline without), one hands on the [`Line`]s,
+/// named `{name}_check` and `{name}_out`.
+fn checked_lines(
+    flow: Flow<source::Checked>,
+    name: Option<&str>,
+    dead_letters: Option<weir_runtime::Supervision<source::Checked>>,
+) -> Flow<Line> {
+    let mut flow = flow;
+    if let Some(supervision) = dead_letters {
+        flow = flow.supervise(supervision);
+    }
+    flow = flow.validate(|c: &source::Checked| c.rejected.clone().map_or(Ok(()), Err));
+    if let Some(name) = name {
+        flow = flow.name(format!("{name}_check"));
+    }
+    let flow = flow.map(|c| c.line);
+    match name {
+        Some(name) => flow.name(format!("{name}_out")),
+        None => flow,
+    }
+}
 
 impl Pipeline {
     /// The lines of a file (see [`FileSource`]). Three stages: one reads, one
@@ -73,18 +98,7 @@ impl Pipeline {
         if let Some(name) = &source.name {
             flow = flow.name(name.clone());
         }
-        if let Some(supervision) = source.dead_letters {
-            flow = flow.supervise(supervision);
-        }
-        flow = flow.validate(|c: &source::Checked| c.rejected.clone().map_or(Ok(()), Err));
-        if let Some(name) = &source.name {
-            flow = flow.name(format!("{name}_check"));
-        }
-        let flow = flow.map(|c| c.line);
-        match &source.name {
-            Some(name) => flow.name(format!("{name}_out")),
-            None => flow,
-        }
+        checked_lines(flow, source.name.as_deref(), source.dead_letters)
     }
 
     /// The bytes of a file in chunks (see [`FileSource::chunks`]).
@@ -136,6 +150,40 @@ pub trait FileFlowExt<T: Clone + Send + 'static>: Sized {
     fn to_file(self, sink: FileSink) -> Runnable<std::sync::Arc<FileSinkStats>>
     where
         T: AsRef<[u8]>;
+
+    /// Writes each element's bytes and a newline to the process's standard
+    /// output (see [`WriteLines`]): a stage named `stdout`, at-least-once in a
+    /// checkpointed pipeline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_operators::file::FileFlowExt;
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// Pipeline::from_iter(["hello", "world"]).to_stdout().run(&rt)?.wait()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn to_stdout(self) -> Runnable<()>
+    where
+        T: AsRef<[u8]>;
+
+    /// Writes each element's bytes and a newline to `writer` (a pipe, a socket in
+    /// blocking mode, a `Vec<u8>` behind a handle) on the stage's arbiter thread:
+    /// a writer that blocks holds the pipeline back. See [`WriteLines`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_operators::file::FileFlowExt;
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// Pipeline::from_iter(["a", "b"]).to_writer(std::io::sink()).run(&rt)?.wait()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn to_writer<W: std::io::Write + Send + 'static>(self, writer: W) -> Runnable<()>
+    where
+        T: AsRef<[u8]>;
 }
 
 impl<T: Clone + Send + 'static> FileFlowExt<T> for Flow<T> {
@@ -146,5 +194,25 @@ impl<T: Clone + Send + 'static> FileFlowExt<T> for Flow<T> {
         let stats = sink.stats();
         self.cloneable()
             .to(FileWriteStage::new(sink), OutputReceiver::ready(stats))
+    }
+
+    fn to_stdout(self) -> Runnable<()>
+    where
+        T: AsRef<[u8]>,
+    {
+        self.cloneable().to(
+            WriteLines::new("stdout", std::io::stdout()),
+            OutputReceiver::ready(()),
+        )
+    }
+
+    fn to_writer<W: std::io::Write + Send + 'static>(self, writer: W) -> Runnable<()>
+    where
+        T: AsRef<[u8]>,
+    {
+        self.cloneable().to(
+            WriteLines::new("write_lines", writer),
+            OutputReceiver::ready(()),
+        )
     }
 }

@@ -15,7 +15,7 @@ use weir_runtime::{ErrorClass, Failure};
 use weir_supervisor::dead_letter::{DeadLetter, DeadLetterSink};
 
 use super::position::{Opened, POSITION_VERSION, Resume, SourcePosition};
-use super::reader::BoundedLineReader;
+use super::reader::{BoundedLineReader, RawLine};
 
 /// Bytes asked of the file per read, by default.
 pub const DEFAULT_READ_BUFFER: usize = 64 * 1024;
@@ -275,7 +275,7 @@ pub(crate) struct Checked {
 }
 
 /// Hands the dead letters of the check stage to the user's sink as [`Line`]s.
-struct LineDlq<S>(S);
+pub(crate) struct LineDlq<S>(pub(crate) S);
 
 impl<S: DeadLetterSink<Line>> DeadLetterSink<Checked> for LineDlq<S> {
     fn offer(&self, letter: DeadLetter<Checked>) -> Result<(), (DeadLetter<Checked>, String)> {
@@ -589,6 +589,15 @@ fn next_line(
     let Some(raw) = reader.next_line()? else {
         return Ok(None);
     };
+    let next = raw.next_offset;
+    let c = checked(&format!("file {}", path.display()), raw, max_line_bytes);
+    let rejected = c.rejected.is_some();
+    Ok(Some((c, next, rejected)))
+}
+
+/// A line as the check stage takes it: its text, or why it is rejected (over
+/// `max_line_bytes`, or not UTF-8), the reason starting with `label`.
+pub(crate) fn checked(label: &str, raw: RawLine, max_line_bytes: usize) -> Checked {
     let (text, rejected) = match raw.bytes {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => (text, None),
@@ -598,8 +607,7 @@ fn next_line(
                 (
                     String::from_utf8_lossy(&bytes[..end]).into_owned(),
                     Some(format!(
-                        "file {}: line at byte offset {} is not valid UTF-8",
-                        path.display(),
+                        "{label}: line at byte offset {} is not valid UTF-8",
                         raw.offset
                     )),
                 )
@@ -608,25 +616,17 @@ fn next_line(
         Err(o) => (
             String::from_utf8_lossy(&o.sample).into_owned(),
             Some(format!(
-                "file {}: line at byte offset {} is {} bytes, over max_line_bytes {}",
-                path.display(),
-                raw.offset,
-                o.len,
-                max_line_bytes
+                "{label}: line at byte offset {} is {} bytes, over max_line_bytes {}",
+                raw.offset, o.len, max_line_bytes
             )),
         ),
     };
-    let rejected_now = rejected.is_some();
     let line = Line {
         offset: raw.offset,
         next_offset: raw.next_offset,
         text,
     };
-    Ok(Some((
-        Checked { line, rejected },
-        raw.next_offset,
-        rejected_now,
-    )))
+    Checked { line, rejected }
 }
 
 /// The chunks mode of the read stage.
