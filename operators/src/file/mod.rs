@@ -36,6 +36,8 @@
 //! ```
 
 mod commit;
+#[cfg(test)]
+mod follow_tests;
 mod position;
 mod reader;
 mod rotate;

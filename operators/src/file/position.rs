@@ -74,13 +74,13 @@ impl Opened {
 }
 
 #[cfg(unix)]
-fn dev_ino(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+pub(crate) fn dev_ino(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     Some((meta.dev(), meta.ino()))
 }
 
 #[cfg(not(unix))]
-fn dev_ino(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+pub(crate) fn dev_ino(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 

@@ -62,6 +62,19 @@ pub struct BoundedLineReader<R> {
     peak_bytes: usize,
     /// Bytes read from the input.
     read_bytes: u64,
+    /// Following a growing input: the end of the input is not final.
+    follow: bool,
+    /// The line being assembled when the input ran out (following only).
+    partial: Option<Partial>,
+}
+
+/// A line not finished yet: where it starts, its bytes so far, or its length and
+/// sample once it is over the bound.
+#[derive(Debug)]
+struct Partial {
+    first: u64,
+    line: Vec<u8>,
+    overlong: Option<Overlong>,
 }
 
 impl<R: Read> BoundedLineReader<R> {
@@ -80,7 +93,37 @@ impl<R: Read> BoundedLineReader<R> {
             eof: false,
             peak_bytes: buffer_bytes,
             read_bytes: 0,
+            follow: false,
+            partial: None,
         }
+    }
+
+    /// Follows a growing input (`tail -f`): at the end of the input a last line
+    /// without its newline is kept, not returned, until more input completes it
+    /// (or [`take_partial`](Self::take_partial) takes it), and the end is not
+    /// remembered — the next call reads again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_operators::file::BoundedLineReader;
+    /// let mut r = BoundedLineReader::new(&b"a\npar"[..], 0, 16, 64).follow();
+    /// assert_eq!(r.next_line()?.unwrap().bytes.unwrap(), b"a");
+    /// assert!(r.next_line()?.is_none()); // "par" waits for its newline
+    /// assert_eq!(r.take_partial().unwrap().bytes.unwrap(), b"par");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[must_use]
+    pub fn follow(mut self) -> Self {
+        self.follow = true;
+        self
+    }
+
+    /// The line a following reader holds without its newline, as a line (on a
+    /// rotation: the old file will not grow any more); `None` if it holds none.
+    pub fn take_partial(&mut self) -> Option<RawLine> {
+        let p = self.partial.take()?;
+        Some(self.complete(p))
     }
 
     /// The offset of the next byte to be returned: after the last line or chunk.
@@ -134,51 +177,72 @@ impl<R: Read> BoundedLineReader<R> {
     ///
     /// The input's read error.
     pub fn next_line(&mut self) -> io::Result<Option<RawLine>> {
-        let first = self.offset;
-        let mut line = Vec::new();
-        let mut overlong: Option<Overlong> = None;
-        let mut any = false;
-        loop {
+        let mut p = self.partial.take().unwrap_or(Partial {
+            first: self.offset,
+            line: Vec::new(),
+            overlong: None,
+        });
+        let mut found = false;
+        while !found {
             if !self.fill()? {
                 break;
             }
-            any = true;
             let avail = &self.buf[self.start..self.end];
-            let (part, found) = match avail.iter().position(|&b| b == b'\n') {
-                Some(i) => (&avail[..i], true),
-                None => (avail, false),
+            let part = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    found = true;
+                    &avail[..i]
+                }
+                None => avail,
             };
-            match &mut overlong {
+            match &mut p.overlong {
                 Some(o) => {
                     o.len += part.len() as u64;
                     let keep = SAMPLE_BYTES.saturating_sub(o.sample.len()).min(part.len());
                     o.sample.extend_from_slice(&part[..keep]);
                 }
-                None if line.len() + part.len() > self.max_line_bytes + 1 => {
+                None if p.line.len() + part.len() > self.max_line_bytes + 1 => {
                     // +1: a '\r' before the newline does not count.
-                    let mut sample = std::mem::take(&mut line);
+                    let mut sample = std::mem::take(&mut p.line);
                     let len = (sample.len() + part.len()) as u64;
                     let keep = SAMPLE_BYTES.saturating_sub(sample.len()).min(part.len());
                     sample.extend_from_slice(&part[..keep]);
                     sample.truncate(SAMPLE_BYTES);
                     sample.shrink_to_fit();
-                    overlong = Some(Overlong { len, sample });
+                    p.overlong = Some(Overlong { len, sample });
                 }
                 None => {
-                    line.extend_from_slice(part);
-                    self.peak_bytes = self.peak_bytes.max(self.buf.len() + line.len());
+                    p.line.extend_from_slice(part);
+                    self.peak_bytes = self.peak_bytes.max(self.buf.len() + p.line.len());
                 }
             }
             let used = part.len() + usize::from(found);
             self.start += used;
             self.offset += used as u64;
-            if found {
-                break;
+        }
+        if !found {
+            if self.follow {
+                // Not the end: the input may grow. What was read of the line waits.
+                self.eof = false;
+                if self.offset > p.first {
+                    self.partial = Some(p);
+                }
+                return Ok(None);
+            }
+            if self.offset == p.first {
+                return Ok(None);
             }
         }
-        if !any {
-            return Ok(None);
-        }
+        Ok(Some(self.complete(p)))
+    }
+
+    /// The line `p` as it ends here: its bytes, or why it is rejected.
+    fn complete(&self, p: Partial) -> RawLine {
+        let Partial {
+            first,
+            mut line,
+            overlong,
+        } = p;
         let bytes = match overlong {
             Some(mut o) => {
                 if o.sample.len() as u64 == o.len && o.sample.last() == Some(&b'\r') {
@@ -199,11 +263,11 @@ impl<R: Read> BoundedLineReader<R> {
                 }
             }
         };
-        Ok(Some(RawLine {
+        RawLine {
             offset: first,
             next_offset: self.offset,
             bytes,
-        }))
+        }
     }
 
     /// The next chunk of `size` bytes (the last may be shorter) with its offset,

@@ -175,6 +175,7 @@ pub struct FileSource {
     pub(crate) stats: Arc<FileSourceStats>,
     pub(crate) dead_letters: Option<weir_runtime::Supervision<Checked>>,
     pub(crate) name: Option<String>,
+    pub(crate) follow: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for FileSource {
@@ -198,6 +199,7 @@ impl FileSource {
             stats: Arc::default(),
             dead_letters: None,
             name: None,
+            follow: None,
         }
     }
 
@@ -257,6 +259,29 @@ impl FileSource {
     /// file, the byte offset and the reason.
     pub fn dead_letters(mut self, sink: impl DeadLetterSink<Line>) -> Self {
         self.dead_letters = Some(crate::limit::rejections_to(LineDlq(sink)));
+        self
+    }
+
+    /// Follows the file as it grows, across rotation and truncation (`tail -F`;
+    /// lines mode): at the end of the file the source looks again every `poll`
+    /// (a tokio timer; it holds nothing and blocks nothing meanwhile), and the
+    /// stream ends only when the pipeline is shut down. A last line without its
+    /// newline waits for it.
+    ///
+    /// - **Rotated** (another file at the path: the old one renamed away, a new
+    ///   one created): the old file is read to its end — its unfinished last line
+    ///   emitted as it is — then the new one from its start.
+    /// - **Gone** (nothing at the path yet, between the rename and the create):
+    ///   it waits.
+    /// - **Truncated** (the open file is shorter than what was read of it): it
+    ///   reads it again from its start, with a warning; an unfinished line is
+    ///   dropped.
+    ///
+    /// Checkpointed as without `follow`: the position is in the file being read.
+    /// `poll` 0 is rejected when the pipeline is built, as is `follow` with
+    /// chunks.
+    pub fn follow(mut self, poll: std::time::Duration) -> Self {
+        self.follow = Some(poll);
         self
     }
 
@@ -349,6 +374,9 @@ pub(crate) struct FileReadStage {
     /// The position a restore handed over, applied when the file is opened.
     restored: Option<SourcePosition>,
     done: bool,
+    /// How often a following source looks for more, and its timer.
+    follow: Option<std::time::Duration>,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl std::fmt::Debug for FileReadStage {
@@ -375,6 +403,8 @@ impl FileReadStage {
             line: 0,
             restored: None,
             done: false,
+            follow: source.follow,
+            timer: None,
         }
     }
 
@@ -408,7 +438,11 @@ impl FileReadStage {
             Mode::Lines { max_line_bytes } => max_line_bytes,
             Mode::Chunks { .. } => 1,
         };
-        self.reader = Some(BoundedLineReader::new(file, offset, self.read_buffer, max));
+        let reader = BoundedLineReader::new(file, offset, self.read_buffer, max);
+        self.reader = Some(match self.follow {
+            Some(_) => reader.follow(),
+            None => reader,
+        });
         self.opened = Some(opened);
         self.offset = offset;
         self.line = line;
@@ -427,6 +461,15 @@ impl FileReadStage {
             }
             Mode::Chunks { chunk_bytes: 0 } => {
                 return Err("chunk_bytes must be at least 1".into());
+            }
+            _ => {}
+        }
+        match (self.follow, self.mode) {
+            (Some(poll), _) if poll.is_zero() => {
+                return Err("follow(poll): poll must be longer than 0".into());
+            }
+            (Some(_), Mode::Chunks { .. }) => {
+                return Err("follow is for lines: a chunk source reads a file to its end".into());
             }
             _ => {}
         }
@@ -480,7 +523,8 @@ impl FileReadStage {
                 Ok(Some(element))
             }
             Ok(None) => {
-                self.done = true;
+                // A following source is caught up, not done.
+                self.done = self.follow.is_none();
                 Ok(None)
             }
             Err(e) => {
@@ -508,6 +552,123 @@ impl FileReadStage {
                 Ok(None) => return Step::Finished,
                 Err(failure) => return Step::Failed(failure),
             }
+        }
+        Step::Continue
+    }
+}
+
+/// What a following source finds at the path once it has read all there was.
+enum Found {
+    /// The same file, no shorter: wait for more.
+    Same,
+    /// Nothing at the path: wait for it.
+    Gone,
+    /// Another file at the path.
+    Rotated,
+    /// The open file is shorter than what was read of it.
+    Truncated(u64),
+}
+
+impl FileReadStage {
+    /// The lines of a following source: as [`pump`](Self::pump), but at the end
+    /// of the file it looks for a rotation or a truncation, and otherwise waits
+    /// `poll`.
+    fn pump_following(
+        &mut self,
+        io: &mut Io<'_, Infallible, Checked>,
+        cx: &mut Context<'_>,
+        max_line_bytes: usize,
+    ) -> Step {
+        if io.input_ended() {
+            return Step::Finished;
+        }
+        while io.has_room() {
+            match self.produce(&mut |r, p| next_line(r, p, max_line_bytes)) {
+                Ok(Some(line)) => io.push(line),
+                Err(failure) => return Step::Failed(failure),
+                Ok(None) => match self.look() {
+                    Ok(Found::Same | Found::Gone) => return self.wait(cx),
+                    Ok(Found::Rotated) => {
+                        let label = format!("file {}", self.path.display());
+                        if let Some(raw) = self.reader.as_mut().and_then(|r| r.take_partial()) {
+                            let line = checked(&label, raw, max_line_bytes);
+                            self.emitted(&line);
+                            io.push(line);
+                        }
+                        tracing::info!(file = %self.path.display(), "file rotated: reading the new one");
+                        self.start_over();
+                    }
+                    Ok(Found::Truncated(len)) => {
+                        tracing::warn!(
+                            file = %self.path.display(),
+                            len,
+                            read = self.offset,
+                            "file truncated: reading it again from its start"
+                        );
+                        self.start_over();
+                    }
+                    Err(failure) => return Step::Failed(failure),
+                },
+            }
+        }
+        Step::Continue
+    }
+
+    /// Counts a line emitted outside [`produce`](Self::produce).
+    fn emitted(&mut self, line: &Checked) {
+        self.offset = line.line.next_offset;
+        self.line += 1;
+        self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .rejected
+            .fetch_add(u64::from(line.rejected.is_some()), Ordering::Relaxed);
+        self.stats.offset.store(self.offset, Ordering::Relaxed);
+        self.stats.line.store(self.line, Ordering::Relaxed);
+    }
+
+    /// The next read opens the file at the path from its start.
+    fn start_over(&mut self) {
+        self.reader = None;
+        self.opened = None;
+        self.restored = None;
+        self.from_offset = 0;
+    }
+
+    /// What is at the path now, against the file being read.
+    fn look(&self) -> Result<Found, Failure> {
+        let (Some(reader), Some(opened)) = (&self.reader, &self.opened) else {
+            return Ok(Found::Same);
+        };
+        let at_path = match std::fs::metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Gone),
+            Err(e) => return Err(self.fail("cannot stat", &e)),
+        };
+        if let (Some(then), Some(now)) = (opened.dev_ino, super::position::dev_ino(&at_path))
+            && then != now
+        {
+            return Ok(Found::Rotated);
+        }
+        let len = reader
+            .get_ref()
+            .metadata()
+            .map_err(|e| self.fail("cannot stat", &e))?
+            .len();
+        if len < reader.offset() {
+            return Ok(Found::Truncated(len));
+        }
+        Ok(Found::Same)
+    }
+
+    /// Waits `poll` before the next look (the timer wakes the stage).
+    fn wait(&mut self, cx: &mut Context<'_>) -> Step {
+        let poll = self.follow.unwrap_or_default();
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(poll)));
+        if timer.as_mut().poll(cx).is_ready() {
+            self.timer = None;
+            cx.waker().wake_by_ref();
         }
         Step::Continue
     }
@@ -570,10 +731,13 @@ impl Operator for LinesStage {
         Some(&mut self.0)
     }
 
-    fn step(&mut self, io: &mut Io<'_, Infallible, Checked>, _cx: &mut Context<'_>) -> Step {
+    fn step(&mut self, io: &mut Io<'_, Infallible, Checked>, cx: &mut Context<'_>) -> Step {
         let Mode::Lines { max_line_bytes } = self.0.mode else {
             return Step::Finished;
         };
+        if self.0.follow.is_some() {
+            return self.0.pump_following(io, cx, max_line_bytes);
+        }
         self.0
             .pump(io, |reader, path| next_line(reader, path, max_line_bytes))
     }
