@@ -92,6 +92,127 @@ impl<T: Send + 'static> Ingress<T> {
     }
 }
 
+impl<T: Send + 'static> Ingress<T> {
+    /// This handle as a [`futures::Sink`]: `poll_ready` waits for room in the
+    /// ingress buffer (backpressure), `start_send` hands the element over (it is
+    /// then accepted), and `close` drops the handle — the pipeline's source ends
+    /// once every clone is closed or dropped. With `SinkExt::send_all` a stream
+    /// feeds a pipeline at the pipeline's pace.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{SinkExt, StreamExt};
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let (ingress, flow) = Pipeline::ingress::<u32>(4);
+    /// let running = flow.map(|x| x * 10).collect().run(&rt)?;
+    /// futures::executor::block_on(async {
+    ///     let mut sink = ingress.into_sink();
+    ///     let mut numbers = futures::stream::iter(1..=6).map(Ok);
+    ///     sink.send_all(&mut numbers).await?;
+    ///     sink.close().await
+    /// })?;
+    /// assert_eq!(running.wait()?.output, [10, 20, 30, 40, 50, 60]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn into_sink(self) -> IngressSink<T> {
+        IngressSink {
+            tx: Some(self.tx),
+            permit: None,
+            reserving: None,
+        }
+    }
+}
+
+/// The error of an [`IngressSink`]: the pipeline no longer accepts elements.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the pipeline's ingress is closed")]
+pub struct IngressClosed;
+
+type Reserving<T> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<mpsc::OwnedPermit<T>, mpsc::error::SendError<()>>>
+            + Send,
+    >,
+>;
+
+/// An [`Ingress`] as a [`futures::Sink`] ([`Ingress::into_sink`]).
+pub struct IngressSink<T> {
+    tx: Option<mpsc::Sender<T>>,
+    permit: Option<mpsc::OwnedPermit<T>>,
+    reserving: Option<Reserving<T>>,
+}
+
+impl<T> std::fmt::Debug for IngressSink<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngressSink")
+            .field("open", &self.tx.is_some())
+            .field("ready", &self.permit.is_some())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> futures::Sink<T> for IngressSink<T> {
+    type Error = IngressClosed;
+
+    fn poll_ready(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), IngressClosed>> {
+        if self.permit.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.reserving.is_none() {
+            let Some(tx) = self.tx.clone() else {
+                return Poll::Ready(Err(IngressClosed));
+            };
+            self.reserving = Some(Box::pin(tx.reserve_owned()));
+        }
+        let Some(reserving) = self.reserving.as_mut() else {
+            return Poll::Ready(Err(IngressClosed));
+        };
+        match reserving.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                self.reserving = None;
+                match result {
+                    Ok(permit) => {
+                        self.permit = Some(permit);
+                        Poll::Ready(Ok(()))
+                    }
+                    Err(_) => Poll::Ready(Err(IngressClosed)),
+                }
+            }
+        }
+    }
+
+    fn start_send(mut self: std::pin::Pin<&mut Self>, item: T) -> Result<(), IngressClosed> {
+        // `Sink` requires a successful `poll_ready` first; without one, it fails.
+        let permit = self.permit.take().ok_or(IngressClosed)?;
+        drop(permit.send(item));
+        Ok(())
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Result<(), IngressClosed>> {
+        // An element sent is in the ingress buffer: accepted, nothing to flush.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Result<(), IngressClosed>> {
+        self.permit = None;
+        self.reserving = None;
+        self.tx = None;
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// The source behind an [`Ingress`].
 ///
 /// Not replayable: it keeps no checkpoint position. In a checkpointed pipeline it
@@ -170,6 +291,30 @@ mod tests {
     use super::{SendError, TrySendError};
     use crate::test_support::{eventually, rt};
     use crate::{FlowExt, Pipeline};
+
+    /// The sink waits while the buffer is full and fails once the pipeline is
+    /// gone; an element it accepted is in the buffer.
+    #[test]
+    fn the_sink_waits_for_room_and_fails_once_the_pipeline_is_gone() {
+        use futures::Sink;
+        use std::pin::Pin;
+        use std::task::{Context, Poll};
+        let (ingress, flow) = Pipeline::ingress::<u32>(2);
+        let mut sink = ingress.into_sink();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for x in 0..2 {
+            assert_eq!(Pin::new(&mut sink).poll_ready(&mut cx), Poll::Ready(Ok(())));
+            Pin::new(&mut sink).start_send(x).unwrap();
+        }
+        assert_eq!(Pin::new(&mut sink).poll_ready(&mut cx), Poll::Pending, "full");
+        drop(flow);
+        assert_eq!(
+            Pin::new(&mut sink).poll_ready(&mut cx),
+            Poll::Ready(Err(super::IngressClosed))
+        );
+        assert_eq!(Pin::new(&mut sink).start_send(9), Err(super::IngressClosed));
+    }
 
     #[test]
     fn delivers_what_is_sent_and_ends_when_every_handle_is_dropped() {

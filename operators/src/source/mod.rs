@@ -17,7 +17,7 @@ mod replayable;
 mod stream;
 
 pub use batches::BatchSource;
-pub use ingress::{Ingress, IngressSource, SendError, TrySendError};
+pub use ingress::{Ingress, IngressClosed, IngressSink, IngressSource, SendError, TrySendError};
 pub use iter::IterSource;
 pub use replay::ReplaySource;
 pub use replayable::ReplayableSource;
