@@ -307,7 +307,11 @@ mod tests {
             assert_eq!(Pin::new(&mut sink).poll_ready(&mut cx), Poll::Ready(Ok(())));
             Pin::new(&mut sink).start_send(x).unwrap();
         }
-        assert_eq!(Pin::new(&mut sink).poll_ready(&mut cx), Poll::Pending, "full");
+        assert_eq!(
+            Pin::new(&mut sink).poll_ready(&mut cx),
+            Poll::Pending,
+            "full"
+        );
         drop(flow);
         assert_eq!(
             Pin::new(&mut sink).poll_ready(&mut cx),
