@@ -19,6 +19,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use weir_examples::outln;
 
 use weir::prelude::*;
 use weir::supervisor::policy::PolicyConfig;
@@ -35,7 +36,7 @@ struct Record {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (config_path, report_path, elements) = args()?;
     let config = PolicyConfig::from_file(&config_path)?;
-    println!(
+    outln!(
         "policy: {} ({:?})",
         config_path.display(),
         config.strategy()
@@ -110,11 +111,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Ok(event) => match &event {
                     SupervisionEvent::StageStarted { .. }
                     | SupervisionEvent::StageStopped { .. } => {}
-                    other => println!("event: {}", serde_json::to_string(other).expect("json")),
+                    other => outln!("event: {}", serde_json::to_string(other).expect("json")),
                 },
                 Err(EventError::Ended) => break,
-                Err(EventError::Lagged(n)) => println!("event: ({n} events skipped)"),
-                Err(other) => println!("event error: {other}"),
+                Err(EventError::Lagged(n)) => outln!("event: ({n} events skipped)"),
+                Err(other) => outln!("event error: {other}"),
             }
         }
     });
@@ -122,8 +123,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let done = runnable.run(&rt)?.wait()?;
     printer.join().expect("event printer");
     let report = &done.report;
-    println!("\n{report}");
-    println!(
+    outln!("\n{report}");
+    outln!(
         "delivered {} of {} records; retries {}, restarts {}, dead-lettered {} (parse {}, enrich {})",
         done.output,
         report.emitted_by_sources(),
@@ -134,9 +135,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         enrich_dlq.len()
     );
     for letter in parse_dlq.snapshot().iter().take(3) {
-        println!(
+        outln!(
             "dead letter: stage {} element {} after {} attempt(s): {}",
-            letter.stage, letter.element.id, letter.attempts, letter.error
+            letter.stage,
+            letter.element.id,
+            letter.attempts,
+            letter.error
         );
     }
     report.check_conservation()?;
@@ -154,7 +158,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "report": report,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
-        println!("report written to {}", path.display());
+        outln!("report written to {}", path.display());
     }
     Ok(())
 }
@@ -173,7 +177,7 @@ fn args() -> Result<(PathBuf, Option<PathBuf>, u64), String> {
                 elements = value()?.parse().map_err(|e| format!("--elements: {e}"))?;
             }
             "--help" | "-h" => {
-                println!("usage: restart_policies [--config PATH] [--report PATH] [--elements N]");
+                outln!("usage: restart_policies [--config PATH] [--report PATH] [--elements N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),

@@ -28,6 +28,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
+use weir_examples::outln;
 
 use weir::prelude::*;
 use weir::sse::Sse;
@@ -135,12 +136,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .heartbeat(Some(Duration::from_secs(5)))
         .serve("127.0.0.1:0".parse()?)?;
     let addr = server.local_addr();
-    println!("serving summaries on http://{addr}/events");
+    outln!("serving summaries on http://{addr}/events");
     if let Some(d) = serve_for {
         let running = runnable.run(&rt)?;
-        println!("(open it with `curl -N http://{addr}/events`; serving for {d:?})");
+        outln!("(open it with `curl -N http://{addr}/events`; serving for {d:?})");
         let report = running.wait()?.report;
-        println!(
+        outln!(
             "ended: {} summaries; {:?}",
             report.delivered(),
             server.shutdown()
@@ -162,17 +163,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = resume.send(());
     let staller = staller.join().map_err(|_| "staller panicked")??;
     let stats = server.shutdown();
-    println!(
+    outln!(
         "reader:  {} summaries, {} reported lost, end: {}",
-        reader.events, reader.lagged, reader.end
+        reader.events,
+        reader.lagged,
+        reader.end
     );
-    println!(
+    outln!(
         "staller: {} summaries, {} reported lost, end: {}",
-        staller.events, staller.lagged, staller.end
+        staller.events,
+        staller.lagged,
+        staller.end
     );
-    println!(
+    outln!(
         "server:  {} clients, {} events sent, {} reported lost, {} refused",
-        stats.subscribed, stats.events, stats.lagged, stats.rejected
+        stats.subscribed,
+        stats.events,
+        stats.lagged,
+        stats.rejected
     );
     done.report.check_conservation()?;
     for (who, seen) in [("reader", &reader), ("staller", &staller)] {
@@ -183,6 +191,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if staller.lagged == 0 {
         return Err("the stalled client should have lagged".into());
     }
-    println!("all checks passed");
+    outln!("all checks passed");
     Ok(())
 }
