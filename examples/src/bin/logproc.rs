@@ -38,14 +38,12 @@ use weir::prelude::*;
 use weir::supervisor::dead_letter::{
     FileDlqOptions, FileDlqReader, FileDlqWriter, SharedFileDlq, SyncPolicy,
 };
-use weir::supervisor::policy::PolicyConfig;
+use weir::supervisor::policy::{ConfigError, PolicyConfig};
 use weir::{Outcome, PipelineController, Report};
 use weir_examples::logproc::{
     self, Aggregates, DEFAULT_SEED, DlqTally, MalformedLine, PoolOrder, ReadProgress, ReadSource,
     Resumed, Settings,
 };
-
-const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/logproc.toml");
 
 /// Access-log analytics on weir: parse, validate, route, aggregate, report.
 #[derive(Debug, Parser)]
@@ -85,9 +83,10 @@ struct Args {
           requires = "checkpoint_dir",
           value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_interval_ms: u64,
-    /// The supervision policy file.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
+    /// A supervision policy file (TOML, see docs/supervision.md). Default: the
+    /// built-in policies, those of the source tree's examples/config/logproc.toml.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
     /// Writes the summary as JSON.
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
@@ -111,8 +110,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Fatal> {
-    let config = PolicyConfig::from_file(&args.config)
-        .map_err(|e| usage(format!("policy file {}: {e}", args.config.display())))?;
+    let config = match &args.config {
+        Some(path) => PolicyConfig::from_file(path).map_err(|e| match e {
+            ConfigError::Io { source, .. } => {
+                usage(format!("policy file {}: {source}", path.display()))
+            }
+            e => usage(format!("policy file {}: {e}", path.display())),
+        })?,
+        None => logproc::default_policies(),
+    };
     if let Some(secs) = args.health_every
         && !(secs.is_finite() && secs > 0.0)
     {
