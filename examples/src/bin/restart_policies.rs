@@ -16,6 +16,7 @@
 //! cargo run -p weir-examples --bin restart_policies -- --report target/restart-report.json
 //! ```
 
+use clap::Parser;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,26 @@ use weir::prelude::*;
 use weir::supervisor::policy::PolicyConfig;
 use weir::{EventError, Failure};
 
-const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/restart-policy.toml");
+/// The reference policy file, compiled in: the default without `--config`.
+const DEFAULT_POLICIES: &str = include_str!("../../config/restart-policy.toml");
+
+/// Supervision policies from a TOML file applied to a pipeline with flaky
+/// stages: malformed records dead-lettered, a flaky lookup retried, a hung
+/// call timed out, a panic restarting its stage.
+#[derive(Debug, Parser)]
+#[command(name = "restart_policies")]
+struct Args {
+    /// The supervision policy file. Default: the built-in reference policies
+    /// (the text of examples/config/restart-policy.toml).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Writes the report as JSON.
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
+    /// Records sent through the pipeline.
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    elements: u64,
+}
 
 #[derive(Debug, Clone)]
 struct Record {
@@ -34,11 +54,22 @@ struct Record {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (config_path, report_path, elements) = args()?;
-    let config = PolicyConfig::from_file(&config_path)?;
+    // --help prints the usage (exit 0), a bad argument clap's error (exit 2).
+    let Args {
+        config: config_path,
+        report: report_path,
+        elements,
+    } = Args::parse();
+    let config = match &config_path {
+        Some(path) => PolicyConfig::from_file(path)?,
+        None => PolicyConfig::from_toml_str(DEFAULT_POLICIES)?,
+    };
     outln!(
         "policy: {} ({:?})",
-        config_path.display(),
+        config_path.as_ref().map_or_else(
+            || "built in (config/restart-policy.toml)".into(),
+            |path| path.display().to_string()
+        ),
         config.strategy()
     );
 
@@ -161,27 +192,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         outln!("report written to {}", path.display());
     }
     Ok(())
-}
-
-fn args() -> Result<(PathBuf, Option<PathBuf>, u64), String> {
-    let mut config = PathBuf::from(DEFAULT_CONFIG);
-    let mut report = None;
-    let mut elements = 2_000;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--config" => config = PathBuf::from(value()?),
-            "--report" => report = Some(PathBuf::from(value()?)),
-            "--elements" => {
-                elements = value()?.parse().map_err(|e| format!("--elements: {e}"))?;
-            }
-            "--help" | "-h" => {
-                outln!("usage: restart_policies [--config PATH] [--report PATH] [--elements N]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)")),
-        }
-    }
-    Ok((config, report, elements))
 }

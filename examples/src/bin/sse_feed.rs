@@ -24,6 +24,7 @@
 //! watch it with `curl -N http://127.0.0.1:<port>/events` or a browser's
 //! `EventSource`.
 
+use clap::Parser;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
@@ -99,12 +100,20 @@ fn client(
     Ok(seen)
 }
 
+/// Server-Sent Events egress: window summaries served to two clients of the
+/// example's own, one of which stalls and is told how much it missed.
+#[derive(Debug, Parser)]
+#[command(name = "sse_feed")]
+struct Args {
+    /// Instead of the demonstration, keeps a live feed (ten summaries a second)
+    /// up for SECS seconds, for `curl -N` or a browser's EventSource.
+    #[arg(long, value_name = "SECS")]
+    serve: Option<u64>,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let serve_for = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [] => None,
-        [flag, secs] if flag == "--serve" => Some(Duration::from_secs(secs.parse()?)),
-        _ => return Err("usage: sse_feed [--serve SECS]".into()),
-    };
+    // --help prints the usage (exit 0), a bad argument clap's error (exit 2).
+    let serve_for = Args::parse().serve.map(Duration::from_secs);
     let rt = Runtime::builder().arbiters(2).build()?;
     let live = serve_for.is_some();
     let ticks = match serve_for {
