@@ -1,4 +1,4 @@
-//! Barrier-synchronised streams (seed 001's `Barrier`): three sensors sampled at
+//! Barrier-synchronised streams (weir's `Barrier`): three sensors sampled at
 //! different speeds, aligned so that every sensor's k-th reading is released
 //! together; then a sensor that stalls, and the barrier's timeout naming it.
 //!

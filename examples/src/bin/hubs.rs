@@ -1,5 +1,5 @@
 //! Dynamic hubs: an event bus that services publish to and consumers subscribe to
-//! while it runs (the seed's `EventBroadcaster`, with bounded buffers).
+//! while it runs (`MergeHub` and `BroadcastHub`, with bounded buffers).
 //!
 //! ```text
 //!  service 0 ─┐                                    ┌─► audit      (Block, 256)

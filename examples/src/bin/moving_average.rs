@@ -1,5 +1,5 @@
-//! A moving average over a stream of readings with a count window (the seed's
-//! SlidingWindow): every reading, the mean of the last `N`.
+//! A moving average over a stream of readings with a sliding count window
+//! (`count_windows(N, 1)`): every reading, the mean of the last `N`.
 //!
 //! ```text
 //!  readings ──► count_windows(N, 1) ──► mean ──► check

@@ -1,4 +1,4 @@
-//! A resilient, rate-limited API client (seed 000, exercise 2): stream the pages
+//! A resilient, rate-limited API client: stream the pages
 //! of a paginated API, retry failed calls with backoff, stay within the API's
 //! rate limit, turn malformed records away, and report health at the end.
 //!
