@@ -1,6 +1,21 @@
 //! What the command-line examples (`logproc`, `etl`) share: how a failure before
-//! or after the run becomes a message and an exit code.
+//! or after the run becomes a message and an exit code, and how output to a
+//! closed stdout ends a program.
+//!
+//! # A closed stdout
+//!
+//! `logproc | head -1` closes logproc's stdout after one line. Rust ignores
+//! `SIGPIPE`, so every later write fails with `EPIPE` (`BrokenPipe`), and
+//! `println!` panics on it. The examples write their output with `writeln!`
+//! instead and take `BrokenPipe` as "nobody reads any more": they stop writing
+//! to stdout and exit with code 0, quietly, as most Unix tools do (a shell's
+//! `set -o pipefail` then does not fail on `| head`). `logproc` and `etl`
+//! finish their run and still write `--report`; the scenario binaries stop at
+//! once ([`outln!`](crate::outln)). Any other write error is a failure
+//! (exit code 1) with a message.
 
+use std::fmt;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 /// A failure before or after the run: a message, and the exit code (2 for a
@@ -34,6 +49,63 @@ pub fn exit(program: &str, result: Result<(), Fatal>) -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Whether stdout is closed after `result`, a write to it: `Ok(false)` when
+/// it succeeded, `Ok(true)` when the reader went away (`BrokenPipe`, see the
+/// [module docs](self)), a failed run for any other error.
+///
+/// # Errors
+///
+/// The write failed for another reason than a closed pipe.
+///
+/// ```
+/// use std::io::{Error, ErrorKind};
+/// use weir_examples::cli::stdout_closed;
+///
+/// assert!(!stdout_closed(Ok(())).unwrap());
+/// assert!(stdout_closed(Err(Error::from(ErrorKind::BrokenPipe))).unwrap());
+/// assert!(stdout_closed(Err(Error::other("disk full"))).is_err());
+/// ```
+pub fn stdout_closed(result: io::Result<()>) -> Result<bool, Fatal> {
+    match result {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(true),
+        Err(e) => Err(failed(format!("writing to stdout: {e}"))),
+    }
+}
+
+/// Writes `args` and a newline to stdout, locked. When the reader went away
+/// (`BrokenPipe`) the program exits at once with code 0, quietly; on any
+/// other error it exits with code 1 and a message. Called by [`outln!`](crate::outln).
+pub fn print_line(args: fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    let written = out.write_fmt(args).and_then(|()| out.write_all(b"\n"));
+    match stdout_closed(written) {
+        Ok(false) => {}
+        Ok(true) => std::process::exit(0),
+        Err(Fatal(message, code)) => {
+            drop(out);
+            eprintln!("{message}");
+            std::process::exit(i32::from(code));
+        }
+    }
+}
+
+/// `println!` that ends the program quietly with exit code 0 when stdout is
+/// closed (`example | head -1`) instead of panicking; see [`print_line`].
+///
+/// ```
+/// weir_examples::outln!("{} lines", 3);
+/// ```
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::cli::print_line(::std::format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(::std::format_args!($($arg)*))
+    };
 }
 
 /// Threads that run a callback periodically (health and progress printers) until

@@ -19,14 +19,24 @@ pub fn stage<'a>(report: &'a Report, name: &str) -> Result<&'a StageReport, Stri
 
 /// Prints a junction's per-port counts as a table.
 pub fn print_ports(stage: &StageReport) {
-    println!(
+    crate::outln!(
         "  {:>4} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "port", "pushed", "emitted", "dropped", "detached", "buffered"
+        "port",
+        "pushed",
+        "emitted",
+        "dropped",
+        "detached",
+        "buffered"
     );
     for p in &stage.outputs {
-        println!(
+        crate::outln!(
             "  {:>4} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            p.port, p.pushed, p.emitted, p.dropped, p.detached, p.buffered
+            p.port,
+            p.pushed,
+            p.emitted,
+            p.dropped,
+            p.detached,
+            p.buffered
         );
     }
 }

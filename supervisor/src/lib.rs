@@ -4,9 +4,13 @@
 //! catches every panic and every error a user operator returns, turns it into a
 //! [`Failure`] and reports it with the name of the stage it happened in.
 //!
-//! Restart policies, backoff, circuit breakers and dead letters build on these types
-//! (see the supervision guide); today a failure makes the pipeline fail with a report
-//! that names the stage.
+//! On them build the [`policy`] (what a failure of each class does: retry the
+//! element with backoff, restart the stage, dead-letter or skip the element, or
+//! escalate and fail the pipeline; restart intensity and circuit breakers), the
+//! [`dead_letter`] queues (in memory and durable files) and the
+//! [`SupervisionEvent`] stream the runtime publishes (see the supervision guide). A
+//! failure that its policy escalates fails the pipeline with a report that names the
+//! stage.
 //!
 //! # Examples
 //!

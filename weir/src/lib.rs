@@ -68,6 +68,7 @@
     rust_2018_idioms
 )]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Hot reconfiguration from a TOML file: [`ConfigWatcher`](reconfig_file::ConfigWatcher).
 pub use weir_operators::reconfig as reconfig_file;
@@ -79,17 +80,21 @@ pub use weir_runtime::*;
 pub use weir_supervisor as supervisor;
 
 #[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
 
 #[cfg(feature = "sse")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
 pub mod sse;
 
 /// Network connectors (feature `net`): framing codecs, a TCP source and sink.
 #[cfg(feature = "net")]
+#[cfg_attr(docsrs, doc(cfg(feature = "net")))]
 pub use weir_net as net;
 
 /// NATS JetStream connectors (feature `nats`): the crate [`weir_nats`].
 #[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use weir_nats as nats;
 
 /// Everything a pipeline author needs: `use weir::prelude::*;`.

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
+use clap::Parser;
 use serde::{Deserialize, Serialize};
 use weir_benches::baselines::{self, RunFn};
 use weir_benches::junctions::{self, JunctionPlacement};
@@ -174,23 +175,6 @@ const LATENCY: &str = "latency";
 /// The variant that pushes at most `--per-element-elements` elements.
 const PER_ELEMENT: &str = "actix_per_element";
 
-const USAGE: &str = "usage: compare [--elements N] [--runs R] [--per-element-elements N] \
-[--pings P] [--junction-elements N] [--placement together|spread] [--variants a,b,...] \
-[--out PATH]
-  --elements N              elements per run (default 10000000)
-  --runs R                  runs per variant; the median is reported (default 5)
-  --per-element-elements N  cap for actix_per_element (default 200000)
-  --pings P                 pings for the weir latency measurement (default 100000)
-  --junction-elements N     source elements of broadcast4, merge4(_batches) and detach3
-                            (default 4000000); pool and pool1 run an eighth of them
-  --placement P             weir placement in the junction workloads, on one arbiter
-                            per core: together or spread (default together)
-  --variants LIST           comma-separated subset of: fused, crossbeam_batched,
-                            actix_per_element, actix_batched, weir, weir_faulty,
-                            broadcast4, merge4, merge4_batches, pool, pool1, detach3, window_agg,
-                            join, checkpoint_1s, checkpoint_100ms, latency (default: all)
-  --out PATH                JSON report (default: <workspace>/target/compare.json)";
-
 /// Parsed command line.
 #[derive(Debug, Clone, PartialEq)]
 struct Args {
@@ -234,80 +218,116 @@ fn all_names() -> Vec<String> {
         .collect()
 }
 
-fn parse_count<T>(flag: &str, value: &str, min: T) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
-    let parsed: T = value
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("{flag}: `{value}` is not a non-negative integer"))?;
-    if parsed < min {
-        return Err(format!("{flag}: must be at least {min}, got {value}"));
-    }
-    Ok(parsed)
+/// weir against baselines (fused loop, crossbeam, actix) on the same workloads,
+/// each variant in child processes of its own; prints a table and writes a
+/// JSON report.
+#[derive(Debug, Parser)]
+#[command(name = "compare")]
+struct Cli {
+    /// Elements per run (`_` separators allowed: 10_000_000).
+    #[arg(long, value_name = "N", default_value = "10000000", value_parser = count::<u64>(0))]
+    elements: u64,
+    /// Runs per variant; the median is reported.
+    #[arg(long, value_name = "R", default_value = "5", value_parser = count::<usize>(1))]
+    runs: usize,
+    /// Cap on the elements of actix_per_element.
+    #[arg(long, value_name = "N",
+          default_value_t = baselines::actix_per_element::DEFAULT_ELEMENTS,
+          value_parser = count::<u64>(0))]
+    per_element_elements: u64,
+    /// Pings for the weir latency measurement.
+    #[arg(long, value_name = "P", default_value = "100000", value_parser = count::<usize>(1))]
+    pings: usize,
+    /// Source elements of broadcast4, merge4(_batches) and detach3; pool and
+    /// pool1 run an eighth of them.
+    #[arg(long, value_name = "N", default_value_t = JUNCTION_ELEMENTS, value_parser = count::<u64>(0))]
+    junction_elements: u64,
+    /// weir's placement in the junction workloads, on one arbiter per core:
+    /// together or spread.
+    #[arg(long, value_name = "P", default_value = "together", value_parser = placement)]
+    placement: JunctionPlacement,
+    /// Comma-separated subset of: fused, crossbeam_batched, actix_per_element,
+    /// actix_batched, weir, weir_faulty, broadcast4, merge4, merge4_batches, pool,
+    /// pool1, detach3, window_agg, join, checkpoint_1s, checkpoint_100ms, latency
+    /// (default: all). The report's order is fixed; the list only selects.
+    #[arg(long, value_name = "LIST", value_parser = variants)]
+    variants: Option<Variants>,
+    /// The JSON report (default: <workspace>/target/compare.json).
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Runs one variant in this process (the parent starts one child per variant).
+    #[arg(long, value_name = "NAME", hide = true)]
+    child: Option<String>,
 }
 
-fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Args, String> {
-    let mut args = Args::default();
-    let mut raw = raw.into_iter();
-    while let Some(arg) = raw.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.into())),
-            _ => (arg, None),
-        };
-        if !matches!(
-            flag.as_str(),
-            "--elements"
-                | "--per-element-elements"
-                | "--runs"
-                | "--pings"
-                | "--junction-elements"
-                | "--placement"
-                | "--variants"
-                | "--out"
-                | "--child"
-        ) {
-            return Err(format!("unknown argument `{flag}`"));
-        }
-        let value: String = match inline.or_else(|| raw.next()) {
-            Some(value) => value,
-            None => return Err(format!("{flag} needs a value")),
-        };
-        match flag.as_str() {
-            "--elements" => args.elements = parse_count(&flag, &value, 0)?,
-            "--per-element-elements" => args.per_element_elements = parse_count(&flag, &value, 0)?,
-            "--runs" => args.runs = parse_count(&flag, &value, 1)?,
-            "--pings" => args.pings = parse_count(&flag, &value, 1)?,
-            "--junction-elements" => args.junction_elements = parse_count(&flag, &value, 0)?,
-            "--placement" => {
-                args.placement = JunctionPlacement::parse(&value).ok_or_else(|| {
-                    format!("--placement: `{value}` is neither `together` nor `spread`")
-                })?;
-            }
-            "--out" => args.out = PathBuf::from(value),
-            "--child" => args.child = Some(value),
-            _ => {
-                let known = all_names();
-                let mut selected = Vec::new();
-                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                    if !known.iter().any(|k| k == name) {
-                        return Err(format!(
-                            "--variants: unknown variant `{name}` (known: {})",
-                            known.join(", ")
-                        ));
-                    }
-                    selected.push(name.to_owned());
-                }
-                if selected.is_empty() {
-                    return Err("--variants: empty list".into());
-                }
-                // Report order is fixed; the list only selects.
-                args.variants = known.into_iter().filter(|k| selected.contains(k)).collect();
-            }
+/// A `--variants` list: known names, in report order.
+#[derive(Debug, Clone)]
+struct Variants(Vec<String>);
+
+impl From<Cli> for Args {
+    fn from(cli: Cli) -> Self {
+        let defaults = Args::default();
+        Args {
+            elements: cli.elements,
+            per_element_elements: cli.per_element_elements,
+            runs: cli.runs,
+            pings: cli.pings,
+            junction_elements: cli.junction_elements,
+            placement: cli.placement,
+            variants: cli.variants.map_or(defaults.variants, |v| v.0),
+            out: cli.out.unwrap_or(defaults.out),
+            child: cli.child,
         }
     }
-    Ok(args)
+}
+
+/// A value parser for a count of at least `min`; `_` separators are allowed.
+fn count<T>(min: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |value: &str| {
+        let parsed: T = value
+            .replace('_', "")
+            .parse()
+            .map_err(|_| format!("`{value}` is not a non-negative integer"))?;
+        if parsed < min {
+            return Err(format!("must be at least {min}, got {value}"));
+        }
+        Ok(parsed)
+    }
+}
+
+fn placement(value: &str) -> Result<JunctionPlacement, String> {
+    JunctionPlacement::parse(value)
+        .ok_or_else(|| format!("`{value}` is neither `together` nor `spread`"))
+}
+
+fn variants(value: &str) -> Result<Variants, String> {
+    let known = all_names();
+    let mut selected = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !known.iter().any(|k| k == name) {
+            return Err(format!(
+                "unknown variant `{name}` (known: {})",
+                known.join(", ")
+            ));
+        }
+        selected.push(name.to_owned());
+    }
+    if selected.is_empty() {
+        return Err("empty list".into());
+    }
+    // Report order is fixed; the list only selects.
+    Ok(Variants(
+        known.into_iter().filter(|k| selected.contains(k)).collect(),
+    ))
+}
+
+/// Parses the arguments after the program name.
+#[cfg(test)]
+fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Args, clap::Error> {
+    Cli::try_parse_from(std::iter::once("compare".to_owned()).chain(raw)).map(Args::from)
 }
 
 /// What a throughput child prints (one JSON line on stdout).
@@ -872,18 +892,8 @@ fn write_report(path: &PathBuf, entries: &[Entry]) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    if raw.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let args = match parse_args(raw) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("compare: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // --help prints the usage (exit 0), a bad argument clap's error (exit 2).
+    let args = Args::from(Cli::parse());
     if let Some(name) = &args.child {
         return match run_child(name, &args) {
             Ok(line) => {
@@ -976,7 +986,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Args, String> {
-        parse_args(args.iter().map(|s| (*s).to_owned()))
+        parse_args(args.iter().map(|s| (*s).to_owned())).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -1025,13 +1035,25 @@ mod tests {
         assert!(
             parse(&["--bogus"])
                 .unwrap_err()
-                .contains("unknown argument")
+                .contains("unexpected argument '--bogus'")
         );
         assert!(
             parse(&["--elements"])
                 .unwrap_err()
-                .contains("needs a value")
+                .contains("a value is required for '--elements <N>'")
         );
+        let err = parse_args(["--runs".to_owned(), "x".to_owned()]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let help = parse_args(["--help".to_owned()]).unwrap_err();
+        assert_eq!(help.exit_code(), 0);
+        assert!(
+            help.to_string().contains("--junction-elements <N>"),
+            "{help}"
+        );
+        assert!(!help.to_string().contains("--child"), "{help}");
+        for name in all_names() {
+            assert!(help.to_string().contains(&name), "{name} missing in {help}");
+        }
         assert!(parse(&["--elements", "ten"]).is_err());
         assert!(parse(&["--runs", "0"]).is_err());
         assert!(

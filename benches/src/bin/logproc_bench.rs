@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
+use clap::Parser;
 use serde::{Deserialize, Serialize};
 use weir::Runtime;
 use weir::supervisor::dead_letter::{FileDlqOptions, SharedFileDlq, SyncPolicy};
@@ -70,55 +71,54 @@ struct Totals {
     five_xx_minutes: usize,
 }
 
+/// logproc against a hand-written single-threaded baseline on the same
+/// generated file, plus logproc's peak RSS on a much larger generated input.
+#[derive(Debug, Parser)]
+#[command(name = "logproc_bench")]
 struct Options {
+    /// Lines of the generated input file.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     lines: u64,
+    /// Runs of each variant, alternating; the median is reported (0 counts as 1).
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = at_least_one)]
     runs: usize,
+    /// Generated lines for the peak-RSS run (no file).
+    #[arg(long, value_name = "N", default_value_t = 10_000_000)]
     rss_lines: u64,
+    /// logproc's parser replicas (default: one per core; 0 counts as 1).
+    #[arg(long, value_name = "W", value_parser = at_least_one)]
     workers: Option<usize>,
+    /// The JSON report.
+    #[arg(long, value_name = "PATH", default_value = "target/logproc-bench.json")]
     out: PathBuf,
+    /// Runs one variant in this process (`baseline`, `logproc`, `rss`), or
+    /// `write`: only writes the --input file (of --lines lines).
+    #[arg(long, value_name = "NAME")]
     child: Option<String>,
+    /// The input file of a child.
+    #[arg(long, value_name = "PATH")]
     input: Option<PathBuf>,
 }
 
+/// A number; 0 counts as 1.
+fn at_least_one(value: &str) -> Result<usize, String> {
+    let n: u64 = value.parse().map_err(|e| format!("{e}"))?;
+    Ok(n.max(1) as usize)
+}
+
 fn main() -> ExitCode {
-    match options().and_then(|o| match &o.child {
+    // --help prints the usage (exit 0), a bad argument clap's error (exit 2).
+    let o = Options::parse();
+    match match &o.child {
         Some(name) => child(name, &o),
         None => parent(&o),
-    }) {
+    } {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("logproc_bench: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn options() -> Result<Options, String> {
-    let mut o = Options {
-        lines: 1_000_000,
-        runs: 3,
-        rss_lines: 10_000_000,
-        workers: None,
-        out: PathBuf::from("target/logproc-bench.json"),
-        child: None,
-        input: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-        let number = |v: String| v.parse::<u64>().map_err(|e| format!("{arg}: {e}"));
-        match arg.as_str() {
-            "--lines" => o.lines = number(value()?)?,
-            "--runs" => o.runs = number(value()?)?.max(1) as usize,
-            "--rss-lines" => o.rss_lines = number(value()?)?,
-            "--workers" => o.workers = Some(number(value()?)?.max(1) as usize),
-            "--out" => o.out = PathBuf::from(value()?),
-            "--child" => o.child = Some(value()?),
-            "--input" => o.input = Some(PathBuf::from(value()?)),
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    Ok(o)
 }
 
 fn parent(o: &Options) -> Result<(), String> {
@@ -410,4 +410,43 @@ where
         progress.lines.load(std::sync::atomic::Ordering::Relaxed),
         totals,
     ))
+}
+
+#[cfg(test)]
+mod args_tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("logproc_bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_keep_their_defaults_and_meaning() {
+        let o = parse(&[]).unwrap();
+        assert_eq!((o.lines, o.runs, o.rss_lines), (1_000_000, 3, 10_000_000));
+        assert_eq!((o.workers, o.child, o.input), (None, None, None));
+        assert_eq!(o.out, PathBuf::from("target/logproc-bench.json"));
+        let o = parse(&[
+            "--runs",
+            "0",
+            "--workers",
+            "0",
+            "--child",
+            "write",
+            "--input",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!((o.runs, o.workers), (1, Some(1)));
+        assert_eq!(o.child.as_deref(), Some("write"));
+    }
+
+    #[test]
+    fn a_bad_argument_is_a_usage_error() {
+        assert_eq!(parse(&["--bogus"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["--lines", "many"]).unwrap_err().exit_code(), 2);
+        let help = parse(&["--help"]).unwrap_err();
+        assert_eq!(help.exit_code(), 0);
+        assert!(help.to_string().contains("--rss-lines <N>"), "{help}");
+    }
 }

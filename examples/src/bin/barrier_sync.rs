@@ -1,4 +1,4 @@
-//! Barrier-synchronised streams (seed 001's `Barrier`): three sensors sampled at
+//! Barrier-synchronised streams (weir's `Barrier`): three sensors sampled at
 //! different speeds, aligned so that every sensor's k-th reading is released
 //! together; then a sensor that stalls, and the barrier's timeout naming it.
 //!
@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use weir_examples::outln;
 
 use futures::StreamExt as _;
 use weir::prelude::*;
@@ -72,15 +73,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     done.report.check_conservation()?;
     let rows = futures::executor::block_on(rows).ok_or("no rows")?;
 
-    println!(
+    outln!(
         "aligned {} steps of {} sensors ({})",
         progress.steps(),
         names.len(),
         names.join(", ")
     );
-    println!(
+    outln!(
         "  {:>4}  {:>24}  {:>14}",
-        "step", "readings sent at (ms)", "released (ms)"
+        "step",
+        "readings sent at (ms)",
+        "released (ms)"
     );
     let t0 = rows[&0].iter().map(|r| r.1).min().ok_or("empty")?;
     let ms = |t: Duration| t.saturating_sub(t0).as_secs_f64() * 1_000.0;
@@ -95,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Nobody's k-th reading was released before the last one was sent.
         aligned_ok &= row.len() == 3 && first_release >= last_sent;
         if *k < 5 || *k == STEPS - 1 {
-            println!(
+            outln!(
                 "  {k:>4}  {:>7.1} {:>7.1} {:>7.1}  {:>14.1}",
                 sent[0],
                 sent[1],
@@ -103,10 +106,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ms(first_release)
             );
         } else if *k == 5 {
-            println!("  {:>4}", "…");
+            outln!("  {:>4}", "…");
         }
     }
-    println!("  every row complete and released after its last reading: {aligned_ok}");
+    outln!("  every row complete and released after its last reading: {aligned_ok}");
 
     // 2. A sensor that stalls: the barrier times out and names it.
     let mut g = Graph::new();
@@ -130,11 +133,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .wait()
         .err()
         .ok_or("the stalled run should fail")?;
-    println!(
+    outln!(
         "stalled humidity sensor, timeout 100 ms, failed after {:?}:",
         started.elapsed()
     );
-    println!("  {err}");
+    outln!("  {err}");
     err.report().ok_or("no report")?.check_conservation()?;
 
     let names_late = err.to_string().contains("input 2 (\"humidity\") late");
@@ -145,6 +148,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         return Err("a check failed".into());
     }
-    println!("all checks passed");
+    outln!("all checks passed");
     Ok(())
 }

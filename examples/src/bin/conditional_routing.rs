@@ -20,6 +20,7 @@
 //! Run it with `cargo run --release -p weir-examples --bin conditional_routing`.
 
 use std::collections::BTreeSet;
+use weir_examples::outln;
 
 use weir::prelude::*;
 use weir_examples::{print_ports, stage};
@@ -101,28 +102,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|rx| futures::executor::block_on(rx).ok_or("no result from a shard"))
         .collect::<Result<_, _>>()?;
 
-    println!("{report}");
+    outln!("{report}");
     let by_size = stage(report, "by_size")?;
     let by_customer = stage(report, "by_customer")?;
-    println!("per-branch counts of `by_size` (route: < 10, < 100, default):");
+    outln!("per-branch counts of `by_size` (route: < 10, < 100, default):");
     print_ports(by_size);
-    println!("per-branch counts of `by_customer` (partition_by_key, 4 shards):");
+    outln!("per-branch counts of `by_customer` (partition_by_key, 4 shards):");
     print_ports(by_customer);
-    println!();
+    outln!();
     for (name, t) in [("small", &small), ("medium", &medium)] {
         let (lo, hi) = (
             t.smallest.unwrap_or_default(),
             t.largest.unwrap_or_default(),
         );
-        println!(
+        outln!(
             "{name:<7} {:>6} orders, {:>9} cents, amounts {lo}..={hi}",
-            t.orders, t.amount
+            t.orders,
+            t.amount
         );
     }
     for (i, t) in shards.iter().enumerate() {
-        println!(
+        outln!(
             "shard{i}  {:>6} orders, {:>9} cents, customers {:?}",
-            t.orders, t.amount, t.customers
+            t.orders,
+            t.amount,
+            t.customers
         );
     }
 
@@ -173,6 +177,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(by_customer.input, want_large.orders);
     assert_eq!(report.delivered(), ORDERS);
     assert_eq!(report.abandoned(), 0);
-    println!("\nall checks passed");
+    outln!("\nall checks passed");
     Ok(())
 }

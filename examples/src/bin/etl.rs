@@ -15,13 +15,13 @@
 //! cargo run --release -p weir-examples --bin etl -- --rows 200000 --report report.json
 //! ```
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_examples::cli::{Fatal, Tickers, exit, failed, usage};
+use weir_examples::cli::{Fatal, Tickers, exit, failed, stdout_closed, usage};
 
 use clap::Parser;
 use weir::PipelineController;
@@ -197,18 +197,28 @@ fn run(args: Args) -> Result<(), Fatal> {
         elapsed,
     };
     summary.check().map_err(failed)?;
-    summary.print();
-    println!(
-        "  outputs: {}, {}, {}",
-        built.outputs.jsonl.display(),
-        built.outputs.csv.display(),
-        built.outputs.sqlite.display()
-    );
+    // A closed stdout (`etl | head -1`) ends the output, not the run: the
+    // report is still written, and etl exits with 0 (see `cli`).
+    let closed = {
+        let mut out = std::io::stdout().lock();
+        stdout_closed(summary.print(&mut out).and_then(|()| {
+            writeln!(
+                out,
+                "  outputs: {}, {}, {}",
+                built.outputs.jsonl.display(),
+                built.outputs.csv.display(),
+                built.outputs.sqlite.display()
+            )
+        }))?
+    };
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&summary.json()).map_err(failed)?;
         std::fs::write(path, json)
             .map_err(|e| failed(format!("report {}: {e}", path.display())))?;
-        println!("report written to {}", path.display());
+        if !closed {
+            let mut out = std::io::stdout().lock();
+            stdout_closed(writeln!(out, "report written to {}", path.display()))?;
+        }
     }
     Ok(())
 }
@@ -239,7 +249,8 @@ impl Ticks {
             ticks.tickers.every(period, move || {
                 let health = controller.health();
                 let json = serde_json::to_string(&health).unwrap_or_else(|e| e.to_string());
-                println!("health: {json}");
+                // Not read any more (stdout closed): the run goes on.
+                let _ = writeln!(std::io::stdout().lock(), "health: {json}");
             });
         }
         if let Some(period) = progress_every {

@@ -19,6 +19,7 @@
 //! Run it with `cargo run --release -p weir-examples --bin fan_out_fan_in`.
 
 use std::time::Duration;
+use weir_examples::outln;
 
 use weir::prelude::*;
 use weir_examples::{print_ports, stage};
@@ -103,23 +104,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = &done.report;
     report.check_conservation()?;
 
-    println!("{report}");
+    outln!("{report}");
     let fanout = stage(report, "fanout")?;
-    println!("per-branch counts of `fanout` (broadcast):");
+    outln!("per-branch counts of `fanout` (broadcast):");
     print_ports(fanout);
-    println!(
+    outln!(
         "\nzip pairs: {}, sum of doubles {}, sum of squares {}",
-        totals.pairs, totals.sum_of_doubles, totals.sum_of_squares
+        totals.pairs,
+        totals.sum_of_doubles,
+        totals.sum_of_squares
     );
     // Each branch keeps the input order, minus what its lag policy dropped.
     let audit_in_order = totals.audited.windows(2).all(|w| w[0] < w[1]);
-    println!(
+    outln!(
         "audit branch: saw {} of {N} readings (first {:?}, last {:?}), in order: {audit_in_order}",
         totals.audited.len(),
         &totals.audited[..totals.audited.len().min(4)],
         &totals.audited[totals.audited.len().saturating_sub(4)..],
     );
-    println!(
+    outln!(
         "  {} dropped for it (the oldest waiting ones), {} dead letters",
         fanout.outputs[2].dropped,
         dropped_readings.len()
@@ -174,6 +177,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(merge.produced, N + lossy.emitted);
     assert_eq!(report.delivered(), N + lossy.emitted);
     assert_eq!(report.abandoned(), 0);
-    println!("\nall checks passed");
+    outln!("\nall checks passed");
     Ok(())
 }

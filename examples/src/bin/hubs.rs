@@ -1,5 +1,5 @@
 //! Dynamic hubs: an event bus that services publish to and consumers subscribe to
-//! while it runs (the seed's `EventBroadcaster`, with bounded buffers).
+//! while it runs (`MergeHub` and `BroadcastHub`, with bounded buffers).
 //!
 //! ```text
 //!  service 0 ─┐                                    ┌─► audit      (Block, 256)
@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
+use weir_examples::outln;
 
 use futures::executor::block_on;
 use weir::prelude::*;
@@ -115,7 +116,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let joined_at = audited.load(Ordering::Relaxed);
     let mut monitor = bus.subscribe(64, LagPolicy::Block)?;
-    println!("monitor subscribed after the audit log had read {joined_at} events");
+    outln!("monitor subscribed after the audit log had read {joined_at} events");
     let watched: Vec<u64> = (0..500)
         .filter_map(|_| block_on(monitor.recv()).map(|e| e.seq))
         .collect();
@@ -130,31 +131,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (shown, dashboard) = dashboard.join().map_err(|_| "dashboard panicked")?;
     let done = running.wait()?;
 
-    println!(
+    outln!(
         "services sent {sent} events, the merge hub accepted {}",
         services.accepted()
     );
-    println!("bus ended: {:?}", bus.end());
-    println!(
+    outln!("bus ended: {:?}", bus.end());
+    outln!(
         "{:>10} {:>8} {:>8} {:>8} {:>8}",
-        "subscriber", "offered", "received", "dropped", "left"
+        "subscriber",
+        "offered",
+        "received",
+        "dropped",
+        "left"
     );
     for (name, s) in [
         ("audit", audit),
         ("dashboard", dashboard),
         ("monitor", monitor),
     ] {
-        println!(
+        outln!(
             "{name:>10} {:>8} {:>8} {:>8} {:>8}",
-            s.offered, s.received, s.dropped, s.buffered
+            s.offered,
+            s.received,
+            s.dropped,
+            s.buffered
         );
     }
     let report = &done.report;
     let source = stage(report, "merge_hub#0")?;
     let sink = stage(report, "bus")?;
-    println!(
+    outln!(
         "report: merge hub input {}, bus completed {} filtered {}",
-        source.input, sink.completed, sink.filtered
+        source.input,
+        sink.completed,
+        sink.filtered
     );
 
     let total = SERVICES * PER_SERVICE;
@@ -215,6 +225,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         monitor.received == 500 && monitor.dropped == 0,
         "monitor counts",
     )?;
-    println!("all checks passed");
+    outln!("all checks passed");
     Ok(())
 }

@@ -23,14 +23,14 @@
 //! cargo run --release -p weir-examples --bin logproc -- --input access.log --checkpoint-dir ckpt
 //! ```
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use weir_examples::cli::{Fatal, Tickers, exit, failed, usage};
+use weir_examples::cli::{Fatal, Tickers, exit, failed, stdout_closed, usage};
 
 use clap::Parser;
 use weir::checkpoint::{CheckpointConfig, CheckpointStats, CheckpointStore, StoreOptions};
@@ -38,14 +38,12 @@ use weir::prelude::*;
 use weir::supervisor::dead_letter::{
     FileDlqOptions, FileDlqReader, FileDlqWriter, SharedFileDlq, SyncPolicy,
 };
-use weir::supervisor::policy::PolicyConfig;
+use weir::supervisor::policy::{ConfigError, PolicyConfig};
 use weir::{Outcome, PipelineController, Report};
 use weir_examples::logproc::{
     self, Aggregates, DEFAULT_SEED, DlqTally, MalformedLine, PoolOrder, ReadProgress, ReadSource,
     Resumed, Settings,
 };
-
-const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/logproc.toml");
 
 /// Access-log analytics on weir: parse, validate, route, aggregate, report.
 #[derive(Debug, Parser)]
@@ -85,9 +83,10 @@ struct Args {
           requires = "checkpoint_dir",
           value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_interval_ms: u64,
-    /// The supervision policy file.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
+    /// A supervision policy file (TOML, see docs/supervision.md). Default: the
+    /// built-in policies, those of the source tree's examples/config/logproc.toml.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
     /// Writes the summary as JSON.
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
@@ -111,8 +110,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Fatal> {
-    let config = PolicyConfig::from_file(&args.config)
-        .map_err(|e| usage(format!("policy file {}: {e}", args.config.display())))?;
+    let config = match &args.config {
+        Some(path) => PolicyConfig::from_file(path).map_err(|e| match e {
+            ConfigError::Io { source, .. } => {
+                usage(format!("policy file {}: {source}", path.display()))
+            }
+            e => usage(format!("policy file {}: {e}", path.display())),
+        })?,
+        None => logproc::default_policies(),
+    };
     if let Some(secs) = args.health_every
         && !(secs.is_finite() && secs > 0.0)
     {
@@ -247,12 +253,17 @@ fn run(args: Args) -> Result<(), Fatal> {
         top: args.top,
         checkpoint,
     };
-    summary.print();
+    // A closed stdout (`logproc | head -1`) ends the output, not the run: the
+    // report is still written, and logproc exits with 0 (see `cli`).
+    let closed = stdout_closed(summary.print(&mut std::io::stdout().lock()))?;
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&summary.json()).map_err(failed)?;
         std::fs::write(path, json)
             .map_err(|e| failed(format!("report {}: {e}", path.display())))?;
-        println!("report written to {}", path.display());
+        if !closed {
+            let mut out = std::io::stdout().lock();
+            stdout_closed(writeln!(out, "report written to {}", path.display()))?;
+        }
     }
     Ok(())
 }
@@ -436,7 +447,8 @@ impl Watchers {
                 .every(Duration::from_secs_f64(secs), move || {
                     let health = controller.health();
                     let json = serde_json::to_string(&health).unwrap_or_else(|e| e.to_string());
-                    println!("health: {json}");
+                    // Not read any more (stdout closed): the run goes on.
+                    let _ = writeln!(std::io::stdout().lock(), "health: {json}");
                 });
         }
         if std::io::stderr().is_terminal() {
@@ -540,16 +552,18 @@ impl Summary {
         self.lines_this_run() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn print(&self) {
+    /// Writes the summary to `out`.
+    fn print(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let a = &self.aggregates;
-        println!(
+        writeln!(
+            out,
             "logproc: {} lines from {} in {:.2} s: {:.0} lines/s ({} parser replicas)",
             self.lines,
             self.source,
             self.elapsed.as_secs_f64(),
             self.lines_per_sec(),
             self.workers
-        );
+        )?;
         if let Some(c) = &self.checkpoint {
             let resumed = match c.resumed {
                 Some(r) => format!(
@@ -561,7 +575,8 @@ impl Summary {
                 ),
                 None => "started from the beginning".to_owned(),
             };
-            println!(
+            writeln!(
+                out,
                 "  checkpoints in {}: {resumed}; {} taken (every {} ms), the last {}",
                 c.dir.display(),
                 c.stats.completed,
@@ -569,40 +584,43 @@ impl Summary {
                 c.stats
                     .last_id
                     .map_or_else(|| "none".to_owned(), |id| id.to_string())
-            );
+            )?;
         }
-        println!(
+        writeln!(
+            out,
             "  parsed {}, malformed {}, dead-lettered {} (to {}), restarts {}",
             a.parsed,
             self.tally.malformed,
             self.tally.written + self.lost,
             self.dlq_path.display(),
             self.report.restarts()
-        );
+        )?;
         if self.lost > 0 {
-            println!(
+            writeln!(
+                out,
                 "  {} lines in batches the parser failed on (dead-lettered whole)",
                 self.lost
-            );
+            )?;
         }
-        println!("  bytes served {}", a.bytes_total);
-        println!("  {:>6} {:>10} {:>14}", "status", "requests", "bytes");
+        writeln!(out, "  bytes served {}", a.bytes_total)?;
+        writeln!(out, "  {:>6} {:>10} {:>14}", "status", "requests", "bytes")?;
         for (status, (requests, bytes)) in &a.status {
-            println!("  {status:>6} {requests:>10} {bytes:>14}");
+            writeln!(out, "  {status:>6} {requests:>10} {bytes:>14}")?;
         }
-        println!("  top {} clients:", self.top);
+        writeln!(out, "  top {} clients:", self.top)?;
         for (ip, n) in a.top_ips(self.top) {
-            println!("    {n:>8}  {ip}");
+            writeln!(out, "    {n:>8}  {ip}")?;
         }
-        println!("  top {} paths:", self.top);
+        writeln!(out, "  top {} paths:", self.top)?;
         for (path, n) in a.top_paths(self.top) {
-            println!("    {n:>8}  {path}");
+            writeln!(out, "    {n:>8}  {path}")?;
         }
         let per_minute = a.five_xx_by_minute_text();
         let total_5xx: u64 = per_minute.values().sum();
         let mut worst: Vec<(&String, &u64)> = per_minute.iter().collect();
         worst.sort_by(|x, y| y.1.cmp(x.1).then_with(|| x.0.cmp(y.0)));
-        println!(
+        writeln!(
+            out,
             "  5xx: {total_5xx} in {} minutes (by the log's timestamps); worst minutes: {}",
             per_minute.len(),
             worst
@@ -611,10 +629,11 @@ impl Summary {
                 .map(|(m, n)| format!("{m} ({n})"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        )?;
         if let Some(rss) = logproc::peak_rss_bytes() {
-            println!("  peak RSS {:.1} MiB", rss as f64 / (1024.0 * 1024.0));
+            writeln!(out, "  peak RSS {:.1} MiB", rss as f64 / (1024.0 * 1024.0))?;
         }
+        Ok(())
     }
 
     fn json(&self) -> serde_json::Value {

@@ -1,5 +1,5 @@
-//! A moving average over a stream of readings with a count window (the seed's
-//! SlidingWindow): every reading, the mean of the last `N`.
+//! A moving average over a stream of readings with a sliding count window
+//! (`count_windows(N, 1)`): every reading, the mean of the last `N`.
 //!
 //! ```text
 //!  readings ──► count_windows(N, 1) ──► mean ──► check
@@ -11,6 +11,7 @@
 //! Run it with `cargo run -p weir-examples --bin moving_average`.
 
 use weir::prelude::*;
+use weir_examples::outln;
 
 /// Readings in the stream.
 const READINGS: u64 = 10_000;
@@ -39,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .windows(N)
         .map(|w| w.iter().sum::<f64>() / N as f64)
         .collect();
-    println!(
+    outln!(
         "{} readings, {} moving averages over {N}; first: {:.2}, {:.2}, {:.2}",
         READINGS,
         done.output.len(),
@@ -53,10 +54,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let stage = done.report.stage("last5").expect("the window stage");
     assert_eq!(stage.completed, READINGS, "every reading left the window");
-    println!(
+    outln!(
         "window stage: {} in, {} windows out, {} completed",
-        stage.input, stage.produced, stage.completed
+        stage.input,
+        stage.produced,
+        stage.completed
     );
-    println!("all checks passed");
+    outln!("all checks passed");
     Ok(())
 }

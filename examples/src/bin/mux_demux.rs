@@ -23,6 +23,7 @@
 //! Run it with `cargo run --release -p weir-examples --bin mux_demux`.
 
 use std::time::{Duration, Instant};
+use weir_examples::outln;
 
 use weir::OutputReceiver;
 use weir::prelude::*;
@@ -116,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!((alpha, beta), (Some(N), Some(N)));
     running.wait()?.report.check_conservation()?;
     assert_eq!(reader.join().map_err(|_| "gamma's reader panicked")?, N);
-    println!(
+    outln!(
         "baseline, every consumer reading: alpha and beta delivered {N} events each in {:.1} ms",
         baseline.as_secs_f64() * 1e3
     );
@@ -140,7 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let alpha = futures::executor::block_on(alpha).ok_or("alpha gave no result")?;
     let beta = futures::executor::block_on(beta).ok_or("beta gave no result")?;
     let healthy_time = started.elapsed();
-    println!(
+    outln!(
         "while gamma was stalled: alpha {alpha} and beta {beta} events in order in {:.1} ms, \
          delta {delta:?}, echo took {} then cancelled",
         healthy_time.as_secs_f64() * 1e3,
@@ -160,7 +161,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let gamma_emitted = stats.stage("gamma").ok_or("no gamma")?.emitted;
     let demux_now = stats.stage("demux").ok_or("no demux")?;
-    println!(
+    outln!(
         "gamma stalled: its source emitted {gamma_emitted} = egress {EGRESS} + sink queue \
          {EGRESS_QUEUE} + sub-stream credit {SUB} + mux queue {MUX_QUEUE}; \
          the demux holds {} for it",
@@ -176,11 +177,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let done = running.wait()?;
     let report = &done.report;
     report.check_conservation()?;
-    println!("gamma resumed and delivered {next} events\n");
-    println!("{report}");
+    outln!("gamma resumed and delivered {next} events\n");
+    outln!("{report}");
     let mux = stage(report, "mux")?;
     let demux = stage(report, "demux")?;
-    println!("per-sub-stream counts of `demux`:");
+    outln!("per-sub-stream counts of `demux`:");
     print_ports(demux);
 
     // What each tenant got.
@@ -208,6 +209,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         echo_port.pushed + mux.filtered + mux.abandoned,
         "every echo event: routed by the demux, or filtered or abandoned at the mux"
     );
-    println!("\nall checks passed");
+    outln!("\nall checks passed");
     Ok(())
 }

@@ -15,6 +15,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use weir_examples::outln;
 
 use clap::Parser;
 use weir::nats::{ConsumerSettings, Nats, TestServer};
@@ -49,7 +50,7 @@ fn sibling(name: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let (worker_bin, producer_bin) = (sibling("nats_worker")?, sibling("nats_producer")?);
-    println!("workers  messages  seconds  messages/s  scaling");
+    outln!("workers  messages  seconds  messages/s  scaling");
     let mut single = None;
     for k in 1..=args.workers {
         let server = TestServer::start()?;
@@ -96,7 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let rate = args.messages as f64 / seconds;
         let base = *single.get_or_insert(rate);
-        println!(
+        outln!(
             "{k:>7}  {:>8}  {seconds:>7.2}  {rate:>10.0}  {:>6.2}x",
             args.messages,
             rate / base

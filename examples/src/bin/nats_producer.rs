@@ -12,6 +12,7 @@
 //! are not numbers, which workers dead-letter.
 
 use std::time::Instant;
+use weir_examples::outln;
 
 use clap::Parser;
 use weir::nats::{Bytes, Delivery, Nats, NatsFlowExt, Publish};
@@ -63,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     done.report.check_conservation()?;
     let n = done.report.delivered();
     let elapsed = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "published {n} messages in {elapsed:.2} s ({:.0}/s)",
         n as f64 / elapsed.max(1e-9)
     );

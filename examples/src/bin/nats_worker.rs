@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use weir_examples::outln;
 
 use clap::Parser;
 use weir::nats::{
@@ -134,7 +135,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let elapsed = started.elapsed().as_secs_f64();
     let n = committed.load(Ordering::Relaxed);
     let acks = nats.ack_stats();
-    println!(
+    outln!(
         "committed {n} messages in {elapsed:.2} s ({:.0}/s); acked {}, nakked {}, terminated {}, dead letters {}",
         n as f64 / elapsed.max(1e-9),
         acks.acked,

@@ -17,6 +17,7 @@
 //! Run it with `cargo run --release -p weir-examples --bin order_payment_join`.
 
 use std::collections::BTreeMap;
+use weir_examples::outln;
 
 use weir::prelude::*;
 
@@ -152,17 +153,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let unpaid = want.get(&None).map_or(0, |v| v.0);
     let orphan_payments = payments.len() as u64 - paid_orders;
 
-    println!("{} orders, {} payments", orders.len(), payments.len());
-    println!("paid: {} orders, unpaid: {unpaid}", counters.joined());
-    println!("orphan payments (side output): {}", orphans.len());
+    outln!("{} orders, {} payments", orders.len(), payments.len());
+    outln!("paid: {} orders, unpaid: {unpaid}", counters.joined());
+    outln!("orphan payments (side output): {}", orphans.len());
     for (customer, (n, revenue)) in &per_customer {
         match customer {
-            Some(c) => println!("  customer {c}: {n} paid orders, revenue {revenue}"),
-            None => println!("  unpaid orders: {n}"),
+            Some(c) => outln!("  customer {c}: {n} paid orders, revenue {revenue}"),
+            None => outln!("  unpaid orders: {n}"),
         }
     }
     let settle = done.report.stage("settle").ok_or("no settle stage")?;
-    println!(
+    outln!(
         "join stage: {} rows in, peak {} rows held, {} unmatched orders, {} unmatched payments",
         settle.completed,
         counters.peak_rows(),
@@ -185,6 +186,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         counters.peak_rows() < 2_000,
         "the watermarks keep the state to about one window of rows"
     );
-    println!("all checks passed");
+    outln!("all checks passed");
     Ok(())
 }

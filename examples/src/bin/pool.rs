@@ -21,6 +21,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use weir_examples::outln;
 
 use weir::prelude::*;
 use weir_examples::stage;
@@ -108,7 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = g.sink(parsed, |f| f.collect());
     g.named("pool-example");
 
-    println!("parsing {LINES} lines with {replicas} replicas on {cores} arbiters ...");
+    outln!("parsing {LINES} lines with {replicas} replicas on {cores} arbiters ...");
     let done = g.run(&rt)?.wait()?;
     done.report.check_conservation()?;
     let out = futures::executor::block_on(out).ok_or("the sink gave no result")?;
@@ -124,22 +125,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let crashes = seen.lock().unwrap().len() as u64;
-    println!("{LINES} lines out, in input order; {crashes} parser crashes injected");
-    println!("  {:<10} {:>8} {:>9}", "replica", "lines", "restarts");
+    outln!("{LINES} lines out, in input order; {crashes} parser crashes injected");
+    outln!("  {:<10} {:>8} {:>9}", "replica", "lines", "restarts");
     let mut restarts = 0;
     for k in 0..replicas {
         let r = stage(&done.report, &format!("parse-{k}"))?;
-        println!("  {:<10} {:>8} {:>9}", r.name, r.completed, r.restarts);
+        outln!("  {:<10} {:>8} {:>9}", r.name, r.completed, r.restarts);
         restarts += r.restarts;
     }
     if restarts != crashes || !dead_letters.is_empty() {
         return Err(format!("{restarts} restarts for {crashes} crashes").into());
     }
-    println!(
+    outln!(
         "parsers built: {} ({replicas} at start + one per restart)",
         parsers_built.load(Relaxed)
     );
-    println!(
+    outln!(
         "took {:.0} ms; all checks passed",
         done.report.elapsed.as_secs_f64() * 1e3
     );

@@ -8,6 +8,7 @@
 //! Run it with `cargo run --release -p weir-examples --bin quickstart`.
 
 use std::time::Duration;
+use weir_examples::outln;
 
 use weir::prelude::*;
 
@@ -57,12 +58,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Everything accepted so far is drained, then the pipeline ends.
     let done = futures::executor::block_on(running.shutdown(Duration::from_secs(10)))?;
     let grand_total: u64 = done.output.iter().sum();
-    println!(
+    outln!(
         "{} chunks, grand total {} cents\n",
         done.output.len(),
         grand_total
     );
-    println!("{}", done.report);
+    outln!("{}", done.report);
     done.report.check_conservation()?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! A resilient, rate-limited API client (seed 000, exercise 2): stream the pages
+//! A resilient, rate-limited API client: stream the pages
 //! of a paginated API, retry failed calls with backoff, stay within the API's
 //! rate limit, turn malformed records away, and report health at the end.
 //!
@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use weir_examples::outln;
 
 use weir::prelude::*;
 use weir_examples::stage;
@@ -123,35 +124,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let letters = malformed.drain();
     let min_time = Duration::from_secs_f64(f64::from(PAGES - BURST) / f64::from(RATE));
 
-    println!(
+    outln!(
         "rate-limited client: {PAGES} pages of {PER_PAGE} records, limit {RATE} calls/s (burst {BURST})"
     );
-    println!("  records received:   {}", done.output.len());
-    println!(
+    outln!("  records received:   {}", done.output.len());
+    outln!(
         "  pages fetched:      {} ({} retried after a reset)",
-        fetch.completed, fetch.retries
+        fetch.completed,
+        fetch.retries
     );
     for (index, delay) in &retried {
-        println!("    page {index} retried after {delay:?}");
+        outln!("    page {index} retried after {delay:?}");
     }
-    println!(
+    outln!(
         "  calls delayed:      {} (waited {:?} in all for the rate)",
         calls.delayed(),
         calls.waited()
     );
-    println!(
+    outln!(
         "  elapsed:            {elapsed:?} (the rate allows no less than {min_time:?}); {:.1} calls/s",
         f64::from(PAGES) / elapsed.as_secs_f64()
     );
-    println!(
+    outln!(
         "  malformed records:  {} dead-lettered",
         validate.dead_lettered
     );
     for l in letters.iter().take(3) {
-        println!("    {} [{}]: {}", l.stage, l.class, l.error);
+        outln!("    {} [{}]: {}", l.stage, l.class, l.error);
     }
     let healthy = failed_pages.is_empty() && report.failed() == 0;
-    println!(
+    outln!(
         "health: {} — {} delivered, {} dead-lettered, {} failed, conservation exact",
         if healthy { "OK" } else { "DEGRADED" },
         report.delivered(),
@@ -183,7 +185,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "every call admitted once",
     )?;
     check(healthy, "healthy")?;
-    println!("all checks passed");
+    outln!("all checks passed");
     Ok(())
 }
 

@@ -16,15 +16,36 @@
 //! cargo run -p weir-examples --bin restart_policies -- --report target/restart-report.json
 //! ```
 
+use clap::Parser;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use weir_examples::outln;
 
 use weir::prelude::*;
 use weir::supervisor::policy::PolicyConfig;
 use weir::{EventError, Failure};
 
-const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/restart-policy.toml");
+/// The reference policy file, compiled in: the default without `--config`.
+const DEFAULT_POLICIES: &str = include_str!("../../config/restart-policy.toml");
+
+/// Supervision policies from a TOML file applied to a pipeline with flaky
+/// stages: malformed records dead-lettered, a flaky lookup retried, a hung
+/// call timed out, a panic restarting its stage.
+#[derive(Debug, Parser)]
+#[command(name = "restart_policies")]
+struct Args {
+    /// The supervision policy file. Default: the built-in reference policies
+    /// (the text of examples/config/restart-policy.toml).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Writes the report as JSON.
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
+    /// Records sent through the pipeline.
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    elements: u64,
+}
 
 #[derive(Debug, Clone)]
 struct Record {
@@ -33,11 +54,22 @@ struct Record {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (config_path, report_path, elements) = args()?;
-    let config = PolicyConfig::from_file(&config_path)?;
-    println!(
+    // --help prints the usage (exit 0), a bad argument clap's error (exit 2).
+    let Args {
+        config: config_path,
+        report: report_path,
+        elements,
+    } = Args::parse();
+    let config = match &config_path {
+        Some(path) => PolicyConfig::from_file(path)?,
+        None => PolicyConfig::from_toml_str(DEFAULT_POLICIES)?,
+    };
+    outln!(
         "policy: {} ({:?})",
-        config_path.display(),
+        config_path.as_ref().map_or_else(
+            || "built in (config/restart-policy.toml)".into(),
+            |path| path.display().to_string()
+        ),
         config.strategy()
     );
 
@@ -110,11 +142,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Ok(event) => match &event {
                     SupervisionEvent::StageStarted { .. }
                     | SupervisionEvent::StageStopped { .. } => {}
-                    other => println!("event: {}", serde_json::to_string(other).expect("json")),
+                    other => outln!("event: {}", serde_json::to_string(other).expect("json")),
                 },
                 Err(EventError::Ended) => break,
-                Err(EventError::Lagged(n)) => println!("event: ({n} events skipped)"),
-                Err(other) => println!("event error: {other}"),
+                Err(EventError::Lagged(n)) => outln!("event: ({n} events skipped)"),
+                Err(other) => outln!("event error: {other}"),
             }
         }
     });
@@ -122,8 +154,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let done = runnable.run(&rt)?.wait()?;
     printer.join().expect("event printer");
     let report = &done.report;
-    println!("\n{report}");
-    println!(
+    outln!("\n{report}");
+    outln!(
         "delivered {} of {} records; retries {}, restarts {}, dead-lettered {} (parse {}, enrich {})",
         done.output,
         report.emitted_by_sources(),
@@ -134,9 +166,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         enrich_dlq.len()
     );
     for letter in parse_dlq.snapshot().iter().take(3) {
-        println!(
+        outln!(
             "dead letter: stage {} element {} after {} attempt(s): {}",
-            letter.stage, letter.element.id, letter.attempts, letter.error
+            letter.stage,
+            letter.element.id,
+            letter.attempts,
+            letter.error
         );
     }
     report.check_conservation()?;
@@ -154,30 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "report": report,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
-        println!("report written to {}", path.display());
+        outln!("report written to {}", path.display());
     }
     Ok(())
-}
-
-fn args() -> Result<(PathBuf, Option<PathBuf>, u64), String> {
-    let mut config = PathBuf::from(DEFAULT_CONFIG);
-    let mut report = None;
-    let mut elements = 2_000;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--config" => config = PathBuf::from(value()?),
-            "--report" => report = Some(PathBuf::from(value()?)),
-            "--elements" => {
-                elements = value()?.parse().map_err(|e| format!("--elements: {e}"))?;
-            }
-            "--help" | "-h" => {
-                println!("usage: restart_policies [--config PATH] [--report PATH] [--elements N]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument `{other}` (try --help)")),
-        }
-    }
-    Ok((config, report, elements))
 }

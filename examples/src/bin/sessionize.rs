@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+use weir_examples::outln;
 
 use weir::prelude::*;
 
@@ -132,14 +133,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     got.sort_unstable();
     let want = reference(&log);
-    println!(
+    outln!(
         "{} clicks of {USERS} users -> {} sessions (peak {} open at once)",
         log.len(),
         got.len(),
         metrics.peak_open()
     );
     for (user, start, end, n) in got.iter().take(3) {
-        println!(
+        outln!(
             "  user {user}: {n} clicks from minute {} to {}",
             start / MINUTE,
             end / MINUTE
@@ -147,9 +148,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     assert_eq!(got, want, "the sessions match the sort-and-scan reference");
     assert!(sessions.iter().all(|r| r.firing == 0), "no late updates");
-    println!("late clicks on the side output: {}", late_out.len());
+    outln!("late clicks on the side output: {}", late_out.len());
     assert_eq!(late_out, late);
     assert_eq!(metrics.late(), 3);
-    println!("all checks passed");
+    outln!("all checks passed");
     Ok(())
 }

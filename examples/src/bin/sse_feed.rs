@@ -24,10 +24,12 @@
 //! watch it with `curl -N http://127.0.0.1:<port>/events` or a browser's
 //! `EventSource`.
 
+use clap::Parser;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
+use weir_examples::outln;
 
 use weir::prelude::*;
 use weir::sse::Sse;
@@ -98,12 +100,20 @@ fn client(
     Ok(seen)
 }
 
+/// Server-Sent Events egress: window summaries served to two clients of the
+/// example's own, one of which stalls and is told how much it missed.
+#[derive(Debug, Parser)]
+#[command(name = "sse_feed")]
+struct Args {
+    /// Instead of the demonstration, keeps a live feed (ten summaries a second)
+    /// up for SECS seconds, for `curl -N` or a browser's EventSource.
+    #[arg(long, value_name = "SECS")]
+    serve: Option<u64>,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let serve_for = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [] => None,
-        [flag, secs] if flag == "--serve" => Some(Duration::from_secs(secs.parse()?)),
-        _ => return Err("usage: sse_feed [--serve SECS]".into()),
-    };
+    // --help prints the usage (exit 0), a bad argument clap's error (exit 2).
+    let serve_for = Args::parse().serve.map(Duration::from_secs);
     let rt = Runtime::builder().arbiters(2).build()?;
     let live = serve_for.is_some();
     let ticks = match serve_for {
@@ -135,12 +145,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .heartbeat(Some(Duration::from_secs(5)))
         .serve("127.0.0.1:0".parse()?)?;
     let addr = server.local_addr();
-    println!("serving summaries on http://{addr}/events");
+    outln!("serving summaries on http://{addr}/events");
     if let Some(d) = serve_for {
         let running = runnable.run(&rt)?;
-        println!("(open it with `curl -N http://{addr}/events`; serving for {d:?})");
+        outln!("(open it with `curl -N http://{addr}/events`; serving for {d:?})");
         let report = running.wait()?.report;
-        println!(
+        outln!(
             "ended: {} summaries; {:?}",
             report.delivered(),
             server.shutdown()
@@ -162,17 +172,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = resume.send(());
     let staller = staller.join().map_err(|_| "staller panicked")??;
     let stats = server.shutdown();
-    println!(
+    outln!(
         "reader:  {} summaries, {} reported lost, end: {}",
-        reader.events, reader.lagged, reader.end
+        reader.events,
+        reader.lagged,
+        reader.end
     );
-    println!(
+    outln!(
         "staller: {} summaries, {} reported lost, end: {}",
-        staller.events, staller.lagged, staller.end
+        staller.events,
+        staller.lagged,
+        staller.end
     );
-    println!(
+    outln!(
         "server:  {} clients, {} events sent, {} reported lost, {} refused",
-        stats.subscribed, stats.events, stats.lagged, stats.rejected
+        stats.subscribed,
+        stats.events,
+        stats.lagged,
+        stats.rejected
     );
     done.report.check_conservation()?;
     for (who, seen) in [("reader", &reader), ("staller", &staller)] {
@@ -183,6 +200,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if staller.lagged == 0 {
         return Err("the stalled client should have lagged".into());
     }
-    println!("all checks passed");
+    outln!("all checks passed");
     Ok(())
 }

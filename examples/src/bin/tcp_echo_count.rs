@@ -9,6 +9,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::sync::Arc;
 use std::time::Duration;
+use weir_examples::outln;
 
 use weir::net::frame::Framing;
 use weir::net::tcp::{BadInput, TcpSink, TcpSinkConfig, TcpSourceConfig, listen_with_dead_letters};
@@ -83,14 +84,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lines = collected.join().expect("collector thread")?;
 
     let stats = handle.stats();
-    println!(
+    outln!(
         "source: {} connections, {} frames, {} bad frames, {} refused",
-        stats.accepted, stats.frames, stats.bad_frames, stats.refused
+        stats.accepted,
+        stats.frames,
+        stats.bad_frames,
+        stats.refused
     );
     for letter in bad_input.drain() {
-        println!("  dead letter: {}", letter.element);
+        outln!("  dead letter: {}", letter.element);
     }
-    println!(
+    outln!(
         "sink: {} lines written on {} connection(s); collector read {lines}",
         sink_stats.written(),
         sink_stats.connects()

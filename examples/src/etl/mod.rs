@@ -22,6 +22,6 @@ pub use config::{
 };
 pub use generate::{InputFiles, Reference, RowGenerator, generated_stream, write_inputs};
 pub use pipeline::{Built, Outputs, Progress, Settings, build};
-pub use record::{Enriched, Raw, SourceId};
+pub use record::{Enriched, Formatted, Raw, SourceId};
 pub use sinks::{Checked, RejectFile, Rejected, Sqlite};
 pub use summary::Summary;

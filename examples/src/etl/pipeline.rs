@@ -22,7 +22,7 @@ use weir::prelude::*;
 
 use super::config::{EtlConfig, Handles, throttle_config};
 use super::generate::{InputFiles, generated_stream};
-use super::record::{CSV_HEADER, Enriched, Raw, SourceId, parse, validate};
+use super::record::{CSV_HEADER, Enriched, Formatted, Raw, SourceId, parse, validate};
 use super::sinks::{Checked, RejectFile, Sqlite};
 
 /// What the graph is built from.
@@ -202,7 +202,11 @@ pub fn build(settings: &Settings) -> Result<Built, String> {
         f.throttle_with_config(Throttle::shape(rate.rate).burst(rate.burst), &handles.rate)
             .name("rate_limit")
             .map_with_config(&handles.threshold, max_amount_cents, |max, raw: Raw| {
-                let row = parse(&raw).and_then(|order| validate(raw.source, order, *max));
+                // Formatted here, before the fan-out: a row that cannot be
+                // serialized is rejected with the reason, not written empty.
+                let row = parse(&raw)
+                    .and_then(|order| validate(raw.source, order, *max))
+                    .and_then(Enriched::formatted);
                 Checked { raw, row }
             })
             .name("transform")
@@ -211,7 +215,7 @@ pub fn build(settings: &Settings) -> Result<Built, String> {
             .name("reject")
             .filter_map(move |c: Checked| {
                 let row = c.row.ok()?;
-                valid[row.source.index()].fetch_add(1, Ordering::Relaxed);
+                valid[row.row.source.index()].fetch_add(1, Ordering::Relaxed);
                 Some(row)
             })
             .name("valid")
@@ -220,7 +224,7 @@ pub fn build(settings: &Settings) -> Result<Built, String> {
     g.name_stage(to_json, "fanout");
 
     let jsonl_out = g.sink(to_json, |f| {
-        f.map(|r: Enriched| r.to_json())
+        f.map(|r: Formatted| r.json)
             .name("json_format")
             .to_file(FileSink::new(&outputs.jsonl).fsync(Fsync::OnCompletion))
             .name("json_sink")
@@ -228,7 +232,7 @@ pub fn build(settings: &Settings) -> Result<Built, String> {
     std::fs::write(&outputs.csv, format!("{CSV_HEADER}\n"))
         .map_err(|e| format!("{}: {e}", outputs.csv.display()))?;
     let csv_out = g.sink(to_csv, |f| {
-        f.map(|r: Enriched| r.to_csv())
+        f.map(|r: Formatted| r.csv)
             .name("csv_format")
             .to_file(FileSink::new(&outputs.csv).append(true))
             .name("csv_sink")
@@ -237,7 +241,8 @@ pub fn build(settings: &Settings) -> Result<Built, String> {
     let sqlite = g.sink(to_db, |f| {
         f.chunks(settings.sqlite_batch.max(1))
             .name("sqlite_batch")
-            .try_map(move |rows: Vec<Enriched>| {
+            .try_map(move |rows: Vec<Formatted>| {
+                let rows: Vec<Enriched> = rows.into_iter().map(|r| r.row).collect();
                 db.write(&rows)
                     .map_err(|e| Failure::error(ErrorClass::Transient, e))
             })

@@ -1,6 +1,12 @@
 //! The rows of the etl example: raw text as extracted ([`Raw`]), parsed and
 //! validated ([`parse`], [`validate`]), enriched from a lookup table
-//! ([`Enriched`]), and written as CSV and JSON lines.
+//! ([`Enriched`]), and formatted as a CSV and a JSON line ([`Formatted`]).
+//!
+//! CSV is read and written with the `csv` crate (RFC 4180): a field may be
+//! quoted (`7,"Smith, Ann",DE,10.00`, `""` for a quote inside it), and the CSV
+//! output quotes the fields that need it. A record is one line: the file source
+//! reads lines, so a quoted field holding a newline is not supported (its two
+//! halves are rejected as rows with the wrong number of fields).
 
 use serde::{Deserialize, Serialize};
 
@@ -149,7 +155,8 @@ pub fn parse(raw: &Raw) -> Result<Order, String> {
             })
         }
         SourceId::Csv | SourceId::Generated => {
-            let fields: Vec<&str> = raw.text.split(',').collect();
+            let record = csv_record(&raw.text)?;
+            let fields: Vec<&str> = record.iter().collect();
             let [id, customer, country, amount] = fields[..] else {
                 return Err(format!(
                     "expected 4 CSV fields (id,customer,country,amount), found {}",
@@ -165,6 +172,21 @@ pub fn parse(raw: &Raw) -> Result<Order, String> {
                 amount_cents: parse_amount(amount)?,
             })
         }
+    }
+}
+
+/// The fields of one CSV line (quotes removed, `""` unescaped).
+fn csv_record(line: &str) -> Result<csv::StringRecord, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(line.len().clamp(64, 8 * 1024))
+        .from_reader(line.as_bytes());
+    let mut record = csv::StringRecord::new();
+    match reader.read_record(&mut record) {
+        Ok(true) => Ok(record),
+        Ok(false) => Err("expected 4 CSV fields (id,customer,country,amount), found 0".into()),
+        Err(e) => Err(format!("invalid CSV: {e}")),
     }
 }
 
@@ -211,24 +233,87 @@ pub fn validate(source: SourceId, order: Order, max_amount_cents: u64) -> Result
 pub const CSV_HEADER: &str = "source,id,customer,country,region,amount,vat,total";
 
 impl Enriched {
-    /// The row as a line of the CSV output (no newline).
-    pub fn to_csv(&self) -> String {
-        format!(
-            "{},{},{},{},{},{},{},{}",
-            self.source.name(),
-            self.id,
-            self.customer,
-            self.country,
-            self.region,
+    /// The row as a line of the CSV output (no newline); fields that hold a
+    /// comma, a quote or a line break are quoted.
+    ///
+    /// # Errors
+    ///
+    /// The row cannot be written as CSV (the reason).
+    pub fn to_csv(&self) -> Result<String, String> {
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::with_capacity(96));
+        let (amount, vat, total) = (
             format_amount(self.amount_cents),
             format_amount(self.vat_cents),
-            format_amount(self.total_cents)
-        )
+            format_amount(self.total_cents),
+        );
+        let id = self.id.to_string();
+        writer
+            .write_record([
+                self.source.name(),
+                &id,
+                &self.customer,
+                &self.country,
+                &self.region,
+                &amount,
+                &vat,
+                &total,
+            ])
+            .map_err(|e| format!("cannot write the row as CSV: {e}"))?;
+        let mut bytes = writer
+            .into_inner()
+            .map_err(|e| format!("cannot write the row as CSV: {}", e.error()))?;
+        bytes.pop(); // the terminator
+        String::from_utf8(bytes).map_err(|e| format!("cannot write the row as CSV: {e}"))
     }
 
     /// The row as a JSON line (no newline).
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    ///
+    /// # Errors
+    ///
+    /// The row cannot be serialized as JSON (the reason).
+    pub fn to_json(&self) -> Result<String, String> {
+        serde_json::to_string(self).map_err(|e| format!("cannot write the row as JSON: {e}"))
+    }
+
+    /// The row with its two output lines, formatted once, before the fan-out
+    /// to the sinks.
+    ///
+    /// # Errors
+    ///
+    /// The row cannot be serialized ([`to_json`](Self::to_json),
+    /// [`to_csv`](Self::to_csv)): the `reject` stage dead-letters it with
+    /// this reason, and no sink writes it.
+    pub fn formatted(self) -> Result<Formatted, String> {
+        Formatted::with(self, Enriched::to_json, Enriched::to_csv)
+    }
+}
+
+/// A valid row and its output lines. A row that cannot be serialized never
+/// becomes one: it is rejected with the reason instead of reaching a sink as an
+/// empty line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Formatted {
+    /// The row (for the SQLite sink).
+    pub row: Enriched,
+    /// Its JSON line (no newline).
+    pub json: String,
+    /// Its CSV line (no newline).
+    pub csv: String,
+}
+
+impl Formatted {
+    fn with(
+        row: Enriched,
+        json: impl FnOnce(&Enriched) -> Result<String, String>,
+        csv: impl FnOnce(&Enriched) -> Result<String, String>,
+    ) -> Result<Formatted, String> {
+        Ok(Formatted {
+            json: json(&row)?,
+            csv: csv(&row)?,
+            row,
+        })
     }
 }
 
@@ -266,7 +351,54 @@ mod tests {
             (e.region.as_str(), e.vat_cents, e.total_cents),
             ("emea", 190, 1190)
         );
-        assert_eq!(e.to_csv(), "csv,7,ann,DE,emea,10.00,1.90,11.90");
+        assert_eq!(e.to_csv().unwrap(), "csv,7,ann,DE,emea,10.00,1.90,11.90");
+    }
+
+    #[test]
+    fn quoted_csv_fields_are_read_and_written() {
+        let order = parse(&raw(SourceId::Csv, r#"7,"Smith, Ann",DE,"10.00""#)).unwrap();
+        assert_eq!((order.id, order.customer.as_str()), (7, "Smith, Ann"));
+        assert_eq!(order.amount_cents, 1000);
+        let quoted = parse(&raw(SourceId::Csv, r#"8,"say ""hi""",FR,1"#)).unwrap();
+        assert_eq!(quoted.customer, r#"say "hi""#);
+        // The output quotes what needs it, and reads back to the same fields.
+        let e = validate(SourceId::Csv, order, 100_000).unwrap();
+        let line = e.to_csv().unwrap();
+        assert_eq!(line, r#"csv,7,"Smith, Ann",DE,emea,10.00,1.90,11.90"#);
+        let back = csv_record(&line).unwrap();
+        assert_eq!(back.len(), 8);
+        assert_eq!(&back[2], "Smith, Ann");
+        let e = validate(SourceId::Jsonl, quoted, 100_000).unwrap();
+        let back = csv_record(&e.to_csv().unwrap()).unwrap();
+        assert_eq!(&back[2], r#"say "hi""#);
+        // Still four fields, or the row is rejected.
+        assert!(
+            parse(&raw(SourceId::Csv, r#"9,"a,b",DE"#))
+                .unwrap_err()
+                .contains("found 3")
+        );
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_serialized_is_an_error_not_an_empty_line() {
+        let e = validate(
+            SourceId::Csv,
+            parse(&raw(SourceId::Csv, "7,ann,DE,10.00")).unwrap(),
+            1000,
+        )
+        .unwrap();
+        let formatted = e.clone().formatted().unwrap();
+        assert_eq!(formatted.json, e.to_json().unwrap());
+        assert_eq!(formatted.csv, e.to_csv().unwrap());
+        let failing = |_: &Enriched| Err::<String, _>("cannot write the row as JSON: boom".into());
+        assert_eq!(
+            Formatted::with(e.clone(), failing, Enriched::to_csv),
+            Err("cannot write the row as JSON: boom".into())
+        );
+        assert_eq!(
+            Formatted::with(e, Enriched::to_json, failing),
+            Err("cannot write the row as JSON: boom".into())
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use weir::file::Line;
 use weir::supervisor::dead_letter::{DeadLetter, DeadLetterSink};
 
-use super::record::{Enriched, Raw, SourceId};
+use super::record::{Enriched, Formatted, Raw, SourceId};
 
 /// The `orders` table of a SQLite database file, written in one transaction per
 /// batch.
@@ -195,8 +195,9 @@ impl RejectFile {
 pub struct Checked {
     /// The row as extracted.
     pub raw: Raw,
-    /// The enriched row, or why the row is invalid.
-    pub row: Result<Enriched, String>,
+    /// The enriched row with its output lines, or why the row is invalid
+    /// (or cannot be serialized).
+    pub row: Result<Formatted, String>,
 }
 
 impl DeadLetterSink<Checked> for RejectFile {

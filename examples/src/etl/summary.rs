@@ -1,6 +1,7 @@
 //! [`Summary`]: what an etl run did, per source and per sink, printed and as the
 //! `--report` JSON.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -75,44 +76,54 @@ impl Summary {
         Ok(())
     }
 
-    /// Prints the summary.
-    pub fn print(&self) {
+    /// Writes the summary to `out`.
+    ///
+    /// # Errors
+    ///
+    /// Writing to `out` failed.
+    pub fn print(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
-        println!(
+        writeln!(
+            out,
             "etl: {} rows from 3 sources in {:.2} s ({:.0} rows/s)",
             self.total_rows(),
             self.elapsed.as_secs_f64(),
             self.total_rows() as f64 / secs
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  {:>10} {:>10} {:>10} {:>10}",
             "source", "rows", "valid", "invalid"
-        );
+        )?;
         for s in SourceId::ALL {
             let i = s.index();
-            println!(
+            writeln!(
+                out,
                 "  {:>10} {:>10} {:>10} {:>10}",
                 s.name(),
                 self.rows[i],
                 self.valid[i],
                 self.invalid[i]
-            );
+            )?;
         }
-        println!(
+        writeln!(
+            out,
             "  written: jsonl {}, csv {}, sqlite {}; dead letters in {}",
             self.jsonl_written,
             self.csv_written,
             self.sqlite_written,
             self.rejected_file.display()
-        );
-        println!(
+        )?;
+        writeln!(
+            out,
             "  config: {} files applied ({} changes acknowledged by the stages), {} rejected; in force: max_amount_cents {}, rate_limit {}",
             self.config_changes,
             self.config_generations.iter().sum::<u64>(),
             self.config_rejected,
             self.config.max_amount_cents,
             self.config.rate_limit
-        );
+        )?;
+        Ok(())
     }
 
     /// The summary as the `--report` JSON.

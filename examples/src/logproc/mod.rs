@@ -30,6 +30,21 @@ pub use pipeline::{
 };
 pub use source::ReadSource;
 
+/// The default supervision policies of `logproc` (`examples/config/logproc.toml`,
+/// compiled into the binary: an installed `logproc` needs no file).
+pub const DEFAULT_POLICIES: &str = include_str!("../../config/logproc.toml");
+
+/// [`DEFAULT_POLICIES`], parsed: what `logproc` runs with unless `--config`
+/// names a policy file.
+///
+/// # Panics
+///
+/// Never: a unit test parses the embedded file.
+pub fn default_policies() -> weir::supervisor::policy::PolicyConfig {
+    weir::supervisor::policy::PolicyConfig::from_toml_str(DEFAULT_POLICIES)
+        .expect("examples/config/logproc.toml is valid (tested)")
+}
+
 /// This process's peak resident set size (`VmHWM` from `/proc/self/status`), in
 /// bytes; `None` where that file does not exist.
 pub fn peak_rss_bytes() -> Option<u64> {
@@ -37,4 +52,13 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_embedded_default_policies_parse() {
+        let policies = super::default_policies();
+        assert_eq!(policies.for_stage("parse").max_attempts, 2);
+    }
 }

@@ -5,8 +5,12 @@
 //! host      ident user  timestamp                   request            status bytes  referer      user agent
 //! ```
 //!
-//! The referer and user agent (Combined format) are optional. [`parse_line`]
-//! borrows every field from the line: it allocates nothing.
+//! The referer and user agent (Combined format) are optional. A line cut off
+//! inside its user agent (no closing quote, e.g. by a logger's line limit) is
+//! accepted with the rest of the line as the agent, as GoAccess does; a missing
+//! quote anywhere else makes the line malformed. A malformed line's
+//! [`ParseError`] names the first field that is wrong. [`parse_line`] borrows
+//! every field from the line: it allocates nothing.
 
 use std::fmt;
 
@@ -92,14 +96,36 @@ pub fn parse_line(line: &str) -> Result<LogLine<'_>, ParseError> {
     }
     let mut rest = line;
     let ip = word(&mut rest, "host")?;
-    let _ident = word(&mut rest, "ident")?;
+    let ident = word(&mut rest, "ident")?;
     let user = word(&mut rest, "user")?;
-    let stamp = rest
-        .strip_prefix('[')
-        .and_then(|r| r.split_once("] "))
+    // A field that starts with the timestamp's bracket means the fields before
+    // it are missing: name the first of them, not the timestamp.
+    if ident.starts_with('[') {
+        return Err(ParseError::Missing("ident"));
+    }
+    if user.starts_with('[') {
+        return Err(ParseError::Missing("user"));
+    }
+    let Some(after_bracket) = rest.strip_prefix('[') else {
+        // `frank smith [..]`: more text before the timestamp than the user.
+        let user_has_a_space = rest
+            .split_once(" [")
+            .is_some_and(|(before, _)| !before.contains('"'));
+        return Err(ParseError::Missing(if user_has_a_space {
+            "user"
+        } else {
+            "[timestamp]"
+        }));
+    };
+    // The timestamp holds no `]`: the first one closes it (a `] ` searched
+    // for across the line could be one inside the user agent).
+    let (stamp, after_stamp) = after_bracket
+        .split_once(']')
         .ok_or(ParseError::Missing("[timestamp]"))?;
-    let minute = parse_minute(stamp.0)?;
-    rest = stamp.1;
+    let minute = parse_minute(stamp)?;
+    rest = after_stamp
+        .strip_prefix(' ')
+        .ok_or(ParseError::Missing("\"request\""))?;
     let request = quoted(&mut rest, "\"request\"")?;
     rest = rest
         .strip_prefix(' ')
@@ -120,7 +146,9 @@ pub fn parse_line(line: &str) -> Result<LogLine<'_>, ParseError> {
         rest = rest
             .strip_prefix(' ')
             .ok_or(ParseError::Missing("\"user agent\""))?;
-        let agent = quoted(&mut rest, "\"user agent\"")?;
+        // The last field: a line cut off inside it (no closing quote) keeps
+        // the rest of the line as the user agent, as GoAccess does.
+        let agent = quoted_to_end(&mut rest, "\"user agent\"")?;
         if !rest.is_empty() {
             return Err(ParseError::Trailing);
         }
@@ -177,6 +205,19 @@ fn quoted<'a>(rest: &mut &'a str, field: &'static str) -> Result<&'a str, ParseE
         }
     }
     Err(ParseError::Missing(field))
+}
+
+/// Like [`quoted`], for the last field of a line: without a closing quote the
+/// field is the rest of the line.
+fn quoted_to_end<'a>(rest: &mut &'a str, field: &'static str) -> Result<&'a str, ParseError> {
+    let body = rest.strip_prefix('"').ok_or(ParseError::Missing(field))?;
+    match quoted(rest, field) {
+        Ok(text) => Ok(text),
+        Err(_) => {
+            *rest = "";
+            Ok(body)
+        }
+    }
 }
 
 fn parse_request(request: &str) -> Result<(&str, &str), ParseError> {
@@ -389,6 +430,54 @@ mod tests {
         ];
         for (line, want) in cases {
             assert_eq!(parse_line(line), Err(want), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_user_agent_cut_off_at_the_end_of_the_line_is_accepted() {
+        let line = r#"203.0.113.9 - - [14/Mar/2025:09:26:53 +0100] "GET / HTTP/1.1" 200 123 "-" "Mozilla/5.0 (X11"#;
+        let l = parse_line(line).unwrap();
+        assert_eq!((l.status, l.bytes), (200, 123));
+        assert_eq!((l.referer, l.agent), (Some("-"), Some("Mozilla/5.0 (X11")));
+        // Cut right after the opening quote, or after an escaping backslash.
+        let empty = r#"h - - [14/Mar/2025:09:26:53 +0100] "GET / HTTP/1.1" 200 1 "-" ""#;
+        assert_eq!(parse_line(empty).unwrap().agent, Some(""));
+        let escaped = r#"h - - [14/Mar/2025:09:26:53 +0100] "GET / HTTP/1.1" 200 1 "-" "a \"#;
+        assert_eq!(parse_line(escaped).unwrap().agent, Some(r#"a \"#));
+        // Only the last field may be cut off.
+        let referer = r#"h - - [14/Mar/2025:09:26:53 +0100] "GET / HTTP/1.1" 200 1 "http://ref"#;
+        assert_eq!(parse_line(referer), Err(ParseError::Missing("\"referer\"")));
+    }
+
+    #[test]
+    fn the_reason_names_the_field_that_is_wrong_not_the_timestamp() {
+        let stamp = "[10/Oct/2000:13:55:36 -0700]";
+        let tail = r#""GET / HTTP/1.0" 200 1 "-" "Mozilla/4.08 [en] (Win98)""#;
+        let cases = [
+            // ident and user missing: the bracket is where ident should be.
+            (format!("h {stamp} {tail}"), ParseError::Missing("ident")),
+            (format!("h - {stamp} {tail}"), ParseError::Missing("user")),
+            // A user with a space in it.
+            (
+                format!("h - frank smith {stamp} {tail}"),
+                ParseError::Missing("user"),
+            ),
+            // No space before the request: the `] ` inside the user agent is
+            // not taken for the timestamp's end.
+            (
+                format!("h - - {stamp}{tail}"),
+                ParseError::Missing("\"request\""),
+            ),
+            // A timestamp whose bracket is never closed.
+            (
+                "h - - [10/Oct/2000:13:55:36 -0700 \"GET / HTTP/1.0\" 200 1".to_owned(),
+                ParseError::Missing("[timestamp]"),
+            ),
+            // No timestamp at all, a user agent with " [" in it.
+            (format!("h - - {tail}"), ParseError::Missing("[timestamp]")),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_line(&line), Err(want), "{line}");
         }
     }
 

@@ -246,3 +246,63 @@ fn bad_arguments_are_reported() {
         "{stderr}"
     );
 }
+
+#[test]
+fn quoted_csv_fields_go_through_and_every_output_line_is_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("in.csv");
+    let jsonl = dir.path().join("in.jsonl");
+    std::fs::write(
+        &csv,
+        "id,customer,country,amount\n\
+         1,\"Smith, Ann\",DE,10.00\n\
+         2,\"say \"\"hi\"\"\",FR,\"2.50\"\n\
+         3,plain,US,1\n\
+         4,\"a,b\",DE\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &jsonl,
+        "{\"id\":5,\"customer\":\"O'Brien, Pat\",\"country\":\"GB\",\"amount_cents\":100}\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let report = dir.path().join("r.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_etl"))
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--jsonl")
+        .arg(&jsonl)
+        .args(["--generated-rows", "10"])
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rejected = RejectFile::read(&out_dir.join("rejected.jsonl")).unwrap();
+    let csv_rejects: Vec<&str> = rejected
+        .iter()
+        .filter(|r| r.source == SourceId::Csv)
+        .map(|r| r.reason.as_str())
+        .collect();
+    assert_eq!(
+        csv_rejects,
+        ["expected 4 CSV fields (id,customer,country,amount), found 3"]
+    );
+    let written = std::fs::read_to_string(out_dir.join("orders.out.csv")).unwrap();
+    assert!(written.lines().all(|l| !l.is_empty()), "{written}");
+    let mut reader = csv::Reader::from_reader(written.as_bytes());
+    let customers: BTreeSet<String> = reader.records().map(|r| r.unwrap()[2].to_owned()).collect();
+    for name in ["Smith, Ann", "say \"hi\"", "plain", "O'Brien, Pat"] {
+        assert!(customers.contains(name), "{name} missing in {written}");
+    }
+    let jsonl_out = std::fs::read_to_string(out_dir.join("orders.out.jsonl")).unwrap();
+    assert!(jsonl_out.lines().all(|l| !l.is_empty()), "{jsonl_out}");
+    assert_eq!(jsonl_out.lines().count(), written.lines().count() - 1);
+}

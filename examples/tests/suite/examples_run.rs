@@ -64,3 +64,41 @@ fn quickstart_runs() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("grand total"));
 }
+
+#[test]
+fn restart_policies_and_sse_feed_take_their_arguments_through_clap() {
+    for exe in [
+        env!("CARGO_BIN_EXE_restart_policies"),
+        env!("CARGO_BIN_EXE_sse_feed"),
+    ] {
+        let help = Command::new(exe).arg("--help").output().unwrap();
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert_eq!(help.status.code(), Some(0), "{exe}: {text}");
+        assert!(
+            text.contains("Usage:") && text.contains("Options:"),
+            "{exe}: {text}"
+        );
+        let bad = Command::new(exe).arg("--bogus").output().unwrap();
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(bad.status.code(), Some(2), "{exe}: {err}");
+        assert!(
+            err.contains("unexpected argument '--bogus'"),
+            "{exe}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{exe}: {err}");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_restart_policies"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--config <PATH>", "--report <PATH>", "--elements <N>"] {
+        assert!(help.contains(flag), "{help}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_sse_feed"))
+        .args(["--serve", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid value 'soon'"));
+}

@@ -164,3 +164,48 @@ fn health_is_printed_and_memory_stays_bounded_on_a_larger_generated_input() {
     let rss = json["peak_rss_bytes"].as_u64().unwrap();
     assert!(rss < 64 << 20, "peak RSS {rss}");
 }
+
+#[test]
+fn the_default_policies_are_built_in_and_a_missing_config_file_is_named() {
+    // An installed binary must not depend on the source tree: no path into it
+    // is compiled in as the default policy file.
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_logproc")).unwrap();
+    let source_path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/logproc.toml");
+    assert!(
+        !binary
+            .windows(source_path.len())
+            .any(|w| w == source_path.as_bytes()),
+        "logproc reads its default policies from {source_path}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dlq = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    // No --config: the built-in policies, from any working directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_logproc"))
+        .args(["--lines", "100", "--dlq", &dlq("1.dlq")])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // An explicit file is read, and one that is missing is an error naming it.
+    let missing = dir.path().join("no-such-policy.toml");
+    let out = logproc(&[
+        "--lines",
+        "100",
+        "--config",
+        missing.to_str().unwrap(),
+        "--dlq",
+        &dlq("2.dlq"),
+    ]);
+    refused(&out, "no-such-policy.toml");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[default]\nmax_attemps = 3\n").unwrap();
+    let out = logproc(&[
+        "--lines",
+        "100",
+        "--config",
+        bad.to_str().unwrap(),
+        "--dlq",
+        &dlq("3.dlq"),
+    ]);
+    refused(&out, "max_attemps");
+}

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod closed_stdout;
 mod etl;
 mod examples_run;
 mod graph_examples_run;
