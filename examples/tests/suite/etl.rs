@@ -170,7 +170,7 @@ fn a_config_change_while_running_is_applied() {
         assert!(started.elapsed() < Duration::from_secs(20), "rows flow");
         std::thread::sleep(Duration::from_millis(1));
     }
-    std::fs::write(&config, "max_amount_cents = 0\n").unwrap(); // rejected
+    replace(&config, "max_amount_cents = 0\n"); // rejected
     while counts.rejected() == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(20),
@@ -178,7 +178,7 @@ fn a_config_change_while_running_is_applied() {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    std::fs::write(&config, "max_amount_cents = 100\nrate_limit = 0\n").unwrap();
+    replace(&config, "max_amount_cents = 100\nrate_limit = 0\n");
     while counts.applied() == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(20),
@@ -305,4 +305,14 @@ fn quoted_csv_fields_go_through_and_every_output_line_is_a_row() {
     let jsonl_out = std::fs::read_to_string(out_dir.join("orders.out.jsonl")).unwrap();
     assert!(jsonl_out.lines().all(|l| !l.is_empty()), "{jsonl_out}");
     assert_eq!(jsonl_out.lines().count(), written.lines().count() - 1);
+}
+
+/// Replaces the config file atomically (a temporary file renamed over it), as an
+/// editor or a deploy does: the watcher never reads it half written (a plain
+/// `fs::write` truncates first, and a read in between would see an empty file
+/// and record its own error).
+fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
