@@ -67,6 +67,45 @@ impl<T: Send + 'static> Ingress<T> {
             .map_err(|mpsc::error::SendError(x)| SendError(x))
     }
 
+    /// Sends every element of `elements` at once, waiting until there is room for
+    /// all of them: either all are accepted (in order) or, if the pipeline no
+    /// longer accepts elements, none is and they are handed back. Cancelling the
+    /// wait (dropping the future, a timeout) admits none. More elements than the
+    /// ingress capacity can never fit: they are handed back at once.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] with the elements if the pipeline no longer accepts elements
+    /// or they cannot fit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// # let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let (ingress, flow) = Pipeline::ingress::<u32>(8);
+    /// let running = flow.collect().run(&rt)?;
+    /// futures::executor::block_on(ingress.send_all(vec![1, 2, 3]))?;
+    /// assert_eq!(futures::executor::block_on(ingress.send_all(vec![0; 9])).unwrap_err().0.len(), 9);
+    /// drop(ingress);
+    /// assert_eq!(running.wait()?.output, [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn send_all(&self, elements: Vec<T>) -> Result<(), SendError<Vec<T>>> {
+        if elements.is_empty() {
+            return Ok(());
+        }
+        match self.tx.reserve_many(elements.len()).await {
+            Ok(permits) => {
+                for (permit, x) in permits.zip(elements) {
+                    permit.send(x);
+                }
+                Ok(())
+            }
+            Err(_) => Err(SendError(elements)),
+        }
+    }
+
     /// Sends an element if there is room now.
     ///
     /// # Errors
