@@ -84,6 +84,12 @@ pub mod prometheus;
 #[cfg(feature = "sse")]
 pub mod sse;
 
+#[cfg(feature = "console")]
+pub mod console;
+
+#[cfg(any(feature = "sse", feature = "console"))]
+mod http_server;
+
 /// Network connectors (feature `net`): framing codecs, a TCP source and sink.
 #[cfg(feature = "net")]
 pub use weir_net as net;

@@ -284,9 +284,10 @@ fn mermaid_escape(s: &str) -> String {
 /// How full one edge is now: the elements sent on it that the receiver has not
 /// processed yet, against its capacity.
 ///
-/// For a stage, `queued` counts its mailbox and its input queue; for a junction,
-/// which has one queue for all its inputs, only what is in the mailbox on this
-/// port. Each counter is read on its own, so the figure is close to, not exactly,
+/// For a stage, `queued` counts its mailbox, its input queue and the inputs it
+/// is processing now (not what its operator keeps as state, like a window's
+/// elements); for a junction, which has one queue for all its inputs, only what
+/// is in the mailbox on this port. Each counter is read on its own, so the figure is close to, not exactly,
 /// one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct EdgeLoad {
@@ -412,8 +413,19 @@ impl PipelineShared {
                                 edge.emitted(Relaxed)
                                     .saturating_sub(to.received_on(e.to_port))
                             });
+                    // A stage's inputs received and not yet settled: queued or
+                    // being processed now (the queue gauge is published between
+                    // steps, the counts at once), less what its operator keeps as
+                    // state (a window's elements, which gave their credit back).
                     let queue = if to.in_received.is_empty() {
-                        to.queued.load(Relaxed) as u64
+                        let done = to.completed.load(Relaxed)
+                            + to.filtered.load(Relaxed)
+                            + to.failed.load(Relaxed)
+                            + to.dead_lettered.load(Relaxed);
+                        to.received
+                            .load(Relaxed)
+                            .saturating_sub(done)
+                            .saturating_sub(to.held.load(Relaxed) as u64)
                     } else {
                         0
                     };
