@@ -39,6 +39,7 @@ pub use pipeline::{
     OutputSender, PipelineController, PipelineStats, Pool, PoolOrder, PortCounts, Report, Runnable,
     Running, StageReport, StageStats, output,
 };
+pub use pipeline::{EdgeLoad, NodeRole, SupervisionSummary, Topology, TopologyEdge, TopologyNode};
 pub use runtime::{Placement, Runtime, RuntimeBuilder};
 pub use supervision::Supervision;
 pub use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};

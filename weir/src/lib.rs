@@ -87,6 +87,12 @@ pub mod prometheus;
 #[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
 pub mod sse;
 
+#[cfg(feature = "console")]
+pub mod console;
+
+#[cfg(any(feature = "sse", feature = "console"))]
+mod http_server;
+
 /// Network connectors (feature `net`): framing codecs, a TCP source and sink.
 #[cfg(feature = "net")]
 #[cfg_attr(docsrs, doc(cfg(feature = "net")))]

@@ -13,8 +13,18 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Or, to serve the metrics from another server (the console's `/metrics`:
+//! `weir::console`, feature `console`; or your own), [`install`] the recorder
+//! without a listener and [`render`] the text when asked.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+/// The recorder [`install`] installed, for [`render`].
+static INSTALLED: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The exporter's error, the source of [`ServeError::Install`].
 pub use metrics_exporter_prometheus::BuildError;
@@ -43,6 +53,48 @@ pub enum ServeError {
         #[source]
         source: BuildError,
     },
+    /// [`install`] could not install the recorder: most often a global `metrics`
+    /// recorder is already installed.
+    #[error("cannot install the Prometheus recorder: {source}")]
+    Recorder {
+        /// The exporter's error.
+        #[source]
+        source: BuildError,
+    },
+}
+
+/// Installs the Prometheus exporter as the global `metrics` recorder, without an
+/// HTTP listener: [`render`] gives its text. Call it once, before running
+/// pipelines; a second call returns `Ok` and changes nothing.
+///
+/// # Errors
+///
+/// [`ServeError::Recorder`] if another global recorder is already installed.
+///
+/// # Examples
+///
+/// ```
+/// weir::prometheus::install()?;
+/// // … run pipelines; answer a scrape with:
+/// let text = weir::prometheus::render().expect("installed");
+/// # let _ = text;
+/// # Ok::<(), weir::prometheus::ServeError>(())
+/// ```
+pub fn install() -> Result<(), ServeError> {
+    if INSTALLED.get().is_some() {
+        return Ok(());
+    }
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|source| ServeError::Recorder { source })?;
+    let _ = INSTALLED.set(handle);
+    Ok(())
+}
+
+/// The metrics in the Prometheus text format, once [`install`] has installed the
+/// recorder (`None` before; [`serve`]'s recorder answers on its own listener).
+pub fn render() -> Option<String> {
+    INSTALLED.get().map(PrometheusHandle::render)
 }
 
 /// Serves the process's metrics in the Prometheus text format on `addr`, and

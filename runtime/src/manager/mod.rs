@@ -441,6 +441,19 @@ impl PipelineManager {
         all
     }
 
+    /// The graph of every managed pipeline's current run, sorted by name (see
+    /// [`PipelineController::topology`]).
+    pub fn topologies(&self) -> Vec<crate::pipeline::Topology> {
+        let mut all: Vec<crate::pipeline::Topology> = self
+            .inner
+            .pipelines
+            .iter()
+            .map(|c| c.controller().topology())
+            .collect();
+        all.sort_by(|a, b| a.pipeline.cmp(&b.pipeline));
+        all
+    }
+
     /// The health verdict of every managed pipeline's current run, by name.
     pub fn health(&self) -> BTreeMap<String, Health> {
         self.inner

@@ -18,6 +18,7 @@ pub(crate) mod report;
 pub(crate) mod running;
 pub(crate) mod shared;
 pub(crate) mod stats;
+pub(crate) mod topology;
 pub(crate) mod when;
 
 pub use events::{EventError, Events};
@@ -29,3 +30,4 @@ pub use pool::{Pool, PoolOrder};
 pub use report::{ConservationError, ContainedFailure, Outcome, PortCounts, Report, StageReport};
 pub use running::{Completion, PipelineController, Running};
 pub use stats::{PipelineStats, StageStats};
+pub use topology::{EdgeLoad, NodeRole, SupervisionSummary, Topology, TopologyEdge, TopologyNode};

@@ -74,6 +74,11 @@ pub(crate) trait Node: Send {
     fn policy_setter(&self) -> Option<Recipient<SetPolicy>> {
         None
     }
+    /// A summary of the stage's supervision, if it is supervised (for its
+    /// [`Topology`](super::Topology)).
+    fn supervision(&self) -> Option<super::topology::SupervisionSummary> {
+        None
+    }
     /// Adds a hook run with the node's counters when it starts (binds a
     /// [`ConfigHandle`](crate::reconfig::ConfigHandle) that is not a message to the
     /// actor, like a pool's size).
@@ -208,6 +213,12 @@ impl<Op: Operator> StageNode<Op> {
 }
 
 impl<Op: Operator> Node for StageNode<Op> {
+    fn supervision(&self) -> Option<super::topology::SupervisionSummary> {
+        self.sup.as_ref().map(|sup| {
+            super::topology::SupervisionSummary::of(&sup.policy, sup.dead_letters.is_some())
+        })
+    }
+
     fn checkpoint_kind(&mut self) -> NodeState {
         if let Some(reason) = self.op.not_checkpointable() {
             NodeState::Not(reason)

@@ -169,6 +169,10 @@ impl Parts {
         &mut self.scratch
     }
 
+    pub(super) fn node(&self, node: usize) -> &dyn Node {
+        self.nodes[node].node.as_ref()
+    }
+
     pub(super) fn node_mut(&mut self, node: usize) -> &mut dyn Node {
         self.nodes[node].node.as_mut()
     }
@@ -540,6 +544,12 @@ pub(crate) fn launch(
         coordinator,
     );
 
+    pipeline.set_topology(super::topology::describe(
+        &parts,
+        &pipeline.name,
+        &capacities,
+        &arbiters,
+    ));
     // Pass 1: mailboxes, sized for every edge in and out.
     let mut out_capacity = vec![0; parts.nodes.len()];
     for e in &parts.edges {

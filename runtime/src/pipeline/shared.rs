@@ -115,6 +115,8 @@ pub(crate) struct PipelineShared {
     pub(crate) min_stall_limit: std::sync::atomic::AtomicU64,
     /// The checkpoint coordinator, for a checkpointed pipeline.
     pub(crate) checkpoints: Option<crate::checkpoint::Coordinator>,
+    /// The graph as built, recorded at launch (see `pipeline::topology`).
+    pub(crate) topology: OnceLock<super::topology::Topology>,
 }
 
 impl PipelineShared {
@@ -148,6 +150,7 @@ impl PipelineShared {
             monitored: std::sync::atomic::AtomicBool::new(false),
             min_stall_limit: std::sync::atomic::AtomicU64::new(u64::MAX),
             checkpoints,
+            topology: OnceLock::new(),
         });
         if let Some(c) = &shared.checkpoints {
             c.attach(&shared);

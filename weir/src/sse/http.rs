@@ -8,7 +8,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
@@ -21,6 +20,7 @@ use tokio::sync::watch;
 use weir_operators::hub::BroadcastHub;
 
 use super::{Counters, Encode, Options, SseError, SseStats, stream};
+use crate::http_server::Body;
 
 /// How long a shut-down server waits for its connections to send their `end`
 /// events before closing the rest.
@@ -30,8 +30,6 @@ const DRAIN: Duration = Duration::from_secs(1);
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
 Content-Type: text/plain\r\nContent-Length: 23\r\nConnection: close\r\n\r\n\
 too many SSE clients.\r\n";
-
-type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// A running SSE endpoint, from [`Sse::serve`](super::Sse::serve). Dropping it
 /// shuts the server down as [`shutdown`](Self::shutdown) does.
@@ -84,14 +82,6 @@ pub(super) fn start<T: Clone + Send + 'static>(
     encode: Encode<T>,
     options: Options,
 ) -> Result<SseServer, SseError> {
-    let bind = |source: std::io::Error| SseError::Bind { addr, source };
-    let std_listener = std::net::TcpListener::bind(addr).map_err(bind)?;
-    std_listener.set_nonblocking(true).map_err(bind)?;
-    let local = std_listener.local_addr().map_err(bind)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(bind)?;
     let counters = Arc::new(Counters::default());
     let (stop, stopped) = watch::channel(false);
     let server = Server {
@@ -101,17 +91,9 @@ pub(super) fn start<T: Clone + Send + 'static>(
         counters: Arc::clone(&counters),
         stopped,
     };
-    let thread = std::thread::Builder::new()
-        .name("weir-sse".to_owned())
-        .spawn(move || {
-            rt.block_on(async move {
-                match TcpListener::from_std(std_listener) {
-                    Ok(listener) => server.run(listener).await,
-                    Err(e) => tracing::error!(%local, error = %e, "SSE listener failed"),
-                }
-            });
-        })
-        .map_err(bind)?;
+    let (local, thread) =
+        crate::http_server::spawn(addr, "weir-sse", move |listener| server.run(listener))
+            .map_err(|source| SseError::Bind { addr, source })?;
     Ok(SseServer {
         addr: local,
         counters,

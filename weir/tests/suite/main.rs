@@ -44,5 +44,6 @@ mod supervision_retry;
 mod supervision_stall;
 mod supervision_storm;
 mod supervision_strategy;
+mod topology;
 mod windows_order;
 mod windows_processing;

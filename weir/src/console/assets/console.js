@@ -1,0 +1,170 @@
+// weir console: draws every pipeline's graph left to right (longest-path layers)
+// from /api/graph and updates its figures from the /api/events stream.
+"use strict";
+(function () {
+  const token = new URLSearchParams(location.search).get("token");
+  const withToken = (path) => token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path;
+  const SVG = "http://www.w3.org/2000/svg";
+  const W = 170, H = 96, GX = 60, GY = 24;
+  let graphs = new Map();  // pipeline -> {topology, layout, svgs}
+  let runs = "";           // names and restart counts: a change reloads the graphs
+  let last = new Map();    // pipeline -> previous stats frame, for the rates
+  let seen = 0;            // highest event seq shown
+
+  function el(tag, attrs, parent, text) {
+    const e = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    if (parent) parent.appendChild(e);
+    return e;
+  }
+
+  // Longest-path layering: a node's layer is one more than its deepest input.
+  function layout(t) {
+    const n = t.nodes.length, layer = new Array(n).fill(0);
+    const edges = t.edges.filter((e) => !e.feedback);
+    for (let pass = 0; pass < n; pass++) {
+      let moved = false;
+      for (const e of edges) {
+        if (layer[e.to] < layer[e.from] + 1) { layer[e.to] = layer[e.from] + 1; moved = true; }
+      }
+      if (!moved) break;
+    }
+    const rows = [];
+    const pos = t.nodes.map((node) => {
+      const l = layer[node.id];
+      rows[l] = (rows[l] || 0) + 1;
+      return { x: l * (W + GX), y: (rows[l] - 1) * (H + GY) };
+    });
+    const width = (Math.max(0, ...layer) + 1) * (W + GX) - GX;
+    const height = Math.max(1, ...rows.filter(Boolean)) * (H + GY) - GY;
+    return { pos, width, height };
+  }
+
+  function fillColour(f) {
+    // Green (empty) to amber to red (full).
+    const x = Math.max(0, Math.min(1, f));
+    const hue = 130 * (1 - x);
+    return `hsl(${hue}, 70%, 40%)`;
+  }
+
+  function draw(t) {
+    const box = el("div", { class: "pipeline", id: "p-" + t.pipeline });
+    const head = el("div", { class: "head" }, box);
+    el("h2", {}, head, t.pipeline);
+    const status = el("span", { class: "badge" }, head, "…");
+    const health = el("span", { class: "muted" }, head, "");
+    const totals = el("div", { class: "totals muted" }, box, "");
+    const bottleneck = el("div", { class: "bottleneck" }, box, "");
+    const lay = layout(t);
+    const svg = el("svg:svg", { width: lay.width + 20, height: lay.height + 20, viewBox: `-10 -10 ${lay.width + 20} ${lay.height + 20}`, role: "img", "aria-label": "graph of " + t.pipeline }, box);
+    const edges = t.edges.map((e, i) => {
+      const a = lay.pos[e.from], b = lay.pos[e.to];
+      const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2;
+      const mx = (x1 + x2) / 2;
+      const path = el("svg:path", { class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, stroke: fillColour(0), "stroke-width": 2, "data-edge": i }, svg);
+      const label = el("svg:text", { class: "cap", x: mx, y: (y1 + y2) / 2 - 4, "text-anchor": "middle" }, svg, "0/" + e.capacity);
+      return { path, label, edge: e };
+    });
+    const nodes = t.nodes.map((node) => {
+      const p = lay.pos[node.id];
+      const g = el("svg:g", { class: "node " + node.role, transform: `translate(${p.x},${p.y})`, "data-node": node.name }, svg);
+      el("svg:title", {}, g, `${node.name} (${node.kind}), arbiter ${node.arbiter}` + (node.group ? `, pool ${node.group}` : ""));
+      el("svg:rect", { width: W, height: H, rx: node.role === "stage" || node.role === "junction" ? 3 : 12 }, g);
+      el("svg:text", { class: "name", x: 8, y: 15 }, g, node.name);
+      el("svg:text", { class: "dim", x: 8, y: 29 }, g, node.kind + (node.group ? " · " + node.group : "") + " · a" + node.arbiter);
+      const lines = [0, 1, 2, 3].map((k) => el("svg:text", { x: 8, y: 45 + 14 * k }, g, ""));
+      return { g, lines, node };
+    });
+    return { box, status, health, totals, bottleneck, edges, nodes, topology: t };
+  }
+
+  async function loadGraphs() {
+    const res = await fetch(withToken("/api/graph"));
+    if (!res.ok) throw new Error("graph: HTTP " + res.status);
+    const body = await res.json();
+    const root = document.getElementById("pipelines");
+    root.textContent = "";
+    graphs = new Map();
+    for (const t of body.pipelines) {
+      const view = draw(t);
+      root.appendChild(view.box);
+      graphs.set(t.pipeline, view);
+    }
+    if (body.pipelines.length === 0) el("p", { class: "muted" }, root, "No pipelines yet.");
+  }
+
+  const rate = (now, before, dt) => (before === undefined || dt <= 0 ? 0 : Math.max(0, (now - before) / dt));
+  const fmt = (x) => (x >= 10000 ? (x / 1000).toFixed(0) + "k" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+
+  function update(frame) {
+    const key = frame.pipelines.map((p) => p.name + ":" + (p.status ? p.status.restarts : 0)).join(",");
+    if (key !== runs) { runs = key; loadGraphs().then(() => update(frame)).catch(showError); return; }
+    const ready = document.getElementById("ready");
+    ready.textContent = frame.ready.ready ? "ready" : "not ready: " + frame.ready.problems.map((p) => p.pipeline + (p.stage ? "/" + p.stage : "") + " " + p.reason).join("; ");
+    ready.className = "badge " + (frame.ready.ready ? "ok" : "bad");
+    for (const p of frame.pipelines) {
+      const view = graphs.get(p.name);
+      if (!view) continue;
+      const prev = last.get(p.name);
+      const dt = prev ? p.stats.uptime - prev.stats.uptime : 0;
+      const state = p.status ? p.status.state : (p.stats.finished ? "Finished" : "Running");
+      view.status.textContent = state;
+      view.status.className = "badge " + (state === "Running" ? "ok" : state === "Restarting" ? "warn" : "bad");
+      view.health.textContent = p.health.status + (p.health.reasons ? ": " + p.health.reasons.join("; ") : "");
+      const t = p.totals;
+      view.totals.textContent = `in ${t.taken_in} · delivered ${t.delivered} · filtered ${t.filtered} · dead-lettered ${t.dead_lettered} · failed ${t.failed} · in flight ${t.in_flight} · restarts ${t.restarts} · conservation: ${p.conservation.state}` + (p.conservation.detail ? " (" + p.conservation.detail + ")" : "");
+      const b = p.bottleneck;
+      view.bottleneck.textContent = b ? `Bottleneck: ${b.stage} (${b.reason === "stalled" ? "stalled" : "input " + Math.round(b.input_fill * 100) + "% full, output " + (b.output_fill === null ? "none (sink)" : Math.round(b.output_fill * 100) + "%")})` + (b.blocked.length ? `, blocking ${b.blocked.join(", ")}` : "") : "No bottleneck: every stage keeps up.";
+      view.bottleneck.className = "bottleneck" + (b ? " found" : "");
+      view.bottleneck.dataset.stage = b ? b.stage : "";
+      p.stats.stages.forEach((s, i) => {
+        const n = view.nodes[i];
+        if (!n) return;
+        const ps = prev && prev.stats.stages[i];
+        const rin = rate(s.received, ps && ps.received, dt), rout = rate(s.emitted, ps && ps.emitted, dt);
+        const queued = s.mailbox + s.in_flight;
+        n.lines[0].textContent = `in ${fmt(rin)}/s · out ${fmt(rout)}/s`;
+        n.lines[1].textContent = s.capacity ? `queue ${queued}/${s.capacity * Math.max(1, n.node.inputs)} · credit ${s.credit}` : `credit ${s.credit}`;
+        n.lines[2].textContent = `restarts ${s.restarts} · dlq ${s.dead_lettered} · failed ${s.failed}`;
+        n.lines[3].textContent = (n.node.breaker ? `breaker ${s.breaker}` : "") + (s.stalled ? " · STALLED" : "") + ` · blocked ${s.blocked.toFixed(1)}s`;
+        n.g.setAttribute("class", "node " + n.node.role + (b && b.id === i ? " bottleneck" : "") + (s.breaker === "open" ? " open" : s.breaker === "half_open" ? " half" : ""));
+      });
+      p.edges.forEach((e, i) => {
+        const v = view.edges[i];
+        if (!v) return;
+        const f = e.capacity ? e.queued / e.capacity : 0;
+        v.path.setAttribute("stroke", fillColour(f));
+        v.path.setAttribute("stroke-width", 2 + 4 * Math.min(1, f));
+        v.label.textContent = `${e.queued}/${e.capacity}`;
+      });
+      last.set(p.name, p);
+    }
+    const list = document.getElementById("events");
+    for (const e of frame.events) {
+      if (e.seq <= seen) continue;
+      seen = e.seq;
+      const li = el("li", { class: e.kind });
+      el("span", { class: "kind" }, li, e.kind);
+      el("span", { class: "muted" }, li, new Date(e.at_ms).toLocaleTimeString() + " " + (e.pipeline || "manager") + (e.stage ? "/" + e.stage : "") + ": ");
+      el("span", {}, li, e.text);
+      list.insertBefore(li, list.firstChild);
+      while (list.children.length > 200) list.removeChild(list.lastChild);
+    }
+  }
+
+  function showError(err) {
+    document.getElementById("conn").textContent = String(err);
+  }
+
+  function connect() {
+    const source = new EventSource(withToken("/api/events"));
+    const conn = document.getElementById("conn");
+    source.addEventListener("open", () => { conn.textContent = "live"; });
+    source.addEventListener("stats", (ev) => { try { update(JSON.parse(ev.data)); } catch (err) { showError(err); } });
+    source.addEventListener("end", () => { conn.textContent = "console stopped"; source.close(); });
+    source.addEventListener("error", () => { conn.textContent = "reconnecting…"; });
+  }
+
+  connect();
+})();

@@ -1,0 +1,239 @@
+//! A live, read-only console for a [`PipelineManager`]'s pipelines (feature
+//! `console`): one page that answers "what is it doing, and what is holding it
+//! back?", the JSON and SSE APIs it is drawn from, health endpoints for a
+//! service's orchestrator, and the Prometheus text.
+//!
+//! ```text
+//! GET /              the page: every pipeline's graph, left to right, with live
+//!                    figures per node and edges coloured by queue fill
+//! GET /api/graph     every pipeline's Topology (JSON); ?format=dot or
+//!                    ?format=mermaid for the graphs as text
+//! GET /api/stats     live stats, edge fill, totals, conservation, bottleneck,
+//!                    readiness and recent events of every pipeline (JSON)
+//! GET /api/events    the same, pushed every `interval` (Server-Sent Events)
+//! GET /healthz       liveness: 200 while the console answers
+//! GET /readyz        readiness: 200, or 503 naming what is wrong
+//! GET /metrics       the Prometheus text (feature `prometheus`, after
+//!                    `weir::prometheus::install()`), else 404
+//! ```
+//!
+//! # Safe by default
+//!
+//! - It binds where it is told: give it `127.0.0.1:<port>` unless the network
+//!   around it is trusted, and a [`bearer_token`](Console::bearer_token) when it
+//!   is not on loopback. With a token, every request must carry it
+//!   (`Authorization: Bearer <token>`, or `?token=<token>` for the page and its
+//!   event stream, which a browser's `EventSource` cannot give headers); a
+//!   request without it or with another gets `401` and no data.
+//! - Read-only: no endpoint changes anything.
+//! - Bounded: at most [`max_clients`](Console::max_clients) event streams at
+//!   once (one more gets `503`); a client that stops reading for
+//!   [`slow_client_timeout`](Console::slow_client_timeout) is dropped, and
+//!   nothing is buffered for it beyond one frame and the socket's buffers.
+//! - Cheap: the figures are the stages' counters, sampled once per `interval`
+//!   for every event stream together; nothing is done per element.
+//!
+//! # The bottleneck
+//!
+//! Each pipeline's figures name the stage that holds it back (see
+//! [`Bottleneck::find`]): the root of a stall if the stall watchdog reports one,
+//! otherwise the stage whose input edge is full while its output edges are
+//! starved — blocked upstream, starved downstream.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use weir::console::Console;
+//! use weir::manager::PipelineManager;
+//! use weir::prelude::*;
+//!
+//! let rt = Runtime::builder().arbiters(1).build()?;
+//! let manager = PipelineManager::new();
+//! let (ingress, flow) = Pipeline::ingress::<u64>(16);
+//! manager.start("ingest", flow.map(|x| x * 2).for_each(|_| ()), &rt)?;
+//! let console = Console::new(&manager).serve("127.0.0.1:0".parse()?)?;
+//!
+//! let mut client = std::net::TcpStream::connect(console.local_addr())?;
+//! client.write_all(b"GET /readyz HTTP/1.0\r\n\r\n")?;
+//! let mut answer = String::new();
+//! client.read_to_string(&mut answer)?;
+//! assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+//! drop(ingress);
+//! # manager.shutdown_all(std::time::Duration::from_secs(5));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod bottleneck;
+mod log;
+mod server;
+mod view;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use weir_runtime::manager::PipelineManager;
+
+pub use bottleneck::{Bottleneck, BottleneckReason, FULL, STARVED};
+pub use server::ConsoleServer;
+
+/// The default push interval of `/api/events`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The default most event streams served at once.
+pub const DEFAULT_MAX_CLIENTS: usize = 16;
+
+/// The default time a client may stop reading its event stream before it is
+/// dropped.
+pub const DEFAULT_SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many recent events the console keeps for its page.
+const EVENT_LOG: usize = 200;
+
+/// Why the console could not start, or an option was invalid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsoleError {
+    /// The address could not be bound.
+    #[error("cannot serve the console on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The I/O error: binding, or starting the server's runtime or thread.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An option is out of range.
+    #[error("invalid console option `{option}`: {reason}")]
+    Invalid {
+        /// The option's builder method.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Serves the console of `manager`'s pipelines on `addr` with the defaults (no
+/// token, [`DEFAULT_MAX_CLIENTS`], [`DEFAULT_INTERVAL`]).
+///
+/// # Errors
+///
+/// As [`Console::serve`].
+pub fn serve(addr: SocketAddr, manager: &PipelineManager) -> Result<ConsoleServer, ConsoleError> {
+    Console::new(manager).serve(addr)
+}
+
+/// The console's settings; [`serve`](Self::serve) starts it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::console::Console;
+/// use weir::manager::PipelineManager;
+///
+/// let manager = PipelineManager::new();
+/// let console = Console::new(&manager)
+///     .bearer_token("s3cret")
+///     .max_clients(4)
+///     .interval(Duration::from_millis(250))
+///     .serve("127.0.0.1:0".parse()?)?;
+/// println!("console on http://{}/?token=s3cret", console.local_addr());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Console {
+    manager: PipelineManager,
+    pub(crate) token: Option<String>,
+    pub(crate) max_clients: usize,
+    pub(crate) interval: Duration,
+    pub(crate) slow_client_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+}
+
+impl Console {
+    /// The console of `manager`'s pipelines (every clone of the manager sees the
+    /// same ones, whenever they are started).
+    pub fn new(manager: &PipelineManager) -> Self {
+        Console {
+            manager: manager.clone(),
+            token: None,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            interval: DEFAULT_INTERVAL,
+            slow_client_timeout: DEFAULT_SLOW_CLIENT_TIMEOUT,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Requires `token` on every request (`Authorization: Bearer <token>` or
+    /// `?token=<token>`): without it, or with another, the answer is `401` with
+    /// no data. Give one whenever the console is reachable by others than you.
+    #[must_use]
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The most event streams (`/api/events`) served at once (default 16); one
+    /// more gets `503` with `Retry-After`. Each costs a connection and one
+    /// snapshot's JSON per interval: a few open pages need no more than the
+    /// default.
+    #[must_use]
+    pub fn max_clients(mut self, max_clients: usize) -> Self {
+        self.max_clients = max_clients;
+        self
+    }
+
+    /// How often `/api/events` pushes the figures: 250 ms to 1 s (default
+    /// 500 ms). Shorter shows more detail in the rates; every tick samples every
+    /// stage's counters once, whatever the number of clients.
+    #[must_use]
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// How long an event stream's client may stop reading before it is dropped
+    /// (default 5 s; at least two intervals). Nothing is kept for it meanwhile
+    /// but one frame and the socket's buffers.
+    #[must_use]
+    pub fn slow_client_timeout(mut self, timeout: Duration) -> Self {
+        self.slow_client_timeout = timeout;
+        self
+    }
+
+    fn validate(&self) -> Result<(), ConsoleError> {
+        let invalid = |option, reason: &str| {
+            Err(ConsoleError::Invalid {
+                option,
+                reason: reason.to_owned(),
+            })
+        };
+        if !(Duration::from_millis(250)..=Duration::from_secs(1)).contains(&self.interval) {
+            return invalid("interval", "must be from 250 ms to 1 s");
+        }
+        if self.max_clients == 0 {
+            return invalid("max_clients", "must be at least 1");
+        }
+        if self.slow_client_timeout < 2 * self.interval {
+            return invalid("slow_client_timeout", "must be at least two intervals");
+        }
+        if self.token.as_deref().is_some_and(str::is_empty) {
+            return invalid("bearer_token", "must not be empty");
+        }
+        Ok(())
+    }
+
+    /// Binds `addr` (use `127.0.0.1:<port>`; port 0 picks a free one) and serves
+    /// the console on a thread of its own until the returned server is shut down
+    /// or dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsoleError::Invalid`] for an option out of range,
+    /// [`ConsoleError::Bind`] if the address cannot be bound.
+    pub fn serve(self, addr: SocketAddr) -> Result<ConsoleServer, ConsoleError> {
+        self.validate()?;
+        server::start(self, addr)
+    }
+}

@@ -1,0 +1,538 @@
+//! The console's HTTP server: the sampler, routing, the token check, the event
+//! streams and their limits.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{
+    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use weir_runtime::manager::PipelineManager;
+
+use super::log::{Collector, EventLog};
+use super::{Console, ConsoleError, EVENT_LOG, view};
+use crate::http_server::Body;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const CONSOLE_JS: &str = include_str!("assets/console.js");
+const CONSOLE_CSS: &str = include_str!("assets/console.css");
+
+/// How long a shut-down server waits for its connections to close.
+const DRAIN: Duration = Duration::from_secs(1);
+
+const JSON: &str = "application/json";
+
+/// A running console, from [`Console::serve`](super::Console::serve). Dropping it
+/// shuts the server down as [`shutdown`](Self::shutdown) does.
+#[derive(Debug)]
+pub struct ConsoleServer {
+    addr: SocketAddr,
+    counters: Arc<Counters>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The server's counts.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Event streams open now.
+    clients: AtomicUsize,
+    /// Event streams refused for being one too many.
+    rejected: AtomicU64,
+    /// Event streams dropped for not reading.
+    dropped_slow: AtomicU64,
+    /// Requests refused for a missing or wrong token.
+    unauthorized: AtomicU64,
+    /// Connections open now.
+    connections: AtomicUsize,
+}
+
+impl ConsoleServer {
+    /// The address it listens on (with the port chosen when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Event streams (`/api/events`) open now.
+    pub fn clients(&self) -> usize {
+        self.counters.clients.load(Ordering::Acquire)
+    }
+
+    /// Event streams refused so far for being over
+    /// [`max_clients`](super::Console::max_clients).
+    pub fn rejected(&self) -> u64 {
+        self.counters.rejected.load(Ordering::Acquire)
+    }
+
+    /// Event streams dropped so far because their client stopped reading.
+    pub fn dropped_slow(&self) -> u64 {
+        self.counters.dropped_slow.load(Ordering::Acquire)
+    }
+
+    /// Requests refused so far for a missing or wrong token.
+    pub fn unauthorized(&self) -> u64 {
+        self.counters.unauthorized.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting, ends every event stream, and waits up to a second for
+    /// the connections to close; the pipelines go on.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ConsoleServer {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Binds `addr` and starts the server's thread.
+pub(super) fn start(console: Console, addr: SocketAddr) -> Result<ConsoleServer, ConsoleError> {
+    let counters = Arc::new(Counters::default());
+    let (stop, stopped) = watch::channel(false);
+    let (frames, frame) = watch::channel(Arc::new(String::new()));
+    let server = Server {
+        console: Arc::new(console),
+        log: Arc::new(EventLog::new(EVENT_LOG)),
+        counters: Arc::clone(&counters),
+        started: Instant::now(),
+        stopped,
+        frame,
+    };
+    let (local, thread) = crate::http_server::spawn(addr, "weir-console", move |listener| {
+        server.run(listener, frames)
+    })
+    .map_err(|source| ConsoleError::Bind { addr, source })?;
+    Ok(ConsoleServer {
+        addr: local,
+        counters,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// What the accept loop, the sampler and every connection share.
+#[derive(Clone)]
+struct Server {
+    console: Arc<Console>,
+    log: Arc<EventLog>,
+    counters: Arc<Counters>,
+    started: Instant,
+    stopped: watch::Receiver<bool>,
+    /// The latest figures as one SSE frame, for every event stream.
+    frame: watch::Receiver<Arc<String>>,
+}
+
+/// Decrements a count when dropped.
+struct Guard(Arc<Counters>, fn(&Counters) -> &AtomicUsize);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        (self.1)(&self.0).fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Server {
+    fn manager(&self) -> &PipelineManager {
+        &self.console.manager
+    }
+
+    fn uptime_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn run(self, listener: TcpListener, frames: watch::Sender<Arc<String>>) {
+        let sampler = tokio::spawn(self.clone().sample(frames));
+        let mut stopped = self.stopped.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped.changed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((socket, _peer)) => self.admit(socket),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "console accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        sampler.abort();
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while self.counters.connections.load(Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Once per interval: gathers the events and renders the figures once, for
+    /// every event stream.
+    async fn sample(self, frames: watch::Sender<Arc<String>>) {
+        let mut collector = Collector::new(self.manager());
+        let mut tick = tokio::time::interval(self.console.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seq: u64 = 0;
+        loop {
+            tick.tick().await;
+            collector.collect(self.manager(), &self.log);
+            // Rendered only for someone to read it.
+            if self.counters.clients.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            seq += 1;
+            let stats = view::stats(self.manager(), &self.log, self.uptime_ms());
+            let json = serde_json::to_string(&stats).unwrap_or_else(|e| error_json(&e.to_string()));
+            let _ = frames.send(Arc::new(format!(
+                "event: stats\nid: {seq}\ndata: {json}\n\n"
+            )));
+        }
+    }
+
+    fn admit(&self, socket: TcpStream) {
+        self.counters.connections.fetch_add(1, Ordering::AcqRel);
+        let guard = Guard(Arc::clone(&self.counters), |c| &c.connections);
+        let server = self.clone();
+        tokio::spawn(async move {
+            // Set while the connection streams events: when its client last took a frame.
+            let progress = Arc::new(AtomicU64::new(0));
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.keep_alive(false)
+                .timer(TokioTimer::new())
+                .header_read_timeout(server.console.header_timeout);
+            let conn_server = server.clone();
+            let conn_progress = Arc::clone(&progress);
+            let service = service_fn(move |req| {
+                let server = conn_server.clone();
+                let progress = Arc::clone(&conn_progress);
+                async move { Ok::<_, Infallible>(server.respond(&req, &progress)) }
+            });
+            let conn = http.serve_connection(TokioIo::new(socket), service);
+            tokio::select! {
+                result = conn => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "console connection ended with an error");
+                    }
+                }
+                () = server.watch_slow(&progress) => {
+                    server.counters.dropped_slow.fetch_add(1, Ordering::AcqRel);
+                    tracing::debug!("console event stream dropped: the client stopped reading");
+                }
+            }
+            drop(guard);
+        });
+    }
+
+    /// Returns once an event stream's client has taken no frame for the slow
+    /// client timeout; never for a connection that does not stream.
+    async fn watch_slow(&self, progress: &AtomicU64) {
+        let limit = u64::try_from(self.console.slow_client_timeout.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            tokio::time::sleep(self.console.interval).await;
+            let last = progress.load(Ordering::Acquire);
+            if last != 0 && self.uptime_ms().saturating_sub(last) > limit {
+                return;
+            }
+        }
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(token) = &self.console.token else {
+            return true;
+        };
+        let header = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let query = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
+        header
+            .or(query)
+            .is_some_and(|given| same(given.as_bytes(), token.as_bytes()))
+    }
+
+    /// The answer to one request.
+    fn respond(&self, req: &Request<Incoming>, progress: &Arc<AtomicU64>) -> Response<Body> {
+        if !self.authorized(req) {
+            self.counters.unauthorized.fetch_add(1, Ordering::AcqRel);
+            let mut res = json(
+                StatusCode::UNAUTHORIZED,
+                error_json("a bearer token is required"),
+            );
+            res.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return res;
+        }
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut res = json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                error_json("the console is read-only: GET only"),
+            );
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return res;
+        }
+        let query = req.uri().query().unwrap_or("");
+        match req.uri().path() {
+            "/" | "/index.html" => {
+                let mut res = text(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML);
+                res.headers_mut().insert(
+                    "content-security-policy",
+                    HeaderValue::from_static(
+                        "default-src 'self'; script-src 'self'; style-src 'self'; \
+                         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
+                    ),
+                );
+                res
+            }
+            "/console.js" => text(StatusCode::OK, "text/javascript; charset=utf-8", CONSOLE_JS),
+            "/console.css" => text(StatusCode::OK, "text/css; charset=utf-8", CONSOLE_CSS),
+            "/api/graph" => self.graph(query),
+            "/api/stats" => json(
+                StatusCode::OK,
+                to_json(&view::stats(self.manager(), &self.log, self.uptime_ms())),
+            ),
+            "/api/events" => self.events(progress),
+            "/healthz" => json(
+                StatusCode::OK,
+                to_json(&serde_json::json!({
+                    "status": "alive",
+                    "pipelines": self.manager().names().len(),
+                    "uptime_ms": self.uptime_ms(),
+                })),
+            ),
+            "/readyz" => {
+                let ready = view::readiness(self.manager());
+                let status = if ready.ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                json(status, to_json(&ready))
+            }
+            "/metrics" => metrics(),
+            _ => json(StatusCode::NOT_FOUND, error_json("no such page")),
+        }
+    }
+
+    fn graph(&self, query: &str) -> Response<Body> {
+        let topologies = self.manager().topologies();
+        let format = query.split('&').find_map(|p| p.strip_prefix("format="));
+        match format {
+            None | Some("json") => json(
+                StatusCode::OK,
+                to_json(&view::GraphView {
+                    pipelines: topologies,
+                }),
+            ),
+            Some("dot") => text(
+                StatusCode::OK,
+                "text/vnd.graphviz; charset=utf-8",
+                topologies
+                    .iter()
+                    .map(weir_runtime::Topology::to_dot)
+                    .collect::<String>(),
+            ),
+            Some("mermaid") => text(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                topologies
+                    .iter()
+                    .map(weir_runtime::Topology::to_mermaid)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            Some(_) => json(
+                StatusCode::BAD_REQUEST,
+                error_json("format must be json, dot or mermaid"),
+            ),
+        }
+    }
+
+    /// `GET /api/events`: the figures every interval, as `stats` events.
+    fn events(&self, progress: &Arc<AtomicU64>) -> Response<Body> {
+        let open = self.counters.clients.fetch_add(1, Ordering::AcqRel);
+        let guard = Guard(Arc::clone(&self.counters), |c| &c.clients);
+        if open >= self.console.max_clients {
+            drop(guard);
+            self.counters.rejected.fetch_add(1, Ordering::AcqRel);
+            let mut res = json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error_json(&format!(
+                    "too many event streams (at most {}); retry later",
+                    self.console.max_clients
+                )),
+            );
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return res;
+        }
+        progress.store(self.uptime_ms().max(1), Ordering::Release);
+        let state = Stream {
+            server: self.clone(),
+            frame: self.frame.clone(),
+            stopped: self.stopped.clone(),
+            progress: Arc::clone(progress),
+            first: true,
+            done: false,
+            _guard: guard,
+        };
+        let frames = futures::stream::unfold(state, |mut st| async move {
+            let text = st.next().await?;
+            st.progress
+                .store(st.server.uptime_ms().max(1), Ordering::Release);
+            Some((Ok::<_, Infallible>(Frame::data(Bytes::from(text))), st))
+        });
+        let mut res = Response::new(StreamBody::new(frames).boxed_unsync());
+        let headers = res.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        res
+    }
+}
+
+/// One event stream.
+struct Stream {
+    server: Server,
+    frame: watch::Receiver<Arc<String>>,
+    stopped: watch::Receiver<bool>,
+    progress: Arc<AtomicU64>,
+    first: bool,
+    done: bool,
+    _guard: Guard,
+}
+
+impl Stream {
+    async fn next(&mut self) -> Option<String> {
+        if self.done {
+            return None;
+        }
+        if self.first {
+            self.first = false;
+            // The figures of now, at once, after the reconnection delay.
+            let stats = view::stats(
+                self.server.manager(),
+                &self.server.log,
+                self.server.uptime_ms(),
+            );
+            let _ = self.frame.borrow_and_update();
+            return Some(format!(
+                "retry: 2000\n: connected\n\nevent: stats\nid: 0\ndata: {}\n\n",
+                to_json(&stats)
+            ));
+        }
+        tokio::select! {
+            biased;
+            _ = self.stopped.changed() => {
+                self.done = true;
+                Some("event: end\ndata: shutdown\n\n".to_owned())
+            }
+            changed = self.frame.changed() => match changed {
+                Ok(()) => Some(self.frame.borrow_and_update().as_str().to_owned()),
+                Err(_) => {
+                    self.done = true;
+                    Some("event: end\ndata: shutdown\n\n".to_owned())
+                }
+            },
+        }
+    }
+}
+
+/// Compares two tokens in time that depends on their lengths only.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| error_json(&e.to_string()))
+}
+
+fn error_json(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut res = Response::new(Full::new(body.into()).boxed_unsync());
+    *res.status_mut() = status;
+    let headers = res.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
+fn json(status: StatusCode, body: String) -> Response<Body> {
+    text(status, JSON, body)
+}
+
+/// `GET /metrics`: the Prometheus recorder's text, when there is one.
+fn metrics() -> Response<Body> {
+    #[cfg(feature = "prometheus")]
+    {
+        match crate::prometheus::render() {
+            Some(body) => text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body,
+            ),
+            None => json(
+                StatusCode::NOT_FOUND,
+                error_json(
+                    "no Prometheus recorder: call weir::prometheus::install() before running \
+                     pipelines",
+                ),
+            ),
+        }
+    }
+    #[cfg(not(feature = "prometheus"))]
+    {
+        json(
+            StatusCode::NOT_FOUND,
+            error_json(
+                "metrics are not built in: enable weir's `prometheus` feature and call \
+                 weir::prometheus::install() before running pipelines",
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(!same(b"", b"a"));
+    }
+}

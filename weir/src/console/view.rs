@@ -1,0 +1,198 @@
+//! What the console's JSON endpoints answer: the graphs, the live figures with
+//! each pipeline's bottleneck, and the readiness verdict.
+
+use serde::Serialize;
+use weir_runtime::manager::{PipelineManager, PipelineState, PipelineStatus};
+use weir_runtime::observe::{BreakerState, Health};
+use weir_runtime::{EdgeLoad, NodeRole, PipelineStats, Topology};
+
+use super::bottleneck::Bottleneck;
+use super::log::{Entry, EventLog};
+
+/// `GET /api/graph`.
+#[derive(Debug, Serialize)]
+pub(crate) struct GraphView {
+    pub(crate) pipelines: Vec<Topology>,
+}
+
+/// Totals over a pipeline's stages.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Totals {
+    /// Elements the sources took in.
+    taken_in: u64,
+    /// Elements the sinks completed.
+    delivered: u64,
+    filtered: u64,
+    dead_lettered: u64,
+    failed: u64,
+    retries: u64,
+    restarts: u64,
+    in_flight: u64,
+}
+
+impl Totals {
+    fn of(stats: &PipelineStats, topology: &Topology) -> Self {
+        let mut t = Totals::default();
+        for (s, node) in stats.stages.iter().zip(&topology.nodes) {
+            match node.role {
+                NodeRole::Source => t.taken_in += s.received,
+                NodeRole::Sink => t.delivered += s.completed,
+                NodeRole::Stage | NodeRole::Junction => {}
+            }
+            t.filtered += s.filtered;
+            t.dead_lettered += s.dead_lettered;
+            t.failed += s.failed;
+            t.retries += s.retries;
+            t.restarts += s.restarts;
+            t.in_flight += s.in_flight + s.mailbox;
+        }
+        t
+    }
+}
+
+/// Whether a pipeline's counts balance: checked on the final report once a run
+/// has ended (`emitted = delivered + filtered + dead-lettered + failed +
+/// abandoned`, per stage).
+#[derive(Debug, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub(crate) enum Conservation {
+    /// The run goes on: checked when it ends.
+    Running,
+    /// The final report balances.
+    Balanced,
+    /// The final report does not balance (a bug in weir: please report it).
+    Unbalanced { detail: String },
+    /// The run ended without a report.
+    Unknown,
+}
+
+/// One pipeline's live figures.
+#[derive(Debug, Serialize)]
+pub(crate) struct PipelineView {
+    name: String,
+    status: Option<PipelineStatus>,
+    health: Health,
+    stats: PipelineStats,
+    edges: Vec<EdgeLoad>,
+    totals: Totals,
+    conservation: Conservation,
+    bottleneck: Option<Bottleneck>,
+}
+
+/// `GET /api/stats` and each frame of `GET /api/events`.
+#[derive(Debug, Serialize)]
+pub(crate) struct StatsView {
+    /// Milliseconds since the console started.
+    pub(crate) uptime_ms: u64,
+    pub(crate) pipelines: Vec<PipelineView>,
+    pub(crate) ready: Readiness,
+    pub(crate) events: Vec<Entry>,
+}
+
+pub(crate) fn stats(manager: &PipelineManager, log: &EventLog, uptime_ms: u64) -> StatsView {
+    let status = manager.status();
+    let pipelines = manager
+        .names()
+        .into_iter()
+        .filter_map(|name| {
+            let controller = manager.controller(&name)?;
+            let stats = controller.stats();
+            let edges = controller.edge_loads();
+            let topology = controller.topology();
+            let bottleneck = if stats.finished {
+                None
+            } else {
+                Bottleneck::find(&topology, &edges, &stats)
+            };
+            let conservation = match manager.ended(&name) {
+                None => Conservation::Running,
+                Some(ended) => match ended.report {
+                    Some(report) => match report.check_conservation() {
+                        Ok(()) => Conservation::Balanced,
+                        Err(e) => Conservation::Unbalanced {
+                            detail: e.to_string(),
+                        },
+                    },
+                    None => Conservation::Unknown,
+                },
+            };
+            Some(PipelineView {
+                status: status.get(&name).cloned(),
+                health: controller.health(),
+                totals: Totals::of(&stats, &topology),
+                name,
+                stats,
+                edges,
+                conservation,
+                bottleneck,
+            })
+        })
+        .collect();
+    StatsView {
+        uptime_ms,
+        pipelines,
+        ready: readiness(manager),
+        events: log.recent(),
+    }
+}
+
+/// One thing that keeps the service from being ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Problem {
+    pipeline: String,
+    stage: Option<String>,
+    reason: String,
+}
+
+/// `GET /readyz`: ready when every pipeline is running, with no circuit breaker
+/// open or probing and no escalation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Readiness {
+    pub(crate) ready: bool,
+    pub(crate) problems: Vec<Problem>,
+}
+
+pub(crate) fn readiness(manager: &PipelineManager) -> Readiness {
+    let mut problems = Vec::new();
+    for (name, status) in manager.status() {
+        if status.state != PipelineState::Running {
+            let what = match status.state {
+                PipelineState::Escalated => "escalated: it failed past its restart intensity",
+                PipelineState::Restarting => "restarting",
+                PipelineState::Failed => "failed",
+                PipelineState::Completed => "completed",
+                PipelineState::Stopped => "stopped",
+                _ => "not running",
+            };
+            let reason = match &status.last_error {
+                Some(e) if status.state != PipelineState::Completed => format!("{what}: {e}"),
+                _ => what.to_owned(),
+            };
+            problems.push(Problem {
+                pipeline: name.clone(),
+                stage: None,
+                reason,
+            });
+            continue;
+        }
+        let Some(controller) = manager.controller(&name) else {
+            continue;
+        };
+        for stage in controller.stats().stages {
+            let state = match stage.breaker {
+                BreakerState::Closed => continue,
+                BreakerState::Open => "circuit breaker open",
+                BreakerState::HalfOpen => "circuit breaker half-open (probing)",
+            };
+            problems.push(Problem {
+                pipeline: name.clone(),
+                stage: Some(stage.name),
+                reason: state.to_owned(),
+            });
+        }
+    }
+    Readiness {
+        ready: problems.is_empty(),
+        problems,
+    }
+}

@@ -1,0 +1,596 @@
+//! The console over real loopback connections: every endpoint's status and
+//! content type, the SSE framing, the bearer token, the client limit, readiness
+//! following a circuit breaker, the bottleneck of a graph with a slow sink, and
+//! `/metrics` before and after the Prometheus recorder is installed.
+//!
+//! Its own binary: the metrics test installs the process's global recorder.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use weir::console::{Console, ConsoleError, ConsoleServer};
+use weir::manager::PipelineManager;
+use weir::prelude::*;
+use weir::supervisor::policy::{BreakerConfig, Trip};
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let socket = TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    socket
+}
+
+/// Reads a status line and headers.
+fn head(reader: &mut BufReader<TcpStream>) -> (u16, Vec<(String, String)>) {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':').unwrap();
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+    }
+    (status, headers)
+}
+
+fn request(addr: SocketAddr, method: &str, path: &str, extra: &str) -> Answer {
+    let mut socket = connect(addr);
+    write!(socket, "{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n").unwrap();
+    let mut reader = BufReader::new(socket);
+    let (status, headers) = head(&mut reader);
+    let mut body = String::new();
+    reader.read_to_string(&mut body).unwrap();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> Answer {
+    request(addr, "GET", path, "")
+}
+
+/// An open event stream, after its headers.
+struct Events {
+    status: u16,
+    headers: Vec<(String, String)>,
+    reader: BufReader<TcpStream>,
+}
+
+impl Events {
+    fn open(addr: SocketAddr, path: &str) -> Events {
+        let mut socket = connect(addr);
+        write!(socket, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut reader = BufReader::new(socket);
+        let (status, headers) = head(&mut reader);
+        Events {
+            status,
+            headers,
+            reader,
+        }
+    }
+
+    /// The next block of lines up to a blank line, without the chunked
+    /// encoding's size lines.
+    fn block(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.reader.read_line(&mut line).unwrap() > 0,
+                "stream ended"
+            );
+            let l = line.trim_end_matches(['\r', '\n']).to_owned();
+            let chunk_size =
+                !l.is_empty() && l.chars().all(|c| c.is_ascii_hexdigit()) && !l.contains(':');
+            if chunk_size && lines.is_empty() {
+                continue;
+            }
+            if l.is_empty() {
+                if lines.is_empty() {
+                    continue;
+                }
+                return lines;
+            }
+            lines.push(l);
+        }
+    }
+
+    /// The next `stats` event: its id and its data.
+    fn stats(&mut self) -> (u64, serde_json::Value) {
+        loop {
+            let block = self.block();
+            if block.first().map(String::as_str) != Some("event: stats") {
+                continue;
+            }
+            let id = block[1].strip_prefix("id: ").unwrap().parse().unwrap();
+            let data = block[2].strip_prefix("data: ").unwrap();
+            return (id, serde_json::from_str(data).unwrap());
+        }
+    }
+}
+
+fn rt() -> Runtime {
+    Runtime::builder().arbiters(1).build().unwrap()
+}
+
+/// A manager running one pipeline that waits for input (so it stays running).
+fn running_manager(rt: &Runtime) -> (PipelineManager, weir::source::Ingress<u64>) {
+    let manager = PipelineManager::new();
+    let (ingress, flow) = Pipeline::ingress::<u64>(16);
+    let runnable = flow
+        .map(|x| x + 1)
+        .name("inc")
+        .for_each(|_| ())
+        .name("sink");
+    manager.start("ingest", runnable, rt).unwrap();
+    (manager, ingress)
+}
+
+fn serve(console: Console) -> ConsoleServer {
+    console.serve("127.0.0.1:0".parse().unwrap()).unwrap()
+}
+
+fn until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn every_endpoint_answers_with_its_status_and_content_type() {
+    let rt = rt();
+    let (manager, ingress) = running_manager(&rt);
+    let server = serve(Console::new(&manager));
+    let addr = server.local_addr();
+
+    let page = get(addr, "/");
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    assert!(page.body.contains("<script src=\"console.js\"></script>"));
+    let js = get(addr, "/console.js");
+    assert_eq!(
+        (js.status, js.header("content-type")),
+        (200, Some("text/javascript; charset=utf-8"))
+    );
+    assert!(js.body.contains("EventSource"));
+    let css = get(addr, "/console.css");
+    assert_eq!(
+        (css.status, css.header("content-type")),
+        (200, Some("text/css; charset=utf-8"))
+    );
+
+    let graph = get(addr, "/api/graph");
+    assert_eq!(
+        (graph.status, graph.header("content-type")),
+        (200, Some("application/json"))
+    );
+    let graph = graph.json();
+    let p = &graph["pipelines"][0];
+    assert_eq!(p["pipeline"], "ingest");
+    let names: Vec<_> = p["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ingress#0", "inc", "sink"]);
+    assert_eq!(p["edges"].as_array().unwrap().len(), 2);
+    let dot = get(addr, "/api/graph?format=dot");
+    assert_eq!(
+        (dot.status, dot.header("content-type")),
+        (200, Some("text/vnd.graphviz; charset=utf-8"))
+    );
+    assert!(dot.body.starts_with("digraph \"ingest\""), "{}", dot.body);
+    let mermaid = get(addr, "/api/graph?format=mermaid");
+    assert_eq!(mermaid.status, 200);
+    assert!(mermaid.body.starts_with("flowchart LR"));
+    assert_eq!(get(addr, "/api/graph?format=png").status, 400);
+
+    let stats = get(addr, "/api/stats");
+    assert_eq!(
+        (stats.status, stats.header("content-type")),
+        (200, Some("application/json"))
+    );
+    let stats = stats.json();
+    let p = &stats["pipelines"][0];
+    assert_eq!(p["name"], "ingest");
+    assert_eq!(p["status"]["state"], "Running");
+    assert_eq!(p["stats"]["stages"].as_array().unwrap().len(), 3);
+    assert_eq!(p["edges"].as_array().unwrap().len(), 2);
+    assert_eq!(p["conservation"]["state"], "running");
+    assert!(p["bottleneck"].is_null());
+    assert_eq!(stats["ready"]["ready"], true);
+
+    let health = get(addr, "/healthz");
+    assert_eq!(
+        (health.status, health.header("content-type")),
+        (200, Some("application/json"))
+    );
+    assert_eq!(health.json()["status"], "alive");
+    let ready = get(addr, "/readyz");
+    assert_eq!(
+        (ready.status, ready.header("content-type")),
+        (200, Some("application/json"))
+    );
+    assert_eq!(ready.json()["ready"], true);
+
+    let missing = get(addr, "/nothing");
+    assert_eq!(
+        (missing.status, missing.header("content-type")),
+        (404, Some("application/json"))
+    );
+    let post = request(addr, "POST", "/api/stats", "Content-Length: 0\r\n");
+    assert_eq!(
+        (post.status, post.header("allow")),
+        (405, Some("GET, HEAD"))
+    );
+
+    // A pipeline that ended: not ready, and its report's conservation shown.
+    drop(ingress);
+    assert!(until(Duration::from_secs(5), || get(addr, "/readyz")
+        .status
+        == 503));
+    let ready = get(addr, "/readyz").json();
+    assert_eq!(ready["problems"][0]["pipeline"], "ingest");
+    assert_eq!(ready["problems"][0]["reason"], "completed");
+    let stats = get(addr, "/api/stats").json();
+    assert_eq!(stats["pipelines"][0]["conservation"]["state"], "balanced");
+    server.shutdown();
+}
+
+#[test]
+fn the_event_stream_pushes_stats_every_interval() {
+    let rt = rt();
+    let (manager, ingress) = running_manager(&rt);
+    let server = serve(Console::new(&manager).interval(Duration::from_millis(250)));
+    let mut events = Events::open(server.local_addr(), "/api/events");
+    assert_eq!(events.status, 200);
+    let header = |k: &str| {
+        events
+            .headers
+            .iter()
+            .find(|(h, _)| h == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
+    assert_eq!(header("cache-control").as_deref(), Some("no-cache"));
+    assert_eq!(events.block(), ["retry: 2000", ": connected"]);
+    let (first, data) = events.stats();
+    assert_eq!(first, 0);
+    assert_eq!(data["pipelines"][0]["name"], "ingest");
+    futures::executor::block_on(ingress.send(1)).unwrap();
+    let start = Instant::now();
+    let (second, _) = events.stats();
+    assert!(second > first);
+    let (third, data) = events.stats();
+    assert_eq!(third, second + 1);
+    // Two frames one interval apart (with slack for a loaded machine).
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(data["uptime_ms"].as_u64().unwrap() > 0);
+    assert_eq!(server.clients(), 1);
+    drop(events);
+    assert!(until(Duration::from_secs(5), || server.clients() == 0));
+    // A reconnecting client gets the figures at once.
+    let mut again = Events::open(server.local_addr(), "/api/events");
+    assert_eq!(again.block(), ["retry: 2000", ": connected"]);
+    assert_eq!(again.stats().0, 0);
+    drop(ingress);
+    server.shutdown();
+}
+
+#[test]
+fn a_missing_or_wrong_token_gets_401_and_no_data() {
+    let rt = rt();
+    let (manager, _ingress) = running_manager(&rt);
+    let server = serve(Console::new(&manager).bearer_token("s3cret"));
+    let addr = server.local_addr();
+    for path in [
+        "/",
+        "/api/graph",
+        "/api/stats",
+        "/api/events",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        for extra in [
+            "",
+            "Authorization: Bearer wrong\r\n",
+            "Authorization: s3cret\r\n",
+        ] {
+            let a = request(addr, "GET", path, extra);
+            assert_eq!(a.status, 401, "{path} {extra:?}");
+            assert_eq!(a.header("www-authenticate"), Some("Bearer"));
+            assert!(!a.body.contains("ingest"), "{}", a.body);
+        }
+        let a = get(addr, &format!("{path}?token=wrong"));
+        assert_eq!(a.status, 401, "{path}");
+    }
+    assert_eq!(server.unauthorized(), 7 * 4);
+    let ok = request(
+        addr,
+        "GET",
+        "/api/graph",
+        "Authorization: Bearer s3cret\r\n",
+    );
+    assert_eq!(ok.status, 200);
+    assert!(ok.body.contains("ingest"));
+    assert_eq!(get(addr, "/api/stats?token=s3cret").status, 200);
+    let mut events = Events::open(addr, "/api/events?token=s3cret");
+    assert_eq!(events.status, 200);
+    assert_eq!(events.stats().0, 0);
+}
+
+#[test]
+fn one_event_stream_over_the_limit_gets_503() {
+    let rt = rt();
+    let (manager, _ingress) = running_manager(&rt);
+    let server = serve(Console::new(&manager).max_clients(2));
+    let addr = server.local_addr();
+    let mut a = Events::open(addr, "/api/events");
+    let mut b = Events::open(addr, "/api/events");
+    a.stats();
+    b.stats();
+    let refused = Events::open(addr, "/api/events");
+    assert_eq!(refused.status, 503);
+    assert!(
+        refused
+            .headers
+            .contains(&("retry-after".into(), "1".into()))
+    );
+    assert_eq!(server.rejected(), 1);
+    // The other endpoints still answer.
+    assert_eq!(get(addr, "/api/stats").status, 200);
+    drop(a);
+    assert!(until(Duration::from_secs(5), || server.clients() == 1));
+    let mut c = Events::open(addr, "/api/events");
+    assert_eq!(c.status, 200);
+    c.stats();
+    drop(b);
+}
+
+#[test]
+fn options_out_of_range_are_refused() {
+    let manager = PipelineManager::new();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let invalid = |c: Console| match c.serve(addr) {
+        Err(ConsoleError::Invalid { option, .. }) => option,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        invalid(Console::new(&manager).interval(Duration::from_millis(100))),
+        "interval"
+    );
+    assert_eq!(
+        invalid(Console::new(&manager).interval(Duration::from_secs(2))),
+        "interval"
+    );
+    assert_eq!(
+        invalid(Console::new(&manager).max_clients(0)),
+        "max_clients"
+    );
+    assert_eq!(
+        invalid(Console::new(&manager).bearer_token("")),
+        "bearer_token"
+    );
+    assert_eq!(
+        invalid(Console::new(&manager).slow_client_timeout(Duration::from_millis(600))),
+        "slow_client_timeout"
+    );
+    let taken = std::net::TcpListener::bind(addr).unwrap();
+    let err = Console::new(&manager)
+        .serve(taken.local_addr().unwrap())
+        .unwrap_err();
+    assert!(matches!(err, ConsoleError::Bind { .. }), "{err:?}");
+}
+
+#[test]
+fn readyz_is_503_while_a_breaker_is_open_and_200_once_it_closes() {
+    let rt = rt();
+    let down = Arc::new(AtomicBool::new(true));
+    let policy = SupervisionPolicy::default()
+        .action(ErrorClass::Transient, Action::Retry)
+        .max_attempts(100_000)
+        .backoff(BackoffConfig::new(
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+        ))
+        .breaker(BreakerConfig::new(
+            Trip::Consecutive(3),
+            Duration::from_millis(30),
+        ));
+    let service = Arc::clone(&down);
+    let (ingress, flow) = Pipeline::ingress::<u64>(4);
+    let runnable = flow
+        .supervise(Supervision::new(policy).dead_letters(MemoryDlq::new(10)))
+        .try_map(move |x| {
+            if service.load(Ordering::SeqCst) {
+                Err(Failure::error(ErrorClass::Transient, "service down"))
+            } else {
+                Ok(x)
+            }
+        })
+        .name("lookup")
+        .for_each(|_| ());
+    let manager = PipelineManager::new();
+    manager.start("calls", runnable, &rt).unwrap();
+    let server = serve(Console::new(&manager).interval(Duration::from_millis(250)));
+    let addr = server.local_addr();
+    assert_eq!(get(addr, "/readyz").status, 200);
+
+    futures::executor::block_on(ingress.send(1)).unwrap();
+    assert!(until(Duration::from_secs(10), || get(addr, "/readyz")
+        .status
+        == 503));
+    let body = get(addr, "/readyz").json();
+    assert_eq!(body["ready"], false);
+    let problem = &body["problems"][0];
+    assert_eq!(
+        (problem["pipeline"].as_str(), problem["stage"].as_str()),
+        (Some("calls"), Some("lookup"))
+    );
+    assert!(
+        problem["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("circuit breaker"),
+        "{problem}"
+    );
+    // The topology shows the breaker's state too.
+    let graph = get(addr, "/api/graph").json();
+    let lookup = &graph["pipelines"][0]["nodes"][1];
+    assert_eq!(lookup["name"], "lookup");
+    assert_ne!(lookup["breaker"], "closed");
+
+    down.store(false, Ordering::SeqCst);
+    assert!(until(Duration::from_secs(10), || get(addr, "/readyz")
+        .status
+        == 200));
+    assert_eq!(
+        get(addr, "/readyz").json()["problems"],
+        serde_json::json!([])
+    );
+    // The page's event list saw the breaker open and close.
+    assert!(until(Duration::from_secs(5), || {
+        let stats = get(addr, "/api/stats").json();
+        let texts: Vec<String> = stats["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "breaker")
+            .map(|e| e["text"].as_str().unwrap().to_owned())
+            .collect();
+        texts.first().map(String::as_str) == Some("breaker opened")
+            && texts.last().map(String::as_str) == Some("breaker closed")
+    }));
+    drop(ingress);
+    manager.shutdown_all(Duration::from_secs(5));
+}
+
+#[test]
+fn a_deliberately_slow_sink_is_named_the_bottleneck() {
+    let rt = Runtime::builder().arbiters(2).build().unwrap();
+    let mut g = Graph::new();
+    let numbers = g.source(Pipeline::from_iter(0..1_000_000_u64).name("numbers"));
+    let [fast, slow] = g.broadcast(numbers, Broadcast::new(2));
+    g.name_stage(fast, "fan");
+    let fast = g.flow(fast, |f| f.map(|x| x + 1).name("inc"));
+    g.sink(fast, |f| f.for_each(|_| ()).name("quick"));
+    g.sink(slow, |f| {
+        f.for_each(|_| std::thread::sleep(Duration::from_millis(2)))
+            .name("slow")
+            .capacity(8)
+    });
+    g.default_capacity(16);
+    let manager = PipelineManager::new();
+    manager.start_graph("jammed", g, &rt).unwrap();
+    let server = serve(Console::new(&manager));
+    let addr = server.local_addr();
+    let mut last = serde_json::Value::Null;
+    let named = until(Duration::from_secs(10), || {
+        last = get(addr, "/api/stats").json()["pipelines"][0]["bottleneck"].clone();
+        last["stage"] == "slow"
+    });
+    assert!(named, "{last}");
+    assert_eq!(last["reason"], "backpressure");
+    assert!(last["input_fill"].as_f64().unwrap() >= weir::console::FULL);
+    assert!(last["output_fill"].is_null());
+    assert_eq!(last["blocked"], serde_json::json!(["fan"]));
+    // The event stream carries it too (one sample may catch the sink between
+    // two batches: a few frames name it).
+    let mut events = Events::open(addr, "/api/events");
+    let named = (0..40).any(|_| {
+        let (_, data) = events.stats();
+        data["pipelines"][0]["bottleneck"]["stage"] == "slow"
+    });
+    assert!(named);
+    drop(events);
+    manager.stop("jammed", Duration::from_millis(200)).unwrap();
+}
+
+#[test]
+fn metrics_are_404_without_a_recorder_and_the_prometheus_text_with_one() {
+    let manager = PipelineManager::new();
+    let server = serve(Console::new(&manager));
+    let addr = server.local_addr();
+    let none = get(addr, "/metrics");
+    assert_eq!(
+        (none.status, none.header("content-type")),
+        (404, Some("application/json"))
+    );
+    assert!(
+        none.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("weir::prometheus::install()")
+    );
+
+    weir::prometheus::install().unwrap();
+    let rt = rt();
+    Pipeline::from_iter(0..100_u64)
+        .collect()
+        .named("counted")
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let text = get(addr, "/metrics");
+    assert_eq!(text.status, 200);
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(text.body.contains("pipeline=\"counted\""), "{}", text.body);
+}
