@@ -3,17 +3,17 @@
 //! runtime, so that a server needs no runtime from the application and never
 //! runs on the pipelines' arbiters.
 
+#[cfg(any(feature = "sse", feature = "console"))]
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
 use tokio::net::TcpListener;
 
 /// A response body: a fixed text or a stream of frames.
-pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
+#[cfg(any(feature = "sse", feature = "console"))]
+pub(crate) type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, Infallible>;
 
 /// Binds `addr` (port 0: any free port), then runs `serve` with the listener on a
 /// new thread named `name`. Returns the bound address and the thread.

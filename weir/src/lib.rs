@@ -90,8 +90,12 @@ pub mod sse;
 #[cfg(feature = "console")]
 pub mod console;
 
-#[cfg(any(feature = "sse", feature = "console"))]
+#[cfg(any(feature = "sse", feature = "console", feature = "http"))]
 mod http_server;
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http_source;
 
 /// Network connectors (feature `net`): framing codecs, a TCP source and sink.
 #[cfg(feature = "net")]
