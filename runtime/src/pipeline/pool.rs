@@ -182,12 +182,32 @@ impl<T: Send + 'static> Pool<T> {
     /// # Examples
     ///
     /// ```
+    /// # use std::task::Context;
+    /// use weir_runtime::operator::{Io, Operator, Step};
     /// use weir_runtime::{Graph, Outlet, Pool};
+    ///
+    /// /// Keeps a running total per user (a stand-in for a keyed operator).
+    /// #[derive(Default)]
+    /// struct Totals(std::collections::HashMap<u32, u64>);
+    /// impl Operator for Totals {
+    ///     type In = (u32, u64);
+    ///     type Out = (u32, u64);
+    ///     fn kind(&self) -> &'static str { "totals" }
+    ///     fn step(&mut self, io: &mut Io<'_, (u32, u64), (u32, u64)>, _: &mut Context<'_>) -> Step {
+    ///         let totals = &mut self.0;
+    ///         io.map_batch(|(user, amount)| {
+    ///             let t = totals.entry(user).or_default();
+    ///             *t += amount;
+    ///             (user, *t)
+    ///         });
+    ///         io.finish_when_drained()
+    ///     }
+    /// }
     ///
     /// // (user, amount): every user's elements reach the same replica.
     /// fn per_user(g: &mut Graph, payments: Outlet<(u32, u64)>) -> Outlet<(u32, u64)> {
     ///     let pool = Pool::new(4).by_key(|p: &(u32, u64)| p.0).name("per-user");
-    ///     g.pool_flow(payments, pool, |f| f.map(|p| p))
+    ///     g.pool(payments, pool, Totals::default)
     /// }
     /// ```
     pub fn by_key<K: std::hash::Hash>(
@@ -398,14 +418,25 @@ impl Graph {
     /// # Examples
     ///
     /// ```
+    /// # use std::task::Context;
+    /// use weir_runtime::operator::{Io, Operator, Step};
     /// use weir_runtime::{Graph, Outlet, Pool};
     ///
+    /// struct Trim;
+    /// impl Operator for Trim {
+    ///     type In = String;
+    ///     type Out = String;
+    ///     fn kind(&self) -> &'static str { "trim" }
+    ///     fn step(&mut self, io: &mut Io<'_, String, String>, _: &mut Context<'_>) -> Step {
+    ///         io.map_batch(|l| l.trim().to_owned());
+    ///         io.finish_when_drained()
+    ///     }
+    /// }
+    ///
+    /// // Each replica: two stages on its arbiter, `clean-k.trim` and `clean-k.again`.
     /// fn cleaned(g: &mut Graph, lines: Outlet<String>) -> Outlet<String> {
     ///     g.pool_flow(lines, Pool::new(3).name("clean"), |f| {
-    ///         f.map(|l: String| l.trim().to_owned())
-    ///             .name("trim")
-    ///             .filter(|l: &String| !l.is_empty())
-    ///             .name("non-empty")
+    ///         f.via_factory(|| Trim).name("trim").via_factory(|| Trim).name("again")
     ///     })
     /// }
     /// ```
