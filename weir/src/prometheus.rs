@@ -21,7 +21,7 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// The recorder [`install`] installed, for [`render`].
 static INSTALLED: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -63,6 +63,49 @@ pub enum ServeError {
     },
 }
 
+/// Bucket bounds of the `_seconds` histograms: 10 µs to 1 min.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0,
+];
+
+/// Bucket bounds of `weir_stage_batch_size`: powers of two, 1 to 4096 elements.
+pub const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
+];
+
+/// Bucket bounds of the `_bytes` histograms: 1 KiB to 1 GiB, by fours.
+pub const BYTES_BUCKETS: &[f64] = &[
+    1024.0,
+    4096.0,
+    16_384.0,
+    65_536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+    268_435_456.0,
+    1_073_741_824.0,
+];
+
+/// The exporter, with buckets for weir's histograms: they render as Prometheus
+/// histograms (`_bucket{le=..}`, `_sum`, `_count`), which aggregate across
+/// processes, instead of summaries.
+fn builder() -> PrometheusBuilder {
+    let with = |b: PrometheusBuilder, m: Matcher, v: &[f64]| {
+        // Cannot fail: the bucket lists are not empty.
+        b.set_buckets_for_metric(m, v).expect("non-empty buckets")
+    };
+    let b = PrometheusBuilder::new();
+    let b = with(b, Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS);
+    let b = with(
+        b,
+        Matcher::Full("weir_stage_batch_size".into()),
+        BATCH_BUCKETS,
+    );
+    with(b, Matcher::Suffix("_bytes".into()), BYTES_BUCKETS)
+}
+
 /// Installs the Prometheus exporter as the global `metrics` recorder, without an
 /// HTTP listener: [`render`] gives its text. Call it once, before running
 /// pipelines; a second call returns `Ok` and changes nothing.
@@ -84,7 +127,7 @@ pub fn install() -> Result<(), ServeError> {
     if INSTALLED.get().is_some() {
         return Ok(());
     }
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+    let handle = builder()
         .install_recorder()
         .map_err(|source| ServeError::Recorder { source })?;
     let _ = INSTALLED.set(handle);
@@ -109,7 +152,7 @@ pub fn serve(addr: SocketAddr) -> Result<(), ServeError> {
     // Binding first gives a clear error for a taken address; the exporter binds
     // again once this probe is dropped.
     drop(std::net::TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?);
-    metrics_exporter_prometheus::PrometheusBuilder::new()
+    builder()
         .with_http_listener(addr)
         .install()
         .map_err(|source| ServeError::Install { addr, source })
@@ -120,6 +163,25 @@ mod tests {
     use std::error::Error as _;
 
     use super::*;
+
+    #[test]
+    fn histograms_render_with_buckets() {
+        install().unwrap();
+        metrics::histogram!("weir_stage_step_seconds", "pipeline" => "p", "stage" => "s")
+            .record(0.002);
+        metrics::histogram!("weir_stage_batch_size", "pipeline" => "p", "stage" => "s")
+            .record(100.0);
+        let text = render().unwrap();
+        for want in [
+            "# TYPE weir_stage_step_seconds histogram",
+            r#"weir_stage_step_seconds_bucket{pipeline="p",stage="s",le="0.005"} 1"#,
+            r#"weir_stage_step_seconds_bucket{pipeline="p",stage="s",le="0.001"} 0"#,
+            r#"weir_stage_batch_size_bucket{pipeline="p",stage="s",le="128"} 1"#,
+            r#"weir_stage_batch_size_count{pipeline="p",stage="s"} 1"#,
+        ] {
+            assert!(text.contains(want), "{want} not in:\n{text}");
+        }
+    }
 
     #[test]
     fn a_taken_address_is_a_bind_error_with_the_io_error_as_source() {
