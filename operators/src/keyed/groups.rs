@@ -292,4 +292,39 @@ mod tests {
         assert_eq!(groups.drain().len(), 999);
         assert_eq!(groups.len(), 0);
     }
+
+    /// The pause of a freeze and of each group's first write while the writer
+    /// holds the frozen groups, at 10⁶ keys (u64 keys and values).
+    #[test]
+    #[ignore = "a timing: cargo test --release -p weir-operators copy_on_write_cost -- --ignored --nocapture"]
+    fn copy_on_write_cost() {
+        let mut groups = Groups::new();
+        for k in 0..1_000_000_u64 {
+            groups.insert(KeyGroup::of(&k), k, slot(k));
+        }
+        let mut freezes = Vec::new();
+        let mut thaws = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let frozen = groups.freeze();
+            freezes.push(t.elapsed());
+            for (g, map) in &frozen {
+                let key = *map.map().keys().next().unwrap();
+                let t = Instant::now();
+                groups.get_mut(KeyGroup(*g), &key).unwrap().value += 1;
+                thaws.push(t.elapsed());
+            }
+        }
+        freezes.sort_unstable();
+        thaws.sort_unstable();
+        let p = |v: &[std::time::Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+        println!(
+            "freeze: median {:?} max {:?}; first write to a frozen group (copy): median {:?} p99 {:?} max {:?}",
+            p(&freezes, 0.5),
+            freezes[freezes.len() - 1],
+            p(&thaws, 0.5),
+            p(&thaws, 0.99),
+            thaws[thaws.len() - 1],
+        );
+    }
 }
