@@ -4,12 +4,14 @@
 use std::hash::Hash;
 use std::sync::Arc;
 use std::task::Context;
+use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
+use weir_runtime::checkpoint::{Checkpointable, Deferred, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Counting, Io, Operator, Step};
 
+use super::groups::KeyGroup;
 use super::scan::full_failure;
 use super::state::{Bounds, KeyedState, now};
 
@@ -75,12 +77,16 @@ where
 /// [`Keyed::aggregate`](crate::keyed::Keyed::aggregate).
 ///
 /// Checkpointable: every key's accumulator, by key group, with how long the key
-/// has been idle (see the [module docs](crate::keyed) on time).
+/// has been idle (see the [module docs](crate::keyed) on time). A `fold`'s
+/// snapshot is deferred, as [`KeyedScan`](super::KeyedScan)'s; an `aggregate`'s
+/// accumulator need not be `Clone`, so its snapshot is encoded on the stage.
 pub struct KeyedAggregate<T, K, KF, A: Aggregate<T>> {
     kind: &'static str,
     key: Arc<KF>,
     agg: Arc<A>,
     state: KeyedState<K, A::Acc>,
+    /// The deferred snapshot, where the accumulator allows one (`fold`).
+    defer: Option<DeferFn<K, A::Acc>>,
     /// What the input's end left to emit, oldest key first.
     closing: Option<std::vec::IntoIter<(K, A::Acc)>>,
     _t: std::marker::PhantomData<fn(T)>,
@@ -101,11 +107,23 @@ impl<T, K: Hash + Eq + Clone, KF, A: Aggregate<T>> KeyedAggregate<T, K, KF, A> {
             key,
             agg,
             state: KeyedState::new(bounds),
+            defer: None,
             closing: None,
             _t: std::marker::PhantomData,
         }
     }
+
+    /// Snapshots with `defer` (a [`KeyedState::snapshot_deferred`], taken where
+    /// the accumulator's bounds are known) instead of encoding on the stage.
+    pub(crate) fn deferring(mut self, defer: DeferFn<K, A::Acc>) -> Self {
+        self.defer = Some(defer);
+        self
+    }
 }
+
+/// A deferred snapshot of a keyed state: [`KeyedState::snapshot_deferred`] for
+/// states whose types allow it.
+pub(crate) type DeferFn<K, S> = fn(&mut KeyedState<K, S>, u32, Instant) -> Deferred;
 
 /// The version of [`KeyedAggregate`]'s snapshot.
 const STATE_VERSION: u32 = 1;
@@ -129,6 +147,16 @@ where
             self.closing = Some(closing.into_iter());
         }
         snapshot
+    }
+
+    fn snapshot_deferred(&mut self, checkpoint: u64) -> Result<Deferred, StateError> {
+        match self.defer {
+            // After the input's end, what is left to emit is encoded now.
+            Some(defer) if self.closing.is_none() => {
+                Ok(defer(&mut self.state, STATE_VERSION, now()))
+            }
+            _ => self.snapshot(checkpoint).map(Deferred::ready),
+        }
     }
 
     fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
@@ -196,7 +224,8 @@ where
             }
             let Some(x) = io.pop() else { break };
             let key = (self.key)(&x);
-            let acc = match self.state.get_mut(&key, now, true) {
+            let g = KeyGroup::of(&key);
+            let acc = match self.state.get_mut_in(g, &key, now, true) {
                 Some(acc) => acc,
                 None => {
                     match self.state.make_room() {
@@ -204,7 +233,7 @@ where
                         Ok(Some((k, acc))) => io.push((k, self.agg.finish(acc))),
                         Ok(None) => {}
                     }
-                    self.state.insert(key, self.agg.init(), now)
+                    self.state.insert_in(g, key, self.agg.init(), now)
                 }
             };
             self.agg.add(acc, x);

@@ -6,9 +6,10 @@ use std::task::Context;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
+use weir_runtime::checkpoint::{Checkpointable, Deferred, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Io, Operator, Step};
 
+use super::groups::KeyGroup;
 use super::scan::full_failure;
 use super::state::{Bounds, KeyedState, now};
 
@@ -20,7 +21,8 @@ use super::state::{Bounds, KeyedState, now};
 /// [`KeyedExt::dedupe`](crate::keyed::KeyedExt::dedupe). Order preserved.
 ///
 /// Checkpointable: the keys remembered, by key group, each with how long ago it
-/// passed (see the [module docs](crate::keyed) on time).
+/// passed (see the [module docs](crate::keyed) on time). The snapshot is
+/// deferred, as [`KeyedScan`](super::KeyedScan)'s.
 pub struct Dedupe<T, K, KF> {
     key: Arc<KF>,
     state: KeyedState<K, ()>,
@@ -48,10 +50,14 @@ const STATE_VERSION: u32 = 1;
 
 impl<T, K, KF> Checkpointable for Dedupe<T, K, KF>
 where
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
         self.state.snapshot(STATE_VERSION, now(), &[])
+    }
+
+    fn snapshot_deferred(&mut self, _checkpoint: u64) -> Result<Deferred, StateError> {
+        Ok(self.state.snapshot_deferred(STATE_VERSION, now()))
     }
 
     fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
@@ -62,7 +68,7 @@ where
 impl<T, K, KF> Operator for Dedupe<T, K, KF>
 where
     T: Send + 'static,
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     KF: Fn(&T) -> K + Send + Sync + 'static,
 {
     type In = T;
@@ -104,14 +110,15 @@ where
         while io.has_room() {
             let Some(x) = io.pop() else { break };
             let key = (self.key)(&x);
-            if self.state.get_mut(&key, now, false).is_some() {
+            let g = KeyGroup::of(&key);
+            if self.state.contains_in(g, &key) {
                 io.filter();
                 continue;
             }
             if self.state.make_room().is_err() {
                 return Step::Failed(full_failure("dedupe", self.state.len()));
             }
-            self.state.insert(key, (), now);
+            self.state.insert_in(g, key, (), now);
             io.push(x);
         }
         self.state.after_step(cx);

@@ -7,7 +7,7 @@
 //!
 //! # State, time and bounds
 //!
-//! - **State** lives in the stage, one entry per key (a `HashMap`). It is not an
+//! - **State** lives in the stage, one entry per key (a `HashMap` per key group). It is not an
 //!   element: the report counts inputs as completed once folded in, and the
 //!   entries as [`Operator::state_entries`](weir_runtime::operator::Operator::state_entries).
 //! - **TTL** is idle time on the tokio clock: a key not seen for `ttl` is removed
@@ -30,7 +30,12 @@
 //!   time is stored as its age at the snapshot and counted again from the
 //!   restore: the time the pipeline was down does not count towards the TTL. The
 //!   recency order (for [`OnFull::EvictLru`]) and the counters (expired, evicted,
-//!   rejected, peak keys) are restored too.
+//!   rejected, peak keys) are restored too. `scan`, `reduce`, `fold` and `dedupe`
+//!   pause only microseconds for a snapshot, whatever the number of keys: they
+//!   share their key groups with the checkpoint's writer thread, which encodes
+//!   them, and copy a group only if they change it before the writer is done
+//!   (so their keys and states are `Sync`). `aggregate` (whose accumulator need
+//!   not be `Clone`) encodes its snapshot on the stage.
 //!
 //! # Examples
 //!
@@ -56,6 +61,7 @@
 
 mod aggregate;
 mod dedupe;
+mod groups;
 mod scan;
 mod state;
 
@@ -74,8 +80,8 @@ use weir_runtime::Flow;
 
 pub(crate) use state::now as state_now;
 
-use aggregate::FoldWith;
-use state::Bounds;
+use aggregate::{DeferFn, FoldWith};
+use state::{Bounds, KeyedState};
 
 /// A flow with a key function, waiting for its keyed operator. Created by
 /// [`KeyedExt::key_by`]. Adds no stage by itself.
@@ -125,7 +131,7 @@ pub trait KeyedExt<T: Send + 'static>: Sized {
     /// filtered); shorthand for `key_by(key).ttl(ttl).dedupe()`. See
     /// [`Keyed::dedupe`] to remember the last `n` keys instead.
     ///
-    /// State is checkpointed; `K` must be a serde type.
+    /// State is checkpointed; `K` must be a serde type, and `Sync`.
     ///
     /// # Examples
     ///
@@ -146,7 +152,7 @@ pub trait KeyedExt<T: Send + 'static>: Sized {
     /// ```
     fn dedupe<K, KF>(self, key: KF, ttl: Duration) -> Flow<T>
     where
-        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
         KF: Fn(&T) -> K + Send + Sync + 'static,
     {
         self.key_by(key).ttl(ttl).dedupe()
@@ -206,14 +212,16 @@ where
     /// (a clone of `init` for a new key). One output per input, in order. Kind
     /// `keyed_scan`.
     ///
-    /// State is checkpointed; `K` and `S` must be serde types.
+    /// State is checkpointed; `K` and `S` must be serde types, and `Sync` (a
+    /// checkpoint's writer thread encodes a frozen copy of the state).
     ///
     /// # Examples
     ///
     /// See the [module](self) example.
     pub fn scan<S, U, F>(self, init: S, f: F) -> Flow<U>
     where
-        S: Clone + Serialize + DeserializeOwned + Send + 'static,
+        K: Sync,
+        S: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
         U: Send + 'static,
         F: Fn(&mut S, T) -> U + Send + Sync + 'static,
     {
@@ -234,7 +242,7 @@ where
     /// in `f` forgets the key's value. Kind `keyed_reduce`.
     ///
     /// State is checkpointed; `K` and `T` (the value kept per key) must be serde
-    /// types.
+    /// types, and `Sync`.
     ///
     /// # Examples
     ///
@@ -253,7 +261,8 @@ where
     /// ```
     pub fn reduce<F>(self, f: F) -> Flow<T>
     where
-        T: Clone + Serialize + DeserializeOwned,
+        K: Sync,
+        T: Clone + Serialize + DeserializeOwned + Sync,
         F: Fn(T, T) -> T + Send + Sync + 'static,
     {
         let (key, bounds) = (self.key, self.bounds);
@@ -287,10 +296,12 @@ where
     /// See [`KeyedExt::key_by`].
     pub fn fold<S, F>(self, init: S, f: F) -> Flow<(K, S)>
     where
+        K: Sync,
         S: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
         F: Fn(&mut S, T) + Send + Sync + 'static,
     {
-        self.aggregate_as("keyed_fold", FoldWith { init, f })
+        let defer: DeferFn<K, S> = KeyedState::snapshot_deferred;
+        self.aggregate_as("keyed_fold", FoldWith { init, f }, Some(defer))
     }
 
     /// Like [`fold`](Self::fold) with an [`Aggregate`]: its accumulator per key,
@@ -328,17 +339,26 @@ where
         A: Aggregate<T>,
         A::Acc: Serialize + DeserializeOwned,
     {
-        self.aggregate_as("keyed_aggregate", agg)
+        self.aggregate_as("keyed_aggregate", agg, None)
     }
 
-    fn aggregate_as<A>(self, kind: &'static str, agg: A) -> Flow<(K, A::Out)>
+    fn aggregate_as<A>(
+        self,
+        kind: &'static str,
+        agg: A,
+        defer: Option<DeferFn<K, A::Acc>>,
+    ) -> Flow<(K, A::Out)>
     where
         A: Aggregate<T>,
         A::Acc: Serialize + DeserializeOwned,
     {
         let (key, agg, bounds) = (self.key, Arc::new(agg), self.bounds);
         self.flow.via_factory(move || {
-            KeyedAggregate::new(kind, Arc::clone(&key), Arc::clone(&agg), bounds.clone())
+            let op = KeyedAggregate::new(kind, Arc::clone(&key), Arc::clone(&agg), bounds.clone());
+            match defer {
+                Some(defer) => op.deferring(defer),
+                None => op,
+            }
         })
     }
 
@@ -347,7 +367,7 @@ where
     /// [`OnFull::EvictLru`]); dropped elements count as filtered. One of the two
     /// bounds is required (the build fails without). Kind `dedupe`.
     ///
-    /// State is checkpointed; `K` must be a serde type.
+    /// State is checkpointed; `K` must be a serde type, and `Sync`.
     ///
     /// # Examples
     ///
@@ -365,7 +385,10 @@ where
     /// assert_eq!(done.output, [1, 2, 3, 1]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn dedupe(self) -> Flow<T> {
+    pub fn dedupe(self) -> Flow<T>
+    where
+        K: Sync,
+    {
         let (key, bounds) = (self.key, self.bounds);
         self.flow
             .via_factory(move || Dedupe::new(Arc::clone(&key), bounds.clone()))

@@ -10,6 +10,7 @@ use weir_runtime::checkpoint::{Checkpointable, Deferred, RestoreContext, Snapsho
 use weir_runtime::operator::{Io, Operator, Step};
 use weir_runtime::{ErrorClass, Failure};
 
+use super::groups::KeyGroup;
 use super::state::{Bounds, KeyedState, now};
 
 /// The version of [`KeyedScan`]'s snapshot.
@@ -21,7 +22,9 @@ const STATE_VERSION: u32 = 1;
 /// input.
 ///
 /// Checkpointable: every key's state, by key group, with how long the key has
-/// been idle (see the [module docs](crate::keyed) on time).
+/// been idle (see the [module docs](crate::keyed) on time). A checkpoint's
+/// snapshot is deferred: the stage shares its key groups with the checkpoint's
+/// writer and copies a group only when it changes it before the writer is done.
 pub struct KeyedScan<T, K, S, U, KF, F> {
     kind: &'static str,
     key: Arc<KF>,
@@ -72,8 +75,8 @@ pub(crate) fn full_failure(kind: &str, keys: usize) -> Failure {
 
 impl<T, K, S, U, KF, F> Checkpointable for KeyedScan<T, K, S, U, KF, F>
 where
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
-    S: Clone + Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    S: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
         self.state.snapshot(STATE_VERSION, now(), &[])
@@ -91,8 +94,8 @@ where
 impl<T, K, S, U, KF, F> Operator for KeyedScan<T, K, S, U, KF, F>
 where
     T: Send + 'static,
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
-    S: Clone + Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    S: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     U: Send + 'static,
     KF: Fn(&T) -> K + Send + Sync + 'static,
     F: Fn(&mut S, T) -> U + Send + Sync + 'static,
@@ -126,13 +129,14 @@ where
         while io.has_room() {
             let Some(x) = io.pop() else { break };
             let key = (self.key)(&x);
-            let acc = match self.state.get_mut(&key, now, true) {
+            let g = KeyGroup::of(&key);
+            let acc = match self.state.get_mut_in(g, &key, now, true) {
                 Some(acc) => acc,
                 None => {
                     if self.state.make_room().is_err() {
                         return Step::Failed(full_failure(self.kind, self.state.len()));
                     }
-                    self.state.insert(key, self.init.clone(), now)
+                    self.state.insert_in(g, key, self.init.clone(), now)
                 }
             };
             let y = (self.f)(acc, x);
