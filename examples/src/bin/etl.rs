@@ -30,7 +30,9 @@ use weir_examples::etl::{
     self, Handles, InputFiles, Progress, Reloader, Settings, SourceId, Summary,
 };
 
-const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/etl.toml");
+/// The settings used without `--config`: the example file, built into the binary
+/// (an installed binary needs no source tree).
+const BUILT_IN_CONFIG: &str = include_str!("../../config/etl.toml");
 
 /// ETL on weir: three sources, validation, enrichment, three sinks, hot config.
 #[derive(Debug, Parser)]
@@ -56,9 +58,11 @@ struct Args {
     /// temporary directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// The reloadable config (validation threshold, rate limit).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
+    /// The reloadable config (validation threshold, rate limit, policies),
+    /// watched while etl runs. Without it, the built-in settings (the example's
+    /// config/etl.toml), not reloaded.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
     /// How often to check the config file for changes, in milliseconds.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     watch_ms: u64,
@@ -98,8 +102,15 @@ fn seconds(flag: &str, secs: Option<f64>) -> Result<Option<Duration>, Fatal> {
 
 fn run(args: Args) -> Result<(), Fatal> {
     let handles = Handles::default();
-    let mut watcher = etl::watcher(&args.config, &handles);
-    let config = watcher.load().map_err(|e| usage(format!("config {e}")))?;
+    let mut watcher = args
+        .config
+        .as_ref()
+        .map(|path| etl::watcher(path, &handles));
+    let config = match watcher.as_mut() {
+        Some(w) => w.load().map_err(|e| usage(format!("config {e}")))?,
+        None => etl::EtlConfig::parse(BUILT_IN_CONFIG)
+            .map_err(|e| failed(format!("the built-in config: {e}")))?,
+    };
     let health_every = seconds("health-every", args.health_every)?;
     let progress_every = seconds("progress-every", args.progress_every)?.or_else(|| {
         std::io::stderr()
@@ -149,7 +160,7 @@ fn run(args: Args) -> Result<(), Fatal> {
     let started = Instant::now();
     let running = built.graph.run(&rt).map_err(usage)?;
     // Started once the stages run: a change reaches them from now on.
-    let reloader =
+    let reloader = watcher.map(|watcher| {
         Reloader::start(
             watcher,
             Duration::from_millis(args.watch_ms),
@@ -160,7 +171,8 @@ fn run(args: Args) -> Result<(), Fatal> {
                 ),
                 Err(e) => eprintln!("etl: config rejected, the previous one stays: {e}"),
             },
-        );
+        )
+    });
     let ticks = Ticks::start(
         &running.controller(),
         health_every,
@@ -169,7 +181,7 @@ fn run(args: Args) -> Result<(), Fatal> {
     );
     let done = running.wait();
     ticks.stop();
-    let reloads = reloader.counts();
+    let reloads = reloader.as_ref().map(Reloader::counts);
     drop(reloader);
     let elapsed = started.elapsed();
     let done = done.map_err(|e| failed(format!("the pipeline failed: {e}")))?;
@@ -188,9 +200,9 @@ fn run(args: Args) -> Result<(), Fatal> {
         csv_written: take(built.csv, "csv")?,
         sqlite_written: futures::executor::block_on(built.sqlite)
             .ok_or_else(|| failed("the sqlite sink produced no result"))?,
-        config_changes: reloads.applied(),
-        config_rejected: reloads.rejected(),
-        config: reloads.in_force().unwrap_or(config),
+        config_changes: reloads.as_ref().map_or(0, |r| r.applied()),
+        config_rejected: reloads.as_ref().map_or(0, |r| r.rejected()),
+        config: reloads.and_then(|r| r.in_force()).unwrap_or(config),
         config_generations: ["rate_limit", "transform"]
             .map(|s| done.report.stage(s).map_or(0, |r| r.config_generation)),
         rejected_file: built.outputs.rejected.clone(),

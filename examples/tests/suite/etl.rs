@@ -227,6 +227,44 @@ fn a_config_change_while_running_is_applied() {
     assert_eq!(ids_in_sqlite(&built.outputs.sqlite).len() as u64, valid);
 }
 
+/// An installed binary needs no source tree: without --config the settings are
+/// built in (no path into the tree is compiled in), from any working directory;
+/// a --config file that is missing is an error naming it.
+#[test]
+fn the_settings_are_built_in_and_a_missing_config_file_is_named() {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_etl")).unwrap();
+    let source_path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/etl.toml");
+    assert!(
+        !binary
+            .windows(source_path.len())
+            .any(|w| w == source_path.as_bytes()),
+        "etl reads its default config from {source_path}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_etl"))
+        .args(["--rows", "50", "--generated-rows", "50"])
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_etl"))
+        .arg("--config")
+        .arg(dir.path().join("no-such.toml"))
+        .arg("--out")
+        .arg(dir.path().join("out2"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such.toml"), "{stderr}");
+}
+
 #[test]
 fn bad_arguments_are_reported() {
     let dir = tempfile::tempdir().unwrap();
