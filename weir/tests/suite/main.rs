@@ -18,6 +18,7 @@ mod core_embedded;
 mod core_lifecycle;
 mod core_properties;
 mod core_send_sync;
+mod dlq_crash;
 mod files;
 mod flow_control;
 mod graph_broadcast_runs;

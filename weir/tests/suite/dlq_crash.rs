@@ -1,0 +1,146 @@
+//! Crash consistency of the file dead-letter queue: a child process appends
+//! letters (fsync per record, the default) and prints each index once its
+//! `append` returned; the test kills it with SIGKILL at 1,000 random points, each
+//! after it acknowledged at least one letter, and after every kill checks that
+//! the file reopens for append, and that it holds the letters `0..n` in order —
+//! every acknowledged one, none twice, nothing corrupt (a torn last record at
+//! most, which the next writer cuts off).
+//!
+//! The child is this test binary, run again with `WEIR_DLQ_CHILD` naming the
+//! file: [`child`] is a no-op otherwise.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weir::supervisor::dead_letter::{DeadLetter, FileDlqReader, FileDlqWriter, Tail};
+use weir::supervisor::{ErrorClass, Failure};
+
+const KILLS: u32 = 1_000;
+
+/// Appends letters `n, n+1, …` (n: the letters already there) until killed.
+fn run_child(path: &Path) {
+    let mut writer = if path.exists() {
+        FileDlqWriter::<u64>::open_append(path).expect("reopen for append")
+    } else {
+        FileDlqWriter::<u64>::create(path).expect("create")
+    };
+    let failure = Failure::error(ErrorClass::Permanent, "crash test");
+    let mut next = writer.record_count();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    loop {
+        let letter = DeadLetter::new(next, "stage", "pipeline", &failure, 1, next);
+        writer.append(&letter).expect("append");
+        writeln!(out, "{next}").unwrap();
+        out.flush().unwrap();
+        next += 1;
+    }
+}
+
+/// Runs the appender when started as the child; does nothing in a normal run.
+#[test]
+fn child() {
+    if let Some(path) = std::env::var_os("WEIR_DLQ_CHILD") {
+        run_child(Path::new(&path));
+    }
+}
+
+/// A small deterministic generator (xorshift), seeded from the clock and
+/// printed, so that a failing run can be told apart.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn killed_at_1000_random_points_the_file_dlq_keeps_every_acknowledged_letter_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("letters.dlq");
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    let mut acked_max: Option<u64> = None;
+    for kill in 0..KILLS {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "dlq_crash::child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("WEIR_DLQ_CHILD", &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap());
+        // Wait for the first acknowledgement (the test harness prints a line of
+        // its own first), then kill at a random point after it.
+        let first = loop {
+            let mut line = String::new();
+            lines.read_line(&mut line).unwrap();
+            assert!(
+                line.ends_with('\n'),
+                "seed {seed}, kill {kill}: the child ended before appending: {line:?}"
+            );
+            if let Ok(n) = line.trim().parse::<u64>() {
+                break n;
+            }
+        };
+        std::thread::sleep(Duration::from_micros(rng.below(3_000)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut acked: Vec<u64> = vec![first];
+        for line in lines.lines() {
+            let Ok(line) = line else { break };
+            // A line cut by the kill has no number to trust.
+            if let Ok(n) = line.trim().parse() {
+                acked.push(n);
+            }
+        }
+        if let Some(&last) = acked.last() {
+            acked_max = Some(acked_max.map_or(last, |m| m.max(last)));
+        }
+
+        let outcome = FileDlqReader::<u64>::open(&path)
+            .unwrap_or_else(|e| panic!("seed {seed}, kill {kill}: reopen: {e}"))
+            .read_all()
+            .unwrap();
+        assert!(
+            matches!(outcome.tail, Tail::Clean | Tail::Torn { .. }),
+            "seed {seed}, kill {kill}: {:?}",
+            outcome.tail
+        );
+        let got: Vec<u64> = outcome.letters.iter().map(|l| l.element).collect();
+        let n = got.len() as u64;
+        assert!(
+            got.iter().copied().eq(0..n),
+            "seed {seed}, kill {kill}: letters out of order or twice"
+        );
+        let max = acked_max.unwrap();
+        assert!(
+            max < n,
+            "seed {seed}, kill {kill}: letter {max} was acknowledged but the file holds {n}"
+        );
+    }
+    // The last reopen for append cuts a torn tail off and appends after it.
+    let writer = FileDlqWriter::<u64>::open_append(&path).unwrap();
+    assert!(writer.record_count() > u64::from(KILLS) / 2);
+    eprintln!(
+        "dlq_crash: {KILLS} kills, {} letters, {:?} (seed {seed})",
+        writer.record_count(),
+        started.elapsed()
+    );
+}
