@@ -156,7 +156,7 @@ impl Browser {
     }
 
     /// Keeps the page's uncaught exceptions, `console.error`s and error log
-    /// entries (a resource that failed to load, a CSP violation).
+    /// entries (a resource that failed to load, for one).
     fn note(&mut self, event: &Value) {
         let params = &event["params"];
         match event["method"].as_str() {
