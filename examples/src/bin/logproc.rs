@@ -21,7 +21,12 @@
 //! cargo run --release -p weir-examples --bin logproc
 //! cargo run --release -p weir-examples --bin logproc -- --input access.log --report report.json
 //! cargo run --release -p weir-examples --bin logproc -- --input access.log --checkpoint-dir ckpt
+//! cargo run --release -p weir-examples --bin logproc -- --console 127.0.0.1:9899
 //! ```
+//!
+//! With `--console ADDR` the live console (`weir::console`: the pipeline's graph
+//! with its figures and bottleneck, `/api/*`, `/healthz`, `/readyz`) is served on
+//! ADDR while logproc runs; its URL is printed to stderr.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -34,6 +39,8 @@ use weir_examples::cli::{Fatal, Tickers, exit, failed, stdout_closed, usage};
 
 use clap::Parser;
 use weir::checkpoint::{CheckpointConfig, CheckpointStats, CheckpointStore, StoreOptions};
+use weir::console::ConsoleServer;
+use weir::manager::{Ended, ManagerError, PipelineManager};
 use weir::prelude::*;
 use weir::supervisor::dead_letter::{
     FileDlqOptions, FileDlqReader, FileDlqWriter, SharedFileDlq, SyncPolicy,
@@ -93,6 +100,12 @@ struct Args {
     /// Serves Prometheus metrics on this address (e.g. 127.0.0.1:9898).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Serves the live console on this address while logproc runs (e.g.
+    /// 127.0.0.1:9899; port 0 picks a free one): the pipeline's graph with its
+    /// live figures and bottleneck, `/api/graph`, `/api/stats`, `/api/events`,
+    /// `/healthz`, `/readyz`. Its URL is printed to stderr.
+    #[arg(long, value_name = "ADDR")]
+    console: Option<SocketAddr>,
     /// Prints the pipeline's health verdict at the start and then every SECS.
     #[arg(long, value_name = "SECS")]
     health_every: Option<f64>,
@@ -189,17 +202,17 @@ fn run(args: Args) -> Result<(), Fatal> {
         );
     }
     let started = Instant::now();
-    let running = built.graph.run(&rt).map_err(usage)?;
+    let run = Run::start(built.graph, &rt, args.console)?;
     let interrupted = args
         .checkpoint_dir
         .is_some()
-        .then(|| drain_on_ctrl_c(running.controller()));
-    let watchers = Watchers::start(&running.controller(), &args, &progress, total);
-    let done = running.wait();
+        .then(|| drain_on_ctrl_c(run.controller()));
+    let watchers = Watchers::start(&run.controller(), &args, &progress, total);
+    let report = run.wait();
     watchers.stop();
     let elapsed = started.elapsed();
     let input_error = || progress.error.lock().ok().and_then(|mut slot| slot.take());
-    let done = done.map_err(|e| match input_error() {
+    let report = report.map_err(|e| match input_error() {
         Some(error) => failed(format!("input {source}: {error}")),
         None => failed(format!("the pipeline failed: {e}")),
     })?;
@@ -215,7 +228,7 @@ fn run(args: Args) -> Result<(), Fatal> {
     if let Some(error) = &tally.error {
         return Err(failed(error));
     }
-    done.report.check_conservation().map_err(failed)?;
+    report.check_conservation().map_err(failed)?;
 
     let lines = progress.lines.load(Ordering::Relaxed);
     let resumed = progress.resumed.lock().ok().and_then(|slot| *slot);
@@ -223,11 +236,11 @@ fn run(args: Args) -> Result<(), Fatal> {
         dir: dir.clone(),
         interval_ms: args.checkpoint_interval_ms,
         resumed,
-        stats: done.report.checkpoint.clone().unwrap_or_default(),
+        stats: report.checkpoint.clone().unwrap_or_default(),
     });
     if interrupted.is_some_and(|flag| flag.load(Ordering::Relaxed)) {
-        let stats = done.report.checkpoint.clone().unwrap_or_default();
-        let saved = match (&done.report.outcome, stats.last_id) {
+        let stats = report.checkpoint.clone().unwrap_or_default();
+        let saved = match (&report.outcome, stats.last_id) {
             (Outcome::Drained { .. }, Some(id)) => format!("a final checkpoint ({id}) was written"),
             (_, Some(id)) => format!("the last checkpoint is {id}"),
             (_, None) => "no checkpoint was completed".to_owned(),
@@ -246,7 +259,7 @@ fn run(args: Args) -> Result<(), Fatal> {
         aggregates,
         tally,
         lost: lost.load(Ordering::Relaxed),
-        report: done.report,
+        report,
         elapsed,
         dlq_path,
         workers,
@@ -266,6 +279,76 @@ fn run(args: Args) -> Result<(), Fatal> {
         }
     }
     Ok(())
+}
+
+/// The running pipeline: on its own, or under a [`PipelineManager`] whose
+/// console is served (`--console`). Either way the same graph, named
+/// [`PIPELINE`](logproc::pipeline::PIPELINE), and the same report.
+enum Run {
+    Plain(Running<()>),
+    Console {
+        manager: PipelineManager,
+        controller: PipelineController,
+        /// Served until the run has ended.
+        console: ConsoleServer,
+    },
+}
+
+impl Run {
+    fn start(graph: Graph, rt: &Runtime, console: Option<SocketAddr>) -> Result<Run, Fatal> {
+        let Some(addr) = console else {
+            return Ok(Run::Plain(graph.run(rt).map_err(usage)?));
+        };
+        let manager = PipelineManager::new();
+        let console =
+            weir::console::serve(addr, &manager).map_err(|e| usage(format!("--console: {e}")))?;
+        eprintln!("logproc: console on http://{}/", console.local_addr());
+        let controller = manager
+            .start_graph(logproc::pipeline::PIPELINE, graph, rt)
+            .map_err(|e| match e {
+                ManagerError::Build(e) => usage(e),
+                e => failed(e),
+            })?;
+        Ok(Run::Console {
+            manager,
+            controller,
+            console,
+        })
+    }
+
+    fn controller(&self) -> PipelineController {
+        match self {
+            Run::Plain(running) => running.controller(),
+            Run::Console { controller, .. } => controller.clone(),
+        }
+    }
+
+    /// Waits for the end: the report, or the error as text.
+    fn wait(self) -> Result<Report, String> {
+        match self {
+            Run::Plain(running) => running
+                .wait()
+                .map(|done| done.report)
+                .map_err(|e| e.to_string()),
+            Run::Console {
+                manager, console, ..
+            } => {
+                let ended = futures::executor::block_on(manager.join(logproc::pipeline::PIPELINE));
+                console.shutdown();
+                match ended {
+                    Some(Ended {
+                        report: Some(report),
+                        error: None,
+                        ..
+                    }) => Ok(report),
+                    Some(Ended { error, .. }) => {
+                        Err(error.unwrap_or_else(|| "ended without a report".to_owned()))
+                    }
+                    None => Err("the manager lost the pipeline".to_owned()),
+                }
+            }
+        }
+    }
 }
 
 /// The dead-letter file's name in the checkpoint directory.

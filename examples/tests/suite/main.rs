@@ -12,6 +12,7 @@ mod graph_examples_run;
 mod hubs_example_run;
 mod join_examples_run;
 mod limits_examples_run;
+mod logproc_console;
 mod logproc_input;
 mod logproc_report;
 mod logproc_resume;

@@ -5,7 +5,7 @@
   const token = new URLSearchParams(location.search).get("token");
   const withToken = (path) => token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path;
   const SVG = "http://www.w3.org/2000/svg";
-  const W = 170, H = 96, GX = 60, GY = 24;
+  const W = 170, H = 96, GX = 40, GY = 24;
   let graphs = new Map();  // pipeline -> {topology, layout, svgs}
   let runs = "";           // names and restart counts: a change reloads the graphs
   let last = new Map();    // pipeline -> previous stats frame, for the rates
@@ -58,11 +58,12 @@
     const bottleneck = el("div", { class: "bottleneck" }, box, "");
     const lay = layout(t);
     const svg = el("svg:svg", { width: lay.width + 20, height: lay.height + 20, viewBox: `-10 -10 ${lay.width + 20} ${lay.height + 20}`, role: "img", "aria-label": "graph of " + t.pipeline }, box);
+    svg.style.minWidth = Math.round(0.6 * (lay.width + 20)) + "px";  // CSSOM: allowed by the CSP
     const edges = t.edges.map((e, i) => {
       const a = lay.pos[e.from], b = lay.pos[e.to];
       const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2;
       const mx = (x1 + x2) / 2;
-      const path = el("svg:path", { class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, stroke: fillColour(0), "stroke-width": 2, "data-edge": i }, svg);
+      const path = el("svg:path", { class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, stroke: fillColour(0), "stroke-width": 2, "data-edge": i, "data-from": t.nodes[e.from].name, "data-to": t.nodes[e.to].name }, svg);
       const label = el("svg:text", { class: "cap", x: mx, y: (y1 + y2) / 2 - 4, "text-anchor": "middle" }, svg, "0/" + e.capacity);
       return { path, label, edge: e };
     });
@@ -127,7 +128,7 @@
         n.lines[0].textContent = `in ${fmt(rin)}/s · out ${fmt(rout)}/s`;
         n.lines[1].textContent = s.capacity ? `queue ${queued}/${s.capacity * Math.max(1, n.node.inputs)} · credit ${s.credit}` : `credit ${s.credit}`;
         n.lines[2].textContent = `restarts ${s.restarts} · dlq ${s.dead_lettered} · failed ${s.failed}`;
-        n.lines[3].textContent = (n.node.breaker ? `breaker ${s.breaker}` : "") + (s.stalled ? " · STALLED" : "") + ` · blocked ${s.blocked.toFixed(1)}s`;
+        n.lines[3].textContent = [n.node.breaker ? `breaker ${s.breaker}` : "", s.stalled ? "STALLED" : "", `blocked ${s.blocked.toFixed(1)}s`].filter(Boolean).join(" · ");
         n.g.setAttribute("class", "node " + n.node.role + (b && b.id === i ? " bottleneck" : "") + (s.breaker === "open" ? " open" : s.breaker === "half_open" ? " half" : ""));
       });
       p.edges.forEach((e, i) => {
@@ -148,6 +149,8 @@
       el("span", { class: "kind" }, li, e.kind);
       el("span", { class: "muted" }, li, new Date(e.at_ms).toLocaleTimeString() + " " + (e.pipeline || "manager") + (e.stage ? "/" + e.stage : "") + ": ");
       el("span", {}, li, e.text);
+      const none = document.getElementById("no-events");
+      if (none) none.remove();
       list.insertBefore(li, list.firstChild);
       while (list.children.length > 200) list.removeChild(list.lastChild);
     }
