@@ -9,7 +9,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
-use tokio::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
 
 /// A response body: a fixed text or a stream of frames.
 #[cfg(any(feature = "sse", feature = "console"))]
@@ -51,4 +54,99 @@ where
             });
         })?;
     Ok((local, thread))
+}
+
+/// A server's thread and the signal that stops it: a handle holding one stops the
+/// server and joins its thread on `stop_and_join`, or when dropped.
+#[derive(Debug)]
+pub(crate) struct Stopper {
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Stopper {
+    pub(crate) fn new(stop: tokio::sync::watch::Sender<bool>, thread: JoinHandle<()>) -> Self {
+        Stopper {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Signals the stop and waits for the server's thread to end.
+    pub(crate) fn stop_and_join(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// One more in a count (connections, clients) for as long as it lives.
+pub(crate) struct Counted<C: 'static>(std::sync::Arc<C>, fn(&C) -> &AtomicUsize);
+
+impl<C: 'static> Counted<C> {
+    /// Counts one more in `field` of `counters`; returns how many there were before.
+    pub(crate) fn enter(
+        counters: &std::sync::Arc<C>,
+        field: fn(&C) -> &AtomicUsize,
+    ) -> (usize, Self) {
+        let before = field(counters).fetch_add(1, Ordering::AcqRel);
+        (before, Counted(std::sync::Arc::clone(counters), field))
+    }
+}
+
+impl<C: 'static> Drop for Counted<C> {
+    fn drop(&mut self) {
+        (self.1)(&self.0).fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Accepts connections until `stopped` changes, handing each to `admit` (a failed
+/// accept — out of descriptors and the like — backs off instead of spinning);
+/// then waits up to `drain` for the connections counted in `open` to close.
+pub(crate) async fn accept_until(
+    listener: TcpListener,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    server: &str,
+    open: &AtomicUsize,
+    drain: Duration,
+    mut admit: impl FnMut(TcpStream),
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _peer)) => admit(socket),
+                Err(e) => {
+                    tracing::warn!(server, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let deadline = tokio::time::Instant::now() + drain;
+    while open.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[cfg(any(feature = "sse", feature = "http"))]
+/// Answers a connection over the limit with `answer` (a whole HTTP response,
+/// written without reading the request) and closes it; `guard` is dropped then.
+/// Best effort: a client that cannot take it within a second is closed anyway.
+pub(crate) fn refuse(mut socket: TcpStream, answer: &'static [u8], guard: impl Send + 'static) {
+    use tokio::io::AsyncWriteExt;
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(answer)).await;
+        let _ = socket.shutdown().await;
+        drop(guard);
+    });
 }

@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,7 +22,7 @@ use weir_runtime::manager::PipelineManager;
 
 use super::log::{Collector, EventLog};
 use super::{Console, ConsoleError, EVENT_LOG, view};
-use crate::http_server::Body;
+use crate::http_server::{self, Body, Counted, Stopper};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const CONSOLE_JS: &str = include_str!("assets/console.js");
@@ -40,8 +39,7 @@ const JSON: &str = "application/json";
 pub struct ConsoleServer {
     addr: SocketAddr,
     counters: Arc<Counters>,
-    stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
+    server: Stopper,
 }
 
 /// The server's counts.
@@ -89,20 +87,7 @@ impl ConsoleServer {
     /// Stops accepting, ends every event stream, and waits up to a second for
     /// the connections to close; the pipelines go on.
     pub fn shutdown(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for ConsoleServer {
-    fn drop(&mut self) {
-        self.stop_and_join();
+        self.server.stop_and_join();
     }
 }
 
@@ -126,8 +111,7 @@ pub(super) fn start(console: Console, addr: SocketAddr) -> Result<ConsoleServer,
     Ok(ConsoleServer {
         addr: local,
         counters,
-        stop,
-        thread: Some(thread),
+        server: Stopper::new(stop, thread),
     })
 }
 
@@ -143,15 +127,6 @@ struct Server {
     frame: watch::Receiver<Arc<String>>,
 }
 
-/// Decrements a count when dropped.
-struct Guard(Arc<Counters>, fn(&Counters) -> &AtomicUsize);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        (self.1)(&self.0).fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 impl Server {
     fn manager(&self) -> &PipelineManager {
         &self.console.manager
@@ -163,28 +138,12 @@ impl Server {
 
     async fn run(self, listener: TcpListener, frames: watch::Sender<Arc<String>>) {
         let sampler = tokio::spawn(self.clone().sample(frames));
-        let mut stopped = self.stopped.clone();
-        loop {
-            tokio::select! {
-                biased;
-                _ = stopped.changed() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((socket, _peer)) => self.admit(socket),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "console accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-            }
-        }
-        drop(listener);
+        let (open, stopped) = (&self.counters.connections, self.stopped.clone());
+        http_server::accept_until(listener, stopped, "console", open, DRAIN, |socket| {
+            self.admit(socket);
+        })
+        .await;
         sampler.abort();
-        let deadline = tokio::time::Instant::now() + DRAIN;
-        while self.counters.connections.load(Ordering::Acquire) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
     }
 
     /// Once per interval: gathers the events and renders the figures once, for
@@ -211,8 +170,7 @@ impl Server {
     }
 
     fn admit(&self, socket: TcpStream) {
-        self.counters.connections.fetch_add(1, Ordering::AcqRel);
-        let guard = Guard(Arc::clone(&self.counters), |c| &c.connections);
+        let (_, guard) = Counted::enter(&self.counters, |c| &c.connections);
         let server = self.clone();
         tokio::spawn(async move {
             // Set while the connection streams events: when its client last took a frame.
@@ -375,8 +333,7 @@ impl Server {
 
     /// `GET /api/events`: the figures every interval, as `stats` events.
     fn events(&self, progress: &Arc<AtomicU64>) -> Response<Body> {
-        let open = self.counters.clients.fetch_add(1, Ordering::AcqRel);
-        let guard = Guard(Arc::clone(&self.counters), |c| &c.clients);
+        let (open, guard) = Counted::enter(&self.counters, |c| &c.clients);
         if open >= self.console.max_clients {
             drop(guard);
             self.counters.rejected.fetch_add(1, Ordering::AcqRel);
@@ -424,7 +381,7 @@ struct Stream {
     progress: Arc<AtomicU64>,
     first: bool,
     done: bool,
-    _guard: Guard,
+    _guard: Counted<Counters>,
 }
 
 impl Stream {

@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,12 +16,12 @@ use hyper::header::{
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weir_operators::source::Ingress;
 
 use super::{Counters, Decode, HttpSourceError, HttpSourceStats, Options};
+use crate::http_server::{self, Counted, Stopper};
 
 /// The answer to one connection too many, written without parsing its request.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
@@ -36,8 +35,7 @@ too many connections\r\n";
 pub struct HttpIngest {
     addr: SocketAddr,
     counters: Arc<Counters>,
-    stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
+    server: Stopper,
 }
 
 impl HttpIngest {
@@ -56,21 +54,8 @@ impl HttpIngest {
     /// then completes once it has processed what was admitted. Returns the final
     /// counts.
     pub fn shutdown(mut self) -> HttpSourceStats {
-        self.stop_and_join();
+        self.server.stop_and_join();
         self.counters.snapshot()
-    }
-
-    fn stop_and_join(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for HttpIngest {
-    fn drop(&mut self) {
-        self.stop_and_join();
     }
 }
 
@@ -96,8 +81,7 @@ pub(super) fn start<T: Send + 'static>(
     Ok(HttpIngest {
         addr: local,
         counters,
-        stop,
-        thread: Some(thread),
+        server: Stopper::new(stop, thread),
     })
 }
 
@@ -120,15 +104,6 @@ impl<T> Clone for Server<T> {
     }
 }
 
-/// Decrements the count of open connections when a connection's task ends.
-struct ConnectionGuard(Arc<Counters>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 type Body = Full<Bytes>;
 
 /// How a request's body holds its elements.
@@ -140,44 +115,23 @@ enum Framing {
 }
 
 impl<T: Send + 'static> Server<T> {
-    async fn run(self, listener: TcpListener, mut stopped: watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                biased;
-                _ = stopped.changed() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((socket, _peer)) => self.admit(socket),
-                    // Out of descriptors and the like: back off instead of spinning.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "HTTP source accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-            }
-        }
-        drop(listener);
+    async fn run(self, listener: TcpListener, stopped: watch::Receiver<bool>) {
         // The requests being served finish (each within its wait); then the last
         // clone of the ingress goes and the pipeline's source ends.
         let drain = self.options.wait + Duration::from_secs(1);
-        let deadline = tokio::time::Instant::now() + drain;
-        while self.counters.connections.load(Ordering::Acquire) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let open = &self.counters.connections;
+        http_server::accept_until(listener, stopped, "http source", open, drain, |socket| {
+            self.admit(socket);
+        })
+        .await;
     }
 
     /// Serves a new connection, or refuses it when `max_connections` are open.
-    fn admit(&self, mut socket: TcpStream) {
-        let open = self.counters.connections.fetch_add(1, Ordering::AcqRel);
-        let guard = ConnectionGuard(Arc::clone(&self.counters));
+    fn admit(&self, socket: TcpStream) {
+        let (open, guard) = Counted::enter(&self.counters, |c| &c.connections);
         if open >= self.options.max_connections {
             self.counters.busy.fetch_add(1, Ordering::AcqRel);
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(BUSY)).await;
-                let _ = socket.shutdown().await;
-                drop(guard);
-            });
+            http_server::refuse(socket, BUSY, guard);
             return;
         }
         let server = self.clone();

@@ -4,7 +4,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,13 +13,12 @@ use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weir_operators::hub::BroadcastHub;
 
 use super::{Counters, Encode, Options, SseError, SseStats, stream};
-use crate::http_server::Body;
+use crate::http_server::{self, Body, Counted, Stopper};
 
 /// How long a shut-down server waits for its connections to send their `end`
 /// events before closing the rest.
@@ -37,8 +35,7 @@ too many SSE clients.\r\n";
 pub struct SseServer {
     addr: SocketAddr,
     counters: Arc<Counters>,
-    stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
+    server: Stopper,
 }
 
 impl SseServer {
@@ -57,21 +54,8 @@ impl SseServer {
     /// left, and returns the final counts. The hub keeps running for its other
     /// subscribers.
     pub fn shutdown(mut self) -> SseStats {
-        self.stop_and_join();
+        self.server.stop_and_join();
         self.counters.snapshot()
-    }
-
-    fn stop_and_join(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for SseServer {
-    fn drop(&mut self) {
-        self.stop_and_join();
     }
 }
 
@@ -97,8 +81,7 @@ pub(super) fn start<T: Clone + Send + 'static>(
     Ok(SseServer {
         addr: local,
         counters,
-        stop,
-        thread: Some(thread),
+        server: Stopper::new(stop, thread),
     })
 }
 
@@ -123,55 +106,24 @@ impl<T> Clone for Server<T> {
     }
 }
 
-/// Decrements the count of open connections when a connection's task ends.
-struct ConnectionGuard(Arc<Counters>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 impl<T: Clone + Send + 'static> Server<T> {
     async fn run(self, listener: TcpListener) {
-        let mut stopped = self.stopped.clone();
-        loop {
-            tokio::select! {
-                biased;
-                _ = stopped.changed() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((socket, _peer)) => self.admit(socket),
-                    // Out of descriptors and the like: back off instead of spinning.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "SSE accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-            }
-        }
-        drop(listener);
-        // Streams see the same signal and send their `end` events.
-        let deadline = tokio::time::Instant::now() + DRAIN;
-        while self.counters.connections.load(Ordering::Acquire) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        // Dropping the runtime closes whatever is still open.
+        // Streams see the same signal and send their `end` events; dropping the
+        // runtime closes whatever is still open after the drain.
+        let open = &self.counters.connections;
+        let stopped = self.stopped.clone();
+        http_server::accept_until(listener, stopped, "sse", open, DRAIN, |socket| {
+            self.admit(socket);
+        })
+        .await;
     }
 
     /// Serves a new connection, or refuses it when `max_clients` are open.
-    fn admit(&self, mut socket: TcpStream) {
-        let open = self.counters.connections.fetch_add(1, Ordering::AcqRel);
-        let guard = ConnectionGuard(Arc::clone(&self.counters));
+    fn admit(&self, socket: TcpStream) {
+        let (open, guard) = Counted::enter(&self.counters, |c| &c.connections);
         if open >= self.options.max_clients {
             self.counters.rejected.fetch_add(1, Ordering::AcqRel);
-            tokio::spawn(async move {
-                // Best effort: a client that cannot take 150 bytes is closed anyway.
-                let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(BUSY)).await;
-                let _ = socket.shutdown().await;
-                drop(guard);
-            });
+            http_server::refuse(socket, BUSY, guard);
             return;
         }
         let server = self.clone();
