@@ -217,8 +217,9 @@ impl<T: serde::Serialize + Send + 'static> HttpSink<T> {
         self
     }
 
-    /// Adds a header to every request. A name or value that is not valid HTTP
-    /// is reported when the pipeline is built.
+    /// Adds a header to every request (a `Content-Type` given here replaces the
+    /// encoding's). A name or value that is not valid HTTP is reported when the
+    /// pipeline is built.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         match (
             HeaderName::from_bytes(name.as_bytes()),

@@ -187,9 +187,10 @@ impl<T: serde::Serialize + Send + 'static> HttpSinkStage<T> {
         *request.method_mut() = settings.method.clone();
         *request.uri_mut() = uri.clone();
         let headers = request.headers_mut();
-        headers.insert(header::CONTENT_TYPE, content_type(settings.encoding));
-        for (name, value) in &settings.headers {
-            headers.append(name, value.clone());
+        headers.clone_from(&settings.headers);
+        if !headers.contains_key(header::CONTENT_TYPE) {
+            // The user's own content type, if set, wins.
+            headers.insert(header::CONTENT_TYPE, content_type(settings.encoding));
         }
         if let (Some((name, _)), Some(key)) = (&settings.key, &batch.key) {
             headers.insert(name, key.clone());
