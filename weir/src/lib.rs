@@ -97,6 +97,10 @@ mod http_server;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http_source;
 
+#[cfg(feature = "http-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
+pub mod http_sink;
+
 /// Network connectors (feature `net`): framing codecs, a TCP source and sink.
 #[cfg(feature = "net")]
 #[cfg_attr(docsrs, doc(cfg(feature = "net")))]

@@ -30,6 +30,7 @@ mod graph_mux;
 mod graph_pool;
 mod graph_validation;
 mod graph_when;
+mod http_sink;
 mod hubs;
 mod join;
 mod keyed;
