@@ -56,8 +56,9 @@ use weir_examples::logproc::{
 #[derive(Debug, Parser)]
 #[command(name = "logproc", version)]
 struct Args {
-    /// A Common/Combined Log Format file. Without it, logproc generates `--lines`
-    /// realistic lines (about 0.5 % malformed).
+    /// A Common/Combined Log Format file, or `-` for standard input (`zcat
+    /// access.log.gz | logproc --input -`). Without it, logproc generates
+    /// `--lines` realistic lines (about 0.5 % malformed).
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
     /// Lines to generate when no --input is given.
@@ -140,7 +141,19 @@ fn run(args: Args) -> Result<(), Fatal> {
 
     let progress = Arc::new(ReadProgress::default());
     let max_line_bytes = args.max_line_bytes as usize;
+    let stdin = args.input.as_deref() == Some(std::path::Path::new("-"));
+    if stdin && args.checkpoint_dir.is_some() {
+        return Err(usage(
+            "--input - (standard input) cannot be checkpointed: stdin cannot be replayed \
+             after a crash; read a file with --input FILE to use --checkpoint-dir",
+        ));
+    }
     let (read, source, total) = match &args.input {
+        Some(_) if stdin => (
+            ReadSource::stdin(max_line_bytes, progress.clone()),
+            "stdin".to_owned(),
+            Total::Unknown,
+        ),
         Some(path) => {
             let read = ReadSource::file(path, max_line_bytes, progress.clone()).map_err(usage)?;
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
@@ -504,6 +517,8 @@ fn default_dlq_path() -> PathBuf {
 enum Total {
     Bytes(u64),
     Lines(u64),
+    /// Standard input: no end known in advance.
+    Unknown,
 }
 
 /// The threads that print health and progress while the pipeline runs.
@@ -542,7 +557,7 @@ impl Watchers {
             watchers.tickers.every(Duration::from_millis(100), move || {
                 let lines = progress.lines.load(Ordering::Relaxed);
                 bar.set_position(match total {
-                    Total::Bytes(_) => progress.bytes.load(Ordering::Relaxed),
+                    Total::Bytes(_) | Total::Unknown => progress.bytes.load(Ordering::Relaxed),
                     Total::Lines(_) => lines,
                 });
                 let rate = lines as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -562,13 +577,12 @@ impl Watchers {
 
 fn progress_bar(total: Total) -> indicatif::ProgressBar {
     let (len, template) = match total {
-        Total::Bytes(n) => (n, "{bar:40} {bytes}/{total_bytes} {msg}"),
-        Total::Lines(n) => (n, "{bar:40} {percent:>3}% {msg}"),
+        Total::Bytes(n) => (Some(n), "{bar:40} {bytes}/{total_bytes} {msg}"),
+        Total::Lines(n) => (Some(n), "{bar:40} {percent:>3}% {msg}"),
+        Total::Unknown => (None, "{spinner} {bytes} {msg}"),
     };
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(len),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
+    let bar =
+        indicatif::ProgressBar::with_draw_target(len, indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         bar.set_style(style);
     }

@@ -57,7 +57,15 @@ enum Reader {
         lines: u64,
         batches: GeneratedBatches,
     },
+    /// Standard input (`--input -`): read as it comes, never replayed.
+    Stdin {
+        reader: LineReader,
+    },
 }
+
+/// Why a checkpoint cannot cover standard input.
+const STDIN_NOT_REPLAYABLE: &str = "standard input cannot be replayed: a checkpoint of a \
+    pipeline reading it could not be resumed (read a file with --input FILE to checkpoint)";
 
 /// Emits the [`LineBatch`]es of a file ([`LineReader`]) or of the [`Generator`]
 /// ([`GeneratedBatches`]), only as many as downstream has room for, and records
@@ -96,6 +104,7 @@ impl std::fmt::Debug for ReadSource {
             Reader::Generated { seed, lines, .. } => {
                 format!("generator ({lines} lines, seed {seed})")
             }
+            Reader::Stdin { reader } => format!("stdin at {:?}", reader.checkpoint_position()),
         };
         f.debug_struct("ReadSource")
             .field("input", &input)
@@ -126,6 +135,27 @@ impl ReadSource {
         })
     }
 
+    /// Reads standard input as it comes (`--input -`), in constant memory like a
+    /// file. Standard input cannot be replayed: its snapshot is refused, so a
+    /// checkpointed pipeline reading it fails its first checkpoint with a message
+    /// saying so (logproc refuses `--input -` with `--checkpoint-dir` up front).
+    ///
+    /// Reads block the source's arbiter thread until input arrives, as a file's
+    /// reads do; a pipe that stays quiet holds back the stages sharing that
+    /// arbiter (the parser replicas run on their own).
+    pub fn stdin(max_line_bytes: usize, progress: Arc<ReadProgress>) -> Self {
+        let reader = LineReader::new(
+            Box::new(std::io::stdin()),
+            max_line_bytes,
+            Arc::clone(&progress),
+        );
+        ReadSource {
+            max_line_bytes: reader.max_line_bytes(),
+            reader: Reader::Stdin { reader },
+            progress,
+        }
+    }
+
     /// The [`Generator`]'s `lines` lines from `seed`.
     pub fn generated(
         seed: u64,
@@ -144,8 +174,10 @@ impl ReadSource {
         }
     }
 
-    fn state(&self) -> ReadState {
+    /// The position to record; `None` for standard input, which cannot replay.
+    fn state(&self) -> Option<ReadState> {
         let input = match &self.reader {
+            Reader::Stdin { .. } => return None,
             Reader::File { reader, .. } => InputState::File {
                 position: reader.checkpoint_position(),
                 // Set by `LineReader::open` and `open_at`, the only readers made here.
@@ -164,10 +196,10 @@ impl ReadSource {
                 position: batches.checkpoint_position(),
             },
         };
-        ReadState {
+        Some(ReadState {
             max_line_bytes: self.max_line_bytes as u64,
             input,
-        }
+        })
     }
 
     /// Moves the reader to `state`, or says why it cannot be this source's.
@@ -181,6 +213,7 @@ impl ReadSource {
         }
         let progress = Arc::clone(&self.progress);
         let resumed = match (&mut self.reader, state.input) {
+            (Reader::Stdin { .. }, _) => return Err(STDIN_NOT_REPLAYABLE.into()),
             (Reader::File { path, reader }, InputState::File { position, identity }) => {
                 *reader =
                     LineReader::open_at(path, self.max_line_bytes, progress, position, identity)
@@ -254,6 +287,12 @@ impl ReadSource {
                 })
             }
             Reader::Generated { batches, .. } => Ok(batches.next()),
+            Reader::Stdin { reader } => {
+                let at = reader.checkpoint_position();
+                reader
+                    .try_next()
+                    .map_err(|e| format!("input stdin: reading near line {}: {e}", at.next_line))
+            }
         }
     }
 }
@@ -294,7 +333,10 @@ impl Operator for ReadSource {
 /// The state is the position (see [`ReadSource`]).
 impl Checkpointable for ReadSource {
     fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
-        Snapshot::of(STATE_VERSION, &self.state())
+        match self.state() {
+            Some(state) => Snapshot::of(STATE_VERSION, &state),
+            None => Err(StateError::Shape(STDIN_NOT_REPLAYABLE.into())),
+        }
     }
 
     fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
