@@ -156,3 +156,124 @@ impl Tickers {
         }
     }
 }
+
+/// A command-line example's running pipeline: on its own, or under a
+/// [`PipelineManager`] whose live console is served (`--console ADDR`). Either
+/// way the same graph, named `name`, and the same report.
+///
+/// # Examples
+///
+/// ```no_run
+/// use weir::prelude::*;
+/// use weir_examples::cli::Run;
+///
+/// let rt = Runtime::new()?;
+/// let graph = Graph::new(); // the example's graph
+/// let addr = "127.0.0.1:0".parse()?;
+/// let run = Run::start("etl", "etl", graph, &rt, Some(addr))
+///     .map_err(|e| e.0)?;
+/// let report = run.wait()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub enum Run {
+    /// Run with [`Graph::run`](weir::Graph::run).
+    Plain(weir::Running<()>),
+    /// Run by a manager whose console is served until the run has ended.
+    Console {
+        /// The manager running the pipeline (and only it).
+        manager: weir::manager::PipelineManager,
+        /// The pipeline's controller.
+        controller: weir::PipelineController,
+        /// The pipeline's name in the manager.
+        name: String,
+        /// Served until the run has ended.
+        console: weir::console::ConsoleServer,
+    },
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Run::Plain(_) => "Run::Plain",
+            Run::Console { .. } => "Run::Console",
+        })
+    }
+}
+
+impl Run {
+    /// Starts `graph` on `rt` as pipeline `name`; with `console`, under a manager
+    /// whose console is served there (its URL printed to stderr, prefixed with
+    /// `program`).
+    ///
+    /// # Errors
+    ///
+    /// A usage error: the graph is invalid, or the console cannot listen there.
+    pub fn start(
+        program: &str,
+        name: &str,
+        graph: weir::Graph,
+        rt: &weir::Runtime,
+        console: Option<std::net::SocketAddr>,
+    ) -> Result<Run, Fatal> {
+        let Some(addr) = console else {
+            return Ok(Run::Plain(graph.run(rt).map_err(usage)?));
+        };
+        let manager = weir::manager::PipelineManager::new();
+        let console =
+            weir::console::serve(addr, &manager).map_err(|e| usage(format!("--console: {e}")))?;
+        eprintln!("{program}: console on http://{}/", console.local_addr());
+        let controller = manager.start_graph(name, graph, rt).map_err(|e| match e {
+            weir::manager::ManagerError::Build(e) => usage(e),
+            e => failed(e),
+        })?;
+        Ok(Run::Console {
+            manager,
+            controller,
+            name: name.to_owned(),
+            console,
+        })
+    }
+
+    /// The running pipeline's controller.
+    pub fn controller(&self) -> weir::PipelineController {
+        match self {
+            Run::Plain(running) => running.controller(),
+            Run::Console { controller, .. } => controller.clone(),
+        }
+    }
+
+    /// Waits for the end: the report, or the error as text. The console stops
+    /// serving then.
+    ///
+    /// # Errors
+    ///
+    /// The pipeline failed (the error's text).
+    pub fn wait(self) -> Result<weir::Report, String> {
+        match self {
+            Run::Plain(running) => running
+                .wait()
+                .map(|done| done.report)
+                .map_err(|e| e.to_string()),
+            Run::Console {
+                manager,
+                console,
+                name,
+                ..
+            } => {
+                let ended = futures::executor::block_on(manager.join(&name));
+                console.shutdown();
+                match ended {
+                    Some(weir::manager::Ended {
+                        report: Some(report),
+                        error: None,
+                        ..
+                    }) => Ok(report),
+                    Some(weir::manager::Ended { error, .. }) => {
+                        Err(error.unwrap_or_else(|| "ended without a report".to_owned()))
+                    }
+                    None => Err("the manager lost the pipeline".to_owned()),
+                }
+            }
+        }
+    }
+}

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_examples::cli::{Fatal, Tickers, exit, failed, stdout_closed, usage};
+use weir_examples::cli::{Fatal, Run, Tickers, exit, failed, stdout_closed, usage};
 
 use clap::Parser;
 use weir::PipelineController;
@@ -78,6 +78,12 @@ struct Args {
     /// Serves Prometheus metrics on this address (e.g. 127.0.0.1:9899).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Serves the live console on this address while etl runs (e.g.
+    /// 127.0.0.1:9899; port 0 picks a free one): the pipeline's graph with its
+    /// live figures and bottleneck, `/api/graph`, `/api/stats`, `/api/events`,
+    /// `/healthz`, `/readyz`. Its URL is printed to stderr.
+    #[arg(long, value_name = "ADDR")]
+    console: Option<SocketAddr>,
     /// Prints the pipeline's health verdict at the start and then every SECS.
     #[arg(long, value_name = "SECS")]
     health_every: Option<f64>,
@@ -158,7 +164,7 @@ fn run(args: Args) -> Result<(), Fatal> {
 
     let rt = Runtime::new().map_err(failed)?;
     let started = Instant::now();
-    let running = built.graph.run(&rt).map_err(usage)?;
+    let running = Run::start("etl", "etl", built.graph, &rt, args.console)?;
     // Started once the stages run: a change reaches them from now on.
     let reloader = watcher.map(|watcher| {
         Reloader::start(
@@ -184,8 +190,8 @@ fn run(args: Args) -> Result<(), Fatal> {
     let reloads = reloader.as_ref().map(Reloader::counts);
     drop(reloader);
     let elapsed = started.elapsed();
-    let done = done.map_err(|e| failed(format!("the pipeline failed: {e}")))?;
-    done.report.check_conservation().map_err(failed)?;
+    let report = done.map_err(|e| failed(format!("the pipeline failed: {e}")))?;
+    report.check_conservation().map_err(failed)?;
     built.rejected.finish().map_err(failed)?;
     let take = |rx: weir::OutputReceiver<Arc<weir::file::FileSinkStats>>, name: &str| {
         futures::executor::block_on(rx)
@@ -204,7 +210,7 @@ fn run(args: Args) -> Result<(), Fatal> {
         config_rejected: reloads.as_ref().map_or(0, |r| r.rejected()),
         config: reloads.and_then(|r| r.in_force()).unwrap_or(config),
         config_generations: ["rate_limit", "transform"]
-            .map(|s| done.report.stage(s).map_or(0, |r| r.config_generation)),
+            .map(|s| report.stage(s).map_or(0, |r| r.config_generation)),
         rejected_file: built.outputs.rejected.clone(),
         elapsed,
     };

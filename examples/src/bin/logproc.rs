@@ -35,12 +35,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use weir_examples::cli::{Fatal, Tickers, exit, failed, stdout_closed, usage};
+use weir_examples::cli::{Fatal, Run, Tickers, exit, failed, stdout_closed, usage};
 
 use clap::Parser;
 use weir::checkpoint::{CheckpointConfig, CheckpointStats, CheckpointStore, StoreOptions};
-use weir::console::ConsoleServer;
-use weir::manager::{Ended, ManagerError, PipelineManager};
 use weir::prelude::*;
 use weir::supervisor::dead_letter::{
     FileDlqOptions, FileDlqReader, FileDlqWriter, SharedFileDlq, SyncPolicy,
@@ -215,7 +213,13 @@ fn run(args: Args) -> Result<(), Fatal> {
         );
     }
     let started = Instant::now();
-    let run = Run::start(built.graph, &rt, args.console)?;
+    let run = Run::start(
+        "logproc",
+        logproc::pipeline::PIPELINE,
+        built.graph,
+        &rt,
+        args.console,
+    )?;
     let interrupted = args
         .checkpoint_dir
         .is_some()
@@ -292,76 +296,6 @@ fn run(args: Args) -> Result<(), Fatal> {
         }
     }
     Ok(())
-}
-
-/// The running pipeline: on its own, or under a [`PipelineManager`] whose
-/// console is served (`--console`). Either way the same graph, named
-/// [`PIPELINE`](logproc::pipeline::PIPELINE), and the same report.
-enum Run {
-    Plain(Running<()>),
-    Console {
-        manager: PipelineManager,
-        controller: PipelineController,
-        /// Served until the run has ended.
-        console: ConsoleServer,
-    },
-}
-
-impl Run {
-    fn start(graph: Graph, rt: &Runtime, console: Option<SocketAddr>) -> Result<Run, Fatal> {
-        let Some(addr) = console else {
-            return Ok(Run::Plain(graph.run(rt).map_err(usage)?));
-        };
-        let manager = PipelineManager::new();
-        let console =
-            weir::console::serve(addr, &manager).map_err(|e| usage(format!("--console: {e}")))?;
-        eprintln!("logproc: console on http://{}/", console.local_addr());
-        let controller = manager
-            .start_graph(logproc::pipeline::PIPELINE, graph, rt)
-            .map_err(|e| match e {
-                ManagerError::Build(e) => usage(e),
-                e => failed(e),
-            })?;
-        Ok(Run::Console {
-            manager,
-            controller,
-            console,
-        })
-    }
-
-    fn controller(&self) -> PipelineController {
-        match self {
-            Run::Plain(running) => running.controller(),
-            Run::Console { controller, .. } => controller.clone(),
-        }
-    }
-
-    /// Waits for the end: the report, or the error as text.
-    fn wait(self) -> Result<Report, String> {
-        match self {
-            Run::Plain(running) => running
-                .wait()
-                .map(|done| done.report)
-                .map_err(|e| e.to_string()),
-            Run::Console {
-                manager, console, ..
-            } => {
-                let ended = futures::executor::block_on(manager.join(logproc::pipeline::PIPELINE));
-                console.shutdown();
-                match ended {
-                    Some(Ended {
-                        report: Some(report),
-                        error: None,
-                        ..
-                    }) => Ok(report),
-                    Some(Ended { error, .. }) => {
-                        Err(error.unwrap_or_else(|| "ended without a report".to_owned()))
-                    }
-                    None => Err("the manager lost the pipeline".to_owned()),
-                }
-            }
-        }
-    }
 }
 
 /// The dead-letter file's name in the checkpoint directory.

@@ -354,3 +354,79 @@ fn replace(path: &std::path::Path, text: &str) {
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+/// `etl --console 127.0.0.1:0`: the console serves the etl pipeline's graph
+/// while it runs (rate-limited to 1 500 rows/s, so about two seconds), and the
+/// run ends with its report as without the console.
+#[test]
+fn the_console_serves_the_etl_graph_while_it_runs() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+
+    let get = |addr: SocketAddr, path: &str| -> (u16, String) {
+        let mut socket = TcpStream::connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        write!(socket, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        (
+            head.split(' ').nth(1).unwrap().parse().unwrap(),
+            body.to_owned(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("etl.toml");
+    std::fs::write(&config, "max_amount_cents = 500_000\nrate_limit = 1500\n").unwrap();
+    let report = dir.path().join("report.json");
+    let mut etl = Command::new(env!("CARGO_BIN_EXE_etl"))
+        .args(["--rows", "1000", "--generated-rows", "1000"])
+        .args(["--console", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("--report")
+        .arg(&report)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(etl.stderr.take().unwrap());
+    let addr: SocketAddr = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no console line");
+        if let Some(rest) = line.trim().strip_prefix("etl: console on http://") {
+            break rest.trim_end_matches('/').parse().unwrap();
+        }
+    };
+    let start = Instant::now();
+    let graph = loop {
+        let (status, graph) = get(addr, "/api/graph");
+        assert_eq!(status, 200, "{graph}");
+        let graph: Value = serde_json::from_str(&graph).unwrap();
+        if !graph["pipelines"].as_array().unwrap().is_empty() {
+            break graph;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no pipeline");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let pipeline = &graph["pipelines"][0];
+    assert_eq!(pipeline["pipeline"], "etl");
+    let names: Vec<&str> = pipeline["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"reject"), "{names:?}");
+    let (status, ready) = get(addr, "/readyz");
+    assert_eq!(status, 200, "{ready}");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(etl.wait().unwrap().success(), "{rest}");
+    let json: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(json.is_object(), "{json}");
+}
