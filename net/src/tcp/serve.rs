@@ -151,9 +151,7 @@ async fn serve(
 
 fn report_bad(shared: &Shared, peer: SocketAddr, error: FrameError) {
     let counters = &shared.counters;
-    let index = counters
-        .bad_frames
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let index = counters.bad_frames.add(1);
     tracing::warn!(%peer, %error, "tcp source: bad frame, connection closed");
     if let Some(sink) = &shared.dead_letters {
         let failure = Failure::error(ErrorClass::Permanent, error.to_string());

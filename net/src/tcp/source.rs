@@ -97,7 +97,7 @@ impl TcpSource {
     ) -> std::io::Result<(TcpSourceHandle, Flow<Frame>)> {
         let listener = bind_listener(addr, config.backlog)?;
         let local_addr = listener.local_addr()?;
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new(&local_addr.to_string()));
         let config_check = config.check();
         let (sender, frames) = mpsc::channel(config.buffer.max(1));
         let (control_tx, control) = watch::channel(Control::Serve);

@@ -1,6 +1,6 @@
 //! [`TcpSourceStats`]: what a TCP source did, and the counters behind it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use weir_runtime::observe::{Level, Tally};
 
 /// A snapshot of a [`TcpSource`](super::TcpSource)'s counters, from
 /// [`TcpSourceHandle::stats`](super::TcpSourceHandle::stats).
@@ -35,45 +35,65 @@ pub struct TcpSourceStats {
     pub dead_letters_refused: u64,
 }
 
-#[derive(Debug, Default)]
+/// The source's counters: kept for [`TcpSourceStats`] and exported through the
+/// `metrics` facade as `weir_tcp_source_*` with the label `addr` (the address it
+/// listens on).
+#[derive(Debug)]
 pub(crate) struct Counters {
-    pub(crate) accepted: AtomicU64,
-    pub(crate) refused: AtomicU64,
-    pub(crate) open: AtomicU64,
-    pub(crate) peak_open: AtomicU64,
-    pub(crate) frames: AtomicU64,
-    pub(crate) bytes: AtomicU64,
-    pub(crate) bad_frames: AtomicU64,
-    pub(crate) idle_timeouts: AtomicU64,
-    pub(crate) read_timeouts: AtomicU64,
-    pub(crate) over_quota_dropped: AtomicU64,
-    pub(crate) over_quota_delayed: AtomicU64,
-    pub(crate) io_errors: AtomicU64,
-    pub(crate) dead_letters_refused: AtomicU64,
+    pub(crate) accepted: Tally,
+    pub(crate) refused: Tally,
+    pub(crate) open: Level,
+    pub(crate) frames: Tally,
+    pub(crate) bytes: Tally,
+    pub(crate) bad_frames: Tally,
+    pub(crate) idle_timeouts: Tally,
+    pub(crate) read_timeouts: Tally,
+    pub(crate) over_quota_dropped: Tally,
+    pub(crate) over_quota_delayed: Tally,
+    pub(crate) io_errors: Tally,
+    pub(crate) dead_letters_refused: Tally,
 }
 
-pub(crate) fn bump(counter: &AtomicU64, by: u64) {
-    counter.fetch_add(by, Ordering::Relaxed);
+pub(crate) fn bump(counter: &Tally, by: u64) {
+    let _ = counter.add(by);
 }
 
 impl Counters {
+    /// The counters of the source listening on `addr`.
+    pub(crate) fn new(addr: &str) -> Self {
+        let l = [("addr", addr.to_owned())];
+        Counters {
+            accepted: Tally::new("weir_tcp_source_accepted_total", &l),
+            refused: Tally::new("weir_tcp_source_refused_total", &l),
+            open: Level::new("weir_tcp_source_open_connections", &l),
+            frames: Tally::new("weir_tcp_source_frames_total", &l),
+            bytes: Tally::new("weir_tcp_source_bytes_total", &l),
+            bad_frames: Tally::new("weir_tcp_source_bad_frames_total", &l),
+            idle_timeouts: Tally::new("weir_tcp_source_idle_timeouts_total", &l),
+            read_timeouts: Tally::new("weir_tcp_source_read_timeouts_total", &l),
+            over_quota_dropped: Tally::new("weir_tcp_source_over_quota_dropped_total", &l),
+            over_quota_delayed: Tally::new("weir_tcp_source_over_quota_delayed_total", &l),
+            io_errors: Tally::new("weir_tcp_source_io_errors_total", &l),
+            dead_letters_refused: Tally::new("weir_tcp_source_dead_letters_refused_total", &l),
+        }
+    }
+
     pub(crate) fn opened(&self) {
-        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
-        self.peak_open.fetch_max(open, Ordering::Relaxed);
+        self.open.up();
         bump(&self.accepted, 1);
     }
 
     pub(crate) fn closed(&self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.open.down();
     }
 
     pub(crate) fn snapshot(&self) -> TcpSourceStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let get = Tally::get;
         TcpSourceStats {
             accepted: get(&self.accepted),
             refused: get(&self.refused),
-            open: get(&self.open),
-            peak_open: get(&self.peak_open),
+            open: self.open.get(),
+            peak_open: self.open.peak(),
             frames: get(&self.frames),
             bytes: get(&self.bytes),
             bad_frames: get(&self.bad_frames),

@@ -6,9 +6,11 @@
 //! or the `weir` facade's `prometheus` feature) and every pipeline's counters and
 //! gauges appear in it, labelled by `pipeline`, `stage` and `kind`.
 
+mod connector;
 mod health;
 pub(crate) mod metrics;
 
+pub use connector::{ConnectorLabels, Level, Tally};
 pub use health::{BreakerState, Health, HealthPolicy};
 pub(crate) use health::{RestartHistory, verdict};
 pub use metrics::DEFAULT_METRICS_INTERVAL;

@@ -75,8 +75,8 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use weir_runtime::observe::Tally;
 
 use serde::de::DeserializeOwned;
 use weir_operators::Pipeline;
@@ -253,20 +253,36 @@ pub struct HttpSourceStats {
     pub bad: u64,
 }
 
-#[derive(Debug, Default)]
+/// The counters behind [`HttpSourceStats`], also exported through the
+/// `metrics` facade as `weir_http_source_*_total` with the label `addr` (the
+/// address the endpoint was asked to listen on).
+#[derive(Debug)]
 pub(crate) struct Counters {
-    pub(crate) requests: AtomicU64,
-    pub(crate) admitted: AtomicU64,
-    pub(crate) elements: AtomicU64,
-    pub(crate) busy: AtomicU64,
-    pub(crate) unauthorized: AtomicU64,
-    pub(crate) bad: AtomicU64,
+    pub(crate) requests: Tally,
+    pub(crate) admitted: Tally,
+    pub(crate) elements: Tally,
+    pub(crate) busy: Tally,
+    pub(crate) unauthorized: Tally,
+    pub(crate) bad: Tally,
     pub(crate) connections: std::sync::atomic::AtomicUsize,
 }
 
 impl Counters {
+    pub(crate) fn new(addr: std::net::SocketAddr) -> Self {
+        let l = [("addr", addr.to_string())];
+        Counters {
+            requests: Tally::new("weir_http_source_requests_total", &l),
+            admitted: Tally::new("weir_http_source_admitted_total", &l),
+            elements: Tally::new("weir_http_source_elements_total", &l),
+            busy: Tally::new("weir_http_source_busy_total", &l),
+            unauthorized: Tally::new("weir_http_source_unauthorized_total", &l),
+            bad: Tally::new("weir_http_source_bad_total", &l),
+            connections: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> HttpSourceStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Acquire);
+        let get = Tally::get;
         HttpSourceStats {
             requests: get(&self.requests),
             admitted: get(&self.admitted),

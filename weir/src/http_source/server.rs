@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -66,7 +65,7 @@ pub(super) fn start<T: Send + 'static>(
     decode: Decode<T>,
     options: Options,
 ) -> Result<HttpIngest, HttpSourceError> {
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters::new(addr));
     let (stop, stopped) = watch::channel(false);
     let server = Server {
         ingress,
@@ -130,7 +129,7 @@ impl<T: Send + 'static> Server<T> {
     fn admit(&self, socket: TcpStream) {
         let (open, guard) = Counted::enter(&self.counters, |c| &c.connections);
         if open >= self.options.max_connections {
-            self.counters.busy.fetch_add(1, Ordering::AcqRel);
+            let _ = self.counters.busy.add(1);
             http_server::refuse(socket, BUSY, guard);
             return;
         }
@@ -152,7 +151,7 @@ impl<T: Send + 'static> Server<T> {
 
     /// The answer to one request.
     async fn respond(&self, req: Request<Incoming>) -> Response<Body> {
-        self.counters.requests.fetch_add(1, Ordering::AcqRel);
+        let _ = self.counters.requests.add(1);
         let opts = &self.options;
         if req.uri().path() != opts.path {
             return self.bad(StatusCode::NOT_FOUND, "no ingest endpoint here");
@@ -166,7 +165,7 @@ impl<T: Send + 'static> Server<T> {
         if let Some(token) = &opts.token
             && !bearer_matches(req.headers().get(AUTHORIZATION), token)
         {
-            self.counters.unauthorized.fetch_add(1, Ordering::AcqRel);
+            let _ = self.counters.unauthorized.add(1);
             let mut res = answer(StatusCode::UNAUTHORIZED, "a bearer token is required");
             res.headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -226,22 +225,22 @@ impl<T: Send + 'static> Server<T> {
         }
         match tokio::time::timeout(opts.wait, self.ingress.send_all(elements)).await {
             Ok(Ok(())) => {
-                self.counters.admitted.fetch_add(1, Ordering::AcqRel);
-                self.counters.elements.fetch_add(n as u64, Ordering::AcqRel);
+                let _ = self.counters.admitted.add(1);
+                let _ = self.counters.elements.add(n as u64);
                 let mut res = answer(StatusCode::ACCEPTED, &format!("{{\"accepted\":{n}}}"));
                 res.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 res
             }
             Ok(Err(_)) => {
-                self.counters.busy.fetch_add(1, Ordering::AcqRel);
+                let _ = self.counters.busy.add(1);
                 answer(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the pipeline no longer accepts elements",
                 )
             }
             Err(_) => {
-                self.counters.busy.fetch_add(1, Ordering::AcqRel);
+                let _ = self.counters.busy.add(1);
                 let mut res = answer(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the pipeline has no room: try again later",
@@ -270,7 +269,7 @@ impl<T: Send + 'static> Server<T> {
     }
 
     fn bad(&self, status: StatusCode, text: &str) -> Response<Body> {
-        self.counters.bad.fetch_add(1, Ordering::AcqRel);
+        let _ = self.counters.bad.add(1);
         answer(status, text)
     }
 }

@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -66,7 +65,7 @@ pub(super) fn start<T: Clone + Send + 'static>(
     encode: Encode<T>,
     options: Options,
 ) -> Result<SseServer, SseError> {
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters::new(addr));
     let (stop, stopped) = watch::channel(false);
     let server = Server {
         hub,
@@ -122,7 +121,7 @@ impl<T: Clone + Send + 'static> Server<T> {
     fn admit(&self, socket: TcpStream) {
         let (open, guard) = Counted::enter(&self.counters, |c| &c.connections);
         if open >= self.options.max_clients {
-            self.counters.rejected.fetch_add(1, Ordering::AcqRel);
+            let _ = self.counters.rejected.add(1);
             http_server::refuse(socket, BUSY, guard);
             return;
         }
@@ -187,7 +186,7 @@ impl<T: Clone + Send + 'static> Server<T> {
     }
 
     fn refuse(&self, status: StatusCode, text: &str) -> Response<Body> {
-        self.counters.bad_requests.fetch_add(1, Ordering::AcqRel);
+        let _ = self.counters.bad_requests.add(1);
         let body = if text.is_empty() {
             Empty::new().boxed_unsync()
         } else {

@@ -92,11 +92,12 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use weir_operators::hub::BroadcastHub;
 use weir_runtime::junction::LagPolicy;
+use weir_runtime::observe::Tally;
 
 pub use http::SseServer;
 
@@ -318,28 +319,43 @@ pub struct SseStats {
     pub bad_requests: u64,
 }
 
-/// The counters behind [`SseStats`], shared by the server's tasks.
-#[derive(Debug, Default)]
+/// The counters behind [`SseStats`], shared by the server's tasks. The counts
+/// are also exported through the `metrics` facade as `weir_sse_*_total` with the
+/// label `addr` (the address the server was asked to listen on).
+#[derive(Debug)]
 struct Counters {
     connections: AtomicUsize,
     clients: AtomicUsize,
-    subscribed: AtomicU64,
-    rejected: AtomicU64,
-    events: AtomicU64,
-    lagged: AtomicU64,
-    bad_requests: AtomicU64,
+    subscribed: Tally,
+    rejected: Tally,
+    events: Tally,
+    lagged: Tally,
+    bad_requests: Tally,
 }
 
 impl Counters {
+    fn new(addr: SocketAddr) -> Self {
+        let l = [("addr", addr.to_string())];
+        Counters {
+            connections: AtomicUsize::new(0),
+            clients: AtomicUsize::new(0),
+            subscribed: Tally::new("weir_sse_subscribed_total", &l),
+            rejected: Tally::new("weir_sse_rejected_total", &l),
+            events: Tally::new("weir_sse_events_total", &l),
+            lagged: Tally::new("weir_sse_lagged_total", &l),
+            bad_requests: Tally::new("weir_sse_bad_requests_total", &l),
+        }
+    }
+
     fn snapshot(&self) -> SseStats {
         SseStats {
             connections: self.connections.load(Ordering::Acquire),
             clients: self.clients.load(Ordering::Acquire),
-            subscribed: self.subscribed.load(Ordering::Acquire),
-            rejected: self.rejected.load(Ordering::Acquire),
-            events: self.events.load(Ordering::Acquire),
-            lagged: self.lagged.load(Ordering::Acquire),
-            bad_requests: self.bad_requests.load(Ordering::Acquire),
+            subscribed: self.subscribed.get(),
+            rejected: self.rejected.get(),
+            events: self.events.get(),
+            lagged: self.lagged.get(),
+            bad_requests: self.bad_requests.get(),
         }
     }
 }

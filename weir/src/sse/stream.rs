@@ -66,7 +66,7 @@ pub(super) fn events<T: Send + 'static>(
     counters: Arc<Counters>,
 ) -> impl Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static {
     counters.clients.fetch_add(1, Ordering::AcqRel);
-    counters.subscribed.fetch_add(1, Ordering::AcqRel);
+    let _ = counters.subscribed.add(1);
     let heartbeat = heartbeat.map(|every| {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -119,7 +119,7 @@ impl<T: Send + 'static> State<T> {
                         self.push_event(&mut out, i, &x);
                         sent += 1;
                     }
-                    self.counters.events.fetch_add(sent as u64, Ordering::AcqRel);
+                    let _ = self.counters.events.add(sent as u64);
                 }
                 None => {
                     // What was offered after the last element and dropped.
@@ -167,7 +167,7 @@ impl<T: Send + 'static> State<T> {
         if upto > self.expected {
             let n = upto - self.expected;
             self.expected = upto;
-            self.counters.lagged.fetch_add(n, Ordering::AcqRel);
+            let _ = self.counters.lagged.add(n);
             let _ = write!(out, "event: lagged\ndata: {n}\n\n");
         }
     }
