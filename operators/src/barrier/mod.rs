@@ -1,4 +1,4 @@
-//! [`Barrier`]: align N streams step by step (seed 001's `Barrier`).
+//! [`Barrier`]: align N streams step by step (a synchronization barrier).
 //!
 //! A barrier has N inputs and N outputs. Input `i`'s k-th element (its *step* k)
 //! leaves on output `i` only once **every** input has its k-th element; the N

@@ -1,5 +1,5 @@
 //! [`Budget`]: `max_elements` and `max_bytes`, a total the stream may not exceed
-//! (the seed's `LimitedStream`).
+//! (a limited stream).
 
 use std::task::Context;
 

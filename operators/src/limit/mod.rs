@@ -1,6 +1,6 @@
 //! Limits: rate limiting and quotas, resource budgets, and validation — the
-//! stages that protect what is behind them (seed 000's `RateLimitedStream`,
-//! `LimitedStream` and `ValidatedTransform`).
+//! stages that protect what is behind them (a rate-limited stream, a limited
+//! stream and a validated transform).
 //!
 //! | method | turns away | how |
 //! |---|---|---|
@@ -19,7 +19,7 @@
 //! [`SharedFileDlq`](weir_supervisor::dead_letter::SharedFileDlq)) and is counted
 //! as `dead_lettered` in the stage's report, so conservation stays exact:
 //! `input = completed + dead_lettered + abandoned`. Without supervision the first
-//! rejection fails the pipeline with the reason (the seed's `callback(err)`).
+//! rejection fails the pipeline with the reason.
 //!
 //! # Examples
 //!

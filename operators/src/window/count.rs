@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Counting, Io, Operator, Step};
 
-/// Windows of `size` consecutive elements, one every `slide` elements (the seed's
-/// SlidingWindow; `slide == size` is a tumbling window). Created by
+/// Windows of `size` consecutive elements, one every `slide` elements (a sliding
+/// count window; `slide == size` is a tumbling window). Created by
 /// [`WindowExt::count_windows`](super::WindowExt::count_windows).
 ///
 /// A window is emitted as soon as its last element arrives; the elements that

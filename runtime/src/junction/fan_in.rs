@@ -141,7 +141,7 @@ pub enum Priority {
     Weighted(Vec<u32>),
 }
 
-/// A merge that prefers some inputs (the seed's PriorityFanIn).
+/// A merge that prefers some inputs (a priority fan-in, Akka's `MergePreferred`).
 ///
 /// Order, backpressure and completion as for [`Merge`].
 #[derive(Debug)]

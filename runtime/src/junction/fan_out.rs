@@ -375,8 +375,8 @@ pub type Predicate<T> = Box<dyn FnMut(&T) -> bool + Send>;
 /// The branch function of a [`Partition`].
 pub type PartitionFn<T> = Box<dyn FnMut(&T) -> usize + Send>;
 
-/// Sends each element to the one branch a function picks (Akka's `Partition`; the
-/// seed's ConditionalFanOut). Built by `Graph::partition`, `Graph::route` (first
+/// Sends each element to the one branch a function picks (Akka's `Partition`, a
+/// conditional fan-out). Built by `Graph::partition`, `Graph::route` (first
 /// matching predicate, else a default branch) and `Graph::partition_by_key` (hash
 /// of a key).
 ///

@@ -1,4 +1,4 @@
-//! [`PipelineManager`]: many running pipelines by name (seed 004's StreamManager):
+//! [`PipelineManager`]: many running pipelines by name (a stream manager):
 //! start, stop, list, stats and health for all of them, a graceful shutdown of
 //! all on SIGTERM or ctrl-c within a deadline, reporting what each drained — and
 //! the level of supervision above pipelines: a pipeline added with

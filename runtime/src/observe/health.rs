@@ -45,7 +45,7 @@ impl BreakerState {
     }
 }
 
-/// A pipeline's health verdict (seed 004's HealthCheck).
+/// A pipeline's health verdict (healthy, degraded or failing, with the reasons).
 ///
 /// # Examples
 ///

@@ -381,7 +381,7 @@ impl Graph {
     }
 
     /// Sends each element to the first of the `N - 1` predicates that holds, or to
-    /// the last branch (the default) if none does: the seed's ConditionalFanOut.
+    /// the last branch (the default) if none does: a conditional fan-out.
     pub fn route<T: Send + 'static, const N: usize>(
         &mut self,
         from: Outlet<T>,
