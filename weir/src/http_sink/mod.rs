@@ -195,9 +195,11 @@ impl<T: serde::Serialize + Send + 'static> HttpSink<T> {
     /// A sink posting each element as JSON to `url` (`http://host:port/path`;
     /// checked when the pipeline is built).
     pub fn post(url: impl Into<String>) -> Self {
+        let url = url.into();
         HttpSink {
+            stats: HttpSinkStats::new(&url),
             settings: Settings {
-                url: url.into(),
+                url,
                 method: Method::POST,
                 headers: HeaderMap::new(),
                 timeout: Duration::from_secs(10),
@@ -207,7 +209,6 @@ impl<T: serde::Serialize + Send + 'static> HttpSink<T> {
                 max_retry_after: Duration::from_secs(60),
                 invalid: Vec::new(),
             },
-            stats: HttpSinkStats::default(),
         }
     }
 
