@@ -155,19 +155,19 @@ impl AckToken {
             let counters = nats.counters();
             let kind = match decision {
                 Decision::Ack => {
-                    counters.acked.fetch_add(1, Ordering::Relaxed);
+                    let _ = counters.acked.add(1);
                     AckKind::Ack
                 }
                 Decision::Nak(delay) => {
-                    counters.naked.fetch_add(1, Ordering::Relaxed);
+                    let _ = counters.naked.add(1);
                     AckKind::Nak(delay)
                 }
                 Decision::Term => {
-                    counters.termed.fetch_add(1, Ordering::Relaxed);
+                    let _ = counters.termed.add(1);
                     AckKind::Term
                 }
                 Decision::Unacked => {
-                    counters.unacked.fetch_add(1, Ordering::Relaxed);
+                    let _ = counters.unacked.add(1);
                     return;
                 }
             };

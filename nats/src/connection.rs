@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use weir_runtime::observe::Tally;
 
 use async_nats::jetstream;
 use async_nats::jetstream::AckKind;
@@ -69,12 +69,26 @@ pub struct AckStats {
     pub unacked: u64,
 }
 
-#[derive(Default)]
+/// The counts behind [`AckStats`], also exported through the `metrics` facade
+/// as `weir_nats_{acked,naked,termed,unacked}_total`, labelled `url` (the
+/// server the connection was made to).
 pub(crate) struct AckCounters {
-    pub(crate) acked: AtomicU64,
-    pub(crate) naked: AtomicU64,
-    pub(crate) termed: AtomicU64,
-    pub(crate) unacked: AtomicU64,
+    pub(crate) acked: Tally,
+    pub(crate) naked: Tally,
+    pub(crate) termed: Tally,
+    pub(crate) unacked: Tally,
+}
+
+impl AckCounters {
+    fn new(url: &str) -> Self {
+        let l = [("url", url.to_owned())];
+        AckCounters {
+            acked: Tally::new("weir_nats_acked_total", &l),
+            naked: Tally::new("weir_nats_naked_total", &l),
+            termed: Tally::new("weir_nats_termed_total", &l),
+            unacked: Tally::new("weir_nats_unacked_total", &l),
+        }
+    }
 }
 
 impl Nats {
@@ -107,6 +121,7 @@ impl Nats {
             .map_err(NatsError::io("starting the connection's thread"))?;
         let handle = handle_rx.recv().map_err(|_| NatsError::ThreadStopped)??;
         let url = url.to_owned();
+        let stats = AckCounters::new(&url);
         let target = url.clone();
         // The JetStream context spawns a task: it is made on the connection's runtime.
         let (client, jetstream) = block_on(&handle, async move {
@@ -140,7 +155,7 @@ impl Nats {
                 acks,
                 client,
                 jetstream,
-                stats: AckCounters::default(),
+                stats,
                 _stop: stop_tx,
             }),
         })
@@ -202,10 +217,10 @@ impl Nats {
     pub fn ack_stats(&self) -> AckStats {
         let s = &self.inner.stats;
         AckStats {
-            acked: s.acked.load(Ordering::Relaxed),
-            naked: s.naked.load(Ordering::Relaxed),
-            termed: s.termed.load(Ordering::Relaxed),
-            unacked: s.unacked.load(Ordering::Relaxed),
+            acked: s.acked.get(),
+            naked: s.naked.get(),
+            termed: s.termed.get(),
+            unacked: s.unacked.get(),
         }
     }
 
