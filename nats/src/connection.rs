@@ -44,6 +44,8 @@ enum AckCommand {
 }
 
 struct Inner {
+    /// The server's URL as given to `connect` (the connectors' metrics label).
+    url: String,
     handle: Handle,
     /// To the task that sends acknowledgements, in the order they were decided.
     acks: mpsc::UnboundedSender<AckCommand>,
@@ -122,6 +124,7 @@ impl Nats {
         let handle = handle_rx.recv().map_err(|_| NatsError::ThreadStopped)??;
         let url = url.to_owned();
         let stats = AckCounters::new(&url);
+        let stats_url = url.clone();
         let target = url.clone();
         // The JetStream context spawns a task: it is made on the connection's runtime.
         let (client, jetstream) = block_on(&handle, async move {
@@ -151,6 +154,7 @@ impl Nats {
         }));
         Ok(Nats {
             inner: Arc::new(Inner {
+                url: stats_url,
                 handle,
                 acks,
                 client,
@@ -211,6 +215,11 @@ impl Nats {
             client.flush().await
         })?
         .map_err(NatsError::request("flush"))
+    }
+
+    /// The server's URL, as given to [`connect`](Self::connect).
+    pub fn url(&self) -> &str {
+        &self.inner.url
     }
 
     /// The acknowledgements sent so far.

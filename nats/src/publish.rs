@@ -7,9 +7,9 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use weir_runtime::observe::Tally;
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
@@ -106,23 +106,39 @@ impl<T> fmt::Debug for MsgId<T> {
 }
 
 /// What a [`Publish`] sink's publishes came to, shared with its
-/// [`stats`](Publish::stats) handle.
-#[derive(Debug, Default)]
+/// [`stats`](Publish::stats) handle. Also exported through the `metrics` facade
+/// as `weir_nats_published_stored_total` and `weir_nats_published_duplicates_total`,
+/// labelled `url` (the connection's server).
+#[derive(Debug)]
 pub struct PublishStats {
-    stored: AtomicU64,
-    duplicates: AtomicU64,
+    stored: Tally,
+    duplicates: Tally,
+}
+
+impl Default for PublishStats {
+    fn default() -> Self {
+        PublishStats::new("")
+    }
 }
 
 impl PublishStats {
+    fn new(url: &str) -> Self {
+        let l = [("url", url.to_owned())];
+        PublishStats {
+            stored: Tally::new("weir_nats_published_stored_total", &l),
+            duplicates: Tally::new("weir_nats_published_duplicates_total", &l),
+        }
+    }
+
     /// Publishes the stream stored as new messages.
     pub fn stored(&self) -> u64 {
-        self.stored.load(Ordering::Relaxed)
+        self.stored.get()
     }
 
     /// Publishes the stream acknowledged as duplicates (a `Nats-Msg-Id` it had
     /// seen within its duplicate window) and did not store again.
     pub fn duplicates(&self) -> u64 {
-        self.duplicates.load(Ordering::Relaxed)
+        self.duplicates.get()
     }
 }
 
@@ -199,6 +215,7 @@ impl<T, F> Publish<T, F> {
     /// A sink publishing over `nats` what `f` makes of each delivery: a subject
     /// and a payload.
     pub fn new(nats: Nats, f: F) -> Self {
+        let stats = Arc::new(PublishStats::new(nats.url()));
         Publish {
             nats,
             f,
@@ -210,7 +227,7 @@ impl<T, F> Publish<T, F> {
             next: 0,
             replay: Vec::new(),
             replaying: None,
-            stats: Arc::default(),
+            stats,
         }
     }
 
@@ -329,7 +346,7 @@ async fn publish_in_order(
                     } else {
                         &stats.stored
                     };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    let _ = counter.add(1);
                 })
                 .map_err(NatsError::request("publish acknowledgement")),
             Err(e) => Err(e),
@@ -508,5 +525,37 @@ impl<T, F> Checkpointable for Publish<T, F> {
         self.next = next;
         self.replay = replay;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    #[test]
+    fn stored_and_duplicate_publishes_are_exported_with_the_url() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let stats =
+            metrics::with_local_recorder(&recorder, || PublishStats::new("nats://127.0.0.1:4222"));
+        let _ = stats.stored.add(3);
+        let _ = stats.duplicates.add(1);
+        assert_eq!((stats.stored(), stats.duplicates()), (3, 1));
+        let snapshot = snapshotter.snapshot().into_vec();
+        let value = |name: &str| {
+            snapshot.iter().find_map(|(key, _, _, value)| {
+                let labelled = key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == "url" && l.value() == "nats://127.0.0.1:4222");
+                match value {
+                    DebugValue::Counter(n) if labelled && key.key().name() == name => Some(*n),
+                    _ => None,
+                }
+            })
+        };
+        assert_eq!(value("weir_nats_published_stored_total"), Some(3));
+        assert_eq!(value("weir_nats_published_duplicates_total"), Some(1));
     }
 }
