@@ -360,24 +360,11 @@ fn replace(path: &std::path::Path, text: &str) {
 /// run ends with its report as without the console.
 #[test]
 fn the_console_serves_the_etl_graph_while_it_runs() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::{SocketAddr, TcpStream};
-    use std::time::{Duration, Instant};
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::SocketAddr;
 
-    let get = |addr: SocketAddr, path: &str| -> (u16, String) {
-        let mut socket = TcpStream::connect(addr).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        write!(socket, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        socket.read_to_string(&mut answer).unwrap();
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-        (
-            head.split(' ').nth(1).unwrap().parse().unwrap(),
-            body.to_owned(),
-        )
-    };
+    use crate::console_client::{first_pipeline, get};
+
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("etl.toml");
     std::fs::write(&config, "max_amount_cents = 500_000\nrate_limit = 1500\n").unwrap();
@@ -402,26 +389,9 @@ fn the_console_serves_the_etl_graph_while_it_runs() {
             break rest.trim_end_matches('/').parse().unwrap();
         }
     };
-    let start = Instant::now();
-    let graph = loop {
-        let (status, graph) = get(addr, "/api/graph");
-        assert_eq!(status, 200, "{graph}");
-        let graph: Value = serde_json::from_str(&graph).unwrap();
-        if !graph["pipelines"].as_array().unwrap().is_empty() {
-            break graph;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "no pipeline");
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let pipeline = &graph["pipelines"][0];
+    let (pipeline, names) = first_pipeline(addr);
     assert_eq!(pipeline["pipeline"], "etl");
-    let names: Vec<&str> = pipeline["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["name"].as_str().unwrap())
-        .collect();
-    assert!(names.contains(&"reject"), "{names:?}");
+    assert!(names.iter().any(|n| n == "reject"), "{names:?}");
     let (status, ready) = get(addr, "/readyz");
     assert_eq!(status, 200, "{ready}");
     let mut rest = String::new();

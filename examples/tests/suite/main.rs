@@ -6,6 +6,7 @@
 mod common;
 
 mod closed_stdout;
+mod console_client;
 mod etl;
 mod examples_run;
 mod graph_examples_run;
