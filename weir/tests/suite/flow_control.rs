@@ -156,7 +156,12 @@ fn backpressure_drops_nothing() {
 
 #[test]
 fn fail_names_the_stage_and_the_limit() {
-    let (delivered, result, _) = run_stalled(|f| f.buffer(N, Overflow::Fail).name("slack"), None);
+    // Released only once the buffer has failed: released earlier, the sink could
+    // drain the buffer before it overflows and deliver more than `C + N`.
+    let (delivered, result, _) = run_stalled(
+        |f| f.buffer(N, Overflow::Fail).name("slack"),
+        Some(|s: &StageStats| s.failed == 1),
+    );
     let err = result.unwrap_err();
     let text = err.to_string();
     assert!(text.contains("slack"), "{text}");
