@@ -46,6 +46,74 @@ fn finish_and_run(stage1: Flow<u64>, rt: &Runtime) -> Result<Completion<u64>, St
     Ok(done)
 }
 
+/// The workload with an async boundary after every stage: each stage in an actor
+/// of its own, batches crossing a mailbox between each two (weir before fusion).
+///
+/// # Errors
+///
+/// Fails when the pipeline cannot be built or does not complete.
+pub fn run_unfused(elements: u64) -> Result<u64, String> {
+    let rt = Runtime::builder()
+        .arbiters(1)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let done = Pipeline::from_iter(0..elements)
+        .async_boundary()
+        .map(|x| map_step(1, x))
+        .async_boundary()
+        .map(|x| map_step(2, x))
+        .async_boundary()
+        .map(|x| map_step(3, x))
+        .async_boundary()
+        .filter(|x| keep(*x))
+        .async_boundary()
+        .fold(0_u64, sum_step)
+        .run(&rt)
+        .map_err(|e| e.to_string())?
+        .wait()
+        .map_err(|e| e.to_string())?;
+    done.report
+        .check_conservation()
+        .map_err(|e| e.to_string())?;
+    Ok(done.output)
+}
+
+/// The workload with a retry policy on every stage (and a dead-letter queue for
+/// what the policy gives up on), no faults: the cost of being supervised.
+///
+/// # Errors
+///
+/// Fails when the pipeline cannot be built or does not complete.
+pub fn run_supervised(elements: u64) -> Result<u64, String> {
+    let rt = Runtime::builder()
+        .arbiters(1)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let dead_letters = MemoryDlq::new(1_000);
+    let policy = SupervisionPolicy::default()
+        .action(ErrorClass::Panic, Action::Retry)
+        .max_attempts(3);
+    let supervised = || Supervision::new(policy.clone()).dead_letters(dead_letters.clone());
+    let done = Pipeline::from_iter(0..elements)
+        .supervise(supervised())
+        .map(|x| map_step(1, x))
+        .supervise(supervised())
+        .map(|x| map_step(2, x))
+        .supervise(supervised())
+        .map(|x| map_step(3, x))
+        .supervise(supervised())
+        .filter(|x| keep(*x))
+        .fold(0_u64, sum_step)
+        .run(&rt)
+        .map_err(|e| e.to_string())?
+        .wait()
+        .map_err(|e| e.to_string())?;
+    done.report
+        .check_conservation()
+        .map_err(|e| e.to_string())?;
+    Ok(done.output)
+}
+
 /// Sends `pings` single elements through a weir pipeline of four stages (three maps
 /// and a filter that keeps everything, so every ping comes back), one at a time at
 /// idle, and returns each one's round-trip latency from ingress to egress.

@@ -21,10 +21,24 @@ const ALLOWED: &[(&str, &str)] = &[
         "pipeline/shared.rs",
         "controls[index].do_send(Control::Restart)",
     ),
-    // `control: &Recipient<Control>`: only a `Control` fits.
+    // `control: &ControlTx`: only a `Control` fits.
     ("pipeline/shared.rs", "control.do_send(msg)"),
     // A checkpoint barrier injected at one stage, or a commit: a `Control`.
     ("pipeline/shared.rs", "controls[stage].do_send(msg)"),
+    // `ControlTx::do_send` takes a `Control` and sends it as is, or tagged with
+    // the fused member it is for (`MemberControl`): no elements either way.
+    (
+        "stage/fused.rs",
+        "pub(crate) fn do_send(&self, control: Control)",
+    ),
+    (
+        "stage/fused.rs",
+        "ControlTx::Actor(r) => r.do_send(control)",
+    ),
+    (
+        "stage/fused.rs",
+        "ControlTx::Member(r, index) => r.do_send(MemberControl {",
+    ),
 ];
 
 fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

@@ -40,6 +40,8 @@ const VARIANTS: &[(&str, RunFn)] = &[
     ("actix_per_element", baselines::actix_per_element::run),
     ("actix_batched", baselines::actix_batched::run),
     ("weir", weir_variant::run),
+    ("weir_unfused", weir_variant::run_unfused),
+    ("weir_supervised", weir_variant::run_supervised),
     ("weir_faulty", weir_variant::run_faulty),
 ];
 /// The variant with injected panics, whose child also reports restarts.
@@ -247,9 +249,9 @@ struct Cli {
     #[arg(long, value_name = "P", default_value = "together", value_parser = placement)]
     placement: JunctionPlacement,
     /// Comma-separated subset of: fused, crossbeam_batched, actix_per_element,
-    /// actix_batched, weir, weir_faulty, broadcast4, merge4, merge4_batches, pool,
-    /// pool1, detach3, window_agg, join, checkpoint_1s, checkpoint_100ms, latency
-    /// (default: all). The report's order is fixed; the list only selects.
+    /// actix_batched, weir, weir_unfused, weir_supervised, weir_faulty,
+    /// broadcast4, merge4, merge4_batches, pool, pool1, detach3, window_agg, join,
+    /// checkpoint_1s, checkpoint_100ms, latency (default: all). The report's order is fixed; the list only selects.
     #[arg(long, value_name = "LIST", value_parser = variants)]
     variants: Option<Variants>,
     /// The JSON report (default: <workspace>/target/compare.json).
@@ -867,6 +869,7 @@ fn print_table(variants: &[VariantEntry], latency: Option<&LatencyEntry>) {
             println!("  {} failed: {error}", v.name);
         }
     }
+    print_fusion_targets(variants);
     if let Some(l) = latency {
         match (&l.error, l.p50_us, l.p99_us) {
             (None, Some(p50), Some(p99)) => {
@@ -880,6 +883,30 @@ fn print_table(variants: &[VariantEntry], latency: Option<&LatencyEntry>) {
                 error.as_deref().unwrap_or("no percentiles")
             ),
         }
+    }
+}
+
+/// The fusion targets (issue 18): each ratio of two variants of this run against
+/// its target, met or missed. Rows whose variants did not both run are left out.
+fn print_fusion_targets(variants: &[VariantEntry]) {
+    const TARGETS: &[(&str, &str, f64)] = &[
+        ("weir", "fused", 0.5),
+        ("weir_unfused", "crossbeam_batched", 1.0),
+        ("weir", "actix_batched", 1.5),
+        ("weir_supervised", "weir", 0.97),
+    ];
+    let find = |name: &str| variants.iter().find(|v| v.name == name && v.checksum_ok);
+    let mut header = false;
+    for &(a, b, target) in TARGETS {
+        let (Some(va), Some(vb)) = (find(a), find(b)) else {
+            continue;
+        };
+        if !std::mem::replace(&mut header, true) {
+            println!("fusion targets:");
+        }
+        let r = va.elements_per_sec / vb.elements_per_sec;
+        let verdict = if r >= target { "met" } else { "MISSED" };
+        println!("  {a} vs {b}: {r:.3}x (target >= {target}x) {verdict}");
     }
 }
 

@@ -180,6 +180,10 @@ where
         self.kind
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.state.bounds().validate(self.kind)
     }

@@ -78,6 +78,10 @@ where
         "dedupe"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), String> {
         let bounds = self.state.bounds();
         if bounds.ttl.is_none() && bounds.max_keys.is_none() {

@@ -107,6 +107,10 @@ where
         self.kind
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.state.bounds().validate(self.kind)
     }

@@ -88,6 +88,10 @@ where
         self.kind
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
         Some(self)
     }

@@ -85,6 +85,10 @@ where
         self.kind
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.invalid.clone().map_or(Ok(()), Err)
     }

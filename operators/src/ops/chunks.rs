@@ -50,6 +50,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Operator for Chunks<T> {
         "chunks"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.size == 0 {
             Err("chunks(0): a chunk holds at least one element".into())

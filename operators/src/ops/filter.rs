@@ -39,6 +39,10 @@ where
         "filter"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn retry_safe(&self) -> bool {
         true
     }

@@ -48,6 +48,10 @@ where
         "flat_map"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn counting(&self) -> Counting {
         Counting::Custom
     }

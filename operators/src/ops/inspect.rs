@@ -39,6 +39,10 @@ where
         "inspect"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn retry_safe(&self) -> bool {
         true
     }

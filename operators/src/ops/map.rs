@@ -41,6 +41,10 @@ where
         "map"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn retry_safe(&self) -> bool {
         true
     }

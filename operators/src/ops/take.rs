@@ -52,6 +52,10 @@ impl<T: Send + 'static> Operator for Take<T> {
         "take"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
         Some(self)
     }

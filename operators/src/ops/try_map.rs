@@ -45,6 +45,10 @@ where
         "try_map"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn retry_safe(&self) -> bool {
         true
     }

@@ -49,6 +49,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Operator for Collect<T> {
         "collect"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn counting(&self) -> Counting {
         Counting::Custom
     }

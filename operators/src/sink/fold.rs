@@ -63,6 +63,10 @@ where
         "fold"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn counting(&self) -> Counting {
         Counting::Custom
     }

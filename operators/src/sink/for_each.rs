@@ -40,6 +40,10 @@ where
         "for_each"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn retry_safe(&self) -> bool {
         true
     }

@@ -60,6 +60,10 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + 'static> Operator for Coun
         "count_windows"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.size == 0 || self.slide == 0 {
             return Err(format!(

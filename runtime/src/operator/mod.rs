@@ -190,6 +190,22 @@ pub trait Operator: Send + 'static {
     /// result over here.
     fn on_stop(&mut self) {}
 
+    /// Whether the stage may run *fused*: in the actor of the stage before it, on
+    /// the same arbiter, with elements handed over by a method call instead of a
+    /// mailbox (see `docs/architecture.md`, "Fusion"). A fused stage keeps its
+    /// name, counters, barriers, watchdog and place in the report; only the
+    /// transport changes.
+    ///
+    /// Say yes when the operator does its work inside [`step`](Self::step) without
+    /// blocking the thread for long (a blocking operator would hold up every stage
+    /// of its group, not just itself): the stateless built-ins (`map`, `filter`,
+    /// `filter_map`, `flat_map`, `inspect`, …), `take`, `chunks`, the keyed
+    /// `scan`/`fold`, the windows and the in-memory sinks do. Default no: a
+    /// stage whose operator does not fuse starts a new group.
+    fn fusable(&self) -> bool {
+        false
+    }
+
     /// The operator's checkpointable state, if it keeps state that must survive a
     /// crash: return `Some(self)` and implement
     /// [`Checkpointable`](crate::checkpoint::Checkpointable). Default `None`: the

@@ -298,6 +298,28 @@ impl<T: Send + 'static> Flow<T> {
         self
     }
 
+    /// Ends the fused group after the last stage: the next stage runs in an actor
+    /// of its own, with a mailbox between the two (Akka's name for the same). Stages
+    /// fuse by default when they can (see [`Runnable::fusion`]); a boundary is
+    /// worth it when the stages on either side are heavy enough to run in parallel
+    /// on two arbiters, with [`on_arbiter`](Self::on_arbiter) or
+    /// [`Placement::Spread`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::Flow;
+    ///
+    /// /// Whatever `flow` ends with runs in one actor, what comes next in another.
+    /// fn boundary<T: Send + 'static>(flow: Flow<T>) -> Flow<T> {
+    ///     flow.async_boundary()
+    /// }
+    /// ```
+    pub fn async_boundary(mut self) -> Self {
+        self.last().boundary = true;
+        self
+    }
+
     fn last(&mut self) -> &mut StageMeta {
         match self.tail {
             Some(tail) => self.parts.meta_mut(tail.node),
@@ -426,6 +448,7 @@ impl StageMeta {
             inputs,
             outputs,
             junction: false,
+            boundary: false,
         }
     }
 }
@@ -480,6 +503,24 @@ impl<R: Send + 'static> Runnable<R> {
     /// [`DEFAULT_CAPACITY`].
     pub fn default_capacity(mut self, capacity: usize) -> Self {
         self.settings.default_capacity = capacity;
+        self
+    }
+
+    /// Whether adjacent stages run *fused*: in one actor, elements handed from one
+    /// stage to the next by a method call instead of a mailbox. Default on (unless
+    /// the environment variable [`FUSION_ENV`](crate::FUSION_ENV) is `off`).
+    ///
+    /// A stage joins the group of the stage before it when its operator fuses
+    /// ([`Operator::fusable`](crate::operator::Operator::fusable)), it is not
+    /// supervised, the two are linked by a plain edge (no junction, no feedback)
+    /// on the same arbiter, neither is pinned with [`Flow::on_arbiter`], and no
+    /// [`Flow::async_boundary`] separates them. Each fused stage keeps its name,
+    /// counters, barriers, stall watchdog and place in [`stats`] and the report;
+    /// the groups show in [`TopologyNode::fused_group`](crate::TopologyNode::fused_group).
+    ///
+    /// [`stats`]: crate::Running::stats
+    pub fn fusion(mut self, on: bool) -> Self {
+        self.settings.fusion = on;
         self
     }
 

@@ -280,6 +280,7 @@ impl Graph {
             inputs,
             outputs,
             junction: true,
+            boundary: false,
         };
         let check = junction.validate(inputs, outputs);
         let node = self
@@ -578,6 +579,12 @@ impl Graph {
     /// Where the stages run (see [`Runnable::placement`]).
     pub fn placement(&mut self, placement: Placement) -> &mut Self {
         self.settings.placement = placement;
+        self
+    }
+
+    /// Whether adjacent stages run fused (see [`Runnable::fusion`]).
+    pub fn fusion(&mut self, on: bool) -> &mut Self {
+        self.settings.fusion = on;
         self
     }
 

@@ -26,6 +26,7 @@ pub use flow::{DEFAULT_CAPACITY, Flow, Runnable};
 pub use graph::{Graph, Inlet, JunctionPorts, Outlet};
 pub use mux::{DEFAULT_SUB_CAPACITY, Muxed};
 pub use output::{OutputReceiver, OutputSender, output};
+pub use parts::FUSION_ENV;
 pub use pool::{Pool, PoolOrder};
 pub use report::{ConservationError, ContainedFailure, Outcome, PortCounts, Report, StageReport};
 pub use running::{Completion, PipelineController, Running};

@@ -20,6 +20,7 @@ use crate::pipeline::shared::PipelineShared;
 use crate::stage::Unstarted;
 use crate::stage::actor::StageActor;
 use crate::stage::actor::reconfig::SetPolicy;
+use crate::stage::fused::{FusedOut, FusedUp, MemberControl};
 use crate::stage::link::{DownLink, DownTx, UpLink, UpTx};
 use crate::stage::message::Control;
 use crate::stage::shared::StageShared;
@@ -37,6 +38,9 @@ pub(crate) struct Start<'a> {
 /// A sender into one input port, of that port's element type.
 pub(crate) type AnyDownTx = Box<dyn Any + Send>;
 
+/// A fused member (a `FusedOut<T>`), for the stage before it, whose output is `T`.
+pub(crate) type AnyTail = Box<dyn Any + Send>;
+
 pub(crate) trait Node: Send {
     /// Creates the mailbox. `input` and `output` are the total capacities of the
     /// node's input edges and of the edges it feeds.
@@ -48,6 +52,29 @@ pub(crate) trait Node: Send {
     fn set_output(&mut self, port: usize, tx: AnyDownTx, credit: usize);
     fn set_input(&mut self, port: usize, up: UpLink);
     fn control(&self) -> Recipient<Control>;
+    /// Whether the stage may run as a member of the fused group of the stage
+    /// before it: a stage with one input whose operator fuses
+    /// ([`Operator::fusable`]), not supervised, with no handle bound to its actor.
+    fn fusable(&self) -> bool {
+        false
+    }
+    /// Where control messages for the fused members of this node's group go
+    /// (after `prepare`; a stage only).
+    fn member_controls(&self) -> Option<Recipient<MemberControl>> {
+        None
+    }
+    /// Makes `tail` (a `FusedOut` of the node's output type, in a box) the node's
+    /// output: the first member of its fused group. A stage only.
+    fn set_fused_output(&mut self, tail: AnyTail) {
+        let _ = tail;
+        unreachable!("only a stage leads a fused group");
+    }
+    /// Builds the stage as a fused member (instead of starting it): a `FusedOut`
+    /// of its input type, in a box, to give the stage before it. A stage only.
+    fn into_member(self: Box<Self>, start: Start<'_>, up: Arc<FusedUp>) -> AnyTail {
+        let _ = (start, up);
+        unreachable!("only a stage fuses");
+    }
     /// Starts the actor. False if the arbiter has stopped.
     fn start(self: Box<Self>, start: Start<'_>) -> bool;
     /// Whether the stage's supervision can drop an element (dead letter, skip).
@@ -166,6 +193,8 @@ pub(crate) struct StageNode<Op: Operator> {
     unstarted: Option<Unstarted<Op>>,
     up: Option<UpLink>,
     down: Option<DownLink<Op::Out>>,
+    /// The fused member this stage feeds, if its output is fused.
+    tail: Option<FusedOut<Op::Out>>,
 }
 
 impl<Op: Operator> StageNode<Op> {
@@ -189,6 +218,7 @@ impl<Op: Operator> StageNode<Op> {
             unstarted: None,
             up: None,
             down: None,
+            tail: None,
         }
     }
 
@@ -311,6 +341,45 @@ impl<Op: Operator> Node for StageNode<Op> {
         self.addr().clone().recipient()
     }
 
+    fn fusable(&self) -> bool {
+        self.op.fusable() && self.sup.is_none() && self.binders.is_empty()
+    }
+
+    fn member_controls(&self) -> Option<Recipient<MemberControl>> {
+        Some(self.addr().clone().recipient())
+    }
+
+    fn set_fused_output(&mut self, tail: AnyTail) {
+        // Cannot fail: the fused pass pairs each stage with the one it feeds.
+        let tail = *tail
+            .downcast::<FusedOut<Op::Out>>()
+            .expect("a fused member takes its predecessor's output type");
+        self.tail = Some(tail);
+    }
+
+    fn into_member(self: Box<Self>, s: Start<'_>, up: Arc<FusedUp>) -> AnyTail {
+        let this = *self;
+        for hook in this.hooks {
+            hook(&s.shared);
+        }
+        let mut member = StageActor::new(
+            this.op,
+            s.shared,
+            s.pipeline,
+            this.up,
+            this.down,
+            s.max_batch,
+            this.sup,
+        );
+        if let Some(tail) = this.tail {
+            member.fuse(tail);
+        }
+        Box::new(FusedOut::<Op::In> {
+            tail: Box::new(member),
+            up,
+        })
+    }
+
     fn start(self: Box<Self>, s: Start<'_>) -> bool {
         let this = *self;
         let unstarted = this.unstarted.expect("a node is prepared before it starts");
@@ -329,6 +398,7 @@ impl<Op: Operator> Node for StageNode<Op> {
             this.down,
             s.max_batch,
             this.sup,
+            this.tail,
         )
     }
 }

@@ -17,7 +17,8 @@ use super::shared::{Done, PipelineShared};
 use crate::error::BuildError;
 use crate::operator::Counting;
 use crate::runtime::{Placement, Runtime};
-use crate::stage::link::{EdgeSource, UpLink};
+use crate::stage::fused::{ControlTx, FusedUp};
+use crate::stage::link::{EdgeSource, UpLink, UpTx};
 use crate::stage::shared::{StageShared, StageSpec};
 
 static GRAPH_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -46,6 +47,8 @@ pub(crate) struct StageMeta {
     pub(crate) inputs: usize,
     pub(crate) outputs: usize,
     pub(crate) junction: bool,
+    /// Ends a fused group after this stage (`Flow::async_boundary`).
+    pub(crate) boundary: bool,
 }
 
 /// A stage of replica `replica` of a keyed pool of `replicas`: named
@@ -161,6 +164,7 @@ impl Parts {
                 inputs: 0,
                 outputs: 0,
                 junction: false,
+                boundary: false,
             },
         }
     }
@@ -441,6 +445,20 @@ pub(crate) struct Settings {
     pub(crate) metrics_interval: std::time::Duration,
     /// Where and how the pipeline checkpoints, if it does.
     pub(crate) checkpoint: Option<crate::checkpoint::CheckpointConfig>,
+    /// Whether adjacent stages run fused (see `Runnable::fusion`).
+    pub(crate) fusion: bool,
+}
+
+/// The environment variable that turns fusion off for every pipeline of the
+/// process when set to `off`, `0` or `false` (to run a test suite unfused).
+pub const FUSION_ENV: &str = "WEIR_FUSION";
+
+/// Fusion's default: on, unless [`FUSION_ENV`] says off.
+fn fusion_default() -> bool {
+    !matches!(
+        std::env::var(FUSION_ENV).as_deref().map(str::trim),
+        Ok("off" | "0" | "false")
+    )
 }
 
 impl Default for Settings {
@@ -457,6 +475,7 @@ impl Default for Settings {
             policies: None,
             policies_handle: None,
             checkpoint: None,
+            fusion: fusion_default(),
         }
     }
 }
@@ -544,20 +563,33 @@ pub(crate) fn launch(
         coordinator,
     );
 
+    // Which stage each stage is fused into (the one before it), if any.
+    let fused_into = if settings.fusion {
+        fused_groups(&parts, &stages, &arbiters)
+    } else {
+        vec![None; parts.nodes.len()]
+    };
+    let heads = group_heads(&fused_into);
     pipeline.set_topology(super::topology::describe(
         &parts,
         &pipeline.name,
         &capacities,
         &arbiters,
+        &heads,
     ));
-    // Pass 1: mailboxes, sized for every edge in and out.
+    // Pass 1: mailboxes, sized for every edge in and out; a fused group's actor
+    // takes the credit of the edge after its last member.
     let mut out_capacity = vec![0; parts.nodes.len()];
     for e in &parts.edges {
-        out_capacity[e.from.node] += capacities[e.to.node];
+        if fused_into[e.to.node] != Some(e.from.node) {
+            out_capacity[heads[e.from.node]] += capacities[e.to.node];
+        }
     }
     for (i, entry) in parts.nodes.iter_mut().enumerate() {
-        let input = capacities[i] * entry.meta.inputs;
-        entry.node.prepare(input, out_capacity[i]);
+        if fused_into[i].is_none() {
+            let input = capacities[i] * entry.meta.inputs;
+            entry.node.prepare(input, out_capacity[i]);
+        }
     }
     // Pass 2: links, both ways.
     let mut inputs: Vec<Vec<Option<EdgeSource>>> = parts
@@ -566,8 +598,17 @@ pub(crate) fn launch(
         .map(|n| vec![None; n.meta.inputs])
         .collect();
     for e in &parts.edges {
+        if fused_into[e.to.node] == Some(e.from.node) {
+            // Inside a fused group: linked in the fusing pass below.
+            inputs[e.to.node][e.to.port] = Some(EdgeSource {
+                stage: Arc::clone(&stages[e.from.node]),
+                port: None,
+            });
+            continue;
+        }
         let tx: AnyDownTx = parts.nodes[e.to.node].node.down_tx(e.to.port);
-        let up_tx = parts.nodes[e.from.node].node.up_tx(e.from.port);
+        // Credit for the last member of a fused group goes to the group's actor.
+        let up_tx = parts.nodes[heads[e.from.node]].node.up_tx(e.from.port);
         let source = EdgeSource {
             stage: Arc::clone(&stages[e.from.node]),
             port: parts.nodes[e.from.node]
@@ -590,7 +631,17 @@ pub(crate) fn launch(
     for (stage, ins) in stages.iter().zip(inputs) {
         let _ = stage.inputs.set(ins.into_iter().flatten().collect());
     }
-    pipeline.set_controls(parts.nodes.iter().map(|n| n.node.control()).collect());
+    let controls = (0..parts.nodes.len())
+        .map(|i| match fused_into[i] {
+            None => ControlTx::Actor(parts.nodes[i].node.control()),
+            Some(_) => {
+                let head = parts.nodes[heads[i]].node.member_controls();
+                // Cannot fail: only stages lead fused groups.
+                ControlTx::Member(head.expect("a stage leads a fused group"), i)
+            }
+        })
+        .collect();
+    pipeline.set_controls(controls);
     if let Some(handle) = &settings.policies_handle {
         let setters = parts.nodes.iter().map(|n| n.node.policy_setter()).collect();
         let names = parts.node_names();
@@ -599,9 +650,47 @@ pub(crate) fn launch(
     // Installed before any stage starts: the last stage to stop takes the final
     // sample, which a pipeline that ends at once would otherwise miss.
     crate::observe::metrics::install_sampler(&pipeline);
+    let mut nodes: Vec<Option<Box<dyn Node>>> =
+        parts.nodes.into_iter().map(|n| Some(n.node)).collect();
+    // Fusing: each member, from the last of its group back, becomes the output of
+    // the stage before it.
+    for i in (0..nodes.len()).rev() {
+        let Some(prev) = fused_into[i] else {
+            continue;
+        };
+        let Some(mut node) = nodes[i].take() else {
+            continue;
+        };
+        let up = Arc::new(FusedUp::default());
+        node.set_input(
+            0,
+            UpLink {
+                tx: UpTx::Fused(Arc::clone(&up)),
+                source: EdgeSource {
+                    stage: Arc::clone(&stages[prev]),
+                    port: None,
+                },
+            },
+        );
+        let member = node.into_member(
+            Start {
+                arbiter: runtime.handle(arbiters[i]),
+                shared: Arc::clone(&stages[i]),
+                pipeline: Arc::clone(&pipeline),
+                max_batch: settings.max_batch,
+            },
+            up,
+        );
+        if let Some(prev) = nodes[prev].as_mut() {
+            prev.set_fused_output(member);
+        }
+    }
     // Pass 3: start.
-    for (i, entry) in parts.nodes.into_iter().enumerate() {
-        let started = entry.node.start(Start {
+    for (i, node) in nodes.into_iter().enumerate() {
+        let Some(node) = node else {
+            continue; // A fused member: it starts with its group's actor.
+        };
+        let started = node.start(Start {
             arbiter: runtime.handle(arbiters[i]),
             shared: Arc::clone(&stages[i]),
             pipeline: Arc::clone(&pipeline),
@@ -702,4 +791,54 @@ fn resolve(
         specs[node].contained = true;
     }
     Ok(specs)
+}
+
+/// For each stage, the stage before it whose fused group it joins, if any: an edge
+/// joins two stages into one group when the first has that one output, the second
+/// that one input and an operator that fuses ([`Node::fusable`]), both run on one
+/// arbiter, neither is pinned, contained (a failure that only ends a merge input)
+/// or after an async boundary, and the edge is not a feedback edge.
+fn fused_groups(
+    parts: &Parts,
+    stages: &[Arc<StageShared>],
+    arbiters: &[usize],
+) -> Vec<Option<usize>> {
+    let mut into = vec![None; parts.nodes.len()];
+    for e in &parts.edges {
+        let (a, b) = (e.from.node, e.to.node);
+        let (ma, mb) = (&parts.nodes[a].meta, &parts.nodes[b].meta);
+        let joins = !e.feedback
+            && !ma.junction
+            && !mb.junction
+            && ma.outputs == 1
+            && mb.inputs == 1
+            && !ma.boundary
+            && ma.pinned.is_none()
+            && mb.pinned.is_none()
+            && arbiters[a] == arbiters[b]
+            && !stages[a].contained
+            && !stages[b].contained
+            && parts.nodes[b].node.fusable();
+        if joins {
+            into[b] = Some(a);
+        }
+    }
+    into
+}
+
+/// For each stage, the first stage of its fused group (itself when it leads one
+/// or is not fused).
+fn group_heads(fused_into: &[Option<usize>]) -> Vec<usize> {
+    (0..fused_into.len())
+        .map(|mut i| {
+            // Groups are chains: following the links back ends at the head.
+            for _ in 0..fused_into.len() {
+                match fused_into[i] {
+                    Some(prev) => i = prev,
+                    None => break,
+                }
+            }
+            i
+        })
+        .collect()
 }

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
-use actix::Recipient;
 use actix_rt::ArbiterHandle;
 use tokio::sync::{broadcast, oneshot};
 use weir_supervisor::policy::RestartStrategy;
@@ -14,6 +13,7 @@ use weir_supervisor::{Failure, SupervisionEvent};
 use super::report::{ContainedFailure, Outcome, Report, StageReport};
 use crate::observe::metrics::Sampler;
 use crate::observe::{BreakerState, RestartHistory};
+use crate::stage::fused::ControlTx;
 use crate::stage::message::Control;
 use crate::stage::shared::StageShared;
 
@@ -98,7 +98,7 @@ pub(crate) struct PipelineShared {
     /// it.
     downstream: Vec<Vec<usize>>,
     live: AtomicUsize,
-    controls: OnceLock<Vec<Recipient<Control>>>,
+    controls: OnceLock<Vec<ControlTx>>,
     end: Mutex<EndState>,
     done: Mutex<Option<oneshot::Sender<Done>>>,
     /// Dropped when the pipeline completes, which ends every subscription.
@@ -163,7 +163,7 @@ impl PipelineShared {
     /// broadcast to, so the abort is sent again here. The failure is recorded under
     /// the `end` lock before `fail` looks for addresses, and the addresses are
     /// stored before this looks at `end`: one of the two always sees the other.
-    pub(crate) fn set_controls(&self, controls: Vec<Recipient<Control>>) {
+    pub(crate) fn set_controls(&self, controls: Vec<ControlTx>) {
         let _ = self.controls.set(controls);
         let ending = {
             let end = self.end();

@@ -68,6 +68,10 @@ pub struct StageStats {
     pub config: Option<String>,
     /// Configs the stage rejected (the previous one stayed in force).
     pub config_rejected: u64,
+    /// The index of the first stage of the fused group the stage runs in, if it
+    /// runs fused with another (see
+    /// [`TopologyNode::fused_group`](crate::TopologyNode::fused_group)).
+    pub fused_group: Option<usize>,
 }
 
 /// A snapshot of a running pipeline.
@@ -100,7 +104,8 @@ impl PipelineStats {
         let stages = p
             .stages
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(i, s)| {
                 let held = s.held.load(Relaxed) as u64;
                 StageStats {
                     name: s.name.clone(),
@@ -128,6 +133,11 @@ impl PipelineStats {
                     config_generation: s.config_generation.load(Relaxed),
                     config: s.config(),
                     config_rejected: s.config_rejected.load(Relaxed),
+                    fused_group: p
+                        .topology
+                        .get()
+                        .and_then(|t| t.nodes.get(i))
+                        .and_then(|n| n.fused_group),
                 }
             })
             .collect();

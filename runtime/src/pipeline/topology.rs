@@ -95,6 +95,11 @@ pub struct TopologyNode {
     /// The circuit breaker's state, for a stage that has one: live when the
     /// topology comes from [`PipelineController::topology`].
     pub breaker: Option<BreakerState>,
+    /// The id of the first stage of the fused group the node runs in, when it
+    /// runs fused with at least one other stage (in one actor; see
+    /// [`Runnable::fusion`](crate::Runnable::fusion)); `None` for a node that
+    /// runs alone.
+    pub fused_group: Option<usize>,
 }
 
 /// One edge of a [`Topology`]: output port `from_port` of node `from` feeds input
@@ -210,6 +215,17 @@ impl Topology {
                 dot_escape(n.kind)
             );
         }
+        for (head, members) in self.fused_groups() {
+            let _ = writeln!(
+                out,
+                "  subgraph cluster_fused{head} {{ label=\"fused\"; style=dashed; {}; }}",
+                members
+                    .iter()
+                    .map(|id| format!("n{id}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
         for e in &self.edges {
             let style = if e.feedback { ", style=dashed" } else { "" };
             let _ = writeln!(
@@ -244,6 +260,13 @@ impl Topology {
                 NodeRole::Stage => writeln!(out, "  n{}[\"{text}\"]", n.id),
             };
         }
+        for (head, members) in self.fused_groups() {
+            let _ = writeln!(out, "  subgraph fused{head} [\"fused\"]");
+            for id in members {
+                let _ = writeln!(out, "    n{id}");
+            }
+            out.push_str("  end\n");
+        }
         for e in &self.edges {
             let arrow = if e.feedback { "-.->" } else { "-->" };
             let _ = writeln!(
@@ -255,6 +278,18 @@ impl Topology {
             );
         }
         out
+    }
+
+    /// The fused groups (see [`TopologyNode::fused_group`]): each head's id with
+    /// the ids of its group, in id order.
+    pub fn fused_groups(&self) -> Vec<(usize, Vec<usize>)> {
+        let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for n in &self.nodes {
+            if let Some(head) = n.fused_group {
+                groups.entry(head).or_default().push(n.id);
+            }
+        }
+        groups.into_iter().collect()
     }
 
     /// An edge's label: its capacity, with the ports where a junction is at an end.
@@ -323,7 +358,12 @@ pub(super) fn describe(
     pipeline: &str,
     capacities: &[usize],
     arbiters: &[usize],
+    heads: &[usize],
 ) -> Topology {
+    let mut sizes = vec![0_usize; heads.len()];
+    for &head in heads {
+        sizes[head] += 1;
+    }
     let nodes = (0..parts.len())
         .map(|id| {
             let meta = parts.meta(id);
@@ -352,6 +392,7 @@ pub(super) fn describe(
                     .filter(|s| s.breaker)
                     .map(|_| BreakerState::Closed),
                 supervision,
+                fused_group: heads.get(id).copied().filter(|&h| sizes[h] > 1),
             }
         })
         .collect();
@@ -483,6 +524,7 @@ mod tests {
             replica: None,
             supervision: None,
             breaker: None,
+            fused_group: None,
         }
     }
 

@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use weir_supervisor::{Failure, StopReason};
 
-use super::link::{DownLink, DownTx, UpLink};
+use super::fused::{FusedOut, MemberControl, Output, Tail};
+use super::link::{DownLink, UpLink};
 use super::message::{Control, Down, Up};
 use super::shared::{FinalState, StageShared};
 use crate::observe::metrics::StageHistograms;
@@ -42,6 +43,24 @@ pub(crate) use self::barrier::StageSnapshot;
 use self::supervise::{Gate, Judge};
 use crate::operator::element::ElementJudge;
 
+/// What a stage's methods ask of whatever runs it: an actor, or the stage before
+/// it in a fused group (which has no actix context for its members).
+#[derive(Debug, Default)]
+pub(crate) struct Ctl {
+    stop: bool,
+}
+
+impl Ctl {
+    /// The stage moved to `Stopped`: its actor, if it has one, stops.
+    fn stop(&mut self) {
+        self.stop = true;
+    }
+}
+
+/// Rounds of "drive the stage, then its fused members" in one poll before the
+/// group yields to the other actors of its arbiter (and wakes itself again).
+const FUSED_ROUNDS: usize = 16;
+
 /// Where the stage is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -57,7 +76,7 @@ pub(crate) struct StageActor<Op: Operator> {
     shared: Arc<StageShared>,
     pipeline: Arc<PipelineShared>,
     upstream: Option<UpLink>,
-    downstream: Option<DownTx<Op::Out>>,
+    downstream: Option<Output<Op::Out>>,
     inq: VecDeque<Op::In>,
     /// Inputs an interrupted bulk loop handed back; requeued at the front.
     spill: Vec<Op::In>,
@@ -72,6 +91,8 @@ pub(crate) struct StageActor<Op: Operator> {
     phase: Phase,
     /// Whether the final state was reported to the pipeline.
     reported: bool,
+    /// Whether the actor (when the stage is one) was told to stop.
+    actor_stopping: bool,
     stop_reason: StopReason,
     started_at: Instant,
     // Running totals mirrored into `shared`.
@@ -128,7 +149,7 @@ impl<Op: Operator> StageActor<Op> {
         sup: Option<StageSupervisor<Op::In>>,
     ) -> Self {
         let (downstream, credit) = match downstream {
-            Some(link) => (Some(link.tx), link.initial_credit),
+            Some(link) => (Some(Output::Tx(link.tx)), link.initial_credit),
             None => (None, 0),
         };
         shared.credit.store(credit, Relaxed);
@@ -149,6 +170,7 @@ impl<Op: Operator> StageActor<Op> {
             shutdown: false,
             phase: Phase::Running,
             reported: false,
+            actor_stopping: false,
             stop_reason: StopReason::Aborted,
             started_at: Instant::now(),
             received: 0,
@@ -175,12 +197,28 @@ impl<Op: Operator> StageActor<Op> {
         }
     }
 
+    /// For a stage feeding a fused member, the credit is the room left in the
+    /// member's queue: what the member's grants would have said.
+    fn refresh_credit(&mut self) {
+        if let Some(Output::Fused(f)) = &self.downstream {
+            self.credit = f.tail.room();
+        }
+    }
+
+    /// Makes `tail` this stage's output: the first member of the fused group that
+    /// continues after it.
+    pub(crate) fn fuse(&mut self, tail: FusedOut<Op::Out>) {
+        self.credit = tail.tail.room();
+        self.shared.credit.store(self.credit, Relaxed);
+        self.downstream = Some(Output::Fused(tail));
+    }
+
     fn is_source(&self) -> bool {
         self.shared.is_source
     }
 
     /// Does all the work that can be done now.
-    fn drive(&mut self, ctx: &mut Context<Self>, cx: &mut task::Context<'_>) {
+    fn drive(&mut self, ctx: &mut Ctl, cx: &mut task::Context<'_>) {
         let span = self.span.clone();
         let _entered = span.enter();
         while self.phase != Phase::Stopped {
@@ -206,6 +244,7 @@ impl<Op: Operator> StageActor<Op> {
                 }
                 break;
             }
+            self.refresh_credit();
             let limit = match self.downstream {
                 Some(_) => self.credit.min(self.max_batch),
                 None => usize::MAX,
@@ -245,12 +284,71 @@ impl<Op: Operator> StageActor<Op> {
             }
         }
         self.grant(ctx);
+        self.refresh_credit();
         self.publish_gauges();
         self.watch(ctx, cx);
     }
 
+    /// Drives the stage and then the fused members after it, again while a member
+    /// freed room the stage can fill, at most [`FUSED_ROUNDS`] times per poll.
+    fn drive_group(&mut self, ctx: &mut Ctl, cx: &mut task::Context<'_>) {
+        for _ in 0..FUSED_ROUNDS {
+            self.drive(ctx, cx);
+            let Some(Output::Fused(f)) = &mut self.downstream else {
+                return;
+            };
+            let room = f.tail.room();
+            f.tail.drive(cx);
+            let (cancelled, freed) = (f.up.cancelled(), f.tail.room() > room);
+            if cancelled && self.phase != Phase::Stopped {
+                // The member wants nothing more (it finished early, like `take`).
+                self.cancel(ctx);
+            }
+            if !freed || self.phase == Phase::Stopped {
+                return;
+            }
+        }
+        // Work may be left: poll again after the arbiter's other actors ran.
+        cx.waker().wake_by_ref();
+    }
+
+    /// Whether every fused member after this stage has stopped (true without any).
+    fn members_stopped(&self) -> bool {
+        match &self.downstream {
+            Some(Output::Fused(f)) => f.tail.all_stopped(),
+            _ => true,
+        }
+    }
+
+    /// After a handler or a drive of the group's actor: a stopped stage stops its
+    /// actor, unless fused members still run in it. A stage that feeds members
+    /// reports its own end at once (its actor goes on for them).
+    fn settle_actor(&mut self, ctl: &Ctl, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Stopped {
+            return;
+        }
+        if matches!(self.downstream, Some(Output::Fused(_))) {
+            self.report_stop();
+            if self.members_stopped() && !self.actor_stopping {
+                self.actor_stopping = true;
+                ctx.stop();
+            }
+        } else if ctl.stop && !self.actor_stopping {
+            self.actor_stopping = true;
+            ctx.stop();
+        }
+    }
+
+    /// After a call into a fused member: a member that stopped reports its end
+    /// (it has no actor to do so).
+    fn settle_member(&mut self) {
+        if self.phase == Phase::Stopped {
+            self.report_stop();
+        }
+    }
+
     /// Runs the operator once. Returns whether it made progress.
-    fn step(&mut self, limit: usize, ctx: &mut Context<Self>, cx: &mut task::Context<'_>) -> bool {
+    fn step(&mut self, limit: usize, ctx: &mut Ctl, cx: &mut task::Context<'_>) -> bool {
         let _batch = tracing::debug_span!("batch", queued = self.inq.len(), limit).entered();
         let queued_before = self.inq.len();
         let out_before = self.outbox.len();
@@ -373,12 +471,7 @@ impl<Op: Operator> StageActor<Op> {
 
     /// Steps the operator with its queue hidden, so that it only advances the
     /// elements it already holds. Returns whether it made progress.
-    fn step_in_flight(
-        &mut self,
-        limit: usize,
-        ctx: &mut Context<Self>,
-        cx: &mut task::Context<'_>,
-    ) -> bool {
+    fn step_in_flight(&mut self, limit: usize, ctx: &mut Ctl, cx: &mut task::Context<'_>) -> bool {
         let queued = std::mem::take(&mut self.inq);
         let ended = std::mem::replace(&mut self.input_ended, false);
         let progress = self.step(limit, ctx, cx);
@@ -393,8 +486,8 @@ impl<Op: Operator> StageActor<Op> {
 
     /// The operator finished and the outbox is empty: end the stream downstream,
     /// cancel upstream if it still sends, and stop.
-    fn finish(&mut self, ctx: &mut Context<Self>) {
-        if let Some(downstream) = &self.downstream {
+    fn finish(&mut self, ctx: &mut Ctl) {
+        if let Some(downstream) = &mut self.downstream {
             // End-of-stream is control, not data: it needs no credit. A closed
             // downstream has nothing left to end.
             let _ = downstream.try_send(Down::End);
@@ -404,7 +497,7 @@ impl<Op: Operator> StageActor<Op> {
     }
 
     /// Downstream wants nothing more: stop taking input and stop.
-    fn cancel(&mut self, ctx: &mut Context<Self>) {
+    fn cancel(&mut self, ctx: &mut Ctl) {
         self.cancel_upstream();
         self.stop(ctx, StopReason::Cancelled);
     }
@@ -419,7 +512,7 @@ impl<Op: Operator> StageActor<Op> {
         }
     }
 
-    fn fail(&mut self, failure: Failure, ctx: &mut Context<Self>, publish: bool) {
+    fn fail(&mut self, failure: Failure, ctx: &mut Ctl, publish: bool) {
         // What was taken from the queue and neither completed, filtered, held,
         // dead-lettered nor already counted as failed is the element (or elements)
         // this failure destroyed.
@@ -447,7 +540,7 @@ impl<Op: Operator> StageActor<Op> {
             self.pipeline.contain(self.shared.index, failure);
             // What the stage completed before failing goes on, within credit.
             self.flush(ctx);
-            if let Some(downstream) = &self.downstream {
+            if let Some(downstream) = &mut self.downstream {
                 let _ = downstream.try_send(Down::End);
             }
             self.cancel_upstream();
@@ -457,7 +550,7 @@ impl<Op: Operator> StageActor<Op> {
         self.stop(ctx, StopReason::Failed);
     }
 
-    fn stop(&mut self, ctx: &mut Context<Self>, reason: StopReason) {
+    fn stop(&mut self, ctx: &mut Ctl, reason: StopReason) {
         if self.phase != Phase::Stopped {
             self.phase = Phase::Stopped;
             self.stop_reason = reason;
@@ -466,7 +559,7 @@ impl<Op: Operator> StageActor<Op> {
     }
 
     /// Grants upstream the places freed in the input queue.
-    fn grant(&mut self, _ctx: &mut Context<Self>) {
+    fn grant(&mut self, _ctx: &mut Ctl) {
         if self.owed == 0 || self.input_ended || self.phase == Phase::Stopped {
             return;
         }
@@ -502,15 +595,7 @@ impl<Op: Operator> Actor for StageActor<Op> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.started_at = Instant::now();
-        self.histograms = Some(StageHistograms::new(&self.pipeline.name, &self.shared));
-        self.span = tracing::info_span!(
-            "stage",
-            pipeline = %self.pipeline.name,
-            stage = %self.shared.name,
-            kind = self.shared.kind
-        );
-        self.pipeline.stage_started(&self.shared);
+        self.start_stage();
         ctx.spawn(Driver);
     }
 
@@ -539,6 +624,23 @@ impl<Op: Operator> Drop for StageActor<Op> {
 }
 
 impl<Op: Operator> StageActor<Op> {
+    /// The stage starts running (in its actor, or in its fused group's), and so do
+    /// the fused members after it.
+    fn start_stage(&mut self) {
+        self.started_at = Instant::now();
+        self.histograms = Some(StageHistograms::new(&self.pipeline.name, &self.shared));
+        self.span = tracing::info_span!(
+            "stage",
+            pipeline = %self.pipeline.name,
+            stage = %self.shared.name,
+            kind = self.shared.kind
+        );
+        self.pipeline.stage_started(&self.shared);
+        if let Some(Output::Fused(f)) = &mut self.downstream {
+            f.tail.started();
+        }
+    }
+
     /// Records the final state and tells the pipeline this stage is done. Runs once.
     fn report_stop(&mut self) {
         if std::mem::replace(&mut self.reported, true) {
@@ -572,6 +674,19 @@ impl<Op: Operator> Handler<Down<Op::In>> for StageActor<Op> {
     type Result = ();
 
     fn handle(&mut self, msg: Down<Op::In>, _ctx: &mut Self::Context) {
+        self.on_down(msg);
+    }
+}
+
+impl<Op: Operator> StageActor<Op> {
+    /// A batch, the end of the stream or a barrier arrived from upstream.
+    fn on_down(&mut self, msg: Down<Op::In>) {
+        if self.reported {
+            // The stage stopped and reported what it held (a stage that feeds fused
+            // members, whose actor goes on for them): what arrives now stays
+            // counted as left in its mailbox.
+            return;
+        }
         if self.barrier.is_some() {
             // Held behind the barrier until it passes.
             self.hold_behind(msg);
@@ -621,17 +736,25 @@ impl<Op: Operator> Handler<Up> for StageActor<Op> {
     type Result = ();
 
     fn handle(&mut self, msg: Up, ctx: &mut Self::Context) {
+        let mut ctl = Ctl::default();
+        match &mut self.downstream {
+            // From the edge after the group: it is the last member's.
+            Some(Output::Fused(f)) => f.tail.up(msg),
+            _ => self.on_up(msg, &mut ctl),
+        }
+        self.settle_actor(&ctl, ctx);
+    }
+}
+
+impl<Op: Operator> StageActor<Op> {
+    fn on_up(&mut self, msg: Up, ctx: &mut Ctl) {
         match msg {
             Up::Demand(n) => self.credit += n,
             Up::Cancel => self.cancel(ctx),
         }
     }
-}
 
-impl<Op: Operator> Handler<Control> for StageActor<Op> {
-    type Result = ();
-
-    fn handle(&mut self, msg: Control, ctx: &mut Self::Context) {
+    fn on_control(&mut self, msg: Control, ctx: &mut Ctl) {
         match msg {
             Control::Shutdown => self.shutdown = true,
             Control::Abort => self.stop(ctx, StopReason::Aborted),
@@ -650,6 +773,83 @@ impl<Op: Operator> Handler<Control> for StageActor<Op> {
     }
 }
 
+impl<Op: Operator> Handler<Control> for StageActor<Op> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Control, ctx: &mut Self::Context) {
+        let mut ctl = Ctl::default();
+        self.on_control(msg, &mut ctl);
+        self.settle_actor(&ctl, ctx);
+    }
+}
+
+impl<Op: Operator> Handler<MemberControl> for StageActor<Op> {
+    type Result = ();
+
+    fn handle(&mut self, msg: MemberControl, ctx: &mut Self::Context) {
+        if let Some(Output::Fused(f)) = &mut self.downstream {
+            f.tail.control(msg.index, msg.control);
+        }
+        let ctl = Ctl::default();
+        self.settle_actor(&ctl, ctx);
+    }
+}
+
+/// The stage as a member of a fused group, driven by the stage before it.
+impl<Op: Operator> Tail<Op::In> for StageActor<Op> {
+    fn room(&self) -> usize {
+        if self.phase == Phase::Stopped {
+            return self.shared.capacity;
+        }
+        self.shared
+            .capacity
+            .saturating_sub(self.inq.len() + self.behind_len)
+    }
+
+    fn deliver(&mut self, down: Down<Op::In>) -> Result<(), Down<Op::In>> {
+        if self.phase == Phase::Stopped {
+            return Err(down);
+        }
+        self.on_down(down);
+        Ok(())
+    }
+
+    fn drive(&mut self, cx: &mut task::Context<'_>) {
+        let mut ctl = Ctl::default();
+        self.drive_group(&mut ctl, cx);
+        self.settle_member();
+    }
+
+    fn up(&mut self, up: Up) {
+        match &mut self.downstream {
+            Some(Output::Fused(f)) => f.tail.up(up),
+            _ => {
+                let mut ctl = Ctl::default();
+                self.on_up(up, &mut ctl);
+                self.settle_member();
+            }
+        }
+    }
+
+    fn control(&mut self, index: usize, control: Control) {
+        if index == self.shared.index {
+            let mut ctl = Ctl::default();
+            self.on_control(control, &mut ctl);
+            self.settle_member();
+        } else if let Some(Output::Fused(f)) = &mut self.downstream {
+            f.tail.control(index, control);
+        }
+    }
+
+    fn started(&mut self) {
+        self.start_stage();
+    }
+
+    fn all_stopped(&self) -> bool {
+        self.phase == Phase::Stopped && self.members_stopped()
+    }
+}
+
 /// The actor future that runs [`StageActor::drive`] after every mailbox drain and
 /// whenever a waker registered by the operator fires. It never completes; it is
 /// dropped with the actor.
@@ -664,7 +864,9 @@ impl<Op: Operator> ActorFuture<StageActor<Op>> for Driver {
         ctx: &mut Context<StageActor<Op>>,
         cx: &mut task::Context<'_>,
     ) -> Poll<()> {
-        act.drive(ctx, cx);
+        let mut ctl = Ctl::default();
+        act.drive_group(&mut ctl, cx);
+        act.settle_actor(&ctl, ctx);
         Poll::Pending
     }
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use actix::dev::SendError;
 use actix::{Message, Recipient};
 
+use super::fused::FusedUp;
 use super::message::{Down, Up};
 use super::shared::StageShared;
 
@@ -124,6 +125,8 @@ pub(crate) enum UpTx {
     Stage(Recipient<Up>),
     /// To output `port` of a junction.
     Port(Recipient<PortUp>, usize),
+    /// To the stage before, in the same fused group.
+    Fused(Arc<FusedUp>),
 }
 
 impl UpTx {
@@ -133,6 +136,10 @@ impl UpTx {
         let _ = match self {
             UpTx::Stage(r) => r.try_send(up).map_err(drop),
             UpTx::Port(r, port) => r.try_send(PortUp { port: *port, up }).map_err(drop),
+            UpTx::Fused(link) => {
+                link.send(up);
+                Ok(())
+            }
         };
     }
 }

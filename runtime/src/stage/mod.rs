@@ -12,6 +12,7 @@
 //! crate-private: users see operators, flows and handles.
 
 pub(crate) mod actor;
+pub(crate) mod fused;
 pub(crate) mod link;
 pub(crate) mod message;
 pub(crate) mod monitor;
@@ -63,12 +64,16 @@ impl<Op: Operator> Unstarted<Op> {
         downstream: Option<DownLink<Op::Out>>,
         max_batch: usize,
         sup: Option<crate::supervision::StageSupervisor<Op::In>>,
+        tail: Option<fused::FusedOut<Op::Out>>,
     ) -> bool {
         let rx = self.rx;
         // Built here rather than on the arbiter: if the arbiter stops before running
         // the closure, dropping it drops the actor, which still reports to the
         // pipeline (see `StageActor`'s `Drop`).
-        let actor = StageActor::new(op, shared, pipeline, upstream, downstream, max_batch, sup);
+        let mut actor = StageActor::new(op, shared, pipeline, upstream, downstream, max_batch, sup);
+        if let Some(tail) = tail {
+            actor.fuse(tail);
+        }
         arbiter.spawn_fn(move || {
             let ctx = Context::with_receiver(rx);
             actix_rt::spawn(ctx.into_future(actor));

@@ -200,6 +200,7 @@ mod tests {
                 replica: None,
                 supervision: None,
                 breaker: None,
+                fused_group: None,
             })
             .collect();
         let edges: Vec<TopologyEdge> = (0..fills.len())

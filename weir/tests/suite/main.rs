@@ -21,6 +21,7 @@ mod core_send_sync;
 mod dlq_crash;
 mod files;
 mod flow_control;
+mod fusion;
 mod graph_broadcast_runs;
 mod graph_fan_in;
 mod graph_fan_out;

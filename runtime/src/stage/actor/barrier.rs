@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use actix::Context;
+use super::Ctl;
 use actix::dev::SendError;
 use weir_supervisor::{ErrorClass, Failure};
 
@@ -79,7 +79,7 @@ impl<Op: Operator> StageActor<Op> {
 
     /// Snapshots the operator, sends the barrier on, acknowledges it, and releases
     /// what was held behind it (up to the next barrier).
-    pub(super) fn pass_barrier(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn pass_barrier(&mut self, ctx: &mut Ctl) {
         let Some(pending) = self.barrier.take() else {
             return;
         };
@@ -89,7 +89,7 @@ impl<Op: Operator> StageActor<Op> {
             alignment: pending.since.elapsed(),
             snapshot: snapshot_started.elapsed(),
         };
-        if let Some(downstream) = &self.downstream {
+        if let Some(downstream) = &mut self.downstream {
             match downstream.try_send(Down::Barrier(pending.id)) {
                 // A closed downstream has stopped: the coordinator counts it.
                 Ok(()) | Err(SendError::Closed(_)) => {}

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::Instant;
 
-use actix::Context;
+use super::Ctl;
 use actix::dev::SendError;
 use weir_supervisor::{ErrorClass, Failure};
 
@@ -15,9 +15,10 @@ use crate::stage::message::Down;
 impl<Op: Operator> StageActor<Op> {
     /// Sends the outbox downstream as far as credit allows. Returns true when the
     /// outbox is empty.
-    pub(super) fn flush(&mut self, ctx: &mut Context<Self>) -> bool {
+    pub(super) fn flush(&mut self, ctx: &mut Ctl) -> bool {
         while !self.outbox.is_empty() {
-            let Some(downstream) = &self.downstream else {
+            self.refresh_credit();
+            let Some(downstream) = &mut self.downstream else {
                 // Sinks have no output; an operator that pushes anyway is a bug in it.
                 let n = self.outbox.len();
                 self.outbox.clear();

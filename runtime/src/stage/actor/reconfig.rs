@@ -7,7 +7,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering::Relaxed;
 
-use actix::{Context, Handler, Message};
+use actix::{Handler, Message};
+
+use super::Ctl;
 use weir_supervisor::policy::{Backoff, CircuitBreaker, IntensityWindow, SupervisionPolicy};
 use weir_supervisor::{ErrorClass, Failure};
 
@@ -50,7 +52,7 @@ impl<Op: Operator> StageActor<Op> {
     /// the last applied config to it again. A config the fresh operator rejects
     /// fails the stage: running it with its built-in defaults would silently undo
     /// a change the caller was told was applied.
-    pub(super) fn reapply_config(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn reapply_config(&mut self, ctx: &mut Ctl) {
         let Some(reapply) = &self.reapply else {
             return;
         };

@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime};
 
-use actix::Context;
+use super::Ctl;
 use weir_supervisor::dead_letter::DeadLetter;
 use weir_supervisor::policy::{Action, OpenBehavior, Permit, Transition, WhenDeadLettersFull};
 use weir_supervisor::{ErrorClass, Failure, SupervisionEvent};
@@ -80,12 +80,7 @@ impl<Op: Operator> StageActor<Op> {
     /// Applies the stage's supervision to a failure of the element that was
     /// consumed last in this step; without supervision the pipeline fails. Returns
     /// whether the stage can go on.
-    pub(super) fn on_failure(
-        &mut self,
-        failure: Failure,
-        consumed: usize,
-        ctx: &mut Context<Self>,
-    ) -> bool {
+    pub(super) fn on_failure(&mut self, failure: Failure, consumed: usize, ctx: &mut Ctl) -> bool {
         let is_source = self.is_source();
         let Some(sup) = self.sup.as_mut() else {
             self.fail(failure, ctx, true);
@@ -229,7 +224,7 @@ impl<Op: Operator> StageActor<Op> {
     /// Asks the stage's circuit breaker whether the next step may run: with which
     /// limit (1 for a half-open probe), or not until the cooldown ends
     /// (backpressure). In dead-letter mode an open breaker diverts the queue first.
-    pub(super) fn breaker_gate(&mut self, limit: usize, ctx: &mut Context<Self>) -> Gate {
+    pub(super) fn breaker_gate(&mut self, limit: usize, ctx: &mut Ctl) -> Gate {
         let has_input = !self.inq.is_empty();
         let Some(sup) = self.sup.as_mut() else {
             return Gate::Step(limit);
@@ -275,7 +270,7 @@ impl<Op: Operator> StageActor<Op> {
     ///
     /// Returns false when a full queue under a backpressure policy leaves elements
     /// waiting in the stage's queue (a timer is set to try again).
-    pub(super) fn divert(&mut self, ctx: &mut Context<Self>) -> bool {
+    pub(super) fn divert(&mut self, ctx: &mut Ctl) -> bool {
         let (pipeline, stage) = (self.pipeline.name.clone(), self.shared.name.clone());
         let Some(sup) = self.sup.as_mut() else {
             return true;
@@ -341,7 +336,7 @@ impl<Op: Operator> StageActor<Op> {
     }
 
     /// A sibling restarted and the strategy restarts this stage too.
-    pub(super) fn restart_as_sibling(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn restart_as_sibling(&mut self, ctx: &mut Ctl) {
         if self.phase == Phase::Stopped {
             return;
         }
@@ -380,12 +375,7 @@ impl<Op: Operator> StageActor<Op> {
     }
 
     /// The failure goes beyond the stage's policy: tell subscribers why, then fail.
-    pub(super) fn escalate(
-        &mut self,
-        failure: Failure,
-        reason: String,
-        ctx: &mut Context<Self>,
-    ) -> bool {
+    pub(super) fn escalate(&mut self, failure: Failure, reason: String, ctx: &mut Ctl) -> bool {
         self.pipeline.publish(SupervisionEvent::Escalated {
             pipeline: self.pipeline.name.clone(),
             stage: self.shared.name.clone(),

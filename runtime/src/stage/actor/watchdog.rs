@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering::Relaxed;
 use std::task;
 
-use actix::Context;
+use super::Ctl;
 use weir_supervisor::policy::StallAction;
 use weir_supervisor::{ErrorClass, Failure, SupervisionEvent};
 
@@ -22,7 +22,7 @@ impl<Op: Operator> StageActor<Op> {
     /// The stall watchdog: a stage that holds input it could process (it has
     /// credit, or is a sink) and has made no progress for its stall timeout is
     /// reported once, and flagged in stats until it moves again.
-    pub(super) fn watch(&mut self, ctx: &mut Context<Self>, cx: &mut task::Context<'_>) {
+    pub(super) fn watch(&mut self, ctx: &mut Ctl, cx: &mut task::Context<'_>) {
         let Some(timeout) = self.stall_timeout() else {
             return;
         };
@@ -104,7 +104,7 @@ impl<Op: Operator> StageActor<Op> {
     /// and the strategy's siblings with it. An unsupervised stage is only
     /// reported. Returns false when the stage escalated (intensity exceeded) or
     /// failed.
-    pub(super) fn stall_restart(&mut self, ctx: &mut Context<Self>) -> bool {
+    pub(super) fn stall_restart(&mut self, ctx: &mut Ctl) -> bool {
         if self.phase == Phase::Stopped {
             return false;
         }
