@@ -39,6 +39,19 @@ const ALLOWED: &[(&str, &str)] = &[
         "stage/fused.rs",
         "ControlTx::Member(r, index) => r.do_send(MemberControl {",
     ),
+    // `PolicyTx::do_send`: a `SetPolicy`, as is or tagged with its fused member.
+    (
+        "stage/actor/reconfig.rs",
+        "pub(crate) fn do_send(&self, msg: SetPolicy)",
+    ),
+    (
+        "stage/actor/reconfig.rs",
+        "PolicyTx::Actor(r) => r.do_send(msg)",
+    ),
+    (
+        "stage/actor/reconfig.rs",
+        "PolicyTx::Member(r, index) => r.do_send(MemberSetPolicy {",
+    ),
 ];
 
 fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

@@ -80,6 +80,10 @@ where
         self.op.counting()
     }
 
+    fn fusable(&self) -> bool {
+        self.op.fusable()
+    }
+
     fn may_filter(&self) -> bool {
         self.op.may_filter()
     }

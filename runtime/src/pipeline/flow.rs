@@ -511,11 +511,12 @@ impl<R: Send + 'static> Runnable<R> {
     /// the environment variable [`FUSION_ENV`](crate::FUSION_ENV) is `off`).
     ///
     /// A stage joins the group of the stage before it when its operator fuses
-    /// ([`Operator::fusable`](crate::operator::Operator::fusable)), it is not
-    /// supervised, the two are linked by a plain edge (no junction, no feedback)
+    /// ([`Operator::fusable`](crate::operator::Operator::fusable)), the two are
+    /// linked by a plain edge (no junction, no feedback)
     /// on the same arbiter, neither is pinned with [`Flow::on_arbiter`], and no
     /// [`Flow::async_boundary`] separates them. Each fused stage keeps its name,
-    /// counters, barriers, stall watchdog and place in [`stats`] and the report;
+    /// counters, supervision policy (retries, dead letters, breaker, restarts of
+    /// that stage), barriers, stall watchdog and place in [`stats`] and the report;
     /// the groups show in [`TopologyNode::fused_group`](crate::TopologyNode::fused_group).
     ///
     /// [`stats`]: crate::Running::stats

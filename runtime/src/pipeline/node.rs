@@ -19,7 +19,7 @@ use crate::operator::Operator;
 use crate::pipeline::shared::PipelineShared;
 use crate::stage::Unstarted;
 use crate::stage::actor::StageActor;
-use crate::stage::actor::reconfig::SetPolicy;
+use crate::stage::actor::reconfig::{MemberSetPolicy, SetPolicy};
 use crate::stage::fused::{FusedOut, FusedUp, MemberControl};
 use crate::stage::link::{DownLink, DownTx, UpLink, UpTx};
 use crate::stage::message::Control;
@@ -54,13 +54,18 @@ pub(crate) trait Node: Send {
     fn control(&self) -> Recipient<Control>;
     /// Whether the stage may run as a member of the fused group of the stage
     /// before it: a stage with one input whose operator fuses
-    /// ([`Operator::fusable`]), not supervised, with no handle bound to its actor.
+    /// ([`Operator::fusable`]), with no handle bound to its actor.
     fn fusable(&self) -> bool {
         false
     }
     /// Where control messages for the fused members of this node's group go
     /// (after `prepare`; a stage only).
     fn member_controls(&self) -> Option<Recipient<MemberControl>> {
+        None
+    }
+    /// Where new policies for the supervised fused members of this node's group
+    /// go (after `prepare`; a stage only).
+    fn member_policies(&self) -> Option<Recipient<MemberSetPolicy>> {
         None
     }
     /// Makes `tail` (a `FusedOut` of the node's output type, in a box) the node's
@@ -342,10 +347,18 @@ impl<Op: Operator> Node for StageNode<Op> {
     }
 
     fn fusable(&self) -> bool {
-        self.op.fusable() && self.sup.is_none() && self.binders.is_empty()
+        // A stage whose operator handles its elements' failures itself is async:
+        // it does not fuse (and such an operator never says it does).
+        self.op.fusable()
+            && self.binders.is_empty()
+            && !self.sup.as_ref().is_some_and(|sup| sup.elementwise)
     }
 
     fn member_controls(&self) -> Option<Recipient<MemberControl>> {
+        Some(self.addr().clone().recipient())
+    }
+
+    fn member_policies(&self) -> Option<Recipient<MemberSetPolicy>> {
         Some(self.addr().clone().recipient())
     }
 

@@ -17,6 +17,7 @@ use super::shared::{Done, PipelineShared};
 use crate::error::BuildError;
 use crate::operator::Counting;
 use crate::runtime::{Placement, Runtime};
+use crate::stage::actor::reconfig::PolicyTx;
 use crate::stage::fused::{ControlTx, FusedUp};
 use crate::stage::link::{EdgeSource, UpLink, UpTx};
 use crate::stage::shared::{StageShared, StageSpec};
@@ -643,7 +644,16 @@ pub(crate) fn launch(
         .collect();
     pipeline.set_controls(controls);
     if let Some(handle) = &settings.policies_handle {
-        let setters = parts.nodes.iter().map(|n| n.node.policy_setter()).collect();
+        let setters = (0..parts.nodes.len())
+            .map(|i| match fused_into[i] {
+                None => parts.nodes[i].node.policy_setter().map(PolicyTx::Actor),
+                Some(_) => parts.nodes[i].node.supervision().map(|_| {
+                    let head = parts.nodes[heads[i]].node.member_policies();
+                    // Cannot fail: only stages lead fused groups.
+                    PolicyTx::Member(head.expect("a stage leads a fused group"), i)
+                }),
+            })
+            .collect();
         let names = parts.node_names();
         super::policies::Reloader::bind(handle, &pipeline, names, node_policies, setters);
     }

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use actix::Recipient;
 use tokio::sync::oneshot;
 use weir_supervisor::policy::{PolicyConfig, StallAction, SupervisionPolicy};
 
@@ -19,7 +18,7 @@ use super::parts::Parts;
 use super::shared::PipelineShared;
 use crate::error::BuildError;
 use crate::reconfig::{Applied, ConfigHandle, ReconfigError, Reply};
-use crate::stage::actor::reconfig::SetPolicy;
+use crate::stage::actor::reconfig::{PolicyTx, SetPolicy};
 use crate::supervision::{check_policy, policy_may_drop};
 
 /// What the file gave each node: the stall timeout (for every node), and for a
@@ -185,7 +184,7 @@ pub(crate) struct Reloader {
     pipeline: Weak<PipelineShared>,
     names: Vec<NodeName>,
     nodes: Vec<NodePolicy>,
-    setters: Vec<Option<Recipient<SetPolicy>>>,
+    setters: Vec<Option<PolicyTx>>,
     generation: AtomicU64,
 }
 
@@ -196,7 +195,7 @@ impl Reloader {
         pipeline: &Arc<PipelineShared>,
         names: Vec<NodeName>,
         nodes: Vec<NodePolicy>,
-        setters: Vec<Option<Recipient<SetPolicy>>>,
+        setters: Vec<Option<PolicyTx>>,
     ) {
         let reloader = Arc::new(Reloader {
             pipeline: Arc::downgrade(pipeline),

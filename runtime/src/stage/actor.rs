@@ -312,6 +312,16 @@ impl<Op: Operator> StageActor<Op> {
         cx.waker().wake_by_ref();
     }
 
+    /// Applies `msg` if it is for this stage (stage `index`), else hands it to the
+    /// fused member it is for.
+    fn route_policy(&mut self, index: usize, msg: reconfig::SetPolicy) {
+        if index == self.shared.index {
+            self.on_set_policy(msg);
+        } else if let Some(Output::Fused(f)) = &mut self.downstream {
+            f.tail.set_policy(index, msg);
+        }
+    }
+
     /// Whether every fused member after this stage has stopped (true without any).
     fn members_stopped(&self) -> bool {
         match &self.downstream {
@@ -843,6 +853,10 @@ impl<Op: Operator> Tail<Op::In> for StageActor<Op> {
 
     fn started(&mut self) {
         self.start_stage();
+    }
+
+    fn set_policy(&mut self, index: usize, msg: reconfig::SetPolicy) {
+        self.route_policy(index, msg);
     }
 
     fn all_stopped(&self) -> bool {

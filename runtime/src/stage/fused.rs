@@ -47,6 +47,8 @@ pub(crate) trait Tail<T: Send + 'static>: Send {
     fn control(&mut self, index: usize, control: Control);
     /// The group's actor started: the members start too.
     fn started(&mut self);
+    /// A new supervision policy for the member that is stage `index`.
+    fn set_policy(&mut self, index: usize, msg: crate::stage::actor::reconfig::SetPolicy);
     /// Whether this member and every member after it have stopped.
     fn all_stopped(&self) -> bool;
 }

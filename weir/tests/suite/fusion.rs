@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use weir::prelude::*;
-use weir::{PipelineError, Report, StageReport};
+use weir::{Completion, PipelineError, Report, StageReport};
 
 use crate::common::rt1;
 
@@ -69,7 +69,7 @@ fn a_linear_chain_fuses_into_one_group_and_async_boundary_splits_it() {
 }
 
 #[test]
-fn supervised_pinned_async_and_junction_stages_start_new_groups() {
+fn supervised_stages_fuse_and_pinned_and_async_stages_start_new_groups() {
     let rt = Runtime::builder().arbiters(2).build().unwrap();
     let running = Pipeline::from_iter(0..50_u64)
         .map(|x| x + 1)
@@ -77,23 +77,94 @@ fn supervised_pinned_async_and_junction_stages_start_new_groups() {
             Supervision::new(SupervisionPolicy::default().action(ErrorClass::Panic, Action::Retry))
                 .dead_letters(MemoryDlq::new(10)),
         )
-        .map(|x| x * 2) // supervised: its own actor (it may lead a group)
-        .map(|x| x + 3) // joins the supervised stage's group
+        .map(|x| x * 2) // supervised: a member with its own policy
+        .map(|x| x + 3)
         .map_async(4, |x| async move { x }) // async: its own actor
         .map(|x| x - 1)
         .on_arbiter(1) // pinned: its own actor
-        .collect()
+        .collect() // on the pipeline's arbiter, not the pinned stage's
         .fusion(true)
         .run(&rt)
         .unwrap();
     assert_eq!(
         groups(&running),
-        [Some(0), Some(0), Some(2), Some(2), None, None, None]
+        [Some(0), Some(0), Some(0), Some(0), None, None, None]
     );
     let done = running.wait().unwrap();
     done.report.check_conservation().unwrap();
     let expected: Vec<u64> = (0..50).map(|x| (x + 1) * 2 + 3 - 1).collect();
     assert_eq!(done.output, expected);
+}
+
+/// A supervised `try_map` between two maps: a transient panic on the first try of
+/// every 100th element (retried), one permanent error on element 500 (restarts the
+/// stage, which tries it again).
+fn flaky_chain(fused: bool) -> (Vec<Option<usize>>, Completion<Vec<u64>>) {
+    let rt = rt1();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let broke = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let policy = SupervisionPolicy::default()
+        .action(ErrorClass::Panic, Action::Retry)
+        .action(ErrorClass::Permanent, Action::Restart)
+        .backoff(BackoffConfig::none())
+        .restart_backoff(BackoffConfig::none());
+    let running = Pipeline::from_iter(0..1_000_u64)
+        .map(|x| x + 1)
+        .supervise(Supervision::new(policy).dead_letters(MemoryDlq::new(10)))
+        .try_map(move |x: u64| {
+            if x % 100 == 7 && seen.lock().unwrap().insert(x) {
+                panic!("transient trouble with {x}");
+            }
+            if x == 500 && !broke.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return Err(Failure::error(ErrorClass::Permanent, "broken once"));
+            }
+            Ok(x * 2)
+        })
+        .name("flaky")
+        .map(|x| x + 1)
+        .collect()
+        .fusion(fused)
+        .run(&rt)
+        .unwrap();
+    (groups(&running), running.wait().unwrap())
+}
+
+#[test]
+fn a_supervised_fused_member_retries_and_restarts_on_its_own_as_unfused() {
+    let (fused_groups, fused) = flaky_chain(true);
+    let (plain_groups, plain) = flaky_chain(false);
+    assert_eq!(fused_groups, [Some(0); 5]);
+    assert_eq!(plain_groups, [None; 5]);
+    fused.report.check_conservation().unwrap();
+    // Every element delivered once, in order.
+    let expected: Vec<u64> = (0..1_000).map(|x| (x + 1) * 2 + 1).collect();
+    assert!(
+        fused.output == expected,
+        "lost, doubled or reordered elements"
+    );
+    assert!(plain.output == expected);
+    let sup = |c: &Completion<Vec<u64>>| -> Vec<(String, u64, u64, u64, u64)> {
+        c.report
+            .stages
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.retries,
+                    s.restarts,
+                    s.dead_lettered,
+                    s.failed,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(sup(&fused), sup(&plain));
+    let flaky = fused.report.stage("flaky").unwrap();
+    assert_eq!(
+        (flaky.restarts, flaky.dead_lettered, flaky.failed),
+        (1, 0, 0)
+    );
+    assert!(flaky.retries >= 10, "{}", flaky.retries);
 }
 
 #[test]

@@ -31,6 +31,35 @@ impl Message for SetPolicy {
     type Result = ();
 }
 
+/// A [`SetPolicy`] for a fused member, sent to its group's actor.
+pub(crate) struct MemberSetPolicy {
+    pub(crate) index: usize,
+    pub(crate) msg: SetPolicy,
+}
+
+impl Message for MemberSetPolicy {
+    type Result = ();
+}
+
+/// Where a supervised stage's new policies go: its actor, or its fused group's.
+#[derive(Clone)]
+pub(crate) enum PolicyTx {
+    Actor(actix::Recipient<SetPolicy>),
+    /// Stage `.1`, a member of the group whose actor this is.
+    Member(actix::Recipient<MemberSetPolicy>, usize),
+}
+
+impl PolicyTx {
+    /// Sends the policy. A control message: no elements, no credit (see the
+    /// `do_send` audit).
+    pub(crate) fn do_send(&self, msg: SetPolicy) {
+        match self {
+            PolicyTx::Actor(r) => r.do_send(msg),
+            PolicyTx::Member(r, index) => r.do_send(MemberSetPolicy { index: *index, msg }),
+        }
+    }
+}
+
 /// Records an applied config in the stage's counters; returns its generation.
 pub(crate) fn record(shared: &StageShared, shown: String) -> u64 {
     let generation = shared.config_generation.fetch_add(1, Relaxed) + 1;
@@ -115,6 +144,21 @@ impl<Op: Operator> Handler<SetPolicy> for StageActor<Op> {
     type Result = ();
 
     fn handle(&mut self, msg: SetPolicy, _ctx: &mut Self::Context) {
+        self.on_set_policy(msg);
+    }
+}
+
+impl<Op: Operator> Handler<MemberSetPolicy> for StageActor<Op> {
+    type Result = ();
+
+    fn handle(&mut self, msg: MemberSetPolicy, _ctx: &mut Self::Context) {
+        self.route_policy(msg.index, msg.msg);
+    }
+}
+
+impl<Op: Operator> StageActor<Op> {
+    /// Applies a new supervision policy, answering the caller.
+    pub(crate) fn on_set_policy(&mut self, msg: SetPolicy) {
         let answer = if self.phase == Phase::Stopped {
             Err(ReconfigError::Stopped {
                 stage: self.shared.name.clone(),
