@@ -375,37 +375,48 @@ impl<T> Io<'_, T, T> {
     /// others are counted as filtered. If `predicate` panics, the element it was
     /// looking at is lost (counted as failed) and the rest stay queued.
     ///
-    /// The loop is branch-free in the predicate's result (every element is written,
-    /// and the output shrinks again if it was rejected), so an unpredictable
-    /// predicate costs no branch mispredictions.
+    /// The loop filters the queue in place and hands it over as the output (no
+    /// copy of the kept elements into another buffer), and is branch-free in the
+    /// predicate's result: each element is swapped to the end of the kept ones
+    /// and the count grows by the verdict, so an unpredictable predicate costs no
+    /// branch mispredictions.
     #[inline]
     pub fn filter_batch(&mut self, mut predicate: impl FnMut(&T) -> bool) {
         let limit = self.limit;
         if self.output.len() >= limit || self.input.is_empty() {
             return;
         }
-        let (queued, out_before) = (self.input.len(), self.output.len());
+        let room = limit - self.output.len();
+        let mut queue = Vec::from(std::mem::take(&mut *self.input));
+        let n = queue.len();
+        // `queue[..kept]` kept, `queue[kept..read]` rejected, `queue[read..]` not
+        // looked at yet.
+        let (mut kept, mut read) = (0_usize, 0_usize);
         let run = catch_unwind(AssertUnwindSafe(|| {
-            let mut lend = Lend::new(&mut *self.input);
-            let mut out = LendOut::new(&mut *self.output);
-            // At most one element beyond what is kept is ever written.
-            out.vec
-                .reserve(lend.vec.len().min(limit - out.vec.len()) + 1);
-            let mut rescue = Rescue {
-                iter: lend.vec.drain(..),
-                spill: &mut *self.spill,
-            };
-            for x in &mut rescue.iter {
-                let keep = predicate(&x);
-                out.vec.push(x);
-                let len = out.vec.len() - usize::from(!keep);
-                out.vec.truncate(len);
-                if len >= limit {
+            while read < n {
+                let keep = predicate(&queue[read]);
+                queue.swap(kept, read);
+                kept += usize::from(keep);
+                read += 1;
+                if kept >= room {
                     break;
                 }
             }
         }));
-        self.settle(queued, out_before, run, Tally::Filtered);
+        // A panic left the element it was looking at at `read`: that one failed.
+        let failed = usize::from(run.is_err());
+        let rest = queue.split_off(read + failed);
+        queue.truncate(kept);
+        self.filtered += (read - kept) as u64;
+        if self.output.is_empty() {
+            *self.output = queue;
+        } else {
+            self.output.append(&mut queue);
+        }
+        *self.input = VecDeque::from(rest);
+        if let Err(payload) = run {
+            resume_unwind(payload);
+        }
     }
 }
 

@@ -58,8 +58,12 @@ impl Ctl {
 }
 
 /// Rounds of "drive the stage, then its fused members" in one poll before the
-/// group yields to the other actors of its arbiter (and wakes itself again).
-const FUSED_ROUNDS: usize = 16;
+/// group yields to the other tasks of its arbiter (and wakes itself again). One:
+/// tokio looks at its timers only every few dozen task polls, so a group that
+/// kept the thread for many rounds would hold back every timer of the arbiter
+/// (checkpoint intervals, windows, throttles) by as many rounds; one pass of a
+/// batch through the group per poll keeps that latency near an unfused chain's.
+const FUSED_ROUNDS: usize = 1;
 
 /// Where the stage is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
