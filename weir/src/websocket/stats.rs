@@ -1,0 +1,173 @@
+//! The counts of the WebSocket connectors: their public snapshots and the
+//! counters behind them, mirrored into the `metrics` facade.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+use weir_runtime::observe::{Level, Tally};
+
+/// What the connection side of a server counts, for both servers. Exported as
+/// `weir_ws_<server>_*` with the label `addr`.
+#[derive(Debug)]
+pub(crate) struct Connections {
+    /// TCP connections held now (handshakes and sessions): the connection limit.
+    pub(crate) held: AtomicUsize,
+    pub(crate) opened: Tally,
+    pub(crate) open: Level,
+    pub(crate) refused: Tally,
+    pub(crate) unauthorized: Tally,
+    pub(crate) bad_requests: Tally,
+    pub(crate) idle_timeouts: Tally,
+    pub(crate) too_large: Tally,
+    pub(crate) protocol_errors: Tally,
+    pub(crate) pings: Tally,
+    pub(crate) pongs: Tally,
+}
+
+/// Registers a connector's counter `weir_ws_<server>_<what>`.
+macro_rules! tally {
+    ($server:literal, $what:literal, $labels:expr) => {
+        Tally::new(concat!("weir_ws_", $server, "_", $what), $labels)
+    };
+}
+
+/// Registers the [`Connections`] counters of `$server` (`"source"` or
+/// `"broadcast"`).
+macro_rules! connections {
+    ($server:literal, $labels:expr) => {{
+        let l = $labels;
+        Connections {
+            held: AtomicUsize::new(0),
+            opened: tally!($server, "connections_total", l),
+            open: Level::new(concat!("weir_ws_", $server, "_open_connections"), l),
+            refused: tally!($server, "refused_total", l),
+            unauthorized: tally!($server, "unauthorized_total", l),
+            bad_requests: tally!($server, "bad_requests_total", l),
+            idle_timeouts: tally!($server, "idle_timeouts_total", l),
+            too_large: tally!($server, "too_large_total", l),
+            protocol_errors: tally!($server, "protocol_errors_total", l),
+            pings: tally!($server, "pings_total", l),
+            pongs: tally!($server, "pongs_total", l),
+        }
+    }};
+}
+
+/// The counters of a [`WsSource`](super::WsSource) server.
+#[derive(Debug)]
+pub(crate) struct SourceCounters {
+    pub(crate) conn: Arc<Connections>,
+    pub(crate) received: Tally,
+    pub(crate) bytes: Tally,
+    pub(crate) accepted: Tally,
+    pub(crate) undecodable: Tally,
+    pub(crate) abandoned: Tally,
+    pub(crate) dead_letters_refused: Tally,
+    /// The index of the next dead letter.
+    pub(crate) letters: AtomicU64,
+}
+
+impl SourceCounters {
+    pub(crate) fn new(addr: &str) -> Self {
+        let l = &[("addr", addr.to_owned())];
+        SourceCounters {
+            conn: Arc::new(connections!("source", l)),
+            received: tally!("source", "received_total", l),
+            bytes: tally!("source", "bytes_total", l),
+            accepted: tally!("source", "accepted_total", l),
+            undecodable: tally!("source", "undecodable_total", l),
+            abandoned: tally!("source", "abandoned_total", l),
+            dead_letters_refused: tally!("source", "dead_letters_refused_total", l),
+            letters: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> WsSourceStats {
+        let c = &self.conn;
+        WsSourceStats {
+            connections: c.opened.get(),
+            open: c.open.get(),
+            peak_open: c.open.peak(),
+            refused: c.refused.get(),
+            unauthorized: c.unauthorized.get(),
+            bad_requests: c.bad_requests.get(),
+            received: self.received.get(),
+            bytes: self.bytes.get(),
+            accepted: self.accepted.get(),
+            undecodable: self.undecodable.get(),
+            abandoned: self.abandoned.get(),
+            too_large: c.too_large.get(),
+            protocol_errors: c.protocol_errors.get(),
+            idle_timeouts: c.idle_timeouts.get(),
+            pings: c.pings.get(),
+            pongs: c.pongs.get(),
+            dead_letters_refused: self.dead_letters_refused.get(),
+        }
+    }
+}
+
+/// The counts of a [`WsSource`](super::WsSource) server, from
+/// [`WsIngest::stats`](super::WsIngest::stats).
+///
+/// Every data message read is accepted, undecodable, abandoned, or (at most one
+/// per open connection) waiting for room in the pipeline:
+/// `received = accepted + undecodable + abandoned + waiting`, and once the
+/// server has shut down `waiting` is 0.
+///
+/// The same counts are exported through the `metrics` facade as
+/// `weir_ws_source_<field>_total` (`connections_total` for `connections`,
+/// and the gauge `weir_ws_source_open_connections`), labelled `addr` (the
+/// address the server was asked to listen on).
+///
+/// # Examples
+///
+/// ```
+/// use weir::websocket::WsSource;
+///
+/// let (server, _flow) = WsSource::<u64>::json().serve("127.0.0.1:0".parse()?)?;
+/// let stats = server.stats();
+/// assert_eq!((stats.connections, stats.received, stats.accepted), (0, 0, 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct WsSourceStats {
+    /// WebSocket connections opened (handshake completed).
+    pub connections: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// The most connections open at once.
+    pub peak_open: u64,
+    /// Connections over `max_connections`, answered `503` and closed.
+    pub refused: u64,
+    /// Handshakes refused `401` for a missing or wrong token.
+    pub unauthorized: u64,
+    /// Requests refused as not a WebSocket handshake for this endpoint (`400`,
+    /// `404`, `405`, `426`).
+    pub bad_requests: u64,
+    /// Data messages (text and binary) read.
+    pub received: u64,
+    /// Payload bytes of the data messages read.
+    pub bytes: u64,
+    /// Messages accepted: handed to the pipeline, which accounts for each.
+    pub accepted: u64,
+    /// Messages that did not decode (dead-lettered when a dead-letter sink is set).
+    pub undecodable: u64,
+    /// Messages read but never accepted: the pipeline stopped taking elements,
+    /// or the server shut down while they waited for room.
+    pub abandoned: u64,
+    /// Connections closed with `1009` for a message over `max_message_bytes`.
+    pub too_large: u64,
+    /// Connections closed for a protocol violation (`1002`), a text message
+    /// that is not UTF-8 (`1007`), or a message that did not decode under
+    /// [`OnBadMessage::Close`](super::OnBadMessage::Close) (`1007`).
+    pub protocol_errors: u64,
+    /// Connections closed after `idle_timeout` without a frame from the peer.
+    pub idle_timeouts: u64,
+    /// Pings sent.
+    pub pings: u64,
+    /// Pongs received.
+    pub pongs: u64,
+    /// Dead letters the dead-letter sink refused (it was full): the message is
+    /// still counted `undecodable`.
+    pub dead_letters_refused: u64,
+}

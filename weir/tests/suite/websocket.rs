@@ -1,0 +1,450 @@
+//! The WebSocket connectors over real loopback connections: every message
+//! counted once, per-connection backpressure with an exact bound, `1009` for an
+//! oversized message (and a frame declaring 1 TiB), `1007` for bad input the
+//! policy closes for, idle peers closed and live ones kept by heartbeats,
+//! and `401`/`426`/`503` at the handshake.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsErr, Message};
+use weir::prelude::*;
+use weir::websocket::{BadKind, BadMessage, OnBadMessage, WsPayload, WsSource};
+
+use crate::common::rt1;
+
+type Client = WebSocketStream<TcpStream>;
+
+fn local() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A tungstenite client connected to `path` (with its query) on `addr`.
+async fn connect(addr: SocketAddr, path: &str) -> Result<Client, WsErr> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    connect_over(tcp, addr, path, &[]).await
+}
+
+async fn connect_over(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<Client, WsErr> {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    tokio_tungstenite::client_async(request, tcp)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// Sends our close frame and reads until the server's has come and the
+/// connection ended.
+async fn close(mut ws: Client) {
+    ws.close(None).await.unwrap();
+    while let Some(next) = ws.next().await {
+        next.unwrap();
+    }
+}
+
+/// The next close frame, skipping pings.
+async fn close_frame(ws: &mut Client) -> CloseFrame {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => return frame,
+            Some(Ok(Message::Ping(_))) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// A handshake written by hand; returns the stream and the answer's head.
+async fn raw_handshake(addr: SocketAddr, request: &str) -> (TcpStream, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0_u8; 1];
+        if tcp.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    (tcp, String::from_utf8(head).unwrap())
+}
+
+const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\n\
+Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// One frame read by hand from a server (unmasked, payload under 126 bytes:
+/// what a server sends besides data): its opcode and payload.
+async fn raw_frame(tcp: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut header = [0_u8; 2];
+    tcp.read_exact(&mut header).await.ok()?;
+    let len = usize::from(header[1] & 0x7f);
+    assert!(len < 126, "a long frame from the server: {header:?}");
+    let mut payload = vec![0_u8; len];
+    tcp.read_exact(&mut payload).await.ok()?;
+    Some((header[0] & 0x0f, payload))
+}
+
+/// A client frame (masked with a zero key, so the payload reads as is).
+fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Polls `value` until it has not changed for 200 ms; returns it.
+fn settled(value: impl Fn() -> u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = value();
+    let mut since = Instant::now();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = value();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= Duration::from_millis(200) {
+            return last;
+        }
+    }
+    panic!("never settled (last {last})");
+}
+
+#[test]
+fn every_message_two_clients_send_is_accepted_once_in_order() {
+    let rt = rt1();
+    let (server, flow) = WsSource::<u64>::json().serve(local()).unwrap();
+    let running = flow.collect().run(&rt).unwrap();
+    let addr = server.local_addr();
+    const N: u64 = 500;
+    block_on(async {
+        let mut a = connect(addr, "/ws").await.unwrap();
+        let mut b = connect(addr, "/ws").await.unwrap();
+        for i in 0..N {
+            a.feed(Message::text(i.to_string())).await.unwrap();
+            b.feed(Message::binary((N + i).to_string().into_bytes()))
+                .await
+                .unwrap();
+        }
+        a.flush().await.unwrap();
+        b.flush().await.unwrap();
+        // The server answers a close frame only after it accepted everything
+        // sent before it.
+        close(a).await;
+        close(b).await;
+    });
+    let stats = server.shutdown();
+    let bytes: u64 = (0..2 * N).map(|i| i.to_string().len() as u64).sum();
+    assert_eq!(
+        (
+            stats.connections,
+            stats.received,
+            stats.accepted,
+            stats.bytes
+        ),
+        (2, 2 * N, 2 * N, bytes),
+        "{stats:?}"
+    );
+    assert_eq!((stats.undecodable, stats.abandoned, stats.open), (0, 0, 0));
+    let done = running.wait().unwrap();
+    let (from_a, from_b): (Vec<u64>, Vec<u64>) = done.output.iter().partition(|&&x| x < N);
+    assert_eq!(from_a, (0..N).collect::<Vec<_>>(), "a's order");
+    assert_eq!(from_b, (N..2 * N).collect::<Vec<_>>(), "b's order");
+    done.report.check_conservation().unwrap();
+}
+
+/// A pipeline that takes nothing: the server reads exactly what the path can
+/// hold plus the one message the connection waits to hand on, and nothing
+/// more, however much the client has sent; then everything arrives.
+#[test]
+fn a_full_pipeline_stops_reading_its_clients_at_an_exact_bound() {
+    let rt = rt1();
+    let (server, flow) = WsSource::<u64>::json().capacity(4).serve(local()).unwrap();
+    let (runnable, mut egress) = flow.egress(2);
+    let running = runnable.capacity(3).run(&rt).unwrap();
+    let addr = server.local_addr();
+    const N: u64 = 200;
+    let client = std::thread::spawn(move || {
+        block_on(async move {
+            let mut ws = connect(addr, "/ws").await.unwrap();
+            for i in 0..N {
+                ws.feed(Message::text(i.to_string())).await.unwrap();
+            }
+            ws.flush().await.unwrap();
+            close(ws).await;
+        });
+    });
+    // The ingress buffer (4), the sink's input edge (3), the egress buffer
+    // (2), and one message read and waiting for room.
+    let read = settled(|| server.stats().received);
+    assert_eq!(read, 4 + 3 + 2 + 1, "{:?}", server.stats());
+    assert_eq!(server.stats().accepted, read - 1);
+    let got: Vec<u64> = (0..N)
+        .map(|_| futures::executor::block_on(egress.recv()).unwrap())
+        .collect();
+    assert_eq!(got, (0..N).collect::<Vec<_>>());
+    client.join().unwrap();
+    let stats = server.shutdown();
+    assert_eq!((stats.received, stats.accepted), (N, N));
+    assert_eq!(futures::executor::block_on(egress.recv()), None);
+    running.wait().unwrap().report.check_conservation().unwrap();
+}
+
+#[test]
+fn an_oversized_message_closes_with_1009_and_bad_json_is_dead_lettered() {
+    let rt = rt1();
+    let bad = MemoryDlq::<BadMessage>::new(16);
+    let (server, flow) = WsSource::<u64>::json()
+        .max_message_bytes(64)
+        .dead_letters(bad.clone())
+        .serve(local())
+        .unwrap();
+    let running = flow.collect().run(&rt).unwrap();
+    let addr = server.local_addr();
+    block_on(async {
+        let mut a = connect(addr, "/ws").await.unwrap();
+        for text in ["1", "not json", "2"] {
+            a.send(Message::text(text)).await.unwrap();
+        }
+        a.send(Message::text("9".repeat(100))).await.unwrap();
+        let frame = close_frame(&mut a).await;
+        assert_eq!(frame.code, CloseCode::Size, "{frame:?}");
+        assert!(frame.reason.contains("limit of 64 bytes"), "{frame:?}");
+
+        // A frame declaring 1 TiB: refused from its header, before any of it
+        // is read or held.
+        let (mut raw, head) = raw_handshake(addr, UPGRADE).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let mut frame = vec![0x82, 0x80 | 127];
+        frame.extend_from_slice(&(1_u64 << 40).to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        raw.write_all(&frame).await.unwrap();
+        let (opcode, payload) = raw_frame(&mut raw).await.unwrap();
+        assert_eq!((opcode, &payload[..2]), (0x8, &1009_u16.to_be_bytes()[..]));
+
+        // Another connection is not affected.
+        let mut b = connect(addr, "/ws").await.unwrap();
+        b.send(Message::text("4")).await.unwrap();
+        close(b).await;
+    });
+    let stats = server.shutdown();
+    assert_eq!(
+        (
+            stats.received,
+            stats.accepted,
+            stats.undecodable,
+            stats.too_large
+        ),
+        (4, 3, 1, 2),
+        "{stats:?}"
+    );
+    assert_eq!(running.wait().unwrap().output, [1, 2, 4]);
+    let letters = bad.drain();
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    let undecodable = letters
+        .iter()
+        .find(|l| l.element.kind == BadKind::Undecodable)
+        .unwrap();
+    assert_eq!(
+        undecodable.element.payload,
+        Some(WsPayload::Text("not json".into()))
+    );
+    assert!(
+        undecodable.error.contains("undecodable message"),
+        "{undecodable:?}"
+    );
+    let too_large: Vec<_> = letters
+        .iter()
+        .filter(|l| l.element.kind == BadKind::TooLarge)
+        .collect();
+    assert_eq!(too_large.len(), 2);
+    assert!(
+        too_large
+            .iter()
+            .all(|l| l.element.reason.contains("over max_message_bytes (64)")
+                && l.element.payload.is_none()),
+        "{too_large:?}"
+    );
+}
+
+#[test]
+fn bad_input_closes_with_1007_when_the_policy_says_so_and_for_text_that_is_not_utf8() {
+    let rt = rt1();
+    let (server, flow) = WsSource::<u64>::json()
+        .on_bad_message(OnBadMessage::Close)
+        .serve(local())
+        .unwrap();
+    let running = flow.collect().run(&rt).unwrap();
+    let addr = server.local_addr();
+    block_on(async {
+        let mut a = connect(addr, "/ws").await.unwrap();
+        a.send(Message::text("5")).await.unwrap();
+        a.send(Message::text("{oops")).await.unwrap();
+        let frame = close_frame(&mut a).await;
+        assert_eq!(frame.code, CloseCode::Invalid, "{frame:?}");
+        assert!(frame.reason.contains("undecodable message"), "{frame:?}");
+
+        let (mut raw, _) = raw_handshake(addr, UPGRADE).await;
+        raw.write_all(&masked(0x1, &[0xff, 0xfe])).await.unwrap();
+        let (opcode, payload) = raw_frame(&mut raw).await.unwrap();
+        assert_eq!((opcode, &payload[..2]), (0x8, &1007_u16.to_be_bytes()[..]));
+        assert!(String::from_utf8_lossy(&payload[2..]).contains("not UTF-8"));
+    });
+    let stats = server.shutdown();
+    assert_eq!(
+        (stats.accepted, stats.undecodable, stats.protocol_errors),
+        (1, 1, 2),
+        "{stats:?}"
+    );
+    assert_eq!(running.wait().unwrap().output, [5]);
+}
+
+/// A peer that never answers pings is closed with `1001` once the idle
+/// timeout has passed; a client that answers them stays up for three idle
+/// timeouts and more, and its ping is answered.
+#[test]
+fn heartbeats_keep_a_live_peer_and_a_silent_one_is_closed_after_the_idle_timeout() {
+    let rt = rt1();
+    let idle = Duration::from_millis(250);
+    let (server, flow) = WsSource::<u64>::json()
+        .heartbeat(Some(Duration::from_millis(50)))
+        .idle_timeout(Some(idle))
+        .serve(local())
+        .unwrap();
+    let running = flow.collect().run(&rt).unwrap();
+    let addr = server.local_addr();
+    block_on(async {
+        let started = Instant::now();
+        let (mut silent, head) = raw_handshake(addr, UPGRADE).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let mut pings = 0;
+        let goodbye = loop {
+            match raw_frame(&mut silent).await {
+                Some((0x9, _)) => pings += 1,
+                Some((0x8, payload)) => break payload,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        let waited = started.elapsed();
+        assert!(waited >= idle, "closed after {waited:?}");
+        assert!(
+            waited < idle + Duration::from_secs(3),
+            "closed after {waited:?}"
+        );
+        assert_eq!(&goodbye[..2], &1001_u16.to_be_bytes());
+        assert_eq!(&goodbye[2..], b"idle timeout");
+        assert!(pings >= 2, "{pings} pings before the close");
+
+        let mut live = connect(addr, "/ws").await.unwrap();
+        let until = tokio::time::Instant::now() + 3 * idle;
+        let mut pinged = 0;
+        while let Ok(next) = tokio::time::timeout_at(until, live.next()).await {
+            match next {
+                Some(Ok(Message::Ping(_))) => pinged += 1,
+                other => panic!("the live client got {other:?}"),
+            }
+        }
+        assert!(pinged >= 5, "{pinged} pings in {:?}", 3 * idle);
+        live.send(Message::Ping("hi".into())).await.unwrap();
+        loop {
+            match live.next().await {
+                Some(Ok(Message::Pong(payload))) => {
+                    assert_eq!(&payload[..], b"hi");
+                    break;
+                }
+                Some(Ok(Message::Ping(_))) => {}
+                other => panic!("expected a pong, got {other:?}"),
+            }
+        }
+        live.send(Message::text("7")).await.unwrap();
+        close(live).await;
+    });
+    let stats = server.shutdown();
+    assert_eq!((stats.idle_timeouts, stats.accepted), (1, 1), "{stats:?}");
+    assert!(stats.pongs >= 5, "{stats:?}");
+    assert_eq!(running.wait().unwrap().output, [7]);
+}
+
+#[test]
+fn the_handshake_refuses_a_bad_token_with_401_a_plain_request_with_426_and_one_too_many_with_503() {
+    let rt = rt1();
+    let (server, flow) = WsSource::<u64>::json()
+        .bearer_token("s3cret")
+        .max_connections(2)
+        .serve(local())
+        .unwrap();
+    let running = flow.collect().run(&rt).unwrap();
+    let addr = server.local_addr();
+    block_on(async {
+        for headers in [&[][..], &[("authorization", "Bearer s3cre7")][..]] {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            match connect_over(tcp, addr, "/ws", headers).await {
+                Err(WsErr::Http(response)) => {
+                    assert_eq!(response.status(), 401);
+                    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+                }
+                other => panic!("expected 401, got {other:?}"),
+            }
+        }
+        let (_, head) = raw_handshake(
+            addr,
+            "GET /ws HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer s3cret\r\n\r\n",
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 426"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("upgrade: websocket"),
+            "{head}"
+        );
+
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut by_header = connect_over(tcp, addr, "/ws", &[("authorization", "Bearer s3cret")])
+            .await
+            .unwrap();
+        let mut by_query = connect(addr, "/ws?access_token=s3cret").await.unwrap();
+        let (_, head) = raw_handshake(addr, UPGRADE).await;
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        assert!(head.contains("Retry-After: 1"), "{head}");
+        by_header.send(Message::text("1")).await.unwrap();
+        by_query.send(Message::text("2")).await.unwrap();
+        close(by_header).await;
+        close(by_query).await;
+    });
+    let stats = server.shutdown();
+    assert_eq!(
+        (
+            stats.unauthorized,
+            stats.bad_requests,
+            stats.refused,
+            stats.connections,
+            stats.accepted
+        ),
+        (2, 1, 1, 2, 2),
+        "{stats:?}"
+    );
+    let mut output = running.wait().unwrap().output;
+    output.sort_unstable();
+    assert_eq!(output, [1, 2]);
+}
