@@ -43,9 +43,10 @@ Content-Type: text/plain\r\nContent-Length: 27\r\nConnection: close\r\n\r\n\
 too many WebSocket clients\r\n";
 
 /// What a server does with its sessions: the source reads them into its
-/// pipeline.
+/// pipeline, the broadcast writes its hub to them.
 pub(crate) trait Endpoint: Clone + Send + Sync + 'static {
-    /// What a handshake prepares before it answers `101`.
+    /// What a handshake prepares before it answers `101` (a hub subscription),
+    /// so that the client misses nothing published once it is connected.
     type Session: Send + 'static;
 
     fn options(&self) -> &ServerOptions;

@@ -1,9 +1,9 @@
 //! WebSocket connectors (feature `websocket`): a server whose clients feed a
-//! pipeline.
+//! pipeline, and a server that broadcasts a pipeline's output to its clients.
 //!
 //! ```text
-//!  clients ── messages ──▶ WsSource ──▶ pipeline
-//!     ▲  one message read per slot of room;
+//!  clients ── messages ──▶ WsSource ──▶ pipeline ──▶ BroadcastHub ──▶ WsBroadcast ──▶ clients
+//!     ▲  one message read per slot of room;              │ per-client buffer + SlowClient policy
 //!     └─ a full pipeline stops reading (TCP slows them)
 //! ```
 //!
@@ -13,7 +13,7 @@
 //!
 //! # The servers
 //!
-//! [`WsSource`] serves one path (default `/ws`) on an
+//! [`WsSource`] and [`WsBroadcast`] serve one path (default `/ws`) on an
 //! address, each on a thread of its own (so they never run on the pipelines'
 //! arbiters). The opening handshake is checked before anything else is
 //! accepted:
@@ -26,7 +26,7 @@
 //! | not an upgrade to WebSocket | `426` with `Upgrade: websocket` |
 //! | a `Sec-WebSocket-Version` other than 13 | `426` with `Sec-WebSocket-Version: 13` |
 //! | not HTTP/1.1, no valid `Sec-WebSocket-Key` | `400` naming what is wrong |
-//! | more than `max_connections` held | `503` with `Retry-After`, closed before the request is read |
+//! | more than `max_connections` (`max_clients`) held | `503` with `Retry-After`, closed before the request is read |
 //! | headers not in within `header_timeout` (10 s) | closed |
 //!
 //! The token is `Authorization: Bearer <token>`, or the query parameter
@@ -66,6 +66,21 @@
 //! of one connection keep their order; connections interleave. Not replayable
 //! under checkpoints.
 //!
+//! # The broadcast
+//!
+//! [`WsBroadcast`] serves a [`BroadcastHub`](weir_operators::hub::BroadcastHub):
+//! each client subscribes at its handshake with its own buffer
+//! (`client_buffer`) and receives every element published after its `101`, one
+//! message each, in order. A client that falls behind its buffer is handled
+//! by its [`SlowClient`] policy: the hub waits for it (`Block`), it misses the
+//! oldest or the newest elements and is told how many with a lag notice before
+//! its next message (`DropOldest`, `DropNewest`), or it is closed with `1008`
+//! (`Disconnect`). What is dropped is counted exactly
+//! ([`WsBroadcastStats::lagged`]). A write that takes longer than
+//! `write_timeout` drops the client. When the hub's input ends each client is
+//! closed with `1000` after its last element (`1001` if the pipeline stopped).
+//! Clients' own data messages are read and ignored.
+//!
 //! # Examples
 //!
 //! ```
@@ -81,6 +96,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod broadcast;
 mod handshake;
 mod options;
 mod reader;
@@ -89,11 +105,15 @@ mod source;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::net::SocketAddr;
 
+use tokio_tungstenite::tungstenite::Message;
+
+pub use broadcast::{SlowClient, WsBroadcast, WsBroadcastServer};
 pub use source::{OnBadMessage, WsIngest, WsSource};
-pub use stats::WsSourceStats;
+pub use stats::{WsBroadcastStats, WsSourceStats};
 
 /// The payload of a data message: text or binary.
 ///
@@ -137,6 +157,13 @@ impl WsPayload {
     /// True for a text message.
     pub fn is_text(&self) -> bool {
         matches!(self, WsPayload::Text(_))
+    }
+
+    pub(crate) fn into_message(self) -> Message {
+        match self {
+            WsPayload::Text(text) => Message::text(text),
+            WsPayload::Binary(bytes) => Message::binary(bytes),
+        }
     }
 }
 

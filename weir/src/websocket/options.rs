@@ -15,7 +15,7 @@ const READ_CHUNK: usize = 8 * 1024;
 const WRITE_CHUNK: usize = 16 * 1024;
 
 /// The settings of a server endpoint; see the builder methods of
-/// [`WsSource`](super::WsSource).
+/// [`WsSource`](super::WsSource) and [`WsBroadcast`](super::WsBroadcast).
 #[derive(Clone)]
 pub(crate) struct ServerOptions {
     pub(crate) path: String,

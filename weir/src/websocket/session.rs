@@ -109,6 +109,10 @@ pub(crate) enum End {
     Broken(String),
     /// A write did not complete within `write_timeout`: dropped, not closed.
     WriteTimeout,
+    /// A broadcast client fell behind its buffer under
+    /// [`SlowClient::Disconnect`](super::SlowClient::Disconnect): `1008`, with
+    /// the number of messages it missed.
+    TooSlow(u64),
     /// The server closes the session normally: the code and the reason.
     Closing(CloseCode, &'static str),
 }
@@ -153,6 +157,10 @@ impl End {
             ),
             End::Protocol(code, why) => (*code, why.clone()),
             End::Utf8(why) => (CloseCode::Invalid, why.clone()),
+            End::TooSlow(missed) => (
+                CloseCode::Policy,
+                format!("too slow: {missed} messages dropped"),
+            ),
             End::Closing(code, reason) => (*code, (*reason).to_owned()),
         };
         // A close frame's reason is at most 123 bytes.
@@ -173,7 +181,7 @@ impl End {
     /// Whether the session can still read frames after this end (a close
     /// handshake), rather than only bytes to discard.
     fn readable(&self) -> bool {
-        matches!(self, End::Idle | End::Closing(..))
+        matches!(self, End::Idle | End::TooSlow(_) | End::Closing(..))
     }
 }
 

@@ -171,3 +171,117 @@ pub struct WsSourceStats {
     /// still counted `undecodable`.
     pub dead_letters_refused: u64,
 }
+
+/// The counters of a [`WsBroadcast`](super::WsBroadcast) server.
+#[derive(Debug)]
+pub(crate) struct BroadcastCounters {
+    pub(crate) conn: Arc<Connections>,
+    pub(crate) sent: Tally,
+    pub(crate) lagged: Tally,
+    pub(crate) notices: Tally,
+    pub(crate) too_slow: Tally,
+    pub(crate) write_timeouts: Tally,
+    pub(crate) ignored: Tally,
+}
+
+impl BroadcastCounters {
+    pub(crate) fn new(addr: &str) -> Self {
+        let l = &[("addr", addr.to_owned())];
+        BroadcastCounters {
+            conn: Arc::new(connections!("broadcast", l)),
+            sent: tally!("broadcast", "sent_total", l),
+            lagged: tally!("broadcast", "lagged_total", l),
+            notices: tally!("broadcast", "notices_total", l),
+            too_slow: tally!("broadcast", "too_slow_total", l),
+            write_timeouts: tally!("broadcast", "write_timeouts_total", l),
+            ignored: tally!("broadcast", "ignored_total", l),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> WsBroadcastStats {
+        let c = &self.conn;
+        WsBroadcastStats {
+            connections: c.opened.get(),
+            open: c.open.get(),
+            peak_open: c.open.peak(),
+            refused: c.refused.get(),
+            unauthorized: c.unauthorized.get(),
+            bad_requests: c.bad_requests.get(),
+            sent: self.sent.get(),
+            lagged: self.lagged.get(),
+            notices: self.notices.get(),
+            too_slow: self.too_slow.get(),
+            write_timeouts: self.write_timeouts.get(),
+            ignored: self.ignored.get(),
+            too_large: c.too_large.get(),
+            protocol_errors: c.protocol_errors.get(),
+            idle_timeouts: c.idle_timeouts.get(),
+            pings: c.pings.get(),
+            pongs: c.pongs.get(),
+        }
+    }
+}
+
+/// The counts of a [`WsBroadcast`](super::WsBroadcast) server, from
+/// [`WsBroadcastServer::stats`](super::WsBroadcastServer::stats).
+///
+/// Exported through the `metrics` facade as `weir_ws_broadcast_<field>_total`
+/// (`connections_total` for `connections`, and the gauge
+/// `weir_ws_broadcast_open_connections`), labelled `addr`.
+///
+/// # Examples
+///
+/// ```
+/// use weir::hub::NoSubscriber;
+/// use weir::prelude::*;
+/// use weir::websocket::WsBroadcast;
+///
+/// let (_runnable, hub) = Pipeline::from_iter(0..3_u64).broadcast_hub(NoSubscriber::Drop);
+/// let server = WsBroadcast::json(hub).serve("127.0.0.1:0".parse()?)?;
+/// let stats = server.stats();
+/// assert_eq!((stats.open, stats.sent, stats.too_slow), (0, 0, 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct WsBroadcastStats {
+    /// Clients connected (handshake completed), in all.
+    pub connections: u64,
+    /// Clients connected now.
+    pub open: u64,
+    /// The most clients connected at once.
+    pub peak_open: u64,
+    /// Connections over `max_clients`, answered `503` and closed.
+    pub refused: u64,
+    /// Handshakes refused `401` for a missing or wrong token.
+    pub unauthorized: u64,
+    /// Requests refused as not a WebSocket handshake for this endpoint.
+    pub bad_requests: u64,
+    /// Element messages written, over all clients.
+    pub sent: u64,
+    /// Elements the clients' policies dropped and announced to them: in a lag
+    /// notice (when one is configured) before their next message or their
+    /// close, or in the `1008` close of [`SlowClient::Disconnect`](super::SlowClient::Disconnect).
+    /// Drops a client had not been told of when it went (it closed, or was
+    /// closed for silence) are not counted here; the hub's subscriber stats
+    /// have them.
+    pub lagged: u64,
+    /// Lag notices sent.
+    pub notices: u64,
+    /// Clients closed with `1008` by [`SlowClient::Disconnect`](super::SlowClient::Disconnect).
+    pub too_slow: u64,
+    /// Clients closed because a write did not complete within `write_timeout`.
+    pub write_timeouts: u64,
+    /// Data messages clients sent, read and ignored.
+    pub ignored: u64,
+    /// Clients closed with `1009` for a message over `max_message_bytes`.
+    pub too_large: u64,
+    /// Clients closed for a protocol violation.
+    pub protocol_errors: u64,
+    /// Clients closed after `idle_timeout` without a frame from them.
+    pub idle_timeouts: u64,
+    /// Pings sent.
+    pub pings: u64,
+    /// Pongs received.
+    pub pongs: u64,
+}

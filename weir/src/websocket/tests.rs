@@ -143,15 +143,23 @@ fn settings_that_cannot_work_are_refused_naming_the_option() {
 fn the_counts_are_exported_through_the_metrics_facade() {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
-    use super::stats::SourceCounters;
+    use super::stats::{BroadcastCounters, SourceCounters};
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let source = metrics::with_local_recorder(&recorder, || SourceCounters::new("127.0.0.1:9001"));
+    let (source, broadcast) = metrics::with_local_recorder(&recorder, || {
+        (
+            SourceCounters::new("127.0.0.1:9001"),
+            BroadcastCounters::new("127.0.0.1:9002"),
+        )
+    });
     source.received.add(3);
     source.accepted.add(2);
     source.conn.open.up();
+    broadcast.lagged.add(5);
+    broadcast.conn.too_large.add(1);
     assert_eq!((source.snapshot().received, source.snapshot().open), (3, 1));
+    assert_eq!(broadcast.snapshot().lagged, 5);
     let snapshot = snapshotter.snapshot().into_vec();
     let value = |name: &str, label: &str| {
         snapshot.iter().find_map(|(key, _, _, value)| {
@@ -171,5 +179,14 @@ fn the_counts_are_exported_through_the_metrics_facade() {
     assert_eq!(
         value("weir_ws_source_open_connections", addr),
         Some(&DebugValue::Gauge(1.0.into()))
+    );
+    let addr = "127.0.0.1:9002";
+    assert_eq!(
+        value("weir_ws_broadcast_lagged_total", addr),
+        Some(&DebugValue::Counter(5))
+    );
+    assert_eq!(
+        value("weir_ws_broadcast_too_large_total", addr),
+        Some(&DebugValue::Counter(1))
     );
 }

@@ -2,21 +2,26 @@
 //! counted once, per-connection backpressure with an exact bound, `1009` for an
 //! oversized message (and a frame declaring 1 TiB), `1007` for bad input the
 //! policy closes for, idle peers closed and live ones kept by heartbeats,
-//! and `401`/`426`/`503` at the handshake.
+//! `401`/`426`/`503` at the handshake, and the broadcast's slow-client
+//! policies with exact counts.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsErr, Message};
+use weir::hub::NoSubscriber;
 use weir::prelude::*;
-use weir::websocket::{BadKind, BadMessage, OnBadMessage, WsPayload, WsSource};
+use weir::websocket::{
+    BadKind, BadMessage, OnBadMessage, SlowClient, WsBroadcast, WsPayload, WsSource,
+};
 
 use crate::common::rt1;
 
@@ -53,6 +58,15 @@ async fn connect_over(
     tokio_tungstenite::client_async(request, tcp)
         .await
         .map(|(ws, _)| ws)
+}
+
+/// A client whose socket takes at most a few KiB: a server writing to it
+/// blocks as soon as the kernel's buffers are full.
+async fn connect_small(addr: SocketAddr) -> Client {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    connect_over(tcp, addr, "/ws", &[]).await.unwrap()
 }
 
 /// Sends our close frame and reads until the server's has come and the
@@ -447,4 +461,110 @@ fn the_handshake_refuses_a_bad_token_with_401_a_plain_request_with_426_and_one_t
     let mut output = running.wait().unwrap().output;
     output.sort_unstable();
     assert_eq!(output, [1, 2]);
+}
+
+/// What a broadcast client read until its close frame.
+#[derive(Debug, Default)]
+struct Received {
+    elements: Vec<u64>,
+    notices: Vec<u64>,
+    close: Option<CloseFrame>,
+}
+
+async fn receive_all(mut ws: Client) -> Received {
+    let mut got = Received::default();
+    while let Some(next) = ws.next().await {
+        match next.unwrap() {
+            Message::Text(text) => {
+                if let Some(n) = text.strip_prefix("{\"lagged\":") {
+                    got.notices.push(n.trim_end_matches('}').parse().unwrap());
+                } else {
+                    let index = text.split(' ').next().unwrap();
+                    got.elements.push(index.parse().unwrap());
+                }
+            }
+            Message::Close(frame) => got.close = frame,
+            _ => {}
+        }
+    }
+    got
+}
+
+/// One hub, three endpoints: a client that keeps up (under `Block`) gets every
+/// element; a stalled one under `DropOldest` gets the newest and a lag notice
+/// for every gap, which add up to what was published; a stalled one under
+/// `Disconnect` gets an unbroken prefix, then `1008` saying how many it missed.
+#[test]
+fn the_broadcast_reaches_every_client_and_counts_what_slow_ones_miss_exactly() {
+    let rt = rt1();
+    let (ingress, flow) = Pipeline::ingress::<u64>(64);
+    let (runnable, hub) = flow.broadcast_hub(NoSubscriber::Wait);
+    let running = runnable.run(&rt).unwrap();
+    // 16 KiB a message: far more than the kernel buffers hold in all.
+    let pad: Arc<str> = "x".repeat(16 * 1024).into();
+    let encode = move |x: &u64| WsPayload::Text(format!("{x} {pad}"));
+    let serve = |slow: SlowClient| {
+        WsBroadcast::new(hub.clone(), encode.clone())
+            .client_buffer(4)
+            .slow_client(slow)
+            .serve(local())
+            .unwrap()
+    };
+    let block = serve(SlowClient::Block);
+    let drop_oldest = serve(SlowClient::DropOldest);
+    let disconnect = serve(SlowClient::Disconnect);
+    drop(hub);
+    const N: u64 = 600;
+    let (fast, dropped, disconnected) = block_on(async {
+        let fast = connect(block.local_addr(), "/ws").await.unwrap();
+        let stalled = connect_small(drop_oldest.local_addr()).await;
+        let cut = connect_small(disconnect.local_addr()).await;
+        // Connected: subscribed. The fast client reads as it goes; the others
+        // read nothing until everything is published.
+        let fast = tokio::spawn(receive_all(fast));
+        for i in 0..N {
+            ingress.send(i).await.unwrap();
+        }
+        drop(ingress);
+        let fast = fast.await.unwrap();
+        (fast, receive_all(stalled).await, receive_all(cut).await)
+    });
+    running.wait().unwrap().report.check_conservation().unwrap();
+
+    assert_eq!(fast.elements, (0..N).collect::<Vec<_>>());
+    assert!(fast.notices.is_empty());
+    assert_eq!(fast.close.as_ref().unwrap().code, CloseCode::Normal);
+    let stats = block.shutdown();
+    assert_eq!((stats.sent, stats.lagged), (N, 0), "{stats:?}");
+
+    // Every element published is either received or in a notice, in order,
+    // the newest last.
+    let missed: u64 = dropped.notices.iter().sum();
+    assert!(missed > 0, "the stalled client missed nothing: {dropped:?}");
+    assert_eq!(dropped.elements.len() as u64 + missed, N);
+    assert!(dropped.elements.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(dropped.elements.last(), Some(&(N - 1)));
+    assert_eq!(dropped.close.as_ref().unwrap().code, CloseCode::Normal);
+    let stats = drop_oldest.shutdown();
+    assert_eq!(
+        (stats.sent, stats.lagged, stats.notices),
+        (
+            dropped.elements.len() as u64,
+            missed,
+            dropped.notices.len() as u64
+        ),
+        "{stats:?}"
+    );
+
+    let k = disconnected.elements.len() as u64;
+    assert_eq!(disconnected.elements, (0..k).collect::<Vec<_>>());
+    assert!(k < N);
+    let frame = disconnected.close.unwrap();
+    assert_eq!(frame.code, CloseCode::Policy, "{frame:?}");
+    let stats = disconnect.shutdown();
+    assert_eq!((stats.too_slow, stats.sent), (1, k), "{stats:?}");
+    assert_eq!(
+        frame.reason.as_str(),
+        format!("too slow: {} messages dropped", stats.lagged)
+    );
 }
