@@ -1,14 +1,16 @@
 //! WebSocket connectors (feature `websocket`): a server whose clients feed a
-//! pipeline, and a server that broadcasts a pipeline's output to its clients.
+//! pipeline, a server that broadcasts a pipeline's output to its clients, and
+//! a client sink that sends each element to a WebSocket server.
 //!
 //! ```text
 //!  clients ── messages ──▶ WsSource ──▶ pipeline ──▶ BroadcastHub ──▶ WsBroadcast ──▶ clients
 //!     ▲  one message read per slot of room;              │ per-client buffer + SlowClient policy
-//!     └─ a full pipeline stops reading (TCP slows them)
+//!     └─ a full pipeline stops reading (TCP slows them)  └─▶ … ──▶ WsSink ──▶ ws://server
 //! ```
 //!
 //! Plain `ws://` only: there is no TLS yet (put a TLS-terminating proxy in
-//! front of the servers). No subprotocols and no extensions (per-message
+//! front of the servers; a `wss://` URL for [`WsSink`] is refused when the
+//! pipeline is built). No subprotocols and no extensions (per-message
 //! compression is not negotiated).
 //!
 //! # The servers
@@ -81,18 +83,30 @@
 //! closed with `1000` after its last element (`1001` if the pipeline stopped).
 //! Clients' own data messages are read and ignored.
 //!
+//! # The client sink
+//!
+//! [`WsSink`] (with [`WsSinkExt::to_websocket`]) connects to a `ws://` URL and
+//! sends each element as a message, reconnecting under the stage's
+//! supervision; see its docs.
+//!
 //! # Examples
+//!
+//! A pipeline sends numbers to a WebSocket source served by the same process:
 //!
 //! ```
 //! use weir::prelude::*;
-//! use weir::websocket::WsSource;
+//! use weir::websocket::{WsSink, WsSinkExt, WsSource};
 //!
 //! let rt = Runtime::builder().arbiters(1).build()?;
 //! let (server, numbers) = WsSource::<u64>::json().serve("127.0.0.1:0".parse()?)?;
 //! let sum = numbers.fold(0, |sum, x| sum + x).run(&rt)?;
-//! // Clients connect to ws://{server.local_addr()}/ws and send JSON numbers.
-//! assert_eq!(server.shutdown().accepted, 0);
-//! assert_eq!(sum.wait()?.output, 0);
+//!
+//! let url = format!("ws://{}/ws", server.local_addr());
+//! let sent = Pipeline::from_iter(1..=10_u64).to_websocket(WsSink::json(url)).run(&rt)?.wait()?;
+//! assert_eq!(sent.output.sent(), 10);
+//! // The sink finished with a closing handshake: the server has read everything.
+//! assert_eq!(server.shutdown().accepted, 10);
+//! assert_eq!(sum.wait()?.output, 55);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -101,6 +115,8 @@ mod handshake;
 mod options;
 mod reader;
 mod session;
+mod sink;
+mod sink_stage;
 mod source;
 mod stats;
 #[cfg(test)]
@@ -112,6 +128,7 @@ use std::net::SocketAddr;
 use tokio_tungstenite::tungstenite::Message;
 
 pub use broadcast::{SlowClient, WsBroadcast, WsBroadcastServer};
+pub use sink::{WsSink, WsSinkExt, WsSinkStats};
 pub use source::{OnBadMessage, WsIngest, WsSource};
 pub use stats::{WsBroadcastStats, WsSourceStats};
 

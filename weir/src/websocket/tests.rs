@@ -147,10 +147,11 @@ fn the_counts_are_exported_through_the_metrics_facade() {
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let (source, broadcast) = metrics::with_local_recorder(&recorder, || {
+    let (source, broadcast, sink) = metrics::with_local_recorder(&recorder, || {
         (
             SourceCounters::new("127.0.0.1:9001"),
             BroadcastCounters::new("127.0.0.1:9002"),
+            super::WsSink::<u64>::json("ws://127.0.0.1:9003/ws").stats(),
         )
     });
     source.received.add(3);
@@ -158,8 +159,10 @@ fn the_counts_are_exported_through_the_metrics_facade() {
     source.conn.open.up();
     broadcast.lagged.add(5);
     broadcast.conn.too_large.add(1);
+    sink.counters().sent.add(4);
     assert_eq!((source.snapshot().received, source.snapshot().open), (3, 1));
     assert_eq!(broadcast.snapshot().lagged, 5);
+    assert_eq!(sink.sent(), 4);
     let snapshot = snapshotter.snapshot().into_vec();
     let value = |name: &str, label: &str| {
         snapshot.iter().find_map(|(key, _, _, value)| {
@@ -188,5 +191,9 @@ fn the_counts_are_exported_through_the_metrics_facade() {
     assert_eq!(
         value("weir_ws_broadcast_too_large_total", addr),
         Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        value("weir_ws_sink_sent_total", "ws://127.0.0.1:9003/ws"),
+        Some(&DebugValue::Counter(4))
     );
 }

@@ -2,8 +2,8 @@
 //! counted once, per-connection backpressure with an exact bound, `1009` for an
 //! oversized message (and a frame declaring 1 TiB), `1007` for bad input the
 //! policy closes for, idle peers closed and live ones kept by heartbeats,
-//! `401`/`426`/`503` at the handshake, and the broadcast's slow-client
-//! policies with exact counts.
+//! `401`/`426`/`503` at the handshake, the broadcast's slow-client policies
+//! with exact counts, and the client sink's reconnects under supervision.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use tokio_tungstenite::tungstenite::{Error as WsErr, Message};
 use weir::hub::NoSubscriber;
 use weir::prelude::*;
 use weir::websocket::{
-    BadKind, BadMessage, OnBadMessage, SlowClient, WsBroadcast, WsPayload, WsSource,
+    BadKind, BadMessage, OnBadMessage, SlowClient, WsBroadcast, WsPayload, WsSink, WsSinkExt,
+    WsSource,
 };
 
 use crate::common::rt1;
@@ -144,6 +145,15 @@ fn settled(value: impl Fn() -> u64) -> u64 {
         }
     }
     panic!("never settled (last {last})");
+}
+
+/// Waits until `f` holds, for up to 10 s.
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]
@@ -567,4 +577,126 @@ fn the_broadcast_reaches_every_client_and_counts_what_slow_ones_miss_exactly() {
         frame.reason.as_str(),
         format!("too slow: {} messages dropped", stats.lagged)
     );
+}
+
+/// The client sink: connection refused, retried with the policy's backoff
+/// until a server listens, then every element once, in order; the server
+/// closing an idle connection makes the next batch reconnect.
+#[test]
+fn the_sink_reconnects_under_supervision_and_delivers_every_element() {
+    let rt = rt1();
+    let port = std::net::TcpListener::bind(local())
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let policy = SupervisionPolicy::default()
+        .max_attempts(1_000)
+        .backoff(BackoffConfig::new(
+            Duration::from_millis(10),
+            Duration::from_millis(40),
+        ));
+    let (ingress, flow) = Pipeline::ingress::<u64>(16);
+    let sink = WsSink::json(format!("ws://{addr}/ws"));
+    let stats = sink.stats();
+    let sending = flow
+        .supervise(Supervision::new(policy).dead_letters(MemoryDlq::new(10)))
+        .to_websocket(sink)
+        .run(&rt)
+        .unwrap();
+    futures::executor::block_on(async {
+        for i in 0..5 {
+            ingress.send(i).await.unwrap();
+        }
+    });
+    eventually("a refused connect", || stats.failures() >= 2);
+    // The server closes connections idle for 150 ms.
+    let (server, flow) = WsSource::<u64>::json()
+        .heartbeat(None)
+        .idle_timeout(Some(Duration::from_millis(150)))
+        .serve(addr)
+        .unwrap();
+    let received = flow.collect().run(&rt).unwrap();
+    eventually("the first burst", || server.stats().accepted == 5);
+    eventually("the server's close", || stats.closed_by_peer() == 1);
+    futures::executor::block_on(async {
+        for i in 5..10 {
+            ingress.send(i).await.unwrap();
+        }
+    });
+    drop(ingress);
+    let done = sending.wait().unwrap();
+    done.report.check_conservation().unwrap();
+    assert_eq!(done.report.delivered(), 10);
+    assert_eq!((done.output.sent(), done.output.connects()), (10, 2));
+    let server_stats = server.shutdown();
+    assert_eq!(
+        (server_stats.accepted, server_stats.idle_timeouts),
+        (10, 1),
+        "{server_stats:?}"
+    );
+    assert_eq!(received.wait().unwrap().output, (0..10).collect::<Vec<_>>());
+}
+
+/// `wss://` and bad settings are refused when the pipeline is built, naming
+/// the stage; an unsupervised sink that cannot connect fails naming the URL;
+/// a server refusing the token dead-letters each element with the status.
+#[test]
+fn the_sink_refuses_wss_fails_clearly_and_dead_letters_a_refused_handshake() {
+    let rt = rt1();
+    let err = Pipeline::from_iter(0..3_u64)
+        .to_websocket(WsSink::json("wss://example.com/ws"))
+        .name("push")
+        .run(&rt)
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("`push`") && text.contains("wss://"), "{text}");
+    let err = Pipeline::from_iter(0..3_u64)
+        .to_websocket(
+            WsSink::json("ws://127.0.0.1:9/ws")
+                .heartbeat(Some(Duration::from_secs(5)))
+                .idle_timeout(Some(Duration::from_secs(1))),
+        )
+        .run(&rt)
+        .unwrap_err();
+    assert!(err.to_string().contains("idle_timeout"), "{err}");
+
+    let closed = std::net::TcpListener::bind(local())
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("ws://{closed}/ws");
+    let err = Pipeline::from_iter(0..3_u64)
+        .to_websocket(WsSink::json(url.clone()))
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(err.to_string().contains(&url), "{err}");
+
+    let (server, flow) = WsSource::<u64>::json()
+        .bearer_token("s3cret")
+        .serve(local())
+        .unwrap();
+    let received = flow.collect().run(&rt).unwrap();
+    let dead = MemoryDlq::new(10);
+    let done = Pipeline::from_iter(0..3_u64)
+        .supervise(Supervision::new(SupervisionPolicy::default()).dead_letters(dead.clone()))
+        .to_websocket(WsSink::json(format!("ws://{}/ws", server.local_addr())).bearer_token("nope"))
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
+    done.report.check_conservation().unwrap();
+    let letters = dead.drain();
+    assert_eq!(letters.len(), 3);
+    assert!(
+        letters
+            .iter()
+            .all(|l| l.error.contains("HTTP 401 Unauthorized") && l.class == ErrorClass::Permanent),
+        "{letters:?}"
+    );
+    assert_eq!(server.shutdown().unauthorized, 3);
+    assert!(received.wait().unwrap().output.is_empty());
 }
