@@ -51,9 +51,10 @@ pub enum SlowClient {
     /// The new element is dropped for this client: it keeps the oldest, and is
     /// told how many it missed before its next message.
     DropNewest,
-    /// The client is closed with `1008` (policy violation), the reason saying
-    /// how many messages it missed, after it has received every element
-    /// before the first one it missed.
+    /// The client is closed with `1008` (policy violation) after it has
+    /// received every element before the first one it missed; the reason says
+    /// how many of those offered to it until then it did not get (`too slow: n
+    /// messages dropped`).
     Disconnect,
 }
 
@@ -69,7 +70,7 @@ impl SlowClient {
 
 /// A WebSocket server that sends every element of a [`BroadcastHub`] to every
 /// connected client, as one text or binary message each; each client has its
-/// own bounded buffer and [`SlowClient`] policy, like [`weir::sse`](crate::sse)
+/// own bounded buffer and [`SlowClient`] policy, as `weir::sse`
 /// does for Server-Sent Events. Build it with [`new`](Self::new) or
 /// [`json`](Self::json), start it with [`serve`](Self::serve); see the
 /// [module docs](super).

@@ -124,11 +124,11 @@ impl<T: Clone + Send + 'static> Client<'_, T> {
         let shared = self.shared;
         let mut batch = Vec::with_capacity(2);
         let mut elements = 0_u64;
-        let mut too_slow = None;
+        let mut too_slow = false;
         let mut next = Some(first);
         while let Some((index, x)) = next.take() {
             if index > self.expected && shared.slow == SlowClient::Disconnect {
-                too_slow = Some(self.missed(index));
+                too_slow = true;
                 break;
             }
             self.report_lag(index, &mut batch);
@@ -145,7 +145,9 @@ impl<T: Clone + Send + 'static> Client<'_, T> {
             }
             let _ = shared.counters.sent.add(elements);
         }
-        too_slow.map(End::TooSlow)
+        // Cut off: it misses everything offered to it and not sent, the
+        // element in hand and what its buffer still holds included.
+        too_slow.then(|| End::TooSlow(self.missed(self.sub.stats().offered)))
     }
 
     /// The hub ended and the buffer is empty: reports what was dropped after
