@@ -1,7 +1,7 @@
-//! What the crate's HTTP endpoints ([`sse`](crate::sse), [`console`](crate::console))
-//! share: a listener served on a thread of its own by a current-thread tokio
-//! runtime, so that a server needs no runtime from the application and never
-//! runs on the pipelines' arbiters.
+//! What the crate's HTTP endpoints ([`sse`](crate::sse), [`console`](crate::console),
+//! `http_source`, `websocket`) share: a listener served on a thread of its own by a
+//! current-thread tokio runtime, so that a server needs no runtime from the
+//! application and never runs on the pipelines' arbiters.
 
 #[cfg(any(feature = "sse", feature = "console"))]
 use std::convert::Infallible;
@@ -138,7 +138,7 @@ pub(crate) async fn accept_until(
     }
 }
 
-#[cfg(any(feature = "sse", feature = "http"))]
+#[cfg(any(feature = "sse", feature = "http", feature = "websocket"))]
 /// Answers a connection over the limit with `answer` (a whole HTTP response,
 /// written without reading the request) and closes it; `guard` is dropped then.
 /// Best effort: a client that cannot take it within a second is closed anyway.

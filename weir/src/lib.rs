@@ -90,7 +90,12 @@ pub mod sse;
 #[cfg(feature = "console")]
 pub mod console;
 
-#[cfg(any(feature = "sse", feature = "console", feature = "http"))]
+#[cfg(any(
+    feature = "sse",
+    feature = "console",
+    feature = "http",
+    feature = "websocket"
+))]
 mod http_server;
 
 #[cfg(feature = "http")]
@@ -100,6 +105,10 @@ pub mod http_source;
 #[cfg(feature = "http-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
 pub mod http_sink;
+
+#[cfg(feature = "websocket")]
+#[cfg_attr(docsrs, doc(cfg(feature = "websocket")))]
+pub mod websocket;
 
 /// Network connectors (feature `net`): framing codecs, a TCP source and sink.
 #[cfg(feature = "net")]

@@ -48,5 +48,7 @@ mod supervision_stall;
 mod supervision_storm;
 mod supervision_strategy;
 mod topology;
+#[cfg(feature = "websocket")]
+mod websocket;
 mod windows_order;
 mod windows_processing;
