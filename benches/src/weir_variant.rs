@@ -194,6 +194,20 @@ pub fn faulty_stats() -> Option<FaultyStats> {
 ///
 /// Fails when the pipeline cannot be built or does not complete.
 pub fn run_faulty(elements: u64) -> Result<u64, String> {
+    faulty_pipeline(elements, true)
+}
+
+/// [`run_faulty`]'s pipeline, same supervision, with no fault injected: the
+/// baseline its cost per fault is measured against.
+///
+/// # Errors
+///
+/// Fails when the pipeline cannot be built or does not complete.
+pub fn run_faulty_clean(elements: u64) -> Result<u64, String> {
+    faulty_pipeline(elements, false)
+}
+
+fn faulty_pipeline(elements: u64, inject: bool) -> Result<u64, String> {
     std::panic::set_hook(Box::new(|_| {}));
     let rt = Runtime::builder()
         .arbiters(1)
@@ -216,7 +230,7 @@ pub fn run_faulty(elements: u64) -> Result<u64, String> {
     let stage1 = Pipeline::from_iter(0..elements)
         .supervise(Supervision::new(policy).dead_letters(dead_letters.clone()))
         .map(move |x| {
-            if x % FAULT_EVERY == FAULT_EVERY - 1 {
+            if inject && x % FAULT_EVERY == FAULT_EVERY - 1 {
                 faults.fault(x);
             }
             map_step(1, x)
@@ -234,7 +248,7 @@ pub fn run_faulty(elements: u64) -> Result<u64, String> {
 }
 
 /// One element in this many makes the first call on it panic, in [`run_faulty`].
-const FAULT_EVERY: u64 = 10_000;
+pub const FAULT_EVERY: u64 = 10_000;
 
 /// The injected faults of [`run_faulty`]: the first call on every 10 000th element
 /// panics, its retry succeeds; and the time from that panic to the retry (the

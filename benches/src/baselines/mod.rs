@@ -5,6 +5,7 @@
 
 pub mod actix_batched;
 pub mod actix_per_element;
+pub mod bare_fault;
 pub mod crossbeam_batched;
 pub mod fused;
 

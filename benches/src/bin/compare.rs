@@ -43,6 +43,7 @@ const VARIANTS: &[(&str, RunFn)] = &[
     ("weir_unfused", weir_variant::run_unfused),
     ("weir_supervised", weir_variant::run_supervised),
     ("weir_faulty", weir_variant::run_faulty),
+    ("weir_faulty_clean", weir_variant::run_faulty_clean),
 ];
 /// The variant with injected panics, whose child also reports restarts.
 const FAULTY: &str = "weir_faulty";
@@ -250,7 +251,7 @@ struct Cli {
     placement: JunctionPlacement,
     /// Comma-separated subset of: fused, crossbeam_batched, actix_per_element,
     /// actix_batched, weir, weir_unfused, weir_supervised, weir_faulty,
-    /// broadcast4, merge4, merge4_batches, pool, pool1, detach3, window_agg, join,
+    /// weir_faulty_clean (with weir_faulty: the fault_cost figure), broadcast4, merge4, merge4_batches, pool, pool1, detach3, window_agg, join,
     /// checkpoint_1s, checkpoint_100ms, latency (default: all). The report's order is fixed; the list only selects.
     #[arg(long, value_name = "LIST", value_parser = variants)]
     variants: Option<Variants>,
@@ -433,6 +434,16 @@ struct LatencyEntry {
     error: Option<String>,
 }
 
+/// What one fault costs: weir's supervision (`weir_faulty` against
+/// `weir_faulty_clean`) and a bare `catch_unwind` plus retry, in the same run.
+#[derive(Debug, Serialize)]
+struct FaultCostEntry {
+    name: &'static str,
+    weir_us_per_fault: f64,
+    bare_us_per_fault: f64,
+    faults: u64,
+}
+
 /// One element of the JSON report's list.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
@@ -440,6 +451,7 @@ enum Entry {
     Variant(VariantEntry),
     Junction(JunctionEntry),
     Latency(LatencyEntry),
+    FaultCost(FaultCostEntry),
 }
 
 fn run_child(name: &str, args: &Args) -> Result<String, String> {
@@ -886,6 +898,25 @@ fn print_table(variants: &[VariantEntry], latency: Option<&LatencyEntry>) {
     }
 }
 
+/// The cost per fault, when both `weir_faulty` and `weir_faulty_clean` ran: the
+/// time the faults added to weir's run over their count, beside the bare loop's
+/// (measured here, in the parent, on the same elements).
+fn fault_cost(variants: &[VariantEntry], args: &Args) -> Option<FaultCostEntry> {
+    let find = |name: &str| variants.iter().find(|v| v.name == name && v.checksum_ok);
+    let (faulty, clean) = (find(FAULTY)?, find("weir_faulty_clean")?);
+    let faults = faulty.elements / weir_variant::FAULT_EVERY;
+    let seconds = |v: &VariantEntry| v.elements as f64 / v.elements_per_sec;
+    let weir_us = (seconds(faulty) - seconds(clean)) * 1e6 / faults.max(1) as f64;
+    let bare_us =
+        baselines::bare_fault::us_per_fault(faulty.elements, weir_variant::FAULT_EVERY, args.runs);
+    Some(FaultCostEntry {
+        name: "fault_cost",
+        weir_us_per_fault: weir_us,
+        bare_us_per_fault: bare_us,
+        faults,
+    })
+}
+
 /// The fusion targets (issue 18): each ratio of two variants of this run against
 /// its target, met or missed. Rows whose variants did not both run are left out.
 fn print_fusion_targets(variants: &[VariantEntry]) {
@@ -982,11 +1013,27 @@ fn main() -> ExitCode {
             r.p99_us.unwrap_or(f64::NAN)
         );
     }
+    let fault_cost = fault_cost(&variants, &args);
+    if let Some(f) = &fault_cost {
+        println!(
+            "fault_cost ({} faults): weir {:.2} us per fault, bare catch_unwind + retry {:.2} us: {:.2}x (target <= 1.5x) {}",
+            f.faults,
+            f.weir_us_per_fault,
+            f.bare_us_per_fault,
+            f.weir_us_per_fault / f.bare_us_per_fault,
+            if f.weir_us_per_fault <= 1.5 * f.bare_us_per_fault {
+                "met"
+            } else {
+                "MISSED"
+            }
+        );
+    }
     print_junctions(&junction_entries);
     let mut entries: Vec<Entry> = variants.into_iter().map(Entry::Variant).collect();
     entries.extend(junction_entries.into_iter().map(Entry::Junction));
     entries.extend(latency.map(Entry::Latency));
     entries.extend(restart.map(Entry::Latency));
+    entries.extend(fault_cost.map(Entry::FaultCost));
     let written = write_report(&args.out, &entries);
     match &written {
         Ok(()) => {

@@ -48,28 +48,6 @@ impl<'q, T> Lend<'q, T> {
     }
 }
 
-/// Lends the output buffer out as a local `Vec` (so its length lives in a register
-/// in tight loops) and puts it back when dropped, even on unwind.
-struct LendOut<'q, T> {
-    vec: Vec<T>,
-    slot: &'q mut Vec<T>,
-}
-
-impl<'q, T> LendOut<'q, T> {
-    fn new(slot: &'q mut Vec<T>) -> Self {
-        LendOut {
-            vec: std::mem::take(slot),
-            slot,
-        }
-    }
-}
-
-impl<T> Drop for LendOut<'_, T> {
-    fn drop(&mut self) {
-        *self.slot = std::mem::take(&mut self.vec);
-    }
-}
-
 impl<T> Drop for Lend<'_, T> {
     fn drop(&mut self) {
         *self.slot = VecDeque::from(std::mem::take(&mut self.vec));
