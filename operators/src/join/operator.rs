@@ -429,6 +429,10 @@ where
         "interval_join"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), String> {
         if let Some(t) = &self.config.time {
             if t.lower > t.upper {

@@ -73,6 +73,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Operator for GroupedWithi
         "grouped_within"
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.n == 0 {
             return Err("grouped_within(0, _): a batch holds at least one element".into());

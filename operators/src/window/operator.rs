@@ -385,6 +385,10 @@ where
         self.kind
     }
 
+    fn fusable(&self) -> bool {
+        true
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.engine.validate()
     }

@@ -200,7 +200,8 @@ pub trait Operator: Send + 'static {
     /// blocking the thread for long (a blocking operator would hold up every stage
     /// of its group, not just itself): the stateless built-ins (`map`, `filter`,
     /// `filter_map`, `flat_map`, `inspect`, …), `take`, `chunks`, the keyed
-    /// `scan`/`fold`, the windows and the in-memory sinks do. Default no: a
+    /// `scan`/`fold`, the windows and the in-memory sinks do. An operator that
+    /// registers `cx`'s waker (a timer) may fuse: the waker wakes its group. Default no: a
     /// stage whose operator does not fuse starts a new group.
     fn fusable(&self) -> bool {
         false
