@@ -26,6 +26,7 @@ pub mod junction;
 pub mod manager;
 pub mod observe;
 pub mod operator;
+pub mod panics;
 mod pipeline;
 pub mod reconfig;
 mod runtime;

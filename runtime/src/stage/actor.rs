@@ -372,6 +372,7 @@ impl<Op: Operator> StageActor<Op> {
             self.input_ended
         };
         let watched = self.stall_timeout().map(|t| (t, self.stall_action()));
+        let supervised = self.sup.is_some();
         if let Some(sup) = &mut self.sup {
             sup.snapshot(&self.inq);
         }
@@ -402,7 +403,9 @@ impl<Op: Operator> StageActor<Op> {
             self.shared.busy.enter(&self.pipeline, timeout, action);
         }
         let op = &mut self.op;
+        let quiet = crate::panics::SupervisedStep::enter(supervised);
         let result = catch_unwind(AssertUnwindSafe(|| op.step(&mut io, cx)));
+        drop(quiet);
         if watched.is_some() && self.shared.busy.leave() {
             // The monitor reported the step stuck: progress clears the flag.
             self.stalled = true;
