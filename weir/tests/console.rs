@@ -594,3 +594,79 @@ fn metrics_are_404_without_a_recorder_and_the_prometheus_text_with_one() {
     );
     assert!(text.body.contains("pipeline=\"counted\""), "{}", text.body);
 }
+
+#[test]
+fn only_stages_marked_required_decide_readiness_once_any_is_marked() {
+    let rt = rt();
+    let down = Arc::new(AtomicBool::new(true));
+    let policy = SupervisionPolicy::default()
+        .action(ErrorClass::Transient, Action::Retry)
+        .max_attempts(100_000)
+        .backoff(BackoffConfig::new(
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+        ))
+        .breaker(BreakerConfig::new(
+            Trip::Consecutive(3),
+            Duration::from_millis(30),
+        ));
+    let service = Arc::clone(&down);
+    let (ingress, flow) = Pipeline::ingress::<u64>(4);
+    let runnable = flow
+        .map(|x| x)
+        .name("parse")
+        .supervise(Supervision::new(policy).dead_letters(MemoryDlq::new(10)))
+        .try_map(move |x| {
+            if service.load(Ordering::SeqCst) {
+                Err(Failure::error(ErrorClass::Transient, "audit service down"))
+            } else {
+                Ok(x)
+            }
+        })
+        .name("audit")
+        .for_each(|_| ());
+    let manager = PipelineManager::new();
+    manager.start("calls", runnable, &rt).unwrap();
+    let quick = |c: Console| serve(c.interval(Duration::from_millis(250)));
+    let all = quick(Console::new(&manager));
+    let parse_only = quick(Console::new(&manager).required("calls", "parse"));
+    let audit = quick(Console::new(&manager).required("calls", "audit"));
+    let typo = quick(Console::new(&manager).required("calls", "parsee"));
+    for s in [&all, &parse_only, &audit] {
+        assert_eq!(get(s.local_addr(), "/readyz").status, 200);
+    }
+    let body = get(typo.local_addr(), "/readyz");
+    assert_eq!(body.status, 503);
+    assert!(
+        body.json()["problems"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no stage of that name"),
+        "{:?}",
+        body.json()
+    );
+
+    futures::executor::block_on(ingress.send(1)).unwrap();
+    assert!(until(Duration::from_secs(10), || get(
+        audit.local_addr(),
+        "/readyz"
+    )
+    .status
+        == 503));
+    // The breaker is open on `audit`: unready for the consoles that count it,
+    // ready for the one that requires only `parse`.
+    assert_eq!(get(all.local_addr(), "/readyz").status, 503);
+    assert_eq!(get(parse_only.local_addr(), "/readyz").status, 200);
+    let problem = &get(audit.local_addr(), "/readyz").json()["problems"][0];
+    assert_eq!(problem["stage"], "audit");
+
+    down.store(false, Ordering::SeqCst);
+    assert!(until(Duration::from_secs(10), || get(
+        audit.local_addr(),
+        "/readyz"
+    )
+    .status
+        == 200));
+    drop(ingress);
+    manager.shutdown_all(Duration::from_secs(5));
+}

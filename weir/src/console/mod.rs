@@ -149,6 +149,8 @@ pub struct Console {
     pub(crate) interval: Duration,
     pub(crate) slow_client_timeout: Duration,
     pub(crate) header_timeout: Duration,
+    /// `(pipeline, stage)` pairs marked required for readiness.
+    pub(crate) required: Vec<(String, String)>,
 }
 
 impl Console {
@@ -162,7 +164,36 @@ impl Console {
             interval: DEFAULT_INTERVAL,
             slow_client_timeout: DEFAULT_SLOW_CLIENT_TIMEOUT,
             header_timeout: Duration::from_secs(10),
+            required: Vec::new(),
         }
+    }
+
+    /// Marks stage `stage` of pipeline `pipeline` as *required* for `/readyz`.
+    /// A pipeline with no stage marked is ready while it runs with no circuit
+    /// breaker open or probing anywhere. Once some of its stages are marked, only
+    /// theirs count, and a marked stage also makes it unready while it is stalled
+    /// (the watchdog) or after its failure ended its merge input
+    /// (`InputFailure::EndInput`: the pipeline goes on without that branch). Mark
+    /// the stages a service cannot do without, and leave side branches (a metrics
+    /// sink, an audit copy) unmarked so that their trouble shows on the page
+    /// without taking the service out of its load balancer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::console::Console;
+    /// use weir::manager::PipelineManager;
+    ///
+    /// let manager = PipelineManager::new();
+    /// let console = Console::new(&manager)
+    ///     .required("orders", "charge")
+    ///     .required("orders", "store");
+    /// # drop(console);
+    /// ```
+    #[must_use]
+    pub fn required(mut self, pipeline: impl Into<String>, stage: impl Into<String>) -> Self {
+        self.required.push((pipeline.into(), stage.into()));
+        self
     }
 
     /// Requires `token` on every request (`Authorization: Bearer <token>` or

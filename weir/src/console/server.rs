@@ -161,7 +161,12 @@ impl Server {
                 continue;
             }
             seq += 1;
-            let stats = view::stats(self.manager(), &self.log, self.uptime_ms());
+            let stats = view::stats(
+                self.manager(),
+                &self.console.required,
+                &self.log,
+                self.uptime_ms(),
+            );
             let json = serde_json::to_string(&stats).unwrap_or_else(|e| error_json(&e.to_string()));
             let _ = frames.send(Arc::new(format!(
                 "event: stats\nid: {seq}\ndata: {json}\n\n"
@@ -272,7 +277,12 @@ impl Server {
             "/api/graph" => self.graph(query),
             "/api/stats" => json(
                 StatusCode::OK,
-                to_json(&view::stats(self.manager(), &self.log, self.uptime_ms())),
+                to_json(&view::stats(
+                    self.manager(),
+                    &self.console.required,
+                    &self.log,
+                    self.uptime_ms(),
+                )),
             ),
             "/api/events" => self.events(progress),
             "/healthz" => json(
@@ -284,7 +294,7 @@ impl Server {
                 })),
             ),
             "/readyz" => {
-                let ready = view::readiness(self.manager());
+                let ready = view::readiness(self.manager(), &self.console.required);
                 let status = if ready.ready {
                     StatusCode::OK
                 } else {
@@ -394,6 +404,7 @@ impl Stream {
             // The figures of now, at once, after the reconnection delay.
             let stats = view::stats(
                 self.server.manager(),
+                &self.server.console.required,
                 &self.server.log,
                 self.server.uptime_ms(),
             );

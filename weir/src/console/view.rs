@@ -89,7 +89,12 @@ pub(crate) struct StatsView {
     pub(crate) events: Vec<Entry>,
 }
 
-pub(crate) fn stats(manager: &PipelineManager, log: &EventLog, uptime_ms: u64) -> StatsView {
+pub(crate) fn stats(
+    manager: &PipelineManager,
+    required: &[(String, String)],
+    log: &EventLog,
+    uptime_ms: u64,
+) -> StatsView {
     let status = manager.status();
     let pipelines = manager
         .names()
@@ -131,7 +136,7 @@ pub(crate) fn stats(manager: &PipelineManager, log: &EventLog, uptime_ms: u64) -
     StatsView {
         uptime_ms,
         pipelines,
-        ready: readiness(manager),
+        ready: readiness(manager, required),
         events: log.recent(),
     }
 }
@@ -152,7 +157,7 @@ pub(crate) struct Readiness {
     pub(crate) problems: Vec<Problem>,
 }
 
-pub(crate) fn readiness(manager: &PipelineManager) -> Readiness {
+pub(crate) fn readiness(manager: &PipelineManager, required: &[(String, String)]) -> Readiness {
     let mut problems = Vec::new();
     for (name, status) in manager.status() {
         if status.state != PipelineState::Running {
@@ -178,17 +183,51 @@ pub(crate) fn readiness(manager: &PipelineManager) -> Readiness {
         let Some(controller) = manager.controller(&name) else {
             continue;
         };
-        for stage in controller.stats().stages {
+        let marked: Vec<&str> = required
+            .iter()
+            .filter(|(p, _)| *p == name)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        let stats = controller.stats();
+        let counts = |stage: &str| marked.is_empty() || marked.contains(&stage);
+        for stage in &stats.stages {
+            if !counts(&stage.name) {
+                continue;
+            }
             let state = match stage.breaker {
+                BreakerState::Closed if stage.stalled && !marked.is_empty() => "stalled",
                 BreakerState::Closed => continue,
                 BreakerState::Open => "circuit breaker open",
                 BreakerState::HalfOpen => "circuit breaker half-open (probing)",
             };
             problems.push(Problem {
                 pipeline: name.clone(),
-                stage: Some(stage.name),
+                stage: Some(stage.name.clone()),
                 reason: state.to_owned(),
             });
+        }
+        for failure in &stats.contained {
+            if marked.contains(&failure.stage.as_str()) {
+                problems.push(Problem {
+                    pipeline: name.clone(),
+                    stage: Some(failure.stage.clone()),
+                    reason: format!(
+                        "required stage failed (its merge input ended): {}",
+                        failure.error
+                    ),
+                });
+            }
+        }
+        // A required stage that names no stage of the pipeline is a mistake
+        // worth showing, not a silent pass.
+        for stage in &marked {
+            if !stats.stages.iter().any(|s| s.name == *stage) {
+                problems.push(Problem {
+                    pipeline: name.clone(),
+                    stage: Some((*stage).to_owned()),
+                    reason: "marked required, but the pipeline has no stage of that name".into(),
+                });
+            }
         }
     }
     Readiness {
