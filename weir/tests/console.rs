@@ -670,3 +670,64 @@ fn only_stages_marked_required_decide_readiness_once_any_is_marked() {
     drop(ingress);
     manager.shutdown_all(Duration::from_secs(5));
 }
+
+#[test]
+fn reconfigurations_applied_and_rejected_appear_in_the_event_list() {
+    use weir::prelude::ConfigHandle;
+    let rt = rt();
+    let check = |k: &u64| {
+        if *k > 100 {
+            Err(format!("factor {k} is above 100"))
+        } else {
+            Ok(())
+        }
+    };
+    let factor = ConfigHandle::<u64>::with_check(check);
+    let (ingress, flow) = Pipeline::ingress::<u64>(4);
+    let runnable = flow
+        .map_with_config(&factor, 1, |k, x| x * k)
+        .name("scale")
+        .for_each(|_| ());
+    let manager = PipelineManager::new();
+    manager.start("scaled", runnable, &rt).unwrap();
+    let server = serve(Console::new(&manager).interval(Duration::from_millis(250)));
+    let addr = server.local_addr();
+    futures::executor::block_on(async {
+        factor.reconfigure(7).await.unwrap();
+        factor.reconfigure(500).await.unwrap_err();
+    });
+    let texts = || -> Vec<(String, String)> {
+        get(addr, "/api/stats").json()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "reconfig")
+            .map(|e| {
+                (
+                    e["stage"].as_str().unwrap_or("").to_owned(),
+                    e["text"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert!(
+        until(Duration::from_secs(5), || texts().len() == 2),
+        "{:?}",
+        texts()
+    );
+    assert_eq!(
+        texts(),
+        [
+            (
+                "scale".to_owned(),
+                "config applied (generation 1): 7".to_owned()
+            ),
+            (
+                "scale".to_owned(),
+                "1 config rejected, generation 1 kept".to_owned()
+            ),
+        ]
+    );
+    drop(ingress);
+    manager.shutdown_all(Duration::from_secs(5));
+}

@@ -19,7 +19,7 @@ pub(crate) struct Entry {
     pub(crate) pipeline: String,
     pub(crate) stage: Option<String>,
     /// `restart`, `escalation`, `breaker`, `failure`, `stall`, `checkpoint`,
-    /// `pipeline`, `lagged`.
+    /// `reconfig`, `pipeline`, `lagged`.
     pub(crate) kind: &'static str,
     pub(crate) text: String,
 }
@@ -87,6 +87,9 @@ struct Run {
     restarts: u32,
     events: Events,
     checkpoints: (u64, u64),
+    /// Per stage: the config generation and the rejected configs last seen
+    /// (empty until the run's first look, which starts from the built configs).
+    configs: Vec<(u64, u64)>,
 }
 
 impl Collector {
@@ -121,6 +124,7 @@ impl Collector {
                         restarts: st.restarts,
                         events: controller.subscribe(),
                         checkpoints: (0, 0),
+                        configs: Vec::new(),
                     };
                     self.runs.insert(name.clone(), run);
                     self.runs.get_mut(&name).expect("just inserted")
@@ -135,7 +139,9 @@ impl Collector {
                     Err(_) => break,
                 }
             }
-            if let Some(c) = controller.stats().checkpoint {
+            let stats = controller.stats();
+            reconfigurations(&name, &stats, &mut run.configs, log);
+            if let Some(c) = stats.checkpoint {
                 let (done, failed) = run.checkpoints;
                 if c.completed > done {
                     let id = c.last_id.map_or(String::new(), |id| format!(" {id}"));
@@ -159,6 +165,51 @@ impl Collector {
             }
         }
     }
+}
+
+/// Logs the configs applied or rejected (a `ConfigHandle`, a reloaded policy
+/// file) since `seen` was taken, and updates it.
+fn reconfigurations(
+    pipeline: &str,
+    stats: &weir_runtime::PipelineStats,
+    seen: &mut Vec<(u64, u64)>,
+    log: &EventLog,
+) {
+    let now: Vec<(u64, u64)> = stats
+        .stages
+        .iter()
+        .map(|s| (s.config_generation, s.config_rejected))
+        .collect();
+    if seen.len() != now.len() {
+        // The run's first look: from the configs it was built with.
+        *seen = vec![(0, 0); now.len()];
+    }
+    {
+        for ((stage, &(generation, rejected)), &(g0, r0)) in
+            stats.stages.iter().zip(&now).zip(seen.iter())
+        {
+            if generation > g0 {
+                let shown = stage.config.as_deref().unwrap_or("?");
+                log.push(
+                    pipeline,
+                    Some(&stage.name),
+                    "reconfig",
+                    format!("config applied (generation {generation}): {shown}"),
+                );
+            }
+            if rejected > r0 {
+                let n = rejected - r0;
+                let s = if n == 1 { "" } else { "s" };
+                log.push(
+                    pipeline,
+                    Some(&stage.name),
+                    "reconfig",
+                    format!("{n} config{s} rejected, generation {generation} kept"),
+                );
+            }
+        }
+    }
+    *seen = now;
 }
 
 fn manager_entry(event: &ManagerEvent, log: &EventLog) {
