@@ -181,3 +181,9 @@ pub struct OperatorsDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/checkpoints.md")]
 pub struct CheckpointsDoctests;
+
+/// The WebSocket guide's Rust examples (docs/websocket.md), compiled and run as
+/// doctests so that they stay true.
+#[cfg(all(doctest, feature = "websocket"))]
+#[doc = include_str!("../../docs/websocket.md")]
+pub struct WebsocketDoctests;
