@@ -277,3 +277,63 @@ impl Run {
         }
     }
 }
+
+/// Ctrl-C (SIGINT on unix), registered when made: one that comes after
+/// [`register`](Self::register) returned is never missed, even before anything
+/// waits for it (the process is not killed by it any more).
+///
+/// # Examples
+///
+/// ```no_run
+/// use weir_examples::cli::Interrupts;
+///
+/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// rt.block_on(async {
+///     let mut interrupts = Interrupts::register()?;
+///     println!("ready"); // a Ctrl-C from now on is seen
+///     if interrupts.next().await {
+///         println!("stopping");
+///     }
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Interrupts {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    /// Registers the handler. Call it inside a tokio runtime with I/O enabled.
+    ///
+    /// # Errors
+    ///
+    /// The handler cannot be installed (no runtime, or the OS refused).
+    pub fn register() -> io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Interrupts {
+                signal: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Interrupts {})
+        }
+    }
+
+    /// Waits for the next Ctrl-C; false if none can come any more.
+    pub async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            self.signal.recv().await.is_some()
+        }
+        #[cfg(not(unix))]
+        {
+            // Registered when first waited for.
+            tokio::signal::ctrl_c().await.is_ok()
+        }
+    }
+}

@@ -35,7 +35,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use weir_examples::cli::{Fatal, Run, Tickers, exit, failed, stdout_closed, usage};
+use weir_examples::cli::{Fatal, Interrupts, Run, Tickers, exit, failed, stdout_closed, usage};
 
 use clap::Parser;
 use weir::checkpoint::{CheckpointConfig, CheckpointStats, CheckpointStore, StoreOptions};
@@ -405,38 +405,6 @@ fn drain_on_ctrl_c(controller: PipelineController) -> Arc<AtomicBool> {
         Err(e) => eprintln!("logproc: Ctrl-C will not drain (no signal handler: {e})"),
     }
     pressed
-}
-
-/// SIGINT (Ctrl-C), registered when made.
-#[cfg(unix)]
-struct Interrupts(tokio::signal::unix::Signal);
-
-#[cfg(unix)]
-impl Interrupts {
-    fn register() -> std::io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Interrupts(signal(SignalKind::interrupt())?))
-    }
-
-    /// Waits for the next one; false if none can come.
-    async fn next(&mut self) -> bool {
-        self.0.recv().await.is_some()
-    }
-}
-
-/// Ctrl-C, registered when first waited for.
-#[cfg(not(unix))]
-struct Interrupts;
-
-#[cfg(not(unix))]
-impl Interrupts {
-    fn register() -> std::io::Result<Self> {
-        Ok(Interrupts)
-    }
-
-    async fn next(&mut self) -> bool {
-        tokio::signal::ctrl_c().await.is_ok()
-    }
 }
 
 fn default_dlq_path() -> PathBuf {

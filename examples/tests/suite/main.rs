@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod axum_service;
 mod closed_stdout;
 mod console_client;
 mod etl;
