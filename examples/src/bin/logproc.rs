@@ -38,16 +38,16 @@ use std::time::{Duration, Instant};
 use weir_examples::cli::{Fatal, Interrupts, Run, Tickers, exit, failed, stdout_closed, usage};
 
 use clap::Parser;
-use weir::checkpoint::{CheckpointConfig, CheckpointStats, CheckpointStore, StoreOptions};
+use weir::checkpoint::{CheckpointConfig, CheckpointStore, StoreOptions};
 use weir::prelude::*;
 use weir::supervisor::dead_letter::{
     FileDlqOptions, FileDlqReader, FileDlqWriter, SharedFileDlq, SyncPolicy,
 };
 use weir::supervisor::policy::{ConfigError, PolicyConfig};
-use weir::{Outcome, PipelineController, Report};
+use weir::{Outcome, PipelineController};
 use weir_examples::logproc::{
-    self, Aggregates, DEFAULT_SEED, DlqTally, MalformedLine, PoolOrder, ReadProgress, ReadSource,
-    Resumed, Settings,
+    self, CheckpointSummary, DEFAULT_SEED, MalformedLine, PoolOrder, ReadProgress, ReadSource,
+    Settings, Summary,
 };
 
 /// Access-log analytics on weir: parse, validate, route, aggregate, report.
@@ -276,12 +276,13 @@ fn run(args: Args) -> Result<(), Fatal> {
         aggregates,
         tally,
         lost: lost.load(Ordering::Relaxed),
-        report,
+        restarts: report.restarts(),
         elapsed,
         dlq_path,
         workers,
         top: args.top,
         checkpoint,
+        follow: None,
     };
     // A closed stdout (`logproc | head -1`) ends the output, not the run: the
     // report is still written, and logproc exits with 0 (see `cli`).
@@ -489,184 +490,4 @@ fn progress_bar(total: Total) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-struct Summary {
-    source: String,
-    lines: u64,
-    aggregates: Aggregates,
-    tally: DlqTally,
-    lost: u64,
-    report: Report,
-    elapsed: Duration,
-    dlq_path: PathBuf,
-    workers: usize,
-    top: usize,
-    checkpoint: Option<CheckpointSummary>,
-}
-
-/// The checkpointing of a run with --checkpoint-dir.
-struct CheckpointSummary {
-    dir: PathBuf,
-    interval_ms: u64,
-    /// Where the source resumed, if it was restored.
-    resumed: Option<Resumed>,
-    stats: CheckpointStats,
-}
-
-impl CheckpointSummary {
-    /// Lines read before this run (0 for a fresh start).
-    fn lines_before(&self) -> u64 {
-        self.resumed.map_or(0, |r| r.next_line - 1)
-    }
-
-    fn json(&self, lines: u64) -> serde_json::Value {
-        serde_json::json!({
-            "dir": self.dir,
-            "interval_ms": self.interval_ms,
-            "resumed_from": self.resumed.map(|r| r.checkpoint),
-            "resumed_at_offset": self.resumed.map_or(0, |r| r.offset),
-            "resumed_at_line": self.resumed.map_or(1, |r| r.next_line),
-            "lines_this_run": lines - self.lines_before(),
-            "completed": self.stats.completed,
-            "failed": self.stats.failed,
-            "last_id": self.stats.last_id,
-            "last_error": self.stats.last_error,
-        })
-    }
-}
-
-impl Summary {
-    /// Lines read by this process (after the checkpoint it resumed from).
-    fn lines_this_run(&self) -> u64 {
-        self.lines
-            - self
-                .checkpoint
-                .as_ref()
-                .map_or(0, CheckpointSummary::lines_before)
-    }
-
-    /// Lines read by this process per second.
-    fn lines_per_sec(&self) -> f64 {
-        self.lines_this_run() as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// Writes the summary to `out`.
-    fn print(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let a = &self.aggregates;
-        writeln!(
-            out,
-            "logproc: {} lines from {} in {:.2} s: {:.0} lines/s ({} parser replicas)",
-            self.lines,
-            self.source,
-            self.elapsed.as_secs_f64(),
-            self.lines_per_sec(),
-            self.workers
-        )?;
-        if let Some(c) = &self.checkpoint {
-            let resumed = match c.resumed {
-                Some(r) => format!(
-                    "resumed from checkpoint {} at line {} (byte {}), read {} lines in this run",
-                    r.checkpoint,
-                    r.next_line,
-                    r.offset,
-                    self.lines_this_run()
-                ),
-                None => "started from the beginning".to_owned(),
-            };
-            writeln!(
-                out,
-                "  checkpoints in {}: {resumed}; {} taken (every {} ms), the last {}",
-                c.dir.display(),
-                c.stats.completed,
-                c.interval_ms,
-                c.stats
-                    .last_id
-                    .map_or_else(|| "none".to_owned(), |id| id.to_string())
-            )?;
-        }
-        writeln!(
-            out,
-            "  parsed {}, malformed {}, dead-lettered {} (to {}), restarts {}",
-            a.parsed,
-            self.tally.malformed,
-            self.tally.written + self.lost,
-            self.dlq_path.display(),
-            self.report.restarts()
-        )?;
-        if self.lost > 0 {
-            writeln!(
-                out,
-                "  {} lines in batches the parser failed on (dead-lettered whole)",
-                self.lost
-            )?;
-        }
-        writeln!(out, "  bytes served {}", a.bytes_total)?;
-        writeln!(out, "  {:>6} {:>10} {:>14}", "status", "requests", "bytes")?;
-        for (status, (requests, bytes)) in &a.status {
-            writeln!(out, "  {status:>6} {requests:>10} {bytes:>14}")?;
-        }
-        writeln!(out, "  top {} clients:", self.top)?;
-        for (ip, n) in a.top_ips(self.top) {
-            writeln!(out, "    {n:>8}  {ip}")?;
-        }
-        writeln!(out, "  top {} paths:", self.top)?;
-        for (path, n) in a.top_paths(self.top) {
-            writeln!(out, "    {n:>8}  {path}")?;
-        }
-        let per_minute = a.five_xx_by_minute_text();
-        let total_5xx: u64 = per_minute.values().sum();
-        let mut worst: Vec<(&String, &u64)> = per_minute.iter().collect();
-        worst.sort_by(|x, y| y.1.cmp(x.1).then_with(|| x.0.cmp(y.0)));
-        writeln!(
-            out,
-            "  5xx: {total_5xx} in {} minutes (by the log's timestamps); worst minutes: {}",
-            per_minute.len(),
-            worst
-                .iter()
-                .take(3)
-                .map(|(m, n)| format!("{m} ({n})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )?;
-        if let Some(rss) = logproc::peak_rss_bytes() {
-            writeln!(out, "  peak RSS {:.1} MiB", rss as f64 / (1024.0 * 1024.0))?;
-        }
-        Ok(())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        let a = &self.aggregates;
-        let status_counts: serde_json::Map<String, serde_json::Value> = a
-            .status
-            .iter()
-            .map(|(s, (n, _))| (s.to_string(), (*n).into()))
-            .collect();
-        let status_bytes: serde_json::Map<String, serde_json::Value> = a
-            .status
-            .iter()
-            .map(|(s, (_, b))| (s.to_string(), (*b).into()))
-            .collect();
-        serde_json::json!({
-            "source": self.source,
-            "lines": self.lines,
-            "parsed": a.parsed,
-            "malformed": self.tally.malformed,
-            "dead_lettered": self.tally.written + self.lost,
-            "lines_in_failed_batches": self.lost,
-            "dlq": self.dlq_path,
-            "status_counts": status_counts,
-            "status_bytes": status_bytes,
-            "top_ips": a.top_ips(self.top),
-            "top_paths": a.top_paths(self.top),
-            "bytes_total": a.bytes_total,
-            "five_xx_per_minute": a.five_xx_by_minute_text(),
-            "restarts": self.report.restarts(),
-            "workers": self.workers,
-            "elapsed_sec": self.elapsed.as_secs_f64(),
-            "lines_per_sec": self.lines_per_sec(),
-            "peak_rss_bytes": logproc::peak_rss_bytes(),
-            "checkpoint": self.checkpoint.as_ref().map(|c| c.json(self.lines)),
-        })
-    }
 }

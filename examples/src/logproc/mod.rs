@@ -10,6 +10,8 @@
 //!   ([`ReadSource`]).
 //! * [`pipeline`](mod@pipeline): the weir graph ([`build`], and
 //!   [`build_resumable`] for a checkpointed run).
+//! * [`summary`](mod@summary): the figures of a run, printed and as the JSON
+//!   report ([`Summary`]).
 
 pub mod aggregate;
 pub mod generate;
@@ -17,6 +19,7 @@ pub mod lines;
 pub mod parse;
 pub mod pipeline;
 pub mod source;
+pub mod summary;
 
 pub use aggregate::{Aggregates, MalformedLine, ParsedBatch, Records, parse_batch, top};
 pub use generate::{DEFAULT_SEED, Generator};
@@ -29,6 +32,7 @@ pub use pipeline::{
     AggregateSink, Built, DeadLetterWriter, DlqTally, PoolOrder, Settings, build, build_resumable,
 };
 pub use source::ReadSource;
+pub use summary::{CheckpointSummary, FollowSummary, Summary};
 
 /// The default supervision policies of `logproc` (`examples/config/logproc.toml`,
 /// compiled into the binary: an installed `logproc` needs no file).
