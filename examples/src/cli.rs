@@ -108,6 +108,39 @@ macro_rules! outln {
     };
 }
 
+/// Writes `bytes` to `path` atomically: into a temporary file beside it, then
+/// renamed over it, so that a reader sees the old content or the new, never
+/// part of it (a live report rewritten while someone reads it).
+///
+/// # Errors
+///
+/// The temporary file cannot be written, or renamed.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("report.json");
+/// weir_examples::cli::write_atomically(&path, b"{}")?;
+/// weir_examples::cli::write_atomically(&path, b"{\"lines\": 3}")?;
+/// assert_eq!(std::fs::read_to_string(&path)?, "{\"lines\": 3}");
+/// assert_eq!(std::fs::read_dir(dir.path())?.count(), 1); // no temporary file left
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("not a file name"))?;
+    let mut temporary = std::ffi::OsString::from(".");
+    temporary.push(name);
+    temporary.push(format!(".tmp-{}", std::process::id()));
+    let temporary = path.with_file_name(temporary);
+    let written =
+        std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
 /// Threads that run a callback periodically (health and progress printers) until
 /// [`stop`](Self::stop).
 ///
