@@ -17,9 +17,17 @@
 //! prints the same report and reads nothing. Ctrl-C stops it gracefully: what
 //! was read drains, a final checkpoint is written, and it exits with 130.
 //!
+//! With `--follow` it tails `--input FILE` as it grows and across rotation
+//! (weir's file source, `FileSource::follow`) until Ctrl-C: every
+//! `--report-interval-ms` (1 000 by default) it prints the figures so far, or
+//! replaces `--report` with them (written beside it, then renamed: a reader
+//! never sees half a report); Ctrl-C drains what was read and ends with the
+//! final report, the one a plain run over everything read gives.
+//!
 //! ```sh
 //! cargo run --release -p weir-examples --bin logproc
 //! cargo run --release -p weir-examples --bin logproc -- --input access.log --report report.json
+//! cargo run --release -p weir-examples --bin logproc -- --input access.log --follow --report live.json
 //! cargo run --release -p weir-examples --bin logproc -- --input access.log --checkpoint-dir ckpt
 //! cargo run --release -p weir-examples --bin logproc -- --console 127.0.0.1:9899
 //! ```
