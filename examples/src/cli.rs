@@ -108,6 +108,39 @@ macro_rules! outln {
     };
 }
 
+/// Writes `bytes` to `path` atomically: into a temporary file beside it, then
+/// renamed over it, so that a reader sees the old content or the new, never
+/// part of it (a live report rewritten while someone reads it).
+///
+/// # Errors
+///
+/// The temporary file cannot be written, or renamed.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("report.json");
+/// weir_examples::cli::write_atomically(&path, b"{}")?;
+/// weir_examples::cli::write_atomically(&path, b"{\"lines\": 3}")?;
+/// assert_eq!(std::fs::read_to_string(&path)?, "{\"lines\": 3}");
+/// assert_eq!(std::fs::read_dir(dir.path())?.count(), 1); // no temporary file left
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("not a file name"))?;
+    let mut temporary = std::ffi::OsString::from(".");
+    temporary.push(name);
+    temporary.push(format!(".tmp-{}", std::process::id()));
+    let temporary = path.with_file_name(temporary);
+    let written =
+        std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
 /// Threads that run a callback periodically (health and progress printers) until
 /// [`stop`](Self::stop).
 ///
@@ -274,6 +307,66 @@ impl Run {
                     None => Err("the manager lost the pipeline".to_owned()),
                 }
             }
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT on unix), registered when made: one that comes after
+/// [`register`](Self::register) returned is never missed, even before anything
+/// waits for it (the process is not killed by it any more).
+///
+/// # Examples
+///
+/// ```no_run
+/// use weir_examples::cli::Interrupts;
+///
+/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// rt.block_on(async {
+///     let mut interrupts = Interrupts::register()?;
+///     println!("ready"); // a Ctrl-C from now on is seen
+///     if interrupts.next().await {
+///         println!("stopping");
+///     }
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Interrupts {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    /// Registers the handler. Call it inside a tokio runtime with I/O enabled.
+    ///
+    /// # Errors
+    ///
+    /// The handler cannot be installed (no runtime, or the OS refused).
+    pub fn register() -> io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Interrupts {
+                signal: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Interrupts {})
+        }
+    }
+
+    /// Waits for the next Ctrl-C; false if none can come any more.
+    pub async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            self.signal.recv().await.is_some()
+        }
+        #[cfg(not(unix))]
+        {
+            // Registered when first waited for.
+            tokio::signal::ctrl_c().await.is_ok()
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use weir::{Report, StageReport};
 
+pub mod axum_service;
 pub mod cli;
 pub mod etl;
 pub mod logproc;

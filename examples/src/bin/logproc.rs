@@ -17,9 +17,17 @@
 //! prints the same report and reads nothing. Ctrl-C stops it gracefully: what
 //! was read drains, a final checkpoint is written, and it exits with 130.
 //!
+//! With `--follow` it tails `--input FILE` as it grows and across rotation
+//! (weir's file source, `FileSource::follow`) until Ctrl-C: every
+//! `--report-interval-ms` (1 000 by default) it prints the figures so far, or
+//! replaces `--report` with them (written beside it, then renamed: a reader
+//! never sees half a report); Ctrl-C drains what was read and ends with the
+//! final report, the one a plain run over everything read gives.
+//!
 //! ```sh
 //! cargo run --release -p weir-examples --bin logproc
 //! cargo run --release -p weir-examples --bin logproc -- --input access.log --report report.json
+//! cargo run --release -p weir-examples --bin logproc -- --input access.log --follow --report live.json
 //! cargo run --release -p weir-examples --bin logproc -- --input access.log --checkpoint-dir ckpt
 //! cargo run --release -p weir-examples --bin logproc -- --console 127.0.0.1:9899
 //! ```
@@ -35,19 +43,21 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use weir_examples::cli::{Fatal, Run, Tickers, exit, failed, stdout_closed, usage};
+use weir_examples::cli::{
+    Fatal, Interrupts, Run, Tickers, exit, failed, stdout_closed, usage, write_atomically,
+};
 
 use clap::Parser;
-use weir::checkpoint::{CheckpointConfig, CheckpointStats, CheckpointStore, StoreOptions};
+use weir::checkpoint::{CheckpointConfig, CheckpointStore, StoreOptions};
 use weir::prelude::*;
 use weir::supervisor::dead_letter::{
     FileDlqOptions, FileDlqReader, FileDlqWriter, SharedFileDlq, SyncPolicy,
 };
 use weir::supervisor::policy::{ConfigError, PolicyConfig};
-use weir::{Outcome, PipelineController, Report};
+use weir::{Outcome, PipelineController};
 use weir_examples::logproc::{
-    self, Aggregates, DEFAULT_SEED, DlqTally, MalformedLine, PoolOrder, ReadProgress, ReadSource,
-    Resumed, Settings,
+    self, Aggregates, CheckpointSummary, DEFAULT_SEED, DlqTally, FollowSummary, LineBatch, Live,
+    MalformedLine, PoolOrder, ReadProgress, ReadSource, Settings, Summary,
 };
 
 /// Access-log analytics on weir: parse, validate, route, aggregate, report.
@@ -111,6 +121,23 @@ struct Args {
     /// Entries in the top lists.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Follows --input FILE as it grows, across rotation (`tail -F`), until
+    /// Ctrl-C, which drains what was read and ends with the final report. Every
+    /// --report-interval-ms the current figures are printed, or written to
+    /// --report (replaced whole: a reader never sees half a report).
+    #[arg(long)]
+    follow: bool,
+    /// Milliseconds between the live reports of --follow.
+    #[arg(long, value_name = "MS", default_value_t = 1_000,
+          requires = "follow",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    report_interval_ms: u64,
+    /// How often --follow looks for more at the end of the file, in
+    /// milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100,
+          requires = "follow",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    follow_poll_ms: u64,
     /// Injects a fault: the parser panics once on the batch holding this line
     /// (shows the restart policy at work).
     #[arg(long, hide = true, value_name = "LINE")]
@@ -146,19 +173,41 @@ fn run(args: Args) -> Result<(), Fatal> {
              after a crash; read a file with --input FILE to use --checkpoint-dir",
         ));
     }
+    if args.follow {
+        check_follow(&args, stdin)?;
+    }
     let (read, source, total) = match &args.input {
         Some(_) if stdin => (
-            ReadSource::stdin(max_line_bytes, progress.clone()),
+            Input::Read(ReadSource::stdin(max_line_bytes, progress.clone())),
             "stdin".to_owned(),
             Total::Unknown,
         ),
+        Some(path) if args.follow => {
+            let poll = Duration::from_millis(args.follow_poll_ms);
+            let lines = logproc::follow_lines(path, max_line_bytes, poll, progress.clone())
+                .map_err(usage)?;
+            (
+                Input::Follow(Box::new(lines)),
+                path.display().to_string(),
+                Total::Unknown,
+            )
+        }
         Some(path) => {
             let read = ReadSource::file(path, max_line_bytes, progress.clone()).map_err(usage)?;
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            (read, path.display().to_string(), Total::Bytes(size))
+            (
+                Input::Read(read),
+                path.display().to_string(),
+                Total::Bytes(size),
+            )
         }
         None => (
-            ReadSource::generated(args.seed, args.lines, max_line_bytes, progress.clone()),
+            Input::Read(ReadSource::generated(
+                args.seed,
+                args.lines,
+                max_line_bytes,
+                progress.clone(),
+            )),
             format!("generator ({} lines, seed {})", args.lines, args.seed),
             Total::Lines(args.lines),
         ),
@@ -193,19 +242,20 @@ fn run(args: Args) -> Result<(), Fatal> {
     let lost = Arc::new(AtomicU64::new(0));
     // Dead letters in line order, with or without checkpoints.
     let order = PoolOrder::Lines;
-    let mut built = logproc::build_resumable(
-        read,
-        Settings {
-            workers,
-            max_line_bytes,
-            arbiters: rt.arbiters(),
-            policies: config,
-            dlq: dlq.clone(),
-            lines_in_failed_batches: lost.clone(),
-            panic_once_on_line: args.panic_once_on_line,
-        },
-        order,
-    )
+    let settings = Settings {
+        workers,
+        max_line_bytes,
+        arbiters: rt.arbiters(),
+        policies: config,
+        dlq: dlq.clone(),
+        lines_in_failed_batches: lost.clone(),
+        panic_once_on_line: args.panic_once_on_line,
+    };
+    let live = Live::default();
+    let mut built = match read {
+        Input::Read(read) => logproc::build_resumable(read, settings, order),
+        Input::Follow(lines) => logproc::build_following(*lines, settings, &live),
+    }
     .map_err(usage)?;
     if let Some(dir) = &args.checkpoint_dir {
         built.graph.checkpoints(
@@ -220,11 +270,50 @@ fn run(args: Args) -> Result<(), Fatal> {
         &rt,
         args.console,
     )?;
-    let interrupted = args
-        .checkpoint_dir
-        .is_some()
-        .then(|| drain_on_ctrl_c(run.controller()));
-    let watchers = Watchers::start(&run.controller(), &args, &progress, total);
+    let interrupted = if args.checkpoint_dir.is_some() {
+        Some(drain_on_ctrl_c(
+            run.controller(),
+            "draining what was read and writing a final checkpoint",
+            "a restart resumes from the last checkpoint",
+        ))
+    } else if args.follow {
+        // The usual end of a followed run: not an interruption.
+        drain_on_ctrl_c(
+            run.controller(),
+            "no more reading; draining what was read for the final report",
+            "no final report",
+        );
+        None
+    } else {
+        None
+    };
+    let reports = Arc::new(AtomicU64::new(0));
+    let live_report = args.follow.then(|| LiveReport {
+        live: live.clone(),
+        progress: Arc::clone(&progress),
+        lost: Arc::clone(&lost),
+        controller: run.controller(),
+        started,
+        template: Summary {
+            source: source.clone(),
+            lines: 0,
+            aggregates: Aggregates::default(),
+            tally: DlqTally::default(),
+            lost: 0,
+            restarts: 0,
+            elapsed: Duration::ZERO,
+            dlq_path: dlq_path.clone(),
+            workers,
+            top: args.top,
+            checkpoint: None,
+            follow: None,
+        },
+        interval_ms: args.report_interval_ms,
+        path: args.report.clone(),
+        reports: Arc::clone(&reports),
+        last_error: None,
+    });
+    let watchers = Watchers::start(&run.controller(), &args, &progress, total, live_report);
     let report = run.wait();
     watchers.stop();
     let elapsed = started.elapsed();
@@ -276,19 +365,24 @@ fn run(args: Args) -> Result<(), Fatal> {
         aggregates,
         tally,
         lost: lost.load(Ordering::Relaxed),
-        report,
+        restarts: report.restarts(),
         elapsed,
         dlq_path,
         workers,
         top: args.top,
         checkpoint,
+        follow: args.follow.then(|| FollowSummary {
+            interval_ms: args.report_interval_ms,
+            reports: reports.load(Ordering::Relaxed),
+            last: true,
+        }),
     };
     // A closed stdout (`logproc | head -1`) ends the output, not the run: the
     // report is still written, and logproc exits with 0 (see `cli`).
     let closed = stdout_closed(summary.print(&mut std::io::stdout().lock()))?;
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&summary.json()).map_err(failed)?;
-        std::fs::write(path, json)
+        write_atomically(path, json.as_bytes())
             .map_err(|e| failed(format!("report {}: {e}", path.display())))?;
         if !closed {
             let mut out = std::io::stdout().lock();
@@ -366,10 +460,14 @@ impl Resume {
 }
 
 /// On the first Ctrl-C, shuts the pipeline down gracefully (what was read
-/// drains, and the drained pipeline writes a final checkpoint); on the second,
-/// exits at once (a restart resumes from the last checkpoint). Returns whether
-/// Ctrl-C was pressed.
-fn drain_on_ctrl_c(controller: PipelineController) -> Arc<AtomicBool> {
+/// drains; a checkpointed pipeline then writes a final checkpoint), saying
+/// `draining`; on the second, exits at once with 130, saying `at_once`. Returns
+/// whether Ctrl-C was pressed.
+fn drain_on_ctrl_c(
+    controller: PipelineController,
+    draining: &'static str,
+    at_once: &'static str,
+) -> Arc<AtomicBool> {
     let pressed = Arc::new(AtomicBool::new(false));
     let flag = pressed.clone();
     let signals = tokio::runtime::Builder::new_current_thread()
@@ -389,14 +487,11 @@ fn drain_on_ctrl_c(controller: PipelineController) -> Arc<AtomicBool> {
                     }
                     flag.store(true, Ordering::Relaxed);
                     eprintln!(
-                        "logproc: Ctrl-C: stopping; draining what was read and writing a final \
-                         checkpoint (Ctrl-C again to stop at once)"
+                        "logproc: Ctrl-C: stopping; {draining} (Ctrl-C again to stop at once)"
                     );
                     controller.shutdown(Duration::from_secs(30));
                     if interrupts.next().await {
-                        eprintln!(
-                            "logproc: stopped at once; a restart resumes from the last checkpoint"
-                        );
+                        eprintln!("logproc: stopped at once; {at_once}");
                         std::process::exit(130);
                     }
                 });
@@ -405,38 +500,6 @@ fn drain_on_ctrl_c(controller: PipelineController) -> Arc<AtomicBool> {
         Err(e) => eprintln!("logproc: Ctrl-C will not drain (no signal handler: {e})"),
     }
     pressed
-}
-
-/// SIGINT (Ctrl-C), registered when made.
-#[cfg(unix)]
-struct Interrupts(tokio::signal::unix::Signal);
-
-#[cfg(unix)]
-impl Interrupts {
-    fn register() -> std::io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Interrupts(signal(SignalKind::interrupt())?))
-    }
-
-    /// Waits for the next one; false if none can come.
-    async fn next(&mut self) -> bool {
-        self.0.recv().await.is_some()
-    }
-}
-
-/// Ctrl-C, registered when first waited for.
-#[cfg(not(unix))]
-struct Interrupts;
-
-#[cfg(not(unix))]
-impl Interrupts {
-    fn register() -> std::io::Result<Self> {
-        Ok(Interrupts)
-    }
-
-    async fn next(&mut self) -> bool {
-        tokio::signal::ctrl_c().await.is_ok()
-    }
 }
 
 fn default_dlq_path() -> PathBuf {
@@ -467,11 +530,16 @@ impl Watchers {
         args: &Args,
         progress: &Arc<ReadProgress>,
         total: Total,
+        live_report: Option<LiveReport>,
     ) -> Self {
         let mut watchers = Watchers {
             tickers: Tickers::default(),
             bar: None,
         };
+        if let Some(mut report) = live_report {
+            let period = Duration::from_millis(report.interval_ms);
+            watchers.tickers.every(period, move || report.tick());
+        }
         if let Some(secs) = args.health_every {
             let controller = controller.clone();
             watchers
@@ -509,6 +577,99 @@ impl Watchers {
     }
 }
 
+/// What logproc reads: its own source, or a followed file (`--follow`).
+enum Input {
+    Read(ReadSource),
+    Follow(Box<Flow<LineBatch>>),
+}
+
+/// Refuses what `--follow` cannot go with, saying why.
+fn check_follow(args: &Args, stdin: bool) -> Result<(), Fatal> {
+    if stdin {
+        return Err(usage(
+            "--follow tails a file as it grows and is rotated; standard input (--input -) is \
+             read as it comes already, to its end, and cannot be rotated: drop --follow, or \
+             give a file with --input FILE",
+        ));
+    }
+    if args.input.is_none() {
+        return Err(usage(
+            "--follow tails a log file: give it with --input FILE",
+        ));
+    }
+    if args.checkpoint_dir.is_some() {
+        return Err(usage(
+            "--follow cannot be checkpointed (--checkpoint-dir): the followed lines are \
+             numbered, with the lines the file source rejected put back in their place, by a \
+             stage whose waiting rejected lines a checkpoint cannot place; and a file rotated \
+             while logproc is stopped would be read from the new file's start, losing the \
+             rest of the old one. Use one or the other",
+        ));
+    }
+    Ok(())
+}
+
+/// `--follow`'s live report: the figures so far, every `interval_ms`,
+/// printed or written to `path` (replaced whole).
+struct LiveReport {
+    live: Live,
+    progress: Arc<ReadProgress>,
+    lost: Arc<AtomicU64>,
+    controller: PipelineController,
+    started: Instant,
+    /// The fields that do not change while the run goes on.
+    template: Summary,
+    interval_ms: u64,
+    path: Option<PathBuf>,
+    /// Reports written (or printed) so far.
+    reports: Arc<AtomicU64>,
+    /// The last write error, said once until a write succeeds.
+    last_error: Option<String>,
+}
+
+impl LiveReport {
+    fn tick(&mut self) {
+        let stats = self.controller.stats();
+        let summary = Summary {
+            lines: self.progress.lines.load(Ordering::Relaxed),
+            aggregates: self.live.aggregates(),
+            tally: self.live.tally(),
+            lost: self.lost.load(Ordering::Relaxed),
+            restarts: stats.stages.iter().map(|s| s.restarts).sum(),
+            elapsed: self.started.elapsed(),
+            follow: Some(FollowSummary {
+                interval_ms: self.interval_ms,
+                reports: self.reports.load(Ordering::Relaxed),
+                last: false,
+            }),
+            ..self.template.clone()
+        };
+        let written = match &self.path {
+            Some(path) => serde_json::to_string_pretty(&summary.json())
+                .map_err(std::io::Error::other)
+                .and_then(|json| write_atomically(path, json.as_bytes()))
+                .map_err(|e| format!("live report {}: {e}", path.display())),
+            // Not read any more (stdout closed): the run goes on.
+            None => {
+                let _ = summary.print(&mut std::io::stdout().lock());
+                Ok(())
+            }
+        };
+        match written {
+            Ok(()) => {
+                self.reports.fetch_add(1, Ordering::Relaxed);
+                self.last_error = None;
+            }
+            Err(error) => {
+                if self.last_error.as_ref() != Some(&error) {
+                    eprintln!("logproc: {error}");
+                }
+                self.last_error = Some(error);
+            }
+        }
+    }
+}
+
 fn progress_bar(total: Total) -> indicatif::ProgressBar {
     let (len, template) = match total {
         Total::Bytes(n) => (Some(n), "{bar:40} {bytes}/{total_bytes} {msg}"),
@@ -521,184 +682,4 @@ fn progress_bar(total: Total) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-struct Summary {
-    source: String,
-    lines: u64,
-    aggregates: Aggregates,
-    tally: DlqTally,
-    lost: u64,
-    report: Report,
-    elapsed: Duration,
-    dlq_path: PathBuf,
-    workers: usize,
-    top: usize,
-    checkpoint: Option<CheckpointSummary>,
-}
-
-/// The checkpointing of a run with --checkpoint-dir.
-struct CheckpointSummary {
-    dir: PathBuf,
-    interval_ms: u64,
-    /// Where the source resumed, if it was restored.
-    resumed: Option<Resumed>,
-    stats: CheckpointStats,
-}
-
-impl CheckpointSummary {
-    /// Lines read before this run (0 for a fresh start).
-    fn lines_before(&self) -> u64 {
-        self.resumed.map_or(0, |r| r.next_line - 1)
-    }
-
-    fn json(&self, lines: u64) -> serde_json::Value {
-        serde_json::json!({
-            "dir": self.dir,
-            "interval_ms": self.interval_ms,
-            "resumed_from": self.resumed.map(|r| r.checkpoint),
-            "resumed_at_offset": self.resumed.map_or(0, |r| r.offset),
-            "resumed_at_line": self.resumed.map_or(1, |r| r.next_line),
-            "lines_this_run": lines - self.lines_before(),
-            "completed": self.stats.completed,
-            "failed": self.stats.failed,
-            "last_id": self.stats.last_id,
-            "last_error": self.stats.last_error,
-        })
-    }
-}
-
-impl Summary {
-    /// Lines read by this process (after the checkpoint it resumed from).
-    fn lines_this_run(&self) -> u64 {
-        self.lines
-            - self
-                .checkpoint
-                .as_ref()
-                .map_or(0, CheckpointSummary::lines_before)
-    }
-
-    /// Lines read by this process per second.
-    fn lines_per_sec(&self) -> f64 {
-        self.lines_this_run() as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// Writes the summary to `out`.
-    fn print(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let a = &self.aggregates;
-        writeln!(
-            out,
-            "logproc: {} lines from {} in {:.2} s: {:.0} lines/s ({} parser replicas)",
-            self.lines,
-            self.source,
-            self.elapsed.as_secs_f64(),
-            self.lines_per_sec(),
-            self.workers
-        )?;
-        if let Some(c) = &self.checkpoint {
-            let resumed = match c.resumed {
-                Some(r) => format!(
-                    "resumed from checkpoint {} at line {} (byte {}), read {} lines in this run",
-                    r.checkpoint,
-                    r.next_line,
-                    r.offset,
-                    self.lines_this_run()
-                ),
-                None => "started from the beginning".to_owned(),
-            };
-            writeln!(
-                out,
-                "  checkpoints in {}: {resumed}; {} taken (every {} ms), the last {}",
-                c.dir.display(),
-                c.stats.completed,
-                c.interval_ms,
-                c.stats
-                    .last_id
-                    .map_or_else(|| "none".to_owned(), |id| id.to_string())
-            )?;
-        }
-        writeln!(
-            out,
-            "  parsed {}, malformed {}, dead-lettered {} (to {}), restarts {}",
-            a.parsed,
-            self.tally.malformed,
-            self.tally.written + self.lost,
-            self.dlq_path.display(),
-            self.report.restarts()
-        )?;
-        if self.lost > 0 {
-            writeln!(
-                out,
-                "  {} lines in batches the parser failed on (dead-lettered whole)",
-                self.lost
-            )?;
-        }
-        writeln!(out, "  bytes served {}", a.bytes_total)?;
-        writeln!(out, "  {:>6} {:>10} {:>14}", "status", "requests", "bytes")?;
-        for (status, (requests, bytes)) in &a.status {
-            writeln!(out, "  {status:>6} {requests:>10} {bytes:>14}")?;
-        }
-        writeln!(out, "  top {} clients:", self.top)?;
-        for (ip, n) in a.top_ips(self.top) {
-            writeln!(out, "    {n:>8}  {ip}")?;
-        }
-        writeln!(out, "  top {} paths:", self.top)?;
-        for (path, n) in a.top_paths(self.top) {
-            writeln!(out, "    {n:>8}  {path}")?;
-        }
-        let per_minute = a.five_xx_by_minute_text();
-        let total_5xx: u64 = per_minute.values().sum();
-        let mut worst: Vec<(&String, &u64)> = per_minute.iter().collect();
-        worst.sort_by(|x, y| y.1.cmp(x.1).then_with(|| x.0.cmp(y.0)));
-        writeln!(
-            out,
-            "  5xx: {total_5xx} in {} minutes (by the log's timestamps); worst minutes: {}",
-            per_minute.len(),
-            worst
-                .iter()
-                .take(3)
-                .map(|(m, n)| format!("{m} ({n})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )?;
-        if let Some(rss) = logproc::peak_rss_bytes() {
-            writeln!(out, "  peak RSS {:.1} MiB", rss as f64 / (1024.0 * 1024.0))?;
-        }
-        Ok(())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        let a = &self.aggregates;
-        let status_counts: serde_json::Map<String, serde_json::Value> = a
-            .status
-            .iter()
-            .map(|(s, (n, _))| (s.to_string(), (*n).into()))
-            .collect();
-        let status_bytes: serde_json::Map<String, serde_json::Value> = a
-            .status
-            .iter()
-            .map(|(s, (_, b))| (s.to_string(), (*b).into()))
-            .collect();
-        serde_json::json!({
-            "source": self.source,
-            "lines": self.lines,
-            "parsed": a.parsed,
-            "malformed": self.tally.malformed,
-            "dead_lettered": self.tally.written + self.lost,
-            "lines_in_failed_batches": self.lost,
-            "dlq": self.dlq_path,
-            "status_counts": status_counts,
-            "status_bytes": status_bytes,
-            "top_ips": a.top_ips(self.top),
-            "top_paths": a.top_paths(self.top),
-            "bytes_total": a.bytes_total,
-            "five_xx_per_minute": a.five_xx_by_minute_text(),
-            "restarts": self.report.restarts(),
-            "workers": self.workers,
-            "elapsed_sec": self.elapsed.as_secs_f64(),
-            "lines_per_sec": self.lines_per_sec(),
-            "peak_rss_bytes": logproc::peak_rss_bytes(),
-            "checkpoint": self.checkpoint.as_ref().map(|c| c.json(self.lines)),
-        })
-    }
 }

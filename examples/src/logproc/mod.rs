@@ -8,17 +8,24 @@
 //!   keyed [`Aggregates`].
 //! * [`source`](mod@source): the source with a checkpointed position
 //!   ([`ReadSource`]).
+//! * [`follow`](mod@follow): the source of `--follow`, a growing (and
+//!   rotated) file tailed by weir's file source ([`follow_lines`]).
 //! * [`pipeline`](mod@pipeline): the weir graph ([`build`], and
 //!   [`build_resumable`] for a checkpointed run).
+//! * [`summary`](mod@summary): the figures of a run, printed and as the JSON
+//!   report ([`Summary`]).
 
 pub mod aggregate;
+pub mod follow;
 pub mod generate;
 pub mod lines;
 pub mod parse;
 pub mod pipeline;
 pub mod source;
+pub mod summary;
 
 pub use aggregate::{Aggregates, MalformedLine, ParsedBatch, Records, parse_batch, top};
+pub use follow::follow_lines;
 pub use generate::{DEFAULT_SEED, Generator};
 pub use lines::{
     FileIdentity, GeneratedBatches, GeneratedPosition, InputError, Line, LineBatch, LineReader,
@@ -26,9 +33,11 @@ pub use lines::{
 };
 pub use parse::{LogLine, ParseError, format_minute, parse_line};
 pub use pipeline::{
-    AggregateSink, Built, DeadLetterWriter, DlqTally, PoolOrder, Settings, build, build_resumable,
+    AggregateSink, Built, DeadLetterWriter, DlqTally, Live, PoolOrder, Settings, build,
+    build_following, build_resumable,
 };
 pub use source::ReadSource;
+pub use summary::{CheckpointSummary, FollowSummary, Summary};
 
 /// The default supervision policies of `logproc` (`examples/config/logproc.toml`,
 /// compiled into the binary: an installed `logproc` needs no file).

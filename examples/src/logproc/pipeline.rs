@@ -14,8 +14,8 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Context;
 
 use weir::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
@@ -54,6 +54,38 @@ pub struct DlqTally {
     pub written: u64,
     /// The first write error; no letter is written after it.
     pub error: Option<String>,
+}
+
+/// The aggregates and the dead-letter tally of a running pipeline, shared with
+/// the two stages that keep them ([`AggregateSink`], [`DeadLetterWriter`]), so
+/// that a live report can read them while the pipeline runs
+/// ([`build_following`]). Cloning gives another handle on the same figures.
+///
+/// The two are read one after the other, each as its stage left it after its
+/// last step: what was read but is still between the reader and these stages
+/// is in neither.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    aggregates: Arc<Mutex<Aggregates>>,
+    tally: Arc<Mutex<DlqTally>>,
+}
+
+impl Live {
+    /// A copy of the aggregates now.
+    pub fn aggregates(&self) -> Aggregates {
+        locked(&self.aggregates).clone()
+    }
+
+    /// A copy of the dead-letter tally now.
+    pub fn tally(&self) -> DlqTally {
+        locked(&self.tally).clone()
+    }
+}
+
+/// The value behind `mutex`. A stage that panicked while holding it fails the
+/// pipeline (these stages are not restarted), so what it left is only read.
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Settings of [`build`].
@@ -138,6 +170,25 @@ pub fn build_resumable(
     assemble(Flow::from_source(source), settings, order)
 }
 
+/// Builds the logproc graph over `batches`, a source that does not end by
+/// itself (the lines of a followed file, [`follow_lines`](super::follow_lines)),
+/// sharing its figures through `live` while it runs. The graph is that of
+/// [`build`] (an ordered pool); it ends when the pipeline is shut down, and the
+/// figures in `live` are then final. The policy file reaches the file
+/// source's stages as described in [`follow_lines`](super::follow_lines).
+///
+/// # Errors
+///
+/// As [`build`].
+pub fn build_following(
+    batches: Flow<LineBatch>,
+    mut settings: Settings,
+    live: &Live,
+) -> Result<Built, BuildError> {
+    settings.policies = super::follow::policies(&settings.policies);
+    assemble_with(batches, settings, PoolOrder::Lines, live.clone())
+}
+
 /// In which order the parser pool hands its parsed batches on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolOrder {
@@ -154,6 +205,15 @@ fn assemble(
     read: Flow<LineBatch>,
     settings: Settings,
     order: PoolOrder,
+) -> Result<Built, BuildError> {
+    assemble_with(read, settings, order, Live::default())
+}
+
+fn assemble_with(
+    read: Flow<LineBatch>,
+    settings: Settings,
+    order: PoolOrder,
+    live: Live,
 ) -> Result<Built, BuildError> {
     let Settings {
         workers,
@@ -210,14 +270,18 @@ fn assemble(
     let is_malformed: Predicate<Part> = Box::new(|p: &Part| matches!(p, Part::Malformed(_)));
     let [errors, normal] = g.route(parts, vec![is_malformed]);
     g.name_stage(errors, "route");
+    let tally = Arc::clone(&live.tally);
     let dead_letters = g.sink(errors, move |f| {
         let (tx, rx) = weir::output();
-        f.to(DeadLetterWriter::new(dlq, lines_in_failed_batches, tx), rx)
-            .name("dead-letter")
+        let mut writer = DeadLetterWriter::new(dlq, lines_in_failed_batches, tx);
+        // Counted into `live`, from zero (`new` starts from zero too).
+        *locked(&tally) = DlqTally::default();
+        writer.tally = tally;
+        f.to(writer, rx).name("dead-letter")
     });
     let aggregates = g.sink(normal, |f| {
         let (tx, rx) = weir::output();
-        f.to(AggregateSink::new(tx), rx).name("aggregate")
+        f.to(AggregateSink::shared(tx, &live), rx).name("aggregate")
     });
     Ok(Built {
         graph: g,
@@ -263,14 +327,14 @@ const AGGREGATE_STATE_VERSION: u32 = 1;
 /// when the pipeline ends; checkpointed (the aggregates are its state, so a run
 /// started again after the end reports the same aggregates).
 pub struct AggregateSink {
-    aggregates: Aggregates,
+    aggregates: Arc<Mutex<Aggregates>>,
     output: OutputSender<Aggregates>,
 }
 
 impl std::fmt::Debug for AggregateSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AggregateSink")
-            .field("parsed", &self.aggregates.parsed)
+            .field("parsed", &locked(&self.aggregates).parsed)
             .finish_non_exhaustive()
     }
 }
@@ -279,7 +343,17 @@ impl AggregateSink {
     /// Counts from empty aggregates, hands them to `output` at the end.
     pub fn new(output: OutputSender<Aggregates>) -> Self {
         AggregateSink {
-            aggregates: Aggregates::default(),
+            aggregates: Arc::default(),
+            output,
+        }
+    }
+
+    /// As [`new`](Self::new), counting into `live`'s aggregates (which it
+    /// empties), so that a live report reads them while the pipeline runs.
+    pub fn shared(output: OutputSender<Aggregates>, live: &Live) -> Self {
+        *locked(&live.aggregates) = Aggregates::default();
+        AggregateSink {
+            aggregates: Arc::clone(&live.aggregates),
             output,
         }
     }
@@ -298,7 +372,10 @@ impl Operator for AggregateSink {
     }
 
     fn step(&mut self, io: &mut Io<'_, Part, Infallible>, _cx: &mut Context<'_>) -> Step {
-        let aggregates = &mut self.aggregates;
+        if io.input_len() == 0 {
+            return io.finish_when_drained();
+        }
+        let mut aggregates = locked(&self.aggregates);
         io.consume_all(|part| {
             if let Part::Records(records) = part {
                 aggregates.add_records(&records);
@@ -308,7 +385,7 @@ impl Operator for AggregateSink {
     }
 
     fn on_stop(&mut self) {
-        self.output.send(self.aggregates.clone());
+        self.output.send(locked(&self.aggregates).clone());
     }
 
     fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
@@ -318,11 +395,11 @@ impl Operator for AggregateSink {
 
 impl Checkpointable for AggregateSink {
     fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
-        Snapshot::of(AGGREGATE_STATE_VERSION, &self.aggregates)
+        Snapshot::of(AGGREGATE_STATE_VERSION, &*locked(&self.aggregates))
     }
 
     fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
-        self.aggregates = snapshot.decode(AGGREGATE_STATE_VERSION, ctx)?;
+        *locked(&self.aggregates) = snapshot.decode(AGGREGATE_STATE_VERSION, ctx)?;
         Ok(())
     }
 }
@@ -361,7 +438,7 @@ struct DlqState {
 /// snapshot.
 pub struct DeadLetterWriter {
     dlq: SharedFileDlq<MalformedLine>,
-    tally: DlqTally,
+    tally: Arc<Mutex<DlqTally>>,
     lines_in_failed_batches: Arc<AtomicU64>,
     output: OutputSender<DlqTally>,
 }
@@ -369,7 +446,7 @@ pub struct DeadLetterWriter {
 impl std::fmt::Debug for DeadLetterWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeadLetterWriter")
-            .field("tally", &self.tally)
+            .field("tally", &*locked(&self.tally))
             .finish_non_exhaustive()
     }
 }
@@ -385,7 +462,7 @@ impl DeadLetterWriter {
     ) -> Self {
         DeadLetterWriter {
             dlq,
-            tally: DlqTally::default(),
+            tally: Arc::default(),
             lines_in_failed_batches,
             output,
         }
@@ -405,14 +482,17 @@ impl Operator for DeadLetterWriter {
     }
 
     fn step(&mut self, io: &mut Io<'_, Part, Infallible>, _cx: &mut Context<'_>) -> Step {
-        let (dlq, tally) = (&self.dlq, &mut self.tally);
-        io.consume_all(|part| write_letters(dlq, tally, part));
+        if io.input_len() == 0 {
+            return io.finish_when_drained();
+        }
+        let (dlq, mut tally) = (&self.dlq, locked(&self.tally));
+        io.consume_all(|part| write_letters(dlq, &mut tally, part));
         io.finish_when_drained()
     }
 
     fn on_stop(&mut self) {
         // A copy: the state stays, for the final checkpoint taken after this.
-        self.output.send(self.tally.clone());
+        self.output.send(locked(&self.tally).clone());
     }
 
     fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
@@ -430,7 +510,7 @@ impl Checkpointable for DeadLetterWriter {
         };
         self.dlq.flush().map_err(file)?;
         let state = DlqState {
-            tally: self.tally.clone(),
+            tally: locked(&self.tally).clone(),
             end_offset: self.dlq.end_offset().map_err(file)?,
             lines_in_failed_batches: self.lines_in_failed_batches.load(Ordering::Relaxed),
         };
@@ -447,7 +527,7 @@ impl Checkpointable for DeadLetterWriter {
                 ctx.checkpoint
             ))
         })?;
-        self.tally = state.tally;
+        *locked(&self.tally) = state.tally;
         self.lines_in_failed_batches
             .store(state.lines_in_failed_batches, Ordering::Relaxed);
         Ok(())

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod axum_service;
 mod closed_stdout;
 mod console_client;
 mod etl;
@@ -14,6 +15,7 @@ mod hubs_example_run;
 mod join_examples_run;
 mod limits_examples_run;
 mod logproc_console;
+mod logproc_follow;
 mod logproc_input;
 mod logproc_report;
 mod logproc_resume;
