@@ -24,6 +24,7 @@ use weir_supervisor::StopReason;
 
 use super::CheckpointConfig;
 use super::Deferred;
+use super::dead_letters::DeadLetterFiles;
 use super::store::{CheckpointData, CheckpointStore, StageState};
 use crate::pipeline::shared::PipelineShared;
 use crate::stage::actor::StageSnapshot;
@@ -172,6 +173,9 @@ struct Job {
     info: CheckpointInfo,
     waiters: Vec<Waiter>,
     done: Option<mpsc::Sender<()>>,
+    /// The dead-letter files whose cuts the checkpoint holds: synced before it is
+    /// written.
+    dead_letters: Vec<(String, weir_supervisor::dead_letter::DlqOrder)>,
 }
 
 /// The coordinator of one pipeline.
@@ -188,6 +192,9 @@ pub(crate) struct Coordinator {
     store: Mutex<Option<Arc<CheckpointStore>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     timer_started: AtomicBool,
+    /// The file dead-letter queues the stages' supervision writes to, in
+    /// checkpoint order.
+    dead_letters: DeadLetterFiles,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -235,7 +242,23 @@ impl Coordinator {
             store: Mutex::new(Some(Arc::new(store))),
             writer: Mutex::new(None),
             timer_started: AtomicBool::new(false),
+            dead_letters: DeadLetterFiles::none(),
         }
+    }
+
+    /// The file dead-letter queues of the pipeline, attached to this run.
+    pub(crate) fn with_dead_letters(mut self, files: DeadLetterFiles) -> Self {
+        self.dead_letters = files;
+        self
+    }
+
+    /// Marks this thread as running stage `stage` while the scope lives, when the
+    /// pipeline writes a file dead-letter queue in checkpoint order.
+    pub(crate) fn stage_scope(
+        &self,
+        stage: usize,
+    ) -> Option<weir_supervisor::dead_letter::StageScope> {
+        self.dead_letters.enter(stage)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -360,6 +383,9 @@ impl Coordinator {
         snapshot: StageAck,
         timing: AckTiming,
     ) {
+        // Whether or not the checkpoint is still in flight: what the stage writes
+        // to a dead-letter file from now on is after the barrier.
+        self.dead_letters.passed(stage, id);
         {
             let mut st = self.state();
             let Some(ck) = st.in_flight.get_mut(&id) else {
@@ -377,6 +403,7 @@ impl Coordinator {
 
     /// Stage `stage` stopped for `reason`.
     pub(crate) fn stopped(&self, pipeline: &PipelineShared, stage: usize, reason: StopReason) {
+        self.dead_letters.stopped(stage);
         self.state().stopped[stage] = Some(reason);
         self.advance(pipeline);
     }
@@ -489,6 +516,8 @@ impl Coordinator {
                 states.push((shared.name.clone(), shared.kind, snapshot));
             }
         }
+        // Every stage acknowledged (or stands in): every file has its cut.
+        states.extend(self.dead_letters.records(id));
         let info = CheckpointInfo {
             id,
             duration: ck.started.elapsed(),
@@ -505,6 +534,7 @@ impl Coordinator {
             info,
             waiters: ck.waiters,
             done,
+            dead_letters: self.dead_letters.orders(),
         };
         let sent = self
             .jobs
@@ -658,6 +688,8 @@ impl Coordinator {
                 }));
             }
         }
+        // The letters still held (an abort, a failure) go to their files.
+        self.dead_letters.detach();
         // No more jobs: the writer thread ends once it has written what it has,
         // and the directory is free for the next run when the handle learns of
         // the end.
@@ -715,6 +747,13 @@ fn encode_and_write(store: &CheckpointStore, job: &mut Job) -> Result<(), Checkp
             kind: kind.to_owned(),
             snapshot,
         });
+    }
+    // The cuts the checkpoint records are on disk before it is.
+    for (file, order) in &job.dead_letters {
+        order.sync().map_err(|e| CheckpointError::Write {
+            checkpoint: job.id,
+            reason: format!("dead-letter file {file}: {e}"),
+        })?;
     }
     job.info.bytes = sizes.iter().map(|(_, b)| b).sum();
     job.info.stages = sizes;

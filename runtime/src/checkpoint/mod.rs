@@ -12,6 +12,7 @@
 
 mod config;
 mod coordinator;
+pub(crate) mod dead_letters;
 mod state;
 mod store;
 

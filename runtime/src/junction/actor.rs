@@ -149,6 +149,7 @@ impl<J: Junction> UnstartedJunction<J> {
 
 impl<J: Junction> JunctionActor<J> {
     fn drive(&mut self, ctx: &mut Context<Self>, cx: &mut task::Context<'_>) {
+        let _dead_letters = self.pipeline.dead_letter_scope(self.shared.index);
         if let Some(wake) = &mut self.wake
             && wake.as_mut().poll(cx).is_ready()
         {

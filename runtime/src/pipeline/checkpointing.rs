@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::node::NodeState;
 use super::parts::{KeyedReplica, Parts};
+use crate::checkpoint::dead_letters::{self, DeadLetterFiles};
 use crate::checkpoint::{
     CheckpointConfig, CheckpointStore, Coordinator, RestoreContext, Snapshot, StoreOptions,
 };
@@ -16,6 +17,7 @@ use crate::error::BuildError;
 pub(super) fn prepare(
     parts: &mut Parts,
     config: &CheckpointConfig,
+    pipeline: &str,
 ) -> Result<Coordinator, BuildError> {
     let n = parts.len();
     let names: Vec<String> = (0..n).map(|i| parts.name(i)).collect();
@@ -80,12 +82,25 @@ pub(super) fn prepare(
     let guarantees = (unreplayable, at_least_once);
     // Ids keep increasing over every run that used the directory.
     let next_id = store.next_id();
+    // Before any restore: a file another run still writes to is refused.
+    let found = (0..n)
+        .filter_map(|i| {
+            parts
+                .node_mut(i)
+                .dead_letter_file()
+                .map(|f| (names[i].clone(), f))
+        })
+        .collect();
+    let dead_letters = DeadLetterFiles::attach(found, pipeline, n)?;
     let restore_started = std::time::Instant::now();
     let restored = if config.restore {
-        restore_latest(parts, config, &store, &names, &stateful)?
+        restore_latest(parts, config, &store, &names, &stateful, &dead_letters)?
     } else {
         None
     };
+    if restored.is_none() {
+        dead_letters.fresh_start(&config.dir, config.restore)?;
+    }
     let restore_took = restored.map_or(std::time::Duration::ZERO, |_| restore_started.elapsed());
     Ok(Coordinator::new(
         config.clone(),
@@ -95,7 +110,8 @@ pub(super) fn prepare(
         next_id,
         guarantees,
         restore_took,
-    ))
+    )
+    .with_dead_letters(dead_letters))
 }
 
 /// Restores every stateful node from the newest complete checkpoint in `store`;
@@ -106,6 +122,7 @@ fn restore_latest(
     store: &CheckpointStore,
     names: &[String],
     stateful: &[bool],
+    dead_letters: &DeadLetterFiles,
 ) -> Result<Option<u64>, BuildError> {
     let loaded = store.load_latest().map_err(|e| BuildError::CheckpointDir {
         dir: config.dir.display().to_string(),
@@ -125,9 +142,18 @@ fn restore_latest(
         stage: stage.to_owned(),
         reason,
     };
+    let ctx = RestoreContext {
+        checkpoint: id,
+        max_state_bytes: config.max_state_bytes,
+        replica: None,
+    };
+    // The dead-letter files first: a stage's own restore may cut one further.
+    dead_letters.restore(&data, config, &ctx)?;
     let mut states: BTreeMap<String, Snapshot> = BTreeMap::new();
     for s in data.stages {
-        states.insert(s.stage, s.snapshot);
+        if s.kind != dead_letters::KIND {
+            states.insert(s.stage, s.snapshot);
+        }
     }
     let fresh: BTreeSet<&str> = config.fresh.iter().map(String::as_str).collect();
     let discard: BTreeSet<&str> = config.discard.iter().map(String::as_str).collect();
@@ -152,11 +178,6 @@ fn restore_latest(
             ));
         }
     }
-    let ctx = RestoreContext {
-        checkpoint: id,
-        max_state_bytes: config.max_state_bytes,
-        replica: None,
-    };
     for (i, name) in names.iter().enumerate() {
         if !stateful[i] {
             continue;

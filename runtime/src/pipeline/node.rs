@@ -117,6 +117,10 @@ pub(crate) trait Node: Send {
     fn on_start(&mut self, hook: StartHook);
     /// What a checkpoint makes of the node.
     fn checkpoint_kind(&mut self) -> NodeState;
+    /// The dead-letter file the stage's supervision writes to, if any.
+    fn dead_letter_file(&self) -> Option<weir_supervisor::dead_letter::DlqOrder> {
+        None
+    }
     /// Restores the node's state from a checkpoint, before it starts.
     fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError>;
 }
@@ -248,6 +252,10 @@ impl<Op: Operator> StageNode<Op> {
 }
 
 impl<Op: Operator> Node for StageNode<Op> {
+    fn dead_letter_file(&self) -> Option<weir_supervisor::dead_letter::DlqOrder> {
+        self.sup.as_ref()?.dead_letters.as_ref()?.ordered_file()
+    }
+
     fn supervision(&self) -> Option<super::topology::SupervisionSummary> {
         self.sup.as_ref().map(|sup| {
             super::topology::SupervisionSummary::of(&sup.policy, sup.dead_letters.is_some())

@@ -528,7 +528,11 @@ pub(crate) fn launch(
         None => (Vec::new(), settings.strategy),
     };
     let coordinator = match &settings.checkpoint {
-        Some(config) => Some(super::checkpointing::prepare(&mut parts, config)?),
+        Some(config) => Some(super::checkpointing::prepare(
+            &mut parts,
+            config,
+            &pipeline_name,
+        )?),
         None => None,
     };
     let capacities: Vec<usize> = specs.iter().map(|s| s.capacity).collect();

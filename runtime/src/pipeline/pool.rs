@@ -312,6 +312,10 @@ impl<T: Send + 'static> DeadLetterSink<(u64, T)> for Unnumbered<T> {
             (letter, reason)
         })
     }
+
+    fn ordered_file(&self) -> Option<weir_supervisor::dead_letter::DlqOrder> {
+        self.0.ordered_file()
+    }
 }
 
 /// The operator each replica of a [`Graph::pool_try_map`] runs: the user's function

@@ -225,6 +225,7 @@ impl<Op: Operator> StageActor<Op> {
     fn drive(&mut self, ctx: &mut Ctl, cx: &mut task::Context<'_>) {
         let span = self.span.clone();
         let _entered = span.enter();
+        let _dead_letters = self.pipeline.dead_letter_scope(self.shared.index);
         while self.phase != Phase::Stopped {
             if !self.flush(ctx) {
                 break;

@@ -81,6 +81,49 @@ pub enum DlqError {
     /// removes a torn tail.
     #[error("the dead-letter writer is poisoned by an earlier failure; reopen the file")]
     Poisoned,
+
+    /// The file does not hold what a recorded [`DlqPosition`](super::DlqPosition)
+    /// says it held (it is shorter, or the records before the position differ): it
+    /// was truncated, replaced or rotated since. Nothing was changed.
+    #[error("dead-letter file {}: {reason}", path.display())]
+    Mismatch {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What differs.
+        reason: String,
+    },
+
+    /// The file belongs to a checkpointed pipeline, which orders its letters with
+    /// its checkpoints, and the letter was offered from outside that pipeline's
+    /// stages: it could not be placed before or after a checkpoint, and a restore
+    /// could cut it off. Nothing was written.
+    #[error(
+        "dead-letter file {}: it is written in checkpoint order by pipeline `{pipeline}`, and \
+         this letter comes from outside its stages (a restore could cut it off); write it \
+         from a stage of that pipeline, or to another file",
+        path.display()
+    )]
+    Foreign {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The pipeline it belongs to.
+        pipeline: String,
+    },
+
+    /// Another checkpointed pipeline, still running, orders its letters with its
+    /// checkpoints: one file takes the letters of one checkpointed pipeline at a
+    /// time.
+    #[error(
+        "dead-letter file {}: checkpointed pipeline `{pipeline}` writes to it (one \
+         checkpointed pipeline per file at a time)",
+        path.display()
+    )]
+    InUse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The pipeline that has it.
+        pipeline: String,
+    },
 }
 
 /// An error while reading the records of a dead-letter file.

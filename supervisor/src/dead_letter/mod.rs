@@ -70,6 +70,7 @@ mod error;
 pub mod file;
 mod letter;
 mod memory;
+pub mod order;
 mod sink;
 
 pub use error::{DlqError, DlqFull, InvalidCapacity, ReadError};
@@ -79,4 +80,5 @@ pub use file::{
 };
 pub use letter::DeadLetter;
 pub use memory::MemoryDlq;
+pub use order::{DlqCut, DlqOrder, DlqPosition, RunId, StageScope};
 pub use sink::{DeadLetterSink, SharedFileDlq};

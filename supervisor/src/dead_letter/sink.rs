@@ -1,10 +1,12 @@
 //! [`DeadLetterSink`]: where a supervised stage puts its dead letters.
 
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 
-use super::{DeadLetter, FileDlqWriter, MemoryDlq};
+use super::order::{DlqCut, DlqOrder, DlqPosition, Order, OrderedFile, RunId, current_stage};
+use super::{DeadLetter, DlqError, FileDlqWriter, MemoryDlq, SyncPolicy};
 
 /// Somewhere dead letters can be stored: the bounded [`MemoryDlq`], or a durable
 /// file through [`SharedFileDlq`].
@@ -19,6 +21,19 @@ pub trait DeadLetterSink<T>: Send + Sync + 'static {
     ///
     /// The letter, handed back, and why it could not be stored (full, I/O error).
     fn offer(&self, letter: DeadLetter<T>) -> Result<(), (DeadLetter<T>, String)>;
+
+    /// The dead-letter file behind this sink, when it is a [`SharedFileDlq`] (or
+    /// hands its letters to one): a checkpointed pipeline whose stages dead-letter
+    /// into it writes it in checkpoint order through this handle, and cuts it back
+    /// on a restore, so that it holds each dead letter once (see
+    /// [`order`](super::order)). Default: `None`, the sink is not a file (a
+    /// [`MemoryDlq`] lives and dies with the process).
+    ///
+    /// A sink that wraps a `SharedFileDlq` (to convert its letters, say) returns
+    /// the inner one's.
+    fn ordered_file(&self) -> Option<DlqOrder> {
+        None
+    }
 }
 
 impl<T: Send + 'static> DeadLetterSink<T> for MemoryDlq<T> {
@@ -51,23 +66,63 @@ impl<T: Send + 'static> DeadLetterSink<T> for MemoryDlq<T> {
 /// ```
 #[derive(Debug)]
 pub struct SharedFileDlq<T> {
-    writer: Arc<Mutex<FileDlqWriter<T>>>,
+    shared: Arc<Mutex<Shared<T>>>,
+}
+
+/// The writer, and the order of its letters with the checkpoints of the pipeline
+/// run attached to it.
+#[derive(Debug)]
+pub(crate) struct Shared<T> {
+    writer: FileDlqWriter<T>,
+    order: Option<Order>,
+    hold_limit: usize,
 }
 
 impl<T> Clone for SharedFileDlq<T> {
     fn clone(&self) -> Self {
         SharedFileDlq {
-            writer: Arc::clone(&self.writer),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
 
 impl<T> SharedFileDlq<T> {
+    /// The default [`hold_limit`](Self::hold_limit): 16 MiB of encoded letters.
+    pub const DEFAULT_HOLD_LIMIT: usize = 16 * 1024 * 1024;
+
     /// Shares `writer` between stages.
     pub fn new(writer: FileDlqWriter<T>) -> Self {
         SharedFileDlq {
-            writer: Arc::new(Mutex::new(writer)),
+            shared: Arc::new(Mutex::new(Shared {
+                writer,
+                order: None,
+                hold_limit: Self::DEFAULT_HOLD_LIMIT,
+            })),
         }
+    }
+
+    /// How many bytes of encoded letters the file may hold back in memory while
+    /// a checkpointed pipeline writes it in checkpoint order (see
+    /// [`order`](super::order)): the letters of a stage that has passed a
+    /// checkpoint's barrier wait until every stage has. Past the limit they are
+    /// appended at once, and a restore from the checkpoints whose barriers were
+    /// in flight then leaves the file as it is (their letters may be in it
+    /// twice). Choose it above the letters your stages write while one barrier
+    /// crosses the pipeline (the dead-letter rate times the checkpoints'
+    /// alignment time, `CheckpointStats::last_alignment_us`), with room to spare;
+    /// it costs nothing while unused. Default
+    /// [`DEFAULT_HOLD_LIMIT`](Self::DEFAULT_HOLD_LIMIT).
+    pub fn hold_limit(self, bytes: usize) -> Self {
+        self.lock().hold_limit = bytes;
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared<T>> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn try_lock(&self) -> Result<MutexGuard<'_, Shared<T>>, DlqError> {
+        self.shared.lock().map_err(|_| DlqError::Poisoned)
     }
 
     /// Flushes what was written so far.
@@ -75,16 +130,14 @@ impl<T> SharedFileDlq<T> {
     /// # Errors
     ///
     /// The writer's flush error.
-    pub fn flush(&self) -> Result<(), super::DlqError> {
-        self.writer
-            .lock()
-            .map_err(|_| super::DlqError::Poisoned)?
-            .flush()
+    pub fn flush(&self) -> Result<(), DlqError> {
+        self.try_lock()?.writer.flush()
     }
 
-    /// Records written so far.
+    /// Records written so far (letters held back for checkpoint order are not
+    /// in the file yet).
     pub fn record_count(&self) -> u64 {
-        self.writer.lock().map_or(0, |w| w.record_count())
+        self.shared.lock().map_or(0, |s| s.writer.record_count())
     }
 
     /// The offset where the next letter will start: the length of the valid data
@@ -93,14 +146,10 @@ impl<T> SharedFileDlq<T> {
     ///
     /// # Errors
     ///
-    /// [`DlqError::Poisoned`](super::DlqError::Poisoned) if a stage panicked while
+    /// [`DlqError::Poisoned`] if a stage panicked while
     /// writing.
-    pub fn end_offset(&self) -> Result<u64, super::DlqError> {
-        Ok(self
-            .writer
-            .lock()
-            .map_err(|_| super::DlqError::Poisoned)?
-            .end_offset())
+    pub fn end_offset(&self) -> Result<u64, DlqError> {
+        Ok(self.try_lock()?.writer.end_offset())
     }
 
     /// Cuts the file back to `offset`, an [`end_offset`](Self::end_offset) it had
@@ -141,36 +190,144 @@ impl<T> SharedFileDlq<T> {
     /// letter starts is refused, the file untouched), and
     /// [`DlqError::Poisoned`](super::DlqError::Poisoned) if a stage panicked while
     /// writing.
-    pub fn truncate_to(&self, offset: u64) -> Result<(), super::DlqError> {
-        self.writer
-            .lock()
-            .map_err(|_| super::DlqError::Poisoned)?
-            .truncate_to(offset)
+    pub fn truncate_to(&self, offset: u64) -> Result<(), DlqError> {
+        self.try_lock()?.writer.truncate_to(offset)
     }
 
     /// The path of the file.
-    pub fn path(&self) -> std::path::PathBuf {
-        self.writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .path()
-            .to_owned()
+    pub fn path(&self) -> PathBuf {
+        self.lock().writer.path().to_owned()
     }
 }
 
 impl<T: Serialize + Send + 'static> DeadLetterSink<T> for SharedFileDlq<T> {
     fn offer(&self, letter: DeadLetter<T>) -> Result<(), (DeadLetter<T>, String)> {
-        let mut writer = match self.writer.lock() {
-            Ok(writer) => writer,
-            Err(_) => return Err((letter, "dead-letter file writer poisoned".to_owned())),
+        let Ok(mut shared) = self.shared.lock() else {
+            return Err((letter, "dead-letter file writer poisoned".to_owned()));
         };
-        match writer.append(&letter) {
-            Ok(_) => Ok(()),
+        let Shared { writer, order, .. } = &mut *shared;
+        let written = match order {
+            None => writer.append(&letter).map(drop),
+            Some(order) => match current_stage(order.run).filter(|&s| order.has_stage(s)) {
+                None => Err(DlqError::Foreign {
+                    path: writer.path().to_owned(),
+                    pipeline: order.pipeline.clone(),
+                }),
+                Some(stage) => writer
+                    .encode(&letter)
+                    .and_then(|record| order.offer(stage, record, writer)),
+            },
+        };
+        match written {
+            Ok(()) => Ok(()),
+            Err(e @ DlqError::Foreign { .. }) => Err((letter, e.to_string())),
             Err(e) => Err((
                 letter,
                 format!("dead-letter file {}: {e}", writer.path().display()),
             )),
         }
+    }
+
+    fn ordered_file(&self) -> Option<DlqOrder> {
+        Some(DlqOrder::new(Arc::clone(&self.shared) as Arc<_>))
+    }
+}
+
+impl<T: Send + 'static> OrderedFile for Mutex<Shared<T>> {
+    fn attach(&self, run: RunId, pipeline: &str, stages: usize) -> Result<(), DlqError> {
+        let mut shared = self.lock().map_err(|_| DlqError::Poisoned)?;
+        if let Some(order) = &shared.order
+            && order.run != run
+        {
+            return Err(DlqError::InUse {
+                path: shared.writer.path().to_owned(),
+                pipeline: order.pipeline.clone(),
+            });
+        }
+        let limit = shared.hold_limit;
+        shared.order = Some(Order::new(run, pipeline, stages, limit));
+        Ok(())
+    }
+
+    fn detach(&self, run: RunId) {
+        let mut shared = self.lock().unwrap_or_else(PoisonError::into_inner);
+        let Shared { writer, order, .. } = &mut *shared;
+        if let Some(o) = order
+            && o.run == run
+        {
+            o.finish(writer);
+            *order = None;
+        }
+    }
+
+    fn passed(&self, run: RunId, stage: usize, checkpoint: u64) {
+        let mut shared = self.lock().unwrap_or_else(PoisonError::into_inner);
+        let Shared { writer, order, .. } = &mut *shared;
+        if let Some(o) = order
+            && o.run == run
+        {
+            o.passed(stage, checkpoint, writer);
+        }
+    }
+
+    fn stopped(&self, run: RunId, stage: usize) {
+        let mut shared = self.lock().unwrap_or_else(PoisonError::into_inner);
+        let Shared { writer, order, .. } = &mut *shared;
+        if let Some(o) = order
+            && o.run == run
+        {
+            o.stopped(stage, writer);
+        }
+    }
+
+    fn cut(&self, run: RunId, checkpoint: u64) -> Option<DlqCut> {
+        let shared = self.lock().unwrap_or_else(PoisonError::into_inner);
+        shared
+            .order
+            .as_ref()
+            .filter(|o| o.run == run)
+            .and_then(|o| o.cut(checkpoint))
+    }
+
+    fn release(&self, run: RunId, checkpoint: u64) {
+        let mut shared = self.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(o) = shared.order.as_mut().filter(|o| o.run == run) {
+            o.release(checkpoint);
+        }
+    }
+
+    fn sync(&self) -> Result<(), DlqError> {
+        let mut shared = self.lock().map_err(|_| DlqError::Poisoned)?;
+        if let Some(why) = shared.order.as_ref().and_then(Order::broken) {
+            return Err(DlqError::Io(std::io::Error::other(why.to_owned())));
+        }
+        if shared.writer.options().sync_policy() == SyncPolicy::Never {
+            return Ok(());
+        }
+        shared.writer.flush()
+    }
+
+    fn position(&self) -> Result<DlqPosition, DlqError> {
+        Ok(self
+            .lock()
+            .map_err(|_| DlqError::Poisoned)?
+            .writer
+            .position())
+    }
+
+    fn cut_back(&self, to: &DlqPosition) -> Result<(), DlqError> {
+        self.lock()
+            .map_err(|_| DlqError::Poisoned)?
+            .writer
+            .cut_back(to)
+    }
+
+    fn path(&self) -> PathBuf {
+        self.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .writer
+            .path()
+            .to_owned()
     }
 }
 
@@ -245,5 +402,68 @@ mod tests {
         sink.truncate_to(checkpointed).unwrap();
         sink.offer(letter("b", 1)).unwrap();
         assert_eq!(elements(&path), ["a", "b"]);
+    }
+
+    #[test]
+    fn an_attached_file_takes_letters_from_its_runs_stages_in_checkpoint_order() {
+        use crate::dead_letter::{DlqCut, RunId, StageScope};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.dlq");
+        let sink = SharedFileDlq::new(FileDlqWriter::<String>::create(&path).unwrap());
+        let order = sink.ordered_file().unwrap();
+        assert!(order.same_file(&sink.clone().ordered_file().unwrap()));
+        let (run, other) = (RunId::new(), RunId::new());
+        order.attach(run, "job", 2).unwrap();
+        let err = order.attach(other, "second", 2).unwrap_err();
+        assert!(
+            matches!(&err, DlqError::InUse { pipeline, .. } if pipeline == "job"),
+            "{err}"
+        );
+
+        // From outside the run's stages: refused, naming the file and the pipeline.
+        let (back, why) = sink.offer(letter("x", 0)).unwrap_err();
+        assert_eq!(back.element, "x");
+        assert!(why.contains("dead.dlq") && why.contains("`job`"), "{why}");
+        {
+            let _elsewhere = StageScope::enter(other, 0);
+            assert!(sink.offer(letter("x", 0)).is_err());
+        }
+
+        order.passed(run, 0, 1);
+        {
+            let _s = StageScope::enter(run, 0);
+            sink.offer(letter("after", 1)).unwrap();
+        }
+        {
+            let _s = StageScope::enter(run, 1);
+            sink.offer(letter("before", 2)).unwrap();
+        }
+        assert_eq!(sink.record_count(), 1, "the letter after the barrier waits");
+        order.sync().unwrap();
+        assert_eq!(order.cut(run, 1), None);
+        order.passed(run, 1, 1);
+        let Some(DlqCut::At(cut)) = order.cut(run, 1) else {
+            panic!("no cut")
+        };
+        assert_eq!(cut.records, 1);
+        assert_eq!(elements(&path), ["before", "after"]);
+
+        // A letter held when the run ends is written when it detaches.
+        order.passed(run, 0, 2);
+        {
+            let _s = StageScope::enter(run, 0);
+            sink.offer(letter("late", 3)).unwrap();
+        }
+        assert_eq!(sink.record_count(), 2);
+        order.detach(other); // not attached: nothing
+        assert_eq!(sink.record_count(), 2);
+        order.detach(run);
+        assert_eq!(elements(&path), ["before", "after", "late"]);
+        // Detached: anyone writes again, and another run may attach.
+        sink.offer(letter("free", 4)).unwrap();
+        order.attach(other, "second", 1).unwrap();
+
+        order.cut_back(&cut).unwrap();
+        assert_eq!(elements(&path), ["before"]);
     }
 }

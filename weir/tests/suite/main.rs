@@ -10,6 +10,7 @@ mod barrier;
 mod checkpoint;
 mod checkpoint_align;
 mod checkpoint_crash;
+mod checkpoint_dlq;
 mod checkpoint_scale;
 mod core_backpressure;
 mod core_batching;

@@ -713,3 +713,70 @@ fn truncate_to_an_earlier_end_offset_drops_the_records_after_it() {
     assert_eq!(outcome.letters.len(), 7);
     assert_eq!(outcome.tail, Tail::Clean);
 }
+
+/// A position taken while writing, and again after reopening: the same. Cut back
+/// to it, the file holds the records before it; a file that is shorter, or holds
+/// other records before it (replaced, rotated), is refused naming the file, and
+/// left as it is.
+#[test]
+fn cut_back_to_a_position_checks_that_the_file_is_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.dlq");
+    let mut writer = fast().create::<String>(&path).unwrap();
+    let empty = writer.position();
+    assert_eq!(
+        (empty.end, empty.records, empty.last_crc),
+        (HEADER_LEN, 0, None)
+    );
+    for i in 0..3 {
+        writer.append(&letter(text(i), i)).unwrap();
+    }
+    let at3 = writer.position();
+    for i in 3..5 {
+        writer.append(&letter(text(i), i)).unwrap();
+    }
+    let at5 = writer.position();
+    drop(writer);
+    let mut writer = fast().open_append::<String>(&path).unwrap();
+    assert_eq!(
+        writer.position(),
+        at5,
+        "a reopened writer finds the same position"
+    );
+    writer.cut_back(&at5).unwrap();
+    writer.cut_back(&at3).unwrap();
+    assert_eq!(writer.position(), at3);
+    let got: Vec<String> = read_all::<String>(&path)
+        .letters
+        .into_iter()
+        .map(|l| l.element)
+        .collect();
+    assert_eq!(got, (0..3).map(text).collect::<Vec<_>>());
+
+    // Shorter than the position: refused, nothing changes.
+    let err = writer.cut_back(&at5).unwrap_err();
+    assert!(
+        matches!(&err, DlqError::Mismatch { path: p, reason } if *p == path && reason.contains("truncated")),
+        "{err}"
+    );
+    assert_eq!(writer.position(), at3);
+    drop(writer);
+
+    // Another file with as many bytes of records: other records, refused.
+    let other = dir.path().join("other.dlq");
+    let mut writer = fast().create::<String>(&other).unwrap();
+    for i in 10..13 {
+        writer.append(&letter(text(i), i)).unwrap();
+    }
+    while writer.end_offset() < at3.end {
+        writer.append(&letter(String::new(), 0)).unwrap();
+    }
+    let before = writer.position();
+    let err = writer.cut_back(&at3).unwrap_err();
+    assert!(matches!(err, DlqError::Mismatch { .. }), "{err}");
+    assert!(err.to_string().contains("other.dlq"), "{err}");
+    assert_eq!(writer.position(), before);
+    // Back to no record at all is always a position of the file.
+    writer.cut_back(&empty).unwrap();
+    assert_eq!(writer.record_count(), 0);
+}

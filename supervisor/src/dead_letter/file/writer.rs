@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::frame::{self, Frame, HEADER_LEN, Header, RECORD_HEADER_LEN};
 use super::{FileDlqOptions, SyncPolicy, Tail};
-use crate::dead_letter::{DeadLetter, DlqError, ReadError};
+use crate::dead_letter::{DeadLetter, DlqError, DlqPosition, ReadError};
 
 /// Appends dead letters to a file in the [dead-letter file format](super).
 ///
@@ -60,6 +60,8 @@ pub struct FileDlqWriter<T> {
     /// Where the next record goes: the end of the valid data.
     end: u64,
     records: u64,
+    /// The CRC-32 of the last record before `end` (`None`: no record).
+    last_crc: Option<u32>,
     /// Records appended since the last sync (counted under `EveryN` only).
     unsynced: u32,
     /// Scratch buffer holding one encoded record.
@@ -148,6 +150,7 @@ impl<T> FileDlqWriter<T> {
         let dropped = file_len.saturating_sub(scan.end);
         let mut writer = Self::with_file(file, path, options, recovered, dropped);
         writer.records = scan.records;
+        writer.last_crc = scan.last_crc;
         if scan.header_torn {
             // A crash while the file was created: start it again.
             writer.file.set_len(0)?;
@@ -181,6 +184,7 @@ impl<T> FileDlqWriter<T> {
             options,
             end: 0,
             records: 0,
+            last_crc: None,
             unsynced: 0,
             record: Vec::new(),
             recovered,
@@ -224,15 +228,50 @@ impl<T> FileDlqWriter<T> {
         if self.poisoned {
             return Err(DlqError::Poisoned);
         }
-        frame::encode_record(letter, self.options.max_record_bytes(), &mut self.record)?;
+        let mut record = std::mem::take(&mut self.record);
+        let appended = frame::encode_record(letter, self.options.max_record_bytes(), &mut record)
+            .and_then(|()| self.append_record(&record));
+        frame::shrink(&mut record);
+        self.record = record;
+        appended
+    }
+
+    /// `letter` encoded as one complete record (length, checksum, payload), to be
+    /// appended later with [`append_record`](Self::append_record).
+    ///
+    /// # Errors
+    ///
+    /// [`DlqError::RecordTooLarge`] or [`DlqError::Encode`], as
+    /// [`append`](Self::append).
+    pub(crate) fn encode(&self, letter: &DeadLetter<T>) -> Result<Vec<u8>, DlqError>
+    where
+        T: Serialize,
+    {
+        let mut record = Vec::new();
+        frame::encode_record(letter, self.options.max_record_bytes(), &mut record)?;
+        Ok(record)
+    }
+
+    /// Appends `record`, one complete record from [`encode`](Self::encode), and
+    /// syncs as the [`SyncPolicy`] says; the offset where it starts.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append), but for the encoding.
+    pub(crate) fn append_record(&mut self, record: &[u8]) -> Result<u64, DlqError> {
+        if self.poisoned {
+            return Err(DlqError::Poisoned);
+        }
         let offset = self.end;
-        if let Err(e) = self.file.write_all(&self.record) {
+        if let Err(e) = self.file.write_all(record) {
             self.roll_back(offset);
             return Err(e.into());
         }
-        self.end += self.record.len() as u64;
+        self.end += record.len() as u64;
         self.records += 1;
-        frame::shrink(&mut self.record);
+        self.last_crc = record
+            .get(4..8)
+            .map(|crc| u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]));
         match self.options.sync_policy() {
             SyncPolicy::Never => {}
             SyncPolicy::EveryRecord => self.sync()?,
@@ -335,12 +374,12 @@ impl<T> FileDlqWriter<T> {
         // The scan moves the file's cursor, where the next record is written: put
         // it back if the file is not cut.
         let counted = match records_before(&self.file, offset, self.options.max_record_bytes()) {
-            Ok(Some(records)) => Ok(records),
+            Ok(Some(prefix)) => Ok(prefix),
             Ok(None) => Err(invalid("a record does not start there".into())),
             Err(e) => Err(e),
         };
-        let records = match counted {
-            Ok(records) => records,
+        let (records, last_crc) = match counted {
+            Ok(prefix) => prefix,
             Err(e) => {
                 if self.file.seek(SeekFrom::Start(self.end)).is_err() {
                     self.poisoned = true;
@@ -358,6 +397,7 @@ impl<T> FileDlqWriter<T> {
         }
         self.end = offset;
         self.records = records;
+        self.last_crc = last_crc;
         self.unsynced = 0;
         if self.options.sync_policy() != SyncPolicy::Never {
             self.sync()?;
@@ -369,6 +409,81 @@ impl<T> FileDlqWriter<T> {
     /// appended since.
     pub fn record_count(&self) -> u64 {
         self.records
+    }
+
+    /// Where the valid data ends, with what identifies the records before it: what a
+    /// checkpoint records, to [`cut_back`](Self::cut_back) the file to on a
+    /// restore.
+    pub fn position(&self) -> DlqPosition {
+        DlqPosition {
+            end: self.end,
+            records: self.records,
+            last_crc: self.last_crc,
+        }
+    }
+
+    /// Cuts the file back to `position`, a [`position`](Self::position) it had
+    /// earlier, after checking that the file still holds what it held then: at
+    /// least `position.end` bytes of records, `position.records` of them before
+    /// that offset, the last one with the checksum recorded. Then as
+    /// [`truncate_to`](Self::truncate_to).
+    ///
+    /// # Errors
+    ///
+    /// [`DlqError::Mismatch`] naming the file and what differs when it is shorter
+    /// than the position or holds other records before it (it was truncated,
+    /// replaced or rotated since): the file is left untouched. Otherwise as
+    /// [`truncate_to`](Self::truncate_to).
+    pub fn cut_back(&mut self, position: &DlqPosition) -> Result<(), DlqError> {
+        if self.poisoned {
+            return Err(DlqError::Poisoned);
+        }
+        let mismatch = |reason: String| DlqError::Mismatch {
+            path: self.path.clone(),
+            reason,
+        };
+        if position.end > self.end {
+            return Err(mismatch(format!(
+                "it holds {} bytes of records ({} records), the position recorded is at {} \
+                 bytes ({} records): it was truncated or replaced since",
+                self.end, self.records, position.end, position.records
+            )));
+        }
+        if position.end < HEADER_LEN {
+            return Err(mismatch(format!(
+                "the position recorded ({}) is inside the file header",
+                position.end
+            )));
+        }
+        let found = if position.end == self.end {
+            Some((self.records, self.last_crc))
+        } else {
+            let found = records_before(&self.file, position.end, self.options.max_record_bytes());
+            // The scan moved the cursor, where the next record is written.
+            if self.file.seek(SeekFrom::Start(self.end)).is_err() {
+                self.poisoned = true;
+                return Err(DlqError::Poisoned);
+            }
+            found?
+        };
+        match found {
+            None => Err(mismatch(format!(
+                "no record starts at {}, where the position recorded ends: it was replaced \
+                 or rewritten since",
+                position.end
+            ))),
+            Some((records, last_crc))
+                if records != position.records || last_crc != position.last_crc =>
+            {
+                Err(mismatch(format!(
+                    "its first {} bytes hold {records} records (the last with checksum \
+                     {last_crc:08x?}), the position recorded has {} (checksum {:08x?}): it was \
+                     replaced, rotated or rewritten since",
+                    position.end, position.records, position.last_crc
+                )))
+            }
+            Some(_) => self.truncate_to(position.end),
+        }
     }
 
     /// What [`open_append`](Self::open_append) found after the last complete record:
@@ -439,6 +554,8 @@ struct Scan {
     /// The end of the valid data (the header included).
     end: u64,
     records: u64,
+    /// The checksum of the last record.
+    last_crc: Option<u32>,
     tail: Tail,
     /// The header itself is incomplete (or the file empty).
     header_torn: bool,
@@ -458,6 +575,7 @@ fn scan(file: &File, max: u32) -> Result<Scan, DlqError> {
             return Ok(Scan {
                 end: 0,
                 records: 0,
+                last_crc: None,
                 tail,
                 header_torn: true,
             });
@@ -466,17 +584,20 @@ fn scan(file: &File, max: u32) -> Result<Scan, DlqError> {
     }
     let mut end = HEADER_LEN;
     let mut records = 0;
+    let mut last_crc = None;
     let mut payload = Vec::new();
     loop {
         match frame::next_frame(&mut input, end, max, &mut payload)? {
             Frame::Record => {
                 end += RECORD_HEADER_LEN + payload.len() as u64;
                 records += 1;
+                last_crc = Some(crc32fast::hash(&payload));
             }
             Frame::End(tail) => {
                 return Ok(Scan {
                     end,
                     records,
+                    last_crc,
                     tail,
                     header_torn: false,
                 });
@@ -486,18 +607,25 @@ fn scan(file: &File, max: u32) -> Result<Scan, DlqError> {
 }
 
 /// The number of records before `offset` in `file`, whose records are valid up to
-/// at least `offset`; `None` if no record starts at `offset`.
-fn records_before(file: &File, offset: u64, max: u32) -> Result<Option<u64>, DlqError> {
+/// at least `offset`, and the checksum of the last of them; `None` if no record
+/// starts at `offset`.
+fn records_before(
+    file: &File,
+    offset: u64,
+    max: u32,
+) -> Result<Option<(u64, Option<u32>)>, DlqError> {
     let mut input = BufReader::with_capacity(1 << 16, file);
     input.seek(SeekFrom::Start(HEADER_LEN))?;
     let mut end = HEADER_LEN;
     let mut records = 0;
+    let mut last_crc = None;
     let mut payload = Vec::new();
     while end < offset {
         match frame::next_frame(&mut input, end, max, &mut payload)? {
             Frame::Record => {
                 end += RECORD_HEADER_LEN + payload.len() as u64;
                 records += 1;
+                last_crc = Some(crc32fast::hash(&payload));
             }
             Frame::End(Tail::Corrupt { offset, reason }) => {
                 return Err(ReadError::Corrupt { offset, reason }.into());
@@ -505,7 +633,7 @@ fn records_before(file: &File, offset: u64, max: u32) -> Result<Option<u64>, Dlq
             Frame::End(_) => return Ok(None),
         }
     }
-    Ok((end == offset).then_some(records))
+    Ok((end == offset).then_some((records, last_crc)))
 }
 
 /// Takes the exclusive advisory lock on `file`, without waiting.
