@@ -1,6 +1,6 @@
 //! The `window_agg` workload of the comparison harness: a keyed tumbling-window
 //! sum on event time, on weir
-//! ([`WindowExt::event_time_windows`](weir::window::WindowExt::event_time_windows))
+//! (`weir::window::WindowExt::event_time_windows`)
 //! and as a hand-written single-threaded `HashMap` loop.
 //!
 //! Element `x` of `0..n` has key `x % KEYS` and timestamp `x / 100` ms; windows

@@ -191,7 +191,7 @@ impl Tickers {
 }
 
 /// A command-line example's running pipeline: on its own, or under a
-/// [`PipelineManager`] whose live console is served (`--console ADDR`). Either
+/// [`PipelineManager`](weir::manager::PipelineManager) whose live console is served (`--console ADDR`). Either
 /// way the same graph, named `name`, and the same report.
 ///
 /// # Examples

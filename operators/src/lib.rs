@@ -2,9 +2,9 @@
 //!
 //! Pipelines start at [`Pipeline`] (a source), go through [`FlowExt`] methods
 //! (transformations), and end in a sink method that returns a
-//! [`Runnable`]. Every operator here is an ordinary
+//! [`Runnable`](weir_runtime::Runnable). Every operator here is an ordinary
 //! [`Operator`](weir_runtime::operator::Operator); your own plug in with
-//! [`Flow::via`].
+//! [`Flow::via`](weir_runtime::Flow::via).
 //!
 //! # Examples
 //!

@@ -47,7 +47,7 @@
 //! ```
 //!
 //! The rest is rejected by [`Runnable::run`](weir_runtime::Runnable::run) with a
-//! [`BuildError`](weir_runtime::BuildError) naming the stage: zero capacities,
+//! [`BuildError`] naming the stage: zero capacities,
 //! duplicate names, invalid operator arguments, pins to missing arbiters.
 //!
 //! ```

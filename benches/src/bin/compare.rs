@@ -255,7 +255,7 @@ struct Cli {
     /// checkpoint_1s, checkpoint_100ms, latency (default: all). The report's order is fixed; the list only selects.
     #[arg(long, value_name = "LIST", value_parser = variants)]
     variants: Option<Variants>,
-    /// The JSON report (default: <workspace>/target/compare.json).
+    /// The JSON report (default: target/compare.json in the workspace).
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
     /// Runs one variant in this process (the parent starts one child per variant).

@@ -52,7 +52,7 @@ pub(crate) struct Admission {
     invalid: AtomicU64,
 }
 
-/// [`Admission`]'s counts at one moment.
+/// `Admission`'s counts at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct AdmissionCounts {
     /// Answered `202`: the pipeline took the event (it is counted once, see

@@ -84,7 +84,7 @@ pub trait FlowControlExt<T: Clone + Send + 'static>: Sized {
     /// summary is sent as soon as there is room (Akka's `conflateWithSeed`). With
     /// room, every element is its own summary. Never makes upstream wait (given a
     /// next-stage capacity and batch limit of 2 or more, see
-    /// [`Conflate`](ops::Conflate)). Elements folded into a summary after its
+    /// [`Conflate`](crate::ops::Conflate)). Elements folded into a summary after its
     /// seed are counted as `filtered` (combined) on the stage.
     ///
     /// # Examples

@@ -1,5 +1,5 @@
 //! Observing running pipelines: the health verdict, circuit-breaker states, and the
-//! metrics weir publishes through the [`metrics`] facade (documented, name by
+//! metrics weir publishes through the [`metrics`](::metrics) facade (documented, name by
 //! name, in `docs/observability.md`).
 //!
 //! weir only emits: install a recorder (for Prometheus, `metrics-exporter-prometheus`,
