@@ -20,6 +20,7 @@ mod core_lifecycle;
 mod core_properties;
 mod core_send_sync;
 mod dlq_crash;
+mod file_sink_crash;
 mod files;
 mod flow_control;
 mod fusion;
