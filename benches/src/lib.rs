@@ -21,6 +21,7 @@ pub mod detach;
 pub mod join;
 pub mod junctions;
 pub mod pool;
+pub mod soak;
 pub mod stats;
 pub mod weir_variant;
 pub mod window;
