@@ -1,14 +1,15 @@
 //! End-to-end acknowledgement: [`Delivery`], [`AckToken`] and [`DeliveryInfo`].
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use serde::{Deserialize, Serialize};
 
 use crate::Nats;
+pub(crate) use crate::ack_core::Decision;
+use crate::ack_core::{ACK, NAK, Resolve, Shared, TERM, UNDECIDED};
 
 /// Where a message came from and how often the broker delivered it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,11 +113,6 @@ impl<T: Clone> Clone for Delivery<T> {
     }
 }
 
-const ACK: u8 = 0;
-const NAK: u8 = 1;
-const TERM: u8 = 2;
-const UNDECIDED: u8 = 3;
-
 /// One holder's share of a message's acknowledgement; see [`Delivery`].
 ///
 /// Each clone is a holder. A holder decides once, with [`commit`](Self::commit),
@@ -127,26 +123,6 @@ const UNDECIDED: u8 = 3;
 pub struct AckToken {
     shared: Option<Arc<Shared>>,
     decided: bool,
-}
-
-/// What the last holder's decision sends to the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
-    Ack,
-    Nak(Option<Duration>),
-    Term,
-    /// Nothing: a holder was dropped undecided.
-    Unacked,
-}
-
-type Resolve = Box<dyn FnOnce(Decision) + Send>;
-
-struct Shared {
-    /// Called once, by the last holder to decide.
-    resolve: Mutex<Option<Resolve>>,
-    holders: AtomicUsize,
-    verdict: AtomicU8,
-    nak_delay_ms: AtomicU64,
 }
 
 impl AckToken {
@@ -177,12 +153,7 @@ impl AckToken {
 
     pub(crate) fn with_resolver(resolve: Resolve) -> Self {
         AckToken {
-            shared: Some(Arc::new(Shared {
-                resolve: Mutex::new(Some(resolve)),
-                holders: AtomicUsize::new(1),
-                verdict: AtomicU8::new(ACK),
-                nak_delay_ms: AtomicU64::new(0),
-            })),
+            shared: Some(Arc::new(Shared::new(resolve))),
             decided: false,
         }
     }
@@ -226,9 +197,7 @@ impl AckToken {
     /// Whether a holder has already asked for something other than an ack: a
     /// nak, a term, or a veto (dropped undecided). False for a detached token.
     pub(crate) fn objected(&self) -> bool {
-        self.shared
-            .as_ref()
-            .is_some_and(|s| s.verdict.load(Ordering::Acquire) > ACK)
+        self.shared.as_ref().is_some_and(|s| s.objected())
     }
 
     fn decide(&mut self, verdict: u8, delay: Duration) {
@@ -237,41 +206,15 @@ impl AckToken {
         }
         self.decided = true;
         if let Some(shared) = &self.shared {
-            shared.verdict.fetch_max(verdict, Ordering::AcqRel);
-            let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-            shared.nak_delay_ms.fetch_max(ms, Ordering::AcqRel);
-            if shared.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
-                shared.resolve();
-            }
+            shared.decide(verdict, delay);
         }
-    }
-}
-
-impl Shared {
-    fn resolve(&self) {
-        let resolve = self
-            .resolve
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let Some(resolve) = resolve else { return };
-        let decision = match self.verdict.load(Ordering::Acquire) {
-            ACK => Decision::Ack,
-            NAK => {
-                let ms = self.nak_delay_ms.load(Ordering::Acquire);
-                Decision::Nak((ms > 0).then(|| Duration::from_millis(ms)))
-            }
-            TERM => Decision::Term,
-            _ => Decision::Unacked,
-        };
-        resolve(decision);
     }
 }
 
 impl Clone for AckToken {
     fn clone(&self) -> Self {
         if let Some(shared) = &self.shared {
-            shared.holders.fetch_add(1, Ordering::AcqRel);
+            shared.join();
         }
         AckToken {
             shared: self.shared.clone(),

@@ -49,6 +49,7 @@
 //! ```
 
 mod ack;
+mod ack_core;
 mod commit;
 mod connection;
 mod error;
@@ -58,6 +59,11 @@ mod publish;
 mod server;
 mod setup;
 mod source;
+/// The synchronisation types `ack_core` is written against (loom's in its model).
+mod sync {
+    pub(crate) use std::sync::Mutex;
+    pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+}
 
 pub use ack::{AckToken, Delivery, DeliveryInfo, Received};
 pub use commit::{Commit, Redelivery};
