@@ -46,6 +46,9 @@ pub struct TestServerOptions {
     token: Option<String>,
     users: Vec<(String, String)>,
     nkeys: Vec<String>,
+    operator: Option<String>,
+    accounts: Vec<(String, String)>,
+    system_account: Option<String>,
 }
 
 impl TestServerOptions {
@@ -82,6 +85,31 @@ impl TestServerOptions {
     /// Admits the holder of this nkey (the user's public key, `U…`).
     pub fn nkey_user(mut self, public_key: impl Into<String>) -> Self {
         self.nkeys.push(public_key.into());
+        self
+    }
+
+    /// Runs in operator (JWT) mode: trusts this operator JWT, and resolves
+    /// accounts from the JWTs given with [`account`](Self::account) (a memory
+    /// resolver). Clients then authenticate with user JWTs signed by an
+    /// account, such as a credentials file
+    /// ([`NatsOptions::credentials_file`](crate::NatsOptions::credentials_file)).
+    pub fn operator(mut self, operator_jwt: impl Into<String>) -> Self {
+        self.operator = Some(operator_jwt.into());
+        self
+    }
+
+    /// With [`operator`](Self::operator): an account the server knows, by its
+    /// public key (`A…`) and JWT.
+    pub fn account(mut self, public_key: impl Into<String>, jwt: impl Into<String>) -> Self {
+        self.accounts.push((public_key.into(), jwt.into()));
+        self
+    }
+
+    /// With [`operator`](Self::operator): the system account (one of the
+    /// [`account`](Self::account)s, by its public key), which JetStream needs
+    /// in operator mode.
+    pub fn system_account(mut self, public_key: impl Into<String>) -> Self {
+        self.system_account = Some(public_key.into());
         self
     }
 
@@ -122,6 +150,17 @@ impl TestServerOptions {
                 let _ = writeln!(conf, "    {{ nkey: {} }}", q(nkey));
             }
             conf.push_str("  ]\n}\n");
+        }
+        if let Some(operator) = &self.operator {
+            let _ = writeln!(conf, "operator: {}\nresolver: MEMORY", q(operator));
+            conf.push_str("resolver_preload: {\n");
+            for (key, jwt) in &self.accounts {
+                let _ = writeln!(conf, "  {key}: {}", q(jwt));
+            }
+            conf.push_str("}\n");
+            if let Some(system) = &self.system_account {
+                let _ = writeln!(conf, "system_account: {}", q(system));
+            }
         }
         conf
     }
@@ -179,17 +218,24 @@ impl TestServer {
         let config = dir.join("server.conf");
         std::fs::write(&config, options.config(port, &dir))
             .map_err(NatsError::io(format!("writing {}", config.display())))?;
+        // The server logs to stderr: kept in its directory, and printed if it
+        // exits while starting (a configuration it refuses).
+        let log_path = dir.join("server.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(NatsError::io(format!("creating {}", log_path.display())))?;
         let child = Command::new(&binary)
             .arg("-c")
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .map_err(NatsError::io(format!("starting {}", binary.display())))?;
         let mut server = TestServer { child, port, dir };
         let deadline = Instant::now() + START_TIMEOUT;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                eprintln!("nats-server exited at start ({status}); its log:\n{log}");
                 return Err(NatsError::ServerExited(status));
             }
             if Instant::now() > deadline {

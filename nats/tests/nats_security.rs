@@ -1,7 +1,7 @@
 //! TLS and authentication against a real `nats-server` started with a TLS
 //! certificate (generated here with rcgen, never committed) and an
-//! `authorization` block: the right credentials connect and a JetStream round
-//! trip works; a wrong token, a wrong password, an unknown nkey, a client
+//! `authorization` block, or in operator (JWT) mode for a credentials file: the
+//! right credentials connect and a JetStream round trip works; a wrong token, a wrong password, an unknown nkey, a client
 //! without the server's CA (the plaintext client of a TLS-required server), a
 //! wrong CA, a missing client certificate and a missing credentials file are
 //! each refused with an error naming the reason. A test fails, never skips,
@@ -229,6 +229,101 @@ fn mutual_tls_needs_a_client_certificate_signed_by_the_ca() {
         let error = refused(&server.url(), options);
         assert!(error.contains("TLS failed"), "{error}");
     }
+}
+
+/// A NATS JWT (v2): `claims` signed by `issuer`, about `subject`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": format!("{name}{iat}"),
+        "iat": iat,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let payload = b64.encode(claims.to_string());
+    let signed = format!("{header}.{payload}");
+    let signature = b64.encode(issuer.sign(signed.as_bytes()).unwrap());
+    format!("{signed}.{signature}")
+}
+
+#[test]
+fn a_credentials_file_connects_to_an_operator_mode_server() {
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        "weir-test",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1,
+        "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+    });
+    let account_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        "billing",
+        serde_json::json!({"limits": unlimited, "type": "account", "version": 2}),
+    );
+    let creds_for = |user: &nkeys::KeyPair, signer: &nkeys::KeyPair| {
+        let user_jwt = jwt(
+            signer,
+            &user.public_key(),
+            "worker",
+            serde_json::json!({
+                "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                "type": "user", "version": 2,
+            }),
+        );
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        )
+    };
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({"type": "account", "version": 2}),
+    );
+    let server = start(
+        TestServerOptions::new()
+            .operator(operator_jwt)
+            .account(account.public_key(), account_jwt)
+            .account(system.public_key(), system_jwt)
+            .system_account(system.public_key()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("worker.creds");
+    std::fs::write(&creds, creds_for(&user, &account)).unwrap();
+    let nats = Nats::connect_with(&server.url(), NatsOptions::new().credentials_file(&creds))
+        .unwrap_or_else(|e| panic!("{e}"));
+    round_trip(&nats, "creds");
+
+    // A user JWT signed by an account the server does not know: refused.
+    let stranger = dir.path().join("stranger.creds");
+    std::fs::write(&stranger, creds_for(&user, &nkeys::KeyPair::new_account())).unwrap();
+    let error = refused(
+        &server.url(),
+        NatsOptions::new().credentials_file(&stranger),
+    );
+    assert!(error.contains("refused the credentials"), "{error}");
+    // No credentials at all: refused.
+    let error = refused(&server.url(), NatsOptions::new());
+    assert!(error.contains("refused the credentials"), "{error}");
 }
 
 fn assert_names_file(error: &NatsError, path: &Path) {
