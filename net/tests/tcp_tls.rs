@@ -283,6 +283,51 @@ fn missing_or_untrusted_client_certificate_is_refused_when_required() {
 }
 
 #[test]
+fn a_sink_without_the_required_client_certificate_writes_nothing() {
+    let (server, client) = pki();
+    let (_, stranger) = pki();
+    let acceptor = TlsServerConfig::new(mem(&server.cert), mem(&server.key))
+        .client_auth(ClientAuth::Required(mem(&server.ca)))
+        .build()
+        .unwrap();
+    let rt = runtime();
+    let (handle, flow) = listen(
+        "127.0.0.1:0",
+        TcpSourceConfig::new(Framing::Lines).tls(acceptor),
+    )
+    .unwrap();
+    let received = flow.map(|f| f.bytes).collect().run(&rt).unwrap();
+    for (n, connector) in [
+        TlsClientConfig::new("localhost").ca(mem(&client.ca)),
+        TlsClientConfig::new("localhost")
+            .ca(mem(&client.ca))
+            .client_cert(mem(&stranger.cert), mem(&stranger.key)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (sink, stats) = TcpSink::new(
+            handle.local_addr().to_string(),
+            TcpSinkConfig::new(Framing::Lines).tls(connector.build().unwrap()),
+        );
+        let sent = TcpSink::attach(Pipeline::from_iter(["lost?".to_owned()]), sink)
+            .run(&rt)
+            .unwrap();
+        // The server's refusal arrives after the client's side of the handshake
+        // and before the first write.
+        let error = sent.wait().unwrap_err().to_string();
+        assert!(error.contains("TLS handshake with"), "{error}");
+        assert_eq!(stats.written(), 0);
+        assert_eq!(stats.tls_handshake_failures(), 1);
+        wait_for("server refused the client", &handle, |h| {
+            h.stats().tls_handshake_failures == n as u64 + 1
+        });
+    }
+    handle.close();
+    assert!(received.wait().unwrap().output.is_empty());
+}
+
+#[test]
 fn optional_client_certificate_serves_anonymous_clients_but_checks_presented_ones() {
     let (server, _) = pki();
     let (_, stranger) = pki();

@@ -39,6 +39,8 @@ pub struct TcpSinkConfig {
     write_timeout: Duration,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConnector>,
+    #[cfg(feature = "tls")]
+    tls_confirm: Duration,
 }
 
 impl TcpSinkConfig {
@@ -53,6 +55,8 @@ impl TcpSinkConfig {
             write_timeout: Duration::from_secs(10),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
+            tls_confirm: Duration::from_millis(100),
         }
     }
 
@@ -91,10 +95,11 @@ impl TcpSinkConfig {
     /// when the network failed, `Timeout` after the timeout.
     ///
     /// With TLS 1.3 a server that requires a client certificate checks it
-    /// after the client finished its side of the handshake: a sink without an
-    /// acceptable certificate learns it was refused when the server's alert
-    /// arrives, which fails the next write (at-least-once: the batch is
-    /// written again under `Retry`).
+    /// after the client finished its side of the handshake, so the sink
+    /// listens for the server's verdict for [`tls_confirm`](Self::tls_confirm)
+    /// before its first write: a refusal (the server's alert, or the
+    /// connection closed) fails the batch like a failed handshake, and nothing
+    /// is written into a connection the server already rejected.
     ///
     /// # Examples
     ///
@@ -103,6 +108,21 @@ impl TcpSinkConfig {
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(mut self, connector: crate::tls::TlsConnector) -> Self {
         self.tls = Some(connector);
+        self
+    }
+
+    /// How long after a TLS handshake the sink waits for a refusal by the
+    /// server before its first write on the connection (default 100 ms; zero
+    /// does not wait). Choosing it: above the round-trip time to the server,
+    /// which is how long a TLS 1.3 server takes to refuse a client
+    /// certificate. It delays only the first batch of each connection. A
+    /// refusal that comes later fails the next write instead, and the batch
+    /// written in between is lost like bytes a plain TCP peer accepted and
+    /// never read.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_confirm(mut self, wait: Duration) -> Self {
+        self.tls_confirm = wait;
         self
     }
 
@@ -201,16 +221,20 @@ async fn secure(
         let handshake = connector
             .inner
             .connect(connector.server_name.clone(), stream);
+        let refused = |error: std::io::Error| {
+            let class = if crate::tls::is_refusal(&error) {
+                ErrorClass::Permanent
+            } else {
+                ErrorClass::Transient
+            };
+            Failure::error(class, format!("TLS handshake with {addr}: {error}"))
+        };
         let failure = match tokio::time::timeout(config.connect_timeout, handshake).await {
-            Ok(Ok(tls)) => return Ok(NetStream::Tls(Box::new(tls.into()))),
-            Ok(Err(error)) => {
-                let class = if crate::tls::is_refusal(&error) {
-                    ErrorClass::Permanent
-                } else {
-                    ErrorClass::Transient
-                };
-                Failure::error(class, format!("TLS handshake with {addr}: {error}"))
-            }
+            Ok(Ok(mut tls)) => match confirm(&mut tls, config.tls_confirm).await {
+                Ok(()) => return Ok(NetStream::Tls(Box::new(tls.into()))),
+                Err(error) => refused(error),
+            },
+            Ok(Err(error)) => refused(error),
             Err(_) => Failure::error(
                 ErrorClass::Timeout,
                 format!(
@@ -226,6 +250,30 @@ async fn secure(
     }
     let _ = (addr, config, counters);
     Ok(NetStream::Plain(stream))
+}
+
+/// Waits up to `wait` for the server's verdict on a completed client
+/// handshake: a TLS 1.3 server refuses a client certificate after the client
+/// finished. Silence or data means accepted (session tickets are consumed by
+/// rustls); an alert or a closed connection means refused.
+#[cfg(feature = "tls")]
+async fn confirm(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    wait: Duration,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    if wait.is_zero() {
+        return Ok(());
+    }
+    let mut scratch = [0_u8; 64];
+    match tokio::time::timeout(wait, tls.read(&mut scratch)).await {
+        Err(_) | Ok(Ok(1..)) => Ok(()),
+        Ok(Ok(0)) => Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "the server closed the connection right after the handshake",
+        )),
+        Ok(Err(error)) => Err(error),
+    }
 }
 
 /// A sink writing each element, framed, to one TCP peer.
