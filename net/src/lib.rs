@@ -9,7 +9,7 @@
 //!   backpressure onto the sockets, connection limit, idle and read timeouts,
 //!   per-connection quotas, bad frames dead-lettered) and a TCP sink (a client
 //!   that reconnects under the stage's supervision).
-//! - [`tls`] (feature `tls`): TLS 1.3 (rustls) for the TCP source, the TCP
+//! - `tls` (feature `tls`): TLS 1.3 (rustls) for the TCP source, the TCP
 //!   sink and duplex connections, with optional client certificates.
 //!
 //! See `docs/network.md` for the limits and what happens to bad input.
