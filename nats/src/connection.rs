@@ -12,7 +12,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::NatsError;
+use crate::{NatsError, NatsOptions};
 
 /// A connection to a NATS server, with its JetStream context.
 ///
@@ -101,6 +101,34 @@ impl Nats {
     ///
     /// The server cannot be reached or the thread cannot be started.
     pub fn connect(url: &str) -> Result<Nats, NatsError> {
+        Nats::connect_with(url, NatsOptions::new())
+    }
+
+    /// Connects to `url` with TLS and authentication options (a `tls://` URL
+    /// requires TLS). Files named in `options` are read and checked first.
+    ///
+    /// # Errors
+    ///
+    /// - [`NatsError::File`]: a file of the options is missing or does not
+    ///   parse (the message names it);
+    /// - [`NatsError::InvalidOptions`]: an nkey seed that does not decode;
+    /// - [`NatsError::Connect`]: the server cannot be reached or refused the
+    ///   connection — the message says why: `the server refused the
+    ///   credentials` (wrong token, password, nkey or JWT), `TLS failed` (an
+    ///   untrusted server certificate, a server without TLS when TLS is
+    ///   required, a client certificate the server refused);
+    /// - the thread cannot be started.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use weir_nats::{Nats, NatsOptions};
+    /// let options = NatsOptions::new().ca_file("ca.pem").user_and_password("billing", "s3cret");
+    /// let nats = Nats::connect_with("tls://127.0.0.1:4222", options)?;
+    /// # Ok::<(), weir_nats::NatsError>(())
+    /// ```
+    pub fn connect_with(url: &str, options: NatsOptions) -> Result<Nats, NatsError> {
+        let connect_options = options.to_connect_options()?;
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -128,7 +156,7 @@ impl Nats {
         let target = url.clone();
         // The JetStream context spawns a task: it is made on the connection's runtime.
         let (client, jetstream) = block_on(&handle, async move {
-            let client = async_nats::connect(target).await?;
+            let client = connect_options.connect(target).await?;
             let jetstream = jetstream::new(client.clone());
             Ok::<_, async_nats::ConnectError>((client, jetstream))
         })?

@@ -44,6 +44,22 @@ pub enum NatsError {
         /// The client's error.
         source: Arc<async_nats::ConnectError>,
     },
+    /// A file of the [`NatsOptions`](crate::NatsOptions) (CA certificates,
+    /// client certificate or key, credentials) is missing, unreadable or does
+    /// not parse. Found before connecting.
+    File {
+        /// What the file was to hold (`"credentials"`, `"CA certificates"`, …).
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+        /// The I/O error, when the file could not be read.
+        source: Option<Arc<std::io::Error>>,
+    },
+    /// A [`NatsOptions`](crate::NatsOptions) value is invalid (an nkey seed
+    /// that does not decode); the message never includes the secret.
+    InvalidOptions(String),
     /// A request to the server failed: creating or looking up a stream or
     /// consumer, publishing, fetching, flushing.
     Request {
@@ -79,8 +95,21 @@ impl fmt::Display for NatsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NatsError::Connect { url, source } => {
-                write!(f, "nats: cannot connect to {url}: {source}")
+                let why = match source.kind() {
+                    async_nats::ConnectErrorKind::AuthorizationViolation => {
+                        "the server refused the credentials: "
+                    }
+                    async_nats::ConnectErrorKind::Tls => "TLS failed: ",
+                    _ if tls_cause(&**source) => "TLS failed: ",
+                    async_nats::ConnectErrorKind::Authentication => "authentication failed: ",
+                    _ => "",
+                };
+                write!(f, "nats: cannot connect to {url}: {why}{source}")
             }
+            NatsError::File {
+                what, path, reason, ..
+            } => write!(f, "nats: the {what} file {path}: {reason}"),
+            NatsError::InvalidOptions(what) => write!(f, "nats: invalid options: {what}"),
             NatsError::Request { operation, source } => {
                 write!(f, "nats: {operation} failed: {source}")
             }
@@ -111,14 +140,36 @@ impl StdError for NatsError {
             NatsError::Connect { source, .. } => Some(&**source),
             NatsError::Request { source, .. } => Some(&**source),
             NatsError::Io { source, .. } => Some(&**source),
+            NatsError::File { source, .. } => source.as_deref().map(|e| e as _),
             NatsError::Task(e) => Some(&**e),
-            NatsError::ThreadStopped
+            NatsError::InvalidOptions(_)
+            | NatsError::ThreadStopped
             | NatsError::InvalidSettings(_)
             | NatsError::ServerMissing
             | NatsError::ServerExited(_)
             | NatsError::ServerTimeout(_) => None,
         }
     }
+}
+
+/// True if rustls is somewhere in `error`'s chain of causes (the client reports
+/// a refused certificate as an I/O error).
+fn tls_cause(error: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<async_nats::rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<async_nats::rustls::Error>())
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 impl NatsError {

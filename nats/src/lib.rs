@@ -18,7 +18,11 @@
 //!   stream's duplicate window drops what a restored pipeline publishes again
 //!   (`docs/scale-out.md`, "Checkpoints");
 //! - [`Nats`], [`ConsumerSettings`]: the connection, streams and consumers;
-//! - [`TestServer`]: a throwaway `nats-server -js` for tests and demos.
+//! - [`NatsOptions`]: TLS (CA, client certificate, TLS required) and
+//!   authentication (token, user and password, nkey, credentials file) for
+//!   [`Nats::connect_with`] (`docs/security.md`);
+//! - [`TestServer`]: a throwaway `nats-server -js` for tests and demos, with
+//!   TLS and authorization ([`TestServerOptions`]).
 //!
 //! The guarantees are stated in `docs/semantics.md` ("At-least-once with NATS
 //! JetStream") and the deployment in `docs/scale-out.md`.
@@ -55,6 +59,7 @@ mod connection;
 mod error;
 mod ext;
 mod hold;
+mod options;
 mod publish;
 mod server;
 mod setup;
@@ -70,8 +75,9 @@ pub use commit::{Commit, Redelivery};
 pub use connection::{AckStats, Nats};
 pub use error::{NatsCause, NatsError};
 pub use ext::NatsFlowExt;
+pub use options::NatsOptions;
 pub use publish::{DEFAULT_MAX_IN_FLIGHT, MsgId, Publish, PublishStats};
-pub use server::{INSTALL_HINT, TestServer};
+pub use server::{INSTALL_HINT, TestServer, TestServerOptions};
 pub use setup::ConsumerSettings;
 pub use source::{Acks, DEFAULT_FETCH_WAIT, DEFAULT_MAX_FETCH, JetStreamSource};
 

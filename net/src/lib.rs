@@ -9,6 +9,8 @@
 //!   backpressure onto the sockets, connection limit, idle and read timeouts,
 //!   per-connection quotas, bad frames dead-lettered) and a TCP sink (a client
 //!   that reconnects under the stage's supervision).
+//! - `tls` (feature `tls`): TLS 1.3 (rustls) for the TCP source, the TCP
+//!   sink and duplex connections, with optional client certificates.
 //!
 //! See `docs/network.md` for the limits and what happens to bad input.
 #![warn(
@@ -21,7 +23,11 @@
 
 pub mod duplex;
 pub mod frame;
+mod stream;
 pub mod tcp;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 
 /// The Rust examples of `docs/network.md`, compiled and run as doctests so that
 /// they stay true.

@@ -110,7 +110,8 @@ pub mod http_sink;
 #[cfg_attr(docsrs, doc(cfg(feature = "websocket")))]
 pub mod websocket;
 
-/// Network connectors (feature `net`): framing codecs, a TCP source and sink.
+/// Network connectors (feature `net`): framing codecs, a TCP source and sink;
+/// TLS for them with feature `net-tls` (`weir::net::tls`).
 #[cfg(feature = "net")]
 #[cfg_attr(docsrs, doc(cfg(feature = "net")))]
 pub use weir_net as net;

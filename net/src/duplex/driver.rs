@@ -3,39 +3,103 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
 use weir_supervisor::ErrorClass;
 
 use super::protocol::{Message, max_frame};
 use super::shared::Shared;
 use crate::frame::{Decoder, Framing};
+use crate::stream::NetStream;
 
 /// Starts the reader and writer tasks, once (the first stage to step does it).
 pub(crate) fn ensure_started(shared: &Arc<Shared>) {
-    let Some(stream) = shared.lock().stream.take() else {
+    let mut state = shared.lock();
+    let Some(stream) = state.stream.take() else {
         return;
     };
+    #[cfg(feature = "tls")]
+    let tls = state.tls.take();
+    drop(state);
     let stream = stream
         .set_nonblocking(true)
         .and_then(|()| tokio::net::TcpStream::from_std(stream));
-    match stream {
-        Ok(stream) => {
-            let (read, write) = stream.into_split();
-            tokio::spawn(read_loop(Arc::clone(shared), read));
-            tokio::spawn(write_loop(Arc::clone(shared), write));
+    let stream = match stream {
+        Ok(stream) => stream,
+        Err(error) => {
+            return shared.fail(
+                ErrorClass::Transient,
+                format!("duplex peer {}: cannot start: {error}", shared.peer),
+            );
         }
-        Err(error) => shared.fail(
-            ErrorClass::Transient,
-            format!("duplex peer {}: cannot start: {error}", shared.peer),
-        ),
+    };
+    #[cfg(feature = "tls")]
+    if let Some(tls) = tls {
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            if let Some(stream) = handshake(&shared, tls, stream).await {
+                start(&shared, NetStream::Tls(Box::new(stream)));
+            }
+        });
+        return;
     }
+    start(shared, NetStream::Plain(stream));
+}
+
+fn start(shared: &Arc<Shared>, stream: NetStream) {
+    let (read, write) = tokio::io::split(stream);
+    tokio::spawn(read_loop(Arc::clone(shared), read));
+    tokio::spawn(write_loop(Arc::clone(shared), write));
+}
+
+/// The TLS handshake, within the peer timeout; a failure fails the connection
+/// (class `Permanent` when rustls refused the peer, else `Transient` or
+/// `Timeout`) before any message is read or written.
+#[cfg(feature = "tls")]
+async fn handshake(
+    shared: &Shared,
+    tls: super::shared::Handshake,
+    stream: tokio::net::TcpStream,
+) -> Option<tokio_rustls::TlsStream<tokio::net::TcpStream>> {
+    use super::shared::Handshake;
+    let peer = shared.peer;
+    let limit = shared.config.peer_timeout;
+    let done = match tls {
+        Handshake::Client(connector) => {
+            let connect = connector
+                .inner
+                .connect(connector.server_name.clone(), stream);
+            timeout(limit, async { connect.await.map(Into::into) }).await
+        }
+        Handshake::Server(acceptor) => {
+            let accept = acceptor.inner.accept(stream);
+            timeout(limit, async { accept.await.map(Into::into) }).await
+        }
+    };
+    let (class, message) = match done {
+        Ok(Ok(stream)) => return Some(stream),
+        Ok(Err(error)) if crate::tls::is_refusal(&error) => (
+            ErrorClass::Permanent,
+            format!("duplex peer {peer}: TLS handshake refused: {error}"),
+        ),
+        Ok(Err(error)) => (
+            ErrorClass::Transient,
+            format!("duplex peer {peer}: TLS handshake failed: {error}"),
+        ),
+        Err(_) => (
+            ErrorClass::Timeout,
+            format!(
+                "duplex peer {peer}: TLS handshake not done within the peer_timeout of {limit:?}"
+            ),
+        ),
+    };
+    shared.fail(class, message);
+    None
 }
 
 /// Reads and applies the peer's messages until the connection ends or fails.
 /// Nothing read within `peer_timeout` fails it (class `Timeout`).
-async fn read_loop(shared: Arc<Shared>, mut read: OwnedReadHalf) {
+async fn read_loop(shared: Arc<Shared>, mut read: impl AsyncRead + Unpin) {
     let peer = shared.peer;
     let config = shared.config.clone();
     let mut decoder = Decoder::new(Framing::LengthPrefixed, max_frame(config.max_payload));
@@ -200,7 +264,7 @@ fn apply(shared: &Shared, message: Message) -> Result<(), Refusal> {
 
 /// Writes what the state asks for (credit, ACKs, DATA, END, PONG), a PING when
 /// nothing was written for a heartbeat, and ERROR once the connection failed.
-async fn write_loop(shared: Arc<Shared>, mut write: OwnedWriteHalf) {
+async fn write_loop(shared: Arc<Shared>, mut write: impl AsyncWrite + Unpin) {
     let peer = shared.peer;
     let config = shared.config.clone();
     let max = config.max_payload;
@@ -273,12 +337,21 @@ async fn write_loop(shared: Arc<Shared>, mut write: OwnedWriteHalf) {
                 let _ = Message::Ack { upto }.encode(max, &mut last);
             }
             let _ = Message::Error { reason }.encode(max, &mut last);
-            let _ = timeout(config.heartbeat, write.write_all(&last)).await;
+            let _ = timeout(config.heartbeat, async {
+                write.write_all(&last).await?;
+                write.flush().await
+            })
+            .await;
             let _ = timeout(config.heartbeat, write.shutdown()).await;
             return;
         }
         if !wire.is_empty() {
-            match timeout(config.peer_timeout, write.write_all(&wire)).await {
+            let written = async {
+                write.write_all(&wire).await?;
+                // TLS buffers records: they are on the wire only once flushed.
+                write.flush().await
+            };
+            match timeout(config.peer_timeout, written).await {
                 Ok(Ok(())) => last_write = Instant::now(),
                 Ok(Err(error)) => {
                     let message = format!("duplex peer {peer}: write failed: {error}");

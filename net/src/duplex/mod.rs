@@ -281,6 +281,79 @@ impl Duplex {
         Duplex::from_stream(stream, config)
     }
 
+    /// [`connect`](Self::connect) over TLS (feature `tls`): this side is the
+    /// TLS client and verifies the peer's certificate with `connector`. The
+    /// handshake is made when the first stage starts, within the
+    /// `peer_timeout`; if it fails, both stages fail with a message naming the
+    /// peer and the reason (class `Permanent` when rustls refused the peer,
+    /// e.g. an untrusted certificate) and no element is exchanged.
+    ///
+    /// # Errors
+    ///
+    /// The TCP connection cannot be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_net::duplex::{Duplex, DuplexConfig, DuplexSink};
+    /// use weir_net::tls::{Pem, TlsClientConfig, TlsServerConfig};
+    /// use weir_operators::{FlowExt, Pipeline};
+    /// # let ca_params = { let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    /// #     p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained); p };
+    /// # let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate()?)?;
+    /// # let key = rcgen::KeyPair::generate()?;
+    /// # let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &ca)?;
+    /// # let (cert_pem, key_pem, ca_pem) = (cert.pem(), key.serialize_pem(), ca.pem());
+    ///
+    /// let rt = weir_runtime::Runtime::builder().arbiters(1).build()?;
+    /// let acceptor = TlsServerConfig::new(Pem::memory(cert_pem), Pem::memory(key_pem)).build()?;
+    /// let connector = TlsClientConfig::new("localhost").ca(Pem::memory(ca_pem)).build()?;
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let (a_sink, a_source, _a) = Duplex::connect_tls(listener.local_addr()?, connector, DuplexConfig::new())?;
+    /// let (b_sink, b_source, _b) = Duplex::accept_tls(&listener, acceptor, DuplexConfig::new())?;
+    ///
+    /// let a_out = DuplexSink::attach(Pipeline::from_iter(["ping"; 3]), a_sink).run(&rt)?;
+    /// let b_out = DuplexSink::attach(Pipeline::from_iter(["pong"; 3]), b_sink).run(&rt)?;
+    /// let (a_in, b_in) = (a_source.collect().run(&rt)?, b_source.collect().run(&rt)?);
+    /// assert_eq!(a_in.wait()?.output, vec![b"pong".to_vec(); 3]);
+    /// assert_eq!(b_in.wait()?.output, vec![b"ping".to_vec(); 3]);
+    /// a_out.wait()?.report.check_conservation()?;
+    /// b_out.wait()?.report.check_conservation()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn connect_tls<T: AsRef<[u8]> + Send + 'static>(
+        addr: impl ToSocketAddrs,
+        connector: crate::tls::TlsConnector,
+        config: DuplexConfig,
+    ) -> std::io::Result<DuplexEnds<T>> {
+        let ends = Duplex::from_stream(TcpStream::connect(addr)?, config)?;
+        ends.2.shared.lock().tls = Some(shared::Handshake::Client(connector));
+        Ok(ends)
+    }
+
+    /// [`accept`](Self::accept) over TLS (feature `tls`): this side is the TLS
+    /// server, presenting `acceptor`'s certificate and checking the client's
+    /// if it requires one. See [`connect_tls`](Self::connect_tls) for the
+    /// handshake and its failures.
+    ///
+    /// # Errors
+    ///
+    /// Accepting fails.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn accept_tls<T: AsRef<[u8]> + Send + 'static>(
+        listener: &TcpListener,
+        acceptor: crate::tls::TlsAcceptor,
+        config: DuplexConfig,
+    ) -> std::io::Result<DuplexEnds<T>> {
+        let (stream, _) = listener.accept()?;
+        let ends = Duplex::from_stream(stream, config)?;
+        ends.2.shared.lock().tls = Some(shared::Handshake::Server(acceptor));
+        Ok(ends)
+    }
+
     /// Runs the protocol over an established connection. The configuration is
     /// checked when the pipelines are built (a build error naming the stage).
     ///

@@ -19,6 +19,16 @@ pub(crate) struct Shared {
     pub(crate) writer: Notify,
 }
 
+/// Which side of a TLS handshake this end of the connection plays.
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+pub(crate) enum Handshake {
+    /// The connecting side: verifies the server.
+    Client(crate::tls::TlsConnector),
+    /// The accepting side.
+    Server(crate::tls::TlsAcceptor),
+}
+
 /// Both directions' counters. Sending: `acked <= written <= assigned <= acked +
 /// window`. Receiving: `delivered <= received <= granted` and `inbox.len() ==
 /// received - delivered`.
@@ -26,6 +36,9 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     /// The socket, until a stage starts the driver.
     pub(crate) stream: Option<std::net::TcpStream>,
+    /// The TLS handshake to make before the protocol starts, if any.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Handshake>,
     // Sending.
     /// Elements the peer still lets this side send.
     pub(crate) credit: u64,

@@ -112,6 +112,8 @@ pub struct TcpSourceConfig {
     pub(crate) read_chunk: usize,
     pub(crate) backlog: u32,
     pub(crate) name: String,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsAcceptor>,
 }
 
 impl TcpSourceConfig {
@@ -129,6 +131,8 @@ impl TcpSourceConfig {
             read_chunk: 4096,
             backlog: 1024,
             name: "tcp-source".to_owned(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -192,6 +196,26 @@ impl TcpSourceConfig {
     /// The stage name written in the dead letters of bad input.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Serves TLS only (feature `tls`): every connection must complete a TLS
+    /// handshake with `acceptor` within the
+    /// [`read_timeout`](Self::read_timeout) before anything it sends is read as
+    /// frames. A connection whose handshake fails (a plaintext client, a client
+    /// that does not trust the certificate, a client certificate missing or
+    /// not signed by the CAs of [`ClientAuth`](crate::tls::ClientAuth)) is
+    /// closed, counted in
+    /// [`TcpSourceStats::tls_handshake_failures`](super::TcpSourceStats::tls_handshake_failures)
+    /// and logged (`warn`); nothing it sent is admitted.
+    ///
+    /// # Examples
+    ///
+    /// See the [`tls`](crate::tls) module.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, acceptor: crate::tls::TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
         self
     }
 

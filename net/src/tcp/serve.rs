@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use governor::RateLimiter;
 use governor::state::{InMemoryState, NotKeyed};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -22,6 +22,7 @@ use weir_supervisor::{ErrorClass, Failure};
 use super::stats::{Counters, bump};
 use super::{BadInput, Frame, OverQuota, TcpSourceConfig};
 use crate::frame::{Decoder, FrameError};
+use crate::stream::NetStream;
 use weir_operators::limit::clock::{TokioClock, TokioInstant};
 
 type Limiter = RateLimiter<
@@ -130,12 +131,16 @@ enum End {
 }
 
 async fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     frames: mpsc::Sender<Frame>,
     _permit: OwnedSemaphorePermit,
 ) {
+    let Some(mut stream) = handshake(stream, peer, &shared).await else {
+        shared.counters.closed();
+        return;
+    };
     let end = read_frames(&mut stream, peer, &shared, &frames).await;
     drop(stream);
     let counters = &shared.counters;
@@ -147,6 +152,27 @@ async fn serve(
         End::Bad(error) => report_bad(&shared, peer, error),
     }
     counters.closed();
+}
+
+/// The connection as the source reads it: plain, or TLS once the handshake
+/// completed within the read timeout. `None`: the handshake failed (counted and
+/// logged), and the connection is dropped before anything it sent is read.
+async fn handshake(stream: TcpStream, peer: SocketAddr, shared: &Shared) -> Option<NetStream> {
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = &shared.config.tls {
+        let accepted =
+            tokio::time::timeout(shared.config.read_timeout, acceptor.inner.accept(stream)).await;
+        let error = match accepted {
+            Ok(Ok(tls)) => return Some(NetStream::Tls(Box::new(tls.into()))),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("timed out after {:?}", shared.config.read_timeout),
+        };
+        bump(&shared.counters.tls_handshake_failures, 1);
+        tracing::warn!(%peer, %error, "tcp source: TLS handshake failed, connection refused");
+        return None;
+    }
+    let _ = (peer, shared);
+    Some(NetStream::Plain(stream))
 }
 
 fn report_bad(shared: &Shared, peer: SocketAddr, error: FrameError) {
@@ -170,7 +196,7 @@ fn report_bad(shared: &Shared, peer: SocketAddr, error: FrameError) {
 }
 
 async fn read_frames(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     peer: SocketAddr,
     shared: &Shared,
     frames: &mpsc::Sender<Frame>,

@@ -16,6 +16,7 @@ use weir_runtime::{Flow, OutputReceiver, Runnable};
 use weir_supervisor::{ErrorClass, Failure};
 
 use crate::frame::{FrameError, Framing, encode};
+use crate::stream::NetStream;
 
 /// The settings of a [`TcpSink`].
 ///
@@ -36,6 +37,10 @@ pub struct TcpSinkConfig {
     max_batch: usize,
     connect_timeout: Duration,
     write_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsConnector>,
+    #[cfg(feature = "tls")]
+    tls_confirm: Duration,
 }
 
 impl TcpSinkConfig {
@@ -48,6 +53,10 @@ impl TcpSinkConfig {
             max_batch: 128,
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_confirm: Duration::from_millis(100),
         }
     }
 
@@ -73,6 +82,47 @@ impl TcpSinkConfig {
     /// How long writing one batch may take (then it fails, class `Timeout`).
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
+        self
+    }
+
+    /// Speaks TLS (feature `tls`): each connection makes a TLS handshake with
+    /// `connector` (verifying the server's certificate against its CAs and
+    /// server name), within the [`connect_timeout`](Self::connect_timeout),
+    /// before anything is written. A failed handshake fails the batch like a
+    /// failed connect, counted in [`TcpSinkStats::tls_handshake_failures`]:
+    /// class `Permanent` when rustls refused the peer (an untrusted
+    /// certificate, a name mismatch, an alert from the server), `Transient`
+    /// when the network failed, `Timeout` after the timeout.
+    ///
+    /// With TLS 1.3 a server that requires a client certificate checks it
+    /// after the client finished its side of the handshake, so the sink
+    /// listens for the server's verdict for [`tls_confirm`](Self::tls_confirm)
+    /// before its first write: a refusal (the server's alert, or the
+    /// connection closed) fails the batch like a failed handshake, and nothing
+    /// is written into a connection the server already rejected.
+    ///
+    /// # Examples
+    ///
+    /// See the [`tls`](crate::tls) module.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, connector: crate::tls::TlsConnector) -> Self {
+        self.tls = Some(connector);
+        self
+    }
+
+    /// How long after a TLS handshake the sink waits for a refusal by the
+    /// server before its first write on the connection (default 100 ms; zero
+    /// does not wait). Choosing it: above the round-trip time to the server,
+    /// which is how long a TLS 1.3 server takes to refuse a client
+    /// certificate. It delays only the first batch of each connection. A
+    /// refusal that comes later fails the next write instead, and the batch
+    /// written in between is lost like bytes a plain TCP peer accepted and
+    /// never read.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_confirm(mut self, wait: Duration) -> Self {
+        self.tls_confirm = wait;
         self
     }
 
@@ -107,6 +157,7 @@ struct SinkCounters {
     written: AtomicU64,
     connects: AtomicU64,
     write_failures: AtomicU64,
+    tls_handshake_failures: AtomicU64,
 }
 
 /// Reads a [`TcpSink`]'s counters while it runs.
@@ -128,15 +179,25 @@ impl TcpSinkStats {
     pub fn write_failures(&self) -> u64 {
         self.0.write_failures.load(Ordering::Relaxed)
     }
+
+    /// TLS handshakes that failed or timed out (also counted in
+    /// [`write_failures`](Self::write_failures)); always 0 without TLS.
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.0.tls_handshake_failures.load(Ordering::Relaxed)
+    }
 }
 
 /// False if the peer closed the connection (or it failed): a read would return
 /// end-of-file or an error now. Bytes the peer sent are discarded (the sink's peer
 /// is not expected to talk).
-fn peer_still_open(stream: &TcpStream) -> bool {
+///
+/// Over TLS the raw socket is read beneath rustls: what it discards are the
+/// server's post-handshake records (session tickets, a closing alert), which a
+/// write-only client never needs.
+fn peer_still_open(stream: &NetStream) -> bool {
     let mut scratch = [0_u8; 64];
     loop {
-        match stream.try_read(&mut scratch) {
+        match stream.tcp().try_read(&mut scratch) {
             Ok(0) => return false,
             Ok(_) => continue,
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return true,
@@ -145,7 +206,75 @@ fn peer_still_open(stream: &TcpStream) -> bool {
     }
 }
 
-type Write = Pin<Box<dyn Future<Output = (Option<TcpStream>, Result<(), Failure>)> + Send>>;
+type Write = Pin<Box<dyn Future<Output = (Option<NetStream>, Result<(), Failure>)> + Send>>;
+
+/// The new connection as the sink writes to it: plain, or TLS once the
+/// handshake completed.
+async fn secure(
+    stream: TcpStream,
+    addr: &str,
+    config: &TcpSinkConfig,
+    counters: &SinkCounters,
+) -> Result<NetStream, Failure> {
+    #[cfg(feature = "tls")]
+    if let Some(connector) = &config.tls {
+        let handshake = connector
+            .inner
+            .connect(connector.server_name.clone(), stream);
+        let refused = |error: std::io::Error| {
+            let class = if crate::tls::is_refusal(&error) {
+                ErrorClass::Permanent
+            } else {
+                ErrorClass::Transient
+            };
+            Failure::error(class, format!("TLS handshake with {addr}: {error}"))
+        };
+        let failure = match tokio::time::timeout(config.connect_timeout, handshake).await {
+            Ok(Ok(mut tls)) => match confirm(&mut tls, config.tls_confirm).await {
+                Ok(()) => return Ok(NetStream::Tls(Box::new(tls.into()))),
+                Err(error) => refused(error),
+            },
+            Ok(Err(error)) => refused(error),
+            Err(_) => Failure::error(
+                ErrorClass::Timeout,
+                format!(
+                    "TLS handshake with {addr}: timed out after {:?}",
+                    config.connect_timeout
+                ),
+            ),
+        };
+        counters
+            .tls_handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(failure);
+    }
+    let _ = (addr, config, counters);
+    Ok(NetStream::Plain(stream))
+}
+
+/// Waits up to `wait` for the server's verdict on a completed client
+/// handshake: a TLS 1.3 server refuses a client certificate after the client
+/// finished. Silence or data means accepted (session tickets are consumed by
+/// rustls); an alert or a closed connection means refused.
+#[cfg(feature = "tls")]
+async fn confirm(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    wait: Duration,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    if wait.is_zero() {
+        return Ok(());
+    }
+    let mut scratch = [0_u8; 64];
+    match tokio::time::timeout(wait, tls.read(&mut scratch)).await {
+        Err(_) | Ok(Ok(1..)) => Ok(()),
+        Ok(Ok(0)) => Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "the server closed the connection right after the handshake",
+        )),
+        Ok(Err(error)) => Err(error),
+    }
+}
 
 /// A sink writing each element, framed, to one TCP peer.
 ///
@@ -189,7 +318,7 @@ type Write = Pin<Box<dyn Future<Output = (Option<TcpStream>, Result<(), Failure>
 pub struct TcpSink<T> {
     addr: String,
     config: TcpSinkConfig,
-    conn: Option<TcpStream>,
+    conn: Option<NetStream>,
     /// Elements taken and not yet written, with their input index; the first is
     /// the one a failure is reported for.
     batch: Vec<(T, u64)>,
@@ -263,7 +392,10 @@ impl<T: AsRef<[u8]> + Send + 'static> TcpSink<T> {
                         Ok(Ok(stream)) => {
                             counters.connects.fetch_add(1, Ordering::Relaxed);
                             let _ = stream.set_nodelay(true);
-                            stream
+                            match secure(stream, &addr, &config, &counters).await {
+                                Ok(stream) => stream,
+                                Err(failure) => return (None, Err(failure)),
+                            }
                         }
                         Ok(Err(error)) => {
                             let message = format!("connect to {addr}: {error}");
@@ -279,7 +411,12 @@ impl<T: AsRef<[u8]> + Send + 'static> TcpSink<T> {
                     }
                 }
             };
-            match tokio::time::timeout(config.write_timeout, stream.write_all(&wire)).await {
+            let written = async {
+                stream.write_all(&wire).await?;
+                // TLS buffers records: they are on the wire only once flushed.
+                stream.flush().await
+            };
+            match tokio::time::timeout(config.write_timeout, written).await {
                 Ok(Ok(())) => (Some(stream), Ok(())),
                 Ok(Err(error)) => {
                     let message = format!("write to {addr}: {error}");

@@ -33,6 +33,11 @@ pub struct TcpSourceStats {
     pub io_errors: u64,
     /// Dead letters of bad input the dead-letter sink refused (it was full).
     pub dead_letters_refused: u64,
+    /// Connections closed because their TLS handshake failed or timed out (a
+    /// plaintext client, an untrusted or missing client certificate…): nothing
+    /// they sent was admitted. Always 0 without TLS. These connections are also
+    /// counted in `accepted`.
+    pub tls_handshake_failures: u64,
 }
 
 /// The source's counters: kept for [`TcpSourceStats`] and exported through the
@@ -52,6 +57,7 @@ pub(crate) struct Counters {
     pub(crate) over_quota_delayed: Tally,
     pub(crate) io_errors: Tally,
     pub(crate) dead_letters_refused: Tally,
+    pub(crate) tls_handshake_failures: Tally,
 }
 
 pub(crate) fn bump(counter: &Tally, by: u64) {
@@ -75,6 +81,7 @@ impl Counters {
             over_quota_delayed: Tally::new("weir_tcp_source_over_quota_delayed_total", &l),
             io_errors: Tally::new("weir_tcp_source_io_errors_total", &l),
             dead_letters_refused: Tally::new("weir_tcp_source_dead_letters_refused_total", &l),
+            tls_handshake_failures: Tally::new("weir_tcp_source_tls_handshake_failures_total", &l),
         }
     }
 
@@ -103,6 +110,7 @@ impl Counters {
             over_quota_delayed: get(&self.over_quota_delayed),
             io_errors: get(&self.io_errors),
             dead_letters_refused: get(&self.dead_letters_refused),
+            tls_handshake_failures: get(&self.tls_handshake_failures),
         }
     }
 }
