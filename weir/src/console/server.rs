@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,7 +22,7 @@ use weir_runtime::manager::PipelineManager;
 
 use super::log::{Collector, EventLog};
 use super::{Console, ConsoleError, EVENT_LOG, control, view};
-use crate::http_server::{self, Body, Counted, Stopper};
+use crate::http_server::{self, Body, Counted, OpenCount, Stopper};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const CONSOLE_JS: &str = include_str!("assets/console.js");
@@ -46,7 +46,7 @@ pub struct ConsoleServer {
 #[derive(Debug, Default)]
 struct Counters {
     /// Event streams open now.
-    clients: AtomicUsize,
+    clients: OpenCount,
     /// Event streams refused for being one too many.
     rejected: AtomicU64,
     /// Event streams dropped for not reading.
@@ -54,7 +54,7 @@ struct Counters {
     /// Requests refused for a missing or wrong token.
     unauthorized: AtomicU64,
     /// Connections open now.
-    connections: AtomicUsize,
+    connections: OpenCount,
 }
 
 impl ConsoleServer {
@@ -65,7 +65,7 @@ impl ConsoleServer {
 
     /// Event streams (`/api/events`) open now.
     pub fn clients(&self) -> usize {
-        self.counters.clients.load(Ordering::Acquire)
+        self.counters.clients.get()
     }
 
     /// Event streams refused so far for being over
@@ -157,7 +157,7 @@ impl Server {
             tick.tick().await;
             collector.collect(self.manager(), &self.log);
             // Rendered only for someone to read it.
-            if self.counters.clients.load(Ordering::Acquire) == 0 {
+            if self.counters.clients.get() == 0 {
                 continue;
             }
             seq += 1;
