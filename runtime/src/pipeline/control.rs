@@ -147,9 +147,9 @@ impl PipelineController {
     /// [`shutdown`](Self::shutdown) still ends it. Returns whether it was running
     /// (false: it was paused already).
     ///
-    /// A paused source makes no progress, so a pipeline's sources should not stay
-    /// paused past a stall timeout that restarts or fails downstream stages
-    /// holding elements.
+    /// The stall watchdog does not take the pause for a stall: the stages
+    /// downstream drain and then hold nothing, and the paused source holds what
+    /// it was given (an ingress's channel) on purpose.
     ///
     /// # Errors
     ///
