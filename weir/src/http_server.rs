@@ -98,7 +98,7 @@ pub(crate) struct OpenCount {
 
 impl OpenCount {
     /// A count at zero, exported as the gauge `name` with `labels`.
-    #[cfg(any(feature = "sse", feature = "http"))]
+    #[cfg(any(feature = "sse", feature = "http", feature = "console"))]
     pub(crate) fn exported(
         name: &'static str,
         labels: &weir_runtime::observe::ConnectorLabels,

@@ -1119,3 +1119,40 @@ fn a_breaker_is_reset_a_pool_resized_and_a_checkpoint_taken() {
     drop(ingress);
     manager.shutdown_all(Duration::from_secs(5));
 }
+
+#[test]
+fn open_connections_and_event_streams_are_exported_as_gauges() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let manager = PipelineManager::new();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // The gauges are registered when the console is served.
+    let server = metrics::with_local_recorder(&recorder, || {
+        serve(Console::new(&manager).interval(Duration::from_millis(250)))
+    });
+    let addr = server.local_addr();
+    // A snapshot swaps every value to 0 and the gauges move by increments: the
+    // level is the sum of what the snapshots saw.
+    let levels = std::cell::RefCell::new(std::collections::HashMap::<String, f64>::new());
+    let level = |name: &str| {
+        let mut levels = levels.borrow_mut();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            if let DebugValue::Gauge(delta) = value {
+                *levels.entry(key.key().name().to_owned()).or_default() += delta.into_inner();
+            }
+        }
+        levels.get(name).copied()
+    };
+    assert_eq!(level("weir_console_open_connections"), Some(0.0));
+    let mut events = Events::open(addr, "/api/events");
+    assert_eq!(events.stats().0, 0);
+    assert_eq!(level("weir_console_clients"), Some(1.0));
+    assert_eq!(level("weir_console_open_connections"), Some(1.0));
+    drop(events);
+    assert!(until(Duration::from_secs(5), || {
+        level("weir_console_clients") == Some(0.0)
+            && level("weir_console_open_connections") == Some(0.0)
+    }));
+    assert_eq!(server.clients(), 0);
+}

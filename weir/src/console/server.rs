@@ -42,8 +42,10 @@ pub struct ConsoleServer {
     server: Stopper,
 }
 
-/// The server's counts.
-#[derive(Debug, Default)]
+/// The server's counts; the open connections and event streams are also the
+/// gauges `weir_console_open_connections` and `weir_console_clients` (label
+/// `addr`: the address the console was asked to listen on).
+#[derive(Debug)]
 struct Counters {
     /// Event streams open now.
     clients: OpenCount,
@@ -55,6 +57,19 @@ struct Counters {
     unauthorized: AtomicU64,
     /// Connections open now.
     connections: OpenCount,
+}
+
+impl Counters {
+    fn new(addr: SocketAddr) -> Self {
+        let l = [("addr", addr.to_string())];
+        Counters {
+            clients: OpenCount::exported("weir_console_clients", &l),
+            rejected: AtomicU64::new(0),
+            dropped_slow: AtomicU64::new(0),
+            unauthorized: AtomicU64::new(0),
+            connections: OpenCount::exported("weir_console_open_connections", &l),
+        }
+    }
 }
 
 impl ConsoleServer {
@@ -93,7 +108,7 @@ impl ConsoleServer {
 
 /// Binds `addr` and starts the server's thread.
 pub(super) fn start(console: Console, addr: SocketAddr) -> Result<ConsoleServer, ConsoleError> {
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters::new(addr));
     let (stop, stopped) = watch::channel(false);
     let (frames, frame) = watch::channel(Arc::new(String::new()));
     let server = Server {
