@@ -11,12 +11,15 @@
 //!   `LagPolicy::Detach`), against the same graph with nothing stalled.
 //! * [`pool`]: the `pool` workload (a CPU-heavy map over replicas), on weir and on
 //!   a thread pool.
+//! * [`console`]: the workload under a `PipelineManager`, alone and with a console
+//!   serving it to an event-stream client (the console's cost).
 //! * [`stats`]: median, percentiles and peak RSS.
 //! * [`window`]: the `window_agg` workload (a keyed tumbling-window sum), on weir
 //!   and as a hand-written `HashMap` loop.
 
 pub mod baselines;
 pub mod checkpoint;
+pub mod console;
 pub mod detach;
 pub mod join;
 pub mod junctions;

@@ -35,10 +35,10 @@ mod supervision;
 
 pub use error::{BuildError, PipelineError, RuntimeError};
 pub use pipeline::{
-    Completion, ConservationError, ContainedFailure, DEFAULT_CAPACITY, DEFAULT_SUB_CAPACITY,
-    EventError, Events, FUSION_ENV, Flow, Graph, Inlet, JunctionPorts, Muxed, Outcome, Outlet,
-    OutputReceiver, OutputSender, PipelineController, PipelineStats, Pool, PoolOrder, PortCounts,
-    Report, Runnable, Running, StageReport, StageStats, output,
+    Completion, ConservationError, ContainedFailure, ControlError, Controllable, DEFAULT_CAPACITY,
+    DEFAULT_SUB_CAPACITY, EventError, Events, FUSION_ENV, Flow, Graph, Inlet, JunctionPorts, Muxed,
+    Outcome, Outlet, OutputReceiver, OutputSender, PipelineController, PipelineStats, Pool,
+    PoolOrder, PortCounts, Report, Runnable, Running, StageReport, StageStats, output,
 };
 pub use pipeline::{EdgeLoad, NodeRole, SupervisionSummary, Topology, TopologyEdge, TopologyNode};
 pub use runtime::{Placement, Runtime, RuntimeBuilder};

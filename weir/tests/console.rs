@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use weir::console::{Console, ConsoleError, ConsoleServer};
 use weir::manager::PipelineManager;
+use weir::observe::BreakerState;
+use weir::prelude::ConfigHandle;
 use weir::prelude::*;
 use weir::supervisor::policy::{BreakerConfig, Trip};
 
@@ -82,6 +84,16 @@ fn request(addr: SocketAddr, method: &str, path: &str, extra: &str) -> Answer {
 
 fn get(addr: SocketAddr, path: &str) -> Answer {
     request(addr, "GET", path, "")
+}
+
+/// A control request with bearer token `token`.
+fn post(addr: SocketAddr, path: &str, token: &str) -> Answer {
+    request(
+        addr,
+        "POST",
+        path,
+        &format!("Authorization: Bearer {token}\r\nContent-Length: 0\r\n"),
+    )
 }
 
 /// An open event stream, after its headers.
@@ -359,6 +371,13 @@ fn a_missing_or_wrong_token_gets_401_and_no_data() {
         assert_eq!(a.status, 401, "{path}");
     }
     assert_eq!(server.unauthorized(), 7 * 4);
+    // The page's script and style sheet (embedded, the same in every console,
+    // no data) load without the token, as a browser asks for them.
+    for asset in ["/console.js", "/console.css"] {
+        let a = get(addr, asset);
+        assert_eq!(a.status, 200, "{asset}");
+        assert!(!a.body.contains("ingest"));
+    }
     let ok = request(
         addr,
         "GET",
@@ -673,7 +692,6 @@ fn only_stages_marked_required_decide_readiness_once_any_is_marked() {
 
 #[test]
 fn reconfigurations_applied_and_rejected_appear_in_the_event_list() {
-    use weir::prelude::ConfigHandle;
     let rt = rt();
     let check = |k: &u64| {
         if *k > 100 {
@@ -730,4 +748,411 @@ fn reconfigurations_applied_and_rejected_appear_in_the_event_list() {
     );
     drop(ingress);
     manager.shutdown_all(Duration::from_secs(5));
+}
+
+/// The `control` entries of the page's event list, as `stage: text`.
+fn control_events(addr: SocketAddr, token: &str) -> Vec<String> {
+    let stats = get(addr, &format!("/api/stats?token={token}")).json();
+    stats["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "control")
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["stage"].as_str().unwrap_or("-"),
+                e["text"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn controls_are_off_by_default_and_need_a_token() {
+    let rt = rt();
+    let (manager, ingress) = running_manager(&rt);
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    match Console::new(&manager).enable_controls().serve(addr) {
+        Err(ConsoleError::Invalid { option, reason }) => {
+            assert_eq!(option, "enable_controls");
+            assert!(reason.contains("bearer token"), "{reason}");
+        }
+        other => panic!("controls without a token were served: {other:?}"),
+    }
+
+    // Read-only (the default): the control paths answer 403, and change nothing.
+    let server = serve(Console::new(&manager).bearer_token("t"));
+    let addr = server.local_addr();
+    let answer = post(addr, "/api/control/ingest/ingress/pause", "t");
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("disabled")
+    );
+    assert_eq!(
+        post(addr, "/api/control/ingest/ingress/pause", "wrong").status,
+        401
+    );
+    let controller = manager.controller("ingest").unwrap();
+    assert!(!controller.stats().stages[0].paused);
+    let stats = get(addr, "/api/stats?token=t").json();
+    assert_eq!(stats["controls"], false);
+    assert!(stats["pipelines"][0].get("controllable").is_none());
+    assert!(control_events(addr, "t").is_empty());
+    // Any other POST is still 405.
+    assert_eq!(post(addr, "/api/stats", "t").status, 405);
+    server.shutdown();
+    drop(ingress);
+    manager.shutdown_all(Duration::from_secs(5));
+}
+
+#[test]
+fn a_source_is_paused_and_resumed_and_every_refusal_has_its_status() {
+    let rt = rt();
+    let manager = PipelineManager::new();
+    let runnable = Pipeline::from_iter(0..u64::MAX)
+        .name("numbers")
+        .map(|x| x + 1)
+        .name("inc")
+        .for_each(|_| ())
+        .name("sink");
+    manager.start("count", runnable, &rt).unwrap();
+    let server = serve(Console::new(&manager).bearer_token("t").enable_controls());
+    let addr = server.local_addr();
+    let controller = manager.controller("count").unwrap();
+    let taken = || controller.stats().stages[0].received;
+
+    let stats = get(addr, "/api/stats?token=t").json();
+    assert_eq!(stats["controls"], true);
+    assert_eq!(
+        stats["pipelines"][0]["controllable"],
+        serde_json::json!({"sources": ["numbers"], "breakers": [], "pools": [], "checkpoints": false})
+    );
+
+    let before = taken();
+    let answer = post(addr, "/api/control/count/numbers/pause", "t");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body = answer.json();
+    assert_eq!(
+        (
+            &body["applied"],
+            &body["pipeline"],
+            &body["stage"],
+            &body["action"],
+            &body["paused"]
+        ),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!("count"),
+            &serde_json::json!("numbers"),
+            &serde_json::json!("pause"),
+            &serde_json::json!(true)
+        )
+    );
+    assert!(controller.stats().stages[0].paused);
+    // Paused: after what it had produced drains, it takes nothing more in.
+    std::thread::sleep(Duration::from_millis(100));
+    let paused_at = taken();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(taken(), paused_at, "a paused source took elements in");
+    assert!(paused_at >= before);
+    // A second pause says so.
+    assert_eq!(
+        post(addr, "/api/control/count/numbers/pause", "t").json()["text"],
+        "source was paused already"
+    );
+
+    let answer = post(addr, "/api/control/count/numbers/resume", "t");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(until(Duration::from_secs(5), || taken() > paused_at + 1000));
+    assert!(!controller.stats().stages[0].paused);
+
+    // Refusals: each status with a JSON body naming what is wrong.
+    let refused = |path: &str, token: &str, status: u16, says: &str| {
+        let answer = post(addr, path, token);
+        assert_eq!(answer.status, status, "{path}: {}", answer.body);
+        let error = answer.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(says), "{path}: {error}");
+    };
+    let unauthorized = post(addr, "/api/control/count/numbers/pause", "wrong");
+    assert_eq!(unauthorized.status, 401);
+    assert_eq!(unauthorized.header("www-authenticate"), Some("Bearer"));
+    let anonymous = request(addr, "POST", "/api/control/count/numbers/pause", "");
+    assert_eq!(anonymous.status, 401);
+    refused(
+        "/api/control/nope/numbers/pause",
+        "t",
+        404,
+        "no pipeline `nope`",
+    );
+    refused("/api/control/count/nope/pause", "t", 404, "no stage `nope`");
+    refused(
+        "/api/control/count/numbers/explode",
+        "t",
+        404,
+        "no such control",
+    );
+    refused("/api/control/count/inc/pause", "t", 409, "not a source");
+    refused(
+        "/api/control/count/sink/reset-breaker",
+        "t",
+        409,
+        "no circuit breaker",
+    );
+    refused(
+        "/api/control/count/inc/resize?replicas=2",
+        "t",
+        409,
+        "not a resizable pool",
+    );
+    refused("/api/control/count/inc/resize", "t", 400, "replicas");
+    refused(
+        "/api/control/count/checkpoint",
+        "t",
+        409,
+        "does not checkpoint",
+    );
+    let wrong_method = get(addr, "/api/control/count/numbers/pause?token=t");
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.header("allow"), Some("POST"));
+
+    // Every control applied or refused is in the event list.
+    let events = control_events(addr, "t");
+    let expected = [
+        "numbers: pause: source paused",
+        "numbers: pause: source was paused already",
+        "numbers: resume: source resumed",
+        "numbers: pause refused: no pipeline `nope`",
+        "nope: pause refused: pipeline `count` has no stage `nope`",
+        "inc: pause refused: stage `inc` is not a source: only sources can be paused",
+    ];
+    for want in expected {
+        assert!(
+            events.iter().any(|e| e == want),
+            "{want:?} not in {events:#?}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("-: checkpoint refused")),
+        "{events:#?}"
+    );
+    // Requests that name no control (a bad path) are logged by `tracing` only.
+    assert_eq!(events.len(), 9, "{events:#?}");
+
+    // A paused source still ends on shutdown.
+    post(addr, "/api/control/count/numbers/pause", "t");
+    server.shutdown();
+    manager.shutdown_all(Duration::from_secs(5));
+    let report = manager.ended("count").unwrap().report.unwrap();
+    report.check_conservation().unwrap();
+    assert!(
+        matches!(report.outcome, Outcome::Drained { .. }),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_breaker_is_reset_a_pool_resized_and_a_checkpoint_taken() {
+    let rt = Runtime::builder().arbiters(2).build().unwrap();
+    let manager = PipelineManager::new();
+
+    // A call whose breaker opens after 3 failures and would stay open a minute.
+    let down = Arc::new(AtomicBool::new(true));
+    let policy = SupervisionPolicy::default()
+        .action(ErrorClass::Transient, Action::Retry)
+        .max_attempts(100_000)
+        .backoff(BackoffConfig::new(
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+        ))
+        .breaker(BreakerConfig::new(
+            Trip::Consecutive(3),
+            Duration::from_secs(60),
+        ));
+    let service = Arc::clone(&down);
+    let (ingress, flow) = Pipeline::ingress::<u64>(4);
+    let calls = flow
+        .supervise(Supervision::new(policy).dead_letters(MemoryDlq::new(10)))
+        .try_map(move |x| {
+            if service.load(Ordering::SeqCst) {
+                Err(Failure::error(ErrorClass::Transient, "service down"))
+            } else {
+                Ok(x)
+            }
+        })
+        .name("lookup")
+        .for_each(|_| ())
+        .name("sink");
+    manager.start("calls", calls, &rt).unwrap();
+
+    // A checkpointed graph with a resizable pool.
+    let dir = tempfile::tempdir().unwrap();
+    let size = ConfigHandle::<usize>::new();
+    let mut g = Graph::new();
+    let numbers = g.source(Pipeline::replayable(|from| from..u64::MAX).name("numbers"));
+    let squares = g.pool_map(
+        numbers,
+        Pool::new(1).name("square").resizable(4, &size),
+        || |x: u64| x.wrapping_mul(x),
+    );
+    g.sink(squares, |f| f.for_each(|_| ()).name("out"));
+    g.checkpoints(weir::checkpoint::CheckpointConfig::new(dir.path()).without_fsync());
+    manager.start_graph("pooled", g, &rt).unwrap();
+
+    let server = serve(Console::new(&manager).bearer_token("t").enable_controls());
+    let addr = server.local_addr();
+    let stats = get(addr, "/api/stats?token=t").json();
+    let controllable = |name: &str| {
+        stats["pipelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["controllable"]
+            .clone()
+    };
+    assert_eq!(
+        controllable("calls")["breakers"],
+        serde_json::json!(["lookup"])
+    );
+    assert_eq!(
+        controllable("pooled")["pools"],
+        serde_json::json!(["square.dispatch"])
+    );
+    assert_eq!(controllable("pooled")["checkpoints"], true);
+
+    // The breaker: opened by the failures, closed by hand long before its cooldown.
+    let calls = manager.controller("calls").unwrap();
+    futures::executor::block_on(ingress.send(1)).unwrap();
+    assert!(until(Duration::from_secs(10), || calls.stats().stages[1]
+        .breaker
+        == BreakerState::Open));
+    down.store(false, Ordering::SeqCst);
+    let answer = post(addr, "/api/control/calls/lookup/reset-breaker", "t");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["was"], "open");
+    assert!(until(Duration::from_secs(5), || {
+        let s = calls.stats();
+        s.stages[1].breaker == BreakerState::Closed && s.stages[2].completed == 1
+    }));
+    assert_eq!(
+        post(addr, "/api/control/calls/lookup/reset-breaker", "t").json()["text"],
+        "breaker was closed already"
+    );
+
+    // The pool, by its name or its dispatch stage; sizes out of range refused.
+    let answer = post(addr, "/api/control/pooled/square/resize?replicas=3", "t");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["generation"], 1);
+    assert_eq!(size.current(), Some(3));
+    let answer = post(
+        addr,
+        "/api/control/pooled/square.dispatch/resize?replicas=2",
+        "t",
+    );
+    assert_eq!(
+        (answer.status, answer.json()["generation"].as_u64()),
+        (200, Some(2))
+    );
+    for bad in [0, 5] {
+        let answer = post(
+            addr,
+            &format!("/api/control/pooled/square/resize?replicas={bad}"),
+            "t",
+        );
+        assert_eq!(answer.status, 400, "{}", answer.body);
+        assert!(
+            answer.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("outside 1..=4")
+        );
+    }
+    assert_eq!(size.current(), Some(2));
+
+    // A checkpoint, durable when the answer comes.
+    let answer = post(addr, "/api/control/pooled/checkpoint", "t");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let id = answer.json()["checkpoint"].as_u64().unwrap();
+    assert!(id >= 1);
+    let pooled = manager.controller("pooled").unwrap();
+    assert!(pooled.stats().checkpoint.unwrap().completed >= 1);
+
+    assert!(
+        until(Duration::from_secs(5), || {
+            let events = control_events(addr, "t");
+            let has = |want: &str| events.iter().any(|e| e == want);
+            has("lookup: reset-breaker: breaker reset (open before)")
+                && has("square: resize: pool resized to 3 replicas (generation 1)")
+                && has("square.dispatch: resize: pool resized to 2 replicas (generation 2)")
+                && events
+                    .iter()
+                    .any(|e| e.starts_with("square: resize refused: config rejected"))
+                && has(&format!(
+                    "-: checkpoint: checkpoint {id} written ({} bytes)",
+                    answer.json()["bytes"]
+                ))
+        }),
+        "{:#?}",
+        control_events(addr, "t")
+    );
+    // The manual close is a breaker event like any other.
+    assert!(until(Duration::from_secs(5), || {
+        let stats = get(addr, "/api/stats?token=t").json();
+        let breaker: Vec<_> = stats["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "breaker")
+            .map(|e| e["text"].as_str().unwrap().to_owned())
+            .collect();
+        breaker.first().map(String::as_str) == Some("breaker opened")
+            && breaker.last().map(String::as_str) == Some("breaker closed")
+    }));
+
+    server.shutdown();
+    drop(ingress);
+    manager.shutdown_all(Duration::from_secs(5));
+}
+
+#[test]
+fn open_connections_and_event_streams_are_exported_as_gauges() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let manager = PipelineManager::new();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // The gauges are registered when the console is served.
+    let server = metrics::with_local_recorder(&recorder, || {
+        serve(Console::new(&manager).interval(Duration::from_millis(250)))
+    });
+    let addr = server.local_addr();
+    // A snapshot swaps every value to 0 and the gauges move by increments: the
+    // level is the sum of what the snapshots saw.
+    let levels = std::cell::RefCell::new(std::collections::HashMap::<String, f64>::new());
+    let level = |name: &str| {
+        let mut levels = levels.borrow_mut();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            if let DebugValue::Gauge(delta) = value {
+                *levels.entry(key.key().name().to_owned()).or_default() += delta.into_inner();
+            }
+        }
+        levels.get(name).copied()
+    };
+    assert_eq!(level("weir_console_open_connections"), Some(0.0));
+    let mut events = Events::open(addr, "/api/events");
+    assert_eq!(events.stats().0, 0);
+    assert_eq!(level("weir_console_clients"), Some(1.0));
+    assert_eq!(level("weir_console_open_connections"), Some(1.0));
+    drop(events);
+    assert!(until(Duration::from_secs(5), || {
+        level("weir_console_clients") == Some(0.0)
+            && level("weir_console_open_connections") == Some(0.0)
+    }));
+    assert_eq!(server.clients(), 0);
 }

@@ -378,6 +378,26 @@ fn chromium_draws_every_stage_and_edge_live_and_names_the_slow_sink() {
         "the slow sink's box is not marked"
     );
 
+    // Read-only: no control is drawn.
+    assert!(
+        !first.contains("data-control="),
+        "buttons on a read-only page"
+    );
+    // A box shows the load of its input edges, the figure its edge is drawn
+    // with: the slow sink's box and its edge agree in the same frame.
+    let into_slow = edges
+        .iter()
+        .position(|e| names[e["to"].as_u64().unwrap() as usize] == "slow")
+        .unwrap();
+    let label = text_of(&first, &format!(r#"data-edge-label="{into_slow}""#)).unwrap();
+    assert!(label.ends_with("/8"), "{label}");
+    let slow = node_figures(&first, "slow");
+    assert!(
+        slow.contains(&format!("input {label}")),
+        "box {slow:?}, edge {label:?}"
+    );
+    assert!(!slow.contains("credit"), "a sink sends nothing: {slow:?}");
+
     // The figures move: a second read a moment later differs in the totals and
     // in the nodes' live lines.
     std::thread::sleep(Duration::from_millis(1_200));
@@ -406,4 +426,84 @@ fn chromium_draws_every_stage_and_edge_live_and_names_the_slow_sink() {
     );
     drop(browser);
     manager.stop("jammed", Duration::from_millis(200)).unwrap();
+}
+
+#[test]
+fn with_controls_enabled_the_page_pauses_resizes_and_resumes() {
+    let rt = Runtime::builder().arbiters(2).build().unwrap();
+    let manager = PipelineManager::new();
+    let size = ConfigHandle::<usize>::new();
+    let mut g = Graph::new();
+    let numbers = g.source(Pipeline::from_iter(0..u64::MAX).name("numbers"));
+    let squares = g.pool_map(
+        numbers,
+        Pool::new(1).name("square").resizable(4, &size),
+        || |x: u64| x.wrapping_mul(x),
+    );
+    g.sink(squares, |f| f.for_each(|_| ()).name("out"));
+    manager.start_graph("controlled", g, &rt).unwrap();
+    let server = Console::new(&manager)
+        .bearer_token("t")
+        .enable_controls()
+        .interval(Duration::from_millis(250))
+        .serve("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let addr = server.local_addr();
+    let controller = manager.controller("controlled").unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::launch(dir.path());
+    browser.open(&format!("http://{addr}/?token=t"));
+    let (dom, drawn) = browser.dom_until(Duration::from_secs(20), |dom| {
+        dom.contains(r#"data-control="pause" data-stage="numbers""#) && dom.contains(">live<")
+    });
+    assert!(drawn, "no pause button:\n{dom}");
+    assert!(dom.contains(r#"data-control="resize" data-stage="square.dispatch""#));
+    assert!(
+        !dom.contains(r#"data-control="checkpoint""#),
+        "the pipeline does not checkpoint"
+    );
+
+    browser
+        .eval(r#"document.querySelector('[data-control="pause"][data-stage="numbers"]').click()"#);
+    let (dom, paused) = browser.dom_until(Duration::from_secs(10), |dom| {
+        dom.contains("pause numbers: source paused")
+            && dom.contains(r#"data-control="resume" data-stage="numbers""#)
+            && dom.contains("PAUSED")
+    });
+    assert!(paused, "the page did not pause the source:\n{dom}");
+    assert!(controller.stats().stages[0].paused);
+
+    browser.eval(
+        r#"document.querySelector('[data-replicas="square.dispatch"]').value = "3";
+           document.querySelector('[data-control="resize"]').click()"#,
+    );
+    let (dom, resized) = browser.dom_until(Duration::from_secs(10), |dom| {
+        dom.contains("resize square.dispatch: pool resized to 3 replicas (generation 1)")
+    });
+    assert!(resized, "the page did not resize the pool:\n{dom}");
+    assert_eq!(size.current(), Some(3));
+
+    browser
+        .eval(r#"document.querySelector('[data-control="resume"][data-stage="numbers"]').click()"#);
+    let (dom, resumed) = browser.dom_until(Duration::from_secs(10), |dom| {
+        dom.contains("resume numbers: source resumed")
+            && dom.contains(r#"data-control="pause" data-stage="numbers""#)
+    });
+    assert!(resumed, "the page did not resume the source:\n{dom}");
+    assert!(!controller.stats().stages[0].paused);
+    // The event list shows the three controls.
+    let (dom, listed) = browser.dom_until(Duration::from_secs(5), |dom| {
+        dom.matches(r#"<li class="control">"#).count() == 3
+    });
+    assert!(listed, "{dom}");
+    assert!(
+        browser.errors.is_empty(),
+        "the page logged errors: {:#?}",
+        browser.errors
+    );
+    drop(browser);
+    manager
+        .stop("controlled", Duration::from_millis(500))
+        .unwrap();
 }

@@ -31,7 +31,9 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use weir_benches::baselines::{self, RunFn};
 use weir_benches::junctions::{self, JunctionPlacement};
-use weir_benches::{checkpoint, detach, join, pool, stats, weir_variant, window, workload};
+use weir_benches::{
+    checkpoint, console, detach, join, pool, stats, weir_variant, window, workload,
+};
 
 /// Every throughput variant, in report order.
 const VARIANTS: &[(&str, RunFn)] = &[
@@ -145,6 +147,17 @@ const JUNCTIONS: &[JunctionVariant] = &[
     },
     // A keyed running sum checkpointed every second, then every 100 ms, each
     // against the same pipeline with checkpoints off.
+    // The workload under a PipelineManager with a console serving it to an
+    // event-stream client, against the same without the console.
+    JunctionVariant {
+        name: "weir_console",
+        weir: |n, _| console::run_console(n).map(|sum| vec![sum]),
+        baseline: |n, _| console::run_managed(n).map(|sum| vec![sum]),
+        baseline_name: "console off",
+        sinks: 1,
+        divisor: 1,
+        expected: workload::reference_checksum,
+    },
     JunctionVariant {
         name: "checkpoint_1s",
         weir: checkpoint::every_second,
@@ -252,7 +265,7 @@ struct Cli {
     /// Comma-separated subset of: fused, crossbeam_batched, actix_per_element,
     /// actix_batched, weir, weir_unfused, weir_supervised, weir_faulty,
     /// weir_faulty_clean (with weir_faulty: the fault_cost figure), broadcast4, merge4, merge4_batches, pool, pool1, detach3, window_agg, join,
-    /// checkpoint_1s, checkpoint_100ms, latency (default: all). The report's order is fixed; the list only selects.
+    /// weir_console (a console with a client attached, against none), checkpoint_1s, checkpoint_100ms, latency (default: all). The report's order is fixed; the list only selects.
     #[arg(long, value_name = "LIST", value_parser = variants)]
     variants: Option<Variants>,
     /// The JSON report (default: target/compare.json in the workspace).

@@ -579,8 +579,13 @@ impl<J: Junction> Handler<Control> for JunctionActor<J> {
     fn handle(&mut self, msg: Control, ctx: &mut Self::Context) {
         match msg {
             // Only sources act on a shutdown; a junction drains like any stage.
-            // Junctions hold no user state to rebuild on a sibling's restart.
-            Control::Shutdown | Control::Restart => {}
+            // Junctions hold no user state to rebuild on a sibling's restart,
+            // are never sources (pause) and have no circuit breaker.
+            Control::Shutdown
+            | Control::Restart
+            | Control::Pause
+            | Control::Resume
+            | Control::ResetBreaker => {}
             Control::Abort => self.stop(ctx, StopReason::Aborted),
             // Every input's upstream has stopped: the barrier comes after all of it.
             Control::Checkpoint(id) => self.inject_barrier(id),

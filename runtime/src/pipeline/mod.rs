@@ -3,6 +3,7 @@
 //! [`Report`].
 
 mod checkpointing;
+pub(crate) mod control;
 pub(crate) mod events;
 pub(crate) mod feedback;
 pub(crate) mod flow;
@@ -21,6 +22,7 @@ pub(crate) mod stats;
 pub(crate) mod topology;
 pub(crate) mod when;
 
+pub use control::{ControlError, Controllable};
 pub use events::{EventError, Events};
 pub use flow::{DEFAULT_CAPACITY, Flow, Runnable};
 pub use graph::{Graph, Inlet, JunctionPorts, Outlet};

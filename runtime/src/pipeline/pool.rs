@@ -671,6 +671,15 @@ impl Graph {
             Box::new(move |shared| {
                 let shared = Arc::clone(shared);
                 let stage = shared.name.clone();
+                // The controller resizes through the handle, so that its
+                // `current()` and generation follow.
+                let via = handle.clone();
+                let _ = shared
+                    .resizer
+                    .set(crate::stage::shared::Resizer(Box::new(move |n| {
+                        let via = via.clone();
+                        Box::pin(async move { via.reconfigure(n).await })
+                    })));
                 handle.bind(
                     stage,
                     Box::new(move |n, reply| {

@@ -51,6 +51,9 @@ pub struct StageStats {
     pub stalled: bool,
     /// The state of the stage's circuit breaker (`Closed` without one).
     pub breaker: crate::observe::BreakerState,
+    /// True while the source is paused (see
+    /// [`PipelineController::pause_source`](crate::PipelineController::pause_source)).
+    pub paused: bool,
     /// The last failure of the stage's user code, as text.
     pub last_error: Option<String>,
     /// Time the stage spent with output waiting and no credit downstream.
@@ -127,6 +130,7 @@ impl PipelineStats {
                     peak_occupancy: s.peak_occupancy.load(Relaxed),
                     stalled: s.stalled.load(Relaxed),
                     breaker: crate::observe::BreakerState::load(&s.breaker),
+                    paused: s.paused.load(Relaxed),
                     last_error: s.last_error(),
                     blocked: Duration::from_nanos(s.blocked_nanos.load(Relaxed)),
                     outputs: crate::pipeline::report::PortCounts::of(s),

@@ -249,6 +249,11 @@ impl<Op: Operator> StageActor<Op> {
                 }
                 break;
             }
+            if self.is_source() && !self.shutdown && self.shared.paused.load(Relaxed) {
+                // Paused by its controller: takes nothing in; `Control::Resume`
+                // wakes it. What it produced was flushed above; barriers pass.
+                break;
+            }
             self.refresh_credit();
             let limit = match self.downstream {
                 Some(_) => self.credit.min(self.max_batch),
@@ -787,6 +792,10 @@ impl<Op: Operator> StageActor<Op> {
                 }
             }
             Control::Committed(n) => self.committed(n),
+            // The flag is `shared.paused`, set by the controller: the message only
+            // wakes the stage, whose next pass reads it.
+            Control::Pause | Control::Resume => {}
+            Control::ResetBreaker => self.reset_breaker(),
         }
     }
 }

@@ -52,6 +52,14 @@ pub(crate) enum Control {
     /// Checkpoint `n` is durable: checkpointable operators commit
     /// (`Checkpointable::committed`).
     Committed(u64),
+    /// A source takes nothing in until [`Resume`](Self::Resume); what it already
+    /// produced still flows, and a shutdown still ends it.
+    Pause,
+    /// A paused source takes input again.
+    Resume,
+    /// The stage's circuit breaker closes now, its counts cleared, and the stage
+    /// takes input again at once (a cooldown in progress is cut short).
+    ResetBreaker,
 }
 
 impl Message for Control {

@@ -103,6 +103,31 @@ pub(crate) struct StageShared {
     pub(crate) config: Mutex<Option<String>>,
     /// Configs the stage rejected.
     pub(crate) config_rejected: AtomicU64,
+    /// Set while a source is paused by `PipelineController::pause_source`: it
+    /// takes nothing in until resumed (a shutdown still ends it).
+    pub(crate) paused: std::sync::atomic::AtomicBool,
+    /// A resizable pool's dispatch: sets how many replicas take elements (see
+    /// `PipelineController::resize_pool`).
+    pub(crate) resizer: OnceLock<Resizer>,
+}
+
+/// The future a [`Resizer`] returns.
+pub(crate) type Resized = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<crate::reconfig::Applied, crate::reconfig::ReconfigError>,
+            > + Send,
+    >,
+>;
+
+/// Sets a resizable pool's size through its `ConfigHandle` (so that the handle's
+/// `current()` and generation follow).
+pub(crate) struct Resizer(pub(crate) Box<dyn Fn(usize) -> Resized + Send + Sync>);
+
+impl std::fmt::Debug for Resizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resizer")
+    }
 }
 
 /// `on_stall_override` when no policy file set it.
@@ -258,6 +283,8 @@ impl StageShared {
             config_generation: AtomicU64::new(0),
             config: Mutex::new(None),
             config_rejected: AtomicU64::new(0),
+            paused: std::sync::atomic::AtomicBool::new(false),
+            resizer: OnceLock::new(),
         }
     }
 

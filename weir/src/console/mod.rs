@@ -15,6 +15,9 @@
 //! GET /readyz        readiness: 200, or 503 naming what is wrong
 //! GET /metrics       the Prometheus text (feature `prometheus`, after
 //!                    `weir::prometheus::install()`), else 404
+//! POST /api/control/<pipeline>/<stage>/<pause|resume|reset-breaker|resize>
+//! POST /api/control/<pipeline>/checkpoint
+//!                    controls, only with `enable_controls` and a token
 //! ```
 //!
 //! # Safe by default
@@ -25,7 +28,9 @@
 //!   (`Authorization: Bearer <token>`, or `?token=<token>` for the page and its
 //!   event stream, which a browser's `EventSource` cannot give headers); a
 //!   request without it or with another gets `401` and no data.
-//! - Read-only: no endpoint changes anything.
+//! - Read-only unless [`enable_controls`](Console::enable_controls) turns the
+//!   controls on (pause and resume a source, reset a breaker, resize a pool,
+//!   take a checkpoint), which requires a bearer token.
 //! - Bounded: at most [`max_clients`](Console::max_clients) event streams at
 //!   once (one more gets `503`); a client that stops reading for
 //!   [`slow_client_timeout`](Console::slow_client_timeout) is dropped, and
@@ -65,6 +70,7 @@
 //! ```
 
 mod bottleneck;
+mod control;
 mod log;
 mod server;
 mod view;
@@ -151,6 +157,8 @@ pub struct Console {
     pub(crate) header_timeout: Duration,
     /// `(pipeline, stage)` pairs marked required for readiness.
     pub(crate) required: Vec<(String, String)>,
+    /// Whether `POST /api/control/...` acts (see [`Console::enable_controls`]).
+    pub(crate) controls: bool,
 }
 
 impl Console {
@@ -165,6 +173,7 @@ impl Console {
             slow_client_timeout: DEFAULT_SLOW_CLIENT_TIMEOUT,
             header_timeout: Duration::from_secs(10),
             required: Vec::new(),
+            controls: false,
         }
     }
 
@@ -233,6 +242,67 @@ impl Console {
         self
     }
 
+    /// Turns the controls on: `POST /api/control/...` pauses and resumes a
+    /// source, resets a circuit breaker, resizes a pool and takes a checkpoint,
+    /// and the page shows buttons for them. Off by default (the console is then
+    /// read-only, and those paths answer `403`). They need a
+    /// [`bearer_token`](Self::bearer_token): [`serve`](Self::serve) refuses
+    /// controls without one. Every control, applied or refused, is an entry of
+    /// the page's event list (kind `control`) and a `tracing` event (target
+    /// `weir::console`).
+    ///
+    /// | Control | Path | Applies to |
+    /// |---|---|---|
+    /// | pause, resume | `/api/control/<pipeline>/<stage>/pause`, `…/resume` | a source |
+    /// | reset the breaker | `/api/control/<pipeline>/<stage>/reset-breaker` | a stage with a circuit breaker |
+    /// | resize | `/api/control/<pipeline>/<stage>/resize?replicas=<n>` | a resizable pool (its dispatch or its name) |
+    /// | checkpoint | `/api/control/<pipeline>/checkpoint` | a checkpointed pipeline |
+    ///
+    /// Answers: `200` with what was done; `404` for an unknown pipeline, stage
+    /// or control; `409` for a stage that cannot do it (pausing a non-source,
+    /// resizing a non-pool) or a pipeline that ended; `400` for a bad size.
+    /// Each body is JSON naming the pipeline, stage and action.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use weir::console::Console;
+    /// use weir::manager::PipelineManager;
+    /// use weir::prelude::*;
+    ///
+    /// let rt = Runtime::builder().arbiters(1).build()?;
+    /// let manager = PipelineManager::new();
+    /// let (ingress, flow) = Pipeline::ingress::<u64>(16);
+    /// let flow = flow.name("orders").map(|x| x * 2).for_each(|_| ());
+    /// manager.start("ingest", flow, &rt)?;
+    /// let console = Console::new(&manager)
+    ///     .bearer_token("s3cret")
+    ///     .enable_controls()
+    ///     .serve("127.0.0.1:0".parse()?)?;
+    ///
+    /// let mut client = std::net::TcpStream::connect(console.local_addr())?;
+    /// client.write_all(
+    ///     b"POST /api/control/ingest/orders/pause HTTP/1.0\r\n\
+    ///       Authorization: Bearer s3cret\r\n\r\n",
+    /// )?;
+    /// let mut answer = String::new();
+    /// client.read_to_string(&mut answer)?;
+    /// assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    /// assert!(manager.controller("ingest").unwrap().stats().stages[0].paused);
+    ///
+    /// // Without a token, controls are refused when serving.
+    /// assert!(Console::new(&manager).enable_controls().serve("127.0.0.1:0".parse()?).is_err());
+    /// drop(ingress);
+    /// # manager.shutdown_all(std::time::Duration::from_secs(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn enable_controls(mut self) -> Self {
+        self.controls = true;
+        self
+    }
+
     fn validate(&self) -> Result<(), ConsoleError> {
         let invalid = |option, reason: &str| {
             Err(ConsoleError::Invalid {
@@ -251,6 +321,12 @@ impl Console {
         }
         if self.token.as_deref().is_some_and(str::is_empty) {
             return invalid("bearer_token", "must not be empty");
+        }
+        if self.controls && self.token.is_none() {
+            return invalid(
+                "enable_controls",
+                "controls need a bearer token (Console::bearer_token)",
+            );
         }
         Ok(())
     }

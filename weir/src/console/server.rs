@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use weir_runtime::manager::PipelineManager;
 
 use super::log::{Collector, EventLog};
-use super::{Console, ConsoleError, EVENT_LOG, view};
-use crate::http_server::{self, Body, Counted, Stopper};
+use super::{Console, ConsoleError, EVENT_LOG, control, view};
+use crate::http_server::{self, Body, Counted, OpenCount, Stopper};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const CONSOLE_JS: &str = include_str!("assets/console.js");
@@ -42,11 +42,13 @@ pub struct ConsoleServer {
     server: Stopper,
 }
 
-/// The server's counts.
-#[derive(Debug, Default)]
+/// The server's counts; the open connections and event streams are also the
+/// gauges `weir_console_open_connections` and `weir_console_clients` (label
+/// `addr`: the address the console was asked to listen on).
+#[derive(Debug)]
 struct Counters {
     /// Event streams open now.
-    clients: AtomicUsize,
+    clients: OpenCount,
     /// Event streams refused for being one too many.
     rejected: AtomicU64,
     /// Event streams dropped for not reading.
@@ -54,7 +56,20 @@ struct Counters {
     /// Requests refused for a missing or wrong token.
     unauthorized: AtomicU64,
     /// Connections open now.
-    connections: AtomicUsize,
+    connections: OpenCount,
+}
+
+impl Counters {
+    fn new(addr: SocketAddr) -> Self {
+        let l = [("addr", addr.to_string())];
+        Counters {
+            clients: OpenCount::exported("weir_console_clients", &l),
+            rejected: AtomicU64::new(0),
+            dropped_slow: AtomicU64::new(0),
+            unauthorized: AtomicU64::new(0),
+            connections: OpenCount::exported("weir_console_open_connections", &l),
+        }
+    }
 }
 
 impl ConsoleServer {
@@ -65,7 +80,7 @@ impl ConsoleServer {
 
     /// Event streams (`/api/events`) open now.
     pub fn clients(&self) -> usize {
-        self.counters.clients.load(Ordering::Acquire)
+        self.counters.clients.get()
     }
 
     /// Event streams refused so far for being over
@@ -93,7 +108,7 @@ impl ConsoleServer {
 
 /// Binds `addr` and starts the server's thread.
 pub(super) fn start(console: Console, addr: SocketAddr) -> Result<ConsoleServer, ConsoleError> {
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters::new(addr));
     let (stop, stopped) = watch::channel(false);
     let (frames, frame) = watch::channel(Arc::new(String::new()));
     let server = Server {
@@ -157,13 +172,14 @@ impl Server {
             tick.tick().await;
             collector.collect(self.manager(), &self.log);
             // Rendered only for someone to read it.
-            if self.counters.clients.load(Ordering::Acquire) == 0 {
+            if self.counters.clients.get() == 0 {
                 continue;
             }
             seq += 1;
             let stats = view::stats(
                 self.manager(),
                 &self.console.required,
+                self.console.controls,
                 &self.log,
                 self.uptime_ms(),
             );
@@ -189,7 +205,12 @@ impl Server {
             let service = service_fn(move |req| {
                 let server = conn_server.clone();
                 let progress = Arc::clone(&conn_progress);
-                async move { Ok::<_, Infallible>(server.respond(&req, &progress)) }
+                async move {
+                    if req.uri().path().starts_with(control::PREFIX) {
+                        return Ok::<_, Infallible>(server.control(&req).await);
+                    }
+                    Ok::<_, Infallible>(server.respond(&req, &progress))
+                }
             });
             let conn = http.serve_connection(TokioIo::new(socket), service);
             tokio::select! {
@@ -238,23 +259,78 @@ impl Server {
             .is_some_and(|given| same(given.as_bytes(), token.as_bytes()))
     }
 
-    /// The answer to one request.
-    fn respond(&self, req: &Request<Incoming>, progress: &Arc<AtomicU64>) -> Response<Body> {
+    /// `401` for a missing or wrong token, counted.
+    fn unauthorized(&self) -> Response<Body> {
+        self.counters.unauthorized.fetch_add(1, Ordering::AcqRel);
+        let mut res = json(
+            StatusCode::UNAUTHORIZED,
+            error_json("a bearer token is required"),
+        );
+        res.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        res
+    }
+
+    /// `POST /api/control/...`: `401` without the token, `403` while controls
+    /// are disabled, `405` for another method; then the control's own answer.
+    async fn control(&self, req: &Request<Incoming>) -> Response<Body> {
         if !self.authorized(req) {
-            self.counters.unauthorized.fetch_add(1, Ordering::AcqRel);
-            let mut res = json(
-                StatusCode::UNAUTHORIZED,
-                error_json("a bearer token is required"),
-            );
-            res.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return res;
+            return self.unauthorized();
         }
-        if req.method() != Method::GET && req.method() != Method::HEAD {
+        let path = req.uri().path();
+        if !self.console.controls {
+            tracing::warn!(
+                target: "weir::console", path,
+                "console control refused: controls are disabled"
+            );
+            return json(
+                StatusCode::FORBIDDEN,
+                error_json(
+                    "controls are disabled: the console is read-only (enable them with \
+                     Console::enable_controls and a bearer token)",
+                ),
+            );
+        }
+        if req.method() != Method::POST {
             let mut res = json(
                 StatusCode::METHOD_NOT_ALLOWED,
-                error_json("the console is read-only: GET only"),
+                error_json("controls are POST requests"),
             );
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return res;
+        }
+        let outcome = match control::parse(path, req.uri().query().unwrap_or("")) {
+            Ok((pipeline, command)) => {
+                control::apply(self.manager(), &self.log, &pipeline, command).await
+            }
+            Err(refused) => {
+                tracing::warn!(
+                    target: "weir::console", path, status = refused.status.as_u16(),
+                    "console control refused: {}", refused.body["error"]
+                );
+                refused
+            }
+        };
+        json(outcome.status, outcome.body.to_string())
+    }
+
+    /// The answer to one request.
+    fn respond(&self, req: &Request<Incoming>, progress: &Arc<AtomicU64>) -> Response<Body> {
+        // The page's script and style sheet are the same embedded files in every
+        // console and carry no data: a browser loads them without the token the
+        // page's own address carries.
+        let asset = matches!(req.uri().path(), "/console.js" | "/console.css");
+        if !asset && !self.authorized(req) {
+            return self.unauthorized();
+        }
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let message = if self.console.controls {
+                "GET only here; controls are POST /api/control/..."
+            } else {
+                "the console is read-only: GET only"
+            };
+            let mut res = json(StatusCode::METHOD_NOT_ALLOWED, error_json(message));
             res.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return res;
@@ -280,6 +356,7 @@ impl Server {
                 to_json(&view::stats(
                     self.manager(),
                     &self.console.required,
+                    self.console.controls,
                     &self.log,
                     self.uptime_ms(),
                 )),
@@ -405,6 +482,7 @@ impl Stream {
             let stats = view::stats(
                 self.server.manager(),
                 &self.server.console.required,
+                self.server.console.controls,
                 &self.server.log,
                 self.server.uptime_ms(),
             );

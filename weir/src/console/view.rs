@@ -4,7 +4,7 @@
 use serde::Serialize;
 use weir_runtime::manager::{PipelineManager, PipelineState, PipelineStatus};
 use weir_runtime::observe::{BreakerState, Health};
-use weir_runtime::{EdgeLoad, NodeRole, PipelineStats, Topology};
+use weir_runtime::{Controllable, EdgeLoad, NodeRole, PipelineStats, Topology};
 
 use super::bottleneck::Bottleneck;
 use super::log::{Entry, EventLog};
@@ -77,6 +77,9 @@ pub(crate) struct PipelineView {
     totals: Totals,
     conservation: Conservation,
     bottleneck: Option<Bottleneck>,
+    /// What the controls can act on; only when they are enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    controllable: Option<Controllable>,
 }
 
 /// `GET /api/stats` and each frame of `GET /api/events`.
@@ -84,6 +87,8 @@ pub(crate) struct PipelineView {
 pub(crate) struct StatsView {
     /// Milliseconds since the console started.
     pub(crate) uptime_ms: u64,
+    /// Whether the controls are enabled (`POST /api/control/...`).
+    pub(crate) controls: bool,
     pub(crate) pipelines: Vec<PipelineView>,
     pub(crate) ready: Readiness,
     pub(crate) events: Vec<Entry>,
@@ -92,6 +97,7 @@ pub(crate) struct StatsView {
 pub(crate) fn stats(
     manager: &PipelineManager,
     required: &[(String, String)],
+    controls: bool,
     log: &EventLog,
     uptime_ms: u64,
 ) -> StatsView {
@@ -130,11 +136,13 @@ pub(crate) fn stats(
                 edges,
                 conservation,
                 bottleneck,
+                controllable: controls.then(|| controller.controllable()),
             })
         })
         .collect();
     StatsView {
         uptime_ms,
+        controls,
         pipelines,
         ready: readiness(manager, required),
         events: log.recent(),

@@ -254,7 +254,8 @@ pub struct HttpSourceStats {
 }
 
 /// The counters behind [`HttpSourceStats`], also exported through the
-/// `metrics` facade as `weir_http_source_*_total` with the label `addr` (the
+/// `metrics` facade as `weir_http_source_*_total`, and the connections open now
+/// as the gauge `weir_http_source_open_connections`, with the label `addr` (the
 /// address the endpoint was asked to listen on).
 #[derive(Debug)]
 pub(crate) struct Counters {
@@ -264,7 +265,7 @@ pub(crate) struct Counters {
     pub(crate) busy: Tally,
     pub(crate) unauthorized: Tally,
     pub(crate) bad: Tally,
-    pub(crate) connections: std::sync::atomic::AtomicUsize,
+    pub(crate) connections: crate::http_server::OpenCount,
 }
 
 impl Counters {
@@ -277,7 +278,10 @@ impl Counters {
             busy: Tally::new("weir_http_source_busy_total", &l),
             unauthorized: Tally::new("weir_http_source_unauthorized_total", &l),
             bad: Tally::new("weir_http_source_bad_total", &l),
-            connections: std::sync::atomic::AtomicUsize::new(0),
+            connections: crate::http_server::OpenCount::exported(
+                "weir_http_source_open_connections",
+                &l,
+            ),
         }
     }
 

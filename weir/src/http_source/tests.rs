@@ -224,3 +224,56 @@ fn a_full_pipeline_answers_503_with_retry_after_and_loses_nothing_admitted() {
     assert_eq!(seen.lock().unwrap().len() as u64, stats.elements);
     done.report.check_conservation().unwrap();
 }
+
+#[test]
+fn open_connections_are_exported_as_a_gauge() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let rt = Runtime::builder().arbiters(1).build().unwrap();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // The gauge is registered when the endpoint is created.
+    let (server, flow) =
+        metrics::with_local_recorder(&recorder, || HttpSource::<u64>::json().serve(local()))
+            .unwrap();
+    let running = flow.collect().run(&rt).unwrap();
+    // A snapshot swaps the value to 0, and the gauge moves by increments and
+    // decrements: the level is the sum of what the snapshots saw.
+    let seen = std::cell::Cell::new(None::<f64>);
+    let open = || {
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            if let DebugValue::Gauge(delta) = value
+                && key.key().name() == "weir_http_source_open_connections"
+            {
+                seen.set(Some(seen.get().unwrap_or(0.0) + delta.into_inner()));
+            }
+        }
+        seen.get()
+    };
+    let wait_for = |n: f64| {
+        let start = std::time::Instant::now();
+        while open() != Some(n) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "gauge {:?}, not {n}",
+                open()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    assert_eq!(open(), Some(0.0));
+    // Two connections that have not sent their request yet.
+    let a = TcpStream::connect(server.local_addr()).unwrap();
+    let b = TcpStream::connect(server.local_addr()).unwrap();
+    wait_for(2.0);
+    drop(a);
+    wait_for(1.0);
+    drop(b);
+    wait_for(0.0);
+    // A request is counted while it is answered, and not after.
+    let answer = request(server.local_addr(), "POST", "/events", &[NDJSON], "1\n");
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    wait_for(0.0);
+    server.shutdown();
+    assert_eq!(running.wait().unwrap().output, [1]);
+}

@@ -92,12 +92,13 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use weir_operators::hub::BroadcastHub;
 use weir_runtime::junction::LagPolicy;
 use weir_runtime::observe::Tally;
+
+use crate::http_server::OpenCount;
 
 pub use http::SseServer;
 
@@ -320,12 +321,14 @@ pub struct SseStats {
 }
 
 /// The counters behind [`SseStats`], shared by the server's tasks. The counts
-/// are also exported through the `metrics` facade as `weir_sse_*_total` with the
-/// label `addr` (the address the server was asked to listen on).
+/// are also exported through the `metrics` facade as `weir_sse_*_total`, and the
+/// open connections and streaming clients as the gauges
+/// `weir_sse_open_connections` and `weir_sse_clients`, with the label `addr`
+/// (the address the server was asked to listen on).
 #[derive(Debug)]
 struct Counters {
-    connections: AtomicUsize,
-    clients: AtomicUsize,
+    connections: OpenCount,
+    clients: OpenCount,
     subscribed: Tally,
     rejected: Tally,
     events: Tally,
@@ -337,8 +340,8 @@ impl Counters {
     fn new(addr: SocketAddr) -> Self {
         let l = [("addr", addr.to_string())];
         Counters {
-            connections: AtomicUsize::new(0),
-            clients: AtomicUsize::new(0),
+            connections: OpenCount::exported("weir_sse_open_connections", &l),
+            clients: OpenCount::exported("weir_sse_clients", &l),
             subscribed: Tally::new("weir_sse_subscribed_total", &l),
             rejected: Tally::new("weir_sse_rejected_total", &l),
             events: Tally::new("weir_sse_events_total", &l),
@@ -349,8 +352,8 @@ impl Counters {
 
     fn snapshot(&self) -> SseStats {
         SseStats {
-            connections: self.connections.load(Ordering::Acquire),
-            clients: self.clients.load(Ordering::Acquire),
+            connections: self.connections.get(),
+            clients: self.clients.get(),
             subscribed: self.subscribed.get(),
             rejected: self.rejected.get(),
             events: self.events.get(),

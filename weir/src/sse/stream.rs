@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,7 +35,7 @@ struct ClientGuard(Arc<Counters>);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::AcqRel);
+        self.0.clients.down();
     }
 }
 
@@ -65,7 +64,7 @@ pub(super) fn events<T: Send + 'static>(
     shutdown: watch::Receiver<bool>,
     counters: Arc<Counters>,
 ) -> impl Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static {
-    counters.clients.fetch_add(1, Ordering::AcqRel);
+    counters.clients.up();
     let _ = counters.subscribed.add(1);
     let heartbeat = heartbeat.map(|every| {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);

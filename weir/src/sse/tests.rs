@@ -448,3 +448,50 @@ fn invalid_options_and_a_taken_address_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn open_connections_and_streaming_clients_are_exported_as_gauges() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let rt = rt();
+    let (_ingress, flow) = Pipeline::ingress::<u64>(4);
+    let (runnable, hub) = flow.broadcast_hub(NoSubscriber::Wait);
+    let _running = runnable.run(&rt).unwrap();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // The gauges are registered when the server is created.
+    let server = metrics::with_local_recorder(&recorder, || {
+        Sse::new(hub, |x: &u64| x.to_string())
+            .serve(local())
+            .unwrap()
+    });
+    // A snapshot swaps every value to 0, and the gauges move by increments and
+    // decrements: the level is the sum of what the snapshots saw.
+    let levels = std::cell::RefCell::new(std::collections::HashMap::<String, f64>::new());
+    let level = |name: &str| {
+        let mut levels = levels.borrow_mut();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            if let DebugValue::Gauge(delta) = value
+                && key.key().labels().any(|l| l.key() == "addr")
+            {
+                *levels.entry(key.key().name().to_owned()).or_default() += delta.into_inner();
+            }
+        }
+        levels.get(name).copied()
+    };
+    assert_eq!(level("weir_sse_open_connections"), Some(0.0));
+    assert_eq!(level("weir_sse_clients"), Some(0.0));
+    let first = Client::subscribe(server.local_addr());
+    let second = Client::subscribe(server.local_addr());
+    assert_eq!(level("weir_sse_open_connections"), Some(2.0));
+    assert_eq!(level("weir_sse_clients"), Some(2.0));
+    drop(first);
+    eventually("a leaving client is no longer counted", || {
+        level("weir_sse_open_connections") == Some(1.0) && level("weir_sse_clients") == Some(1.0)
+    });
+    assert_eq!(server.stats().connections, 1);
+    drop(second);
+    eventually("every client has left", || {
+        level("weir_sse_open_connections") == Some(0.0) && level("weir_sse_clients") == Some(0.0)
+    });
+}

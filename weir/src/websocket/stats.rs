@@ -2,7 +2,7 @@
 //! counters behind them, mirrored into the `metrics` facade.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicU64;
 
 use weir_runtime::observe::{Level, Tally};
 
@@ -11,7 +11,7 @@ use weir_runtime::observe::{Level, Tally};
 #[derive(Debug)]
 pub(crate) struct Connections {
     /// TCP connections held now (handshakes and sessions): the connection limit.
-    pub(crate) held: AtomicUsize,
+    pub(crate) held: crate::http_server::OpenCount,
     pub(crate) opened: Tally,
     pub(crate) open: Level,
     pub(crate) refused: Tally,
@@ -37,7 +37,7 @@ macro_rules! connections {
     ($server:literal, $labels:expr) => {{
         let l = $labels;
         Connections {
-            held: AtomicUsize::new(0),
+            held: crate::http_server::OpenCount::default(),
             opened: tally!($server, "connections_total", l),
             open: Level::new(concat!("weir_ws_", $server, "_open_connections"), l),
             refused: tally!($server, "refused_total", l),

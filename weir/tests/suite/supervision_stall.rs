@@ -261,3 +261,40 @@ fn an_idle_stage_holding_input_fails_the_pipeline_under_on_stall_fail() {
         "{waited:?}"
     );
 }
+
+/// A source paused by its controller holds what it was given on purpose: an
+/// ingress with elements waiting in its channel is not reported stalled.
+#[test]
+fn a_paused_ingress_holding_elements_is_not_stalled() {
+    let rt = Runtime::builder().arbiters(1).build().unwrap();
+    let (ingress, flow) = Pipeline::ingress::<u64>(8);
+    let running = flow
+        .name("orders")
+        .map(|x| x + 1)
+        .collect()
+        .stall_timeout(Duration::from_millis(50))
+        .run(&rt)
+        .unwrap();
+    let controller = running.controller();
+    assert!(controller.pause_source("orders").unwrap());
+    for x in 0..4 {
+        ingress.try_send(x).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let stats = controller.stats();
+    assert_eq!(
+        stats.stages[0].received, 4,
+        "the ingress holds what it accepted"
+    );
+    assert_eq!(
+        stats.stages[2].completed, 0,
+        "nothing left the paused source"
+    );
+    assert!(!stats.stages[0].stalled, "a paused source is not stalled");
+    assert_eq!(controller.health(), weir::observe::Health::Healthy);
+    assert!(controller.resume_source("orders").unwrap());
+    drop(ingress);
+    let done = running.wait().unwrap();
+    assert_eq!(done.output, [1, 2, 3, 4]);
+    done.report.check_conservation().unwrap();
+}

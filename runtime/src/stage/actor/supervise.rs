@@ -335,6 +335,33 @@ impl<Op: Operator> StageActor<Op> {
         }
     }
 
+    /// Closes the stage's circuit breaker by hand (`PipelineController::reset_breaker`):
+    /// its counts are cleared, the wait of an open breaker ends (the stage takes
+    /// input again on its next pass), and the close is published like any other. A
+    /// breaker already closed is left alone.
+    pub(super) fn reset_breaker(&mut self) {
+        let Some(sup) = self.sup.as_mut() else {
+            return;
+        };
+        let Some(breaker) = sup.breaker.as_mut() else {
+            return;
+        };
+        let was = breaker.state();
+        if matches!(was, weir_supervisor::policy::BreakerState::Closed) {
+            return;
+        }
+        breaker.reset();
+        if matches!(was, weir_supervisor::policy::BreakerState::Open { .. }) {
+            // The wait in progress (the cooldown, or a retry's backoff behind it)
+            // is cut short: the reset means "try again now".
+            sup.resume = None;
+        }
+        self.pipeline.publish(SupervisionEvent::BreakerClosed {
+            pipeline: self.pipeline.name.clone(),
+            stage: self.shared.name.clone(),
+        });
+    }
+
     /// A sibling restarted and the strategy restarts this stage too.
     pub(super) fn restart_as_sibling(&mut self, ctx: &mut Ctl) {
         if self.phase == Phase::Stopped {

@@ -28,7 +28,10 @@ impl<Op: Operator> StageActor<Op> {
         };
         let holding = !self.inq.is_empty() || self.op_held() > 0;
         let could_work = self.downstream.is_none() || self.credit > 0;
-        let waiting = self.sup.as_ref().is_some_and(|s| s.resume.is_some());
+        // A source paused by its controller holds what it was given (an
+        // ingress's channel) on purpose.
+        let waiting = self.sup.as_ref().is_some_and(|s| s.resume.is_some())
+            || (self.is_source() && self.shared.paused.load(Relaxed));
         if !holding || !could_work || waiting || self.phase == Phase::Stopped {
             // Idle, backpressured, or deliberately waiting: not stalled.
             self.last_progress = supervision_now();

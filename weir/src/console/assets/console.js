@@ -55,6 +55,7 @@
     const status = el("span", { class: "badge" }, head, "…");
     const health = el("span", { class: "muted" }, head, "");
     const totals = el("div", { class: "totals muted" }, box, "");
+    const controls = el("div", { class: "controls" }, box);
     const bottleneck = el("div", { class: "bottleneck" }, box, "");
     const lay = layout(t);
     const svg = el("svg:svg", { width: lay.width + 20, height: lay.height + 20, viewBox: `-10 -10 ${lay.width + 20} ${lay.height + 20}`, role: "img", "aria-label": "graph of " + t.pipeline }, box);
@@ -64,7 +65,7 @@
       const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2;
       const mx = (x1 + x2) / 2;
       const path = el("svg:path", { class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, stroke: fillColour(0), "stroke-width": 2, "data-edge": i, "data-from": t.nodes[e.from].name, "data-to": t.nodes[e.to].name }, svg);
-      const label = el("svg:text", { class: "cap", x: mx, y: (y1 + y2) / 2 - 4, "text-anchor": "middle" }, svg, "0/" + e.capacity);
+      const label = el("svg:text", { class: "cap", x: mx, y: (y1 + y2) / 2 - 4, "text-anchor": "middle", "data-edge-label": i }, svg, "0/" + e.capacity);
       return { path, label, edge: e };
     });
     const nodes = t.nodes.map((node) => {
@@ -77,7 +78,7 @@
       const lines = [0, 1, 2, 3].map((k) => el("svg:text", { x: 8, y: 45 + 14 * k }, g, ""));
       return { g, lines, node };
     });
-    return { box, status, health, totals, bottleneck, edges, nodes, topology: t };
+    return { box, status, health, totals, controls, built: false, pause: new Map(), bottleneck, edges, nodes, topology: t };
   }
 
   async function loadGraphs() {
@@ -93,6 +94,47 @@
       graphs.set(t.pipeline, view);
     }
     if (body.pipelines.length === 0) el("p", { class: "muted" }, root, "No pipelines yet.");
+  }
+
+  // The controls (only when the console enables them): POST with the token.
+  async function post(view, path, label) {
+    const out = view.controls.querySelector(".result");
+    try {
+      const res = await fetch(path, { method: "POST", headers: token ? { Authorization: "Bearer " + token } : {} });
+      const body = await res.json();
+      out.textContent = label + ": " + (res.ok ? body.text : "refused (" + res.status + "): " + body.error);
+      out.className = "result " + (res.ok ? "ok" : "bad");
+    } catch (err) {
+      out.textContent = label + ": " + err;
+      out.className = "result bad";
+    }
+  }
+
+  function buildControls(view, name, c) {
+    view.built = true;
+    const at = (stage, action) => "/api/control/" + encodeURIComponent(name) + "/" + (stage === null ? "" : encodeURIComponent(stage) + "/") + action;
+    for (const stage of c.sources) {
+      const b = el("button", { type: "button", "data-control": "pause", "data-stage": stage }, view.controls, "pause " + stage);
+      b.addEventListener("click", () => {
+        const action = b.dataset.control;
+        post(view, at(stage, action), action + " " + stage);
+      });
+      view.pause.set(stage, b);
+    }
+    for (const stage of c.breakers) {
+      const b = el("button", { type: "button", "data-control": "reset-breaker", "data-stage": stage }, view.controls, "reset breaker " + stage);
+      b.addEventListener("click", () => post(view, at(stage, "reset-breaker"), "reset breaker " + stage));
+    }
+    for (const stage of c.pools) {
+      const n = el("input", { type: "number", min: "1", value: "1", "aria-label": "replicas of " + stage, "data-replicas": stage }, view.controls);
+      const b = el("button", { type: "button", "data-control": "resize", "data-stage": stage }, view.controls, "resize " + stage);
+      b.addEventListener("click", () => post(view, at(stage, "resize") + "?replicas=" + encodeURIComponent(n.value), "resize " + stage));
+    }
+    if (c.checkpoints) {
+      const b = el("button", { type: "button", "data-control": "checkpoint" }, view.controls, "checkpoint");
+      b.addEventListener("click", () => post(view, at(null, "checkpoint"), "checkpoint"));
+    }
+    el("span", { class: "result muted" }, view.controls, "");
   }
 
   const rate = (now, before, dt) => (before === undefined || dt <= 0 ? 0 : Math.max(0, (now - before) / dt));
@@ -115,20 +157,31 @@
       view.health.textContent = p.health.status + (p.health.reasons ? ": " + p.health.reasons.join("; ") : "");
       const t = p.totals;
       view.totals.textContent = `in ${t.taken_in} · delivered ${t.delivered} · filtered ${t.filtered} · dead-lettered ${t.dead_lettered} · failed ${t.failed} · in flight ${t.in_flight} · restarts ${t.restarts} · conservation: ${p.conservation.state}` + (p.conservation.detail ? " (" + p.conservation.detail + ")" : "");
+      if (frame.controls && p.controllable && !view.built) buildControls(view, p.name, p.controllable);
       const b = p.bottleneck;
       view.bottleneck.textContent = b ? `Bottleneck: ${b.stage} (${b.reason === "stalled" ? "stalled" : "input " + Math.round(b.input_fill * 100) + "% full, output " + (b.output_fill === null ? "none (sink)" : Math.round(b.output_fill * 100) + "%")})` + (b.blocked.length ? `, blocking ${b.blocked.join(", ")}` : "") : "No bottleneck: every stage keeps up.";
       view.bottleneck.className = "bottleneck" + (b ? " found" : "");
       view.bottleneck.dataset.stage = b ? b.stage : "";
+      // A box shows its input edges' load, the figure the edges are drawn with:
+      // what was sent to it and not settled (mailbox, queue, the batch in hand).
+      const input = new Map();
+      for (const e of p.edges) {
+        const sum = input.get(e.to) || { queued: 0, capacity: 0 };
+        sum.queued += e.queued; sum.capacity += e.capacity;
+        input.set(e.to, sum);
+      }
       p.stats.stages.forEach((s, i) => {
         const n = view.nodes[i];
         if (!n) return;
         const ps = prev && prev.stats.stages[i];
         const rin = rate(s.received, ps && ps.received, dt), rout = rate(s.emitted, ps && ps.emitted, dt);
-        const queued = s.mailbox + s.in_flight;
+        const load = input.get(i);
         n.lines[0].textContent = `in ${fmt(rin)}/s · out ${fmt(rout)}/s`;
-        n.lines[1].textContent = s.capacity ? `queue ${queued}/${s.capacity * Math.max(1, n.node.inputs)} · credit ${s.credit}` : `credit ${s.credit}`;
+        n.lines[1].textContent = (load ? `input ${load.queued}/${load.capacity}` : "source") + (n.node.role === "sink" ? "" : ` · credit ${s.credit}`);
         n.lines[2].textContent = `restarts ${s.restarts} · dlq ${s.dead_lettered} · failed ${s.failed}`;
-        n.lines[3].textContent = [n.node.breaker ? `breaker ${s.breaker}` : "", s.stalled ? "STALLED" : "", `blocked ${s.blocked.toFixed(1)}s`].filter(Boolean).join(" · ");
+        const pb = view.pause.get(s.name);
+        if (pb) { pb.dataset.control = s.paused ? "resume" : "pause"; pb.textContent = (s.paused ? "resume " : "pause ") + s.name; }
+        n.lines[3].textContent = [n.node.breaker ? `breaker ${s.breaker}` : "", s.paused ? "PAUSED" : "", s.stalled ? "STALLED" : "", `blocked ${s.blocked.toFixed(1)}s`].filter(Boolean).join(" · ");
         n.g.setAttribute("class", "node " + n.node.role + (b && b.id === i ? " bottleneck" : "") + (s.breaker === "open" ? " open" : s.breaker === "half_open" ? " half" : ""));
       });
       p.edges.forEach((e, i) => {
