@@ -36,6 +36,7 @@ pub mod barrier;
 mod checkpoint;
 pub mod file;
 mod flow_ext;
+mod hash;
 pub mod hub;
 pub mod join;
 pub mod keyed;

@@ -4,13 +4,14 @@
 
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{age, before};
+use crate::hash::StateMap;
 
 /// One row waiting for partners.
 pub(crate) struct Row<X> {
@@ -149,7 +150,7 @@ impl<K> Deadlines<K> {
 /// already left by another way are skipped when met and compacted away when a
 /// queue grows past twice the rows, so every queue is bounded by the rows held.
 pub(crate) struct Rows<K, L, R> {
-    pub(crate) map: HashMap<K, KeyRows<L, R>>,
+    pub(crate) map: StateMap<K, KeyRows<L, R>>,
     len: usize,
     seq: u64,
     /// `(seq, is_left, key)` by arrival; kept only with a TTL or a row bound.
@@ -162,7 +163,7 @@ pub(crate) struct Rows<K, L, R> {
 impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
     pub(crate) fn new(by_arrival: bool) -> Self {
         Rows {
-            map: HashMap::new(),
+            map: StateMap::default(),
             len: 0,
             seq: 0,
             arrivals: by_arrival.then(VecDeque::new),

@@ -10,7 +10,6 @@
 //! writer is done with it, or else copies that one group (about 1/128 of the
 //! state). Reads of a frozen group copy nothing.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -27,7 +26,7 @@ pub(crate) struct Slot<S> {
 }
 
 /// The entries of one key group.
-pub(crate) type Map<K, S> = HashMap<K, Slot<S>>;
+pub(crate) type Map<K, S> = crate::hash::StateMap<K, Slot<S>>;
 
 /// The key group of a key ([`key_group_of`]), computed once per element and
 /// passed to every [`Groups`] call for that key.
@@ -88,7 +87,7 @@ impl<K, S> Group<K, S> {
     /// The map, to write to: a frozen group is thawed.
     fn owned(&mut self) -> &mut Map<K, S> {
         if matches!(self, Group::Frozen(_))
-            && let Group::Frozen(frozen) = std::mem::replace(self, Group::Owned(Map::new()))
+            && let Group::Frozen(frozen) = std::mem::replace(self, Group::Owned(Map::default()))
         {
             *self = Group::Owned(frozen.thaw());
         }
@@ -110,7 +109,9 @@ pub(crate) struct Groups<K, S> {
 impl<K: Hash + Eq, S> Groups<K, S> {
     pub(crate) fn new() -> Self {
         Groups {
-            groups: (0..KEY_GROUPS).map(|_| Group::Owned(Map::new())).collect(),
+            groups: (0..KEY_GROUPS)
+                .map(|_| Group::Owned(Map::default()))
+                .collect(),
             len: 0,
         }
     }
@@ -193,7 +194,7 @@ impl<K: Hash + Eq, S> Groups<K, S> {
         for group in self.groups.iter_mut() {
             match group {
                 Group::Owned(map) => map.clear(),
-                Group::Frozen(_) => *group = Group::Owned(Map::new()),
+                Group::Frozen(_) => *group = Group::Owned(Map::default()),
             }
         }
         self.len = 0;

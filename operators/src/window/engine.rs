@@ -12,6 +12,7 @@ use weir_runtime::checkpoint::{RestoreContext, Snapshot, StateError};
 use super::spec::{Aggregate, Shape, Window, WindowOverflow, WindowResult, Windows};
 use super::timers::Timers;
 use crate::checkpoint::{Mixed, decode_mixed, mixed};
+use crate::hash::StateMap;
 
 /// An open window in a snapshot: its range, accumulator, id (its place in the
 /// firing order), firings so far and the time of its timer.
@@ -150,9 +151,9 @@ pub struct KeyedWindows<T, K, A, R> {
     spec: Windows,
     agg: Aggregate<T, A, R>,
     /// Session windows, by key.
-    keys: HashMap<K, Vec<Open<A>>>,
+    keys: StateMap<K, Vec<Open<A>>>,
     /// Tumbling and sliding windows, by key and start: one lookup per element.
-    slots: HashMap<SlotKey<K>, Slot<A>>,
+    slots: StateMap<SlotKey<K>, Slot<A>>,
     /// When each open window next needs attention: by (time, window id), bucketed
     /// by time for tumbling and sliding windows (their ends are shared by keys).
     timers: Timers<K>,
@@ -189,8 +190,8 @@ impl<T, K: Hash + Eq + Clone, A, R> KeyedWindows<T, K, A, R> {
         KeyedWindows {
             spec,
             agg,
-            keys: HashMap::new(),
-            slots: HashMap::new(),
+            keys: StateMap::default(),
+            slots: StateMap::default(),
             timers,
             targets: Vec::new(),
             last_tumble: (1, 0),
