@@ -85,8 +85,6 @@ mod stage;
 mod stats;
 #[cfg(test)]
 mod tests;
-#[cfg(feature = "https")]
-mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,7 +176,7 @@ pub(crate) struct Settings<T> {
     pub(crate) invalid: Vec<String>,
     /// What an `https://` target is verified against.
     #[cfg(feature = "https")]
-    pub(crate) tls: tls::TlsSettings,
+    pub(crate) tls: crate::client_tls::TlsSettings,
 }
 
 impl<T> std::fmt::Debug for HttpSink<T> {
@@ -214,7 +212,7 @@ impl<T: serde::Serialize + Send + 'static> HttpSink<T> {
                 max_retry_after: Duration::from_secs(60),
                 invalid: Vec::new(),
                 #[cfg(feature = "https")]
-                tls: tls::TlsSettings::default(),
+                tls: crate::client_tls::TlsSettings::default(),
             },
         }
     }

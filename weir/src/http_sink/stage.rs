@@ -73,7 +73,9 @@ impl<T> HttpSinkStage<T> {
         let uri = parse_url(&settings.url);
         #[cfg(feature = "https")]
         let tls = match &uri {
-            Ok(uri) if uri.scheme_str() == Some("https") => settings.tls.client_config().map(Some),
+            Ok(uri) if uri.scheme_str() == Some("https") => {
+                settings.tls.client_config("http sink").map(Some)
+            }
             _ => Ok(None),
         };
         HttpSinkStage {

@@ -1,6 +1,8 @@
-//! HTTPS for the HTTP client sink (feature `https`): the rustls client
-//! configuration a sink's connections use, built when the pipeline is built so
-//! that a CA file that is missing or does not parse is a `BuildError` naming it.
+//! TLS for the client sinks (`https://` for the HTTP client sink, feature
+//! `https`; `wss://` for the WebSocket client sink, feature `wss`): the rustls
+//! client configuration a sink's connections use, built when the pipeline is
+//! built so that a CA file that is missing or does not parse is a `BuildError`
+//! naming it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,16 +35,15 @@ impl std::fmt::Debug for TlsSettings {
 impl TlsSettings {
     /// The client configuration: the given one, or the system's roots plus the
     /// CA files, TLS 1.3 with the `ring` provider, no client certificate. No
-    /// ALPN protocols: the connector offers `http/1.1` itself (and refuses a
+    /// ALPN protocols: the HTTP connector offers `http/1.1` itself (and refuses a
     /// configuration that already names some).
-    pub(crate) fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
+    pub(crate) fn client_config(&self, who: &str) -> Result<Arc<ClientConfig>, String> {
         if let Some(config) = &self.config {
             if !config.alpn_protocols.is_empty() {
-                return Err(
-                    "http sink: the TLS configuration must name no ALPN protocols (the sink \
-                     offers http/1.1 itself)"
-                        .into(),
-                );
+                return Err(format!(
+                    "{who}: the TLS configuration must name no ALPN protocols (the sink \
+                     offers its protocol itself)"
+                ));
             }
             return Ok(Arc::clone(config));
         }
@@ -56,23 +57,22 @@ impl TlsSettings {
             }
         }
         for path in &self.ca_files {
-            for cert in read_certs(path)? {
+            for cert in read_certs(who, path)? {
                 roots
                     .add(cert)
-                    .map_err(|e| format!("http sink: CA file {}: {e}", path.display()))?;
+                    .map_err(|e| format!("{who}: CA file {}: {e}", path.display()))?;
             }
         }
         if roots.is_empty() {
-            return Err(
-                "http sink: no root certificate to verify servers with (no system roots found \
+            return Err(format!(
+                "{who}: no root certificate to verify servers with (no system roots found \
                  and no ca_file)"
-                    .into(),
-            );
+            ));
         }
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("http sink: TLS: {e}"))?
+            .map_err(|e| format!("{who}: TLS: {e}"))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Arc::new(config))
@@ -80,20 +80,20 @@ impl TlsSettings {
 }
 
 /// Every certificate of a PEM file: at least one.
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_certs(who: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes =
-        std::fs::read(path).map_err(|e| format!("http sink: CA file {}: {e}", path.display()))?;
+        std::fs::read(path).map_err(|e| format!("{who}: CA file {}: {e}", path.display()))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
             format!(
-                "http sink: CA file {}: not PEM certificates: {e}",
+                "{who}: CA file {}: not PEM certificates: {e}",
                 path.display()
             )
         })?;
     if certs.is_empty() {
         return Err(format!(
-            "http sink: CA file {}: no certificate in it",
+            "{who}: CA file {}: no certificate in it",
             path.display()
         ));
     }
