@@ -90,6 +90,8 @@ pub mod sse;
 #[cfg(feature = "console")]
 pub mod console;
 
+#[cfg(any(feature = "https", feature = "wss"))]
+mod client_tls;
 #[cfg(any(
     feature = "sse",
     feature = "console",

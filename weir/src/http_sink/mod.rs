@@ -174,6 +174,9 @@ pub(crate) struct Settings<T> {
     pub(crate) max_retry_after: Duration,
     /// Settings that did not parse: reported when the pipeline is built.
     pub(crate) invalid: Vec<String>,
+    /// What an `https://` target is verified against.
+    #[cfg(feature = "https")]
+    pub(crate) tls: crate::client_tls::TlsSettings,
 }
 
 impl<T> std::fmt::Debug for HttpSink<T> {
@@ -208,6 +211,8 @@ impl<T: serde::Serialize + Send + 'static> HttpSink<T> {
                 key: None,
                 max_retry_after: Duration::from_secs(60),
                 invalid: Vec::new(),
+                #[cfg(feature = "https")]
+                tls: crate::client_tls::TlsSettings::default(),
             },
         }
     }
@@ -329,6 +334,48 @@ impl<T: serde::Serialize + Send + 'static> HttpSink<T> {
     /// this, so a target cannot park the sink for hours.
     pub fn max_retry_after(mut self, max: Duration) -> Self {
         self.settings.max_retry_after = max;
+        self
+    }
+
+    /// Also trusts the CA certificates in the PEM file at `path` for an
+    /// `https://` target (a private CA, or a self-signed server's certificate),
+    /// besides the system's roots. Read when the pipeline is built: a file that
+    /// is missing or holds no certificate is a `BuildError` naming it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::http_sink::HttpSink;
+    ///
+    /// let sink = HttpSink::<u64>::post("https://hooks.internal:8443/events")
+    ///     .ca_file("/etc/weir/internal-ca.pem")
+    ///     .without_system_roots();
+    /// ```
+    #[cfg(feature = "https")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "https")))]
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.settings.tls.ca_files.push(path.into());
+        self
+    }
+
+    /// Trusts only the [`ca_file`](Self::ca_file)s, not the system's root
+    /// certificates.
+    #[cfg(feature = "https")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "https")))]
+    pub fn without_system_roots(mut self) -> Self {
+        self.settings.tls.without_system_roots = true;
+        self
+    }
+
+    /// Uses this rustls client configuration for `https://` (client
+    /// certificates, pinned roots, other protocol versions) instead of the one
+    /// built from the system's roots and the CA files. It must name no ALPN
+    /// protocols (the sink offers `http/1.1` itself; one that names some is a
+    /// `BuildError`).
+    #[cfg(feature = "https")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "https")))]
+    pub fn tls_config(mut self, config: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
+        self.settings.tls.config = Some(config);
         self
     }
 

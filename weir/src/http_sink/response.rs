@@ -15,7 +15,12 @@ use weir_supervisor::{ErrorClass, Failure};
 use super::stats::{Counters, Tally};
 
 /// The connection pool every request of one sink goes through.
+#[cfg(not(feature = "https"))]
 pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The connection pool every request of one sink goes through (`http://` and
+/// `https://`).
+#[cfg(feature = "https")]
+pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The most bytes of an error answer kept for the failure's message.
 pub(crate) const EXCERPT_BYTES: usize = 256;

@@ -43,6 +43,10 @@ pub(crate) struct HttpSinkStage<T> {
     uri: Result<Uri, String>,
     /// Made on the first step, on the stage's own thread and runtime.
     client: Option<HttpClient>,
+    /// The TLS client configuration of an `https://` target, built with the
+    /// pipeline (`None` for `http://`).
+    #[cfg(feature = "https")]
+    tls: Result<Option<Arc<tokio_rustls::rustls::ClientConfig>>, String>,
     /// The outstanding requests (sent, or waiting to be sent again) by id.
     batches: HashMap<u64, Batch<T>>,
     running: FuturesUnordered<Running>,
@@ -67,10 +71,19 @@ impl<T> std::fmt::Debug for HttpSinkStage<T> {
 impl<T> HttpSinkStage<T> {
     pub(crate) fn new(settings: Settings<T>, stats: HttpSinkStats) -> Self {
         let uri = parse_url(&settings.url);
+        #[cfg(feature = "https")]
+        let tls = match &uri {
+            Ok(uri) if uri.scheme_str() == Some("https") => {
+                settings.tls.client_config("http sink").map(Some)
+            }
+            _ => Ok(None),
+        };
         HttpSinkStage {
             settings: Arc::new(settings),
             uri,
             client: None,
+            #[cfg(feature = "https")]
+            tls,
             batches: HashMap::new(),
             running: FuturesUnordered::new(),
             next_id: 0,
@@ -99,12 +112,19 @@ pub(crate) fn parse_url(url: &str) -> Result<Uri, String> {
         .map_err(|e| format!("http sink: invalid URL {url:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http") => {}
+        #[cfg(feature = "https")]
+        Some("https") => {}
+        #[cfg(not(feature = "https"))]
         Some("https") => {
             return Err(format!(
-                "http sink: {url:?}: https is not supported yet (plain http only)"
+                "http sink: {url:?}: https needs weir's `https` feature (plain http only without it)"
             ));
         }
-        _ => return Err(format!("http sink: {url:?} is not an http:// URL")),
+        _ => {
+            return Err(format!(
+                "http sink: {url:?} is not an http:// or https:// URL"
+            ));
+        }
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("http sink: {url:?} has no host"));
@@ -121,6 +141,29 @@ impl<T: serde::Serialize + Send + 'static> HttpSinkStage<T> {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
                 connector.set_connect_timeout(Some(timeout));
+                #[cfg(feature = "https")]
+                let connector = {
+                    connector.enforce_http(false);
+                    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+                    let builder = match &self.tls {
+                        Ok(Some(config)) => builder.with_tls_config((**config).clone()),
+                        // `validate` refused a configuration that did not build;
+                        // an `http://` target never uses this one.
+                        _ => builder.with_tls_config(
+                            tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+                                tokio_rustls::rustls::crypto::ring::default_provider(),
+                            ))
+                            .with_safe_default_protocol_versions()
+                            .expect("ring supports the default protocol versions")
+                            .with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
+                            .with_no_client_auth(),
+                        ),
+                    };
+                    builder
+                        .https_or_http()
+                        .enable_http1()
+                        .wrap_connector(connector)
+                };
                 Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(Duration::from_secs(30))
@@ -260,6 +303,10 @@ impl<T: serde::Serialize + Send + 'static> Operator for HttpSinkStage<T> {
     fn validate(&self) -> Result<(), String> {
         let s = &self.settings;
         if let Err(why) = &self.uri {
+            return Err(why.clone());
+        }
+        #[cfg(feature = "https")]
+        if let Err(why) = &self.tls {
             return Err(why.clone());
         }
         if let Some(why) = s.invalid.first() {

@@ -8,10 +8,9 @@
 //!     └─ a full pipeline stops reading (TCP slows them)  └─▶ … ──▶ WsSink ──▶ ws://server
 //! ```
 //!
-//! Plain `ws://` only: there is no TLS yet (put a TLS-terminating proxy in
-//! front of the servers; a `wss://` URL for [`WsSink`] is refused when the
-//! pipeline is built). No subprotocols and no extensions (per-message
-//! compression is not negotiated).
+//! The servers speak plain `ws://` (put a TLS-terminating proxy in front of
+//! them); [`WsSink`] dials `wss://` too with the feature `wss`. No subprotocols
+//! and no extensions (per-message compression is not negotiated).
 //!
 //! # The servers
 //!

@@ -45,7 +45,9 @@ pub(crate) type Encode<T> = Arc<dyn Fn(&T) -> WsPayload + Send + Sync>;
 ///
 /// Defaults: batches of 64, messages up to 1 MiB, 5 s to connect (handshake
 /// included), 10 s per write, a ping after 15 s of silence, dropped after 45 s.
-/// Plain `ws://` only; `wss://` is refused when the pipeline is built.
+/// `ws://`, and `wss://` with the feature `wss` (`ca_file` and
+/// friends say what the server's certificate is verified against); without it a
+/// `wss://` URL is refused when the pipeline is built.
 ///
 /// # Examples
 ///
@@ -88,6 +90,9 @@ pub(crate) struct Settings<T> {
     pub(crate) idle_timeout: Option<Duration>,
     /// Settings that did not parse: reported when the pipeline is built.
     pub(crate) invalid: Vec<String>,
+    /// What a `wss://` server is verified against.
+    #[cfg(feature = "wss")]
+    pub(crate) tls: crate::client_tls::TlsSettings,
 }
 
 impl<T> std::fmt::Debug for WsSink<T> {
@@ -140,8 +145,51 @@ impl<T: Send + 'static> WsSink<T> {
                 heartbeat: Some(Duration::from_secs(15)),
                 idle_timeout: Some(Duration::from_secs(45)),
                 invalid: Vec::new(),
+                #[cfg(feature = "wss")]
+                tls: crate::client_tls::TlsSettings::default(),
             },
         }
+    }
+
+    /// Also trusts the CA certificates in the PEM file at `path` for a `wss://`
+    /// server (a private CA, or a self-signed server's certificate), besides the
+    /// system's roots. Read when the pipeline is built: a file that is missing
+    /// or holds no certificate is a `BuildError` naming it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::websocket::WsSink;
+    ///
+    /// let sink = WsSink::<u64>::json("wss://feeds.internal/ws")
+    ///     .ca_file("/etc/weir/internal-ca.pem")
+    ///     .without_system_roots();
+    /// ```
+    #[cfg(feature = "wss")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "wss")))]
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.settings.tls.ca_files.push(path.into());
+        self
+    }
+
+    /// Trusts only the [`ca_file`](Self::ca_file)s, not the system's root
+    /// certificates.
+    #[cfg(feature = "wss")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "wss")))]
+    pub fn without_system_roots(mut self) -> Self {
+        self.settings.tls.without_system_roots = true;
+        self
+    }
+
+    /// Uses this rustls client configuration for `wss://` (client
+    /// certificates, pinned roots) instead of the one built from the system's
+    /// roots and the CA files. It must name no ALPN protocols (a `BuildError`
+    /// otherwise).
+    #[cfg(feature = "wss")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "wss")))]
+    pub fn tls_config(mut self, config: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
+        self.settings.tls.config = Some(config);
+        self
     }
 
     /// Adds a header to the handshake request. A name or value that is not

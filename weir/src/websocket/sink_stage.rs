@@ -28,7 +28,12 @@ use super::sink::{Settings, SinkCounters};
 /// frames and ignores data).
 const MAX_INCOMING: usize = 64 * 1024;
 
-type Conn = WebSocketStream<TcpStream>;
+/// A connection's byte stream: plain TCP, or TLS over it (`wss://`).
+trait ConnIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ConnIo for S {}
+
+type Conn = WebSocketStream<Box<dyn ConnIo>>;
 
 /// What a piece of work on the connection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +63,9 @@ struct Target {
     uri: Uri,
     host: String,
     port: u16,
+    /// The TLS configuration of a `wss://` target.
+    #[cfg(feature = "wss")]
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 pub(crate) struct WsSinkStage<T> {
@@ -91,6 +99,13 @@ impl<T> std::fmt::Debug for WsSinkStage<T> {
 impl<T> WsSinkStage<T> {
     pub(crate) fn new(settings: Settings<T>, counters: Arc<SinkCounters>) -> Self {
         let target = parse_url(&settings.url);
+        #[cfg(feature = "wss")]
+        let target = target.and_then(|mut target| {
+            if target.uri.scheme_str() == Some("wss") {
+                target.tls = Some(settings.tls.client_config("websocket sink")?);
+            }
+            Ok(target)
+        });
         let liveness = Liveness::with(settings.heartbeat, settings.idle_timeout);
         WsSinkStage {
             settings: Arc::new(settings),
@@ -108,20 +123,27 @@ impl<T> WsSinkStage<T> {
     }
 }
 
-/// `url` as a `ws://` target.
+/// `url` as a `ws://` (or, with the feature `wss`, `wss://`) target.
 fn parse_url(url: &str) -> Result<Target, String> {
     let uri: Uri = url
         .parse()
         .map_err(|e| format!("websocket sink: invalid URL {url:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("ws") => {}
+    let default_port = match uri.scheme_str() {
+        Some("ws") => 80,
+        #[cfg(feature = "wss")]
+        Some("wss") => 443,
+        #[cfg(not(feature = "wss"))]
         Some("wss") => {
             return Err(format!(
-                "websocket sink: {url:?}: wss:// (TLS) is not supported yet, only plain ws://"
+                "websocket sink: {url:?}: wss:// needs weir's `wss` feature (plain ws:// only without it)"
             ));
         }
-        _ => return Err(format!("websocket sink: {url:?} is not a ws:// URL")),
-    }
+        _ => {
+            return Err(format!(
+                "websocket sink: {url:?} is not a ws:// or wss:// URL"
+            ));
+        }
+    };
     let host = uri
         .host()
         .filter(|h| !h.is_empty())
@@ -130,8 +152,14 @@ fn parse_url(url: &str) -> Result<Target, String> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    Ok(Target { uri, host, port })
+    let port = uri.port_u16().unwrap_or(default_port);
+    Ok(Target {
+        uri,
+        host,
+        port,
+        #[cfg(feature = "wss")]
+        tls: None,
+    })
 }
 
 impl<T: Send + 'static> WsSinkStage<T> {
@@ -326,6 +354,34 @@ async fn connect<T>(
                 )
             })?;
         let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn ConnIo> = Box::new(tcp);
+        #[cfg(feature = "wss")]
+        let stream = match &target.tls {
+            None => stream,
+            Some(config) => {
+                let name =
+                    tokio_rustls::rustls::pki_types::ServerName::try_from(target.host.clone())
+                        .map_err(|e| {
+                            Failure::error(
+                                ErrorClass::Permanent,
+                                format!(
+                                    "websocket sink: {url}: {:?} is no TLS server name: {e}",
+                                    target.host
+                                ),
+                            )
+                        })?;
+                let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| {
+                        Failure::error(
+                            ErrorClass::Transient,
+                            format!("websocket sink: {url}: TLS handshake failed: {e}"),
+                        )
+                    })?;
+                Box::new(tls) as Box<dyn ConnIo>
+            }
+        };
         let mut request = target.uri.clone().into_client_request().map_err(|e| {
             Failure::error(ErrorClass::Permanent, format!("websocket sink: {url}: {e}"))
         })?;
@@ -334,7 +390,7 @@ async fn connect<T>(
         }
         let config = options::config(MAX_INCOMING);
         let (ws, _response) =
-            tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+            tokio_tungstenite::client_async_with_config(request, stream, Some(config))
                 .await
                 .map_err(|e| refused(url, e))?;
         Ok(ws)

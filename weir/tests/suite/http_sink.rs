@@ -68,6 +68,8 @@ struct Log {
     accepted: Mutex<Vec<String>>,
     current: AtomicUsize,
     most: AtomicUsize,
+    /// TLS handshakes that failed (an HTTPS target).
+    refused_handshakes: AtomicUsize,
 }
 
 /// A hyper server on 127.0.0.1, on a thread of its own; stopped when dropped.
@@ -80,6 +82,21 @@ struct Target {
 
 impl Target {
     fn serve(handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self::serve_with(None, handler)
+    }
+
+    /// The same server speaking HTTPS with `tls` (only).
+    fn serve_tls(
+        tls: tokio_rustls::TlsAcceptor,
+        handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve_with(Some(tls), handler)
+    }
+
+    fn serve_with(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let handler: Handler = Arc::new(handler);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -100,13 +117,27 @@ impl Target {
                         accepted = listener.accept() => {
                             let Ok((socket, _)) = accepted else { continue };
                             let (l, h) = (Arc::clone(&l), Arc::clone(&handler));
+                            let (tls, handshakes) = (tls.clone(), Arc::clone(&l));
                             tokio::spawn(async move {
                                 let service = service_fn(move |req| {
                                     answer(req, Arc::clone(&l), Arc::clone(&h))
                                 });
-                                let _ = http1::Builder::new()
-                                    .serve_connection(TokioIo::new(socket), service)
-                                    .await;
+                                match tls {
+                                    None => {
+                                        let _ = http1::Builder::new()
+                                            .serve_connection(TokioIo::new(socket), service)
+                                            .await;
+                                    }
+                                    Some(tls) => {
+                                        let Ok(socket) = tls.accept(socket).await else {
+                                            handshakes.refused_handshakes.fetch_add(1, Ordering::SeqCst);
+                                            return;
+                                        };
+                                        let _ = http1::Builder::new()
+                                            .serve_connection(TokioIo::new(socket), service)
+                                            .await;
+                                    }
+                                }
                             });
                         }
                     }
@@ -123,6 +154,11 @@ impl Target {
 
     fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
+    }
+
+    /// The HTTPS URL, by the name its certificate carries.
+    fn https_url(&self) -> String {
+        format!("https://localhost:{}/hook", self.addr.port())
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -566,4 +602,156 @@ fn a_full_sink_takes_no_more_than_its_capacity_plus_max_in_flight() {
     done.report.check_conservation().unwrap();
     assert_eq!(done.report.delivered(), 100);
     assert_eq!(target.most_at_once(), 3);
+}
+
+/// A fresh CA (as PEM) and a TLS acceptor for `localhost` with a certificate it
+/// signed; generated here, never committed.
+fn tls_server() -> (String, tokio_rustls::TlsAcceptor) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+    (ca.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// HTTPS: a target whose certificate a private CA signed is reached when the
+/// sink trusts that CA (`ca_file`): every element once, with its headers, over
+/// TLS, retries included.
+#[test]
+fn an_https_target_signed_by_a_trusted_ca_gets_every_element_once() {
+    let (ca, tls) = tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let target = Target::serve_tls(tls, |seen, attempt| {
+        let x: u64 = seen.body.parse().unwrap();
+        if x.is_multiple_of(5) && attempt == 1 {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    });
+    let sink = HttpSink::post(target.https_url())
+        .ca_file(&ca_file)
+        .without_system_roots()
+        .bearer_token("t0ken");
+    let done = Pipeline::from_iter(0..40_u64)
+        .supervise(Supervision::new(fast(3)).dead_letters(MemoryDlq::new(10)))
+        .to_http(sink)
+        .name("hook")
+        .run(&rt1())
+        .unwrap()
+        .wait()
+        .unwrap();
+    done.report.check_conservation().unwrap();
+    assert_eq!(done.report.stage("hook").unwrap().completed, 40);
+    let mut accepted: Vec<u64> = target.accepted().iter().flat_map(|b| elements(b)).collect();
+    accepted.sort_unstable();
+    assert_eq!(accepted, (0..40).collect::<Vec<_>>());
+    assert!(
+        target
+            .seen()
+            .iter()
+            .all(|s| s.auth.as_deref() == Some("Bearer t0ken"))
+    );
+    assert_eq!(target.log.refused_handshakes.load(Ordering::SeqCst), 0);
+    assert_eq!((done.output.ok(), done.output.retryable()), (40, 8));
+}
+
+/// A target whose certificate nobody trusts: the handshake fails, nothing is
+/// delivered, and the failure names the certificate; unsupervised, the
+/// pipeline fails with it.
+#[test]
+fn an_https_target_with_an_untrusted_certificate_is_refused_naming_it() {
+    let (_ca, tls) = tls_server();
+    let (other_ca, _) = tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("other-ca.pem");
+    std::fs::write(&ca_file, other_ca).unwrap();
+    let target = Target::serve_tls(tls, |_, _| Reply::ok());
+    let sink = HttpSink::post(target.https_url())
+        .ca_file(&ca_file)
+        .without_system_roots();
+    let err = Pipeline::from_iter(0..3_u64)
+        .to_http(sink)
+        .name("hook")
+        .run(&rt1())
+        .unwrap()
+        .wait()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("hook"), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(target.seen().is_empty(), "nothing got through");
+    assert!(target.log.refused_handshakes.load(Ordering::SeqCst) >= 1);
+}
+
+/// Bad TLS settings are build errors naming the file and the reason.
+#[test]
+fn a_missing_or_empty_ca_file_is_a_build_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let err = Pipeline::from_iter(0..1_u64)
+        .to_http(HttpSink::post("https://localhost:1/hook").ca_file(&missing))
+        .name("hook")
+        .run(&rt1())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("hook") && err.contains("missing.pem"), "{err}");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let err = Pipeline::from_iter(0..1_u64)
+        .to_http(
+            HttpSink::post("https://localhost:1/hook")
+                .ca_file(&empty)
+                .without_system_roots(),
+        )
+        .name("hook")
+        .run(&rt1())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("empty.pem") && err.contains("no certificate"),
+        "{err}"
+    );
+    // A whole configuration must leave ALPN to the sink.
+    let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let err = Pipeline::from_iter(0..1_u64)
+        .to_http(HttpSink::post("https://localhost:1/hook").tls_config(Arc::new(config)))
+        .name("hook")
+        .run(&rt1())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ALPN"), "{err}");
+    // A CA file is not read for a plain http:// target.
+    let plain = Pipeline::from_iter(0..1_u64)
+        .to_http(HttpSink::post("http://127.0.0.1:1/hook").ca_file(&missing))
+        .name("hook")
+        .run(&rt1());
+    assert!(plain.is_ok());
 }

@@ -642,19 +642,22 @@ fn the_sink_reconnects_under_supervision_and_delivers_every_element() {
     assert_eq!(received.wait().unwrap().output, (0..10).collect::<Vec<_>>());
 }
 
-/// `wss://` and bad settings are refused when the pipeline is built, naming
-/// the stage; an unsupervised sink that cannot connect fails naming the URL;
-/// a server refusing the token dead-letters each element with the status.
+/// Bad settings are refused when the pipeline is built, naming the stage; an
+/// unsupervised sink that cannot connect fails naming the URL; a server
+/// refusing the token dead-letters each element with the status.
 #[test]
-fn the_sink_refuses_wss_fails_clearly_and_dead_letters_a_refused_handshake() {
+fn the_sink_refuses_bad_settings_fails_clearly_and_dead_letters_a_refused_handshake() {
     let rt = rt1();
     let err = Pipeline::from_iter(0..3_u64)
-        .to_websocket(WsSink::json("wss://example.com/ws"))
+        .to_websocket(WsSink::json("http://example.com/ws"))
         .name("push")
         .run(&rt)
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("`push`") && text.contains("wss://"), "{text}");
+    assert!(
+        text.contains("`push`") && text.contains("not a ws:// or wss:// URL"),
+        "{text}"
+    );
     let err = Pipeline::from_iter(0..3_u64)
         .to_websocket(
             WsSink::json("ws://127.0.0.1:9/ws")
@@ -702,4 +705,136 @@ fn the_sink_refuses_wss_fails_clearly_and_dead_letters_a_refused_handshake() {
     );
     assert_eq!(server.shutdown().unauthorized, 3);
     assert!(received.wait().unwrap().output.is_empty());
+}
+
+/// A fresh CA (as PEM) and a TLS acceptor for `localhost` with a certificate it
+/// signed; generated here, never committed.
+fn tls_server() -> (String, tokio_rustls::TlsAcceptor) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    (ca.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A `wss://` server on a thread of its own: TLS, then the WebSocket
+/// handshake, then every text message of every connection into `got`, until
+/// the client closes. Returns its port; counts failed TLS handshakes.
+fn wss_server(
+    tls: tokio_rustls::TlsAcceptor,
+    got: Arc<std::sync::Mutex<Vec<String>>>,
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+) -> u16 {
+    let listener = std::net::TcpListener::bind(local()).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (tls, got, refused) = (tls.clone(), Arc::clone(&got), Arc::clone(&refused));
+                tokio::spawn(async move {
+                    let Ok(stream) = tls.accept(socket).await else {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    };
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok(message)) = ws.next().await {
+                        if let Message::Text(text) = message {
+                            got.lock().unwrap().push(text.to_string());
+                        }
+                    }
+                });
+            }
+        });
+    });
+    port
+}
+
+/// `wss://`: a server whose certificate a trusted CA signed gets every
+/// element once, in order, over TLS; one whose certificate nobody trusts is
+/// refused with the reason, and gets nothing.
+#[test]
+fn a_wss_server_signed_by_a_trusted_ca_gets_every_element_and_an_untrusted_one_nothing() {
+    let (ca, tls) = tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let port = wss_server(tls, Arc::clone(&got), Arc::clone(&refused));
+    let url = format!("wss://localhost:{port}/ws");
+    let sink = WsSink::json(url.clone())
+        .ca_file(&ca_file)
+        .without_system_roots();
+    let done = Pipeline::from_iter(0..100_u64)
+        .to_websocket(sink)
+        .name("ws")
+        .run(&rt1())
+        .unwrap()
+        .wait()
+        .unwrap();
+    done.report.check_conservation().unwrap();
+    assert_eq!(done.output.sent(), 100);
+    eventually("the server read all 100", || {
+        got.lock().unwrap().len() == 100
+    });
+    let expected: Vec<String> = (0..100).map(|x: u64| x.to_string()).collect();
+    assert_eq!(*got.lock().unwrap(), expected);
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // Another CA: the server's certificate is not trusted.
+    let (other, _) = tls_server();
+    let other_file = dir.path().join("other.pem");
+    std::fs::write(&other_file, other).unwrap();
+    let err = Pipeline::from_iter(0..3_u64)
+        .to_websocket(
+            WsSink::json(url)
+                .ca_file(&other_file)
+                .without_system_roots(),
+        )
+        .name("ws")
+        .run(&rt1())
+        .unwrap()
+        .wait()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("TLS handshake failed"), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert_eq!(got.lock().unwrap().len(), 100, "nothing more got through");
+    eventually("the refused handshake", || {
+        refused.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    });
+    // A CA file that is not there is a build error naming it.
+    let err = Pipeline::from_iter(0..1_u64)
+        .to_websocket(WsSink::json("wss://localhost:1/ws").ca_file(dir.path().join("none.pem")))
+        .name("ws")
+        .run(&rt1())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("none.pem"), "{err}");
 }
