@@ -190,6 +190,53 @@ impl Tickers {
     }
 }
 
+/// The environment variable a command-line example reads the console's bearer
+/// token from (never a flag: a flag shows in `ps` to every user).
+pub const CONSOLE_TOKEN_ENV: &str = "WEIR_CONSOLE_TOKEN";
+
+/// How a command-line example serves its console (`--console ADDR`,
+/// `--console-controls`, the token from [`CONSOLE_TOKEN_ENV`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleOptions {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// The bearer token every request must carry, if any.
+    pub token: Option<String>,
+    /// Whether the console's controls (pause and resume the source, reset a
+    /// breaker, resize a pool, take a checkpoint) are on; they need the token.
+    pub controls: bool,
+}
+
+impl ConsoleOptions {
+    /// The options of `--console ADDR` and `--console-controls`, with the token
+    /// from the environment ([`CONSOLE_TOKEN_ENV`], if set and not empty).
+    /// `None` without an address; controls without one are a usage error.
+    ///
+    /// # Errors
+    ///
+    /// `--console-controls` without `--console`, or without a token.
+    pub fn from_flags(
+        addr: Option<std::net::SocketAddr>,
+        controls: bool,
+    ) -> Result<Option<ConsoleOptions>, Fatal> {
+        let token = std::env::var(CONSOLE_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty());
+        match addr {
+            None if controls => Err(usage("--console-controls needs --console ADDR")),
+            None => Ok(None),
+            Some(_) if controls && token.is_none() => Err(usage(format!(
+                "--console-controls needs a bearer token in {CONSOLE_TOKEN_ENV}"
+            ))),
+            Some(addr) => Ok(Some(ConsoleOptions {
+                addr,
+                token,
+                controls,
+            })),
+        }
+    }
+}
+
 /// A command-line example's running pipeline: on its own, or under a
 /// [`PipelineManager`](weir::manager::PipelineManager) whose live console is served (`--console ADDR`). Either
 /// way the same graph, named `name`, and the same report.
@@ -202,8 +249,12 @@ impl Tickers {
 ///
 /// let rt = Runtime::new()?;
 /// let graph = Graph::new(); // the example's graph
-/// let addr = "127.0.0.1:0".parse()?;
-/// let run = Run::start("etl", "etl", graph, &rt, Some(addr))
+/// let console = weir_examples::cli::ConsoleOptions {
+///     addr: "127.0.0.1:0".parse()?,
+///     token: None,
+///     controls: false,
+/// };
+/// let run = Run::start("etl", "etl", graph, &rt, Some(console))
 ///     .map_err(|e| e.0)?;
 /// let report = run.wait()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -240,20 +291,29 @@ impl Run {
     ///
     /// # Errors
     ///
-    /// A usage error: the graph is invalid, or the console cannot listen there.
+    /// A usage error: the graph is invalid, or the console cannot listen there
+    /// (or has controls without a token).
     pub fn start(
         program: &str,
         name: &str,
         graph: weir::Graph,
         rt: &weir::Runtime,
-        console: Option<std::net::SocketAddr>,
+        console: Option<ConsoleOptions>,
     ) -> Result<Run, Fatal> {
-        let Some(addr) = console else {
+        let Some(options) = console else {
             return Ok(Run::Plain(graph.run(rt).map_err(usage)?));
         };
         let manager = weir::manager::PipelineManager::new();
-        let console =
-            weir::console::serve(addr, &manager).map_err(|e| usage(format!("--console: {e}")))?;
+        let mut builder = weir::console::Console::new(&manager);
+        if let Some(token) = options.token {
+            builder = builder.bearer_token(token);
+        }
+        if options.controls {
+            builder = builder.enable_controls();
+        }
+        let console = builder
+            .serve(options.addr)
+            .map_err(|e| usage(format!("--console: {e}")))?;
         eprintln!("{program}: console on http://{}/", console.local_addr());
         let controller = manager.start_graph(name, graph, rt).map_err(|e| match e {
             weir::manager::ManagerError::Build(e) => usage(e),

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_examples::cli::{Fatal, Run, Tickers, exit, failed, stdout_closed, usage};
+use weir_examples::cli::{ConsoleOptions, Fatal, Run, Tickers, exit, failed, stdout_closed, usage};
 
 use clap::Parser;
 use weir::PipelineController;
@@ -84,6 +84,12 @@ struct Args {
     /// `/healthz`, `/readyz`. Its URL is printed to stderr.
     #[arg(long, value_name = "ADDR")]
     console: Option<SocketAddr>,
+    /// With --console: its controls too (pause and resume the source, reset a
+    /// breaker, resize a pool, take a checkpoint), for requests carrying the
+    /// bearer token, which is read from the environment variable
+    /// WEIR_CONSOLE_TOKEN (required with this flag; it also guards every read).
+    #[arg(long)]
+    console_controls: bool,
     /// Prints the pipeline's health verdict at the start and then every SECS.
     #[arg(long, value_name = "SECS")]
     health_every: Option<f64>,
@@ -164,7 +170,8 @@ fn run(args: Args) -> Result<(), Fatal> {
 
     let rt = Runtime::new().map_err(failed)?;
     let started = Instant::now();
-    let running = Run::start("etl", "etl", built.graph, &rt, args.console)?;
+    let console = ConsoleOptions::from_flags(args.console, args.console_controls)?;
+    let running = Run::start("etl", "etl", built.graph, &rt, console)?;
     // Started once the stages run: a change reaches them from now on.
     let reloader = watcher.map(|watcher| {
         Reloader::start(

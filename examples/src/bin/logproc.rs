@@ -44,7 +44,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use weir_examples::cli::{
-    Fatal, Interrupts, Run, Tickers, exit, failed, stdout_closed, usage, write_atomically,
+    ConsoleOptions, Fatal, Interrupts, Run, Tickers, exit, failed, stdout_closed, usage,
+    write_atomically,
 };
 
 use clap::Parser;
@@ -115,6 +116,12 @@ struct Args {
     /// `/healthz`, `/readyz`. Its URL is printed to stderr.
     #[arg(long, value_name = "ADDR")]
     console: Option<SocketAddr>,
+    /// With --console: its controls too (pause and resume the source, reset a
+    /// breaker, resize a pool, take a checkpoint), for requests carrying the
+    /// bearer token, which is read from the environment variable
+    /// WEIR_CONSOLE_TOKEN (required with this flag; it also guards every read).
+    #[arg(long)]
+    console_controls: bool,
     /// Prints the pipeline's health verdict at the start and then every SECS.
     #[arg(long, value_name = "SECS")]
     health_every: Option<f64>,
@@ -262,13 +269,14 @@ fn run(args: Args) -> Result<(), Fatal> {
             CheckpointConfig::new(dir).interval(Duration::from_millis(args.checkpoint_interval_ms)),
         );
     }
+    let console = ConsoleOptions::from_flags(args.console, args.console_controls)?;
     let started = Instant::now();
     let run = Run::start(
         "logproc",
         logproc::pipeline::PIPELINE,
         built.graph,
         &rt,
-        args.console,
+        console,
     )?;
     let interrupted = if args.checkpoint_dir.is_some() {
         Some(drain_on_ctrl_c(

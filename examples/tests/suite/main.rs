@@ -15,6 +15,7 @@ mod hubs_example_run;
 mod join_examples_run;
 mod limits_examples_run;
 mod logproc_console;
+mod logproc_dashboard;
 mod logproc_follow;
 mod logproc_input;
 mod logproc_report;
