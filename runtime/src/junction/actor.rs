@@ -429,6 +429,7 @@ impl<J: Junction> JunctionActor<J> {
         s.held.store(held, Relaxed);
         for (port, counters) in self.outs.iter().zip(&s.out_ports) {
             counters.buffered.store(port.buffer.len(), Relaxed);
+            counters.credit.store(port.credit, Relaxed);
         }
         if held == 0
             && self

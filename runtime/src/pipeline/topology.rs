@@ -338,6 +338,11 @@ pub struct EdgeLoad {
     pub queued: u64,
     /// The edge's capacity.
     pub capacity: usize,
+    /// The sender's credit on this edge now: how many more elements the
+    /// receiver will take. A junction has one per output port; a stage's one
+    /// output has the stage's. `None` for an edge out of a node without a
+    /// counter of it.
+    pub credit: Option<usize>,
 }
 
 impl EdgeLoad {
@@ -472,6 +477,15 @@ impl PipelineShared {
                     };
                     mailbox + queue
                 });
+                let credit = self.stages.get(e.from).map(|from| {
+                    if from.out_ports.is_empty() {
+                        from.credit.load(Relaxed)
+                    } else {
+                        from.out_ports
+                            .get(e.from_port)
+                            .map_or(0, |port| port.credit.load(Relaxed))
+                    }
+                });
                 EdgeLoad {
                     from: e.from,
                     to: e.to,
@@ -479,6 +493,7 @@ impl PipelineShared {
                     to_port: e.to_port,
                     queued,
                     capacity: e.capacity,
+                    credit,
                 }
             })
             .collect()
@@ -587,6 +602,7 @@ mod tests {
             to_port: 0,
             queued: 3,
             capacity: 4,
+            credit: Some(1),
         };
         assert!((load.fill() - 0.75).abs() < 1e-9);
         assert!(

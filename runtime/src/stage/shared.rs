@@ -148,6 +148,8 @@ pub(crate) struct PortShared {
     pub(crate) detached: AtomicU64,
     /// Elements in the port's buffer now.
     pub(crate) buffered: AtomicUsize,
+    /// Elements the port's branch will take now (its credit).
+    pub(crate) credit: AtomicUsize,
 }
 
 /// Static description of a stage, resolved at build time.

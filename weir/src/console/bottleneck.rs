@@ -223,6 +223,7 @@ mod tests {
                 to_port: 0,
                 queued,
                 capacity: 10,
+                credit: None,
             })
             .collect();
         (
@@ -323,6 +324,7 @@ mod tests {
             to_port: 0,
             queued,
             capacity: 10,
+            credit: None,
         };
         let loads = [load(0, 1, 10), load(1, 2, 0), load(1, 3, 10)];
         let b = find_in(&t, &loads, &[]).unwrap();

@@ -396,3 +396,54 @@ fn a_manager_describes_every_pipeline_by_name() {
     hub_b.close();
     manager.shutdown_all(Duration::from_secs(5));
 }
+
+/// A junction's edges carry their own port's credit: behind a broadcast whose
+/// one branch is stalled, the stalled edge's credit falls to 0 while the
+/// drained branch's is its whole capacity; a stage's one output edge carries
+/// the stage's credit.
+#[test]
+fn a_junctions_edges_carry_each_ports_own_credit() {
+    let rt = rt1();
+    let mut g = Graph::new();
+    let numbers = g.source(Pipeline::from_iter(0..10_000_u64).name("numbers"));
+    let [fast, stalled] = g.broadcast(numbers, Broadcast::new(2));
+    g.name_stage(fast, "fan");
+    let _fast = g.sink(fast, |f| f.for_each(|_| {}).name("fast"));
+    let _stalled = g.sink(stalled, |f| {
+        f.for_each_async(|_| futures::future::pending::<()>())
+            .name("stalled")
+    });
+    g.named("credit").default_capacity(8);
+    let running = g.run(&rt).unwrap();
+    let controller = running.controller();
+    let t = controller.topology();
+    let id = |name: &str| t.nodes.iter().position(|n| n.name == name).unwrap();
+    let (fan, fast, stalled) = (id("fan"), id("fast"), id("stalled"));
+    let credit_to = |to: usize| {
+        controller
+            .edge_loads()
+            .into_iter()
+            .find(|e| e.from == fan && e.to == to)
+            .unwrap()
+            .credit
+    };
+    let start = std::time::Instant::now();
+    while !(credit_to(stalled) == Some(0) && credit_to(fast) == Some(8)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "stalled {:?}, fast {:?}",
+            credit_to(stalled),
+            credit_to(fast)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The source's one edge carries the source's own credit.
+    let source = controller
+        .edge_loads()
+        .into_iter()
+        .find(|e| e.to == fan)
+        .unwrap();
+    let numbers_credit = controller.stats().stage("numbers").unwrap().credit;
+    assert_eq!(source.credit, Some(numbers_credit));
+    let _ = futures::executor::block_on(running.abort());
+}

@@ -190,7 +190,10 @@
         const f = e.capacity ? e.queued / e.capacity : 0;
         v.path.setAttribute("stroke", fillColour(f));
         v.path.setAttribute("stroke-width", 2 + 4 * Math.min(1, f));
-        v.label.textContent = `${e.queued}/${e.capacity}`;
+        // A junction's edges carry their port's own credit (its box shows the sum).
+        const from = view.nodes[e.from];
+        const perPort = from && from.node.role === "junction" && e.credit !== null && e.credit !== undefined;
+        v.label.textContent = `${e.queued}/${e.capacity}` + (perPort ? ` · credit ${e.credit}` : "");
       });
       last.set(p.name, p);
     }
