@@ -66,7 +66,9 @@
       const mx = (x1 + x2) / 2;
       const path = el("svg:path", { class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, stroke: fillColour(0), "stroke-width": 2, "data-edge": i, "data-from": t.nodes[e.from].name, "data-to": t.nodes[e.to].name }, svg);
       const label = el("svg:text", { class: "cap", x: mx, y: (y1 + y2) / 2 - 4, "text-anchor": "middle", "data-edge-label": i }, svg, "0/" + e.capacity);
-      return { path, label, edge: e };
+      // Out of a junction: the port's own credit, under the edge.
+      const credit = el("svg:text", { class: "cap", x: mx, y: (y1 + y2) / 2 + 10, "text-anchor": "middle", "data-edge-credit": i }, svg, "");
+      return { path, label, credit, edge: e };
     });
     const nodes = t.nodes.map((node) => {
       const p = lay.pos[node.id];
@@ -190,10 +192,11 @@
         const f = e.capacity ? e.queued / e.capacity : 0;
         v.path.setAttribute("stroke", fillColour(f));
         v.path.setAttribute("stroke-width", 2 + 4 * Math.min(1, f));
+        v.label.textContent = `${e.queued}/${e.capacity}`;
         // A junction's edges carry their port's own credit (its box shows the sum).
         const from = view.nodes[e.from];
         const perPort = from && from.node.role === "junction" && e.credit !== null && e.credit !== undefined;
-        v.label.textContent = `${e.queued}/${e.capacity}` + (perPort ? ` · credit ${e.credit}` : "");
+        v.credit.textContent = perPort ? `c ${e.credit}` : "";
       });
       last.set(p.name, p);
     }
