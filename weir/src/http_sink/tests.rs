@@ -95,14 +95,18 @@ fn an_element_with_an_invalid_key_is_refused_alone() {
 }
 
 #[test]
-fn urls_must_be_plain_http_with_a_host() {
+fn urls_must_be_http_or_https_with_a_host() {
     assert!(parse_url("http://127.0.0.1:8080/hook").is_ok());
     assert!(parse_url("http://example.com").is_ok());
+    #[cfg(feature = "https")]
+    assert!(parse_url("https://example.com/").is_ok());
+    #[cfg(not(feature = "https"))]
     assert!(
         parse_url("https://example.com/")
             .unwrap_err()
-            .contains("https")
+            .contains("`https` feature")
     );
+    assert!(parse_url("https:///no-host").is_err());
     assert!(parse_url("ftp://example.com/").is_err());
     assert!(parse_url("/just/a/path").is_err());
     assert!(parse_url("not a url").is_err());
@@ -112,7 +116,7 @@ fn urls_must_be_plain_http_with_a_host() {
 fn bad_settings_are_build_errors_naming_the_stage() {
     let rt = Runtime::builder().arbiters(1).build().unwrap();
     let cases: Vec<(HttpSink<u64>, &str)> = vec![
-        (HttpSink::post("https://x/"), "https"),
+        (HttpSink::post("ftp://x/"), "not an http:// or https:// URL"),
         (
             HttpSink::post("http://x/").max_in_flight(0),
             "max_in_flight",
