@@ -47,3 +47,17 @@ pub(crate) fn first_pipeline(addr: SocketAddr) -> (Value, Vec<String>) {
         .collect();
     (pipeline, names)
 }
+
+/// The address an example prints as its first stderr line,
+/// `<prefix>http://ADDR/` (e.g. `logproc: console on `), read from `stderr`.
+pub(crate) fn printed_addr(stderr: &mut impl std::io::BufRead, prefix: &str) -> SocketAddr {
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    line.trim()
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix("http://"))
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("no address after {prefix:?}: {line:?}"))
+        .parse()
+        .unwrap()
+}

@@ -6,8 +6,7 @@
 //! generated lines keep it running for about two seconds in a debug build,
 //! hundreds of times what the test's requests take.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::io::{BufReader, Read};
 use std::process::{Command, Stdio};
 
 use crate::console_client::{first_pipeline, get};
@@ -66,15 +65,7 @@ fn the_console_answers_while_logproc_runs_and_the_report_is_unchanged() {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(logproc.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("logproc: console on http://")
-        .and_then(|rest| rest.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("no console address: {line:?}"))
-        .parse()
-        .unwrap();
+    let addr = crate::console_client::printed_addr(&mut stderr, "logproc: console on ");
 
     let (status, health) = get(addr, "/healthz");
     assert_eq!(status, 200, "{health}");

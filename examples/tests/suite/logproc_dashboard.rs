@@ -5,7 +5,7 @@
 //! controls (and while paused, appended lines wait); Ctrl-C ends it with the
 //! report over every line. Controls without a token are a usage error.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -93,15 +93,7 @@ fn a_followed_log_is_a_live_dashboard_with_controls() {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("logproc: console on http://")
-        .and_then(|rest| rest.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("no console address: {line:?}"))
-        .parse()
-        .unwrap();
+    let addr = crate::console_client::printed_addr(&mut stderr, "logproc: console on ");
     // Keep reading stderr so logproc never blocks on it.
     let rest = std::thread::spawn(move || {
         let mut rest = String::new();

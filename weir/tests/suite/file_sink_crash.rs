@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::Rng;
 use weir::file::{FileFlowExt, FileSink, Fsync, Naming};
 use weir::prelude::*;
 use weir::{Pipeline, Runtime};
@@ -108,19 +109,6 @@ fn run_child(path: &Path) {
 fn child() {
     if let Some(path) = std::env::var_os("WEIR_FILE_SINK_CHILD") {
         run_child(Path::new(&path));
-    }
-}
-
-/// A small deterministic generator (xorshift), seeded from the clock and
-/// printed in every failure, so that a failing run can be told apart.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 

@@ -21,7 +21,7 @@ use weir::http_sink::{HttpSink, HttpSinkExt};
 use weir::prelude::*;
 use weir::supervisor::policy::{BreakerConfig, OpenBehavior, Trip};
 
-use crate::common::rt1;
+use crate::common::{rt1, tls_server};
 
 /// A request as the target saw it.
 #[derive(Debug, Clone)]
@@ -602,34 +602,6 @@ fn a_full_sink_takes_no_more_than_its_capacity_plus_max_in_flight() {
     done.report.check_conservation().unwrap();
     assert_eq!(done.report.delivered(), 100);
     assert_eq!(target.most_at_once(), 3);
-}
-
-/// A fresh CA (as PEM) and a TLS acceptor for `localhost` with a certificate it
-/// signed; generated here, never committed.
-fn tls_server() -> (String, tokio_rustls::TlsAcceptor) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
-        )
-        .unwrap();
-    (ca.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// HTTPS: a target whose certificate a private CA signed is reached when the

@@ -24,7 +24,7 @@ use weir::websocket::{
     WsSource,
 };
 
-use crate::common::rt1;
+use crate::common::{rt1, tls_server};
 
 type Client = WebSocketStream<TcpStream>;
 
@@ -705,35 +705,6 @@ fn the_sink_refuses_bad_settings_fails_clearly_and_dead_letters_a_refused_handsh
     );
     assert_eq!(server.shutdown().unauthorized, 3);
     assert!(received.wait().unwrap().output.is_empty());
-}
-
-/// A fresh CA (as PEM) and a TLS acceptor for `localhost` with a certificate it
-/// signed; generated here, never committed.
-fn tls_server() -> (String, tokio_rustls::TlsAcceptor) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
-    )
-    .unwrap();
-    (ca.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A `wss://` server on a thread of its own: TLS, then the WebSocket
