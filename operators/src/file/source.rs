@@ -311,6 +311,12 @@ impl<S: DeadLetterSink<Line>> DeadLetterSink<Checked> for LineDlq<S> {
             (meta.with(Checked { line, rejected }), why)
         })
     }
+
+    /// The user's file, so that a checkpointed pipeline writes the rejected lines
+    /// in checkpoint order and cuts the file back on a restore (each once).
+    fn ordered_file(&self) -> Option<weir_supervisor::dead_letter::DlqOrder> {
+        self.0.ordered_file()
+    }
 }
 
 /// A dead letter without its element.

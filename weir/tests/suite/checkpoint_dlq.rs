@@ -35,6 +35,16 @@ impl Gate {
             w.wake();
         }
     }
+
+    /// Whether element `n` may go; if not, `cx` is woken when the gate opens.
+    pub(crate) fn allows(&self, n: u64, cx: &Context<'_>) -> bool {
+        if n < self.allowed.load(Ordering::SeqCst) {
+            return true;
+        }
+        *self.waker.lock().unwrap() = Some(cx.waker().clone());
+        // Opened between the check and storing the waker: go on.
+        n < self.allowed.load(Ordering::SeqCst)
+    }
 }
 
 /// Emits `0..end`, no further than its gate allows; resumes from its position.
@@ -72,12 +82,8 @@ impl Operator for Numbers {
     }
     fn step(&mut self, io: &mut Io<'_, Infallible, u64>, cx: &mut Context<'_>) -> Step {
         while io.has_room() && self.next < self.end {
-            if self.next >= self.gate.allowed.load(Ordering::SeqCst) {
-                *self.gate.waker.lock().unwrap() = Some(cx.waker().clone());
-                // Opened between the check and storing the waker: go on.
-                if self.next >= self.gate.allowed.load(Ordering::SeqCst) {
-                    return Step::Continue;
-                }
+            if !self.gate.allows(self.next, cx) {
+                return Step::Continue;
             }
             io.push(self.next);
             self.next += 1;

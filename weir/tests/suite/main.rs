@@ -11,6 +11,7 @@ mod checkpoint;
 mod checkpoint_align;
 mod checkpoint_crash;
 mod checkpoint_dlq;
+mod checkpoint_dlq_file_source;
 mod checkpoint_scale;
 mod core_backpressure;
 mod core_batching;
