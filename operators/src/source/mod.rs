@@ -9,6 +9,7 @@
 //! stream or channel), and what they had emitted after the last checkpoint
 //! before a crash is lost — at most once.
 
+mod admission;
 mod batches;
 mod ingress;
 mod iter;
@@ -22,3 +23,10 @@ pub use iter::IterSource;
 pub use replay::ReplaySource;
 pub use replayable::ReplayableSource;
 pub use stream::StreamSource;
+
+/// The synchronisation types `admission` is written against (loom's in its
+/// model, `models/tests/ingress_admission.rs`).
+mod sync {
+    pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
+    pub(crate) use std::thread::yield_now;
+}
