@@ -12,6 +12,7 @@ mod checkpoint_align;
 mod checkpoint_crash;
 mod checkpoint_dlq;
 mod checkpoint_scale;
+mod checkpoint_store_crash;
 mod core_backpressure;
 mod core_batching;
 mod core_build_errors;

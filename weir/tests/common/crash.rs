@@ -1,0 +1,72 @@
+//! The kill loop of the crash tests: run this test binary again as a child
+//! that writes and acknowledges what is durable, one number per line on its
+//! stdout, and kill it with SIGKILL at a random point after its first
+//! acknowledgement.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::Rng;
+
+/// A seed from the clock (odd, as xorshift needs a non-zero one), printed by
+/// the tests so that a failing run can be told apart.
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1
+}
+
+/// Runs the test `child_test` of this binary alone, with `env` set to
+/// `value`; waits for its first acknowledgement, kills it with SIGKILL after a
+/// random 0..`max_delay_us` µs more, and returns every number it acknowledged,
+/// in order. A line cut by the kill (or the test harness's own) is no number
+/// and is skipped.
+///
+/// # Errors
+///
+/// What the child printed, if it ended before its first acknowledgement.
+pub fn kill_after_first_ack(
+    child_test: &str,
+    env: &str,
+    value: &OsStr,
+    rng: &mut Rng,
+    max_delay_us: u64,
+) -> Result<Vec<u64>, String> {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([child_test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, value)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let first = loop {
+        let mut line = String::new();
+        lines.read_line(&mut line).unwrap();
+        if !line.ends_with('\n') {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return Err(format!(
+                "the child ended before its first acknowledgement: {line:?}"
+            ));
+        }
+        if let Ok(n) = line.trim().parse::<u64>() {
+            break n;
+        }
+    };
+    std::thread::sleep(Duration::from_micros(rng.below(max_delay_us)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut acked = vec![first];
+    for line in lines.lines() {
+        let Ok(line) = line else { break };
+        if let Ok(n) = line.trim().parse::<u64>() {
+            acked.push(n);
+        }
+    }
+    Ok(acked)
+}
