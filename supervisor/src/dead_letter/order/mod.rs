@@ -46,13 +46,17 @@
 //! before or after a barrier, and a restore could cut it off.
 
 mod engine;
+#[cfg(test)]
+mod engine_tests;
 mod handle;
 mod position;
 mod scope;
 
-pub(crate) use engine::Order;
+pub(crate) use engine::{Appender, Order};
 pub use handle::DlqOrder;
 pub(crate) use handle::OrderedFile;
 pub use position::{DlqCut, DlqPosition};
 pub(crate) use scope::current_stage;
 pub use scope::{RunId, StageScope};
+
+use super::DlqError;
