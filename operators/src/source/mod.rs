@@ -9,7 +9,7 @@
 //! stream or channel), and what they had emitted after the last checkpoint
 //! before a crash is lost — at most once.
 
-mod admission;
+pub(crate) mod admission;
 mod batches;
 mod ingress;
 mod iter;
