@@ -86,7 +86,11 @@ fn subscriber(
             (st.remove(id).unwrap(), last)
         };
         let stats = slot.stats();
-        assert_eq!(stats.offered, last - first, "offered what was published while attached");
+        assert_eq!(
+            stats.offered,
+            last - first,
+            "offered what was published while attached"
+        );
         assert_eq!(
             stats.offered,
             stats.received + stats.dropped + stats.buffered as u64,
@@ -118,7 +122,11 @@ fn check(subscribers: impl Fn(&Hub) -> Vec<thread::JoinHandle<SubscriberStats>>)
     }
     let st = hub.lock();
     assert_eq!(st.delivered, taken);
-    assert_eq!(st.delivered + st.unclaimed, PUBLISHED, "each publication counted once");
+    assert_eq!(
+        st.delivered + st.unclaimed,
+        PUBLISHED,
+        "each publication counted once"
+    );
     assert_eq!(st.end, None::<HubEnd>);
     assert_eq!(st.subscribers(), 0);
 }

@@ -1,7 +1,8 @@
 //! A loom model of `Ingress` admission against a stopping source
 //! (`operators/src/source/admission.rs`, the gate every `Ingress` send and
 //! `IngressSink::start_send` passes to push, and `IngressSource::on_stop`
-//! closes before it drains). Senders on their own threads push elements while
+//! closes before it drains; `MergeHub` producers and `MergeHubSource` use it
+//! alike). Senders on their own threads push elements while
 //! the source receives some, then stops (abort or failure: `on_stop`). Under
 //! every interleaving:
 //!

@@ -154,9 +154,11 @@ impl<T: Send + 'static> Ingress<T> {
 impl<T: Send + 'static> Ingress<T> {
     /// This handle as a [`futures::Sink`]: `poll_ready` waits for room in the
     /// ingress buffer (backpressure), `start_send` hands the element over (it is
-    /// then accepted), and `close` drops the handle — the pipeline's source ends
-    /// once every clone is closed or dropped. With `SinkExt::send_all` a stream
-    /// feeds a pipeline at the pipeline's pace.
+    /// then accepted; once the pipeline has stopped it fails with
+    /// [`IngressClosed`], even after a successful `poll_ready`), and `close`
+    /// drops the handle — the pipeline's source ends once every clone is
+    /// closed or dropped. With `SinkExt::send_all` a stream feeds a pipeline at
+    /// the pipeline's pace.
     ///
     /// # Examples
     ///
