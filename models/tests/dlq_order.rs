@@ -26,26 +26,11 @@ use weir_supervisor::dead_letter::{DlqCut, DlqError, DlqPosition, RunId};
 #[allow(dead_code)]
 mod engine;
 
-use engine::{Appender, Order};
+#[path = "../../supervisor/src/dead_letter/order/test_log.rs"]
+mod test_log;
 
-/// A file of records, each one byte: the letter's number.
-#[derive(Default)]
-struct Log(Vec<u8>);
-
-impl Appender for Log {
-    fn append_record(&mut self, record: &[u8]) -> Result<u64, DlqError> {
-        self.0.push(record[0]);
-        Ok(self.0.len() as u64 - 1)
-    }
-
-    fn position(&self) -> DlqPosition {
-        DlqPosition {
-            end: self.0.len() as u64,
-            records: self.0.len() as u64,
-            last_crc: None,
-        }
-    }
-}
+use engine::Order;
+use test_log::Log;
 
 /// `SharedFileDlq`'s `Shared`: the writer and the order, under one lock.
 struct Shared {

@@ -20,25 +20,44 @@ pub fn clock_seed() -> u64 {
         | 1
 }
 
-/// Runs the test `child_test` of this binary alone, with `env` set to
-/// `value`; waits for its first acknowledgement, kills it with SIGKILL after a
-/// random 0..`max_delay_us` µs more, and returns every number it acknowledged,
-/// in order. A line cut by the kill (or the test harness's own) is no number
-/// and is skipped.
+/// The child a crash test kills: the test `test` of this binary, run alone
+/// with the variable `env` set to `value` (the test is a no-op without it).
+#[derive(Debug, Clone, Copy)]
+pub struct Child<'a> {
+    pub test: &'a str,
+    pub env: &'a str,
+    pub value: &'a OsStr,
+}
+
+/// Runs `child` `kills` times, killing each run with SIGKILL a random 0–3 ms
+/// after its first acknowledgement, and calls `after(kill, acked)` once each
+/// run is dead, with every number it acknowledged, in order.
 ///
-/// # Errors
+/// # Panics
 ///
-/// What the child printed, if it ended before its first acknowledgement.
-pub fn kill_after_first_ack(
-    child_test: &str,
-    env: &str,
-    value: &OsStr,
+/// Naming `seed` and the kill, if a run ends before its first acknowledgement.
+pub fn kill_loop(child: Child<'_>, kills: u32, seed: u64, mut after: impl FnMut(u32, Vec<u64>)) {
+    let mut rng = Rng(seed);
+    for kill in 0..kills {
+        let acked = kill_after_first_ack(child, &mut rng, 3_000)
+            .unwrap_or_else(|e| panic!("seed {seed}, kill {kill}: {e}"));
+        after(kill, acked);
+    }
+}
+
+/// Starts `child`, waits for its first acknowledgement, kills it after a
+/// random 0..`max_delay_us` µs more, and returns every number it
+/// acknowledged. A line cut by the kill (or the test harness's own) is no
+/// number and is skipped; `Err` has what the child printed if it ended before
+/// its first acknowledgement.
+fn kill_after_first_ack(
+    child: Child<'_>,
     rng: &mut Rng,
     max_delay_us: u64,
 ) -> Result<Vec<u64>, String> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([child_test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(env, value)
+        .args([child.test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(child.env, child.value)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

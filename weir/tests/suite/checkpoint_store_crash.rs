@@ -22,11 +22,12 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::common::Rng;
-use crate::common::crash::{clock_seed, kill_after_first_ack};
-use weir::checkpoint::{CheckpointData, CheckpointStore, Snapshot, StageState, StoreOptions};
+use crate::common::crash::{Child, clock_seed, kill_loop};
+use weir::checkpoint::{
+    CheckpointData, CheckpointStore, Snapshot, StageState, StoreError, StoreOptions,
+};
 
 const KILLS: u32 = 1_000;
 const RETAIN: usize = 3;
@@ -57,9 +58,24 @@ fn data(id: u64) -> CheckpointData {
     }
 }
 
+/// Opens the store. The lock of the store is an `flock`: a process another
+/// test of this binary forks at that moment holds a copy of it until it execs,
+/// so `Locked` is tried again for a while.
+fn open(dir: &Path) -> Result<CheckpointStore, StoreError> {
+    let started = Instant::now();
+    loop {
+        match CheckpointStore::open(dir, options()) {
+            Err(StoreError::Locked { .. }) if started.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 /// Commits checkpoints after the newest one there until killed.
 fn run_child(dir: &Path) {
-    let store = CheckpointStore::open(dir, options()).expect("open");
+    let store = open(dir).expect("open");
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     loop {
@@ -81,7 +97,7 @@ fn child() {
 /// Opens the store as a crash left it and checks it: the newest complete id,
 /// and whether the kill tore a write (the store skipped what it left).
 fn check(dir: &Path, acked: u64) -> Result<(u64, bool), String> {
-    let store = CheckpointStore::open(dir, options()).map_err(|e| format!("open: {e}"))?;
+    let store = open(dir).map_err(|e| format!("open: {e}"))?;
     let loaded = store.load_latest().map_err(|e| format!("load: {e}"))?;
     let torn = !loaded.skipped.is_empty();
     let (manifest, got) = loaded
@@ -134,26 +150,22 @@ fn killed_at_1000_random_points_the_checkpoint_store_keeps_the_last_acknowledged
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("checkpoints");
     let seed = clock_seed();
-    let mut rng = Rng(seed);
     let started = Instant::now();
     let mut acked_max = 0_u64;
     let mut latest = 0_u64;
     let mut torn = 0_u32;
-    for kill in 0..KILLS {
-        let acked = kill_after_first_ack(
-            "checkpoint_store_crash::child",
-            "WEIR_STORE_CHILD",
-            path.as_os_str(),
-            &mut rng,
-            3_000,
-        )
-        .unwrap_or_else(|e| panic!("seed {seed}, kill {kill}: {e}"));
+    let child = Child {
+        test: "checkpoint_store_crash::child",
+        env: "WEIR_STORE_CHILD",
+        value: path.as_os_str(),
+    };
+    kill_loop(child, KILLS, seed, |kill, acked| {
         acked_max = acked.into_iter().fold(acked_max, u64::max);
         let (newest, tore) =
             check(&path, acked_max).unwrap_or_else(|e| panic!("seed {seed}, kill {kill}: {e}"));
         latest = newest;
         torn += u32::from(tore);
-    }
+    });
     // Every run committed (it acknowledged one before it was killed), and many
     // kills fell inside a write, not only between two.
     assert!(

@@ -13,8 +13,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::common::Rng;
-use crate::common::crash::{clock_seed, kill_after_first_ack};
+use crate::common::crash::{Child, clock_seed, kill_loop};
 use weir::supervisor::dead_letter::{DeadLetter, FileDlqReader, FileDlqWriter, Tail};
 use weir::supervisor::{ErrorClass, Failure};
 
@@ -53,18 +52,14 @@ fn killed_at_1000_random_points_the_file_dlq_keeps_every_acknowledged_letter_onc
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("letters.dlq");
     let seed = clock_seed();
-    let mut rng = Rng(seed);
     let started = Instant::now();
     let mut acked_max: Option<u64> = None;
-    for kill in 0..KILLS {
-        let acked = kill_after_first_ack(
-            "dlq_crash::child",
-            "WEIR_DLQ_CHILD",
-            path.as_os_str(),
-            &mut rng,
-            3_000,
-        )
-        .unwrap_or_else(|e| panic!("seed {seed}, kill {kill}: {e}"));
+    let child = Child {
+        test: "dlq_crash::child",
+        env: "WEIR_DLQ_CHILD",
+        value: path.as_os_str(),
+    };
+    kill_loop(child, KILLS, seed, |kill, acked| {
         if let Some(&last) = acked.last() {
             acked_max = Some(acked_max.map_or(last, |m| m.max(last)));
         }
@@ -89,7 +84,7 @@ fn killed_at_1000_random_points_the_file_dlq_keeps_every_acknowledged_letter_onc
             max < n,
             "seed {seed}, kill {kill}: letter {max} was acknowledged but the file holds {n}"
         );
-    }
+    });
     // The last reopen for append cuts a torn tail off and appends after it.
     let writer = FileDlqWriter::<u64>::open_append(&path).unwrap();
     assert!(writer.record_count() > u64::from(KILLS) / 2);

@@ -16,8 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::common::Rng;
-use crate::common::crash::{clock_seed, kill_after_first_ack};
+use crate::common::crash::{Child, clock_seed, kill_loop};
 use weir::file::{FileFlowExt, FileSink, Fsync, Naming};
 use weir::prelude::*;
 use weir::{Pipeline, Runtime};
@@ -117,20 +116,16 @@ fn killed_at_1000_random_points_a_rotating_file_sink_keeps_every_durable_line_on
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out");
     let seed = clock_seed();
-    let mut rng = Rng(seed);
     let started = Instant::now();
     let mut acked_max = 0_u64;
     let mut before = 0_u64;
     let mut grew = 0_u32;
-    for kill in 0..KILLS {
-        let acked = kill_after_first_ack(
-            "file_sink_crash::child",
-            "WEIR_FILE_SINK_CHILD",
-            path.as_os_str(),
-            &mut rng,
-            3_000,
-        )
-        .unwrap_or_else(|e| panic!("seed {seed}, kill {kill}: {e}"));
+    let child = Child {
+        test: "file_sink_crash::child",
+        env: "WEIR_FILE_SINK_CHILD",
+        value: path.as_os_str(),
+    };
+    kill_loop(child, KILLS, seed, |kill, acked| {
         acked_max = acked.into_iter().fold(acked_max, u64::max);
 
         let n = written(&path).unwrap_or_else(|e| panic!("seed {seed}, kill {kill}: {e}"));
@@ -143,7 +138,7 @@ fn killed_at_1000_random_points_a_rotating_file_sink_keeps_every_durable_line_on
             grew += 1;
         }
         before = n;
-    }
+    });
     let files = parts(&path).len();
     // Every run appended (it acknowledged a sync before it was killed), and the
     // runs rotated many times: kills fell inside rotations as well as between.

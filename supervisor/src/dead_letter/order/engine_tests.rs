@@ -3,26 +3,9 @@
 
 use proptest::prelude::*;
 
-use super::engine::{Appender, Order};
-use super::{DlqCut, DlqError, DlqPosition, RunId};
-
-/// A file of records, each one byte: the letter's number.
-#[derive(Default)]
-struct Log(Vec<u8>);
-
-impl Appender for Log {
-    fn append_record(&mut self, record: &[u8]) -> Result<u64, DlqError> {
-        self.0.push(record[0]);
-        Ok(self.0.len() as u64 - 1)
-    }
-    fn position(&self) -> DlqPosition {
-        DlqPosition {
-            end: self.0.len() as u64,
-            records: self.0.len() as u64,
-            last_crc: None,
-        }
-    }
-}
+use super::engine::Order;
+use super::test_log::Log;
+use super::{DlqCut, DlqPosition, RunId};
 
 fn at(n: u64) -> Option<DlqCut> {
     Some(DlqCut::At(DlqPosition {

@@ -51,6 +51,8 @@ mod engine_tests;
 mod handle;
 mod position;
 mod scope;
+#[cfg(test)]
+mod test_log;
 
 pub(crate) use engine::{Appender, Order};
 pub use handle::DlqOrder;
