@@ -10,7 +10,7 @@ use weir_runtime::Flow;
 use weir_runtime::operator::{Io, Operator, Step};
 
 use crate::source::admission::Gate;
-use crate::source::{SendError, TrySendError};
+use crate::source::{SendError, TrySendError, push, try_push};
 
 /// The error of [`MergeHub::attach`]: the hub was closed, or its pipeline has
 /// ended.
@@ -239,13 +239,7 @@ impl<T: Send + 'static> Producer<T> {
     /// [`SendError`] with the element once the pipeline no longer accepts
     /// elements (shut down, aborted, failed, or completed downstream).
     pub async fn send(&self, element: T) -> Result<(), SendError<T>> {
-        let Ok(permit) = self.tx.reserve().await else {
-            return Err(SendError(element));
-        };
-        let Some(_pass) = self.shared.gate.enter() else {
-            return Err(SendError(element));
-        };
-        permit.send(element);
+        push(&self.tx, &self.shared.gate, element).await?;
         self.accepted();
         Ok(())
     }
@@ -257,17 +251,7 @@ impl<T: Send + 'static> Producer<T> {
     /// [`TrySendError::Full`] with the element when the buffer is full,
     /// [`TrySendError::Closed`] when the pipeline no longer accepts elements.
     pub fn try_send(&self, element: T) -> Result<(), TrySendError<T>> {
-        let permit = match self.tx.try_reserve() {
-            Ok(permit) => permit,
-            Err(mpsc::error::TrySendError::Full(())) => return Err(TrySendError::Full(element)),
-            Err(mpsc::error::TrySendError::Closed(())) => {
-                return Err(TrySendError::Closed(element));
-            }
-        };
-        let Some(_pass) = self.shared.gate.enter() else {
-            return Err(TrySendError::Closed(element));
-        };
-        permit.send(element);
+        try_push(&self.tx, &self.shared.gate, element)?;
         self.accepted();
         Ok(())
     }

@@ -68,14 +68,7 @@ impl<T: Send + 'static> Ingress<T> {
     ///
     /// [`SendError`] with the element if the pipeline no longer accepts elements.
     pub async fn send(&self, element: T) -> Result<(), SendError<T>> {
-        let Ok(permit) = self.tx.reserve().await else {
-            return Err(SendError(element));
-        };
-        let Some(_pass) = self.gate.enter() else {
-            return Err(SendError(element));
-        };
-        permit.send(element);
-        Ok(())
+        push(&self.tx, &self.gate, element).await
     }
 
     /// Sends every element of `elements` at once, waiting until there is room for
@@ -126,18 +119,7 @@ impl<T: Send + 'static> Ingress<T> {
     /// pipeline is backpressuring), [`TrySendError::Closed`] when it no longer
     /// accepts elements.
     pub fn try_send(&self, element: T) -> Result<(), TrySendError<T>> {
-        let permit = match self.tx.try_reserve() {
-            Ok(permit) => permit,
-            Err(mpsc::error::TrySendError::Full(())) => return Err(TrySendError::Full(element)),
-            Err(mpsc::error::TrySendError::Closed(())) => {
-                return Err(TrySendError::Closed(element));
-            }
-        };
-        let Some(_pass) = self.gate.enter() else {
-            return Err(TrySendError::Closed(element));
-        };
-        permit.send(element);
-        Ok(())
+        try_push(&self.tx, &self.gate, element)
     }
 
     /// True once the pipeline no longer accepts elements.
@@ -149,6 +131,42 @@ impl<T: Send + 'static> Ingress<T> {
     pub fn available(&self) -> usize {
         self.tx.capacity()
     }
+}
+
+/// Takes a slot in `tx` (waiting for room), then pushes `element` through
+/// `gate`: what [`Ingress::send`] and `MergeHub`'s producers do.
+pub(crate) async fn push<T>(
+    tx: &mpsc::Sender<T>,
+    gate: &Gate,
+    element: T,
+) -> Result<(), SendError<T>> {
+    let Ok(permit) = tx.reserve().await else {
+        return Err(SendError(element));
+    };
+    let Some(_pass) = gate.enter() else {
+        return Err(SendError(element));
+    };
+    permit.send(element);
+    Ok(())
+}
+
+/// [`push`] if there is room now: what [`Ingress::try_send`] and `MergeHub`'s
+/// producers do.
+pub(crate) fn try_push<T>(
+    tx: &mpsc::Sender<T>,
+    gate: &Gate,
+    element: T,
+) -> Result<(), TrySendError<T>> {
+    let permit = match tx.try_reserve() {
+        Ok(permit) => permit,
+        Err(mpsc::error::TrySendError::Full(())) => return Err(TrySendError::Full(element)),
+        Err(mpsc::error::TrySendError::Closed(())) => return Err(TrySendError::Closed(element)),
+    };
+    let Some(_pass) = gate.enter() else {
+        return Err(TrySendError::Closed(element));
+    };
+    permit.send(element);
+    Ok(())
 }
 
 impl<T: Send + 'static> Ingress<T> {

@@ -19,6 +19,7 @@ mod stream;
 
 pub use batches::BatchSource;
 pub use ingress::{Ingress, IngressClosed, IngressSink, IngressSource, SendError, TrySendError};
+pub(crate) use ingress::{push, try_push};
 pub use iter::IterSource;
 pub use replay::ReplaySource;
 pub use replayable::ReplayableSource;
