@@ -5,6 +5,7 @@
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -27,6 +28,16 @@ pub struct Child<'a> {
     pub test: &'a str,
     pub env: &'a str,
     pub value: &'a OsStr,
+}
+
+impl<'a> Child<'a> {
+    pub fn new(test: &'a str, env: &'a str, value: &'a Path) -> Self {
+        Child {
+            test,
+            env,
+            value: value.as_os_str(),
+        }
+    }
 }
 
 /// Runs `child` `kills` times, killing each run with SIGKILL a random 0–3 ms

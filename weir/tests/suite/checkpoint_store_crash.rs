@@ -154,11 +154,7 @@ fn killed_at_1000_random_points_the_checkpoint_store_keeps_the_last_acknowledged
     let mut acked_max = 0_u64;
     let mut latest = 0_u64;
     let mut torn = 0_u32;
-    let child = Child {
-        test: "checkpoint_store_crash::child",
-        env: "WEIR_STORE_CHILD",
-        value: path.as_os_str(),
-    };
+    let child = Child::new("checkpoint_store_crash::child", "WEIR_STORE_CHILD", &path);
     kill_loop(child, KILLS, seed, |kill, acked| {
         acked_max = acked.into_iter().fold(acked_max, u64::max);
         let (newest, tore) =

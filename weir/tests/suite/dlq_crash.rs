@@ -54,11 +54,7 @@ fn killed_at_1000_random_points_the_file_dlq_keeps_every_acknowledged_letter_onc
     let seed = clock_seed();
     let started = Instant::now();
     let mut acked_max: Option<u64> = None;
-    let child = Child {
-        test: "dlq_crash::child",
-        env: "WEIR_DLQ_CHILD",
-        value: path.as_os_str(),
-    };
+    let child = Child::new("dlq_crash::child", "WEIR_DLQ_CHILD", &path);
     kill_loop(child, KILLS, seed, |kill, acked| {
         if let Some(&last) = acked.last() {
             acked_max = Some(acked_max.map_or(last, |m| m.max(last)));

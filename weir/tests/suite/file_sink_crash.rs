@@ -120,11 +120,7 @@ fn killed_at_1000_random_points_a_rotating_file_sink_keeps_every_durable_line_on
     let mut acked_max = 0_u64;
     let mut before = 0_u64;
     let mut grew = 0_u32;
-    let child = Child {
-        test: "file_sink_crash::child",
-        env: "WEIR_FILE_SINK_CHILD",
-        value: path.as_os_str(),
-    };
+    let child = Child::new("file_sink_crash::child", "WEIR_FILE_SINK_CHILD", &path);
     kill_loop(child, KILLS, seed, |kill, acked| {
         acked_max = acked.into_iter().fold(acked_max, u64::max);
 
