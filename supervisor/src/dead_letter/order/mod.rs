@@ -42,7 +42,7 @@
 //! Which stage writes a letter is known from the thread: the runtime runs each
 //! stage inside a [`StageScope`]. A letter offered from outside the attached
 //! pipeline's stages (another thread, another pipeline) is refused
-//! ([`DlqError::Foreign`](super::DlqError::Foreign)): it could not be placed
+//! ([`DlqError::Foreign`]): it could not be placed
 //! before or after a barrier, and a restore could cut it off.
 
 mod engine;
