@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 use weir_runtime::Flow;
 use weir_runtime::operator::{Io, Operator, Step};
 
-use crate::source::{SendError, TrySendError};
+use crate::source::admission::Gate;
+use crate::source::{SendError, TrySendError, push, try_push};
 
 /// The error of [`MergeHub::attach`]: the hub was closed, or its pipeline has
 /// ended.
@@ -24,6 +25,9 @@ struct Shared<T> {
     handles: AtomicUsize,
     producers: AtomicUsize,
     accepted: AtomicU64,
+    /// What a producer passes to push, and the source closes when it stops
+    /// (see `source/admission.rs`).
+    gate: Arc<Gate>,
 }
 
 impl<T> Shared<T> {
@@ -124,9 +128,11 @@ impl<T: Send + 'static> MergeHub<T> {
                 handles: AtomicUsize::new(1),
                 producers: AtomicUsize::new(0),
                 accepted: AtomicU64::new(0),
+                gate: Arc::new(Gate::new()),
             }),
         };
         let source = MergeHubSource {
+            gate: Arc::clone(&hub.shared.gate),
             rx,
             capacity,
             closed: false,
@@ -233,10 +239,7 @@ impl<T: Send + 'static> Producer<T> {
     /// [`SendError`] with the element once the pipeline no longer accepts
     /// elements (shut down, aborted, failed, or completed downstream).
     pub async fn send(&self, element: T) -> Result<(), SendError<T>> {
-        self.tx
-            .send(element)
-            .await
-            .map_err(|mpsc::error::SendError(x)| SendError(x))?;
+        push(&self.tx, &self.shared.gate, element).await?;
         self.accepted();
         Ok(())
     }
@@ -248,10 +251,7 @@ impl<T: Send + 'static> Producer<T> {
     /// [`TrySendError::Full`] with the element when the buffer is full,
     /// [`TrySendError::Closed`] when the pipeline no longer accepts elements.
     pub fn try_send(&self, element: T) -> Result<(), TrySendError<T>> {
-        self.tx.try_send(element).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(x) => TrySendError::Full(x),
-            mpsc::error::TrySendError::Closed(x) => TrySendError::Closed(x),
-        })?;
+        try_push(&self.tx, &self.shared.gate, element)?;
         self.accepted();
         Ok(())
     }
@@ -275,6 +275,7 @@ impl<T: Send + 'static> Producer<T> {
 /// The source behind a [`MergeHub`].
 #[derive(Debug)]
 pub struct MergeHubSource<T> {
+    gate: Arc<Gate>,
     rx: mpsc::Receiver<T>,
     capacity: usize,
     closed: bool,
@@ -326,9 +327,11 @@ impl<T: Send + 'static> Operator for MergeHubSource<T> {
     }
 
     fn on_stop(&mut self) {
-        // From here on producers get their element back; what is buffered is
-        // final and counted as abandoned at the source.
+        // From here on producers get their element back, even one that had
+        // taken its slot; once the gate is closed, what is buffered is final
+        // and counted as abandoned at the source.
         self.rx.close();
+        self.gate.close();
     }
 }
 
@@ -337,6 +340,7 @@ impl<T: Send + 'static> Operator for MergeHubSource<T> {
 pub(crate) fn merge_source_for_test() -> MergeHubSource<u32> {
     let (_tx, rx) = mpsc::channel(1);
     MergeHubSource {
+        gate: Arc::new(Gate::new()),
         rx,
         capacity: 1,
         closed: false,

@@ -97,6 +97,12 @@ pub use broadcast::{BroadcastHub, BroadcastHubSink};
 pub use merge::{HubClosed, MergeHub, MergeHubSource, Producer};
 pub use subscriber::{SubscribeError, Subscriber};
 
+/// The lock `state` is written against (loom's in its model,
+/// `models/tests/hub_attach.rs`).
+mod sync {
+    pub(crate) use std::sync::{Mutex, MutexGuard, PoisonError};
+}
+
 /// What a [`BroadcastHub`] does with an element while nobody is subscribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NoSubscriber {

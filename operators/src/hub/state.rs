@@ -4,14 +4,20 @@
 //! Time-based detaching is evaluated lazily: every access (a publication, a read,
 //! a stats call) first applies what the clock says should already have happened,
 //! so the result is the same as with a timer, without one.
+//!
+//! This file depends on nothing but the hub's own types, `LagPolicy`, tokio's
+//! `Instant` and the `sync` module beside it (`super::sync`: `std`'s lock in
+//! weir-operators), so that the loom model in `models/tests/hub_attach.rs`
+//! compiles the same code against loom's lock and checks subscribers
+//! attaching and leaving while the sink publishes.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
 use tokio::time::Instant;
 use weir_runtime::junction::LagPolicy;
 
+use super::sync::{Mutex, MutexGuard, PoisonError};
 use super::{HubEnd, NoSubscriber, SubscriberStats};
 
 /// The state shared by the hub's sink, its handles and its subscribers.

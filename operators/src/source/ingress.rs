@@ -1,10 +1,13 @@
 //! [`Ingress`]: a bounded handle a service pushes elements into.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
 use weir_runtime::operator::{Io, Operator, Step};
+
+use super::admission::Gate;
 
 /// The error of [`Ingress::send`]: the pipeline no longer accepts elements. The
 /// element is handed back.
@@ -40,16 +43,20 @@ impl<T> TrySendError<T> {
 ///
 /// An element is *accepted* once `send` or `try_send` returns `Ok`; from then on the
 /// pipeline accounts for it: delivered, filtered, failed, or abandoned (an abort
-/// drops the ingress buffer and counts it at the source).
+/// drops the ingress buffer and counts it at the source). Once the pipeline
+/// stops, every send is refused and hands its element back, even one that was
+/// waiting for room (or an [`IngressSink`] that was ready) when it stopped.
 #[derive(Debug)]
 pub struct Ingress<T> {
     tx: mpsc::Sender<T>,
+    gate: Arc<Gate>,
 }
 
 impl<T> Clone for Ingress<T> {
     fn clone(&self) -> Self {
         Ingress {
             tx: self.tx.clone(),
+            gate: Arc::clone(&self.gate),
         }
     }
 }
@@ -61,10 +68,7 @@ impl<T: Send + 'static> Ingress<T> {
     ///
     /// [`SendError`] with the element if the pipeline no longer accepts elements.
     pub async fn send(&self, element: T) -> Result<(), SendError<T>> {
-        self.tx
-            .send(element)
-            .await
-            .map_err(|mpsc::error::SendError(x)| SendError(x))
+        push(&self.tx, &self.gate, element).await
     }
 
     /// Sends every element of `elements` at once, waiting until there is room for
@@ -95,15 +99,16 @@ impl<T: Send + 'static> Ingress<T> {
         if elements.is_empty() {
             return Ok(());
         }
-        match self.tx.reserve_many(elements.len()).await {
-            Ok(permits) => {
-                for (permit, x) in permits.zip(elements) {
-                    permit.send(x);
-                }
-                Ok(())
-            }
-            Err(_) => Err(SendError(elements)),
+        let Ok(permits) = self.tx.reserve_many(elements.len()).await else {
+            return Err(SendError(elements));
+        };
+        let Some(_pass) = self.gate.enter() else {
+            return Err(SendError(elements));
+        };
+        for (permit, x) in permits.zip(elements) {
+            permit.send(x);
         }
+        Ok(())
     }
 
     /// Sends an element if there is room now.
@@ -114,10 +119,7 @@ impl<T: Send + 'static> Ingress<T> {
     /// pipeline is backpressuring), [`TrySendError::Closed`] when it no longer
     /// accepts elements.
     pub fn try_send(&self, element: T) -> Result<(), TrySendError<T>> {
-        self.tx.try_send(element).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(x) => TrySendError::Full(x),
-            mpsc::error::TrySendError::Closed(x) => TrySendError::Closed(x),
-        })
+        try_push(&self.tx, &self.gate, element)
     }
 
     /// True once the pipeline no longer accepts elements.
@@ -131,12 +133,50 @@ impl<T: Send + 'static> Ingress<T> {
     }
 }
 
+/// Takes a slot in `tx` (waiting for room), then pushes `element` through
+/// `gate`: what [`Ingress::send`] and `MergeHub`'s producers do.
+pub(crate) async fn push<T>(
+    tx: &mpsc::Sender<T>,
+    gate: &Gate,
+    element: T,
+) -> Result<(), SendError<T>> {
+    let Ok(permit) = tx.reserve().await else {
+        return Err(SendError(element));
+    };
+    let Some(_pass) = gate.enter() else {
+        return Err(SendError(element));
+    };
+    permit.send(element);
+    Ok(())
+}
+
+/// [`push`] if there is room now: what [`Ingress::try_send`] and `MergeHub`'s
+/// producers do.
+pub(crate) fn try_push<T>(
+    tx: &mpsc::Sender<T>,
+    gate: &Gate,
+    element: T,
+) -> Result<(), TrySendError<T>> {
+    let permit = match tx.try_reserve() {
+        Ok(permit) => permit,
+        Err(mpsc::error::TrySendError::Full(())) => return Err(TrySendError::Full(element)),
+        Err(mpsc::error::TrySendError::Closed(())) => return Err(TrySendError::Closed(element)),
+    };
+    let Some(_pass) = gate.enter() else {
+        return Err(TrySendError::Closed(element));
+    };
+    permit.send(element);
+    Ok(())
+}
+
 impl<T: Send + 'static> Ingress<T> {
     /// This handle as a [`futures::Sink`]: `poll_ready` waits for room in the
     /// ingress buffer (backpressure), `start_send` hands the element over (it is
-    /// then accepted), and `close` drops the handle — the pipeline's source ends
-    /// once every clone is closed or dropped. With `SinkExt::send_all` a stream
-    /// feeds a pipeline at the pipeline's pace.
+    /// then accepted; once the pipeline has stopped it fails with
+    /// [`IngressClosed`], even after a successful `poll_ready`), and `close`
+    /// drops the handle — the pipeline's source ends once every clone is
+    /// closed or dropped. With `SinkExt::send_all` a stream feeds a pipeline at
+    /// the pipeline's pace.
     ///
     /// # Examples
     ///
@@ -158,6 +198,7 @@ impl<T: Send + 'static> Ingress<T> {
     pub fn into_sink(self) -> IngressSink<T> {
         IngressSink {
             tx: Some(self.tx),
+            gate: self.gate,
             permit: None,
             reserving: None,
         }
@@ -179,6 +220,7 @@ type Reserving<T> = std::pin::Pin<
 /// An [`Ingress`] as a [`futures::Sink`] ([`Ingress::into_sink`]).
 pub struct IngressSink<T> {
     tx: Option<mpsc::Sender<T>>,
+    gate: Arc<Gate>,
     permit: Option<mpsc::OwnedPermit<T>>,
     reserving: Option<Reserving<T>>,
 }
@@ -229,6 +271,10 @@ impl<T: Send + 'static> futures::Sink<T> for IngressSink<T> {
     fn start_send(mut self: std::pin::Pin<&mut Self>, item: T) -> Result<(), IngressClosed> {
         // `Sink` requires a successful `poll_ready` first; without one, it fails.
         let permit = self.permit.take().ok_or(IngressClosed)?;
+        // Ready before the pipeline stopped, sending after: refused.
+        let Some(_pass) = self.gate.enter() else {
+            return Err(IngressClosed);
+        };
         drop(permit.send(item));
         Ok(())
     }
@@ -261,26 +307,26 @@ impl<T: Send + 'static> futures::Sink<T> for IngressSink<T> {
 #[derive(Debug)]
 pub struct IngressSource<T> {
     rx: mpsc::Receiver<T>,
+    gate: Arc<Gate>,
     capacity: usize,
     closed: bool,
     /// Accepted elements taken out of the channel when the source stopped.
     drained: usize,
 }
 
-/// How long a stopping source waits for sends that took their slot before the
-/// close to push their element (a few instructions for `send`, `try_send` and
-/// `send_all`; an [`IngressSink`] that is ready holds its slot until its
-/// `start_send`).
-const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
-
 impl<T: Send + 'static> IngressSource<T> {
     pub(crate) fn channel(capacity: usize) -> (Ingress<T>, Self) {
         // tokio panics on a zero-sized channel; `validate` reports the zero instead.
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        let gate = Arc::new(Gate::new());
         (
-            Ingress { tx },
+            Ingress {
+                tx,
+                gate: Arc::clone(&gate),
+            },
             IngressSource {
                 rx,
+                gate,
                 capacity,
                 closed: false,
                 drained: 0,
@@ -323,266 +369,17 @@ impl<T: Send + 'static> Operator for IngressSource<T> {
     }
 
     fn on_stop(&mut self) {
-        // From here on senders get their element back. A send that took its slot
-        // before the close may still push its element: wait until no slot is
-        // outstanding (the channel then reports itself disconnected), counting
-        // what arrives, so that every element a sender saw accepted is counted
+        // From here on senders get their element back, even one that took its
+        // slot before (see `admission`). Once the gate is closed every element
+        // a sender was told was accepted is in the channel: count what is left
         // as abandoned at the source.
         self.rx.close();
-        let deadline = std::time::Instant::now() + DRAIN_WAIT;
-        loop {
-            match self.rx.try_recv() {
-                Ok(_) => self.drained += 1,
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    if std::time::Instant::now() >= deadline {
-                        tracing::warn!(
-                            "ingress stopped while a sender still held a slot: an element it \
-                             sends now is accepted but not counted"
-                        );
-                        break;
-                    }
-                    std::thread::yield_now();
-                }
-            }
+        self.gate.close();
+        while self.rx.try_recv().is_ok() {
+            self.drained += 1;
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::{Duration, Instant};
-
-    use futures::executor::block_on;
-    use weir_runtime::{BuildError, Outcome};
-
-    use super::{SendError, TrySendError};
-    use crate::test_support::{eventually, rt};
-    use crate::{FlowExt, Pipeline};
-
-    /// A send that took its slot before an abort closed the ingress, and pushes
-    /// after it: the element is counted as abandoned at the source, not lost
-    /// unseen (the sender was told it was accepted).
-    #[test]
-    fn an_element_sent_through_a_slot_taken_before_an_abort_is_counted() {
-        use futures::Sink;
-        use std::pin::Pin;
-        use std::task::{Context, Poll};
-        let rt = rt();
-        let (ingress, flow) = Pipeline::ingress::<u32>(4);
-        let running = flow.for_each(|_| {}).run(&rt).unwrap();
-        let mut sink = ingress.into_sink();
-        let waker = futures::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        assert_eq!(Pin::new(&mut sink).poll_ready(&mut cx), Poll::Ready(Ok(())));
-        let sender = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            let sent = Pin::new(&mut sink).start_send(7);
-            drop(sink);
-            sent
-        });
-        let err = block_on(running.abort()).map(|c| c.report);
-        let report = match err {
-            Ok(report) => report,
-            Err(e) => e.report().unwrap().clone(),
-        };
-        assert_eq!(
-            sender.join().unwrap(),
-            Ok(()),
-            "the sender was told: accepted"
-        );
-        let source = report.stage("ingress#0").unwrap();
-        assert_eq!(source.abandoned, 1, "{source:?}");
-        report.check_conservation().unwrap();
-    }
-
-    /// The sink waits while the buffer is full and fails once the pipeline is
-    /// gone; an element it accepted is in the buffer.
-    #[test]
-    fn the_sink_waits_for_room_and_fails_once_the_pipeline_is_gone() {
-        use futures::Sink;
-        use std::pin::Pin;
-        use std::task::{Context, Poll};
-        let (ingress, flow) = Pipeline::ingress::<u32>(2);
-        let mut sink = ingress.into_sink();
-        let waker = futures::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        for x in 0..2 {
-            assert_eq!(Pin::new(&mut sink).poll_ready(&mut cx), Poll::Ready(Ok(())));
-            Pin::new(&mut sink).start_send(x).unwrap();
-        }
-        assert_eq!(
-            Pin::new(&mut sink).poll_ready(&mut cx),
-            Poll::Pending,
-            "full"
-        );
-        drop(flow);
-        assert_eq!(
-            Pin::new(&mut sink).poll_ready(&mut cx),
-            Poll::Ready(Err(super::IngressClosed))
-        );
-        assert_eq!(Pin::new(&mut sink).start_send(9), Err(super::IngressClosed));
-    }
-
-    #[test]
-    fn delivers_what_is_sent_and_ends_when_every_handle_is_dropped() {
-        let rt = rt();
-        let (ingress, flow) = Pipeline::ingress::<String>(4);
-        let running = flow
-            .map(|s| s + "!")
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        let other = ingress.clone();
-        for i in 0..40 {
-            let handle = if i % 2 == 0 { &ingress } else { &other };
-            // Waits while the buffer is full; the pipeline drains it meanwhile.
-            block_on(handle.send(i.to_string())).unwrap();
-        }
-        drop(ingress);
-        assert!(!running.stats().finished, "a clone is still alive");
-        drop(other);
-        let done = running.wait().unwrap();
-        let expected: Vec<String> = (0..40).map(|i| format!("{i}!")).collect();
-        assert_eq!(done.output, expected);
-        let r = &done.report;
-        r.check_conservation().unwrap();
-        assert_eq!(r.outcome, Outcome::Completed);
-        let source = r.stage("ingress#0").unwrap();
-        assert!(source.is_source);
-        assert_eq!(
-            (source.input, source.produced, source.abandoned),
-            (40, 40, 0)
-        );
-        assert!(source.largest_batch <= 2);
-    }
-
-    /// With a sink that never finishes an element, the pipeline fills up and the
-    /// ingress reports `Full`, handing the element back.
-    #[test]
-    fn try_send_reports_full_under_backpressure() {
-        let rt = rt();
-        let (ingress, flow) = Pipeline::ingress::<u32>(2);
-        let running = flow
-            .for_each_async(|_| std::future::pending())
-            .default_capacity(1)
-            .run(&rt)
-            .unwrap();
-        // Accept until the pipeline stops draining the buffer.
-        let mut accepted = 0;
-        let mut full_since: Option<Instant> = None;
-        let start = Instant::now();
-        while full_since.is_none_or(|t| t.elapsed() < Duration::from_millis(30)) {
-            assert!(start.elapsed() < Duration::from_secs(1), "never filled up");
-            match ingress.try_send(accepted) {
-                Ok(()) => {
-                    accepted += 1;
-                    full_since = None;
-                }
-                Err(TrySendError::Full(x)) => {
-                    assert_eq!(x, accepted, "the element comes back");
-                    full_since.get_or_insert_with(Instant::now);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(TrySendError::Closed(_)) => panic!("closed while running"),
-            }
-        }
-        // One element in the sink's future, one in its queue (capacity 1), two in
-        // the ingress buffer.
-        assert_eq!(accepted, 4);
-        assert_eq!(ingress.available(), 0);
-        assert!(!ingress.is_closed());
-        let err = ingress.try_send(99).unwrap_err();
-        assert_eq!(err, TrySendError::Full(99));
-        assert_eq!(err.into_inner(), 99);
-
-        let done = block_on(running.abort()).unwrap();
-        let r = &done.report;
-        r.check_conservation().unwrap();
-        assert_eq!(r.outcome, Outcome::Aborted);
-        let source = r.stage("ingress#0").unwrap();
-        assert_eq!(source.input, 4, "accepted elements count as taken in");
-        assert_eq!(source.abandoned, 2, "the ingress buffer");
-        let sink = r.stage("for_each_async#1").unwrap();
-        assert_eq!((sink.input, sink.completed, sink.abandoned), (2, 0, 2));
-
-        // The pipeline has ended: the ingress is closed.
-        assert!(ingress.is_closed());
-        assert_eq!(ingress.try_send(5), Err(TrySendError::Closed(5)));
-        assert_eq!(block_on(ingress.send(6)), Err(SendError(6)));
-    }
-
-    #[test]
-    fn closed_once_the_pipeline_has_ended() {
-        let rt = rt();
-        let (ingress, flow) = Pipeline::ingress::<u32>(4);
-        let running = flow
-            .take(2)
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        ingress.try_send(1).unwrap();
-        ingress.try_send(2).unwrap();
-        // `take` ends the stream although the ingress is still alive.
-        let done = running.wait().unwrap();
-        assert_eq!(done.output, [1, 2]);
-        done.report.check_conservation().unwrap();
-        eventually(|| ingress.is_closed());
-        assert_eq!(ingress.try_send(3), Err(TrySendError::Closed(3)));
-        assert_eq!(block_on(ingress.send(4)), Err(SendError(4)));
-    }
-
-    /// A graceful shutdown stops accepting but still emits what was accepted.
-    #[test]
-    fn shutdown_drains_what_was_accepted() {
-        let rt = rt();
-        let (ingress, flow) = Pipeline::ingress::<u32>(8);
-        let running = flow
-            .collect()
-            .default_capacity(3)
-            .max_batch(2)
-            .run(&rt)
-            .unwrap();
-        for i in 0..6 {
-            ingress.try_send(i).unwrap();
-        }
-        running.controller().shutdown(Duration::from_secs(5));
-        let done = running.wait().unwrap();
-        assert_eq!(done.output, [0, 1, 2, 3, 4, 5]);
-        let r = &done.report;
-        r.check_conservation().unwrap();
-        assert!(
-            matches!(r.outcome, Outcome::Drained { .. }),
-            "{:?}",
-            r.outcome
-        );
-        assert_eq!(r.admitted(), 6);
-        assert_eq!(ingress.try_send(6), Err(TrySendError::Closed(6)));
-    }
-
-    #[test]
-    fn dropped_before_sending_gives_an_empty_stream() {
-        let rt = rt();
-        let (ingress, flow) = Pipeline::ingress::<u32>(1);
-        let running = flow.collect().run(&rt).unwrap();
-        drop(ingress);
-        let done = running.wait().unwrap();
-        assert!(done.output.is_empty());
-        done.report.check_conservation().unwrap();
-    }
-
-    #[test]
-    fn zero_capacity_is_rejected_at_build_time() {
-        let rt = rt();
-        let (_ingress, flow) = Pipeline::ingress::<u32>(0);
-        let err = flow.collect().run(&rt).unwrap_err();
-        assert!(
-            matches!(&err, BuildError::InvalidArgument { stage, .. } if stage == "ingress#0"),
-            "{err:?}"
-        );
-    }
-}
+mod tests;

@@ -9,6 +9,7 @@
 //! stream or channel), and what they had emitted after the last checkpoint
 //! before a crash is lost — at most once.
 
+pub(crate) mod admission;
 mod batches;
 mod ingress;
 mod iter;
@@ -18,7 +19,15 @@ mod stream;
 
 pub use batches::BatchSource;
 pub use ingress::{Ingress, IngressClosed, IngressSink, IngressSource, SendError, TrySendError};
+pub(crate) use ingress::{push, try_push};
 pub use iter::IterSource;
 pub use replay::ReplaySource;
 pub use replayable::ReplayableSource;
 pub use stream::StreamSource;
+
+/// The synchronisation types `admission` is written against (loom's in its
+/// model, `models/tests/ingress_admission.rs`).
+mod sync {
+    pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
+    pub(crate) use std::thread::yield_now;
+}

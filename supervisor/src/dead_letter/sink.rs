@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 
-use super::order::{DlqCut, DlqOrder, DlqPosition, Order, OrderedFile, RunId, current_stage};
+use super::order::{
+    Appender, DlqCut, DlqOrder, DlqPosition, Order, OrderedFile, RunId, current_stage,
+};
 use super::{DeadLetter, DlqError, FileDlqWriter, MemoryDlq, SyncPolicy};
 
 /// Somewhere dead letters can be stored: the bounded [`MemoryDlq`], or a durable
@@ -230,6 +232,17 @@ impl<T: Serialize + Send + 'static> DeadLetterSink<T> for SharedFileDlq<T> {
 
     fn ordered_file(&self) -> Option<DlqOrder> {
         Some(DlqOrder::new(Arc::clone(&self.shared) as Arc<_>))
+    }
+}
+
+/// The engine of the checkpoint order appends through the writer.
+impl<T> Appender for FileDlqWriter<T> {
+    fn append_record(&mut self, record: &[u8]) -> Result<u64, DlqError> {
+        FileDlqWriter::append_record(self, record)
+    }
+
+    fn position(&self) -> DlqPosition {
+        FileDlqWriter::position(self)
     }
 }
 

@@ -3,6 +3,8 @@
 
 use weir::prelude::*;
 
+pub mod crash;
+
 /// Lets every actor on this single-threaded System run until nothing moves.
 pub async fn settle() {
     for _ in 0..500 {

@@ -9,12 +9,11 @@
 //! The child is this test binary, run again with `WEIR_DLQ_CHILD` naming the
 //! file: [`child`] is a no-op otherwise.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::common::Rng;
+use crate::common::crash::{Child, clock_seed, kill_loop};
 use weir::supervisor::dead_letter::{DeadLetter, FileDlqReader, FileDlqWriter, Tail};
 use weir::supervisor::{ErrorClass, Failure};
 
@@ -52,52 +51,11 @@ fn child() {
 fn killed_at_1000_random_points_the_file_dlq_keeps_every_acknowledged_letter_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("letters.dlq");
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let mut rng = Rng(seed);
+    let seed = clock_seed();
     let started = Instant::now();
     let mut acked_max: Option<u64> = None;
-    for kill in 0..KILLS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "dlq_crash::child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("WEIR_DLQ_CHILD", &path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap());
-        // Wait for the first acknowledgement (the test harness prints a line of
-        // its own first), then kill at a random point after it.
-        let first = loop {
-            let mut line = String::new();
-            lines.read_line(&mut line).unwrap();
-            assert!(
-                line.ends_with('\n'),
-                "seed {seed}, kill {kill}: the child ended before appending: {line:?}"
-            );
-            if let Ok(n) = line.trim().parse::<u64>() {
-                break n;
-            }
-        };
-        std::thread::sleep(Duration::from_micros(rng.below(3_000)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let mut acked: Vec<u64> = vec![first];
-        for line in lines.lines() {
-            let Ok(line) = line else { break };
-            // A line cut by the kill has no number to trust.
-            if let Ok(n) = line.trim().parse() {
-                acked.push(n);
-            }
-        }
+    let child = Child::new("dlq_crash::child", "WEIR_DLQ_CHILD", &path);
+    kill_loop(child, KILLS, seed, |kill, acked| {
         if let Some(&last) = acked.last() {
             acked_max = Some(acked_max.map_or(last, |m| m.max(last)));
         }
@@ -122,7 +80,7 @@ fn killed_at_1000_random_points_the_file_dlq_keeps_every_acknowledged_letter_onc
             max < n,
             "seed {seed}, kill {kill}: letter {max} was acknowledged but the file holds {n}"
         );
-    }
+    });
     // The last reopen for append cuts a torn tail off and appends after it.
     let writer = FileDlqWriter::<u64>::open_append(&path).unwrap();
     assert!(writer.record_count() > u64::from(KILLS) / 2);

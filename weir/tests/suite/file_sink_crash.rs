@@ -12,12 +12,11 @@
 //! The child is this test binary, run again with `WEIR_FILE_SINK_CHILD` naming
 //! the output: [`child`] is a no-op otherwise.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::Rng;
+use crate::common::crash::{Child, clock_seed, kill_loop};
 use weir::file::{FileFlowExt, FileSink, Fsync, Naming};
 use weir::prelude::*;
 use weir::{Pipeline, Runtime};
@@ -116,54 +115,14 @@ fn child() {
 fn killed_at_1000_random_points_a_rotating_file_sink_keeps_every_durable_line_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out");
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let mut rng = Rng(seed);
+    let seed = clock_seed();
     let started = Instant::now();
     let mut acked_max = 0_u64;
     let mut before = 0_u64;
     let mut grew = 0_u32;
-    for kill in 0..KILLS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "file_sink_crash::child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("WEIR_FILE_SINK_CHILD", &path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap());
-        // Wait for the first acknowledgement (the test harness prints a line of
-        // its own first), then kill at a random point after it.
-        let first = loop {
-            let mut line = String::new();
-            lines.read_line(&mut line).unwrap();
-            assert!(
-                line.ends_with('\n'),
-                "seed {seed}, kill {kill}: the child ended before its first fsync: {line:?}"
-            );
-            if let Ok(n) = line.trim().parse::<u64>() {
-                break n;
-            }
-        };
-        std::thread::sleep(Duration::from_micros(rng.below(3_000)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        acked_max = acked_max.max(first);
-        for line in lines.lines() {
-            let Ok(line) = line else { break };
-            // A line cut by the kill has no number to trust.
-            if let Ok(n) = line.trim().parse::<u64>() {
-                acked_max = acked_max.max(n);
-            }
-        }
+    let child = Child::new("file_sink_crash::child", "WEIR_FILE_SINK_CHILD", &path);
+    kill_loop(child, KILLS, seed, |kill, acked| {
+        acked_max = acked.into_iter().fold(acked_max, u64::max);
 
         let n = written(&path).unwrap_or_else(|e| panic!("seed {seed}, kill {kill}: {e}"));
         assert!(
@@ -175,7 +134,7 @@ fn killed_at_1000_random_points_a_rotating_file_sink_keeps_every_durable_line_on
             grew += 1;
         }
         before = n;
-    }
+    });
     let files = parts(&path).len();
     // Every run appended (it acknowledged a sync before it was killed), and the
     // runs rotated many times: kills fell inside rotations as well as between.

@@ -495,6 +495,42 @@ fn accepted_elements_are_never_lost_on_abort() {
     });
 }
 
+/// Producers on threads race an abort: every element a producer was told was
+/// accepted is in the report (delivered or abandoned at the source), also one
+/// whose slot was taken just before the source stopped.
+#[test]
+fn every_element_accepted_around_an_abort_is_counted() {
+    let rt = Runtime::builder().arbiters(2).build().unwrap();
+    for round in 0..20_u64 {
+        let (hub, flow) = MergeHub::<u64>::source(8);
+        let running = flow.for_each(|_| {}).run(&rt).unwrap();
+        let producers: Vec<_> = (0..3)
+            .map(|_| {
+                let producer = hub.attach().unwrap();
+                std::thread::spawn(move || {
+                    loop {
+                        match producer.try_send(1) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(_)) => std::thread::yield_now(),
+                            Err(TrySendError::Closed(_)) => break producer.sent(),
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_micros(200 * round));
+        let report = match futures::executor::block_on(running.abort()) {
+            Ok(done) => done.report,
+            Err(e) => e.report().unwrap().clone(),
+        };
+        let sent: u64 = producers.into_iter().map(|t| t.join().unwrap()).sum();
+        report.check_conservation().unwrap();
+        let source = report.stage("merge_hub#0").unwrap();
+        assert_eq!(source.input, sent, "round {round}: {source:?}");
+        assert_eq!(hub.accepted(), sent);
+    }
+}
+
 #[test]
 fn zero_capacity_merge_hub_is_rejected_naming_the_stage() {
     let (_hub, flow) = MergeHub::<u64>::source(0);

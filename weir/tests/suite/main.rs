@@ -13,6 +13,7 @@ mod checkpoint_crash;
 mod checkpoint_dlq;
 mod checkpoint_dlq_file_source;
 mod checkpoint_scale;
+mod checkpoint_store_crash;
 mod core_backpressure;
 mod core_batching;
 mod core_build_errors;

@@ -42,17 +42,23 @@
 //! Which stage writes a letter is known from the thread: the runtime runs each
 //! stage inside a [`StageScope`]. A letter offered from outside the attached
 //! pipeline's stages (another thread, another pipeline) is refused
-//! ([`DlqError::Foreign`](super::DlqError::Foreign)): it could not be placed
+//! ([`DlqError::Foreign`]): it could not be placed
 //! before or after a barrier, and a restore could cut it off.
 
 mod engine;
+#[cfg(test)]
+mod engine_tests;
 mod handle;
 mod position;
 mod scope;
+#[cfg(test)]
+mod test_log;
 
-pub(crate) use engine::Order;
+pub(crate) use engine::{Appender, Order};
 pub use handle::DlqOrder;
 pub(crate) use handle::OrderedFile;
 pub use position::{DlqCut, DlqPosition};
 pub(crate) use scope::current_stage;
 pub use scope::{RunId, StageScope};
+
+use super::DlqError;
