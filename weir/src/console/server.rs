@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use weir_runtime::manager::PipelineManager;
 use weir_runtime::observe::Tally;
 
+use super::answer::{error_json, json, metrics, text, to_json};
 use super::log::{Collector, EventLog};
 use super::{Console, ConsoleError, EVENT_LOG, control, view};
 use crate::http_server::{self, Body, Counted, OpenCount, Opening, Stopper};
@@ -31,8 +32,6 @@ const CONSOLE_CSS: &str = include_str!("assets/console.css");
 
 /// How long a shut-down server waits for its connections to close.
 const DRAIN: Duration = Duration::from_secs(1);
-
-const JSON: &str = "application/json";
 
 /// A running console, from [`Console::serve`](super::Console::serve). Dropping it
 /// shuts the server down as [`shutdown`](Self::shutdown) does.
@@ -532,61 +531,5 @@ impl Stream {
                 }
             },
         }
-    }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|e| error_json(&e.to_string()))
-}
-
-fn error_json(message: &str) -> String {
-    serde_json::json!({ "error": message }).to_string()
-}
-
-fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut res = Response::new(Full::new(body.into()).boxed_unsync());
-    *res.status_mut() = status;
-    let headers = res.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    res
-}
-
-fn json(status: StatusCode, body: String) -> Response<Body> {
-    text(status, JSON, body)
-}
-
-/// `GET /metrics`: the Prometheus recorder's text, when there is one.
-fn metrics() -> Response<Body> {
-    #[cfg(feature = "prometheus")]
-    {
-        match crate::prometheus::render() {
-            Some(body) => text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                body,
-            ),
-            None => json(
-                StatusCode::NOT_FOUND,
-                error_json(
-                    "no Prometheus recorder: call weir::prometheus::install() before running \
-                     pipelines",
-                ),
-            ),
-        }
-    }
-    #[cfg(not(feature = "prometheus"))]
-    {
-        json(
-            StatusCode::NOT_FOUND,
-            error_json(
-                "metrics are not built in: enable weir's `prometheus` feature and call \
-                 weir::prometheus::install() before running pipelines",
-            ),
-        )
     }
 }
