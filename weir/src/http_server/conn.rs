@@ -2,26 +2,20 @@
 //! spoken on it, as it is or (feature `server-tls`) after a TLS handshake; and
 //! [`Conn`], the connection it yields.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use weir_runtime::observe::Tally;
 
 /// An accepted connection, ready for HTTP: plain, or TLS once its handshake
 /// completed.
-#[derive(Debug)]
-pub(crate) enum Conn {
-    /// Plain TCP.
-    Plain(TcpStream),
-    /// TLS over TCP (feature `server-tls`).
-    #[cfg(feature = "server-tls")]
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
+#[cfg(feature = "server-tls")]
+pub(crate) type Conn =
+    tokio_util::either::Either<TcpStream, Box<tokio_rustls::server::TlsStream<TcpStream>>>;
+/// An accepted connection, ready for HTTP.
+#[cfg(not(feature = "server-tls"))]
+pub(crate) type Conn = TcpStream;
 
 /// How a server opens its accepted connections, shared by its tasks.
 #[derive(Clone)]
@@ -104,7 +98,7 @@ impl Opening {
             let peer = socket.peer_addr().ok();
             let accepted = tokio::time::timeout(self.timeout, acceptor.accept(socket)).await;
             let error = match accepted {
-                Ok(Ok(tls)) => return Some(Conn::Tls(Box::new(tls))),
+                Ok(Ok(tls)) => return Some(Conn::Right(Box::new(tls))),
                 Ok(Err(error)) => error.to_string(),
                 Err(_) => format!("timed out after {:?}", self.timeout),
             };
@@ -117,70 +111,9 @@ impl Opening {
             );
             return None;
         }
-        Some(Conn::Plain(socket))
-    }
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(feature = "server-tls")]
-            Conn::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(feature = "server-tls")]
-            Conn::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            #[cfg(feature = "server-tls")]
-            Conn::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Conn::Plain(s) => s.is_write_vectored(),
-            #[cfg(feature = "server-tls")]
-            Conn::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(feature = "server-tls")]
-            Conn::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            #[cfg(feature = "server-tls")]
-            Conn::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        #[cfg(feature = "server-tls")]
+        return Some(Conn::Left(socket));
+        #[cfg(not(feature = "server-tls"))]
+        Some(socket)
     }
 }
