@@ -241,3 +241,48 @@ fn the_console_over_tls_serves_its_page_and_api_and_refuses_the_rest() {
     drop(ingress);
     manager.shutdown_all(Duration::from_secs(5));
 }
+
+#[test]
+fn a_silent_client_times_out_its_handshake_and_one_too_many_gets_503_inside_tls() {
+    let (server, _) = pki();
+    let rt = rt1();
+    let (_ingress, flow) = Pipeline::ingress::<u64>(4);
+    let (runnable, hub) = flow.broadcast_hub(NoSubscriber::Drop);
+    let _running = runnable.run(&rt).unwrap();
+    let sse = Sse::json(hub)
+        .tls(config(&server))
+        .max_clients(1)
+        .header_timeout(Duration::from_millis(200))
+        .serve(local())
+        .unwrap();
+    let addr = sse.local_addr();
+
+    // Connected, and never a byte: closed after the header timeout, counted.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = silent.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{rest:?}");
+    eventually("the silent client counted", || {
+        sse.stats().tls_handshake_failures == 1
+    });
+
+    // One client streaming; the next one is told 503 over TLS.
+    let mut first = tls_client(addr, &server.ca, None);
+    first
+        .write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut lines = BufReader::new(first).lines();
+    while lines.next().unwrap().unwrap() != ": connected" {}
+    let busy = exchange(
+        &mut tls_client(addr, &server.ca, None),
+        "GET /events HTTP/1.1",
+    );
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy:?}");
+    drop(lines);
+    let stats = sse.shutdown();
+    assert_eq!((stats.subscribed, stats.rejected), (1, 1));
+    assert_eq!(stats.tls_handshake_failures, 1);
+}

@@ -26,8 +26,8 @@ fn local() -> std::net::SocketAddr {
 
 fn post(body: &str) -> String {
     format!(
-        "POST /events HTTP/1.1\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\
-         \r\n\r\n{body}",
+        "POST /events HTTP/1.1\r\nConnection: close\r\nContent-Type: application/x-ndjson\r\n\
+         Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
 }
