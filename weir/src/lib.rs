@@ -99,6 +99,9 @@ mod client_tls;
     feature = "websocket"
 ))]
 mod http_server;
+#[cfg(feature = "server-tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server-tls")))]
+pub mod server_tls;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

@@ -1,8 +1,12 @@
 //! `tracing`: a span per stage (with pipeline, stage and kind), a span per batch
 //! at debug level, supervision events as structured events, nothing per element
-//! at info.
+//! at info; the HTTP servers' refused TLS handshakes and tokens as warnings that
+//! never show the token.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
@@ -50,10 +54,20 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Seen {
     }
 }
 
+/// What the process's subscriber saw; installed once for every test here.
+fn seen() -> Seen {
+    static SEEN: OnceLock<Seen> = OnceLock::new();
+    SEEN.get_or_init(|| {
+        let seen = Seen::default();
+        tracing::subscriber::set_global_default(Registry::default().with(seen.clone())).unwrap();
+        seen
+    })
+    .clone()
+}
+
 #[test]
 fn stages_have_spans_and_supervision_events_are_structured() {
-    let seen = Seen::default();
-    tracing::subscriber::set_global_default(Registry::default().with(seen.clone())).unwrap();
+    let seen = seen();
 
     let rt = Runtime::builder().arbiters(1).build().unwrap();
     let tripped = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -123,4 +137,56 @@ fn stages_have_spans_and_supervision_events_are_structured() {
         loud < 50,
         "{loud} events at info or above for 5 000 elements"
     );
+}
+
+#[test]
+fn refused_tls_handshakes_and_tokens_are_warnings_that_never_show_the_token() {
+    use weir::server_tls::{Pem, TlsServerConfig};
+    let seen = seen();
+    let (server, _) = common::pki();
+    let rt = common::rt1();
+    let (_ingress, flow) = Pipeline::ingress::<u64>(4);
+    let (runnable, hub) = flow.broadcast_hub(weir::hub::NoSubscriber::Drop);
+    let _running = runnable.run(&rt).unwrap();
+    let tls = TlsServerConfig::new(Pem::memory(server.cert), Pem::memory(server.key));
+    let sse = weir::sse::Sse::json(hub)
+        .tls(tls)
+        .bearer_token("s3cret-token")
+        .serve("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let addr = sse.local_addr();
+
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    plain.write_all(b"GET /events HTTP/1.1\r\n\r\n").unwrap();
+    let _ = plain.read_to_end(&mut Vec::new());
+    let mut client = common::tls_client(addr, &server.ca, None);
+    client
+        .write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer guessed-token\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer);
+    assert!(answer.starts_with(b"HTTP/1.1 401"));
+    common::eventually("both refusals counted", || {
+        let stats = sse.stats();
+        (stats.tls_handshake_failures, stats.unauthorized) == (1, 1)
+    });
+
+    let events = seen.events.lock().unwrap().clone();
+    let warned = |needle: &str| {
+        events.iter().any(|(_, level, text)| {
+            *level == Level::WARN && text.contains("server=\"sse\"") && text.contains(needle)
+        })
+    };
+    assert!(warned("TLS handshake failed"), "{events:?}");
+    assert!(
+        warned("request refused (401)") && warned("wrong bearer token"),
+        "{events:?}"
+    );
+    assert!(warned("path=\"/events\""), "{events:?}");
+    for secret in ["s3cret-token", "guessed-token"] {
+        assert!(
+            !events.iter().any(|(.., text)| text.contains(secret)),
+            "{secret} logged: {events:?}"
+        );
+    }
 }

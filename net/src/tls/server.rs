@@ -146,6 +146,12 @@ impl TlsAcceptor {
             client_auth: "custom",
         }
     }
+
+    /// The rustls server configuration it accepts with (for serving another
+    /// protocol over it, as the `weir` facade's HTTP servers do).
+    pub fn rustls_config(&self) -> Arc<ServerConfig> {
+        Arc::clone(self.inner.config())
+    }
 }
 
 impl std::fmt::Debug for TlsAcceptor {

@@ -27,7 +27,17 @@
 //!   is not on loopback. With a token, every request must carry it
 //!   (`Authorization: Bearer <token>`, or `?token=<token>` for the page and its
 //!   event stream, which a browser's `EventSource` cannot give headers); a
-//!   request without it or with another gets `401` and no data.
+//!   request without it or with another gets `401` and no data; it is
+//!   counted ([`ConsoleServer::unauthorized`],
+//!   `weir_console_unauthorized_total`) and logged at `warn`.
+//! - Over TLS with [`tls`](Console::tls) (feature `server-tls`; see
+//!   [`server_tls`](crate::server_tls)): HTTPS only, optionally with client
+//!   certificates. A handshake that fails (a plaintext client, a browser that
+//!   does not trust the certificate) is closed before any request is read,
+//!   counted ([`ConsoleServer::tls_handshake_failures`],
+//!   `weir_console_tls_handshake_failures_total`) and logged at `warn`; a
+//!   certificate or key that cannot be used fails [`serve`](Console::serve)
+//!   with `ConsoleError::Tls` naming the file.
 //! - Read-only unless [`enable_controls`](Console::enable_controls) turns the
 //!   controls on (pause and resume a source, reset a breaker, resize a pool,
 //!   take a checkpoint), which requires a bearer token.
@@ -69,6 +79,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod answer;
 mod bottleneck;
 mod control;
 mod log;
@@ -117,6 +128,14 @@ pub enum ConsoleError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The TLS certificate or key cannot be used (feature `server-tls`).
+    #[cfg(feature = "server-tls")]
+    #[error("cannot serve the console over TLS: {source}")]
+    Tls {
+        /// What is wrong, naming the file.
+        #[source]
+        source: crate::server_tls::TlsError,
+    },
 }
 
 /// Serves the console of `manager`'s pipelines on `addr` with the defaults (no
@@ -147,10 +166,12 @@ pub fn serve(addr: SocketAddr, manager: &PipelineManager) -> Result<ConsoleServe
 /// println!("console on http://{}/?token=s3cret", console.local_addr());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Console {
     manager: PipelineManager,
     pub(crate) token: Option<String>,
+    #[cfg(feature = "server-tls")]
+    pub(crate) tls: Option<crate::server_tls::TlsServerConfig>,
     pub(crate) max_clients: usize,
     pub(crate) interval: Duration,
     pub(crate) slow_client_timeout: Duration,
@@ -161,6 +182,24 @@ pub struct Console {
     pub(crate) controls: bool,
 }
 
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Console");
+        d.field("manager", &self.manager)
+            // Never the token itself.
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("max_clients", &self.max_clients)
+            .field("interval", &self.interval)
+            .field("slow_client_timeout", &self.slow_client_timeout)
+            .field("header_timeout", &self.header_timeout)
+            .field("required", &self.required)
+            .field("controls", &self.controls);
+        #[cfg(feature = "server-tls")]
+        d.field("tls", &self.tls);
+        d.finish()
+    }
+}
+
 impl Console {
     /// The console of `manager`'s pipelines (every clone of the manager sees the
     /// same ones, whenever they are started).
@@ -168,6 +207,8 @@ impl Console {
         Console {
             manager: manager.clone(),
             token: None,
+            #[cfg(feature = "server-tls")]
+            tls: None,
             max_clients: DEFAULT_MAX_CLIENTS,
             interval: DEFAULT_INTERVAL,
             slow_client_timeout: DEFAULT_SLOW_CLIENT_TIMEOUT,
@@ -211,6 +252,34 @@ impl Console {
     #[must_use]
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Serves HTTPS only, with `config`'s certificate and key, and client
+    /// certificates if it asks for them (feature `server-tls`; see
+    /// [`server_tls`](crate::server_tls)). The files are read when
+    /// [`serve`](Self::serve) is called; each connection's handshake must
+    /// complete within 10 s (the header timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::console::Console;
+    /// use weir::manager::PipelineManager;
+    /// use weir::server_tls::{Pem, TlsServerConfig};
+    ///
+    /// let manager = PipelineManager::new();
+    /// let tls = TlsServerConfig::new(Pem::file("/etc/weir/console.pem"), Pem::file("/etc/weir/console.key"));
+    /// // Files that are not there: an error naming the first one, nothing bound.
+    /// let error = Console::new(&manager).tls(tls).serve("127.0.0.1:0".parse()?).unwrap_err();
+    /// assert!(error.to_string().contains("/etc/weir/console.pem"), "{error}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "server-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "server-tls")))]
+    #[must_use]
+    pub fn tls(mut self, config: crate::server_tls::TlsServerConfig) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -337,8 +406,9 @@ impl Console {
     ///
     /// # Errors
     ///
-    /// [`ConsoleError::Invalid`] for an option out of range,
-    /// [`ConsoleError::Bind`] if the address cannot be bound.
+    /// [`ConsoleError::Invalid`] for an option out of range; `ConsoleError::Tls`
+    /// (feature `server-tls`) naming a certificate or key file that cannot be
+    /// used; [`ConsoleError::Bind`] if the address cannot be bound.
     pub fn serve(self, addr: SocketAddr) -> Result<ConsoleServer, ConsoleError> {
         self.validate()?;
         server::start(self, addr)

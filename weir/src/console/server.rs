@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{
-    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+    ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -19,10 +19,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weir_runtime::manager::PipelineManager;
+use weir_runtime::observe::Tally;
 
+use super::answer::{error_json, json, metrics, text, to_json};
 use super::log::{Collector, EventLog};
 use super::{Console, ConsoleError, EVENT_LOG, control, view};
-use crate::http_server::{self, Body, Counted, OpenCount, Stopper};
+use crate::http_server::{self, Body, Counted, OpenCount, Opening, Stopper};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const CONSOLE_JS: &str = include_str!("assets/console.js");
@@ -30,8 +32,6 @@ const CONSOLE_CSS: &str = include_str!("assets/console.css");
 
 /// How long a shut-down server waits for its connections to close.
 const DRAIN: Duration = Duration::from_secs(1);
-
-const JSON: &str = "application/json";
 
 /// A running console, from [`Console::serve`](super::Console::serve). Dropping it
 /// shuts the server down as [`shutdown`](Self::shutdown) does.
@@ -43,8 +43,10 @@ pub struct ConsoleServer {
 }
 
 /// The server's counts; the open connections and event streams are also the
-/// gauges `weir_console_open_connections` and `weir_console_clients` (label
-/// `addr`: the address the console was asked to listen on).
+/// gauges `weir_console_open_connections` and `weir_console_clients`, the
+/// refusals the counters `weir_console_unauthorized_total` and
+/// `weir_console_tls_handshake_failures_total` (label `addr`: the address the
+/// console was asked to listen on).
 #[derive(Debug)]
 struct Counters {
     /// Event streams open now.
@@ -54,7 +56,9 @@ struct Counters {
     /// Event streams dropped for not reading.
     dropped_slow: AtomicU64,
     /// Requests refused for a missing or wrong token.
-    unauthorized: AtomicU64,
+    unauthorized: Tally,
+    /// Connections whose TLS handshake failed or timed out.
+    tls_handshake_failures: Arc<Tally>,
     /// Connections open now.
     connections: OpenCount,
 }
@@ -66,7 +70,11 @@ impl Counters {
             clients: OpenCount::exported("weir_console_clients", &l),
             rejected: AtomicU64::new(0),
             dropped_slow: AtomicU64::new(0),
-            unauthorized: AtomicU64::new(0),
+            unauthorized: Tally::new("weir_console_unauthorized_total", &l),
+            tls_handshake_failures: Arc::new(Tally::new(
+                "weir_console_tls_handshake_failures_total",
+                &l,
+            )),
             connections: OpenCount::exported("weir_console_open_connections", &l),
         }
     }
@@ -96,7 +104,15 @@ impl ConsoleServer {
 
     /// Requests refused so far for a missing or wrong token.
     pub fn unauthorized(&self) -> u64 {
-        self.counters.unauthorized.load(Ordering::Acquire)
+        self.counters.unauthorized.get()
+    }
+
+    /// Connections closed so far because their TLS handshake failed or timed
+    /// out (feature `server-tls`: a plaintext client, a client not trusting
+    /// the certificate or, when required, without a trusted client
+    /// certificate); always 0 without [`tls`](super::Console::tls).
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.counters.tls_handshake_failures.get()
     }
 
     /// Stops accepting, ends every event stream, and waits up to a second for
@@ -109,9 +125,19 @@ impl ConsoleServer {
 /// Binds `addr` and starts the server's thread.
 pub(super) fn start(console: Console, addr: SocketAddr) -> Result<ConsoleServer, ConsoleError> {
     let counters = Arc::new(Counters::new(addr));
+    let opening = Opening::plain(
+        "console",
+        console.header_timeout,
+        Arc::clone(&counters.tls_handshake_failures),
+    );
+    #[cfg(feature = "server-tls")]
+    let opening = opening
+        .with_tls(console.tls.as_ref())
+        .map_err(|source| ConsoleError::Tls { source })?;
     let (stop, stopped) = watch::channel(false);
     let (frames, frame) = watch::channel(Arc::new(String::new()));
     let server = Server {
+        opening,
         console: Arc::new(console),
         log: Arc::new(EventLog::new(EVENT_LOG)),
         counters: Arc::clone(&counters),
@@ -133,6 +159,7 @@ pub(super) fn start(console: Console, addr: SocketAddr) -> Result<ConsoleServer,
 /// What the accept loop, the sampler and every connection share.
 #[derive(Clone)]
 struct Server {
+    opening: Opening,
     console: Arc<Console>,
     log: Arc<EventLog>,
     counters: Arc<Counters>,
@@ -194,6 +221,10 @@ impl Server {
         let (_, guard) = Counted::enter(&self.counters, |c| &c.connections);
         let server = self.clone();
         tokio::spawn(async move {
+            let peer = socket.peer_addr().ok();
+            let Some(conn) = server.opening.open(socket).await else {
+                return; // counted and logged
+            };
             // Set while the connection streams events: when its client last took a frame.
             let progress = Arc::new(AtomicU64::new(0));
             let mut http = hyper::server::conn::http1::Builder::new();
@@ -207,12 +238,12 @@ impl Server {
                 let progress = Arc::clone(&conn_progress);
                 async move {
                     if req.uri().path().starts_with(control::PREFIX) {
-                        return Ok::<_, Infallible>(server.control(&req).await);
+                        return Ok::<_, Infallible>(server.control(&req, peer).await);
                     }
-                    Ok::<_, Infallible>(server.respond(&req, &progress))
+                    Ok::<_, Infallible>(server.respond(&req, peer, &progress))
                 }
             });
-            let conn = http.serve_connection(TokioIo::new(socket), service);
+            let conn = http.serve_connection(TokioIo::new(conn), service);
             tokio::select! {
                 result = conn => {
                     if let Err(e) = result {
@@ -241,27 +272,16 @@ impl Server {
         }
     }
 
-    fn authorized(&self, req: &Request<Incoming>) -> bool {
-        let Some(token) = &self.console.token else {
-            return true;
-        };
-        let header = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let query = req
-            .uri()
-            .query()
-            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
-        header
-            .or(query)
-            .is_some_and(|given| same(given.as_bytes(), token.as_bytes()))
+    /// Whether the request carries the token (`?token=` for the page and its
+    /// event stream); a refusal is logged.
+    fn authorized(&self, req: &Request<Incoming>, peer: Option<SocketAddr>) -> bool {
+        let token = self.console.token.as_deref();
+        http_server::admits(req, token, Some("token"), "console", peer)
     }
 
     /// `401` for a missing or wrong token, counted.
     fn unauthorized(&self) -> Response<Body> {
-        self.counters.unauthorized.fetch_add(1, Ordering::AcqRel);
+        let _ = self.counters.unauthorized.add(1);
         let mut res = json(
             StatusCode::UNAUTHORIZED,
             error_json("a bearer token is required"),
@@ -273,8 +293,8 @@ impl Server {
 
     /// `POST /api/control/...`: `401` without the token, `403` while controls
     /// are disabled, `405` for another method; then the control's own answer.
-    async fn control(&self, req: &Request<Incoming>) -> Response<Body> {
-        if !self.authorized(req) {
+    async fn control(&self, req: &Request<Incoming>, peer: Option<SocketAddr>) -> Response<Body> {
+        if !self.authorized(req, peer) {
             return self.unauthorized();
         }
         let path = req.uri().path();
@@ -316,12 +336,17 @@ impl Server {
     }
 
     /// The answer to one request.
-    fn respond(&self, req: &Request<Incoming>, progress: &Arc<AtomicU64>) -> Response<Body> {
+    fn respond(
+        &self,
+        req: &Request<Incoming>,
+        peer: Option<SocketAddr>,
+        progress: &Arc<AtomicU64>,
+    ) -> Response<Body> {
         // The page's script and style sheet are the same embedded files in every
         // console and carry no data: a browser loads them without the token the
         // page's own address carries.
         let asset = matches!(req.uri().path(), "/console.js" | "/console.css");
-        if !asset && !self.authorized(req) {
+        if !asset && !self.authorized(req, peer) {
             return self.unauthorized();
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -506,79 +531,5 @@ impl Stream {
                 }
             },
         }
-    }
-}
-
-/// Compares two tokens in time that depends on their lengths only.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|e| error_json(&e.to_string()))
-}
-
-fn error_json(message: &str) -> String {
-    serde_json::json!({ "error": message }).to_string()
-}
-
-fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut res = Response::new(Full::new(body.into()).boxed_unsync());
-    *res.status_mut() = status;
-    let headers = res.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    res
-}
-
-fn json(status: StatusCode, body: String) -> Response<Body> {
-    text(status, JSON, body)
-}
-
-/// `GET /metrics`: the Prometheus recorder's text, when there is one.
-fn metrics() -> Response<Body> {
-    #[cfg(feature = "prometheus")]
-    {
-        match crate::prometheus::render() {
-            Some(body) => text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                body,
-            ),
-            None => json(
-                StatusCode::NOT_FOUND,
-                error_json(
-                    "no Prometheus recorder: call weir::prometheus::install() before running \
-                     pipelines",
-                ),
-            ),
-        }
-    }
-    #[cfg(not(feature = "prometheus"))]
-    {
-        json(
-            StatusCode::NOT_FOUND,
-            error_json(
-                "metrics are not built in: enable weir's `prometheus` feature and call \
-                 weir::prometheus::install() before running pipelines",
-            ),
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same;
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"abcd"));
-        assert!(!same(b"", b"a"));
     }
 }

@@ -114,6 +114,8 @@ pub(crate) struct Options {
     pub(crate) token: Option<String>,
     pub(crate) max_connections: usize,
     pub(crate) header_timeout: Duration,
+    #[cfg(feature = "server-tls")]
+    pub(crate) tls: Option<crate::server_tls::TlsServerConfig>,
 }
 
 impl std::fmt::Debug for Options {
@@ -125,6 +127,7 @@ impl std::fmt::Debug for Options {
             .field("wait", &self.wait)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +153,8 @@ impl<T: Send + 'static> HttpSource<T> {
                 token: None,
                 max_connections: 1024,
                 header_timeout: Duration::from_secs(10),
+                #[cfg(feature = "server-tls")]
+                tls: None,
             },
         }
     }
@@ -181,9 +186,27 @@ impl<T: Send + 'static> HttpSource<T> {
         self
     }
 
-    /// Requires `Authorization: Bearer <token>` on every request (`401` without).
+    /// Requires `Authorization: Bearer <token>` on every request (`401`
+    /// without, or with another; counted in
+    /// [`unauthorized`](HttpSourceStats::unauthorized) and logged at `warn`,
+    /// the body not read, nothing admitted).
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.options.token = Some(token.into());
+        self
+    }
+
+    /// Serves HTTPS only, with `config`'s certificate and key, and client
+    /// certificates if it asks for them (feature `server-tls`; see
+    /// [`server_tls`](crate::server_tls)). The files are read when
+    /// [`serve`](Self::serve) is called. A handshake that fails or does not
+    /// complete within 10 s (the header timeout) closes the connection before
+    /// any request is read: counted in
+    /// [`tls_handshake_failures`](HttpSourceStats::tls_handshake_failures) and
+    /// logged at `warn`, nothing admitted.
+    #[cfg(feature = "server-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "server-tls")))]
+    pub fn tls(mut self, config: crate::server_tls::TlsServerConfig) -> Self {
+        self.options.tls = Some(config);
         self
     }
 
@@ -200,7 +223,9 @@ impl<T: Send + 'static> HttpSource<T> {
     /// # Errors
     ///
     /// [`HttpSourceError::Bind`] when the address cannot be bound;
-    /// [`HttpSourceError::Invalid`] for an empty path or a zero body limit.
+    /// [`HttpSourceError::Invalid`] for an empty path, a zero body limit or an
+    /// empty token; `HttpSourceError::Tls` (feature `server-tls`) naming a
+    /// certificate or key file that cannot be used.
     pub fn serve(self, addr: SocketAddr) -> Result<(HttpIngest, Flow<T>), HttpSourceError> {
         if !self.options.path.starts_with('/') {
             return Err(HttpSourceError::Invalid(format!(
@@ -211,6 +236,11 @@ impl<T: Send + 'static> HttpSource<T> {
         if self.options.max_body_bytes == 0 {
             return Err(HttpSourceError::Invalid(
                 "max_body_bytes must be at least 1".into(),
+            ));
+        }
+        if self.options.token.as_deref() == Some("") {
+            return Err(HttpSourceError::Invalid(
+                "the bearer token must not be empty".into(),
             ));
         }
         let (ingress, flow) = Pipeline::ingress::<T>(self.options.capacity);
@@ -233,6 +263,14 @@ pub enum HttpSourceError {
     /// A setting that cannot work.
     #[error("invalid HTTP source setting: {0}")]
     Invalid(String),
+    /// The TLS certificate or key cannot be used (feature `server-tls`).
+    #[cfg(feature = "server-tls")]
+    #[error("cannot serve the HTTP source over TLS: {source}")]
+    Tls {
+        /// What is wrong, naming the file.
+        #[source]
+        source: crate::server_tls::TlsError,
+    },
 }
 
 /// What an endpoint has done so far ([`HttpIngest::stats`]).
@@ -251,6 +289,9 @@ pub struct HttpSourceStats {
     pub unauthorized: u64,
     /// Requests refused as malformed (`400`, `404`, `405`, `413`, `415`).
     pub bad: u64,
+    /// Connections closed because their TLS handshake failed or timed out (a
+    /// plaintext client, a client not trusting the certificate).
+    pub tls_handshake_failures: u64,
 }
 
 /// The counters behind [`HttpSourceStats`], also exported through the
@@ -265,6 +306,7 @@ pub(crate) struct Counters {
     pub(crate) busy: Tally,
     pub(crate) unauthorized: Tally,
     pub(crate) bad: Tally,
+    pub(crate) tls_handshake_failures: Arc<Tally>,
     pub(crate) connections: crate::http_server::OpenCount,
 }
 
@@ -278,6 +320,10 @@ impl Counters {
             busy: Tally::new("weir_http_source_busy_total", &l),
             unauthorized: Tally::new("weir_http_source_unauthorized_total", &l),
             bad: Tally::new("weir_http_source_bad_total", &l),
+            tls_handshake_failures: Arc::new(Tally::new(
+                "weir_http_source_tls_handshake_failures_total",
+                &l,
+            )),
             connections: crate::http_server::OpenCount::exported(
                 "weir_http_source_open_connections",
                 &l,
@@ -294,6 +340,7 @@ impl Counters {
             busy: get(&self.busy),
             unauthorized: get(&self.unauthorized),
             bad: get(&self.bad),
+            tls_handshake_failures: get(&self.tls_handshake_failures),
         }
     }
 }

@@ -9,9 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{
-    ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -20,7 +18,7 @@ use tokio::sync::watch;
 use weir_operators::source::Ingress;
 
 use super::{Counters, Decode, HttpSourceError, HttpSourceStats, Options};
-use crate::http_server::{self, Counted, Stopper};
+use crate::http_server::{self, Counted, Opening, Stopper};
 
 /// The answer to one connection too many, written without parsing its request.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
@@ -66,8 +64,18 @@ pub(super) fn start<T: Send + 'static>(
     options: Options,
 ) -> Result<HttpIngest, HttpSourceError> {
     let counters = Arc::new(Counters::new(addr));
+    let opening = Opening::plain(
+        "http source",
+        options.header_timeout,
+        Arc::clone(&counters.tls_handshake_failures),
+    );
+    #[cfg(feature = "server-tls")]
+    let opening = opening
+        .with_tls(options.tls.as_ref())
+        .map_err(|source| HttpSourceError::Tls { source })?;
     let (stop, stopped) = watch::channel(false);
     let server = Server {
+        opening,
         ingress,
         decode,
         options: Arc::new(options),
@@ -86,6 +94,7 @@ pub(super) fn start<T: Send + 'static>(
 
 /// What the accept loop and every connection share.
 struct Server<T> {
+    opening: Opening,
     ingress: Ingress<T>,
     decode: Decode<T>,
     options: Arc<Options>,
@@ -95,6 +104,7 @@ struct Server<T> {
 impl<T> Clone for Server<T> {
     fn clone(&self) -> Self {
         Server {
+            opening: self.opening.clone(),
             ingress: self.ingress.clone(),
             decode: Arc::clone(&self.decode),
             options: Arc::clone(&self.options),
@@ -130,19 +140,23 @@ impl<T: Send + 'static> Server<T> {
         let (open, guard) = Counted::enter(&self.counters, |c| &c.connections);
         if open >= self.options.max_connections {
             let _ = self.counters.busy.add(1);
-            http_server::refuse(socket, BUSY, guard);
+            http_server::refuse(&self.opening, socket, BUSY, guard);
             return;
         }
         let server = self.clone();
         tokio::spawn(async move {
+            let peer = socket.peer_addr().ok();
+            let Some(conn) = server.opening.open(socket).await else {
+                return; // counted and logged
+            };
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(server.options.header_timeout);
             let service = service_fn(move |req| {
                 let server = server.clone();
-                async move { Ok::<_, Infallible>(server.respond(req).await) }
+                async move { Ok::<_, Infallible>(server.respond(req, peer).await) }
             });
-            if let Err(e) = http.serve_connection(TokioIo::new(socket), service).await {
+            if let Err(e) = http.serve_connection(TokioIo::new(conn), service).await {
                 tracing::debug!(error = %e, "HTTP source connection ended with an error");
             }
             drop(guard);
@@ -150,7 +164,7 @@ impl<T: Send + 'static> Server<T> {
     }
 
     /// The answer to one request.
-    async fn respond(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn respond(&self, req: Request<Incoming>, peer: Option<SocketAddr>) -> Response<Body> {
         let _ = self.counters.requests.add(1);
         let opts = &self.options;
         if req.uri().path() != opts.path {
@@ -162,9 +176,7 @@ impl<T: Send + 'static> Server<T> {
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return res;
         }
-        if let Some(token) = &opts.token
-            && !bearer_matches(req.headers().get(AUTHORIZATION), token)
-        {
+        if !http_server::admits(&req, opts.token.as_deref(), None, "http source", peer) {
             let _ = self.counters.unauthorized.add(1);
             let mut res = answer(StatusCode::UNAUTHORIZED, "a bearer token is required");
             res.headers_mut()
@@ -285,17 +297,4 @@ fn content_type(value: Option<&HeaderValue>) -> Option<String> {
     let text = value?.to_str().ok()?;
     let media = text.split(';').next()?.trim().to_ascii_lowercase();
     (!media.is_empty()).then_some(media)
-}
-
-/// Whether the `Authorization` header carries `Bearer <token>`, compared in
-/// constant time for equal lengths.
-fn bearer_matches(value: Option<&HeaderValue>, token: &str) -> bool {
-    let Some(given) = value
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use weir_operators::hub::BroadcastHub;
 
 use super::{Counters, Encode, Options, SseError, SseStats, stream};
-use crate::http_server::{self, Body, Counted, Stopper};
+use crate::http_server::{self, Body, Counted, Opening, Stopper};
 
 /// How long a shut-down server waits for its connections to send their `end`
 /// events before closing the rest.
@@ -66,12 +66,22 @@ pub(super) fn start<T: Clone + Send + 'static>(
     options: Options,
 ) -> Result<SseServer, SseError> {
     let counters = Arc::new(Counters::new(addr));
+    let opening = Opening::plain(
+        "sse",
+        options.header_timeout,
+        Arc::clone(&counters.tls_handshake_failures),
+    );
+    #[cfg(feature = "server-tls")]
+    let opening = opening
+        .with_tls(options.tls.as_ref())
+        .map_err(|source| SseError::Tls { source })?;
     let (stop, stopped) = watch::channel(false);
     let server = Server {
         hub,
         encode,
         options: Arc::new(options),
         counters: Arc::clone(&counters),
+        opening,
         stopped,
     };
     let (local, thread) =
@@ -90,6 +100,7 @@ struct Server<T> {
     encode: Encode<T>,
     options: Arc<Options>,
     counters: Arc<Counters>,
+    opening: Opening,
     stopped: watch::Receiver<bool>,
 }
 
@@ -100,6 +111,7 @@ impl<T> Clone for Server<T> {
             encode: Arc::clone(&self.encode),
             options: Arc::clone(&self.options),
             counters: Arc::clone(&self.counters),
+            opening: self.opening.clone(),
             stopped: self.stopped.clone(),
         }
     }
@@ -117,33 +129,49 @@ impl<T: Clone + Send + 'static> Server<T> {
         .await;
     }
 
-    /// Serves a new connection, or refuses it when `max_clients` are open.
+    /// Serves a new connection (after its TLS handshake, on a TLS listener),
+    /// or refuses it when `max_clients` are open.
     fn admit(&self, socket: TcpStream) {
         let (open, guard) = Counted::enter(&self.counters, |c| &c.connections);
         if open >= self.options.max_clients {
             let _ = self.counters.rejected.add(1);
-            http_server::refuse(socket, BUSY, guard);
+            http_server::refuse(&self.opening, socket, BUSY, guard);
             return;
         }
         let server = self.clone();
         tokio::spawn(async move {
+            let peer = socket.peer_addr().ok();
+            let Some(conn) = server.opening.open(socket).await else {
+                return; // counted and logged
+            };
             let mut http = hyper::server::conn::http1::Builder::new();
             http.keep_alive(false)
                 .timer(TokioTimer::new())
                 .header_read_timeout(server.options.header_timeout);
             let service = service_fn(move |req| {
                 let server = server.clone();
-                async move { Ok::<_, Infallible>(server.respond(&req)) }
+                async move { Ok::<_, Infallible>(server.respond(&req, peer)) }
             });
-            if let Err(e) = http.serve_connection(TokioIo::new(socket), service).await {
+            if let Err(e) = http.serve_connection(TokioIo::new(conn), service).await {
                 tracing::debug!(error = %e, "SSE connection ended with an error");
             }
             drop(guard);
         });
     }
 
-    /// The answer to one request: the event stream, or an error status.
-    fn respond(&self, req: &Request<Incoming>) -> Response<Body> {
+    /// The answer to one request: the event stream, or an error status (`401`
+    /// first, so that a client without the token learns nothing else).
+    fn respond(&self, req: &Request<Incoming>, peer: Option<SocketAddr>) -> Response<Body> {
+        let token = self.options.token.as_deref();
+        if !http_server::admits(req, token, Some("access_token"), "sse", peer) {
+            let _ = self.counters.unauthorized.add(1);
+            let mut res = self.status(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
+            res.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer"),
+            );
+            return res;
+        }
         if req.uri().path() != self.options.path {
             return self.refuse(StatusCode::NOT_FOUND, "no event stream here\n");
         }
@@ -185,8 +213,13 @@ impl<T: Clone + Send + 'static> Server<T> {
         res
     }
 
+    /// An error status, counted as a bad request.
     fn refuse(&self, status: StatusCode, text: &str) -> Response<Body> {
         let _ = self.counters.bad_requests.add(1);
+        self.status(status, text)
+    }
+
+    fn status(&self, status: StatusCode, text: &str) -> Response<Body> {
         let body = if text.is_empty() {
             Empty::new().boxed_unsync()
         } else {

@@ -58,6 +58,23 @@
 //! - A client that goes away unsubscribes at once: the hub stops keeping elements
 //!   for it.
 //!
+//! # TLS and a bearer token
+//!
+//! - [`bearer_token`](Sse::bearer_token): every request must carry the token,
+//!   as `Authorization: Bearer <token>` or as the query parameter
+//!   `access_token=<token>` (a browser's `EventSource` cannot set headers; mind
+//!   that URLs end up in logs). Without it, or with another, the answer is
+//!   `401` with `WWW-Authenticate: Bearer`, counted in
+//!   [`unauthorized`](SseStats::unauthorized) and logged at `warn`; the client
+//!   is never subscribed, so it receives nothing.
+//! - [`tls`](Sse::tls) (feature `server-tls`): the endpoint speaks HTTPS only
+//!   (see [`server_tls`](crate::server_tls)). A handshake that fails (a
+//!   plaintext client, a client that does not trust the certificate) or does
+//!   not complete within `header_timeout` closes the connection, counted in
+//!   [`tls_handshake_failures`](SseStats::tls_handshake_failures) and logged at
+//!   `warn`; a certificate or key that cannot be used fails
+//!   [`serve`](Sse::serve) with [`SseError::Tls`] naming the file.
+//!
 //! # Examples
 //!
 //! ```
@@ -123,6 +140,14 @@ pub enum SseError {
         /// What is wrong with its value.
         reason: &'static str,
     },
+    /// The TLS certificate or key cannot be used (feature `server-tls`).
+    #[cfg(feature = "server-tls")]
+    #[error("cannot serve server-sent events over TLS: {source}")]
+    Tls {
+        /// What is wrong, naming the file.
+        #[source]
+        source: crate::server_tls::TlsError,
+    },
 }
 
 /// Turns an element into the `data` of its event. Newlines in the result are
@@ -130,7 +155,7 @@ pub enum SseError {
 type Encode<T> = Arc<dyn Fn(&T) -> String + Send + Sync>;
 
 /// The settings of an endpoint; see the builder methods of [`Sse`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Options {
     path: String,
     buffer: usize,
@@ -140,6 +165,28 @@ struct Options {
     header_timeout: Duration,
     retry: Duration,
     event: Option<String>,
+    token: Option<String>,
+    #[cfg(feature = "server-tls")]
+    tls: Option<crate::server_tls::TlsServerConfig>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Options");
+        d.field("path", &self.path)
+            .field("buffer", &self.buffer)
+            .field("policy", &self.policy)
+            .field("max_clients", &self.max_clients)
+            .field("heartbeat", &self.heartbeat)
+            .field("header_timeout", &self.header_timeout)
+            .field("retry", &self.retry)
+            .field("event", &self.event)
+            // Never the token itself.
+            .field("token", &self.token.as_ref().map(|_| "<set>"));
+        #[cfg(feature = "server-tls")]
+        d.field("tls", &self.tls);
+        d.finish()
+    }
 }
 
 impl Default for Options {
@@ -153,6 +200,9 @@ impl Default for Options {
             header_timeout: Duration::from_secs(10),
             retry: Duration::from_secs(3),
             event: None,
+            token: None,
+            #[cfg(feature = "server-tls")]
+            tls: None,
         }
     }
 }
@@ -235,7 +285,50 @@ impl<T: Clone + Send + 'static> Sse<T> {
         self
     }
 
-    /// How long a client may take to send its request headers (default 10 s).
+    /// Requires `token` on every request, as `Authorization: Bearer <token>`
+    /// or the query parameter `access_token=<token>` (what a browser's
+    /// `EventSource` can send); without it, or with another, the answer is
+    /// `401` and nothing is streamed. See the [module docs](self#tls-and-a-bearer-token).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weir::hub::NoSubscriber;
+    /// # use weir::prelude::*;
+    /// use std::io::{Read, Write};
+    /// use weir::sse::Sse;
+    /// # let rt = Runtime::builder().arbiters(1).build()?;
+    /// # let (_ingress, flow) = Pipeline::ingress::<u64>(16);
+    /// # let (runnable, hub) = flow.broadcast_hub(NoSubscriber::Wait);
+    /// # let _running = runnable.run(&rt)?;
+    /// let server = Sse::json(hub).bearer_token("s3cret").serve("127.0.0.1:0".parse()?)?;
+    /// let mut client = std::net::TcpStream::connect(server.local_addr())?;
+    /// client.write_all(b"GET /events HTTP/1.0\r\nAuthorization: Bearer wrong\r\n\r\n")?;
+    /// let mut answer = String::new();
+    /// client.read_to_string(&mut answer)?;
+    /// assert!(answer.contains(" 401 Unauthorized"));
+    /// assert_eq!(server.stats().unauthorized, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.options.token = Some(token.into());
+        self
+    }
+
+    /// Serves HTTPS only, with `config`'s certificate and key (feature
+    /// `server-tls`; see [`server_tls`](crate::server_tls) for an example).
+    /// The files are read when [`serve`](Self::serve) is called; each
+    /// connection's handshake must complete within the
+    /// [`header_timeout`](Self::header_timeout).
+    #[cfg(feature = "server-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "server-tls")))]
+    pub fn tls(mut self, config: crate::server_tls::TlsServerConfig) -> Self {
+        self.options.tls = Some(config);
+        self
+    }
+
+    /// How long a client may take to send its request headers (default 10 s),
+    /// and, with [`tls`](Self::tls), to complete its TLS handshake.
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.options.header_timeout = timeout;
         self
@@ -263,7 +356,9 @@ impl<T: Clone + Send + 'static> Sse<T> {
     ///
     /// [`SseError::Invalid`] for an option out of range (a zero buffer or
     /// `max_clients`, a path without a leading `/`, a zero heartbeat, a bad
-    /// event name); [`SseError::Bind`] when the address cannot be bound.
+    /// event name, an empty token); `SseError::Tls` (feature `server-tls`)
+    /// naming a certificate or key file that cannot be used;
+    /// [`SseError::Bind`] when the address cannot be bound.
     pub fn serve(self, addr: SocketAddr) -> Result<SseServer, SseError> {
         self.validate()?;
         http::start(addr, self.hub, self.encode, self.options)
@@ -283,6 +378,9 @@ impl<T: Clone + Send + 'static> Sse<T> {
         }
         if o.heartbeat == Some(Duration::ZERO) {
             return invalid("heartbeat", "must be longer than zero (or None)");
+        }
+        if o.token.as_deref() == Some("") {
+            return invalid("bearer_token", "must not be empty");
         }
         if o.header_timeout.is_zero() {
             return invalid("header_timeout", "must be longer than zero");
@@ -318,6 +416,11 @@ pub struct SseStats {
     pub lagged: u64,
     /// Requests answered `404` or `405`.
     pub bad_requests: u64,
+    /// Requests refused `401` for a missing or wrong bearer token.
+    pub unauthorized: u64,
+    /// Connections closed because their TLS handshake failed or timed out (a
+    /// plaintext client, a client not trusting the certificate).
+    pub tls_handshake_failures: u64,
 }
 
 /// The counters behind [`SseStats`], shared by the server's tasks. The counts
@@ -334,6 +437,8 @@ struct Counters {
     events: Tally,
     lagged: Tally,
     bad_requests: Tally,
+    unauthorized: Tally,
+    tls_handshake_failures: Arc<Tally>,
 }
 
 impl Counters {
@@ -347,6 +452,11 @@ impl Counters {
             events: Tally::new("weir_sse_events_total", &l),
             lagged: Tally::new("weir_sse_lagged_total", &l),
             bad_requests: Tally::new("weir_sse_bad_requests_total", &l),
+            unauthorized: Tally::new("weir_sse_unauthorized_total", &l),
+            tls_handshake_failures: Arc::new(Tally::new(
+                "weir_sse_tls_handshake_failures_total",
+                &l,
+            )),
         }
     }
 
@@ -359,6 +469,8 @@ impl Counters {
             events: self.events.get(),
             lagged: self.lagged.get(),
             bad_requests: self.bad_requests.get(),
+            unauthorized: self.unauthorized.get(),
+            tls_handshake_failures: self.tls_handshake_failures.get(),
         }
     }
 }

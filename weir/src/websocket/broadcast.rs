@@ -213,6 +213,20 @@ impl<T: Clone + Send + 'static> WsBroadcast<T> {
         self
     }
 
+    /// Serves `wss://` only, with `config`'s certificate and key, and client
+    /// certificates if it asks for them (feature `server-tls`; see
+    /// [`server_tls`](crate::server_tls)). The files are read when `serve`
+    /// is called (`WsError::Tls` naming a file that cannot be used). A TLS
+    /// handshake that fails or does not complete within the header timeout
+    /// closes the connection before its WebSocket handshake is read: counted in
+    /// `tls_handshake_failures` and logged at `warn`.
+    #[cfg(feature = "server-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "server-tls")))]
+    pub fn tls(mut self, config: crate::server_tls::TlsServerConfig) -> Self {
+        self.options.tls = Some(config);
+        self
+    }
+
     /// How long a client may be silent before it is pinged (default 15 s;
     /// `None`: never). Browsers answer pings by themselves.
     pub fn heartbeat(mut self, every: Option<Duration>) -> Self {

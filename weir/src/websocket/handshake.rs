@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use super::WsError;
 use super::options::ServerOptions;
 use super::stats::Connections;
-use crate::http_server::{self, Counted, Stopper};
+use crate::http_server::{self, Counted, Opening, Stopper};
 
 /// A WebSocket session over an upgraded HTTP connection.
 pub(crate) type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -73,15 +73,27 @@ pub(crate) fn start<E: Endpoint>(
     name: &str,
     endpoint: E,
 ) -> Result<(SocketAddr, Stopper), WsError> {
+    let options = endpoint.options();
+    let failures = Arc::clone(&endpoint.connections().tls_handshake_failures);
+    let opening = Opening::plain("websocket", options.header_timeout, failures);
+    #[cfg(feature = "server-tls")]
+    let opening = opening
+        .with_tls(options.tls.as_ref())
+        .map_err(|source| WsError::Tls { source })?;
     let (stop, stopped) = watch::channel(false);
     let (local, thread) = http_server::spawn(addr, name, move |listener| {
-        serve(listener, endpoint, stopped)
+        serve(listener, endpoint, opening, stopped)
     })
     .map_err(|source| WsError::Bind { addr, source })?;
     Ok((local, Stopper::new(stop, thread)))
 }
 
-async fn serve<E: Endpoint>(listener: TcpListener, endpoint: E, stopped: watch::Receiver<bool>) {
+async fn serve<E: Endpoint>(
+    listener: TcpListener,
+    endpoint: E,
+    opening: Opening,
+    stopped: watch::Receiver<bool>,
+) {
     let connections = Arc::clone(endpoint.connections());
     let signal = stopped.clone();
     http_server::accept_until(
@@ -90,19 +102,24 @@ async fn serve<E: Endpoint>(listener: TcpListener, endpoint: E, stopped: watch::
         "websocket",
         &connections.held,
         DRAIN,
-        |socket| admit(&endpoint, socket, &stopped),
+        |socket| admit(&endpoint, &opening, socket, &stopped),
     )
     .await;
 }
 
-/// Serves a new connection's handshake, or refuses it when `max_connections`
-/// are held.
-fn admit<E: Endpoint>(endpoint: &E, socket: TcpStream, stopped: &watch::Receiver<bool>) {
+/// Serves a new connection's handshake (after its TLS handshake, on a TLS
+/// listener), or refuses it when `max_connections` are held.
+fn admit<E: Endpoint>(
+    endpoint: &E,
+    opening: &Opening,
+    socket: TcpStream,
+    stopped: &watch::Receiver<bool>,
+) {
     let connections = endpoint.connections();
     let (held, guard) = Counted::enter(connections, |c| &c.held);
     if held >= endpoint.options().max_connections {
         let _ = connections.refused.add(1);
-        http_server::refuse(socket, BUSY, guard);
+        http_server::refuse(opening, socket, BUSY, guard);
         return;
     }
     let Ok(peer) = socket.peer_addr() else {
@@ -111,8 +128,11 @@ fn admit<E: Endpoint>(endpoint: &E, socket: TcpStream, stopped: &watch::Receiver
     let _ = socket.set_nodelay(true);
     let guard: Held = Arc::new(guard);
     let endpoint = endpoint.clone();
-    let stopped = stopped.clone();
+    let (opening, stopped) = (opening.clone(), stopped.clone());
     tokio::spawn(async move {
+        let Some(conn) = opening.open(socket).await else {
+            return; // counted and logged
+        };
         // Keep-alive stays on: with it off, hyper would add `close` to the
         // `101`'s `Connection: Upgrade`. A connection waiting for its next
         // request is closed by the header timeout all the same.
@@ -123,7 +143,7 @@ fn admit<E: Endpoint>(endpoint: &E, socket: TcpStream, stopped: &watch::Receiver
             let answer = respond(&endpoint, req, peer, &guard, &stopped);
             async move { Ok::<_, Infallible>(answer) }
         });
-        let conn = http.serve_connection(TokioIo::new(socket), service);
+        let conn = http.serve_connection(TokioIo::new(conn), service);
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(%peer, error = %e, "WebSocket handshake connection ended with an error");
         }
@@ -140,7 +160,7 @@ fn respond<E: Endpoint>(
     stopped: &watch::Receiver<bool>,
 ) -> Response<Full<Bytes>> {
     let connections = endpoint.connections();
-    let accept = match check(&req, endpoint.options()) {
+    let accept = match check(&req, endpoint.options(), Some(peer)) {
         Ok(accept) => accept,
         Err(refusal) => {
             let counter = if refusal.status == StatusCode::UNAUTHORIZED {
@@ -225,15 +245,20 @@ impl Refusal {
     }
 }
 
-/// Checks an opening handshake (RFC 6455 section 4.2.1) and the token;
-/// returns the `Sec-WebSocket-Accept` value.
+/// Checks an opening handshake (RFC 6455 section 4.2.1) and the token (a
+/// refusal for the token is logged with `peer`); returns the
+/// `Sec-WebSocket-Accept` value.
 ///
 /// # Errors
 ///
 /// The refusal: `404` another path, `405` another method, `401` no or a wrong
 /// token, `426` not an upgrade to WebSocket version 13, `400` another HTTP
 /// version or a missing or malformed key.
-pub(crate) fn check<B>(req: &Request<B>, options: &ServerOptions) -> Result<String, Refusal> {
+pub(crate) fn check<B>(
+    req: &Request<B>,
+    options: &ServerOptions,
+    peer: Option<SocketAddr>,
+) -> Result<String, Refusal> {
     if req.uri().path() != options.path {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
@@ -247,9 +272,10 @@ pub(crate) fn check<B>(req: &Request<B>, options: &ServerOptions) -> Result<Stri
         )
         .with(header::ALLOW, "GET"));
     }
-    if let Some(token) = &options.token
-        && !authorized(req, token)
-    {
+    // `access_token=`: browsers cannot set headers on a WebSocket (RFC 6750
+    // section 2.3).
+    let token = options.token.as_deref();
+    if !http_server::admits(req, token, Some("access_token"), "websocket", peer) {
         return Err(Refusal::new(
             StatusCode::UNAUTHORIZED,
             "a bearer token is required (Authorization: Bearer <token>, or ?access_token=<token>)",
@@ -311,29 +337,4 @@ fn valid_key(key: &[u8]) -> bool {
         && key[..22]
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-}
-
-/// Whether the request carries `token`: `Authorization: Bearer <token>`, or
-/// the query parameter `access_token=<token>` (RFC 6750 section 2.3, for
-/// browsers, which cannot set headers on a WebSocket), as sent (not
-/// percent-decoded). Compared in constant time for equal lengths.
-fn authorized<B>(req: &Request<B>, token: &str) -> bool {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let query = req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("access_token="))
-    });
-    [header, query]
-        .into_iter()
-        .flatten()
-        .any(|given| same(given.as_bytes(), token.as_bytes()))
-}
-
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -316,4 +316,13 @@ pub enum WsError {
         /// What is wrong with its value.
         reason: &'static str,
     },
+    /// The TLS certificate or key of a server cannot be used (feature
+    /// `server-tls`).
+    #[cfg(feature = "server-tls")]
+    #[error("cannot serve WebSocket over TLS: {source}")]
+    Tls {
+        /// What is wrong, naming the file.
+        #[source]
+        source: crate::server_tls::TlsError,
+    },
 }

@@ -26,6 +26,8 @@ pub(crate) struct ServerOptions {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) header_timeout: Duration,
     pub(crate) write_timeout: Duration,
+    #[cfg(feature = "server-tls")]
+    pub(crate) tls: Option<crate::server_tls::TlsServerConfig>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -39,7 +41,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("header_timeout", &self.header_timeout)
             .field("write_timeout", &self.write_timeout)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,6 +59,8 @@ impl ServerOptions {
             idle_timeout: Some(Duration::from_secs(45)),
             header_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
+            #[cfg(feature = "server-tls")]
+            tls: None,
         }
     }
 

@@ -17,6 +17,7 @@ pub(crate) struct Connections {
     pub(crate) refused: Tally,
     pub(crate) unauthorized: Tally,
     pub(crate) bad_requests: Tally,
+    pub(crate) tls_handshake_failures: Arc<Tally>,
     pub(crate) idle_timeouts: Tally,
     pub(crate) too_large: Tally,
     pub(crate) protocol_errors: Tally,
@@ -43,6 +44,7 @@ macro_rules! connections {
             refused: tally!($server, "refused_total", l),
             unauthorized: tally!($server, "unauthorized_total", l),
             bad_requests: tally!($server, "bad_requests_total", l),
+            tls_handshake_failures: Arc::new(tally!($server, "tls_handshake_failures_total", l)),
             idle_timeouts: tally!($server, "idle_timeouts_total", l),
             too_large: tally!($server, "too_large_total", l),
             protocol_errors: tally!($server, "protocol_errors_total", l),
@@ -90,6 +92,7 @@ impl SourceCounters {
             refused: c.refused.get(),
             unauthorized: c.unauthorized.get(),
             bad_requests: c.bad_requests.get(),
+            tls_handshake_failures: c.tls_handshake_failures.get(),
             received: self.received.get(),
             bytes: self.bytes.get(),
             accepted: self.accepted.get(),
@@ -144,6 +147,10 @@ pub struct WsSourceStats {
     /// Requests refused as not a WebSocket handshake for this endpoint (`400`,
     /// `404`, `405`, `426`).
     pub bad_requests: u64,
+    /// Connections closed because their TLS handshake failed or timed out
+    /// (feature `server-tls`: a plaintext client, a client not trusting the
+    /// certificate).
+    pub tls_handshake_failures: u64,
     /// Data messages (text and binary) read.
     pub received: u64,
     /// Payload bytes of the data messages read.
@@ -207,6 +214,7 @@ impl BroadcastCounters {
             refused: c.refused.get(),
             unauthorized: c.unauthorized.get(),
             bad_requests: c.bad_requests.get(),
+            tls_handshake_failures: c.tls_handshake_failures.get(),
             sent: self.sent.get(),
             lagged: self.lagged.get(),
             notices: self.notices.get(),
@@ -257,6 +265,10 @@ pub struct WsBroadcastStats {
     pub unauthorized: u64,
     /// Requests refused as not a WebSocket handshake for this endpoint.
     pub bad_requests: u64,
+    /// Connections closed because their TLS handshake failed or timed out
+    /// (feature `server-tls`: a plaintext client, a client not trusting the
+    /// certificate).
+    pub tls_handshake_failures: u64,
     /// Element messages written, over all clients.
     pub sent: u64,
     /// Elements the clients' policies dropped and announced to them: in a lag

@@ -32,32 +32,32 @@ fn options() -> ServerOptions {
 #[test]
 fn a_valid_handshake_gets_the_accept_key_of_rfc_6455() {
     // The example of RFC 6455 section 1.3.
-    let accept = check(&handshake("/ws", &[]), &options()).unwrap();
+    let accept = check(&handshake("/ws", &[]), &options(), None).unwrap();
     assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 }
 
 #[test]
 fn bad_handshakes_are_refused_naming_what_is_wrong() {
     let o = options();
-    let refusal = check(&handshake("/other", &[]), &o).unwrap_err();
+    let refusal = check(&handshake("/other", &[]), &o, None).unwrap_err();
     assert_eq!(refusal.status, StatusCode::NOT_FOUND);
 
     let mut post = handshake("/ws", &[]);
     *post.method_mut() = hyper::Method::POST;
     assert_eq!(
-        check(&post, &o).unwrap_err().status,
+        check(&post, &o, None).unwrap_err().status,
         StatusCode::METHOD_NOT_ALLOWED
     );
 
     let plain = Request::builder().uri("/ws").body(()).unwrap();
-    let refusal = check(&plain, &o).unwrap_err();
+    let refusal = check(&plain, &o, None).unwrap_err();
     assert_eq!(refusal.status, StatusCode::UPGRADE_REQUIRED);
     assert!(refusal.text.contains("Upgrade: websocket"), "{refusal:?}");
 
     let mut old = handshake("/ws", &[]);
     old.headers_mut()
         .insert("Sec-WebSocket-Version", "8".parse().unwrap());
-    let refusal = check(&old, &o).unwrap_err();
+    let refusal = check(&old, &o, None).unwrap_err();
     assert_eq!(refusal.status, StatusCode::UPGRADE_REQUIRED);
     assert!(refusal.text.contains("version 13"), "{refusal:?}");
 
@@ -65,14 +65,14 @@ fn bad_handshakes_are_refused_naming_what_is_wrong() {
     keyless
         .headers_mut()
         .insert("Sec-WebSocket-Key", "short".parse().unwrap());
-    let refusal = check(&keyless, &o).unwrap_err();
+    let refusal = check(&keyless, &o, None).unwrap_err();
     assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
     assert!(refusal.text.contains("Sec-WebSocket-Key"), "{refusal:?}");
 
     let mut http10 = handshake("/ws", &[]);
     *http10.version_mut() = hyper::Version::HTTP_10;
     assert_eq!(
-        check(&http10, &o).unwrap_err().status,
+        check(&http10, &o, None).unwrap_err().status,
         StatusCode::BAD_REQUEST
     );
 }
@@ -81,20 +81,27 @@ fn bad_handshakes_are_refused_naming_what_is_wrong() {
 fn the_token_is_taken_from_the_header_or_the_query() {
     let mut o = options();
     o.token = Some("s3cret".into());
-    let none = check(&handshake("/ws", &[]), &o).unwrap_err();
+    let none = check(&handshake("/ws", &[]), &o, None).unwrap_err();
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     let wrong = handshake("/ws", &[("Authorization", "Bearer s3cre7")]);
     assert_eq!(
-        check(&wrong, &o).unwrap_err().status,
+        check(&wrong, &o, None).unwrap_err().status,
         StatusCode::UNAUTHORIZED
     );
     let longer = handshake("/ws?access_token=s3cret2", &[]);
     assert_eq!(
-        check(&longer, &o).unwrap_err().status,
+        check(&longer, &o, None).unwrap_err().status,
         StatusCode::UNAUTHORIZED
     );
-    assert!(check(&handshake("/ws", &[("Authorization", "Bearer s3cret")]), &o).is_ok());
-    assert!(check(&handshake("/ws?x=1&access_token=s3cret", &[]), &o).is_ok());
+    assert!(
+        check(
+            &handshake("/ws", &[("Authorization", "Bearer s3cret")]),
+            &o,
+            None
+        )
+        .is_ok()
+    );
+    assert!(check(&handshake("/ws?x=1&access_token=s3cret", &[]), &o, None).is_ok());
 }
 
 #[test]

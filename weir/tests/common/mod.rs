@@ -46,33 +46,104 @@ where
     system.block_on(async move { f(Runtime::from_current().unwrap()).await })
 }
 
-/// A fresh CA (as PEM) and a TLS acceptor for `localhost` with a certificate it
-/// signed; generated here, never committed.
-pub fn tls_server() -> (String, tokio_rustls::TlsAcceptor) {
+/// A certificate and its key, and the CA that signed it, as PEM text.
+pub struct Pki {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+/// A fresh CA, a server certificate for `localhost` and a client certificate
+/// (`client`), both signed by it; generated here, never committed.
+pub fn pki() -> (Pki, Pki) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    use std::sync::Arc;
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let issue = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        Pki {
+            ca: ca.pem(),
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    };
+    (issue("localhost"), issue("client"))
+}
+
+/// A fresh CA (as PEM) and a TLS acceptor for `localhost` with a certificate it
+/// signed; generated here, never committed.
+pub fn tls_server() -> (String, tokio_rustls::TlsAcceptor) {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (server, _) = pki();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+            vec![CertificateDer::from_pem_slice(server.cert.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
         )
         .unwrap();
-    (ca.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    (server.ca, tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A blocking TLS client stream (rustls) to `addr`, verifying the server's
+/// certificate for `localhost` against `ca` and presenting `identity` when
+/// given; the handshake happens at the first read or write. Reads time out
+/// after 5 s.
+pub fn tls_client(
+    addr: std::net::SocketAddr,
+    ca: &str,
+    identity: Option<&Pki>,
+) -> tokio_rustls::rustls::StreamOwned<tokio_rustls::rustls::ClientConnection, std::net::TcpStream>
+{
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(id.cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(id.key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    };
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Waits until `done` holds, polling every 5 ms; panics naming `what` after
+/// 10 s.
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// A small deterministic generator (xorshift), seeded from the clock and

@@ -42,6 +42,8 @@ mod keyed;
 mod limits;
 mod manager_restart;
 mod reconfig;
+mod server_tls;
+mod server_tls_bad_input;
 mod state_loss;
 mod supervision_breaker;
 mod supervision_dlq_file;

@@ -24,7 +24,7 @@ use weir::websocket::{
     WsSource,
 };
 
-use crate::common::{rt1, tls_server};
+use crate::common::{eventually, rt1, tls_server};
 
 type Client = WebSocketStream<TcpStream>;
 
@@ -145,15 +145,6 @@ fn settled(value: impl Fn() -> u64) -> u64 {
         }
     }
     panic!("never settled (last {last})");
-}
-
-/// Waits until `f` holds, for up to 10 s.
-fn eventually(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

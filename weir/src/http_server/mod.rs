@@ -1,7 +1,17 @@
 //! What the crate's HTTP endpoints ([`sse`](crate::sse), [`console`](crate::console),
 //! `http_source`, `websocket`) share: a listener served on a thread of its own by a
 //! current-thread tokio runtime, so that a server needs no runtime from the
-//! application and never runs on the pipelines' arbiters.
+//! application and never runs on the pipelines' arbiters; the counts of what is
+//! open ([`count`]); the opening of a connection, with TLS under feature
+//! `server-tls` ([`conn`]); the bearer-token check ([`auth`]).
+
+mod auth;
+mod conn;
+mod count;
+
+pub(crate) use auth::admits;
+pub(crate) use conn::Opening;
+pub(crate) use count::{Counted, OpenCount};
 
 #[cfg(any(feature = "sse", feature = "console"))]
 use std::convert::Infallible;
@@ -9,7 +19,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -87,71 +96,6 @@ impl Drop for Stopper {
     }
 }
 
-/// What is open now (connections, streaming clients): kept for the server's
-/// `stats()` and, for a count made with [`exported`](Self::exported), also
-/// published as a `metrics` gauge (`weir_runtime::observe::Level`).
-#[derive(Debug, Default)]
-pub(crate) struct OpenCount {
-    now: AtomicUsize,
-    gauge: Option<weir_runtime::observe::Level>,
-}
-
-impl OpenCount {
-    /// A count at zero, exported as the gauge `name` with `labels`.
-    #[cfg(any(feature = "sse", feature = "http", feature = "console"))]
-    pub(crate) fn exported(
-        name: &'static str,
-        labels: &weir_runtime::observe::ConnectorLabels,
-    ) -> Self {
-        OpenCount {
-            now: AtomicUsize::new(0),
-            gauge: Some(weir_runtime::observe::Level::new(name, labels)),
-        }
-    }
-
-    /// One more; returns how many there were before.
-    pub(crate) fn up(&self) -> usize {
-        let before = self.now.fetch_add(1, Ordering::AcqRel);
-        if let Some(gauge) = &self.gauge {
-            gauge.up();
-        }
-        before
-    }
-
-    /// One fewer.
-    pub(crate) fn down(&self) {
-        self.now.fetch_sub(1, Ordering::AcqRel);
-        if let Some(gauge) = &self.gauge {
-            gauge.down();
-        }
-    }
-
-    /// How many are open now.
-    pub(crate) fn get(&self) -> usize {
-        self.now.load(Ordering::Acquire)
-    }
-}
-
-/// One more in a count (connections, clients) for as long as it lives.
-pub(crate) struct Counted<C: 'static>(std::sync::Arc<C>, fn(&C) -> &OpenCount);
-
-impl<C: 'static> Counted<C> {
-    /// Counts one more in `field` of `counters`; returns how many there were before.
-    pub(crate) fn enter(
-        counters: &std::sync::Arc<C>,
-        field: fn(&C) -> &OpenCount,
-    ) -> (usize, Self) {
-        let before = field(counters).up();
-        (before, Counted(std::sync::Arc::clone(counters), field))
-    }
-}
-
-impl<C: 'static> Drop for Counted<C> {
-    fn drop(&mut self) {
-        (self.1)(&self.0).down();
-    }
-}
-
 /// Accepts connections until `stopped` changes, handing each to `admit` (a failed
 /// accept — out of descriptors and the like — backs off instead of spinning);
 /// then waits up to `drain` for the connections counted in `open` to close.
@@ -185,13 +129,25 @@ pub(crate) async fn accept_until(
 
 #[cfg(any(feature = "sse", feature = "http", feature = "websocket"))]
 /// Answers a connection over the limit with `answer` (a whole HTTP response,
-/// written without reading the request) and closes it; `guard` is dropped then.
-/// Best effort: a client that cannot take it within a second is closed anyway.
-pub(crate) fn refuse(mut socket: TcpStream, answer: &'static [u8], guard: impl Send + 'static) {
+/// written without reading the request; after the TLS handshake on a TLS
+/// listener) and closes it; `guard` is dropped then. Best effort: a client that
+/// cannot take it within a second is closed anyway.
+pub(crate) fn refuse(
+    opening: &Opening,
+    socket: TcpStream,
+    answer: &'static [u8],
+    guard: impl Send + 'static,
+) {
     use tokio::io::AsyncWriteExt;
+    let opening = opening.clone();
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(answer)).await;
-        let _ = socket.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async move {
+            if let Some(mut conn) = opening.open(socket).await {
+                let _ = conn.write_all(answer).await;
+                let _ = conn.shutdown().await;
+            }
+        })
+        .await;
         drop(guard);
     });
 }
