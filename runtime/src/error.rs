@@ -125,6 +125,20 @@ pub enum BuildError {
         /// What does not fit.
         message: String,
     },
+    /// A stage admits elements larger than the runtime's whole memory budget
+    /// ([`Operator::max_element_bytes`](crate::operator::Operator::max_element_bytes)):
+    /// one such element could never be admitted.
+    #[error(
+        "stage `{stage}` admits elements of up to {element} bytes, more than the runtime's memory budget of {budget} bytes"
+    )]
+    BudgetTooSmall {
+        /// The stage.
+        stage: String,
+        /// The largest element it admits, in bytes.
+        element: u64,
+        /// The budget, in bytes.
+        budget: u64,
+    },
     /// A checkpointed pipeline has a stage whose state or routing a checkpoint
     /// cannot make consistent (a feedback edge, a dynamic hub, a junction that
     /// waits on one input while another holds elements).
@@ -203,4 +217,15 @@ pub enum RuntimeError {
     /// `Runtime::from_current` was called outside a running actix System.
     #[error("no actix System is running on this thread")]
     NoSystem,
+    /// The memory budget is smaller than one element of the largest size it was
+    /// told of ([`MemoryBudget::max_element_bytes`](crate::memory::MemoryBudget::max_element_bytes)).
+    #[error(
+        "memory budget of {budget} bytes is smaller than one element of the largest configured size ({element} bytes)"
+    )]
+    BudgetTooSmall {
+        /// The budget, in bytes.
+        budget: u64,
+        /// The largest element, in bytes.
+        element: u64,
+    },
 }

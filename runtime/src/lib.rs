@@ -24,6 +24,7 @@ pub mod checkpoint;
 mod error;
 pub mod junction;
 pub mod manager;
+pub mod memory;
 pub mod observe;
 pub mod operator;
 pub mod panics;

@@ -50,6 +50,8 @@ struct Inner {
     arbiters: Vec<ArbiterHandle>,
     next: AtomicUsize,
     owned: Option<OwnedSystem>,
+    /// The memory budget every pipeline of the runtime charges, if any.
+    budget: Option<Arc<crate::memory::Budget>>,
 }
 
 #[derive(Debug)]
@@ -91,6 +93,7 @@ impl Drop for Inner {
 #[must_use = "a RuntimeBuilder does nothing until build is called"]
 pub struct RuntimeBuilder {
     arbiters: Option<usize>,
+    budget: Option<crate::memory::MemoryBudget>,
 }
 
 impl RuntimeBuilder {
@@ -100,6 +103,16 @@ impl RuntimeBuilder {
     /// once: a single linear pipeline runs on one arbiter.
     pub fn arbiters(mut self, n: usize) -> Self {
         self.arbiters = Some(n);
+        self
+    }
+
+    /// Bounds the bytes of the elements every pipeline of the runtime holds on
+    /// its edges together: when they reach `budget`, sources stop admitting
+    /// until the pipelines have handed enough on (see [`memory`](crate::memory)).
+    /// A plain number is a budget in bytes. Default: none (each edge is bounded
+    /// by its capacity in elements only).
+    pub fn memory_budget(mut self, budget: impl Into<crate::memory::MemoryBudget>) -> Self {
+        self.budget = Some(budget.into());
         self
     }
 
@@ -115,6 +128,10 @@ impl RuntimeBuilder {
             Some(n) => n,
             None => thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        if let Some(budget) = &self.budget {
+            budget.check()?;
+        }
+        let budget = self.budget.map(crate::memory::MemoryBudget::start);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = thread::Builder::new()
             .name("weir-system".to_owned())
@@ -135,6 +152,7 @@ impl RuntimeBuilder {
             inner: Arc::new(Inner {
                 arbiters,
                 next: AtomicUsize::new(0),
+                budget,
                 owned: Some(OwnedSystem {
                     system,
                     thread: Mutex::new(Some(thread)),
@@ -153,6 +171,16 @@ impl Runtime {
     /// See [`RuntimeBuilder::build`].
     pub fn new() -> Result<Self, RuntimeError> {
         Self::builder().build()
+    }
+
+    /// What the runtime's memory budget holds now, and who holds it; `None`
+    /// without a budget ([`RuntimeBuilder::memory_budget`]).
+    pub fn memory(&self) -> Option<crate::memory::MemoryUsage> {
+        self.inner.budget.as_ref().map(|b| b.usage())
+    }
+
+    pub(crate) fn budget(&self) -> Option<&Arc<crate::memory::Budget>> {
+        self.inner.budget.as_ref()
     }
 
     /// Configures a runtime that owns its threads.
@@ -188,6 +216,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 arbiters,
                 next: AtomicUsize::new(0),
+                budget: None,
                 owned: None,
             }),
         })

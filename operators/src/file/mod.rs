@@ -96,7 +96,10 @@ impl Pipeline {
     /// See [`FileSource`].
     pub fn file_lines(source: FileSource) -> Flow<Line> {
         let stage = LinesStage(FileReadStage::new(&source));
-        let mut flow = Flow::from_source(stage);
+        // Sized for a runtime's memory budget by their text, not their inline size.
+        let mut flow = Flow::from_source(stage)
+            .sized::<source::Checked>()
+            .sized::<Line>();
         if let Some(name) = &source.name {
             flow = flow.name(name.clone());
         }
@@ -120,7 +123,7 @@ impl Pipeline {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn file_chunks(source: FileSource) -> Flow<Chunk> {
-        let flow = Flow::from_source(ChunksStage(FileReadStage::new(&source)));
+        let flow = Flow::from_source(ChunksStage(FileReadStage::new(&source))).sized::<Chunk>();
         match source.name {
             Some(name) => flow.name(name),
             None => flow,

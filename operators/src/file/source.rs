@@ -299,6 +299,26 @@ pub(crate) struct Checked {
     pub(crate) rejected: Option<String>,
 }
 
+impl weir_runtime::memory::ByteSize for Line {
+    fn byte_size(&self) -> usize {
+        size_of::<Line>() + self.text.capacity()
+    }
+}
+
+impl weir_runtime::memory::ByteSize for Chunk {
+    fn byte_size(&self) -> usize {
+        size_of::<Chunk>() + self.bytes.capacity()
+    }
+}
+
+impl weir_runtime::memory::ByteSize for Checked {
+    fn byte_size(&self) -> usize {
+        size_of::<Checked>()
+            + self.line.text.capacity()
+            + self.rejected.as_ref().map_or(0, String::capacity)
+    }
+}
+
 /// Hands the dead letters of the check stage to the user's sink as [`Line`]s.
 pub(crate) struct LineDlq<S>(pub(crate) S);
 
@@ -731,6 +751,13 @@ impl Operator for LinesStage {
 
     fn validate(&self) -> Result<(), String> {
         self.0.check()
+    }
+
+    fn max_element_bytes(&self) -> Option<u64> {
+        match self.0.mode {
+            Mode::Lines { max_line_bytes } => Some(max_line_bytes as u64),
+            Mode::Chunks { .. } => None,
+        }
     }
 
     fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {

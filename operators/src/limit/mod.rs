@@ -341,7 +341,7 @@ impl<T: Clone + Send + 'static> LimitExt<T> for Flow<T> {
             }
         };
         self.cloneable()
-            .via(Validate::new("max_element_bytes", check, invalid))
+            .via(Validate::new("max_element_bytes", check, invalid).bounding(limit as u64))
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Validate<T, F> {
     check: F,
     /// An argument error found when the stage was created, reported at build.
     invalid: Option<String>,
+    /// The size limit it enforces, for `max_element_bytes`.
+    max_bytes: Option<u64>,
     rejecter: Rejecter<T>,
 }
 
@@ -34,8 +36,15 @@ impl<T, F> Validate<T, F> {
             kind,
             check,
             invalid,
+            max_bytes: None,
             rejecter: Rejecter::default(),
         }
+    }
+
+    /// Says that the check bounds elements to `bytes` (for a memory budget).
+    pub(crate) fn bounding(mut self, bytes: u64) -> Self {
+        self.max_bytes = Some(bytes);
+        self
     }
 }
 
@@ -83,6 +92,10 @@ where
 
     fn kind(&self) -> &'static str {
         self.kind
+    }
+
+    fn max_element_bytes(&self) -> Option<u64> {
+        self.max_bytes
     }
 
     fn fusable(&self) -> bool {

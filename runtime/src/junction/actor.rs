@@ -101,12 +101,23 @@ impl<J: Junction> UnstartedJunction<J> {
             .collect();
         let outs = downs
             .into_iter()
-            .map(|down| {
+            .enumerate()
+            .map(|(o, down)| {
                 let (tx, credit) = match down {
                     Some(d) => (Some(d.tx), d.initial_credit),
                     None => (None, 0),
                 };
+                let charge = match (&pipeline.memory, &tx) {
+                    (Some(memory), Some(_)) => Some(memory.charge_for::<J::Out>(
+                        &pipeline.name,
+                        &shared.name,
+                        Some(o),
+                        &shared.out_ports[o].charge,
+                    )),
+                    _ => None,
+                };
                 OutPort {
+                    charge,
                     buffer: VecDeque::new(),
                     credit,
                     capacity: credit,
@@ -174,6 +185,7 @@ impl<J: Junction> JunctionActor<J> {
                 break;
             }
             let progress = self.route(ctx, cx, now);
+            self.sync_charges();
             rounds += 1;
             if !(progress || sent) || rounds > 64 {
                 if rounds > 64 {
@@ -273,6 +285,7 @@ impl<J: Junction> JunctionActor<J> {
     /// Sends every buffer as far as its branch's credit allows. Returns whether
     /// anything was sent.
     fn flush(&mut self, ctx: &mut Context<Self>, now: Instant) -> bool {
+        self.sync_charges();
         let mut sent = false;
         for (o, port) in self.outs.iter_mut().enumerate() {
             if port.buffer.is_empty() {
@@ -305,6 +318,9 @@ impl<J: Junction> JunctionActor<J> {
                 match tx.try_send(Down::Batch(batch)) {
                     Ok(()) => {
                         port.credit -= n;
+                        if let Some(charge) = &mut port.charge {
+                            charge.sent(n);
+                        }
                         port.last_flow = now;
                         sent = true;
                         self.shared.batches.fetch_add(1, Relaxed);
@@ -346,11 +362,25 @@ impl<J: Junction> JunctionActor<J> {
         sent
     }
 
+    /// Charges the memory budget for what the routing put in the output
+    /// buffers (and releases what a lag policy dropped from them).
+    fn sync_charges(&mut self) {
+        for port in &mut self.outs {
+            if let Some(charge) = &mut port.charge {
+                charge.sync_deque(&port.buffer);
+            }
+        }
+    }
+
     fn grant(&mut self) {
         for port in &mut self.ins {
-            if port.owed > 0 && !port.ended {
+            if port.owed > 0 {
                 if let Some(up) = &port.up {
-                    up.tx.send(Up::Demand(port.owed));
+                    // What was taken leaves the memory budget, ended or not.
+                    up.source.release(port.owed);
+                    if !port.ended {
+                        up.tx.send(Up::Demand(port.owed));
+                    }
                 }
                 port.owed = 0;
             }
@@ -452,6 +482,14 @@ impl<J: Junction> JunctionActor<J> {
         }
         self.final_snapshot();
         self.publish_gauges();
+        // Nothing more is taken from the inputs or sent on the outputs: their
+        // bytes leave the memory budget.
+        for port in self.ins.iter().filter_map(|p| p.up.as_ref()) {
+            port.source.release_all();
+        }
+        for charge in self.outs.iter_mut().filter_map(|p| p.charge.as_mut()) {
+            charge.abandon();
+        }
         for (port, counters) in self.outs.iter().zip(&self.shared.out_ports) {
             counters.final_outbox.store(port.buffer.len(), Relaxed);
         }

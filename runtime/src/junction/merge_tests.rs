@@ -83,6 +83,7 @@ impl Sim {
             last_flow: Instant::now(),
             pushed: 0,
             ending: false,
+            charge: None,
         }];
         Sim {
             ins,

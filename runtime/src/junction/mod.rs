@@ -167,6 +167,8 @@ pub(crate) struct OutPort<T: Send + 'static> {
     /// The junction ended this output alone ([`Ports::end_output`]): `End` goes
     /// downstream once the buffer is sent, and the port takes nothing more.
     pub(crate) ending: bool,
+    /// The port's edge's charge to the runtime's memory budget, if there is one.
+    pub(crate) charge: Option<crate::memory::OutCharge<T>>,
 }
 
 /// What [`Junction::route`] sees: the input queues and the output buffers.

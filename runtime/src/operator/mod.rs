@@ -225,4 +225,13 @@ pub trait Operator: Send + 'static {
     fn not_checkpointable(&self) -> Option<String> {
         None
     }
+
+    /// The largest element the operator lets through, in bytes, when it bounds
+    /// it (`max_element_bytes`, a file source's `max_line_bytes`). Under a
+    /// runtime [memory budget](crate::memory) smaller than it, building the
+    /// pipeline is a [`BuildError::BudgetTooSmall`](crate::BuildError::BudgetTooSmall)
+    /// naming the stage. Default `None`.
+    fn max_element_bytes(&self) -> Option<u64> {
+        None
+    }
 }

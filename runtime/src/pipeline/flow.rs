@@ -284,6 +284,21 @@ impl<T: Send + 'static> Flow<T> {
         self
     }
 
+    /// Sizes the pipeline's elements of type `E` with `f` for the runtime's
+    /// [memory budget](crate::memory) (see [`Runnable::sizer`]); set on a flow,
+    /// it holds for the pipeline the flow becomes part of. Sources of library
+    /// element types register theirs this way.
+    pub fn sizer<E: 'static>(mut self, f: impl Fn(&E) -> u64 + Send + Sync + 'static) -> Self {
+        self.parts.sizers.insert::<E>(std::sync::Arc::new(f));
+        self
+    }
+
+    /// Sizes the pipeline's elements of type `E` with their
+    /// [`ByteSize`](crate::memory::ByteSize) (see [`Flow::sizer`]).
+    pub fn sized<E: crate::memory::ByteSize + 'static>(self) -> Self {
+        self.sizer(|x: &E| x.byte_size() as u64)
+    }
+
     /// Sets the input capacity of the last stage, in elements: the most it holds in
     /// its queue and mailbox together. See [`DEFAULT_CAPACITY`] for how to choose.
     pub fn capacity(mut self, capacity: usize) -> Self {
@@ -503,6 +518,26 @@ impl<R: Send + 'static> Runnable<R> {
     /// [`DEFAULT_CAPACITY`].
     pub fn default_capacity(mut self, capacity: usize) -> Self {
         self.settings.default_capacity = capacity;
+        self
+    }
+
+    /// Sizes this pipeline's elements of type `T` with `f` (bytes held, heap
+    /// included) for the runtime's [memory budget](crate::memory), over the
+    /// budget's own sizer for `T`. Without a budget it does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::Runnable;
+    ///
+    /// struct Frame(Vec<u8>);
+    ///
+    /// fn sized<R: Send + 'static>(job: Runnable<R>) -> Runnable<R> {
+    ///     job.sizer(|f: &Frame| f.0.capacity() as u64)
+    /// }
+    /// ```
+    pub fn sizer<E: 'static>(mut self, f: impl Fn(&E) -> u64 + Send + Sync + 'static) -> Self {
+        self.parts.sizers.insert::<E>(std::sync::Arc::new(f));
         self
     }
 

@@ -117,6 +117,11 @@ pub(crate) trait Node: Send {
     fn on_start(&mut self, hook: StartHook);
     /// What a checkpoint makes of the node.
     fn checkpoint_kind(&mut self) -> NodeState;
+    /// The largest element the stage lets through, if it bounds it
+    /// ([`Operator::max_element_bytes`](crate::operator::Operator::max_element_bytes)).
+    fn max_element_bytes(&self) -> Option<u64> {
+        None
+    }
     /// The dead-letter file the stage's supervision writes to, if any.
     fn dead_letter_file(&self) -> Option<weir_supervisor::dead_letter::DlqOrder> {
         None
@@ -252,6 +257,10 @@ impl<Op: Operator> StageNode<Op> {
 }
 
 impl<Op: Operator> Node for StageNode<Op> {
+    fn max_element_bytes(&self) -> Option<u64> {
+        self.op.max_element_bytes()
+    }
+
     fn dead_letter_file(&self) -> Option<weir_supervisor::dead_letter::DlqOrder> {
         self.sup.as_ref()?.dead_letters.as_ref()?.ordered_file()
     }

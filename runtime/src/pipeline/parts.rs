@@ -132,6 +132,9 @@ pub(crate) struct Parts {
     pub(crate) errors: Vec<Pending>,
     /// Where settings go that have no stage to apply to (reported as errors).
     scratch: StageMeta,
+    /// The pipeline's own element sizers for the runtime's memory budget (see
+    /// `Flow::sizer`).
+    pub(crate) sizers: crate::memory::Sizers,
 }
 
 impl std::fmt::Debug for Parts {
@@ -153,6 +156,7 @@ impl Parts {
             nodes: Vec::new(),
             edges: Vec::new(),
             errors: Vec::new(),
+            sizers: crate::memory::Sizers::default(),
             scratch: StageMeta {
                 name: None,
                 kind: "none",
@@ -271,6 +275,7 @@ impl Parts {
     pub(crate) fn absorb(&mut self, other: Parts) -> usize {
         let offset = self.nodes.len();
         self.nodes.extend(other.nodes);
+        self.sizers.absorb(other.sizers);
         self.edges.extend(other.edges.into_iter().map(|e| Edge {
             from: PortRef {
                 node: e.from.node + offset,
@@ -501,6 +506,19 @@ pub(crate) fn launch(
         .clone()
         .unwrap_or_else(|| format!("pipeline-{}", PIPELINE_SEQ.fetch_add(1, Relaxed)));
     let specs = resolve(&parts, &settings, &pipeline_name, runtime)?;
+    if let Some(budget) = runtime.budget() {
+        for (entry, spec) in parts.nodes.iter().zip(&specs) {
+            if let Some(element) = entry.node.max_element_bytes()
+                && element > budget.limit()
+            {
+                return Err(BuildError::BudgetTooSmall {
+                    stage: spec.name.clone(),
+                    element,
+                    budget: budget.limit(),
+                });
+            }
+        }
+    }
     if settings.policies_handle.is_some() && settings.policies.is_none() {
         return Err(BuildError::InvalidArgument {
             stage: pipeline_name,
@@ -566,6 +584,12 @@ pub(crate) fn launch(
         strategy,
         parts.downstream(),
         coordinator,
+        runtime
+            .budget()
+            .map(|budget| crate::memory::PipelineMemory {
+                budget: Arc::clone(budget),
+                sizers: parts.sizers.clone(),
+            }),
     );
 
     // Which stage each stage is fused into (the one before it), if any.

@@ -117,6 +117,8 @@ pub(crate) struct PipelineShared {
     pub(crate) checkpoints: Option<crate::checkpoint::Coordinator>,
     /// The graph as built, recorded at launch (see `pipeline::topology`).
     pub(crate) topology: OnceLock<super::topology::Topology>,
+    /// The runtime's memory budget, with this pipeline's sizers, if there is one.
+    pub(crate) memory: Option<crate::memory::PipelineMemory>,
 }
 
 impl PipelineShared {
@@ -130,6 +132,7 @@ impl PipelineShared {
         strategy: RestartStrategy,
         downstream: Vec<Vec<usize>>,
         checkpoints: Option<crate::checkpoint::Coordinator>,
+        memory: Option<crate::memory::PipelineMemory>,
     ) -> (Arc<Self>, oneshot::Receiver<Done>) {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::new(PipelineShared {
@@ -151,6 +154,7 @@ impl PipelineShared {
             min_stall_limit: std::sync::atomic::AtomicU64::new(u64::MAX),
             checkpoints,
             topology: OnceLock::new(),
+            memory,
         });
         if let Some(c) = &shared.checkpoints {
             c.attach(&shared);

@@ -135,6 +135,8 @@ pub(crate) struct StageActor<Op: Operator> {
     last_barrier: u64,
     /// Whether the operator is checkpointable (`Operator::checkpoint`).
     stateful: bool,
+    /// The output edge's charge to the runtime's memory budget, if there is one.
+    charge: Option<crate::memory::OutCharge<Op::Out>>,
 }
 
 // The actor is only ever moved as a whole and no field is pinned structurally (the
@@ -158,7 +160,17 @@ impl<Op: Operator> StageActor<Op> {
         };
         shared.credit.store(credit, Relaxed);
         let stateful = op.checkpoint().is_some();
+        let charge = match (&pipeline.memory, &downstream) {
+            (Some(memory), Some(_)) => Some(memory.charge_for::<Op::Out>(
+                &pipeline.name,
+                &shared.name,
+                None,
+                &shared.charge,
+            )),
+            _ => None,
+        };
         StageActor {
+            charge,
             op,
             shared,
             pipeline,
@@ -212,6 +224,14 @@ impl<Op: Operator> StageActor<Op> {
     /// Makes `tail` this stage's output: the first member of the fused group that
     /// continues after it.
     pub(crate) fn fuse(&mut self, tail: FusedOut<Op::Out>) {
+        if let (None, Some(memory)) = (&self.charge, &self.pipeline.memory) {
+            self.charge = Some(memory.charge_for::<Op::Out>(
+                &self.pipeline.name,
+                &self.shared.name,
+                None,
+                &self.shared.charge,
+            ));
+        }
         self.credit = tail.tail.room();
         self.shared.credit.store(self.credit, Relaxed);
         self.downstream = Some(Output::Fused(tail));
@@ -288,6 +308,16 @@ impl<Op: Operator> StageActor<Op> {
                 // The cooldown timer is set: the check above polls it (registering
                 // the waker) and stops the loop until it fires.
                 Gate::Wait => continue,
+            };
+            // Under a memory budget a source admits only what fits; with the
+            // budget exhausted it waits (a release wakes it), and only sources do.
+            let admits = self.is_source() && !self.shutdown;
+            let limit = match &mut self.charge {
+                Some(charge) if admits => match charge.admit(limit, cx.waker()) {
+                    0 => break,
+                    n => n,
+                },
+                _ => limit,
             };
             if !self.step(limit, ctx, cx) {
                 break;
@@ -439,6 +469,9 @@ impl<Op: Operator> StageActor<Op> {
         self.completed += completed;
         self.filtered += filtered;
         self.owed += consumed;
+        if let Some(charge) = &mut self.charge {
+            charge.sync(&self.outbox);
+        }
         if self.is_source() {
             self.received += produced as u64;
             self.shared.received.fetch_add(produced as u64, Relaxed);
@@ -583,11 +616,20 @@ impl<Op: Operator> StageActor<Op> {
 
     /// Grants upstream the places freed in the input queue.
     fn grant(&mut self, _ctx: &mut Ctl) {
-        if self.owed == 0 || self.input_ended || self.phase == Phase::Stopped {
+        if self.owed == 0 || self.phase == Phase::Stopped {
+            return;
+        }
+        if self.input_ended {
+            // Nothing more comes: no credit to grant, but what was taken is
+            // released from the memory budget.
+            if let Some(up) = &self.upstream {
+                up.source.release(std::mem::take(&mut self.owed));
+            }
             return;
         }
         if let Some(up) = &self.upstream {
             let owed = std::mem::take(&mut self.owed);
+            up.source.release(owed);
             // A closed upstream has ended or was aborted; the credit is moot.
             up.tx.send(Up::Demand(owed));
         }
@@ -676,6 +718,14 @@ impl<Op: Operator> StageActor<Op> {
         // the count of what it held is final.
         if catch_unwind(AssertUnwindSafe(|| self.op.on_stop())).is_err() {
             tracing::error!(stage = %self.shared.name, "operator panicked in on_stop");
+        }
+        // Nothing more is taken from the input edge, and nothing more sent on
+        // the output: their bytes leave the memory budget.
+        if let Some(up) = &self.upstream {
+            up.source.release_all();
+        }
+        if let Some(charge) = &mut self.charge {
+            charge.abandon();
         }
         let final_state = FinalState {
             queued: self.inq.len() + self.behind_len,

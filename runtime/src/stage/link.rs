@@ -174,6 +174,29 @@ impl EdgeSource {
         }
     }
 
+    /// The edge's charge to the memory budget, if there is one.
+    fn charge(&self) -> Option<&Arc<crate::memory::EdgeLog>> {
+        match self.port {
+            None => self.stage.charge.get(),
+            Some(p) => self.stage.out_ports[p].charge.get(),
+        }
+    }
+
+    /// The receiver took `n` elements out of its queue: their bytes are
+    /// released from the memory budget.
+    pub(crate) fn release(&self, n: usize) {
+        if let Some(log) = self.charge() {
+            log.release_front(n);
+        }
+    }
+
+    /// The receiver stopped: nothing more on the edge will be taken.
+    pub(crate) fn release_all(&self) {
+        if let Some(log) = self.charge() {
+            log.release_all();
+        }
+    }
+
     /// Elements the sender still held for this edge when it stopped.
     pub(crate) fn final_outbox(&self) -> u64 {
         let Some(state) = self.stage.final_state() else {

@@ -1,9 +1,9 @@
 //! Counters a stage shares with its pipeline's handle: written by the stage actor,
 //! read by `stats()` and by the final report.
 
-use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 
 use super::link::EdgeSource;
 use crate::operator::Counting;
@@ -109,6 +109,9 @@ pub(crate) struct StageShared {
     /// A resizable pool's dispatch: sets how many replicas take elements (see
     /// `PipelineController::resize_pool`).
     pub(crate) resizer: OnceLock<Resizer>,
+    /// What the stage's output edge holds, charged to the runtime's memory
+    /// budget (set by the stage when there is one; a junction's are per port).
+    pub(crate) charge: OnceLock<Arc<crate::memory::EdgeLog>>,
 }
 
 /// The future a [`Resizer`] returns.
@@ -150,6 +153,8 @@ pub(crate) struct PortShared {
     pub(crate) buffered: AtomicUsize,
     /// Elements the port's branch will take now (its credit).
     pub(crate) credit: AtomicUsize,
+    /// What the port's edge holds, charged to the runtime's memory budget.
+    pub(crate) charge: OnceLock<Arc<crate::memory::EdgeLog>>,
 }
 
 /// Static description of a stage, resolved at build time.
@@ -287,6 +292,7 @@ impl StageShared {
             config_rejected: AtomicU64::new(0),
             paused: std::sync::atomic::AtomicBool::new(false),
             resizer: OnceLock::new(),
+            charge: OnceLock::new(),
         }
     }
 

@@ -141,10 +141,15 @@ fn the_file_sources_rejected_lines_are_dead_lettered_once_after_a_restore() {
         });
     }
     let info = checkpoint.join().unwrap().unwrap();
-    assert!(passed.load(Ordering::SeqCst) < 600, "the barrier came soon after 500");
+    assert!(
+        passed.load(Ordering::SeqCst) < 600,
+        "the barrier came soon after 500"
+    );
     allowed = passed.load(Ordering::SeqCst) + 1_000;
     gate.open_to(allowed);
-    wait_until("1,000 lines more", || passed.load(Ordering::SeqCst) == allowed);
+    wait_until("1,000 lines more", || {
+        passed.load(Ordering::SeqCst) == allowed
+    });
     assert!(dlq.record_count() >= rejected(0..allowed));
     let _ = futures::executor::block_on(running.abort());
     drop(dlq);

@@ -16,6 +16,9 @@ impl<Op: Operator> StageActor<Op> {
     /// Sends the outbox downstream as far as credit allows. Returns true when the
     /// outbox is empty.
     pub(super) fn flush(&mut self, ctx: &mut Ctl) -> bool {
+        if let Some(charge) = &mut self.charge {
+            charge.sync(&self.outbox);
+        }
         while !self.outbox.is_empty() {
             self.refresh_credit();
             let Some(downstream) = &mut self.downstream else {
@@ -49,6 +52,9 @@ impl<Op: Operator> StageActor<Op> {
             match downstream.try_send(Down::Batch(batch)) {
                 Ok(()) => {
                     self.credit -= n;
+                    if let Some(charge) = &mut self.charge {
+                        charge.sent(n);
+                    }
                     self.last_batch = n;
                     if let Some(h) = &self.histograms {
                         h.batch_size.record(n as f64);

@@ -1,0 +1,208 @@
+//! The process-wide memory budget (`Runtime::builder().memory_budget(..)`):
+//! three pipelines flood one 256 MiB budget with 1 MiB elements, their sources
+//! far faster than their sinks. The process's peak RSS stays within the budget
+//! plus its idle RSS plus 10 %, nothing deadlocks, every element is delivered,
+//! and the budget says who held what while it ran.
+//!
+//! Its own test binary, and the flood runs in a child process of its own: the
+//! peak RSS is the process's. The child runs with glibc's mmap threshold pinned
+//! at 128 KiB (`MALLOC_MMAP_THRESHOLD_`): left dynamic, glibc raises it above
+//! 1 MiB after the first such block is freed, and from then on keeps freed 1 MiB
+//! blocks resident in its per-thread arenas, so the RSS would measure the
+//! allocator's fragmentation (up to 1.8x the budget here when the elements are
+//! freed on another thread than the one that allocated them) rather than what
+//! weir holds. The budget's own peak is asserted either way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use weir::memory::MemoryBudget;
+use weir::prelude::*;
+use weir::{BuildError, RuntimeError};
+
+const MIB: u64 = 1 << 20;
+
+/// A field of /proc/self/status, in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} missing from /proc/self/status"));
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// Resets the peak RSS (`VmHWM`) to the current RSS.
+fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
+const CHILD: &str = "WEIR_MEMORY_BUDGET_CHILD";
+
+#[test]
+fn three_pipelines_flooding_one_budget_stay_within_it_and_deliver_everything() {
+    if std::env::var_os(CHILD).is_some() {
+        flood();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "three_pipelines_flooding_one_budget_stay_within_it_and_deliver_everything",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD, "1")
+        .env("MALLOC_MMAP_THRESHOLD_", "131072")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the flood failed:\n{text}");
+    assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
+    eprintln!("{text}");
+}
+
+fn flood() {
+    const BUDGET: u64 = 256 * MIB;
+    const PER_PIPELINE: u64 = 600;
+    let rt = Runtime::builder()
+        .arbiters(2)
+        .memory_budget(MemoryBudget::new(BUDGET).max_element_bytes(MIB + 1024))
+        .build()
+        .unwrap();
+    // A first small run starts the arbiters' allocators and timers.
+    let warm = Pipeline::from_iter(0..10u64).collect().run(&rt).unwrap();
+    assert_eq!(warm.wait().unwrap().output.len(), 10);
+    let idle = status_bytes("VmRSS:");
+    reset_peak_rss();
+
+    let running: Vec<_> = (0..3)
+        .map(|p| {
+            // Each element is 1 MiB, written (so that its pages are resident).
+            Pipeline::from_iter((0..PER_PIPELINE).map(|i| vec![i as u8; MIB as usize]))
+                .name(format!("flood{p}"))
+                // About 0.8 ms per element: the source makes one in well under
+                // a tenth of that.
+                .map_async(1, |v: Vec<u8>| async move {
+                    tokio::time::sleep(Duration::from_micros(800)).await;
+                    (v.len() as u64, u64::from(v[0]))
+                })
+                .name(format!("slow{p}"))
+                .fold((0u64, 0u64), |(n, sum), (len, first)| {
+                    assert_eq!(len, MIB);
+                    (n + 1, sum + first)
+                })
+                .name(format!("count{p}"))
+                .run(&rt)
+                .unwrap()
+        })
+        .collect();
+
+    // Who holds what, sampled while it runs.
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let (rt, done) = (rt.clone(), Arc::clone(&done));
+        move || {
+            let mut holders = std::collections::BTreeSet::new();
+            let mut most = 0;
+            while !done.load(Ordering::SeqCst) {
+                let usage = rt.memory().unwrap();
+                most = most.max(usage.used);
+                for h in usage.held {
+                    holders.insert((h.pipeline, h.stage));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (holders, most)
+        }
+    });
+
+    for r in running {
+        let (n, sum) = r.wait().unwrap().output;
+        assert_eq!(n, PER_PIPELINE, "every element delivered");
+        assert_eq!(sum, (0..PER_PIPELINE).map(|i| i % 256).sum::<u64>());
+    }
+    done.store(true, Ordering::SeqCst);
+    let (holders, most_sampled) = sampler.join().unwrap();
+    let peak_rss = status_bytes("VmHWM:");
+    let usage = rt.memory().unwrap();
+
+    // The budget bit: sources waited, and the charge never passed the budget
+    // by more than one element per source.
+    assert!(usage.source_waits > 0, "{usage:?}");
+    assert!(usage.peak <= BUDGET + 3 * (MIB + 1024), "{usage:?}");
+    assert!(usage.peak >= BUDGET - 3 * (MIB + 1024), "{usage:?}");
+    assert!(most_sampled <= usage.peak);
+    assert_eq!(usage.used, 0, "nothing held once every pipeline ended");
+    assert!(usage.held.is_empty(), "{:?}", usage.held);
+    // Who held it: each pipeline's source (its elements on their way to the
+    // slow stage) showed in the samples.
+    for p in 0..3 {
+        assert!(
+            holders
+                .iter()
+                .any(|(_, stage)| stage == &format!("flood{p}")),
+            "{holders:?}"
+        );
+    }
+    eprintln!(
+        "peak RSS {} MiB (idle {} MiB, budget {} MiB), budget peak {} MiB, {} source waits",
+        peak_rss / MIB,
+        idle / MIB,
+        BUDGET / MIB,
+        usage.peak / MIB,
+        usage.source_waits
+    );
+    let allowed = (BUDGET + idle) + (BUDGET + idle) / 10;
+    assert!(
+        peak_rss <= allowed,
+        "peak RSS {} MiB above budget + idle + 10 % = {} MiB (idle {} MiB)",
+        peak_rss / MIB,
+        allowed / MIB,
+        idle / MIB
+    );
+}
+
+#[test]
+fn a_budget_smaller_than_the_largest_element_is_refused() {
+    let err = Runtime::builder()
+        .memory_budget(MemoryBudget::new(MIB).max_element_bytes(2 * MIB))
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        RuntimeError::BudgetTooSmall {
+            budget: MIB,
+            element
+        } if element == 2 * MIB
+    ));
+    assert!(
+        err.to_string().contains("smaller than one element"),
+        "{err}"
+    );
+
+    // A stage that lets elements through up to 4 KiB, under a 1 KiB budget.
+    let rt = Runtime::builder()
+        .arbiters(1)
+        .memory_budget(1024u64)
+        .build()
+        .unwrap();
+    let err = Pipeline::from_iter([vec![0u8; 10]])
+        .max_element_bytes(4096, Vec::len)
+        .name("guard")
+        .collect()
+        .run(&rt)
+        .unwrap_err();
+    assert!(
+        matches!(&err, BuildError::BudgetTooSmall { stage, element: 4096, budget: 1024 } if stage == "guard"),
+        "{err}"
+    );
+}
