@@ -206,3 +206,55 @@ fn a_budget_smaller_than_the_largest_element_is_refused() {
         "{err}"
     );
 }
+
+/// An `Ingress` buffer is charged too: with a 1,024-element channel and a
+/// 32 MiB budget, 1 MiB elements are accepted only while the budget has room
+/// (`try_send` says `Full` with the channel nearly empty, `send` waits), and
+/// every element sent is delivered.
+#[test]
+fn an_ingress_buffer_is_charged_and_senders_wait_for_the_budget() {
+    const BUDGET: u64 = 32 * MIB;
+    const N: u64 = 200;
+    let rt = Runtime::builder()
+        .arbiters(2)
+        .memory_budget(BUDGET)
+        .build()
+        .unwrap();
+    let (ingress, flow) = Pipeline::ingress::<Vec<u8>>(1024);
+    let running = flow
+        .name("ingress")
+        .map_async(1, |v: Vec<u8>| async move {
+            tokio::time::sleep(Duration::from_micros(300)).await;
+            v.len() as u64
+        })
+        .fold(0u64, |n, len| {
+            assert_eq!(len, MIB);
+            n + 1
+        })
+        .run(&rt)
+        .unwrap();
+    let mut refused_with_room = false;
+    for i in 0..N {
+        let element = vec![i as u8; MIB as usize];
+        match ingress.try_send(element) {
+            Ok(()) => {}
+            Err(TrySendError::Full(element)) => {
+                // Far from the channel's 1,024: the budget refused it.
+                refused_with_room |= ingress.available() > 900;
+                futures::executor::block_on(ingress.send(element)).unwrap();
+            }
+            Err(TrySendError::Closed(_)) => panic!("closed"),
+        }
+        let usage = rt.memory().unwrap();
+        assert!(usage.used <= BUDGET + 2 * MIB + 1024, "{usage:?}");
+    }
+    drop(ingress);
+    assert_eq!(running.wait().unwrap().output, N, "every element delivered");
+    let usage = rt.memory().unwrap();
+    assert!(
+        refused_with_room,
+        "the budget, not the channel, pushed back"
+    );
+    assert!(usage.peak <= BUDGET + 2 * (MIB + 1024), "{usage:?}");
+    assert_eq!(usage.used, 0, "{usage:?}");
+}

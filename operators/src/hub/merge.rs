@@ -239,7 +239,7 @@ impl<T: Send + 'static> Producer<T> {
     /// [`SendError`] with the element once the pipeline no longer accepts
     /// elements (shut down, aborted, failed, or completed downstream).
     pub async fn send(&self, element: T) -> Result<(), SendError<T>> {
-        push(&self.tx, &self.shared.gate, element).await?;
+        push(&self.tx, &self.shared.gate, None, element).await?;
         self.accepted();
         Ok(())
     }
@@ -251,7 +251,7 @@ impl<T: Send + 'static> Producer<T> {
     /// [`TrySendError::Full`] with the element when the buffer is full,
     /// [`TrySendError::Closed`] when the pipeline no longer accepts elements.
     pub fn try_send(&self, element: T) -> Result<(), TrySendError<T>> {
-        try_push(&self.tx, &self.shared.gate, element)?;
+        try_push(&self.tx, &self.shared.gate, None, element)?;
         self.accepted();
         Ok(())
     }

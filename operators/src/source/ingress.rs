@@ -1,10 +1,11 @@
 //! [`Ingress`]: a bounded handle a service pushes elements into.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
+use weir_runtime::memory::BufferCharge;
 use weir_runtime::operator::{Io, Operator, Step};
 
 use super::admission::Gate;
@@ -46,17 +47,28 @@ impl<T> TrySendError<T> {
 /// drops the ingress buffer and counts it at the source). Once the pipeline
 /// stops, every send is refused and hands its element back, even one that was
 /// waiting for room (or an [`IngressSink`] that was ready) when it stopped.
+///
+/// Under a runtime [memory budget](weir_runtime::memory) the buffer is charged
+/// too: an element is accepted only while the budget is not exhausted (`send`
+/// waits for room, `try_send` returns `Full`), and released when the source
+/// takes it in.
 #[derive(Debug)]
 pub struct Ingress<T> {
     tx: mpsc::Sender<T>,
     gate: Arc<Gate>,
+    charge: Charge<T>,
 }
+
+/// The buffer's charge to the runtime's memory budget, set when the pipeline
+/// starts under one.
+type Charge<T> = Arc<OnceLock<BufferCharge<T>>>;
 
 impl<T> Clone for Ingress<T> {
     fn clone(&self) -> Self {
         Ingress {
             tx: self.tx.clone(),
             gate: Arc::clone(&self.gate),
+            charge: Arc::clone(&self.charge),
         }
     }
 }
@@ -68,7 +80,7 @@ impl<T: Send + 'static> Ingress<T> {
     ///
     /// [`SendError`] with the element if the pipeline no longer accepts elements.
     pub async fn send(&self, element: T) -> Result<(), SendError<T>> {
-        push(&self.tx, &self.gate, element).await
+        push(&self.tx, &self.gate, self.charge.get(), element).await
     }
 
     /// Sends every element of `elements` at once, waiting until there is room for
@@ -102,7 +114,18 @@ impl<T: Send + 'static> Ingress<T> {
         let Ok(permits) = self.tx.reserve_many(elements.len()).await else {
             return Err(SendError(elements));
         };
+        let charged = match self.charge.get() {
+            Some(c) => {
+                let bytes = elements.iter().map(|x| c.size_of(x)).sum();
+                std::future::poll_fn(|cx| c.poll_charge(bytes, cx)).await;
+                Some((c, bytes))
+            }
+            None => None,
+        };
         let Some(_pass) = self.gate.enter() else {
+            if let Some((c, bytes)) = charged {
+                c.release(bytes);
+            }
             return Err(SendError(elements));
         };
         for (permit, x) in permits.zip(elements) {
@@ -119,7 +142,7 @@ impl<T: Send + 'static> Ingress<T> {
     /// pipeline is backpressuring), [`TrySendError::Closed`] when it no longer
     /// accepts elements.
     pub fn try_send(&self, element: T) -> Result<(), TrySendError<T>> {
-        try_push(&self.tx, &self.gate, element)
+        try_push(&self.tx, &self.gate, self.charge.get(), element)
     }
 
     /// True once the pipeline no longer accepts elements.
@@ -133,28 +156,43 @@ impl<T: Send + 'static> Ingress<T> {
     }
 }
 
-/// Takes a slot in `tx` (waiting for room), then pushes `element` through
+/// Takes a slot in `tx` (waiting for room), charges the memory budget if there
+/// is one (waiting while it is exhausted), then pushes `element` through
 /// `gate`: what [`Ingress::send`] and `MergeHub`'s producers do.
 pub(crate) async fn push<T>(
     tx: &mpsc::Sender<T>,
     gate: &Gate,
+    charge: Option<&BufferCharge<T>>,
     element: T,
 ) -> Result<(), SendError<T>> {
     let Ok(permit) = tx.reserve().await else {
         return Err(SendError(element));
     };
+    // No await between the charge and the push: a cancelled send charges nothing.
+    let bytes = match charge {
+        Some(c) => {
+            let bytes = c.size_of(&element);
+            std::future::poll_fn(|cx| c.poll_charge(bytes, cx)).await;
+            bytes
+        }
+        None => 0,
+    };
     let Some(_pass) = gate.enter() else {
+        if let Some(c) = charge {
+            c.release(bytes);
+        }
         return Err(SendError(element));
     };
     permit.send(element);
     Ok(())
 }
 
-/// [`push`] if there is room now: what [`Ingress::try_send`] and `MergeHub`'s
-/// producers do.
+/// [`push`] if there is room now, in the buffer and in the memory budget: what
+/// [`Ingress::try_send`] and `MergeHub`'s producers do.
 pub(crate) fn try_push<T>(
     tx: &mpsc::Sender<T>,
     gate: &Gate,
+    charge: Option<&BufferCharge<T>>,
     element: T,
 ) -> Result<(), TrySendError<T>> {
     let permit = match tx.try_reserve() {
@@ -162,7 +200,21 @@ pub(crate) fn try_push<T>(
         Err(mpsc::error::TrySendError::Full(())) => return Err(TrySendError::Full(element)),
         Err(mpsc::error::TrySendError::Closed(())) => return Err(TrySendError::Closed(element)),
     };
+    let bytes = match charge {
+        Some(c) => {
+            let bytes = c.size_of(&element);
+            if !c.try_charge(bytes) {
+                // The budget is exhausted: backpressure, as a full buffer.
+                return Err(TrySendError::Full(element));
+            }
+            bytes
+        }
+        None => 0,
+    };
     let Some(_pass) = gate.enter() else {
+        if let Some(c) = charge {
+            c.release(bytes);
+        }
         return Err(TrySendError::Closed(element));
     };
     permit.send(element);
@@ -199,8 +251,19 @@ impl<T: Send + 'static> Ingress<T> {
         IngressSink {
             tx: Some(self.tx),
             gate: self.gate,
+            charge: self.charge,
             permit: None,
             reserving: None,
+        }
+    }
+}
+
+impl<T> IngressSink<T> {
+    /// Ready once the memory budget, if there is one, is not exhausted.
+    fn poll_budget(&self, cx: &mut Context<'_>) -> Poll<Result<(), IngressClosed>> {
+        match self.charge.get() {
+            Some(c) => c.poll_room(cx).map(Ok),
+            None => Poll::Ready(Ok(())),
         }
     }
 }
@@ -221,6 +284,7 @@ type Reserving<T> = std::pin::Pin<
 pub struct IngressSink<T> {
     tx: Option<mpsc::Sender<T>>,
     gate: Arc<Gate>,
+    charge: Charge<T>,
     permit: Option<mpsc::OwnedPermit<T>>,
     reserving: Option<Reserving<T>>,
 }
@@ -242,7 +306,7 @@ impl<T: Send + 'static> futures::Sink<T> for IngressSink<T> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), IngressClosed>> {
         if self.permit.is_some() {
-            return Poll::Ready(Ok(()));
+            return self.poll_budget(cx);
         }
         if self.reserving.is_none() {
             let Some(tx) = self.tx.clone() else {
@@ -260,7 +324,7 @@ impl<T: Send + 'static> futures::Sink<T> for IngressSink<T> {
                 match result {
                     Ok(permit) => {
                         self.permit = Some(permit);
-                        Poll::Ready(Ok(()))
+                        self.poll_budget(cx)
                     }
                     Err(_) => Poll::Ready(Err(IngressClosed)),
                 }
@@ -271,8 +335,19 @@ impl<T: Send + 'static> futures::Sink<T> for IngressSink<T> {
     fn start_send(mut self: std::pin::Pin<&mut Self>, item: T) -> Result<(), IngressClosed> {
         // `Sink` requires a successful `poll_ready` first; without one, it fails.
         let permit = self.permit.take().ok_or(IngressClosed)?;
+        // Ready means the budget was not exhausted: the element is charged
+        // whatever its size (a sink may take the budget past its limit by one).
+        let charge = self.charge.get().cloned();
+        let bytes = charge.as_ref().map_or(0, |c| {
+            let bytes = c.size_of(&item);
+            c.charge(bytes);
+            bytes
+        });
         // Ready before the pipeline stopped, sending after: refused.
         let Some(_pass) = self.gate.enter() else {
+            if let Some(c) = &charge {
+                c.release(bytes);
+            }
             return Err(IngressClosed);
         };
         drop(permit.send(item));
@@ -308,6 +383,7 @@ impl<T: Send + 'static> futures::Sink<T> for IngressSink<T> {
 pub struct IngressSource<T> {
     rx: mpsc::Receiver<T>,
     gate: Arc<Gate>,
+    charge: Charge<T>,
     capacity: usize,
     closed: bool,
     /// Accepted elements taken out of the channel when the source stopped.
@@ -319,14 +395,17 @@ impl<T: Send + 'static> IngressSource<T> {
         // tokio panics on a zero-sized channel; `validate` reports the zero instead.
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let gate = Arc::new(Gate::new());
+        let charge = Charge::default();
         (
             Ingress {
                 tx,
                 gate: Arc::clone(&gate),
+                charge: Arc::clone(&charge),
             },
             IngressSource {
                 rx,
                 gate,
+                charge,
                 capacity,
                 closed: false,
                 drained: 0,
@@ -362,10 +441,22 @@ impl<T: Send + 'static> Operator for IngressSource<T> {
             self.closed = true;
         }
         let room = io.room();
-        match self.rx.poll_recv_many(cx, io.output(), room) {
+        let before = io.output().len();
+        let polled = self.rx.poll_recv_many(cx, io.output(), room);
+        if let Some(c) = self.charge.get() {
+            // Out of the buffer: from here they are charged on the edge.
+            let bytes = io.output()[before..].iter().map(|x| c.size_of(x)).sum();
+            c.hand_over(bytes);
+        }
+        match polled {
             Poll::Ready(0) => Step::Finished,
             Poll::Ready(_) | Poll::Pending => Step::Continue,
         }
+    }
+
+    fn charge_buffer(&mut self, charge: BufferCharge<T>) -> bool {
+        let _ = self.charge.set(charge);
+        true
     }
 
     fn on_stop(&mut self) {
@@ -375,8 +466,11 @@ impl<T: Send + 'static> Operator for IngressSource<T> {
         // as abandoned at the source.
         self.rx.close();
         self.gate.close();
-        while self.rx.try_recv().is_ok() {
+        while let Ok(x) = self.rx.try_recv() {
             self.drained += 1;
+            if let Some(c) = self.charge.get() {
+                c.release(c.size_of(&x));
+            }
         }
     }
 }

@@ -171,6 +171,12 @@ impl<T> OutCharge<T> {
         &self.log
     }
 
+    /// Bytes already charged (a source's buffer, handed over) for elements the
+    /// next [`sync`](Self::sync) will find in the outbox.
+    pub(crate) fn add_reserved(&mut self, bytes: u64) {
+        self.reserved += bytes;
+    }
+
     /// For a source: how many elements it may produce now, at most `want`
     /// (see [`Budget::admit`]); their bytes stay reserved until the next
     /// [`sync`](Self::sync).

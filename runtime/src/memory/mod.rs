@@ -48,9 +48,11 @@
 //!
 //! `weir/tests/memory_budget.rs` runs three pipelines flooding one budget.
 
+mod buffer;
 mod edge;
 mod size;
 
+pub use buffer::BufferCharge;
 pub(crate) use edge::{EdgeLog, OutCharge};
 pub use size::ByteSize;
 
@@ -317,6 +319,37 @@ impl Budget {
         }
     }
 
+    /// Charges `bytes` unless the budget is exhausted (a charge may take it
+    /// past the limit by one element, as a source's may).
+    pub(crate) fn try_charge(&self, bytes: u64) -> bool {
+        let mut used = self.used.load(SeqCst);
+        loop {
+            if used >= self.limit {
+                return false;
+            }
+            match self
+                .used
+                .compare_exchange(used, used + bytes, SeqCst, SeqCst)
+            {
+                Ok(_) => {
+                    self.peak.fetch_max(used + bytes, Relaxed);
+                    return true;
+                }
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Registers `waker` to be woken when bytes are released; counts a wait.
+    pub(crate) fn wait(&self, waker: &Waker) {
+        let mut w = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+        if !w.iter().any(|x| x.will_wake(waker)) {
+            w.push(waker.clone());
+        }
+        self.waiting.store(true, SeqCst);
+        self.waits.fetch_add(1, Relaxed);
+    }
+
     /// The sizer for `T`: the pipeline's, the budget's, or `size_of::<T>()`.
     pub(crate) fn sizer_for<T: 'static>(&self, pipeline: &Sizers) -> SizeFn<T> {
         pipeline
@@ -362,6 +395,14 @@ pub(crate) struct PipelineMemory {
 }
 
 impl PipelineMemory {
+    /// The charge of a source's own buffer of `T`.
+    pub(crate) fn buffer_charge<T: 'static>(&self) -> BufferCharge<T> {
+        BufferCharge::new(
+            Arc::clone(&self.budget),
+            self.budget.sizer_for::<T>(&self.sizers),
+        )
+    }
+
     /// The charge of a new edge out of `stage` (output `port` of a junction),
     /// recorded in `slot` for the receiver to release.
     pub(crate) fn charge_for<T: 'static>(

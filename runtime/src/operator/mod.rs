@@ -234,4 +234,18 @@ pub trait Operator: Send + 'static {
     fn max_element_bytes(&self) -> Option<u64> {
         None
     }
+
+    /// For a source that buffers elements accepted from outside the pipeline
+    /// (an `Ingress` channel): under a runtime [memory budget](crate::memory),
+    /// called once before the stage starts with the buffer's
+    /// [`BufferCharge`](crate::memory::BufferCharge). Return true if the
+    /// operator charges its buffer with it (senders charge each element before
+    /// it is accepted, the operator releases it when it takes it out): the
+    /// stage then does not wait on the budget itself (taking from a charged
+    /// buffer frees as much as it charges), the senders do. Default false: the
+    /// stage waits on the budget before producing, like every source.
+    fn charge_buffer(&mut self, charge: crate::memory::BufferCharge<Self::Out>) -> bool {
+        let _ = charge;
+        false
+    }
 }

@@ -137,6 +137,9 @@ pub(crate) struct StageActor<Op: Operator> {
     stateful: bool,
     /// The output edge's charge to the runtime's memory budget, if there is one.
     charge: Option<crate::memory::OutCharge<Op::Out>>,
+    /// A source's own buffer's charge, when its operator charges it
+    /// (`Operator::charge_buffer`).
+    buffer: Option<crate::memory::BufferCharge<Op::Out>>,
 }
 
 // The actor is only ever moved as a whole and no field is pinned structurally (the
@@ -160,6 +163,15 @@ impl<Op: Operator> StageActor<Op> {
         };
         shared.credit.store(credit, Relaxed);
         let stateful = op.checkpoint().is_some();
+        // A source that charges its own buffer waits on the budget through its
+        // senders, not here.
+        let buffer = match &pipeline.memory {
+            Some(memory) if shared.is_source => {
+                let buffer = memory.buffer_charge::<Op::Out>();
+                op.charge_buffer(buffer.clone()).then_some(buffer)
+            }
+            _ => None,
+        };
         let charge = match (&pipeline.memory, &downstream) {
             (Some(memory), Some(_)) => Some(memory.charge_for::<Op::Out>(
                 &pipeline.name,
@@ -171,6 +183,7 @@ impl<Op: Operator> StageActor<Op> {
         };
         StageActor {
             charge,
+            buffer,
             op,
             shared,
             pipeline,
@@ -311,7 +324,7 @@ impl<Op: Operator> StageActor<Op> {
             };
             // Under a memory budget a source admits only what fits; with the
             // budget exhausted it waits (a release wakes it), and only sources do.
-            let admits = self.is_source() && !self.shutdown;
+            let admits = self.is_source() && !self.shutdown && self.buffer.is_none();
             let limit = match &mut self.charge {
                 Some(charge) if admits => match charge.admit(limit, cx.waker()) {
                     0 => break,
@@ -469,6 +482,14 @@ impl<Op: Operator> StageActor<Op> {
         self.completed += completed;
         self.filtered += filtered;
         self.owed += consumed;
+        if let Some(buffer) = &self.buffer {
+            // What the source took from its charged buffer is charged already.
+            let handed = buffer.take_handover();
+            match &mut self.charge {
+                Some(charge) => charge.add_reserved(handed),
+                None => buffer.release(handed),
+            }
+        }
         if let Some(charge) = &mut self.charge {
             charge.sync(&self.outbox);
         }
