@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use weir::memory::MemoryBudget;
 use weir::prelude::*;
+use weir::supervisor::dead_letter::MemoryDlq;
 use weir::{BuildError, RuntimeError};
 
 const MIB: u64 = 1 << 20;
@@ -257,4 +258,34 @@ fn an_ingress_buffer_is_charged_and_senders_wait_for_the_budget() {
     );
     assert!(usage.peak <= BUDGET + 2 * (MIB + 1024), "{usage:?}");
     assert_eq!(usage.used, 0, "{usage:?}");
+}
+
+/// Letters in an in-memory dead-letter queue are charged until drained.
+#[test]
+fn letters_in_a_memory_dlq_are_charged_until_drained() {
+    let rt = Runtime::builder()
+        .arbiters(1)
+        .memory_budget(MIB)
+        .build()
+        .unwrap();
+    let dead = MemoryDlq::new(100);
+    let done = Pipeline::from_iter((0..10u8).map(|i| vec![i; 1000]))
+        .supervise(Supervision::default().dead_letters(dead.clone()))
+        .try_map(|v: Vec<u8>| {
+            if v[0].is_multiple_of(2) {
+                Err(Failure::error(ErrorClass::Permanent, "even"))
+            } else {
+                Ok(v.len())
+            }
+        })
+        .collect()
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(done.output, vec![1000; 5]);
+    let letter = (1000 + size_of::<Vec<u8>>()) as u64;
+    assert_eq!(rt.memory().unwrap().used, 5 * letter, "five letters held");
+    assert_eq!(dead.drain().len(), 5);
+    assert_eq!(rt.memory().unwrap().used, 0, "drained: released");
 }

@@ -12,7 +12,7 @@ use std::task::Context;
 use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Io, Operator, Step};
 use weir_runtime::{ErrorClass, Failure};
-use weir_supervisor::dead_letter::{DeadLetter, DeadLetterSink};
+use weir_supervisor::dead_letter::{DeadLetter, DeadLetterSink, LetterCharge};
 
 use super::position::{Opened, POSITION_VERSION, Resume, SourcePosition};
 use super::reader::{BoundedLineReader, RawLine};
@@ -336,6 +336,25 @@ impl<S: DeadLetterSink<Line>> DeadLetterSink<Checked> for LineDlq<S> {
     /// in checkpoint order and cuts the file back on a restore (each once).
     fn ordered_file(&self) -> Option<weir_supervisor::dead_letter::DlqOrder> {
         self.0.ordered_file()
+    }
+
+    fn charge_memory(&self, charge: Arc<dyn LetterCharge<Checked>>) {
+        self.0.charge_memory(Arc::new(LineCharge(charge)));
+    }
+}
+
+/// The check stage's memory-budget share, for the user's queue of [`Line`]s.
+struct LineCharge(Arc<dyn LetterCharge<Checked>>);
+
+impl LetterCharge<Line> for LineCharge {
+    fn size_of(&self, line: &Line) -> u64 {
+        weir_runtime::memory::ByteSize::byte_size(line) as u64
+    }
+    fn charge(&self, bytes: u64) {
+        self.0.charge(bytes);
+    }
+    fn release(&self, bytes: u64) {
+        self.0.release(bytes);
     }
 }
 

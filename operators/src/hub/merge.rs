@@ -2,11 +2,12 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
 use weir_runtime::Flow;
+use weir_runtime::memory::BufferCharge;
 use weir_runtime::operator::{Io, Operator, Step};
 
 use crate::source::admission::Gate;
@@ -28,6 +29,8 @@ struct Shared<T> {
     /// What a producer passes to push, and the source closes when it stops
     /// (see `source/admission.rs`).
     gate: Arc<Gate>,
+    /// The buffer's charge to the runtime's memory budget, under one.
+    charge: Arc<OnceLock<BufferCharge<T>>>,
 }
 
 impl<T> Shared<T> {
@@ -129,13 +132,16 @@ impl<T: Send + 'static> MergeHub<T> {
                 producers: AtomicUsize::new(0),
                 accepted: AtomicU64::new(0),
                 gate: Arc::new(Gate::new()),
+                charge: Arc::default(),
             }),
         };
         let source = MergeHubSource {
             gate: Arc::clone(&hub.shared.gate),
+            charge: Arc::clone(&hub.shared.charge),
             rx,
             capacity,
             closed: false,
+            drained: 0,
         };
         (hub, Flow::from_source(source))
     }
@@ -239,7 +245,13 @@ impl<T: Send + 'static> Producer<T> {
     /// [`SendError`] with the element once the pipeline no longer accepts
     /// elements (shut down, aborted, failed, or completed downstream).
     pub async fn send(&self, element: T) -> Result<(), SendError<T>> {
-        push(&self.tx, &self.shared.gate, None, element).await?;
+        push(
+            &self.tx,
+            &self.shared.gate,
+            self.shared.charge.get(),
+            element,
+        )
+        .await?;
         self.accepted();
         Ok(())
     }
@@ -251,7 +263,12 @@ impl<T: Send + 'static> Producer<T> {
     /// [`TrySendError::Full`] with the element when the buffer is full,
     /// [`TrySendError::Closed`] when the pipeline no longer accepts elements.
     pub fn try_send(&self, element: T) -> Result<(), TrySendError<T>> {
-        try_push(&self.tx, &self.shared.gate, None, element)?;
+        try_push(
+            &self.tx,
+            &self.shared.gate,
+            self.shared.charge.get(),
+            element,
+        )?;
         self.accepted();
         Ok(())
     }
@@ -276,9 +293,12 @@ impl<T: Send + 'static> Producer<T> {
 #[derive(Debug)]
 pub struct MergeHubSource<T> {
     gate: Arc<Gate>,
+    charge: Arc<OnceLock<BufferCharge<T>>>,
     rx: mpsc::Receiver<T>,
     capacity: usize,
     closed: bool,
+    /// Accepted elements taken out of the buffer when the source stopped.
+    drained: usize,
 }
 
 impl<T: Send + 'static> Operator for MergeHubSource<T> {
@@ -308,7 +328,12 @@ impl<T: Send + 'static> Operator for MergeHubSource<T> {
     }
 
     fn held(&self) -> usize {
-        self.rx.len()
+        self.drained + self.rx.len()
+    }
+
+    fn charge_buffer(&mut self, charge: BufferCharge<T>) -> bool {
+        let _ = self.charge.set(charge);
+        true
     }
 
     fn step(&mut self, io: &mut Io<'_, Infallible, T>, cx: &mut Context<'_>) -> Step {
@@ -318,7 +343,14 @@ impl<T: Send + 'static> Operator for MergeHubSource<T> {
             self.closed = true;
         }
         let room = io.room();
-        match self.rx.poll_recv_many(cx, io.output(), room) {
+        let before = io.output().len();
+        let polled = self.rx.poll_recv_many(cx, io.output(), room);
+        if let Some(c) = self.charge.get() {
+            // Out of the buffer: from here they are charged on the edge.
+            let bytes = io.output()[before..].iter().map(|x| c.size_of(x)).sum();
+            c.hand_over(bytes);
+        }
+        match polled {
             // Every sender is gone (the hub closed, every producer dropped) and
             // the buffer is empty.
             Poll::Ready(0) => Step::Finished,
@@ -332,6 +364,13 @@ impl<T: Send + 'static> Operator for MergeHubSource<T> {
         // and counted as abandoned at the source.
         self.rx.close();
         self.gate.close();
+        if let Some(c) = self.charge.get() {
+            // What is left leaves the memory budget (still counted as held).
+            while let Ok(x) = self.rx.try_recv() {
+                self.drained += 1;
+                c.release(c.size_of(&x));
+            }
+        }
     }
 }
 
@@ -341,8 +380,10 @@ pub(crate) fn merge_source_for_test() -> MergeHubSource<u32> {
     let (_tx, rx) = mpsc::channel(1);
     MergeHubSource {
         gate: Arc::new(Gate::new()),
+        charge: Arc::default(),
         rx,
         capacity: 1,
         closed: false,
+        drained: 0,
     }
 }

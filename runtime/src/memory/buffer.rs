@@ -119,3 +119,18 @@ impl<T> BufferCharge<T> {
         self.budget.release(bytes);
     }
 }
+
+/// A stage's in-memory dead-letter queue is charged through the same share.
+impl<T> weir_supervisor::dead_letter::LetterCharge<T> for BufferCharge<T> {
+    fn size_of(&self, element: &T) -> u64 {
+        (self.size)(element)
+    }
+
+    fn charge(&self, bytes: u64) {
+        self.budget.charge(bytes);
+    }
+
+    fn release(&self, bytes: u64) {
+        self.budget.release(bytes);
+    }
+}

@@ -287,6 +287,12 @@ mod tests {
         let b = budget(1 << 20);
         let size = b.sizer_for::<Vec<u8>>(&Default::default());
         assert_eq!(size(&vec![0u8; 100]), 100 + size_of::<Vec<u8>>() as u64);
+        let numbered = b.sizer_for::<(u64, Vec<u8>)>(&Default::default());
+        assert_eq!(
+            numbered(&(7, vec![0u8; 100])),
+            100 + size_of::<(u64, Vec<u8>)>() as u64,
+            "an ordered pool's numbered elements: from the element's sizer"
+        );
         struct Opaque(#[allow(dead_code)] [u8; 40]);
         let size = b.sizer_for::<Opaque>(&Default::default());
         assert_eq!(size(&Opaque([0; 40])), 40, "no sizer: the inline size");

@@ -72,8 +72,18 @@ pub(crate) type SizeFn<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
 pub(crate) struct Sizers(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
 
 impl Sizers {
+    /// Sizes `T` with `f`, and `(u64, T)` (an ordered pool numbers its
+    /// elements so on its edges) from it.
     pub(crate) fn insert<T: 'static>(&mut self, f: SizeFn<T>) {
+        let numbered: SizeFn<(u64, T)> = {
+            let f = Arc::clone(&f);
+            let extra = (size_of::<(u64, T)>() as u64).saturating_sub(size_of::<T>() as u64);
+            Arc::new(move |(_, x): &(u64, T)| f(x) + extra)
+        };
         self.0.insert(TypeId::of::<T>(), Arc::new(f));
+        self.0
+            .entry(TypeId::of::<(u64, T)>())
+            .or_insert_with(|| Arc::new(numbered));
     }
 
     /// Takes `other`'s sizers for the types this has none for.

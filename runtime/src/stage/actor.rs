@@ -172,6 +172,13 @@ impl<Op: Operator> StageActor<Op> {
             }
             _ => None,
         };
+        // Letters a stage puts in an in-memory dead-letter queue are charged.
+        if let (Some(memory), Some(dead)) = (
+            &pipeline.memory,
+            sup.as_ref().and_then(|s| s.dead_letters.as_ref()),
+        ) {
+            dead.charge_memory(Arc::new(memory.buffer_charge::<Op::In>()));
+        }
         let charge = match (&pipeline.memory, &downstream) {
             (Some(memory), Some(_)) => Some(memory.charge_for::<Op::Out>(
                 &pipeline.name,

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{DeadLetter, DlqFull, InvalidCapacity};
+use super::{DeadLetter, DlqFull, InvalidCapacity, LetterCharge};
 
 /// A bounded in-memory dead-letter queue, shared by cloning the handle.
 ///
@@ -58,6 +58,18 @@ struct State<T> {
     letters: VecDeque<DeadLetter<T>>,
     pushed: u64,
     rejected: u64,
+    /// The memory budget the letters are charged to, under one.
+    charge: Option<Arc<dyn LetterCharge<T>>>,
+}
+
+impl<T> Drop for State<T> {
+    fn drop(&mut self) {
+        // The last handle is gone: its letters leave the budget.
+        if let Some(c) = &self.charge {
+            let bytes = self.letters.iter().map(|l| c.size_of(&l.element)).sum();
+            c.release(bytes);
+        }
+    }
 }
 
 impl<T> MemoryDlq<T> {
@@ -105,6 +117,7 @@ impl<T> MemoryDlq<T> {
                 letters: VecDeque::new(),
                 pushed: 0,
                 rejected: 0,
+                charge: None,
             })),
             capacity,
         })
@@ -123,14 +136,39 @@ impl<T> MemoryDlq<T> {
             state.rejected += 1;
             return Err(DlqFull::new(letter, self.capacity));
         }
+        if let Some(c) = &state.charge {
+            c.charge(c.size_of(&letter.element));
+        }
         state.letters.push_back(letter);
         state.pushed += 1;
         Ok(())
     }
 
-    /// Takes every letter out of the queue, oldest first, making room for new ones.
+    /// Takes every letter out of the queue, oldest first, making room for new ones
+    /// (and, under a memory budget, releasing their bytes).
     pub fn drain(&self) -> Vec<DeadLetter<T>> {
-        self.lock().letters.drain(..).collect()
+        let mut state = self.lock();
+        let letters: Vec<_> = state.letters.drain(..).collect();
+        if let Some(c) = &state.charge {
+            c.release(letters.iter().map(|l| c.size_of(&l.element)).sum());
+        }
+        letters
+    }
+
+    /// Charges the letters to a memory budget from now on (the first budget
+    /// given wins; letters already held are charged too).
+    pub(crate) fn set_charge(&self, charge: Arc<dyn LetterCharge<T>>) {
+        let mut state = self.lock();
+        if state.charge.is_none() {
+            charge.charge(
+                state
+                    .letters
+                    .iter()
+                    .map(|l| charge.size_of(&l.element))
+                    .sum(),
+            );
+            state.charge = Some(charge);
+        }
     }
 
     /// The number of letters in the queue now.

@@ -66,6 +66,7 @@
 //! # }
 //! ```
 
+mod charge;
 mod error;
 pub mod file;
 mod letter;
@@ -73,6 +74,7 @@ mod memory;
 pub mod order;
 mod sink;
 
+pub use charge::LetterCharge;
 pub use error::{DlqError, DlqFull, InvalidCapacity, ReadError};
 pub use file::{
     CorruptReason, Elements, FileDlqOptions, FileDlqReader, FileDlqWriter, ReadOutcome, SyncPolicy,

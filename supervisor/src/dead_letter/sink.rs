@@ -36,6 +36,15 @@ pub trait DeadLetterSink<T>: Send + Sync + 'static {
     fn ordered_file(&self) -> Option<DlqOrder> {
         None
     }
+
+    /// Under a memory budget, the share the sink's letters are charged to, if
+    /// it holds them in memory (a [`MemoryDlq`] does; a file does not). Called
+    /// when a pipeline whose stage dead-letters into the sink starts. A sink
+    /// that wraps another passes it on when the element types agree. Default:
+    /// nothing is charged.
+    fn charge_memory(&self, charge: std::sync::Arc<dyn super::LetterCharge<T>>) {
+        let _ = charge;
+    }
 }
 
 impl<T: Send + 'static> DeadLetterSink<T> for MemoryDlq<T> {
@@ -44,6 +53,10 @@ impl<T: Send + 'static> DeadLetterSink<T> for MemoryDlq<T> {
             let reason = format!("dead-letter queue full ({} letters)", full.capacity());
             (full.into_letter(), reason)
         })
+    }
+
+    fn charge_memory(&self, charge: std::sync::Arc<dyn super::LetterCharge<T>>) {
+        self.set_charge(charge);
     }
 }
 
