@@ -289,3 +289,40 @@ fn letters_in_a_memory_dlq_are_charged_until_drained() {
     assert_eq!(dead.drain().len(), 5);
     assert_eq!(rt.memory().unwrap().used, 0, "drained: released");
 }
+
+/// Elements an operator holds (`Operator::held`: here a partial chunk) stay
+/// charged until they leave it.
+#[test]
+fn elements_an_operator_holds_stay_charged() {
+    let rt = Runtime::builder()
+        .arbiters(1)
+        .memory_budget(MIB)
+        .build()
+        .unwrap();
+    let (ingress, flow) = Pipeline::ingress::<Vec<u8>>(64);
+    let running = flow
+        .chunks(1_000)
+        .map(|chunk: Vec<Vec<u8>>| chunk.len())
+        .collect()
+        .run(&rt)
+        .unwrap();
+    for _ in 0..10 {
+        futures::executor::block_on(ingress.send(vec![7u8; 1000])).unwrap();
+    }
+    let element = (1000 + size_of::<Vec<u8>>()) as u64;
+    let start = std::time::Instant::now();
+    // Taken in by the chunking stage, which holds all ten.
+    while running.stats().stages[1].in_flight < 10 {
+        assert!(start.elapsed() < Duration::from_secs(10), "not taken in");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(running.stats().stages[1].mailbox, 0);
+    assert!(
+        rt.memory().unwrap().used >= 10 * element,
+        "{:?}",
+        rt.memory()
+    );
+    drop(ingress);
+    assert_eq!(running.wait().unwrap().output, vec![10]);
+    assert_eq!(rt.memory().unwrap().used, 0);
+}

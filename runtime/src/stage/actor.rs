@@ -140,6 +140,9 @@ pub(crate) struct StageActor<Op: Operator> {
     /// A source's own buffer's charge, when its operator charges it
     /// (`Operator::charge_buffer`).
     buffer: Option<crate::memory::BufferCharge<Op::Out>>,
+    /// Input elements taken from the queue that stay charged to the memory
+    /// budget because the operator holds them (`Operator::held`).
+    held_charged: usize,
 }
 
 // The actor is only ever moved as a whole and no field is pinned structurally (the
@@ -191,6 +194,7 @@ impl<Op: Operator> StageActor<Op> {
         StageActor {
             charge,
             buffer,
+            held_charged: 0,
             op,
             shared,
             pipeline,
@@ -644,23 +648,35 @@ impl<Op: Operator> StageActor<Op> {
 
     /// Grants upstream the places freed in the input queue.
     fn grant(&mut self, _ctx: &mut Ctl) {
-        if self.owed == 0 || self.phase == Phase::Stopped {
+        if self.phase == Phase::Stopped {
             return;
         }
-        if self.input_ended {
-            // Nothing more comes: no credit to grant, but what was taken is
-            // released from the memory budget.
-            if let Some(up) = &self.upstream {
-                up.source.release(std::mem::take(&mut self.owed));
-            }
+        if self.pipeline.memory.is_some() {
+            self.release_taken();
+        }
+        if self.owed == 0 {
             return;
         }
-        if let Some(up) = &self.upstream {
-            let owed = std::mem::take(&mut self.owed);
-            up.source.release(owed);
+        let owed = std::mem::take(&mut self.owed);
+        if !self.input_ended
+            && let Some(up) = &self.upstream
+        {
             // A closed upstream has ended or was aborted; the credit is moot.
             up.tx.send(Up::Demand(owed));
         }
+    }
+
+    /// Under a memory budget: releases what the stage took from its queue,
+    /// except the elements its operator still holds (a partial chunk, futures
+    /// in flight, a window's pending elements), which stay charged until they
+    /// leave it.
+    fn release_taken(&mut self) {
+        let Some(up) = &self.upstream else { return };
+        let held = self.op_held();
+        let total = self.owed + self.held_charged;
+        let release = total.saturating_sub(held);
+        self.held_charged = total - release;
+        up.source.release(release);
     }
 
     /// Input elements held outside the queues: in the operator's state, and in
