@@ -28,6 +28,29 @@ pub fn run(elements: u64) -> Result<u64, String> {
     Ok(done.output)
 }
 
+/// [`run`] on a runtime with a memory budget that never binds (1 GiB): the
+/// cost of charging every element on every edge (`weir::memory`).
+///
+/// # Errors
+///
+/// Fails when the pipeline cannot be built or does not complete.
+pub fn run_budget(elements: u64) -> Result<u64, String> {
+    let rt = Runtime::builder()
+        .arbiters(1)
+        .memory_budget(1_u64 << 30)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let done = finish_and_run(
+        Pipeline::from_iter(0..elements).map(|x| map_step(1, x)),
+        &rt,
+    )?;
+    let usage = rt.memory().ok_or("no budget")?;
+    if usage.used != 0 {
+        return Err(format!("{} bytes still charged at the end", usage.used));
+    }
+    Ok(done.output)
+}
+
 /// Adds stages 2 to 4 and the summing sink to a flow that ran stage 1, runs it to
 /// completion and checks conservation.
 fn finish_and_run(stage1: Flow<u64>, rt: &Runtime) -> Result<Completion<u64>, String> {

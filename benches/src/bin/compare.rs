@@ -43,6 +43,7 @@ const VARIANTS: &[(&str, RunFn)] = &[
     ("actix_batched", baselines::actix_batched::run),
     ("weir", weir_variant::run),
     ("weir_unfused", weir_variant::run_unfused),
+    ("weir_budget", weir_variant::run_budget),
     ("weir_supervised", weir_variant::run_supervised),
     ("weir_faulty", weir_variant::run_faulty),
     ("weir_faulty_clean", weir_variant::run_faulty_clean),
@@ -263,7 +264,8 @@ struct Cli {
     #[arg(long, value_name = "P", default_value = "together", value_parser = placement)]
     placement: JunctionPlacement,
     /// Comma-separated subset of: fused, crossbeam_batched, actix_per_element,
-    /// actix_batched, weir, weir_unfused, weir_supervised, weir_faulty,
+    /// actix_batched, weir, weir_unfused, weir_budget (a memory budget that never
+    /// binds), weir_supervised, weir_faulty,
     /// weir_faulty_clean (with weir_faulty: the fault_cost figure), broadcast4, merge4, merge4_batches, pool, pool1, detach3, window_agg, join,
     /// weir_console (a console with a client attached, against none), checkpoint_1s, checkpoint_100ms, latency (default: all). The report's order is fixed; the list only selects.
     #[arg(long, value_name = "LIST", value_parser = variants)]

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
 use std::task::{Context, Poll};
 
-use super::{Budget, SizeFn};
+use super::{Budget, Sizer};
 
 /// A source's buffer's share of the runtime's [memory budget](super): elements
 /// accepted from outside the pipeline (by an `Ingress` handle, say) and not yet
@@ -24,7 +24,7 @@ use super::{Budget, SizeFn};
 /// [`Operator::charge_buffer`]: crate::operator::Operator::charge_buffer
 pub struct BufferCharge<T> {
     budget: Arc<Budget>,
-    size: SizeFn<T>,
+    size: Sizer<T>,
     /// Bytes handed over to the output edge, not yet taken by the stage.
     handover: Arc<AtomicU64>,
 }
@@ -33,7 +33,7 @@ impl<T> Clone for BufferCharge<T> {
     fn clone(&self) -> Self {
         BufferCharge {
             budget: Arc::clone(&self.budget),
-            size: Arc::clone(&self.size),
+            size: self.size.clone(),
             handover: Arc::clone(&self.handover),
         }
     }
@@ -48,7 +48,7 @@ impl<T> std::fmt::Debug for BufferCharge<T> {
 }
 
 impl<T> BufferCharge<T> {
-    pub(crate) fn new(budget: Arc<Budget>, size: SizeFn<T>) -> Self {
+    pub(crate) fn new(budget: Arc<Budget>, size: Sizer<T>) -> Self {
         BufferCharge {
             budget,
             size,
@@ -70,7 +70,7 @@ impl<T> BufferCharge<T> {
 
     /// The bytes `element` is charged.
     pub fn size_of(&self, element: &T) -> u64 {
-        (self.size)(element)
+        self.size.size(element)
     }
 
     /// Charges `bytes` if the budget is not exhausted; false (nothing charged)
@@ -123,7 +123,7 @@ impl<T> BufferCharge<T> {
 /// A stage's in-memory dead-letter queue is charged through the same share.
 impl<T> weir_supervisor::dead_letter::LetterCharge<T> for BufferCharge<T> {
     fn size_of(&self, element: &T) -> u64 {
-        (self.size)(element)
+        self.size.size(element)
     }
 
     fn charge(&self, bytes: u64) {

@@ -13,16 +13,63 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Budget, HeldBytes, SizeFn};
+use super::{Budget, HeldBytes, Sizer};
 
-/// The sizes charged on one edge, oldest first.
+/// The sizes charged on one edge, oldest first, as runs of equal sizes (one
+/// entry for a batch of fixed-size elements).
 pub(crate) struct EdgeLog {
     budget: Arc<Budget>,
     pipeline: String,
     stage: String,
     port: Option<usize>,
-    sizes: Mutex<VecDeque<u64>>,
+    runs: Mutex<Runs>,
     bytes: AtomicU64,
+}
+
+/// `(size, count)` runs, oldest first, and how many elements they hold.
+#[derive(Default)]
+struct Runs {
+    runs: VecDeque<(u64, u64)>,
+    elements: u64,
+}
+
+impl Runs {
+    fn push(&mut self, size: u64, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.elements += count;
+        match self.runs.back_mut() {
+            Some((s, c)) if *s == size => *c += count,
+            _ => self.runs.push_back((size, count)),
+        }
+    }
+
+    /// Takes `n` elements from the front (oldest) or the back: their bytes.
+    fn take(&mut self, mut n: u64, front: bool) -> u64 {
+        let mut bytes = 0;
+        while n > 0 {
+            let run = if front {
+                self.runs.front_mut()
+            } else {
+                self.runs.back_mut()
+            };
+            let Some((size, count)) = run else { break };
+            let k = n.min(*count);
+            bytes += k * *size;
+            *count -= k;
+            n -= k;
+            self.elements -= k;
+            if *count == 0 {
+                if front {
+                    self.runs.pop_front();
+                } else {
+                    self.runs.pop_back();
+                }
+            }
+        }
+        bytes
+    }
 }
 
 impl std::fmt::Debug for EdgeLog {
@@ -47,27 +94,38 @@ impl EdgeLog {
             pipeline: pipeline.to_owned(),
             stage: stage.to_owned(),
             port,
-            sizes: Mutex::new(VecDeque::new()),
+            runs: Mutex::new(Runs::default()),
             bytes: AtomicU64::new(0),
         });
         budget.register(&log);
         log
     }
 
-    fn sizes(&self) -> std::sync::MutexGuard<'_, VecDeque<u64>> {
-        self.sizes.lock().unwrap_or_else(PoisonError::into_inner)
+    fn runs(&self) -> std::sync::MutexGuard<'_, Runs> {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Charges `sizes`, of which `reserved` bytes were reserved already.
     fn charge(&self, sizes: impl Iterator<Item = u64>, reserved: u64) {
         let mut total = 0;
         {
-            let mut log = self.sizes();
+            let mut runs = self.runs();
             for s in sizes {
-                log.push_back(s);
+                runs.push(s, 1);
                 total += s;
             }
         }
+        self.settle(total, reserved);
+    }
+
+    /// Charges `count` elements of `size` bytes each, of which `reserved`
+    /// bytes were reserved already.
+    fn charge_uniform(&self, size: u64, count: u64, reserved: u64) {
+        self.runs().push(size, count);
+        self.settle(size * count, reserved);
+    }
+
+    fn settle(&self, total: u64, reserved: u64) {
         self.bytes.fetch_add(total, Relaxed);
         if total >= reserved {
             self.budget.charge(total - reserved);
@@ -86,11 +144,7 @@ impl EdgeLog {
         if n == 0 {
             return;
         }
-        let bytes: u64 = {
-            let mut log = self.sizes();
-            let n = n.min(log.len());
-            log.drain(..n).sum()
-        };
+        let bytes = self.runs().take(n as u64, true);
         self.release(bytes);
     }
 
@@ -99,22 +153,18 @@ impl EdgeLog {
         if n == 0 {
             return;
         }
-        let bytes: u64 = {
-            let mut log = self.sizes();
-            let keep = log.len().saturating_sub(n);
-            log.drain(keep..).sum()
-        };
+        let bytes = self.runs().take(n as u64, false);
         self.release(bytes);
     }
 
     /// Nothing on the edge will be taken any more (its receiver stopped).
     pub(crate) fn release_all(&self) {
-        let bytes: u64 = self.sizes().drain(..).sum();
+        let bytes = self.runs().take(u64::MAX, true);
         self.release(bytes);
     }
 
     pub(crate) fn held(&self) -> HeldBytes {
-        let elements = self.sizes().len() as u64;
+        let elements = self.runs().elements;
         HeldBytes {
             pipeline: self.pipeline.clone(),
             stage: self.stage.clone(),
@@ -137,7 +187,7 @@ impl Drop for EdgeLog {
 /// charged already.
 pub(crate) struct OutCharge<T> {
     log: Arc<EdgeLog>,
-    size: SizeFn<T>,
+    size: Sizer<T>,
     /// Elements at the front of the outbox that are charged (the rest are new).
     charged: usize,
     /// The size of the last element charged: what the next is expected to be
@@ -156,7 +206,7 @@ impl<T> std::fmt::Debug for OutCharge<T> {
 }
 
 impl<T> OutCharge<T> {
-    pub(crate) fn new(log: Arc<EdgeLog>, size: SizeFn<T>) -> Self {
+    pub(crate) fn new(log: Arc<EdgeLog>, size: Sizer<T>) -> Self {
         OutCharge {
             log,
             size,
@@ -195,16 +245,25 @@ impl<T> OutCharge<T> {
     {
         let reserved = std::mem::take(&mut self.reserved);
         if len > self.charged {
-            let size = &self.size;
-            let mut last = self.last;
-            self.log.charge(
-                tail.map(|x| {
-                    last = size(x);
-                    last
-                }),
-                reserved,
-            );
-            self.last = last.max(1);
+            match &self.size {
+                Sizer::Inline(size) => {
+                    // Every element the same size: one run, no per-element call.
+                    self.log
+                        .charge_uniform(*size, (len - self.charged) as u64, reserved);
+                    self.last = (*size).max(1);
+                }
+                Sizer::Fn(size) => {
+                    let mut last = self.last;
+                    self.log.charge(
+                        tail.map(|x| {
+                            last = size(x);
+                            last
+                        }),
+                        reserved,
+                    );
+                    self.last = last.max(1);
+                }
+            }
         } else {
             self.log.budget.release(reserved);
             if len < self.charged {
@@ -286,16 +345,20 @@ mod tests {
     fn the_default_sizer_counts_the_vec_and_its_heap() {
         let b = budget(1 << 20);
         let size = b.sizer_for::<Vec<u8>>(&Default::default());
-        assert_eq!(size(&vec![0u8; 100]), 100 + size_of::<Vec<u8>>() as u64);
+        assert_eq!(
+            size.size(&vec![0u8; 100]),
+            100 + size_of::<Vec<u8>>() as u64
+        );
         let numbered = b.sizer_for::<(u64, Vec<u8>)>(&Default::default());
         assert_eq!(
-            numbered(&(7, vec![0u8; 100])),
+            numbered.size(&(7, vec![0u8; 100])),
             100 + size_of::<(u64, Vec<u8>)>() as u64,
             "an ordered pool's numbered elements: from the element's sizer"
         );
         struct Opaque(#[allow(dead_code)] [u8; 40]);
         let size = b.sizer_for::<Opaque>(&Default::default());
-        assert_eq!(size(&Opaque([0; 40])), 40, "no sizer: the inline size");
+        assert_eq!(size.size(&Opaque([0; 40])), 40, "no sizer: the inline size");
+        assert!(matches!(size, Sizer::Inline(40)), "and no call per element");
     }
 
     #[test]

@@ -67,6 +67,31 @@ use std::task::Waker;
 /// A sizer for elements of type `T`: the bytes one element holds.
 pub(crate) type SizeFn<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
 
+/// How an edge sizes its elements: a registered function, or the same inline
+/// size for every element (a type with no sizer), which needs no call.
+pub(crate) enum Sizer<T> {
+    Inline(u64),
+    Fn(SizeFn<T>),
+}
+
+impl<T> Clone for Sizer<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Sizer::Inline(n) => Sizer::Inline(*n),
+            Sizer::Fn(f) => Sizer::Fn(Arc::clone(f)),
+        }
+    }
+}
+
+impl<T> Sizer<T> {
+    pub(crate) fn size(&self, x: &T) -> u64 {
+        match self {
+            Sizer::Inline(n) => *n,
+            Sizer::Fn(f) => f(x),
+        }
+    }
+}
+
 /// Sizers by element type.
 #[derive(Clone, Default)]
 pub(crate) struct Sizers(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
@@ -361,14 +386,11 @@ impl Budget {
     }
 
     /// The sizer for `T`: the pipeline's, the budget's, or `size_of::<T>()`.
-    pub(crate) fn sizer_for<T: 'static>(&self, pipeline: &Sizers) -> SizeFn<T> {
-        pipeline
-            .get::<T>()
-            .or_else(|| self.sizers.get::<T>())
-            .unwrap_or_else(|| {
-                let inline = std::mem::size_of::<T>() as u64;
-                Arc::new(move |_: &T| inline)
-            })
+    pub(crate) fn sizer_for<T: 'static>(&self, pipeline: &Sizers) -> Sizer<T> {
+        match pipeline.get::<T>().or_else(|| self.sizers.get::<T>()) {
+            Some(f) => Sizer::Fn(f),
+            None => Sizer::Inline(std::mem::size_of::<T>() as u64),
+        }
     }
 
     pub(crate) fn register(&self, log: &Arc<EdgeLog>) {
