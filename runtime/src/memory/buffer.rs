@@ -85,10 +85,13 @@ impl<T> BufferCharge<T> {
         if self.budget.try_charge(bytes) {
             return Poll::Ready(());
         }
-        self.budget.wait(cx.waker());
-        // Released between the check and registering: go on.
-        if self.budget.try_charge(bytes) {
+        // Room as of registering (a release came first): try again at once.
+        if self.budget.wait(cx.waker()) && self.budget.try_charge(bytes) {
             Poll::Ready(())
+        } else if self.budget.used() < self.budget.limit() {
+            // Taken by another sender meanwhile, or room now: poll again.
+            cx.waker().wake_by_ref();
+            Poll::Pending
         } else {
             Poll::Pending
         }
@@ -106,8 +109,7 @@ impl<T> BufferCharge<T> {
         if self.budget.used() < self.budget.limit() {
             return Poll::Ready(());
         }
-        self.budget.wait(cx.waker());
-        if self.budget.used() < self.budget.limit() {
+        if self.budget.wait(cx.waker()) {
             Poll::Ready(())
         } else {
             Poll::Pending

@@ -49,8 +49,17 @@
 //! `weir/tests/memory_budget.rs` runs three pipelines flooding one budget.
 
 mod buffer;
+mod core;
 mod edge;
 mod size;
+
+/// What `core.rs` is written against: `std`'s types here, loom's in its model.
+mod sync {
+    pub(crate) use std::sync::Mutex;
+    pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+}
+
+use self::core::BudgetCore;
 
 pub use buffer::BufferCharge;
 pub(crate) use edge::{EdgeLog, OutCharge};
@@ -59,10 +68,7 @@ pub use size::ByteSize;
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::task::Waker;
 
 /// A sizer for elements of type `T`: the bytes one element holds.
 pub(crate) type SizeFn<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
@@ -233,12 +239,7 @@ impl MemoryBudget {
 
     pub(crate) fn start(self) -> Arc<Budget> {
         Arc::new(Budget {
-            limit: self.limit,
-            used: AtomicU64::new(0),
-            peak: AtomicU64::new(0),
-            waits: AtomicU64::new(0),
-            waiting: AtomicBool::new(false),
-            wakers: Mutex::new(Vec::new()),
+            core: BudgetCore::new(self.limit),
             holders: Mutex::new(Vec::new()),
             sizers: self.sizers,
         })
@@ -251,140 +252,33 @@ impl From<u64> for MemoryBudget {
     }
 }
 
-/// The running budget, shared by every charged edge of the runtime.
+/// The running budget, shared by every charged edge of the runtime: its
+/// counters ([`BudgetCore`], what threads share), the charged edges and the
+/// sizers.
 pub(crate) struct Budget {
-    limit: u64,
-    used: AtomicU64,
-    peak: AtomicU64,
-    /// Times a source found the budget exhausted and waited.
-    waits: AtomicU64,
-    /// Whether a source waits (so that a release looks at `wakers`).
-    waiting: AtomicBool,
-    wakers: Mutex<Vec<Waker>>,
+    core: BudgetCore,
     /// Every charged edge, for [`MemoryUsage::held`].
     holders: Mutex<Vec<Weak<EdgeLog>>>,
     sizers: Sizers,
 }
 
+impl std::ops::Deref for Budget {
+    type Target = BudgetCore;
+    fn deref(&self) -> &BudgetCore {
+        &self.core
+    }
+}
+
 impl fmt::Debug for Budget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Budget")
-            .field("limit", &self.limit)
-            .field("used", &self.used.load(Relaxed))
+            .field("limit", &self.core.limit)
+            .field("used", &self.core.used())
             .finish_non_exhaustive()
     }
 }
 
 impl Budget {
-    pub(crate) fn limit(&self) -> u64 {
-        self.limit
-    }
-
-    pub(crate) fn used(&self) -> u64 {
-        self.used.load(SeqCst)
-    }
-
-    pub(crate) fn charge(&self, bytes: u64) {
-        let now = self.used.fetch_add(bytes, SeqCst) + bytes;
-        self.peak.fetch_max(now, Relaxed);
-    }
-
-    pub(crate) fn release(&self, bytes: u64) {
-        if bytes == 0 {
-            return;
-        }
-        let before = self.used.fetch_sub(bytes, SeqCst);
-        debug_assert!(before >= bytes, "released more than was charged");
-        if self.waiting.load(SeqCst) && before - bytes < self.limit {
-            self.wake_sources();
-        }
-    }
-
-    fn wake_sources(&self) {
-        let wakers = {
-            let mut w = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
-            self.waiting.store(false, SeqCst);
-            std::mem::take(&mut *w)
-        };
-        for w in wakers {
-            w.wake();
-        }
-    }
-
-    /// How many elements a source may produce now, at most `want`, with their
-    /// bytes (`element_bytes` each) reserved: 0 when the budget is exhausted
-    /// (then `waker` is woken once bytes are released), else as many as fit (at
-    /// least one; one alone, reserving nothing, while the size is unknown:
-    /// `element_bytes` 0). The reservation is settled when the elements are
-    /// charged ([`OutCharge::admit`]). Reserving with a compare-and-swap keeps
-    /// sources on several threads from each taking the same room.
-    pub(crate) fn admit(&self, want: usize, element_bytes: u64, waker: &Waker) -> (usize, u64) {
-        let mut registered = false;
-        loop {
-            let used = self.used.load(SeqCst);
-            if used >= self.limit {
-                if registered {
-                    self.waits.fetch_add(1, Relaxed);
-                    return (0, 0);
-                }
-                let mut w = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
-                if !w.iter().any(|x| x.will_wake(waker)) {
-                    w.push(waker.clone());
-                }
-                self.waiting.store(true, SeqCst);
-                drop(w);
-                // Released between the check and registering: look again.
-                registered = true;
-                continue;
-            }
-            if element_bytes == 0 {
-                return (want.min(1), 0);
-            }
-            let room = (self.limit - used) / element_bytes;
-            let n = usize::try_from(room).unwrap_or(usize::MAX).clamp(1, want);
-            let bytes = n as u64 * element_bytes;
-            if self
-                .used
-                .compare_exchange(used, used + bytes, SeqCst, SeqCst)
-                .is_ok()
-            {
-                self.peak.fetch_max(used + bytes, Relaxed);
-                return (n, bytes);
-            }
-        }
-    }
-
-    /// Charges `bytes` unless the budget is exhausted (a charge may take it
-    /// past the limit by one element, as a source's may).
-    pub(crate) fn try_charge(&self, bytes: u64) -> bool {
-        let mut used = self.used.load(SeqCst);
-        loop {
-            if used >= self.limit {
-                return false;
-            }
-            match self
-                .used
-                .compare_exchange(used, used + bytes, SeqCst, SeqCst)
-            {
-                Ok(_) => {
-                    self.peak.fetch_max(used + bytes, Relaxed);
-                    return true;
-                }
-                Err(now) => used = now,
-            }
-        }
-    }
-
-    /// Registers `waker` to be woken when bytes are released; counts a wait.
-    pub(crate) fn wait(&self, waker: &Waker) {
-        let mut w = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
-        if !w.iter().any(|x| x.will_wake(waker)) {
-            w.push(waker.clone());
-        }
-        self.waiting.store(true, SeqCst);
-        self.waits.fetch_add(1, Relaxed);
-    }
-
     /// The sizer for `T`: the pipeline's, the budget's, or `size_of::<T>()`.
     pub(crate) fn sizer_for<T: 'static>(&self, pipeline: &Sizers) -> Sizer<T> {
         match pipeline.get::<T>().or_else(|| self.sizers.get::<T>()) {
@@ -410,10 +304,10 @@ impl Budget {
                 .collect()
         };
         MemoryUsage {
-            limit: self.limit,
-            used: self.used(),
-            peak: self.peak.load(Relaxed),
-            source_waits: self.waits.load(Relaxed),
+            limit: self.core.limit(),
+            used: self.core.used(),
+            peak: self.core.peak(),
+            source_waits: self.core.waits(),
             held,
         }
     }
