@@ -276,25 +276,33 @@ fn a_paused_ingress_holding_elements_is_not_stalled() {
         .run(&rt)
         .unwrap();
     let controller = running.controller();
+    // One element through first: the source has run and waits on its channel
+    // (pausing a source that has not polled yet could race its first step).
+    ingress.try_send(0).unwrap();
+    let start = std::time::Instant::now();
+    while controller.stats().stages[2].completed < 1 {
+        assert!(start.elapsed() < Duration::from_secs(10), "never ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert!(controller.pause_source("orders").unwrap());
-    for x in 0..4 {
+    for x in 1..5 {
         ingress.try_send(x).unwrap();
     }
     std::thread::sleep(Duration::from_millis(400));
     let stats = controller.stats();
     assert_eq!(
-        stats.stages[0].received, 4,
+        stats.stages[0].received, 5,
         "the ingress holds what it accepted"
     );
     assert_eq!(
-        stats.stages[2].completed, 0,
-        "nothing left the paused source"
+        stats.stages[2].completed, 1,
+        "nothing more left the paused source"
     );
     assert!(!stats.stages[0].stalled, "a paused source is not stalled");
     assert_eq!(controller.health(), weir::observe::Health::Healthy);
     assert!(controller.resume_source("orders").unwrap());
     drop(ingress);
     let done = running.wait().unwrap();
-    assert_eq!(done.output, [1, 2, 3, 4]);
+    assert_eq!(done.output, [1, 2, 3, 4, 5]);
     done.report.check_conservation().unwrap();
 }
