@@ -290,10 +290,14 @@ fn a_paused_ingress_holding_elements_is_not_stalled() {
     }
     std::thread::sleep(Duration::from_millis(400));
     let stats = controller.stats();
+    // The channel holds the four (the source's own gauge of it is as of its
+    // last pass, which a paused source does not repeat for later sends).
     assert_eq!(
-        stats.stages[0].received, 5,
+        ingress.available(),
+        8 - 4,
         "the ingress holds what it accepted"
     );
+    assert!(stats.stages[0].received >= 1, "{:?}", stats.stages[0]);
     assert_eq!(
         stats.stages[2].completed, 1,
         "nothing more left the paused source"
