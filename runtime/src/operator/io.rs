@@ -383,6 +383,47 @@ impl<'a, In, Out> Io<'a, In, Out> {
     }
 }
 
+impl<In: Clone, Out> Io<'_, In, Out> {
+    /// [`map_batch`](Self::map_batch) for elements that are `Clone`, the fast path
+    /// of a supervised one-to-one operator: `f` gets a clone of each element, made
+    /// in the loop that calls it, and the originals stay queued until the loop has
+    /// processed them, so that the stage keeps no copy of the batch of its own. In
+    /// an unsupervised stage it is [`map_batch`](Self::map_batch) itself.
+    ///
+    /// If `f` panics, the element it was given is lost (counted as failed) and the
+    /// rest stay queued, in order.
+    #[inline]
+    pub fn map_batch_cloning(&mut self, mut f: impl FnMut(In) -> Out) {
+        if self.keep.is_none() {
+            return self.map_batch(f);
+        }
+        let n = self.room().min(self.input.len());
+        if n == 0 {
+            return;
+        }
+        let (taken, out_before) = (self.taken(), self.output.len());
+        let mut queue = Vec::from(std::mem::take(&mut *self.input));
+        let output = &mut *self.output;
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            output.extend(queue[..n].iter().cloned().map(&mut f));
+        }));
+        // One output per element that `f` returned from (`extend` counts what it
+        // wrote, even on unwind): those are done; after them is the failed one.
+        let done = self.output.len() - out_before;
+        if run.is_err() {
+            let failed = queue.remove(done);
+            if let Some(keep) = self.keep.as_deref_mut() {
+                keep.rescue(taken + done, failed);
+            }
+        }
+        queue.drain(..done);
+        *self.input = VecDeque::from(queue);
+        if let Err(payload) = run {
+            resume_unwind(payload);
+        }
+    }
+}
+
 impl<T> Io<'_, T, T> {
     /// Keeps the queued inputs `predicate` accepts, as many as there is room for; the
     /// others are counted as filtered. If `predicate` panics, the element it was
