@@ -272,6 +272,14 @@ pub(crate) struct Keep<T> {
     rescued: Option<(usize, T)>,
 }
 
+#[cfg(test)]
+impl<T: Clone> Keep<T> {
+    /// The copies of a stage whose elements are `T`.
+    pub(crate) fn cloning() -> Self {
+        Keep::new(copy_queue::<T>)
+    }
+}
+
 impl<T> Keep<T> {
     fn new(copy: CopyQueue<T>) -> Self {
         Keep {
@@ -315,7 +323,7 @@ impl<T> Keep<T> {
     }
 
     /// The copy of the `k`-th element of the queue as it was when the step began.
-    fn take(&mut self, k: usize) -> Option<T> {
+    pub(crate) fn take(&mut self, k: usize) -> Option<T> {
         if let Some((index, _)) = &self.rescued
             && *index == k
         {

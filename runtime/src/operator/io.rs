@@ -484,3 +484,5 @@ impl<T> Io<'_, T, T> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_keep;
