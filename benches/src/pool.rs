@@ -9,7 +9,7 @@
 use crossbeam_channel::bounded;
 use weir::prelude::*;
 
-use crate::junctions::{CHANNEL_BATCHES, JunctionPlacement, arbiters};
+use crate::junctions::{CHANNEL_BATCHES, EDGE_CAPACITY, JunctionPlacement, arbiters};
 use crate::workload::{BATCH, sum_step};
 
 /// Rounds of [`cpu_work`]: a dependent xorshift-multiply chain (which, unlike an
@@ -66,6 +66,8 @@ pub fn pool_weir_with(
         .build()
         .map_err(err)?;
     let mut g = Graph::new();
+    // As much buffered per replica as the baseline's channel holds per worker.
+    g.default_capacity(EDGE_CAPACITY);
     if placement == JunctionPlacement::Spread {
         g.placement(Placement::Spread);
     }

@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 use weir_runtime::{Flow, OutputReceiver, Runnable, output};
 
 use crate::hub;
-use crate::ops::{Chunks, Filter, FilterMap, FlatMap, Inspect, Map, MapAsync, Take, TryMap};
+
+use crate::ops::{Chunks, Filter, FilterMap, FlatMap, Inspect, MapAsync, MapCloning, Take, TryMap};
 use crate::sink::{Collect, Egress, EgressSink, Fold, ForEach, ForEachAsync};
 
 /// The operators, as methods on a [`Flow`]. In the prelude.
@@ -477,7 +478,7 @@ impl<T: Clone + Send + 'static> FlowExt<T> for Flow<T> {
         F: FnMut(T) -> U + Send + 'static,
         U: Send + 'static,
     {
-        self.cloneable().via(Map::new(f))
+        self.cloneable().via(MapCloning::new(f))
     }
 
     fn try_map<U, F>(self, f: F) -> Flow<U>

@@ -7,6 +7,7 @@
 //! the building blocks live in `weir-supervisor`.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::pin::Pin;
 use std::time::Instant;
 
@@ -233,13 +234,104 @@ impl<T> From<SupervisionPolicy> for Supervision<T> {
     }
 }
 
-/// Copies a whole queue into a vector: one indirect call per step, with the
-/// element clones inlined (it is instantiated where `T: Clone` is known).
-pub(crate) type CopyQueue<T> = fn(&VecDeque<T>, &mut Vec<T>);
+/// Copies the elements `range` of a queue onto the end of a vector: one indirect
+/// call per copy, with the element clones inlined (it is instantiated where
+/// `T: Clone` is known) and a `memcpy` for `Copy` types.
+pub(crate) type CopyQueue<T> = fn(&VecDeque<T>, Range<usize>, &mut Vec<T>);
 
 /// [`CopyQueue`] for a `Clone` element type.
-fn copy_queue<T: Clone>(queue: &VecDeque<T>, into: &mut Vec<T>) {
-    into.extend(queue.iter().cloned());
+fn copy_queue<T: Clone>(queue: &VecDeque<T>, range: Range<usize>, into: &mut Vec<T>) {
+    let (front, back) = queue.as_slices();
+    let split = front.len();
+    if range.start < split {
+        into.extend_from_slice(&front[range.start..range.end.min(split)]);
+    }
+    if range.end > split {
+        into.extend_from_slice(&back[range.start.saturating_sub(split)..range.end - split]);
+    }
+}
+
+/// The copies a supervised stage keeps during one step, so that it can retry (or
+/// dead-letter) the element user code consumed and panicked on.
+///
+/// Only the element taken last when the step fails is ever needed, so the copies
+/// are taken lazily, by the [`Io`](crate::operator::Io) call that is about to hand
+/// elements to user code, and only of the elements that call may take: a step that
+/// takes nothing copies nothing, a `map_batch` copies the elements it maps, not the
+/// whole queue, and a loop that lends its elements to user code by reference
+/// (`filter_batch`) copies nothing; it keeps the element it was looking at when user
+/// code panicked ([`rescue`](Self::rescue)).
+pub(crate) struct Keep<T> {
+    copy: CopyQueue<T>,
+    /// Copies of the elements `from..from + copies.len()` of the queue as it was when
+    /// the step began.
+    copies: Vec<T>,
+    from: usize,
+    /// An element handed to user code by reference that user code panicked on, with
+    /// its index in the queue as it was when the step began.
+    rescued: Option<(usize, T)>,
+}
+
+#[cfg(test)]
+impl<T: Clone> Keep<T> {
+    /// The copies of a stage whose elements are `T`.
+    pub(crate) fn cloning() -> Self {
+        Keep::new(copy_queue::<T>)
+    }
+}
+
+impl<T> Keep<T> {
+    fn new(copy: CopyQueue<T>) -> Self {
+        Keep {
+            copy,
+            copies: Vec::new(),
+            from: 0,
+            rescued: None,
+        }
+    }
+
+    /// Forgets the copies of the last step.
+    pub(crate) fn begin(&mut self) {
+        self.copies.clear();
+        self.from = 0;
+        self.rescued = None;
+    }
+
+    /// Makes sure the next `n` elements of `queue` are copied; `taken` elements of
+    /// the queue as it was when the step began have been taken from it so far.
+    #[inline]
+    pub(crate) fn ensure(&mut self, queue: &VecDeque<T>, taken: usize, n: usize) {
+        let n = n.min(queue.len());
+        let end = self.from + self.copies.len();
+        if taken >= self.from && taken + n <= end {
+            return;
+        }
+        if taken < self.from || taken > end {
+            // Elements were taken without copies (lent by reference): none of the
+            // copies before them can be the one that fails now.
+            self.copies.clear();
+            self.from = taken;
+        }
+        let have = self.from + self.copies.len() - taken;
+        (self.copy)(queue, have..n, &mut self.copies);
+    }
+
+    /// Keeps `element`, the `index`-th of the queue as it was when the step began,
+    /// which user code panicked on while it had it by reference.
+    pub(crate) fn rescue(&mut self, index: usize, element: T) {
+        self.rescued = Some((index, element));
+    }
+
+    /// The copy of the `k`-th element of the queue as it was when the step began.
+    pub(crate) fn take(&mut self, k: usize) -> Option<T> {
+        if let Some((index, _)) = &self.rescued
+            && *index == k
+        {
+            return self.rescued.take().map(|(_, element)| element);
+        }
+        let i = k.checked_sub(self.from)?;
+        (i < self.copies.len()).then(|| self.copies.swap_remove(i))
+    }
 }
 
 /// How a supervised stage copies its elements, captured where `T: Clone` is known
@@ -272,7 +364,6 @@ impl<T: Clone> Copies<T> {
 pub(crate) struct StageSupervisor<T> {
     pub(crate) policy: SupervisionPolicy,
     pub(crate) dead_letters: Option<Arc<dyn DeadLetterSink<T>>>,
-    cloner: CopyQueue<T>,
     /// The operator handles its elements' failures itself (an async operator):
     /// the stage takes no snapshots and judges what the operator reports.
     pub(crate) elementwise: bool,
@@ -281,8 +372,8 @@ pub(crate) struct StageSupervisor<T> {
     pub(crate) window: IntensityWindow,
     /// Failed attempts of the element at the head of the queue.
     pub(crate) attempt: u32,
-    /// Copies of the queue taken before the current step.
-    snapshot: Vec<T>,
+    /// Copies of the elements user code takes in the current step.
+    pub(crate) keep: Keep<T>,
     /// While set, the stage processes nothing: it waits before a retry or restart,
     /// or for an open breaker's cooldown.
     pub(crate) resume: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -321,10 +412,9 @@ impl<T> StageSupervisor<T> {
             window: IntensityWindow::new(policy.intensity),
             policy,
             dead_letters: supervision.dead_letters,
-            cloner,
             elementwise,
             attempt: 0,
-            snapshot: Vec::new(),
+            keep: Keep::new(cloner),
             resume: None,
             breaker: policy_breaker,
             last_failure: None,
@@ -334,19 +424,9 @@ impl<T> StageSupervisor<T> {
         }
     }
 
-    /// Copies the queue before a step (not for an elementwise stage, whose
-    /// operator keeps its own copies).
-    pub(crate) fn snapshot(&mut self, queue: &VecDeque<T>) {
-        if self.elementwise {
-            return;
-        }
-        self.snapshot.clear();
-        (self.cloner)(queue, &mut self.snapshot);
-    }
-
     /// The copy of the `k`-th element of the queue as it was before the step.
     pub(crate) fn take_copy(&mut self, k: usize) -> Option<T> {
-        (k < self.snapshot.len()).then(|| self.snapshot.swap_remove(k))
+        self.keep.take(k)
     }
 
     /// Waits `delay` before processing anything more.

@@ -56,6 +56,45 @@ where
     }
 }
 
+/// [`Map`] for elements that are `Clone`, behind [`FlowExt::map`](crate::FlowExt::map):
+/// in a supervised stage, it clones each element as it maps it
+/// ([`Io::map_batch_cloning`]) instead of the stage copying the batch beforehand.
+pub(crate) struct MapCloning<F, In, Out>(Map<F, In, Out>);
+
+impl<F, In, Out> MapCloning<F, In, Out> {
+    pub(crate) fn new(f: F) -> Self {
+        MapCloning(Map::new(f))
+    }
+}
+
+impl<F, In, Out> Operator for MapCloning<F, In, Out>
+where
+    F: FnMut(In) -> Out + Send + 'static,
+    In: Clone + Send + 'static,
+    Out: Send + 'static,
+{
+    type In = In;
+    type Out = Out;
+
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+
+    fn fusable(&self) -> bool {
+        self.0.fusable()
+    }
+
+    fn retry_safe(&self) -> bool {
+        self.0.retry_safe()
+    }
+
+    #[inline]
+    fn step(&mut self, io: &mut Io<'_, In, Out>, _cx: &mut Context<'_>) -> Step {
+        io.map_batch_cloning(&mut self.0.f);
+        io.finish_when_drained()
+    }
+}
+
 #[cfg(test)]
 mod tests {
 

@@ -29,6 +29,7 @@ pub use flat_map::FlatMap;
 pub use flow_control::FlowControlExt;
 pub use inspect::Inspect;
 pub use map::Map;
+pub(crate) use map::MapCloning;
 pub use map_async::MapAsync;
 pub use take::Take;
 pub use try_map::TryMap;

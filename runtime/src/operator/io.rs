@@ -7,6 +7,7 @@ use weir_supervisor::Failure;
 
 use super::Step;
 use super::element::{ElementJudge, Verdict};
+use crate::supervision::Keep;
 
 /// Holds a draining iterator over the input queue; whatever the iterator has not
 /// yielded when the guard drops (the loop stopped early, or user code panicked) is
@@ -76,6 +77,9 @@ pub struct Io<'a, In, Out> {
     queued_before: usize,
     /// A failure reported with no supervision to judge it: the stage fails with it.
     pub(crate) unjudged: Option<Failure>,
+    /// A supervised stage's copies of the elements handed to user code by value,
+    /// taken just before each bulk loop or first `pop` (see [`Keep`]).
+    keep: Option<&'a mut Keep<In>>,
 }
 
 impl<In, Out> std::fmt::Debug for Io<'_, In, Out> {
@@ -111,6 +115,30 @@ impl<'a, In, Out> Io<'a, In, Out> {
             base_index: 0,
             queued_before,
             unjudged: None,
+            keep: None,
+        }
+    }
+
+    /// Attaches a supervised stage's copies, which every loop that hands elements
+    /// to user code keeps up to date.
+    pub(crate) fn with_keep(mut self, keep: Option<&'a mut Keep<In>>) -> Self {
+        self.keep = keep;
+        self
+    }
+
+    /// Elements taken from the queue so far in this step.
+    #[inline]
+    fn taken(&self) -> usize {
+        self.queued_before.saturating_sub(self.input.len())
+    }
+
+    /// Copies the next `n` queued elements before user code takes them, for a
+    /// supervised stage.
+    #[inline]
+    fn keep(&mut self, n: usize) {
+        let taken = self.taken();
+        if let Some(keep) = self.keep.as_deref_mut() {
+            keep.ensure(self.input, taken, n);
         }
     }
 
@@ -170,6 +198,7 @@ impl<'a, In, Out> Io<'a, In, Out> {
         if n == 0 {
             return;
         }
+        self.keep(n);
         {
             let mut lend = Lend::new(&mut *self.input);
             let mut rescue = Rescue {
@@ -190,6 +219,7 @@ impl<'a, In, Out> Io<'a, In, Out> {
             return;
         }
         let (queued, out_before) = (self.input.len(), self.output.len());
+        self.keep(queued);
         let run = catch_unwind(AssertUnwindSafe(|| {
             let mut lend = Lend::new(&mut *self.input);
             let mut rescue = Rescue {
@@ -252,6 +282,7 @@ impl<'a, In, Out> Io<'a, In, Out> {
             return;
         }
         let (queued, out_before) = (self.input.len(), self.output.len());
+        self.keep(queued);
         let run = catch_unwind(AssertUnwindSafe(|| {
             let mut lend = Lend::new(&mut *self.input);
             let mut rescue = Rescue {
@@ -268,6 +299,10 @@ impl<'a, In, Out> Io<'a, In, Out> {
     /// Takes the next input element, if one is queued.
     #[inline]
     pub fn pop(&mut self) -> Option<In> {
+        if self.keep.is_some() {
+            // The whole queue at the first pop, so that the pops after it copy nothing.
+            self.keep(self.input.len());
+        }
         self.input.pop_front()
     }
 
@@ -348,6 +383,47 @@ impl<'a, In, Out> Io<'a, In, Out> {
     }
 }
 
+impl<In: Clone, Out> Io<'_, In, Out> {
+    /// [`map_batch`](Self::map_batch) for elements that are `Clone`, the fast path
+    /// of a supervised one-to-one operator: `f` gets a clone of each element, made
+    /// in the loop that calls it, and the originals stay queued until the loop has
+    /// processed them, so that the stage keeps no copy of the batch of its own. In
+    /// an unsupervised stage it is [`map_batch`](Self::map_batch) itself.
+    ///
+    /// If `f` panics, the element it was given is lost (counted as failed) and the
+    /// rest stay queued, in order.
+    #[inline]
+    pub fn map_batch_cloning(&mut self, mut f: impl FnMut(In) -> Out) {
+        if self.keep.is_none() {
+            return self.map_batch(f);
+        }
+        let n = self.room().min(self.input.len());
+        if n == 0 {
+            return;
+        }
+        let (taken, out_before) = (self.taken(), self.output.len());
+        let mut queue = Vec::from(std::mem::take(&mut *self.input));
+        let output = &mut *self.output;
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            output.extend(queue[..n].iter().cloned().map(&mut f));
+        }));
+        // One output per element that `f` returned from (`extend` counts what it
+        // wrote, even on unwind): those are done; after them is the failed one.
+        let done = self.output.len() - out_before;
+        if run.is_err() {
+            let failed = queue.remove(done);
+            if let Some(keep) = self.keep.as_deref_mut() {
+                keep.rescue(taken + done, failed);
+            }
+        }
+        queue.drain(..done);
+        *self.input = VecDeque::from(queue);
+        if let Err(payload) = run {
+            resume_unwind(payload);
+        }
+    }
+}
+
 impl<T> Io<'_, T, T> {
     /// Keeps the queued inputs `predicate` accepts, as many as there is room for; the
     /// others are counted as filtered. If `predicate` panics, the element it was
@@ -365,6 +441,7 @@ impl<T> Io<'_, T, T> {
             return;
         }
         let room = limit - self.output.len();
+        let taken = self.taken();
         let mut queue = Vec::from(std::mem::take(&mut *self.input));
         let n = queue.len();
         // `queue[..kept]` kept, `queue[kept..read]` rejected, `queue[read..]` not
@@ -384,6 +461,13 @@ impl<T> Io<'_, T, T> {
         // A panic left the element it was looking at at `read`: that one failed.
         let failed = usize::from(run.is_err());
         let rest = queue.split_off(read + failed);
+        if failed == 1
+            && let Some(keep) = self.keep.as_deref_mut()
+            && let Some(element) = queue.pop()
+        {
+            // User code had it by reference: the element itself is the copy.
+            keep.rescue(taken + read, element);
+        }
         queue.truncate(kept);
         self.filtered += (read - kept) as u64;
         if self.output.is_empty() {
@@ -400,3 +484,5 @@ impl<T> Io<'_, T, T> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_keep;

@@ -433,16 +433,19 @@ impl<Op: Operator> StageActor<Op> {
         };
         let watched = self.stall_timeout().map(|t| (t, self.stall_action()));
         let supervised = self.sup.is_some();
-        if let Some(sup) = &mut self.sup {
-            sup.snapshot(&self.inq);
-        }
         // An async operator that handles its elements' failures reports them to
-        // the stage's policy through the `Io`, during the step.
-        let mut judge = self
-            .sup
-            .as_mut()
-            .filter(|sup| sup.elementwise)
-            .map(|sup| Judge::new(sup, &self.pipeline, &self.shared));
+        // the stage's policy through the `Io`, during the step; for the others the
+        // `Io` copies what user code takes, to retry the element it panicked on.
+        let (mut judge, keep) = match self.sup.as_mut() {
+            Some(sup) if sup.elementwise => {
+                (Some(Judge::new(sup, &self.pipeline, &self.shared)), None)
+            }
+            Some(sup) => {
+                sup.keep.begin();
+                (None, Some(&mut sup.keep))
+            }
+            None => (None, None),
+        };
         let io = Io::new(
             &mut self.inq,
             &mut self.spill,
@@ -450,10 +453,12 @@ impl<Op: Operator> StageActor<Op> {
             input_ended,
             limit,
         );
-        let mut io = io.with_judge(
-            judge.as_mut().map(|j| j as &mut dyn ElementJudge<Op::In>),
-            self.consumed,
-        );
+        let mut io = io
+            .with_judge(
+                judge.as_mut().map(|j| j as &mut dyn ElementJudge<Op::In>),
+                self.consumed,
+            )
+            .with_keep(keep);
         // Reading the clock twice per step shows in profiles: time a sample.
         self.steps = self.steps.wrapping_add(1);
         let timed = self.histograms.is_some() && self.steps.is_multiple_of(STEP_TIMING_EVERY);
