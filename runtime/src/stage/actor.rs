@@ -31,6 +31,7 @@ use crate::pipeline::shared::PipelineShared;
 use crate::supervision::StageSupervisor;
 
 mod barrier;
+mod budget;
 mod flush;
 pub(crate) mod reconfig;
 mod supervise;
@@ -166,31 +167,13 @@ impl<Op: Operator> StageActor<Op> {
         };
         shared.credit.store(credit, Relaxed);
         let stateful = op.checkpoint().is_some();
-        // A source that charges its own buffer waits on the budget through its
-        // senders, not here.
-        let buffer = match &pipeline.memory {
-            Some(memory) if shared.is_source => {
-                let buffer = memory.buffer_charge::<Op::Out>();
-                op.charge_buffer(buffer.clone()).then_some(buffer)
-            }
-            _ => None,
-        };
-        // Letters a stage puts in an in-memory dead-letter queue are charged.
-        if let (Some(memory), Some(dead)) = (
-            &pipeline.memory,
-            sup.as_ref().and_then(|s| s.dead_letters.as_ref()),
-        ) {
-            dead.charge_memory(Arc::new(memory.buffer_charge::<Op::In>()));
-        }
-        let charge = match (&pipeline.memory, &downstream) {
-            (Some(memory), Some(_)) => Some(memory.charge_for::<Op::Out>(
-                &pipeline.name,
-                &shared.name,
-                None,
-                &shared.charge,
-            )),
-            _ => None,
-        };
+        let (buffer, charge) = budget::charges(
+            &mut op,
+            &shared,
+            &pipeline,
+            downstream.is_some(),
+            sup.as_ref(),
+        );
         StageActor {
             charge,
             buffer,
@@ -248,14 +231,7 @@ impl<Op: Operator> StageActor<Op> {
     /// Makes `tail` this stage's output: the first member of the fused group that
     /// continues after it.
     pub(crate) fn fuse(&mut self, tail: FusedOut<Op::Out>) {
-        if let (None, Some(memory)) = (&self.charge, &self.pipeline.memory) {
-            self.charge = Some(memory.charge_for::<Op::Out>(
-                &self.pipeline.name,
-                &self.shared.name,
-                None,
-                &self.shared.charge,
-            ));
-        }
+        self.charge_fused_output();
         self.credit = tail.tail.room();
         self.shared.credit.store(self.credit, Relaxed);
         self.downstream = Some(Output::Fused(tail));
@@ -335,13 +311,9 @@ impl<Op: Operator> StageActor<Op> {
             };
             // Under a memory budget a source admits only what fits; with the
             // budget exhausted it waits (a release wakes it), and only sources do.
-            let admits = self.is_source() && !self.shutdown && self.buffer.is_none();
-            let limit = match &mut self.charge {
-                Some(charge) if admits => match charge.admit(limit, cx.waker()) {
-                    0 => break,
-                    n => n,
-                },
-                _ => limit,
+            let limit = match self.admit(limit, cx) {
+                0 => break,
+                n => n,
             };
             if !self.step(limit, ctx, cx) {
                 break;
@@ -498,17 +470,7 @@ impl<Op: Operator> StageActor<Op> {
         self.completed += completed;
         self.filtered += filtered;
         self.owed += consumed;
-        if let Some(buffer) = &self.buffer {
-            // What the source took from its charged buffer is charged already.
-            let handed = buffer.take_handover();
-            match &mut self.charge {
-                Some(charge) => charge.add_reserved(handed),
-                None => buffer.release(handed),
-            }
-        }
-        if let Some(charge) = &mut self.charge {
-            charge.sync(&self.outbox);
-        }
+        self.charge_outbox();
         if self.is_source() {
             self.received += produced as u64;
             self.shared.received.fetch_add(produced as u64, Relaxed);
@@ -669,19 +631,6 @@ impl<Op: Operator> StageActor<Op> {
             // A closed upstream has ended or was aborted; the credit is moot.
             up.tx.send(Up::Demand(owed));
         }
-    }
-
-    /// Under a memory budget: releases what the stage took from its queue,
-    /// except the elements its operator still holds (a partial chunk, futures
-    /// in flight, a window's pending elements), which stay charged until they
-    /// leave it.
-    fn release_taken(&mut self) {
-        let Some(up) = &self.upstream else { return };
-        let held = self.op_held();
-        let total = self.owed + self.held_charged;
-        let release = total.saturating_sub(held);
-        self.held_charged = total - release;
-        up.source.release(release);
     }
 
     /// Input elements held outside the queues: in the operator's state, and in
