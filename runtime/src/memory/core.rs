@@ -130,19 +130,21 @@ impl BudgetCore {
             let room = (self.limit - used) / element_bytes;
             let n = usize::try_from(room).unwrap_or(usize::MAX).clamp(1, want);
             let bytes = n as u64 * element_bytes;
-            match self.used.compare_exchange(
-                word,
-                word + bytes,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    self.peak.fetch_max(used + bytes, Ordering::Relaxed);
-                    return (n, bytes);
-                }
+            match self.reserve(word, bytes) {
+                Ok(()) => return (n, bytes),
                 Err(now) => word = now,
             }
         }
+    }
+
+    /// Adds `bytes` to `used` if it still holds `word` (the waiting bit kept);
+    /// else the word it holds now.
+    fn reserve(&self, word: u64, bytes: u64) -> Result<(), u64> {
+        self.used
+            .compare_exchange(word, word + bytes, Ordering::AcqRel, Ordering::Acquire)?;
+        self.peak
+            .fetch_max((word & !WAITING) + bytes, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Charges `bytes` unless the budget is exhausted (a charge may take it
@@ -154,16 +156,8 @@ impl BudgetCore {
             if used >= self.limit {
                 return false;
             }
-            match self.used.compare_exchange(
-                word,
-                word + bytes,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    self.peak.fetch_max(used + bytes, Ordering::Relaxed);
-                    return true;
-                }
+            match self.reserve(word, bytes) {
+                Ok(()) => return true,
                 Err(now) => word = now,
             }
         }

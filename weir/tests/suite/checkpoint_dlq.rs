@@ -115,11 +115,11 @@ pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// The file, opened to go on appending (as a restarted process does), once the
 /// actors of the pipeline that had it open have all been dropped.
-fn open(path: &Path) -> SharedFileDlq<u64> {
+pub(crate) fn open<T>(path: &Path) -> SharedFileDlq<T> {
     let mut writer = None;
     wait_until(
         "the last run to let go of the file",
-        || match FileDlqWriter::<u64>::open_append(path) {
+        || match FileDlqWriter::<T>::open_append(path) {
             Ok(w) => {
                 writer = Some(w);
                 true
@@ -186,7 +186,7 @@ fn a_restart_after_an_abort_holds_each_dead_letter_once() {
     let (ckpt, path) = (dir.path().join("ckpt"), dir.path().join("picky.dlq"));
     {
         // A letter from before this job: it stays.
-        let earlier = open(&path);
+        let earlier = open::<u64>(&path);
         let failure = Failure::error(ErrorClass::Permanent, "earlier");
         let letter = DeadLetter::new(9_999, "earlier", "other", &failure, 1, 0);
         weir::supervisor::dead_letter::DeadLetterSink::offer(&earlier, letter).unwrap();

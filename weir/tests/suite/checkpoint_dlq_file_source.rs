@@ -16,9 +16,9 @@ use weir::checkpoint::CheckpointConfig;
 use weir::file::{FileSource, Line};
 use weir::operator::{Io, Operator, Step};
 use weir::prelude::*;
-use weir::supervisor::dead_letter::{DlqError, FileDlqReader, FileDlqWriter, SharedFileDlq};
+use weir::supervisor::dead_letter::{FileDlqReader, SharedFileDlq};
 
-use super::checkpoint_dlq::{Gate, wait_until};
+use super::checkpoint_dlq::{Gate, open, wait_until};
 
 const LINES: u64 = 3_000;
 const MAX: usize = 16;
@@ -87,23 +87,6 @@ fn job(
         .collect()
         .default_capacity(8)
         .checkpoints(CheckpointConfig::new(ckpt).without_fsync())
-}
-
-/// The file opened to go on appending, once the last run has let go of it.
-fn open(path: &Path) -> SharedFileDlq<Line> {
-    let mut writer = None;
-    wait_until(
-        "the last run to let go of the file",
-        || match FileDlqWriter::<Line>::open_append(path) {
-            Ok(w) => {
-                writer = Some(w);
-                true
-            }
-            Err(DlqError::Locked) => false,
-            Err(e) => panic!("{e}"),
-        },
-    );
-    SharedFileDlq::new(writer.unwrap())
 }
 
 fn rejected(range: std::ops::Range<u64>) -> u64 {
