@@ -86,7 +86,9 @@ pub struct SoakReport {
     /// Growth of the resident set after the warm-up (largest sample in the last
     /// quarter over the largest in the first quarter, minus 1).
     pub rss_growth: f64,
-    /// The same for open file descriptors.
+    /// The same for open file descriptors, comparing the smallest samples of
+    /// the two quarters (a checkpoint's write holds a descriptor or two for
+    /// milliseconds; a leak raises the floor).
     pub fd_growth: f64,
 }
 
@@ -150,13 +152,31 @@ fn sample(start: Instant) -> Result<Sample, String> {
     })
 }
 
+/// Which sample of a quarter stands for it.
+#[derive(Debug, Clone, Copy)]
+enum Quarter {
+    /// The largest: memory, whose peaks are what a budget must hold.
+    Peak,
+    /// The smallest: descriptors, of which a checkpoint's write holds one or
+    /// two for a few milliseconds (a sample catching one is no leak; a leak
+    /// raises every sample, so it raises the floor).
+    Floor,
+}
+
 /// Growth of `value` between the first and the last quarter of `samples`
-/// (each quarter's largest), as a fraction.
-fn growth(samples: &[Sample], value: impl Fn(&Sample) -> u64) -> f64 {
+/// (each quarter's peak or floor), as a fraction.
+fn growth(samples: &[Sample], by: Quarter, value: impl Fn(&Sample) -> u64) -> f64 {
     let quarter = (samples.len() / 4).max(1);
-    let max = |s: &[Sample]| s.iter().map(&value).max().unwrap_or(0);
-    let first = max(&samples[..quarter.min(samples.len())]);
-    let last = max(&samples[samples.len().saturating_sub(quarter)..]);
+    let pick = |s: &[Sample]| {
+        let values = s.iter().map(&value);
+        match by {
+            Quarter::Peak => values.max(),
+            Quarter::Floor => values.min(),
+        }
+        .unwrap_or(0)
+    };
+    let first = pick(&samples[..quarter.min(samples.len())]);
+    let last = pick(&samples[samples.len().saturating_sub(quarter)..]);
     if first == 0 {
         return 0.0;
     }
@@ -307,8 +327,8 @@ pub fn run(config: &SoakConfig) -> Result<SoakReport, String> {
     }
     let panics = restarting.restarts + skipping.failed;
     Ok(SoakReport {
-        rss_growth: growth(&samples, |s| s.rss),
-        fd_growth: growth(&samples, |s| s.fds),
+        rss_growth: growth(&samples, Quarter::Peak, |s| s.rss),
+        fd_growth: growth(&samples, Quarter::Floor, |s| s.fds),
         samples,
         checkpointed_elements: a.output,
         hub_elements: skipping.emitted,
@@ -333,14 +353,39 @@ mod tests {
         }
     }
 
+    fn fds(fds: u64) -> Sample {
+        Sample {
+            at_s: 0.0,
+            rss: 1,
+            fds,
+        }
+    }
+
     #[test]
     fn growth_compares_the_largest_of_the_first_and_last_quarters() {
         let flat: Vec<Sample> = [100, 104, 99, 101, 103, 100, 102, 101].map(at).to_vec();
         // 104 in the first quarter, 102 in the last: no growth.
-        assert!((growth(&flat, |s| s.rss) - (102.0 / 104.0 - 1.0)).abs() < 1e-9);
+        let peak = |s: &[Sample]| growth(s, Quarter::Peak, |s| s.rss);
+        assert!((peak(&flat) - (102.0 / 104.0 - 1.0)).abs() < 1e-9);
         let leak: Vec<Sample> = (0..8).map(|i| at(100 + 10 * i)).collect();
-        assert!((growth(&leak, |s| s.rss) - (170.0 / 110.0 - 1.0)).abs() < 1e-9);
-        assert_eq!(growth(&[], |s| s.rss), 0.0);
-        assert_eq!(growth(&flat, |s| s.fds), 0.0);
+        assert!((peak(&leak) - (170.0 / 110.0 - 1.0)).abs() < 1e-9);
+        assert_eq!(peak(&[]), 0.0);
+        assert_eq!(growth(&flat, Quarter::Floor, |s| s.fds), 0.0);
+    }
+
+    /// The CI soak once failed on 19 descriptors in the first quarter and one
+    /// sample of 20 in the last (a checkpoint being written): +5.3 %. The floor
+    /// ignores such a sample and still sees a leak.
+    #[test]
+    fn descriptor_growth_ignores_a_transient_and_sees_a_leak() {
+        let transient: Vec<Sample> = [
+            19, 19, 19, 19, 19, 20, 19, 19, 19, 19, 19, 19, 19, 20, 19, 19,
+        ]
+        .map(fds)
+        .to_vec();
+        assert!(growth(&transient, Quarter::Peak, |s| s.fds) > 0.05);
+        assert_eq!(growth(&transient, Quarter::Floor, |s| s.fds), 0.0);
+        let leak: Vec<Sample> = (0..16).map(|i| fds(19 + i / 2)).collect();
+        assert!(growth(&leak, Quarter::Floor, |s| s.fds) > 0.05);
     }
 }
