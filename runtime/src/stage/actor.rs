@@ -34,6 +34,7 @@ mod barrier;
 mod budget;
 mod flush;
 pub(crate) mod reconfig;
+mod slice;
 mod supervise;
 mod watchdog;
 
@@ -119,6 +120,9 @@ pub(crate) struct StageActor<Op: Operator> {
     histograms: Option<StageHistograms>,
     /// Steps so far, for timing one step in [`STEP_TIMING_EVERY`].
     steps: u32,
+    /// Fewer elements per step, and the arbiter handed back between slices,
+    /// for a stage whose steps are slow (see `actor/slice.rs`).
+    slice: slice::TimeSlice,
     /// Since when output has waited with no credit (backpressure).
     blocked_since: Option<Instant>,
     /// The stage's `tracing` span (`stage`, with pipeline, stage and kind), entered
@@ -167,6 +171,7 @@ impl<Op: Operator> StageActor<Op> {
         };
         shared.credit.store(credit, Relaxed);
         let stateful = op.checkpoint().is_some();
+        let is_source = shared.is_source;
         let (buffer, charge) = budget::charges(
             &mut op,
             &shared,
@@ -209,6 +214,7 @@ impl<Op: Operator> StageActor<Op> {
             stalled: false,
             histograms: None,
             steps: 0,
+            slice: slice::TimeSlice::new(is_source),
             blocked_since: None,
             span: tracing::Span::none(),
             reapply: None,
@@ -241,8 +247,11 @@ impl<Op: Operator> StageActor<Op> {
         self.shared.is_source
     }
 
-    /// Does all the work that can be done now.
-    fn drive(&mut self, ctx: &mut Ctl, cx: &mut task::Context<'_>) {
+    /// Does all the work that can be done now, or a time slice of it. Returns
+    /// true when the stage used its slice and handed the arbiter back (its task
+    /// is woken again once the arbiter's other tasks ran).
+    fn drive(&mut self, ctx: &mut Ctl, cx: &mut task::Context<'_>) -> bool {
+        let mut handed_back = false;
         let span = self.span.clone();
         let _entered = span.enter();
         let _dead_letters = self.pipeline.dead_letter_scope(self.shared.index);
@@ -315,37 +324,60 @@ impl<Op: Operator> StageActor<Op> {
                 0 => break,
                 n => n,
             };
-            if !self.step(limit, ctx, cx) {
+            let started = self
+                .slice
+                .start()
+                .map(|at| (at, self.consumed + self.received));
+            let progressed = self.step(limit.min(self.slice.limit()), ctx, cx);
+            if let Some((started, before)) = started {
+                let elements = (self.consumed + self.received).saturating_sub(before);
+                if self.slice.record(started.elapsed(), elements as usize) {
+                    // The slice is used: grant what was taken and let the
+                    // arbiter's other actors run before the next step.
+                    slice::TimeSlice::hand_back(cx);
+                    handed_back = true;
+                    break;
+                }
+            }
+            if !progressed {
                 break;
             }
         }
+        self.slice.reset();
         self.grant(ctx);
         self.refresh_credit();
         self.publish_gauges();
         self.watch(ctx, cx);
+        handed_back
     }
 
     /// Drives the stage and then the fused members after it, again while a member
     /// freed room the stage can fill, at most [`FUSED_ROUNDS`] times per poll.
-    fn drive_group(&mut self, ctx: &mut Ctl, cx: &mut task::Context<'_>) {
+    fn drive_group(&mut self, ctx: &mut Ctl, cx: &mut task::Context<'_>) -> bool {
+        // A stage of the group that used its time slice has its task woken
+        // after the arbiter's other tasks: waking it at once would undo that.
+        let mut handed_back = false;
         for _ in 0..FUSED_ROUNDS {
-            self.drive(ctx, cx);
+            handed_back |= self.drive(ctx, cx);
             let Some(Output::Fused(f)) = &mut self.downstream else {
-                return;
+                return handed_back;
             };
             let room = f.tail.room();
-            f.tail.drive(cx);
+            handed_back |= f.tail.drive(cx);
             let (cancelled, freed) = (f.up.cancelled(), f.tail.room() > room);
             if cancelled && self.phase != Phase::Stopped {
                 // The member wants nothing more (it finished early, like `take`).
                 self.cancel(ctx);
             }
             if !freed || self.phase == Phase::Stopped {
-                return;
+                return handed_back;
             }
         }
         // Work may be left: poll again after the arbiter's other actors ran.
-        cx.waker().wake_by_ref();
+        if !handed_back {
+            cx.waker().wake_by_ref();
+        }
+        handed_back
     }
 
     /// Applies `msg` if it is for this stage (stage `index`), else hands it to the
@@ -889,10 +921,11 @@ impl<Op: Operator> Tail<Op::In> for StageActor<Op> {
         Ok(())
     }
 
-    fn drive(&mut self, cx: &mut task::Context<'_>) {
+    fn drive(&mut self, cx: &mut task::Context<'_>) -> bool {
         let mut ctl = Ctl::default();
-        self.drive_group(&mut ctl, cx);
+        let handed_back = self.drive_group(&mut ctl, cx);
         self.settle_member();
+        handed_back
     }
 
     fn up(&mut self, up: Up) {
@@ -944,7 +977,7 @@ impl<Op: Operator> ActorFuture<StageActor<Op>> for Driver {
         cx: &mut task::Context<'_>,
     ) -> Poll<()> {
         let mut ctl = Ctl::default();
-        act.drive_group(&mut ctl, cx);
+        let _handed_back = act.drive_group(&mut ctl, cx);
         act.settle_actor(&ctl, ctx);
         Poll::Pending
     }

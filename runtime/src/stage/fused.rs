@@ -39,8 +39,10 @@ pub(crate) trait Tail<T: Send + 'static>: Send {
     /// Hands a batch, the end of the stream or a barrier to the member. A stopped
     /// member hands it back.
     fn deliver(&mut self, down: Down<T>) -> Result<(), Down<T>>;
-    /// Runs the member (and the members after it) until none can progress.
-    fn drive(&mut self, cx: &mut task::Context<'_>);
+    /// Runs the member (and the members after it) until none can progress or
+    /// one used its time slice; true in that case (the group's task is woken
+    /// again after the arbiter's other tasks ran).
+    fn drive(&mut self, cx: &mut task::Context<'_>) -> bool;
     /// Credit or a cancellation from the edge after the group: for the last member.
     fn up(&mut self, up: Up);
     /// A control message for the member that is stage `index`.

@@ -18,6 +18,7 @@ mod core_backpressure;
 mod core_batching;
 mod core_build_errors;
 mod core_embedded;
+mod core_fairness;
 mod core_lifecycle;
 mod core_properties;
 mod core_send_sync;
