@@ -53,6 +53,8 @@ pub(crate) struct JunctionActor<J: Junction> {
     last_barrier: u64,
     /// Whether the junction is checkpointable.
     stateful: bool,
+    /// Counts the junction on its arbiter thread (see `stage::neighbours`).
+    presence: Option<crate::stage::neighbours::Presence>,
 }
 
 impl<J: Junction> Unpin for JunctionActor<J> {}
@@ -133,6 +135,7 @@ impl<J: Junction> UnstartedJunction<J> {
         let stateful = junction.checkpoint().is_some();
         let actor = JunctionActor {
             stateful,
+            presence: None,
             barrier: None,
             last_barrier: 0,
             junction,
@@ -531,6 +534,7 @@ impl<J: Junction> Actor for JunctionActor<J> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.presence = Some(crate::stage::neighbours::Presence::here());
         self.started_at = Instant::now();
         self.pipeline.stage_started(&self.shared);
         ctx.spawn(Driver);

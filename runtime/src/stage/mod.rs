@@ -16,6 +16,7 @@ pub(crate) mod fused;
 pub(crate) mod link;
 pub(crate) mod message;
 pub(crate) mod monitor;
+pub(crate) mod neighbours;
 pub(crate) mod shared;
 
 use std::sync::Arc;

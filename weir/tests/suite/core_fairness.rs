@@ -54,7 +54,7 @@ fn a_slow_stage_does_not_hold_its_arbiter_for_its_whole_queue() {
     let done = slow.wait().unwrap();
     assert_eq!(done.output, (0..300).sum::<u64>());
     done.report.check_conservation().unwrap();
-    // A slice is 1 ms and a step of the slow map then takes one element (2 ms):
+    // A slice is 200 µs and a step of the slow map then takes one element (2 ms):
     // a ping waits for at most one or two of them; 150 ms leaves room for a
     // loaded machine and is still a quarter of the slow stage's queue.
     let map = done.report.stage("map#1").unwrap();

@@ -1,7 +1,8 @@
 //! Time slices: a stage whose steps are slow (about a microsecond of user code
 //! per element or more) takes fewer elements per step and hands its arbiter
 //! back between slices, so that the other actors on that arbiter (a pool's
-//! dispatch, another pipeline's stages) run at least every [`SLICE`].
+//! dispatch, another pipeline's stages) run at least every [`SLICE`] (every
+//! [`SLICE_ALONE`] for a stage that has its arbiter to itself).
 //!
 //! An arbiter runs its actors cooperatively: without slices a replica with 4,096
 //! queued elements of 1 µs each held its thread for 4 ms per step, and nothing
@@ -21,14 +22,19 @@
 //! ```text
 //!  arbiter 0, no slices:   [ replica 1: 4 ms step ][dispatch][collect][ replica 1: 4 ms … ]
 //!  arbiter 0, slices:      [r1 ≤SLICE][dispatch][collect][sink][r1 ≤SLICE][dispatch]…
+//!  arbiter 1 (alone):      [r0 ≤SLICE_ALONE, grant][r0 ≤SLICE_ALONE][r0 …, grant]…
 //! ```
 
 use std::future::Future;
 use std::task;
 use std::time::{Duration, Instant};
 
-/// The longest a stage runs steps before it hands its arbiter back.
-pub(super) const SLICE: Duration = Duration::from_micros(1000);
+/// The longest a stage runs steps before it hands its arbiter back, when it
+/// shares the arbiter with another of weir's actors.
+pub(super) const SLICE: Duration = Duration::from_micros(200);
+
+/// The same for a stage alone on its arbiter (see [`TimeSlice::record`]).
+pub(super) const SLICE_ALONE: Duration = Duration::from_millis(1);
 
 /// While a stage looks fast, one step in this many is timed.
 pub(super) const SAMPLE_EVERY: u32 = 32;
@@ -85,21 +91,34 @@ impl TimeSlice {
     /// slice and should hand its arbiter back now.
     #[inline(never)]
     pub(super) fn record(&mut self, elapsed: Duration, elements: usize) -> bool {
+        self.record_sharing(elapsed, elements, crate::stage::neighbours::shared())
+    }
+
+    /// [`record`](Self::record), told whether the stage shares its arbiter with
+    /// another of weir's actors: then its slice is [`SLICE`]; alone, it is
+    /// [`SLICE_ALONE`]. A stage alone still slices, so that it grants what it
+    /// took upstream while it works through a long queue (a pool replica that
+    /// granted only after its whole queue idled for a round trip through the
+    /// dispatch's arbiter), but in longer slices: each slice ends with a batch
+    /// (and often a thread wake-up) for the next actor, and 200 µs slices cost a
+    /// lone replica about 10 % of its throughput.
+    fn record_sharing(&mut self, elapsed: Duration, elements: usize, sharing: bool) -> bool {
+        let slice = if sharing { SLICE } else { SLICE_ALONE };
         self.spent += elapsed;
         if elements > 0 {
             let per_element = elapsed.as_nanos() / elements as u128;
-            if elapsed > SLICE {
+            if elapsed > slice {
                 // Aim at half a slice per step, so that a slice holds two.
-                let fit = (SLICE.as_nanos() / 2) / per_element.max(1);
+                let fit = (slice.as_nanos() / 2) / per_element.max(1);
                 self.limit = usize::try_from(fit).unwrap_or(usize::MAX).max(1);
-            } else if self.limit != usize::MAX && elapsed < SLICE / 8 {
+            } else if self.limit != usize::MAX && elapsed < slice / 8 {
                 self.limit = self.limit.saturating_mul(2);
                 if self.limit >= UNLIMITED_AT {
                     self.limit = usize::MAX;
                 }
             }
         }
-        self.spent >= SLICE
+        self.spent >= slice
     }
 
     /// Hands the arbiter back: the stage's task is woken again only after every
@@ -107,7 +126,7 @@ impl TimeSlice {
     /// from other threads and timers. A plain `wake_by_ref` would not do: the
     /// runtime takes tasks woken from other threads (a grant from a replica on
     /// another arbiter, an `Ingress` send) only once in 31 polls of local ones,
-    /// so a stage waking itself after each 1 ms slice kept them waiting about
+    /// so a stage waking itself after each 2 ms step kept them waiting about
     /// 60 ms (a ping through another pipeline took 157 ms in the test).
     #[cold]
     pub(super) fn hand_back(cx: &mut task::Context<'_>) {
@@ -135,14 +154,14 @@ mod tests {
         let mut probing = 0;
         while slice.limit() != usize::MAX {
             assert!(slice.start().is_some());
-            assert!(!slice.record(Duration::from_micros(1), slice.limit()));
+            assert!(!slice.record_sharing(Duration::from_micros(1), slice.limit(), true));
             slice.reset();
             probing += 1;
         }
         assert_eq!(probing, (UNLIMITED_AT / PROBE).ilog2());
         let timed = (0..64).filter(|_| slice.start().is_some()).count();
         assert_eq!(timed, 64 / SAMPLE_EVERY as usize);
-        assert!(!slice.record(Duration::from_micros(5), 1024));
+        assert!(!slice.record_sharing(Duration::from_micros(5), 1024, true));
         assert_eq!(slice.limit(), usize::MAX);
     }
 
@@ -151,27 +170,42 @@ mod tests {
         let mut slice = TimeSlice::new(false);
         // 4,096 elements of 1 µs, longer than a slice.
         assert!(SLICE < Duration::from_millis(4));
-        assert!(slice.record(Duration::from_millis(4), 4096));
+        assert!(slice.record_sharing(Duration::from_millis(4), 4096, true));
         let half_slice = (SLICE.as_micros() / 2) as usize;
         let near = half_slice - half_slice / 10..=half_slice + half_slice / 10;
         assert!(near.contains(&slice.limit()), "{}", slice.limit());
         // Every step is timed now; two half-slice steps fill the slice.
         slice.reset();
         assert!(slice.start().is_some() && slice.start().is_some());
-        assert!(!slice.record(SLICE / 2, half_slice));
-        assert!(slice.record(SLICE / 2, half_slice));
+        assert!(!slice.record_sharing(SLICE / 2, half_slice, true));
+        assert!(slice.record_sharing(SLICE / 2, half_slice, true));
     }
 
     #[test]
     fn quick_steps_lift_the_limit_again() {
         let mut slice = TimeSlice::new(false);
-        assert!(slice.record(SLICE * 20, 10));
+        assert!(slice.record_sharing(SLICE * 20, 10, true));
         assert_eq!(slice.limit(), 1);
         for _ in 0..20 {
             slice.reset();
-            let _ = slice.record(Duration::from_micros(1), slice.limit().min(1000));
+            let _ = slice.record_sharing(Duration::from_micros(1), slice.limit().min(1000), true);
         }
         assert_eq!(slice.limit(), usize::MAX);
+    }
+
+    #[test]
+    fn a_stage_alone_on_its_arbiter_slices_longer() {
+        let mut alone = TimeSlice::new(false);
+        let mut shared = TimeSlice::new(false);
+        // 4,096 elements of 1 µs.
+        assert!(alone.record_sharing(Duration::from_millis(4), 4096, false));
+        assert!(shared.record_sharing(Duration::from_millis(4), 4096, true));
+        let ratio = alone.limit() as f64 / shared.limit() as f64;
+        let expected = SLICE_ALONE.as_secs_f64() / SLICE.as_secs_f64();
+        assert!((ratio - expected).abs() < 0.2 * expected, "{ratio}");
+        alone.reset();
+        assert!(!alone.record_sharing(SLICE * 2, alone.limit(), false));
+        assert!(alone.record_sharing(SLICE_ALONE, alone.limit(), false));
     }
 
     #[test]
@@ -179,15 +213,15 @@ mod tests {
         let mut slice = TimeSlice::new(true);
         assert_eq!(slice.limit(), usize::MAX);
         assert!(slice.start().is_some(), "its first step is sampled");
-        assert!(slice.record(SLICE * 4, 100));
+        assert!(slice.record_sharing(SLICE * 4, 100, true));
         assert!(slice.limit() < 100);
     }
 
     #[test]
     fn steps_that_took_nothing_only_add_their_time() {
         let mut slice = TimeSlice::new(false);
-        assert!(!slice.record(SLICE * 3 / 4, 0));
+        assert!(!slice.record_sharing(SLICE * 3 / 4, 0, true));
         assert_eq!(slice.limit(), PROBE, "no elements: no speed to judge");
-        assert!(slice.record(SLICE / 2, 0));
+        assert!(slice.record_sharing(SLICE / 2, 0, true));
     }
 }
