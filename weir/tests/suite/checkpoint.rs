@@ -566,3 +566,88 @@ fn a_finished_job_run_again_returns_the_same_collect_and_fold_results() {
     assert_eq!(fold().run(&rt).unwrap().wait().unwrap().output, 499_500);
     assert_eq!(fold().run(&rt).unwrap().wait().unwrap().output, 499_500);
 }
+
+/// Every stage that cannot be checkpointed is refused at `run` with
+/// `NotCheckpointable` naming it and saying why (docs/checkpoints.md, "What
+/// cannot be checkpointed").
+#[test]
+fn each_stage_that_cannot_be_checkpointed_is_a_build_error_naming_it() {
+    use weir::barrier::{Barrier, BarrierExt};
+    use weir::hub::NoSubscriber;
+    use weir::junction::{Feedback, MergePrioritized, Priority};
+    use weir::prelude::FileFlowExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let config = || CheckpointConfig::new(dir.path()).without_fsync();
+    let src = |g: &mut Graph, tag| g.source(Flow::from_source(Counter::new(tag, 10, 4)));
+    let refused =
+        |what: &str, result: Result<weir::Running<()>, BuildError>, kind: &str| match result {
+            Err(BuildError::NotCheckpointable { stage, reason }) => {
+                assert!(stage.starts_with(kind), "{what}: stage {stage}");
+                assert!(!reason.is_empty(), "{what}");
+            }
+            Err(other) => panic!("{what}: {other}"),
+            Ok(_) => panic!("{what}: built"),
+        };
+
+    let mut g = Graph::new();
+    let (a, b) = (src(&mut g, 1), src(&mut g, 2));
+    let c = g.concat([a, b]);
+    drop(g.sink(c, |f| f.to_sum()));
+    g.checkpoints(config());
+    refused("concat", g.run(&rt), "concat");
+
+    let mut g = Graph::new();
+    let (a, b) = (src(&mut g, 1), src(&mut g, 2));
+    let i = g.interleave([a, b], 2);
+    drop(g.sink(i, |f| f.to_sum()));
+    g.checkpoints(config());
+    refused("interleave", g.run(&rt), "interleave");
+
+    let mut g = Graph::new();
+    let (a, b) = (src(&mut g, 1), src(&mut g, 2));
+    let [a, b] = g.barrier([a, b], Barrier::new());
+    drop(g.sink(a, |f| f.to_sum()));
+    drop(g.sink(b, |f| f.to_sum()));
+    g.checkpoints(config());
+    refused("step barrier", g.run(&rt), "barrier");
+
+    let mut g = Graph::new();
+    let numbers = src(&mut g, 1);
+    let head = g.junction(MergePrioritized::new(Priority::Strict), 2, 1);
+    g.connect(numbers, head.inlets[1]);
+    let [done, again] = g.partition(head.outlets[0], |x: &(u64, u64)| {
+        usize::from(x.1 % 2 == 1 && x.0 == 1)
+    });
+    let again = g.flow(again, |f| f.map(|(_, v)| (2, v)));
+    g.feedback(again, head.inlets[0], Feedback::buffer(100).name("loop"));
+    drop(g.sink(done, |f| f.to_sum()));
+    g.checkpoints(config());
+    // Named by the stage the feedback edge closes on: the head of the cycle.
+    refused("feedback", g.run(&rt), "merge_prioritized");
+
+    let (hub_run, _hub) =
+        Flow::from_source(Counter::new(1, 10, 4)).broadcast_hub(NoSubscriber::Drop);
+    refused(
+        "broadcast hub",
+        hub_run.checkpoints(config()).run(&rt),
+        "broadcast_hub",
+    );
+
+    let plain = tempfile::tempdir().unwrap();
+    let file = Flow::from_source(Counter::new(1, 10, 4))
+        .map(|(_, v)| format!("{v}\n").into_bytes())
+        .to_file(weir::file::FileSink::new(plain.path().join("out")))
+        .name("plain-file")
+        .checkpoints(config())
+        .run(&rt);
+    match file {
+        Err(BuildError::NotCheckpointable { stage, reason }) => {
+            assert_eq!(stage, "plain-file");
+            assert!(reason.contains("exactly_once"), "{reason}");
+        }
+        Err(other) => panic!("file sink: {other}"),
+        Ok(_) => panic!("file sink: built"),
+    }
+}

@@ -33,6 +33,9 @@ enum Shape {
     /// Every source merged, split by value parity into two branches (the odd one
     /// slowed), merged again.
     Diamond,
+    /// Every source over one mux edge, split by the demux, sub-stream 0 slowed
+    /// after it, merged again.
+    Mux,
 }
 
 fn source(g: &mut Graph, tag: u64, s: &Source) -> Outlet<(u64, u64)> {
@@ -74,6 +77,19 @@ fn build(
             let odd = g.flow(odd, |f| f.via(Slow).name("odd"));
             g.merge([even, odd])
         }
+        Shape::Mux => {
+            let n = outlets.len();
+            let muxed = g.mux_with(outlets, 16);
+            let split: Vec<Outlet<(u64, u64)>> = match n {
+                2 => g.demux::<_, 2>(muxed).into(),
+                3 => g.demux::<_, 3>(muxed).into(),
+                _ => g.demux::<_, 4>(muxed).into(),
+            };
+            let mut split = split.into_iter();
+            let first = split.next().unwrap();
+            let first = g.flow(first, |f| f.via(Slow).name("sub-0"));
+            g.merge(std::iter::once(first).chain(split))
+        }
     };
     drop(g.sink(merged, |f| {
         let (sink, rx) = sum(out);
@@ -103,12 +119,13 @@ fn shape() -> impl Strategy<Value = Shape> {
     prop_oneof![
         Just(Shape::Merge),
         Just(Shape::Nested),
-        Just(Shape::Diamond)
+        Just(Shape::Diamond),
+        Just(Shape::Mux)
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
     #[test]
     fn every_checkpoint_is_a_consistent_cut_for_any_interleaving(
