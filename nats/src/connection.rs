@@ -83,7 +83,7 @@ pub(crate) struct AckCounters {
 
 impl AckCounters {
     fn new(url: &str) -> Self {
-        let l = [("url", url.to_owned())];
+        let l = [("url", crate::refused::redacted(url))];
         AckCounters {
             acked: Tally::new("weir_nats_acked_total", &l),
             naked: Tally::new("weir_nats_naked_total", &l),
@@ -116,7 +116,12 @@ impl Nats {
     ///   connection — the message says why: `the server refused the
     ///   credentials` (wrong token, password, nkey or JWT), `TLS failed` (an
     ///   untrusted server certificate, a server without TLS when TLS is
-    ///   required, a client certificate the server refused);
+    ///   required, a client certificate the server refused). Each failure is
+    ///   logged at `warn` with the server's address (any user and password in
+    ///   the URL replaced by `***`) and the reason, never a secret; a refusal
+    ///   ([`NatsError::refusal`]) is also counted in
+    ///   `weir_nats_connections_refused_total`, labelled `url` and `reason`
+    ///   (`tls`, `credentials`);
     /// - the thread cannot be started.
     ///
     /// # Examples
@@ -151,7 +156,6 @@ impl Nats {
             .map_err(NatsError::io("starting the connection's thread"))?;
         let handle = handle_rx.recv().map_err(|_| NatsError::ThreadStopped)??;
         let url = url.to_owned();
-        let stats = AckCounters::new(&url);
         let stats_url = url.clone();
         let target = url.clone();
         // The JetStream context spawns a task: it is made on the connection's runtime.
@@ -160,10 +164,9 @@ impl Nats {
             let jetstream = jetstream::new(client.clone());
             Ok::<_, async_nats::ConnectError>((client, jetstream))
         })?
-        .map_err(|source| NatsError::Connect {
-            url,
-            source: Arc::new(source),
-        })?;
+        .map_err(|source| crate::refused::failed(url, source))?;
+        // Registered once connected: a refused connection leaves no series.
+        let stats = AckCounters::new(&stats_url);
         let (acks, mut decided) = mpsc::unbounded_channel::<AckCommand>();
         let ack_client = client.clone();
         // One task sends every acknowledgement: no task per message. A lost

@@ -37,16 +37,20 @@ pub type NatsCause = Arc<dyn StdError + Send + Sync + 'static>;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum NatsError {
-    /// The server could not be reached or refused the connection.
+    /// The server could not be reached or refused the connection
+    /// ([`refusal`](NatsError::refusal) says which and why). Logged at `warn`
+    /// when it happens; a refusal is also counted.
     Connect {
-        /// The URL given to [`Nats::connect`](crate::Nats::connect).
+        /// The URL given to [`Nats::connect`](crate::Nats::connect) (the
+        /// message shows it with any user and password replaced by `***`).
         url: String,
         /// The client's error.
         source: Arc<async_nats::ConnectError>,
     },
     /// A file of the [`NatsOptions`](crate::NatsOptions) (CA certificates,
     /// client certificate or key, credentials) is missing, unreadable or does
-    /// not parse. Found before connecting.
+    /// not parse (a certificate that is not X.509 included), or the client key
+    /// is not the client certificate's. Found before connecting.
     File {
         /// What the file was to hold (`"credentials"`, `"CA certificates"`, …).
         what: &'static str,
@@ -95,6 +99,7 @@ impl fmt::Display for NatsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NatsError::Connect { url, source } => {
+                let url = crate::refused::redacted(url);
                 let why = match source.kind() {
                     async_nats::ConnectErrorKind::AuthorizationViolation => {
                         "the server refused the credentials: "
@@ -148,6 +153,62 @@ impl StdError for NatsError {
             | NatsError::ServerMissing
             | NatsError::ServerExited(_)
             | NatsError::ServerTimeout(_) => None,
+        }
+    }
+}
+
+/// Why a server refused a connection, from [`NatsError::refusal`]: also the
+/// `reason` label of the counter `weir_nats_connections_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// TLS failed: the server's certificate is not trusted (a client without
+    /// the server's CA, a wrong CA), the server offers no TLS though it is
+    /// required, or the server refused the client certificate or its absence.
+    Tls,
+    /// The server refused the credentials (a wrong token, password, nkey or
+    /// JWT, or none where it requires one), or they could not sign its nonce.
+    Credentials,
+}
+
+impl Refusal {
+    /// `"tls"` or `"credentials"`, as the counter's `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Tls => "tls",
+            Refusal::Credentials => "credentials",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl NatsError {
+    /// Why the server refused the connection, for a [`NatsError::Connect`]
+    /// that is a refusal; `None` for every other error, a server that cannot
+    /// be reached included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Nothing listens on port 1: not reached, so not refused.
+    /// let error = weir_nats::Nats::connect("127.0.0.1:1").unwrap_err();
+    /// assert_eq!(error.refusal(), None);
+    /// ```
+    pub fn refusal(&self) -> Option<Refusal> {
+        let NatsError::Connect { source, .. } = self else {
+            return None;
+        };
+        match source.kind() {
+            async_nats::ConnectErrorKind::AuthorizationViolation
+            | async_nats::ConnectErrorKind::Authentication => Some(Refusal::Credentials),
+            async_nats::ConnectErrorKind::Tls => Some(Refusal::Tls),
+            _ if tls_cause(&**source) => Some(Refusal::Tls),
+            _ => None,
         }
     }
 }

@@ -61,6 +61,7 @@ mod ext;
 mod hold;
 mod options;
 mod publish;
+mod refused;
 mod server;
 mod setup;
 mod source;
@@ -73,7 +74,7 @@ mod sync {
 pub use ack::{AckToken, Delivery, DeliveryInfo, Received};
 pub use commit::{Commit, Redelivery};
 pub use connection::{AckStats, Nats};
-pub use error::{NatsCause, NatsError};
+pub use error::{NatsCause, NatsError, Refusal};
 pub use ext::NatsFlowExt;
 pub use options::NatsOptions;
 pub use publish::{DEFAULT_MAX_IN_FLIGHT, MsgId, Publish, PublishStats};

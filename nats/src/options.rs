@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::rustls::pki_types::pem::PemObject;
-use async_nats::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use weir_net::tls::{Pem, TlsError, check_ca, check_identity};
 
 use crate::NatsError;
 
@@ -28,9 +27,12 @@ enum Auth {
 /// password, nkey seed, or a credentials file with a user JWT and its seed).
 ///
 /// Files are read and checked by [`Nats::connect_with`](crate::Nats::connect_with)
-/// before it connects: a missing file or one that does not parse is a
-/// [`NatsError::File`] naming it. Secrets are never printed (`Debug` shows
-/// `***`).
+/// before it connects, with the checks of weir-net's TLS configurations
+/// ([`weir_net::tls::check_ca`], [`weir_net::tls::check_identity`]): a
+/// missing or unreadable file, PEM or a certificate that does not parse as
+/// X.509, a client key that is not the client certificate's, a credentials
+/// file that does not parse is a [`NatsError::File`] naming the file and the
+/// reason. Secrets are never printed (`Debug` shows `***`).
 ///
 /// A server that requires TLS is always spoken to over TLS (the client
 /// upgrades when the server's `INFO` says so), verifying its certificate
@@ -136,15 +138,28 @@ impl NatsOptions {
         if let Some(timeout) = self.connection_timeout {
             options = options.connection_timeout(timeout);
         }
+        // The files are checked by weir-net's TLS code, the one its own
+        // connectors and the HTTP servers build with, and handed to async-nats
+        // by path: it reads them again when it connects.
         if let Some(ca) = &self.ca_file {
-            certificates("CA certificates", ca)?;
+            check_ca(&Pem::file(ca)).map_err(|error| tls_file(error, "CA certificates", ca))?;
             options = options.add_root_certificates(ca.clone());
         }
         if let Some((cert, key)) = &self.client_cert {
-            certificates("client certificate", cert)?;
-            let pem = read("client key", key)?;
-            PrivateKeyDer::from_pem_slice(pem.as_bytes())
-                .map_err(|error| invalid("client key", key, error.to_string()))?;
+            check_identity(&Pem::file(cert), &Pem::file(key)).map_err(|error| {
+                let (what, path) = match &error {
+                    TlsError::Read { what, .. }
+                    | TlsError::Parse { what, .. }
+                    | TlsError::Missing { what, .. }
+                        if *what == "private key" =>
+                    {
+                        ("client key", key)
+                    }
+                    TlsError::KeyMismatch { .. } => ("client key", key),
+                    _ => ("client certificate", cert),
+                };
+                tls_file(error, what, path)
+            })?;
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
         options = match &self.auth {
@@ -190,16 +205,26 @@ fn invalid(what: &'static str, path: &Path, reason: String) -> NatsError {
     }
 }
 
-/// Checks that `path` holds at least one PEM certificate.
-fn certificates(what: &'static str, path: &Path) -> Result<(), NatsError> {
-    let pem = read(what, path)?;
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| invalid(what, path, error.to_string()))?;
-    if certs.is_empty() {
-        return Err(invalid(what, path, "no PEM certificate in it".to_owned()));
-    }
-    Ok(())
+/// The [`NatsError::File`] of a file weir-net's TLS check refused: `what` it
+/// was to hold, in the options' words, and weir-net's reason.
+fn tls_file(error: TlsError, what: &'static str, path: &Path) -> NatsError {
+    let reason = match &error {
+        TlsError::Read { source, .. } => {
+            return NatsError::File {
+                what,
+                path: path.display().to_string(),
+                reason: source.to_string(),
+                source: Some(Arc::clone(source)),
+            };
+        }
+        TlsError::Parse { reason, .. } => format!("does not parse: {reason}"),
+        TlsError::Missing { what, .. } => format!("no {what} in it"),
+        TlsError::KeyMismatch { cert, reason, .. } => {
+            format!("not the key of the client certificate {cert}: {reason}")
+        }
+        other => other.to_string(),
+    };
+    invalid(what, path, reason)
 }
 
 impl fmt::Debug for NatsOptions {

@@ -4,19 +4,24 @@
 //! right credentials connect and a JetStream round trip works; a wrong token, a wrong password, an unknown nkey, a client
 //! without the server's CA (the plaintext client of a TLS-required server), a
 //! wrong CA, a missing client certificate and a missing credentials file are
-//! each refused with an error naming the reason. A test fails, never skips,
-//! when `nats-server` is missing.
+//! each refused with an error naming the reason, logged at `warn` naming the
+//! server and the reason (never the secret) and counted in
+//! `weir_nats_connections_refused_total`. Certificates that do not parse, a key
+//! that is not the client certificate's and missing files are named before
+//! connecting. A test fails, never skips, when `nats-server` is missing.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use weir_nats::{
-    Bytes, ConsumerSettings, JetStreamSource, Nats, NatsError, NatsFlowExt, NatsOptions,
+    Bytes, ConsumerSettings, JetStreamSource, Nats, NatsError, NatsFlowExt, NatsOptions, Refusal,
     TestServer, TestServerOptions,
 };
 use weir_operators::FlowExt;
+use weir_testkit::logs::{Level, Logs};
 
 /// PEM files of a CA, a server certificate for 127.0.0.1 and a client
 /// certificate, all signed by the CA, in a temporary directory.
@@ -350,4 +355,205 @@ fn a_missing_credentials_file_or_ca_file_is_named_before_connecting() {
     let error =
         Nats::connect_with("127.0.0.1:1", NatsOptions::new().credentials_file(&creds)).unwrap_err();
     assert_names_file(&error, &creds);
+}
+
+/// Connects to `url` with `options`, expecting a refusal for `reason`: the
+/// error says so, the refusal is counted once (labels `url`, `reason`) and
+/// logged at `warn` naming the server and the reason.
+fn refused_and_counted(url: &str, options: NatsOptions, reason: Refusal) -> NatsError {
+    let logs = Logs::capture();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let error =
+        metrics::with_local_recorder(&recorder, || Nats::connect_with(url, options)).unwrap_err();
+    assert_eq!(error.refusal(), Some(reason), "{error:?}");
+    let counted: Vec<_> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, .., value)| {
+            let labels: Vec<_> = key
+                .key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            (key.key().name().to_owned(), labels, value)
+        })
+        .collect();
+    assert_eq!(
+        counted,
+        [(
+            "weir_nats_connections_refused_total".to_owned(),
+            vec![format!("url={url}"), format!("reason={}", reason.as_str())],
+            DebugValue::Counter(1)
+        )],
+        "{error}"
+    );
+    let reason_field = format!("reason=\"{}\"", reason.as_str());
+    assert!(
+        logs.warned(&[
+            "nats: connection refused",
+            &format!("server={url} "),
+            &reason_field
+        ]),
+        "{:?}",
+        logs.events()
+    );
+    error
+}
+
+#[test]
+fn refused_connections_are_counted_and_logged_without_the_secret() {
+    let logs = Logs::capture();
+    let pki = Pki::new();
+    let server = start(pki.server_tls().token("s3cret-token"));
+    let url = server.url();
+    // Each refusal is the only event naming this server's port with its
+    // reason: the tests beside this one use servers of their own.
+    refused_and_counted(
+        &url,
+        pki.client().token("guessed-token"),
+        Refusal::Credentials,
+    );
+    refused_and_counted(&url, pki.client(), Refusal::Credentials);
+    // A client without the server's CA, and one with another CA.
+    refused_and_counted(
+        &url,
+        NatsOptions::new().connection_timeout(Duration::from_secs(3)),
+        Refusal::Tls,
+    );
+    refused_and_counted(&url, Pki::new().client(), Refusal::Tls);
+    // Up to `debug`: async-nats traces its CONNECT message, token and
+    // password included, at `trace` (docs/security.md says to keep its
+    // target below that in production).
+    for secret in ["s3cret-token", "guessed-token"] {
+        assert!(
+            !logs.shows_at(Level::DEBUG, secret),
+            "{secret} logged: {:?}",
+            logs.events()
+        );
+    }
+    // The right token connects, and nothing more is counted.
+    Nats::connect_with(&url, pki.client().token("s3cret-token")).unwrap();
+
+    // A user and password in the URL are not shown by weir-nats either
+    // (async-nats logs that URL whole at `debug`).
+    let with_password = url.replace("nats://", "nats://billing:hunter2@");
+    let error = Nats::connect_with(&with_password, pki.client()).unwrap_err();
+    assert_eq!(error.refusal(), Some(Refusal::Credentials), "{error:?}");
+    assert!(!error.to_string().contains("hunter2"), "{error}");
+    let ours = logs.events();
+    let ours: Vec<_> = ours
+        .iter()
+        .filter(|e| e.target.starts_with("weir"))
+        .collect();
+    assert!(
+        !ours.iter().any(|e| e.fields.contains("hunter2")),
+        "{ours:?}"
+    );
+    let redacted = url.replace("nats://", "nats://***@");
+    assert!(
+        logs.warned(&["nats: connection refused", &format!("server={redacted} ")]),
+        "{:?}",
+        logs.events()
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_logged_but_not_counted_as_refused() {
+    let logs = Logs::capture();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // Port 1 on loopback: nothing listens.
+    let error =
+        metrics::with_local_recorder(&recorder, || Nats::connect("127.0.0.1:1")).unwrap_err();
+    assert_eq!(error.refusal(), None, "{error:?}");
+    assert!(snapshotter.snapshot().into_vec().is_empty());
+    assert!(
+        logs.warned(&["nats: cannot connect", "server=127.0.0.1:1 "]),
+        "{:?}",
+        logs.events()
+    );
+}
+
+#[test]
+fn bad_certificates_and_keys_and_missing_files_are_named_before_connecting() {
+    // No server: every file is checked before connecting.
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    // Valid PEM and base64, not X.509.
+    let not_x509 = write(
+        "not-x509.pem",
+        "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+    );
+    let no_key = write("no-key.pem", "nothing here\n");
+    let missing = dir.path().join("missing.pem");
+    let connect = |options: NatsOptions| Nats::connect_with("127.0.0.1:1", options).unwrap_err();
+    let file = |error: &NatsError| match error {
+        NatsError::File { what, path, .. } => (*what, path.clone()),
+        other => panic!("not a file error: {other:?}"),
+    };
+    let shown = |p: &Path| p.display().to_string();
+
+    let error = connect(NatsOptions::new().ca_file(&not_x509));
+    assert_eq!(file(&error), ("CA certificates", shown(&not_x509)));
+    assert!(error.to_string().contains("does not parse"), "{error}");
+
+    let client = pki.path("client.pem");
+    let client_key = pki.path("client-key.pem");
+    let error = connect(NatsOptions::new().client_cert(&not_x509, &client_key));
+    assert_eq!(file(&error), ("client certificate", shown(&not_x509)));
+    assert!(error.to_string().contains("does not parse"), "{error}");
+
+    // The server's key is not the client certificate's.
+    let error = connect(NatsOptions::new().client_cert(&client, pki.path("server-key.pem")));
+    assert_eq!(
+        file(&error),
+        ("client key", shown(&pki.path("server-key.pem")))
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("not the key of the client certificate")
+            && error.to_string().contains(&shown(&client)),
+        "{error}"
+    );
+
+    let error = connect(NatsOptions::new().client_cert(&client, &no_key));
+    assert_eq!(file(&error), ("client key", shown(&no_key)));
+    assert!(error.to_string().contains("no private key"), "{error}");
+
+    for (options, what) in [
+        (NatsOptions::new().ca_file(&missing), "CA certificates"),
+        (
+            NatsOptions::new().client_cert(&missing, &client_key),
+            "client certificate",
+        ),
+        (
+            NatsOptions::new().client_cert(&client, &missing),
+            "client key",
+        ),
+        (NatsOptions::new().credentials_file(&missing), "credentials"),
+    ] {
+        let error = connect(options);
+        assert_eq!(file(&error), (what, shown(&missing)));
+        let source = std::error::Error::source(&error).expect("the I/O error");
+        assert_eq!(
+            source.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+            Some(std::io::ErrorKind::NotFound)
+        );
+    }
+
+    // The right files pass the check (nothing listens on port 1).
+    let error = connect(
+        pki.client()
+            .client_cert(&client, &client_key)
+            .connection_timeout(Duration::from_secs(1)),
+    );
+    assert!(matches!(error, NatsError::Connect { .. }), "{error:?}");
 }

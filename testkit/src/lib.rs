@@ -10,7 +10,9 @@
 //!   [`advance`](time::advance), so windows, backoff and timeouts are tested
 //!   without sleeping;
 //! - [`check`]: conservation, bounded edges, per-key sequences (no gap, no
-//!   repeat), and depth sampled during the run.
+//!   repeat), and depth sampled during the run;
+//! - [`logs`]: what was logged through `tracing`, to assert that a refusal was
+//!   logged and that a secret never was.
 //!
 //! `docs/testing.md` walks through testing a pipeline with it.
 //!
@@ -51,6 +53,7 @@
 pub mod check;
 mod ext;
 pub mod fault;
+pub mod logs;
 pub mod probe;
 pub mod time;
 

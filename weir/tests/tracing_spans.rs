@@ -1,73 +1,21 @@
 //! `tracing`: a span per stage (with pipeline, stage and kind), a span per batch
 //! at debug level, supervision events as structured events, nothing per element
-//! at info; the HTTP servers' refused TLS handshakes and tokens as warnings that
-//! never show the token.
+//! at info; every server's refused TLS handshakes (a plaintext client) and
+//! tokens (wrong, missing) as warnings naming the server and the peer that
+//! never show the token: SSE, the console, HTTP ingest, the WebSocket source
+//! and the TCP source (`weir_testkit::logs` captures them).
 
 mod common;
 
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::Registry;
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
 use weir::prelude::*;
-
-#[derive(Default, Clone)]
-struct Seen {
-    /// (span name, its fields as text, level)
-    spans: Arc<Mutex<Vec<(String, String, Level)>>>,
-    /// (target, level, fields as text)
-    events: Arc<Mutex<Vec<(String, Level, String)>>>,
-}
-
-struct Text(String);
-
-impl Visit for Text {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!("{}={value:?} ", field.name()));
-    }
-}
-
-impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Seen {
-    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
-        let mut text = Text(String::new());
-        attrs.record(&mut text);
-        let meta = attrs.metadata();
-        self.spans
-            .lock()
-            .unwrap()
-            .push((meta.name().to_owned(), text.0, *meta.level()));
-    }
-
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let mut text = Text(String::new());
-        event.record(&mut text);
-        let meta = event.metadata();
-        self.events
-            .lock()
-            .unwrap()
-            .push((meta.target().to_owned(), *meta.level(), text.0));
-    }
-}
-
-/// What the process's subscriber saw; installed once for every test here.
-fn seen() -> Seen {
-    static SEEN: OnceLock<Seen> = OnceLock::new();
-    SEEN.get_or_init(|| {
-        let seen = Seen::default();
-        tracing::subscriber::set_global_default(Registry::default().with(seen.clone())).unwrap();
-        seen
-    })
-    .clone()
-}
+use weir_testkit::logs::{Level, Logs};
 
 #[test]
 fn stages_have_spans_and_supervision_events_are_structured() {
-    let seen = seen();
+    let seen = Logs::capture();
 
     let rt = Runtime::builder().arbiters(1).build().unwrap();
     let tripped = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -92,46 +40,44 @@ fn stages_have_spans_and_supervision_events_are_structured() {
         .unwrap();
     assert_eq!(done.output.len(), 5_000);
 
-    let spans = seen.spans.lock().unwrap().clone();
+    let spans = seen.spans();
     let stage = spans
         .iter()
-        .find(|(name, fields, _)| name == "stage" && fields.contains("stage=traced"))
+        .find(|span| span.name == "stage" && span.fields.contains("stage=traced"))
         .expect("a span for the stage");
-    assert_eq!(stage.2, Level::INFO);
+    assert_eq!(stage.level, Level::INFO);
     assert!(
-        stage.1.contains("pipeline=spans") && stage.1.contains("kind=\"map\""),
+        stage.fields.contains("pipeline=spans") && stage.fields.contains("kind=\"map\""),
         "{stage:?}"
     );
     assert!(
         spans
             .iter()
-            .any(|(name, _, level)| name == "batch" && *level == Level::DEBUG),
+            .any(|span| span.name == "batch" && span.level == Level::DEBUG),
         "a debug span per batch"
     );
 
-    let events = seen.events.lock().unwrap().clone();
+    let events = seen.events();
     let supervision: Vec<_> = events
         .iter()
-        .filter(|(target, _, _)| target == "weir::supervision")
+        .filter(|event| event.target == "weir::supervision")
         .collect();
     assert!(
-        supervision
-            .iter()
-            .any(|(_, level, text)| *level == Level::WARN
-                && text.contains("stage=traced")
-                && text.contains("trip on 100")),
+        supervision.iter().any(|event| event.level == Level::WARN
+            && event.fields.contains("stage=traced")
+            && event.fields.contains("trip on 100")),
         "the failure as a structured warning: {supervision:?}"
     );
     assert!(
         supervision
             .iter()
-            .any(|(_, _, text)| text.contains("StageRestarted")),
+            .any(|event| event.fields.contains("StageRestarted")),
         "{supervision:?}"
     );
     // Nothing per element at info or above: far fewer events than elements.
     let loud = events
         .iter()
-        .filter(|(_, level, _)| *level <= Level::INFO)
+        .filter(|event| event.level <= Level::INFO)
         .count();
     assert!(
         loud < 50,
@@ -139,54 +85,195 @@ fn stages_have_spans_and_supervision_events_are_structured() {
     );
 }
 
-#[test]
-fn refused_tls_handshakes_and_tokens_are_warnings_that_never_show_the_token() {
+/// The token every server here requires; the one a client guesses.
+const TOKEN: &str = "s3cret-token";
+const GUESS: &str = "guessed-token";
+
+/// A TLS config for the server certificate of `server`.
+fn tls(server: &common::Pki) -> weir::server_tls::TlsServerConfig {
     use weir::server_tls::{Pem, TlsServerConfig};
-    let seen = seen();
+    TlsServerConfig::new(
+        Pem::memory(server.cert.clone()),
+        Pem::memory(server.key.clone()),
+    )
+}
+
+/// Sends `request` (a request line) to the TLS and token-protected server at
+/// `addr`, as its logs name it `server`: from a plaintext client, over TLS
+/// with a wrong token, over TLS with none. Each must be a warning naming the
+/// server and the client's own address (the peer), and neither token may
+/// show in any log.
+fn refusals_are_logged(server: &str, addr: std::net::SocketAddr, ca: &str, request: &str) {
+    let logs = Logs::capture();
+    let server = format!("server=\"{server}\"");
+    let path = format!("path=\"{}\"", request.split(' ').nth(1).unwrap());
+
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let peer = format!("peer=Some({})", plain.local_addr().unwrap());
+    let _ = plain.write_all(format!("{request}\r\nHost: localhost\r\n\r\n").as_bytes());
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "{server}: {answer:?}");
+    common::eventually("the plaintext client logged", || {
+        logs.warned(&["TLS handshake failed", &server, &peer])
+    });
+
+    for (authorization, reason) in [
+        (
+            format!("Authorization: Bearer {GUESS}\r\n"),
+            "wrong bearer token",
+        ),
+        (String::new(), "no bearer token"),
+    ] {
+        let mut client = common::tls_client(addr, ca, None);
+        let peer = format!("peer=Some({})", client.sock.local_addr().unwrap());
+        client
+            .write_all(
+                format!(
+                    "{request}\r\nHost: localhost\r\n{authorization}Content-Length: 0\r\n\
+                     Connection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 401"),
+            "{server}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        // Logged before the answer is written.
+        assert!(
+            logs.warned(&["request refused (401)", reason, &server, &peer, &path]),
+            "{server} {reason}: {:?}",
+            logs.events()
+        );
+    }
+    for secret in [TOKEN, GUESS] {
+        assert!(!logs.shows(secret), "{secret} logged: {:?}", logs.events());
+    }
+}
+
+#[test]
+fn sse_refusals_are_warnings_naming_the_peer_that_never_show_the_token() {
     let (server, _) = common::pki();
     let rt = common::rt1();
     let (_ingress, flow) = Pipeline::ingress::<u64>(4);
     let (runnable, hub) = flow.broadcast_hub(weir::hub::NoSubscriber::Drop);
     let _running = runnable.run(&rt).unwrap();
-    let tls = TlsServerConfig::new(Pem::memory(server.cert), Pem::memory(server.key));
     let sse = weir::sse::Sse::json(hub)
-        .tls(tls)
-        .bearer_token("s3cret-token")
+        .tls(tls(&server))
+        .bearer_token(TOKEN)
         .serve("127.0.0.1:0".parse().unwrap())
         .unwrap();
-    let addr = sse.local_addr();
+    refusals_are_logged("sse", sse.local_addr(), &server.ca, "GET /events HTTP/1.1");
+    let stats = sse.stats();
+    assert_eq!((stats.tls_handshake_failures, stats.unauthorized), (1, 2));
+    assert_eq!(stats.subscribed, 0);
+}
 
-    let mut plain = std::net::TcpStream::connect(addr).unwrap();
-    plain.write_all(b"GET /events HTTP/1.1\r\n\r\n").unwrap();
-    let _ = plain.read_to_end(&mut Vec::new());
-    let mut client = common::tls_client(addr, &server.ca, None);
-    client
-        .write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer guessed-token\r\nConnection: close\r\n\r\n")
+#[test]
+fn console_refusals_are_warnings_naming_the_peer_that_never_show_the_token() {
+    let (server, _) = common::pki();
+    let manager = weir::manager::PipelineManager::new();
+    let console = weir::console::Console::new(&manager)
+        .tls(tls(&server))
+        .bearer_token(TOKEN)
+        .serve("127.0.0.1:0".parse().unwrap())
         .unwrap();
-    let mut answer = Vec::new();
-    let _ = client.read_to_end(&mut answer);
-    assert!(answer.starts_with(b"HTTP/1.1 401"));
-    common::eventually("both refusals counted", || {
-        let stats = sse.stats();
-        (stats.tls_handshake_failures, stats.unauthorized) == (1, 1)
-    });
-
-    let events = seen.events.lock().unwrap().clone();
-    let warned = |needle: &str| {
-        events.iter().any(|(_, level, text)| {
-            *level == Level::WARN && text.contains("server=\"sse\"") && text.contains(needle)
-        })
-    };
-    assert!(warned("TLS handshake failed"), "{events:?}");
-    assert!(
-        warned("request refused (401)") && warned("wrong bearer token"),
-        "{events:?}"
+    refusals_are_logged(
+        "console",
+        console.local_addr(),
+        &server.ca,
+        "GET /api/stats HTTP/1.1",
     );
-    assert!(warned("path=\"/events\""), "{events:?}");
-    for secret in ["s3cret-token", "guessed-token"] {
-        assert!(
-            !events.iter().any(|(.., text)| text.contains(secret)),
-            "{secret} logged: {events:?}"
-        );
-    }
+    assert_eq!(
+        (console.tls_handshake_failures(), console.unauthorized()),
+        (1, 2)
+    );
+    console.shutdown();
+}
+
+#[test]
+fn http_ingest_refusals_are_warnings_naming_the_peer_that_never_show_the_token() {
+    let (server, _) = common::pki();
+    let rt = common::rt1();
+    let (ingest, flow) = weir::http_source::HttpSource::<u64>::json()
+        .tls(tls(&server))
+        .bearer_token(TOKEN)
+        .serve("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let running = flow.collect().run(&rt).unwrap();
+    refusals_are_logged(
+        "http source",
+        ingest.local_addr(),
+        &server.ca,
+        "POST /events HTTP/1.1",
+    );
+    let stats = ingest.shutdown();
+    assert_eq!((stats.tls_handshake_failures, stats.unauthorized), (1, 2));
+    assert_eq!((stats.admitted, stats.elements), (0, 0));
+    assert!(running.wait().unwrap().output.is_empty());
+}
+
+#[test]
+fn websocket_refusals_are_warnings_naming_the_peer_that_never_show_the_token() {
+    let (server, _) = common::pki();
+    let rt = common::rt1();
+    let (ingest, flow) = weir::websocket::WsSource::<u64>::json()
+        .tls(tls(&server))
+        .bearer_token(TOKEN)
+        .serve("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let running = flow.collect().run(&rt).unwrap();
+    refusals_are_logged(
+        "websocket",
+        ingest.local_addr(),
+        &server.ca,
+        "GET /ws HTTP/1.1",
+    );
+    let stats = ingest.shutdown();
+    assert_eq!((stats.tls_handshake_failures, stats.unauthorized), (1, 2));
+    assert_eq!((stats.connections, stats.received), (0, 0));
+    assert!(running.wait().unwrap().output.is_empty());
+}
+
+#[test]
+fn a_refused_tls_handshake_on_the_tcp_source_is_a_warning_naming_the_listener_and_peer() {
+    use weir::net::frame::Framing;
+    use weir::net::tcp::{TcpSourceConfig, listen};
+    let logs = Logs::capture();
+    let (server, _) = common::pki();
+    let acceptor = tls(&server).build().unwrap();
+    let (handle, flow) = listen(
+        "127.0.0.1:0",
+        TcpSourceConfig::new(Framing::Lines).tls(acceptor),
+    )
+    .unwrap();
+    let rt = common::rt1();
+    let received = flow.map(|frame| frame.bytes).collect().run(&rt).unwrap();
+    let addr = handle.local_addr();
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let peer = plain.local_addr().unwrap();
+    // Lines that would be frames on a plain listener.
+    plain.write_all(b"hello\nworld\n").unwrap();
+    let _ = plain.read_to_end(&mut Vec::new());
+    common::eventually("the refused handshake logged", || {
+        logs.warned(&[
+            "tcp source: TLS handshake failed",
+            &format!("addr={addr}"),
+            &format!("peer={peer}"),
+        ])
+    });
+    handle.close();
+    let stats = handle.stats();
+    assert_eq!((stats.tls_handshake_failures, stats.frames), (1, 0));
+    assert!(received.wait().unwrap().output.is_empty());
 }

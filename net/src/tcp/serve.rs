@@ -45,6 +45,8 @@ pub(crate) enum Control {
 
 /// Everything the tasks share.
 pub(crate) struct Shared {
+    /// The address the source listens on (its logs and metrics name it).
+    pub(crate) local_addr: SocketAddr,
     pub(crate) config: TcpSourceConfig,
     pub(crate) counters: Arc<Counters>,
     pub(crate) dead_letters: Option<Arc<dyn DeadLetterSink<BadInput>>>,
@@ -168,7 +170,12 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, shared: &Shared) -> Opti
             Err(_) => format!("timed out after {:?}", shared.config.read_timeout),
         };
         bump(&shared.counters.tls_handshake_failures, 1);
-        tracing::warn!(%peer, %error, "tcp source: TLS handshake failed, connection refused");
+        tracing::warn!(
+            addr = %shared.local_addr,
+            %peer,
+            %error,
+            "tcp source: TLS handshake failed, connection refused"
+        );
         return None;
     }
     let _ = (peer, shared);
@@ -178,7 +185,12 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, shared: &Shared) -> Opti
 fn report_bad(shared: &Shared, peer: SocketAddr, error: FrameError) {
     let counters = &shared.counters;
     let index = counters.bad_frames.add(1);
-    tracing::warn!(%peer, %error, "tcp source: bad frame, connection closed");
+    tracing::warn!(
+        addr = %shared.local_addr,
+        %peer,
+        %error,
+        "tcp source: bad frame, connection closed"
+    );
     if let Some(sink) = &shared.dead_letters {
         let failure = Failure::error(ErrorClass::Permanent, error.to_string());
         let letter = DeadLetter::new(

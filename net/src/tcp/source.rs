@@ -102,6 +102,7 @@ impl TcpSource {
         let (sender, frames) = mpsc::channel(config.buffer.max(1));
         let (control_tx, control) = watch::channel(Control::Serve);
         let shared = Arc::new(Shared {
+            local_addr,
             config,
             counters: Arc::clone(&counters),
             dead_letters,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
+use super::check::identity;
 use super::{Pem, TlsError, provider};
 
 /// The settings of a TLS client: the name the server's certificate must carry,
@@ -104,15 +105,7 @@ impl TlsClientConfig {
         let config = match &self.identity {
             None => builder.with_no_client_auth(),
             Some((cert_chain, key)) => {
-                let certs = cert_chain.certificates("certificate chain")?;
-                let private_key = key.private_key()?;
-                builder
-                    .with_client_auth_cert(certs, private_key)
-                    .map_err(|error| TlsError::KeyMismatch {
-                        cert: cert_chain.origin(),
-                        key: key.origin(),
-                        reason: error.to_string(),
-                    })?
+                builder.with_client_cert_resolver(identity(cert_chain, key)?)
             }
         };
         Ok(TlsConnector::from_rustls(Arc::new(config), server_name))

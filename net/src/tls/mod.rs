@@ -15,7 +15,8 @@
 //! are read and checked by `build()`: a missing file, PEM that does not parse,
 //! a certificate that is not X.509, a key that does not match the certificate
 //! is a [`TlsError`] naming the file and the reason, before any connection is
-//! made. A handshake that fails later (a plaintext client, a certificate the
+//! made. [`check_ca`] and [`check_identity`] make the same checks for a client
+//! that hands the files to a TLS library of its own (weir-nats). A handshake that fails later (a plaintext client, a certificate the
 //! other side does not trust, a missing client certificate) closes that
 //! connection: the source counts it
 //! ([`TcpSourceStats::tls_handshake_failures`](crate::tcp::TcpSourceStats::tls_handshake_failures),
@@ -54,6 +55,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod check;
 mod client;
 mod error;
 mod pem;
@@ -61,6 +63,7 @@ mod server;
 
 use std::sync::Arc;
 
+pub use check::{check_ca, check_identity};
 pub use client::{TlsClientConfig, TlsConnector};
 pub use error::TlsError;
 pub use pem::Pem;

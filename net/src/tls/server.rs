@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 
+use super::check::identity;
 use super::{Pem, TlsError, provider};
 
 /// Whether a TLS server asks its clients for a certificate.
@@ -86,8 +87,7 @@ impl TlsServerConfig {
     /// missing file, PEM or a certificate that does not parse, no key, a key that
     /// does not match the certificate.
     pub fn build(&self) -> Result<TlsAcceptor, TlsError> {
-        let certs = self.cert_chain.certificates("certificate chain")?;
-        let key = self.key.private_key()?;
+        let identity = identity(&self.cert_chain, &self.key)?;
         let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -110,14 +110,7 @@ impl TlsServerConfig {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let config =
-            builder
-                .with_single_cert(certs, key)
-                .map_err(|error| TlsError::KeyMismatch {
-                    cert: self.cert_chain.origin(),
-                    key: self.key.origin(),
-                    reason: error.to_string(),
-                })?;
+        let config = builder.with_cert_resolver(identity);
         Ok(TlsAcceptor {
             inner: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             client_auth: match self.client_auth {
