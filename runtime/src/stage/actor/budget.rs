@@ -96,7 +96,7 @@ impl<Op: Operator> StageActor<Op> {
     pub(super) fn release_taken(&mut self) {
         let Some(up) = &self.upstream else { return };
         let held = self.op_held();
-        let total = self.owed + self.held_charged;
+        let total = self.owed.get() + self.held_charged;
         let release = total.saturating_sub(held);
         self.held_charged = total - release;
         up.source.release(release);
