@@ -12,7 +12,13 @@
 //!   what it received and what its buffer held are those offered, in order,
 //!   minus its counted drops;
 //! - the hub counts each publication once: `delivered + unclaimed` is the
-//!   number published, and an element no subscriber took is `unclaimed`.
+//!   number published, and an element no subscriber took is `unclaimed`;
+//! - under a memory budget, each copy a buffer takes is charged once and
+//!   released once (read, evicted, dropped by a detach or with its
+//!   subscriber): the charge never goes below zero and is zero once every
+//!   subscriber has left.
+
+use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
 
 use loom::sync::Arc;
 use loom::thread;
@@ -30,7 +36,25 @@ mod sync {
 #[allow(dead_code)]
 mod state;
 
-use state::Shared;
+use state::{Charge, Shared};
+
+/// A budget's share that counts elements (each one byte) and checks that
+/// nothing is released that was not charged.
+#[derive(Default)]
+struct Counted(AtomicI64);
+
+impl Charge<u64> for Counted {
+    fn size_of(&self, _: &u64) -> u64 {
+        1
+    }
+    fn charge(&self, bytes: u64) {
+        self.0.fetch_add(bytes as i64, SeqCst);
+    }
+    fn release(&self, bytes: u64) {
+        let before = self.0.fetch_sub(bytes as i64, SeqCst);
+        assert!(before >= bytes as i64, "released more than was charged");
+    }
+}
 
 type Hub = Arc<Shared<u64>>;
 
@@ -114,6 +138,9 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 
 fn check(subscribers: impl Fn(&Hub) -> Vec<thread::JoinHandle<SubscriberStats>>) {
     let hub: Hub = Arc::new(Shared::new(NoSubscriber::Drop));
+    let charged = std::sync::Arc::new(Counted::default());
+    hub.lock()
+        .set_charge(std::sync::Arc::clone(&charged) as std::sync::Arc<dyn Charge<u64>>);
     let publishing = sink(&hub);
     let subs = subscribers(&hub);
     let taken = publishing.join().unwrap();
@@ -129,6 +156,11 @@ fn check(subscribers: impl Fn(&Hub) -> Vec<thread::JoinHandle<SubscriberStats>>)
     );
     assert_eq!(st.end, None::<HubEnd>);
     assert_eq!(st.subscribers(), 0);
+    assert_eq!(
+        charged.0.load(SeqCst),
+        0,
+        "every buffer left: nothing charged"
+    );
 }
 
 /// A `Block` subscriber that reads as it goes and one with a one-element

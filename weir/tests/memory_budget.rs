@@ -326,3 +326,84 @@ fn elements_an_operator_holds_stay_charged() {
     assert_eq!(running.wait().unwrap().output, vec![10]);
     assert_eq!(rt.memory().unwrap().used, 0);
 }
+
+/// A broadcast hub's subscriber buffers are charged, each copy apart: a
+/// subscriber that does not read holds its elements' bytes (named under the
+/// hub's stage) after the pipeline ended, one that reads holds none, and
+/// leaving the hub releases them.
+#[test]
+fn a_subscriber_that_does_not_read_holds_charged_bytes_until_it_leaves() {
+    let rt = Runtime::builder()
+        .arbiters(1)
+        .memory_budget(MIB)
+        .build()
+        .unwrap();
+    let (runnable, hub) =
+        Pipeline::from_iter((0..10u8).map(|i| vec![i; 1000])).broadcast_hub(NoSubscriber::Wait);
+    let idle = hub.subscribe(16, LagPolicy::Block).unwrap();
+    let mut reading = hub.subscribe(16, LagPolicy::Block).unwrap();
+    // Evicts the oldest: holds the newest four.
+    let lagging = hub
+        .subscribe(4, LagPolicy::DropOldest { buffer: 0 })
+        .unwrap();
+    let running = runnable.run(&rt).unwrap();
+    let mut read = 0;
+    while futures::executor::block_on(reading.recv()).is_some() {
+        read += 1;
+    }
+    assert_eq!(read, 10);
+    running.wait().unwrap();
+    let element = (1000 + size_of::<Vec<u8>>()) as u64;
+    let usage = rt.memory().unwrap();
+    assert_eq!(usage.used, 14 * element, "{usage:?}");
+    let [held] = &usage.held[..] else {
+        panic!("one holder: {:?}", usage.held)
+    };
+    assert_eq!(held.buffer, Some("broadcast_hub"), "{held:?}");
+    assert!(held.stage.contains("broadcast_hub"), "{held:?}");
+    assert_eq!((held.elements, held.bytes), (14, 14 * element));
+    assert_eq!(lagging.unsubscribe().dropped, 6);
+    assert_eq!(
+        rt.memory().unwrap().used,
+        10 * element,
+        "the lagging four left"
+    );
+    drop(idle);
+    let usage = rt.memory().unwrap();
+    assert_eq!(usage.used, 0, "{usage:?}");
+    assert!(usage.held.is_empty(), "{usage:?}");
+}
+
+/// With a subscriber that does not read, the hub's charge holds the source
+/// back: under a budget of a few elements the source waits, and a detach
+/// (here: the subscriber leaving) lets it go on.
+#[test]
+fn a_hub_subscriber_that_does_not_read_makes_the_source_wait_until_it_leaves() {
+    let element = (1000 + size_of::<Vec<u8>>()) as u64;
+    let rt = Runtime::builder()
+        .arbiters(1)
+        .memory_budget(8 * element)
+        .build()
+        .unwrap();
+    let (runnable, hub) =
+        Pipeline::from_iter((0..100u8).map(|i| vec![i; 1000])).broadcast_hub(NoSubscriber::Drop);
+    let idle = hub
+        .subscribe(1000, LagPolicy::DropNewest { buffer: 0 })
+        .unwrap();
+    let running = runnable.run(&rt).unwrap();
+    let start = std::time::Instant::now();
+    while rt.memory().unwrap().source_waits == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "never waited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Nothing reads, so nothing is released: the source stays waiting, with
+    // at most the budget and the one element it may produce beyond it held.
+    std::thread::sleep(Duration::from_millis(100));
+    let usage = rt.memory().unwrap();
+    assert!(idle.len() <= 9, "the source waits: {} buffered", idle.len());
+    assert!(usage.used <= 9 * element, "{usage:?}");
+    drop(idle);
+    running.wait().unwrap();
+    assert_eq!(hub.stats().delivered + hub.stats().unclaimed, 100);
+    assert_eq!(rt.memory().unwrap().used, 0);
+}

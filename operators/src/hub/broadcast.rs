@@ -6,9 +6,10 @@ use std::task::{Context, Waker};
 
 use tokio::time::Instant;
 use weir_runtime::junction::LagPolicy;
+use weir_runtime::memory::HeldCharge;
 use weir_runtime::operator::{Counting, Io, Operator, Step};
 
-use super::state::Shared;
+use super::state::{Charge, Shared};
 use super::{HubEnd, HubStats, NoSubscriber, SubscribeError, Subscriber};
 
 /// The handle of a broadcast hub: subscribe to the pipeline's output while it
@@ -227,6 +228,13 @@ impl<T: Clone + Send + 'static> Operator for BroadcastHubSink<T> {
         Counting::Custom
     }
 
+    /// Every subscriber's buffer is charged, each copy of an element apart,
+    /// until the subscriber reads it, its lag policy drops it, or it leaves.
+    fn charge_held(&mut self, charge: HeldCharge<T>) -> bool {
+        self.shared.lock().set_charge(Arc::new(charge));
+        true
+    }
+
     fn step(&mut self, io: &mut Io<'_, T, Infallible>, cx: &mut Context<'_>) -> Step {
         let step = self.publish(io, cx);
         // Subscribers are woken once the lock is released.
@@ -241,5 +249,20 @@ impl<T: Clone + Send + 'static> Operator for BroadcastHubSink<T> {
         let mut wake = Vec::new();
         self.shared.lock().finish(HubEnd::Stopped, &mut wake);
         wake.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Subscriber buffers charge the sink stage's share of the memory budget.
+impl<T> Charge<T> for HeldCharge<T> {
+    fn size_of(&self, element: &T) -> u64 {
+        HeldCharge::size_of(self, element)
+    }
+
+    fn charge(&self, bytes: u64) {
+        HeldCharge::charge(self, 1, bytes);
+    }
+
+    fn release(&self, bytes: u64) {
+        HeldCharge::release(self, 1, bytes);
     }
 }

@@ -5,6 +5,11 @@
 //! a stats call) first applies what the clock says should already have happened,
 //! so the result is the same as with a timer, without one.
 //!
+//! Under a runtime memory budget every buffered element is charged ([`Charge`]:
+//! the sink stage's `HeldCharge`) from the moment a subscriber's buffer takes
+//! it until it leaves: read, evicted by the lag policy, dropped by a detach,
+//! or with its subscriber.
+//!
 //! This file depends on nothing but the hub's own types, `LagPolicy`, tokio's
 //! `Instant` and the `sync` module beside it (`super::sync`: `std`'s lock in
 //! weir-operators), so that the loom model in `models/tests/hub_attach.rs`
@@ -12,6 +17,7 @@
 //! attaching and leaving while the sink publishes.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::task::Waker;
 
 use tokio::time::Instant;
@@ -19,6 +25,17 @@ use weir_runtime::junction::LagPolicy;
 
 use super::sync::{Mutex, MutexGuard, PoisonError};
 use super::{HubEnd, NoSubscriber, SubscriberStats};
+
+/// The subscriber buffers' share of a memory budget, one element at a time
+/// (the sink stage's `HeldCharge` in weir-operators, a counter in the model).
+pub(crate) trait Charge<T>: Send + Sync {
+    /// The bytes `element` is charged.
+    fn size_of(&self, element: &T) -> u64;
+    /// One element of `bytes` entered a buffer.
+    fn charge(&self, bytes: u64);
+    /// One element of `bytes`, charged before, left its buffer.
+    fn release(&self, bytes: u64);
+}
 
 /// The state shared by the hub's sink, its handles and its subscribers.
 pub(crate) struct Shared<T> {
@@ -37,6 +54,7 @@ impl<T> Shared<T> {
                 delivered: 0,
                 unclaimed: 0,
                 when_alone,
+                charge: None,
             }),
         }
     }
@@ -61,6 +79,8 @@ pub(crate) struct State<T> {
     /// Elements no subscriber took.
     pub(crate) unclaimed: u64,
     when_alone: NoSubscriber,
+    /// The buffers' charge to a memory budget, under one.
+    charge: Option<Arc<dyn Charge<T>>>,
 }
 
 /// One subscriber's queue and counts.
@@ -78,6 +98,8 @@ pub(crate) struct Slot<T> {
     detached: bool,
     /// Since when elements have waited beyond `capacity` without a read.
     lagging_since: Option<Instant>,
+    /// The hub's charge to a memory budget, under one.
+    charge: Option<Arc<dyn Charge<T>>>,
 }
 
 /// What a subscriber's policy does with the next element.
@@ -98,7 +120,7 @@ impl Decision {
 }
 
 impl<T> Slot<T> {
-    fn new(capacity: usize, policy: LagPolicy) -> Self {
+    fn new(capacity: usize, policy: LagPolicy, charge: Option<Arc<dyn Charge<T>>>) -> Self {
         Slot {
             queue: VecDeque::with_capacity(capacity.min(1024)),
             capacity,
@@ -110,6 +132,14 @@ impl<T> Slot<T> {
             detachments: 0,
             detached: false,
             lagging_since: None,
+            charge,
+        }
+    }
+
+    /// `x` left the buffer: its bytes leave the budget.
+    fn released(&self, x: &T) {
+        if let Some(c) = &self.charge {
+            c.release(c.size_of(x));
         }
     }
 
@@ -151,6 +181,9 @@ impl<T> Slot<T> {
     /// until the buffer is empty.
     fn detach(&mut self) {
         let beyond = self.queue.len().saturating_sub(self.capacity);
+        for (_, x) in self.queue.range(self.capacity.min(self.queue.len())..) {
+            self.released(x);
+        }
         self.queue.truncate(self.capacity);
         self.dropped += beyond as u64;
         self.detached = true;
@@ -175,8 +208,14 @@ impl<T> Slot<T> {
         self.offered += 1;
         match decision {
             Decision::Accept | Decision::EvictOldest => {
-                if decision == Decision::EvictOldest && self.queue.pop_front().is_some() {
+                if decision == Decision::EvictOldest
+                    && let Some((_, old)) = self.queue.pop_front()
+                {
+                    self.released(&old);
                     self.dropped += 1;
+                }
+                if let (Some(c), Some(x)) = (&self.charge, &x) {
+                    c.charge(c.size_of(x));
                 }
                 self.queue.extend(x.map(|x| (index, x)));
                 if self.queue.len() > self.capacity && self.lagging_since.is_none() {
@@ -195,6 +234,7 @@ impl<T> Slot<T> {
     pub(crate) fn pop(&mut self, now: Instant) -> Option<(u64, T)> {
         self.refresh(now);
         let x = self.queue.pop_front()?;
+        self.released(&x.1);
         self.received += 1;
         self.lagging_since = (self.queue.len() > self.capacity).then_some(now);
         if self.detached && self.queue.is_empty() {
@@ -226,13 +266,34 @@ impl<T> State<T> {
     pub(crate) fn add(&mut self, capacity: usize, policy: LagPolicy) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.slots.insert(id, Slot::new(capacity, policy));
+        let charge = self.charge.clone();
+        self.slots.insert(id, Slot::new(capacity, policy, charge));
         id
     }
 
-    /// Removes a subscriber; what its buffer held is dropped with it.
+    /// Removes a subscriber; what its buffer held is dropped with it (and
+    /// leaves the memory budget now).
     pub(crate) fn remove(&mut self, id: u64) -> Option<Slot<T>> {
-        self.slots.remove(&id)
+        let slot = self.slots.remove(&id)?;
+        for (_, x) in &slot.queue {
+            slot.released(x);
+        }
+        Some(slot)
+    }
+
+    /// Charges the buffers to a memory budget from now on (the first charge
+    /// given wins; what they hold already is charged too).
+    pub(crate) fn set_charge(&mut self, charge: Arc<dyn Charge<T>>) {
+        if self.charge.is_some() {
+            return;
+        }
+        for slot in self.slots.values_mut() {
+            for (_, x) in &slot.queue {
+                charge.charge(charge.size_of(x));
+            }
+            slot.charge = Some(Arc::clone(&charge));
+        }
+        self.charge = Some(charge);
     }
 
     pub(crate) fn slot(&mut self, id: u64) -> Option<&mut Slot<T>> {

@@ -97,7 +97,7 @@ impl EdgeLog {
             runs: Mutex::new(Runs::default()),
             bytes: AtomicU64::new(0),
         });
-        budget.register(&log);
+        budget.register(Arc::clone(&log) as Arc<dyn super::Holder>);
         log
     }
 
@@ -162,13 +162,16 @@ impl EdgeLog {
         let bytes = self.runs().take(u64::MAX, true);
         self.release(bytes);
     }
+}
 
-    pub(crate) fn held(&self) -> HeldBytes {
+impl super::Holder for EdgeLog {
+    fn held(&self) -> HeldBytes {
         let elements = self.runs().elements;
         HeldBytes {
             pipeline: self.pipeline.clone(),
             stage: self.stage.clone(),
             port: self.port,
+            buffer: None,
             elements,
             bytes: self.bytes.load(Relaxed),
         }
@@ -301,7 +304,7 @@ impl<T> OutCharge<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryBudget;
+    use crate::memory::{Holder, MemoryBudget};
     use std::task::Waker;
 
     fn budget(limit: u64) -> Arc<Budget> {

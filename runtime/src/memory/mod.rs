@@ -51,6 +51,7 @@
 mod buffer;
 mod core;
 mod edge;
+mod held;
 mod size;
 
 /// What `core.rs` is written against: `std`'s types here, loom's in its model.
@@ -63,6 +64,7 @@ use self::core::BudgetCore;
 
 pub use buffer::BufferCharge;
 pub(crate) use edge::{EdgeLog, OutCharge};
+pub use held::HeldCharge;
 pub use size::ByteSize;
 
 use std::any::{Any, TypeId};
@@ -257,8 +259,8 @@ impl From<u64> for MemoryBudget {
 /// sizers.
 pub(crate) struct Budget {
     core: BudgetCore,
-    /// Every charged edge, for [`MemoryUsage::held`].
-    holders: Mutex<Vec<Weak<EdgeLog>>>,
+    /// Every charged edge and operator buffer, for [`MemoryUsage::held`].
+    holders: Mutex<Vec<Weak<dyn Holder>>>,
     sizers: Sizers,
 }
 
@@ -287,10 +289,10 @@ impl Budget {
         }
     }
 
-    pub(crate) fn register(&self, log: &Arc<EdgeLog>) {
+    pub(crate) fn register(&self, holder: Arc<dyn Holder>) {
         let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
         holders.retain(|w| w.strong_count() > 0);
-        holders.push(Arc::downgrade(log));
+        holders.push(Arc::downgrade(&holder));
     }
 
     pub(crate) fn usage(&self) -> MemoryUsage {
@@ -313,6 +315,12 @@ impl Budget {
     }
 }
 
+/// What holds charged bytes: an edge ([`EdgeLog`]) or an operator's own
+/// buffers ([`HeldCharge`]).
+pub(crate) trait Holder: Send + Sync {
+    fn held(&self) -> HeldBytes;
+}
+
 /// A pipeline's share of the budget: the budget and the pipeline's sizers.
 #[derive(Debug)]
 pub(crate) struct PipelineMemory {
@@ -326,6 +334,23 @@ impl PipelineMemory {
         BufferCharge::new(
             Arc::clone(&self.budget),
             self.budget.sizer_for::<T>(&self.sizers),
+        )
+    }
+
+    /// The charge of what `stage`'s operator (of kind `kind`) keeps in buffers
+    /// of its own.
+    pub(crate) fn held_charge<T: 'static>(
+        &self,
+        pipeline: &str,
+        stage: &str,
+        kind: &'static str,
+    ) -> HeldCharge<T> {
+        HeldCharge::new(
+            &self.budget,
+            self.budget.sizer_for::<T>(&self.sizers),
+            pipeline,
+            stage,
+            kind,
         )
     }
 
@@ -356,11 +381,13 @@ pub struct MemoryUsage {
     pub peak: u64,
     /// Times a source found the budget exhausted and waited for room.
     pub source_waits: u64,
-    /// Who holds what: every edge holding elements now.
+    /// Who holds what: every edge holding elements now, and every stage whose
+    /// operator keeps charged elements in buffers of its own.
     pub held: Vec<HeldBytes>,
 }
 
-/// The elements one edge holds, charged to the budget.
+/// The elements one edge (or one stage's own buffers, [`buffer`](Self::buffer))
+/// holds, charged to the budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HeldBytes {
@@ -371,6 +398,11 @@ pub struct HeldBytes {
     pub stage: String,
     /// The output port, for a junction.
     pub port: Option<usize>,
+    /// `None` for an edge. For elements the stage's operator keeps in buffers
+    /// of its own ([`HeldCharge`]), the operator's kind: `"broadcast_hub"` for
+    /// a broadcast hub's subscriber buffers (those of SSE and WebSocket
+    /// clients included).
+    pub buffer: Option<&'static str>,
     /// Elements held.
     pub elements: u64,
     /// Their bytes.

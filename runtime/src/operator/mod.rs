@@ -248,4 +248,19 @@ pub trait Operator: Send + 'static {
         let _ = charge;
         false
     }
+
+    /// For an operator that keeps input elements in buffers of its own beyond
+    /// the step (a broadcast hub's subscriber buffers): under a runtime
+    /// [memory budget](crate::memory), called once before the stage starts
+    /// with the stage's [`HeldCharge`](crate::memory::HeldCharge). The
+    /// operator charges each element when a buffer takes it and releases it
+    /// when it leaves; the bytes show in
+    /// [`MemoryUsage::held`](crate::memory::MemoryUsage::held) under the
+    /// stage. Elements counted in [`held`](Self::held) stay charged to the
+    /// input edge instead and need no such charge. Return true if the
+    /// operator keeps the charge. Default false: nothing is charged.
+    fn charge_held(&mut self, charge: crate::memory::HeldCharge<Self::In>) -> bool {
+        let _ = charge;
+        false
+    }
 }

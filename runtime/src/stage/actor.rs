@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use weir_supervisor::{Failure, StopReason};
 
+use super::credit::{Credit, Owed};
 use super::fused::{FusedOut, MemberControl, Output, Tail};
 use super::link::{DownLink, UpLink};
 use super::message::{Control, Down, Up};
@@ -88,9 +89,9 @@ pub(crate) struct StageActor<Op: Operator> {
     spill: Vec<Op::In>,
     outbox: Vec<Op::Out>,
     /// Elements this stage may still send downstream.
-    credit: usize,
+    credit: Credit,
     /// Places freed in the input queue, not yet granted upstream.
-    owed: usize,
+    owed: Owed,
     max_batch: usize,
     input_ended: bool,
     shutdown: bool,
@@ -173,6 +174,7 @@ impl<Op: Operator> StageActor<Op> {
             None => (None, 0),
         };
         shared.credit.store(credit, Relaxed);
+        let credit = Credit::new(credit);
         let stateful = op.checkpoint().is_some();
         let is_source = shared.is_source;
         let (buffer, charge) = budget::charges(
@@ -195,7 +197,7 @@ impl<Op: Operator> StageActor<Op> {
             spill: Vec::new(),
             outbox: Vec::new(),
             credit,
-            owed: 0,
+            owed: Owed::default(),
             max_batch,
             input_ended: false,
             shutdown: false,
@@ -234,7 +236,7 @@ impl<Op: Operator> StageActor<Op> {
     /// member's queue: what the member's grants would have said.
     fn refresh_credit(&mut self) {
         if let Some(Output::Fused(f)) = &self.downstream {
-            self.credit = f.tail.room();
+            self.credit.set(f.tail.room());
         }
     }
 
@@ -242,8 +244,8 @@ impl<Op: Operator> StageActor<Op> {
     /// continues after it.
     pub(crate) fn fuse(&mut self, tail: FusedOut<Op::Out>) {
         self.charge_fused_output();
-        self.credit = tail.tail.room();
-        self.shared.credit.store(self.credit, Relaxed);
+        self.credit.set(tail.tail.room());
+        self.shared.credit.store(self.credit.get(), Relaxed);
         self.downstream = Some(Output::Fused(tail));
     }
 
@@ -289,7 +291,7 @@ impl<Op: Operator> StageActor<Op> {
             }
             self.refresh_credit();
             let limit = match self.downstream {
-                Some(_) => self.credit.min(self.max_batch),
+                Some(_) => self.credit.get().min(self.max_batch),
                 None => usize::MAX,
             };
             if limit == 0 {
@@ -352,7 +354,7 @@ impl<Op: Operator> StageActor<Op> {
         // capacity (its queue is still well filled): a grant to another
         // arbiter wakes that thread, and a grant per slice would do so every
         // 200 µs.
-        if !handed_back || self.owed * 4 >= self.shared.capacity {
+        if !handed_back || self.owed.get() * 4 >= self.shared.capacity {
             self.grant(ctx);
         }
         self.refresh_credit();
@@ -511,7 +513,7 @@ impl<Op: Operator> StageActor<Op> {
         self.consumed += consumed as u64;
         self.completed += completed;
         self.filtered += filtered;
-        self.owed += consumed;
+        self.owed.freed(consumed);
         self.charge_outbox();
         if self.is_source() {
             self.received += produced as u64;
@@ -663,10 +665,10 @@ impl<Op: Operator> StageActor<Op> {
         if self.pipeline.memory.is_some() {
             self.release_taken();
         }
-        if self.owed == 0 {
+        let owed = self.owed.take();
+        if owed == 0 {
             return;
         }
-        let owed = std::mem::take(&mut self.owed);
         if !self.input_ended
             && let Some(up) = &self.upstream
         {
@@ -688,7 +690,7 @@ impl<Op: Operator> StageActor<Op> {
             .queued
             .store(self.inq.len() + self.behind_len, Relaxed);
         self.shared.outbox.store(self.outbox.len(), Relaxed);
-        self.shared.credit.store(self.credit, Relaxed);
+        self.shared.credit.store(self.credit.get(), Relaxed);
         self.shared.held.store(held, Relaxed);
         if self.inq.is_empty() && self.behind_len == 0 && self.outbox.is_empty() && held == 0 {
             self.shared.mark_settled(self.received);
@@ -863,7 +865,7 @@ impl<Op: Operator> Handler<Up> for StageActor<Op> {
 impl<Op: Operator> StageActor<Op> {
     fn on_up(&mut self, msg: Up, ctx: &mut Ctl) {
         match msg {
-            Up::Demand(n) => self.credit += n,
+            Up::Demand(n) => self.credit.grant(n),
             Up::Cancel => self.cancel(ctx),
         }
     }

@@ -12,6 +12,7 @@
 //! crate-private: users see operators, flows and handles.
 
 pub(crate) mod actor;
+pub(crate) mod credit;
 pub(crate) mod fused;
 pub(crate) mod link;
 pub(crate) mod message;

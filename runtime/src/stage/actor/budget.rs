@@ -1,6 +1,7 @@
 //! The stage's part in the runtime's memory budget (`crate::memory`): the
 //! charge of its output edge, the buffer of a source that charges its own, a
-//! source's admission, and the release of what it took. A child of `actor`, so
+//! source's admission, the release of what it took, and the share of what
+//! its operator keeps in buffers of its own. A child of `actor`, so
 //! it sees the stage's fields.
 
 use std::sync::Arc;
@@ -36,6 +37,10 @@ pub(super) fn charges<Op: Operator>(
     } else {
         None
     };
+    // Elements the operator keeps in buffers of its own (a broadcast hub's
+    // subscribers), named after the stage.
+    let kind = op.kind();
+    let _ = op.charge_held(memory.held_charge::<Op::In>(&pipeline.name, &shared.name, kind));
     if let Some(dead) = sup.and_then(|s| s.dead_letters.as_ref()) {
         dead.charge_memory(Arc::new(memory.buffer_charge::<Op::In>()));
     }
@@ -91,7 +96,7 @@ impl<Op: Operator> StageActor<Op> {
     pub(super) fn release_taken(&mut self) {
         let Some(up) = &self.upstream else { return };
         let held = self.op_held();
-        let total = self.owed + self.held_charged;
+        let total = self.owed.get() + self.held_charged;
         let release = total.saturating_sub(held);
         self.held_charged = total - release;
         up.source.release(release);

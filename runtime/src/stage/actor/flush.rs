@@ -29,9 +29,9 @@ impl<Op: Operator> StageActor<Op> {
                 self.fail(Failure::error(ErrorClass::Permanent, msg), ctx, true);
                 return false;
             };
-            let n = self.outbox.len().min(self.credit).min(self.max_batch);
+            let n = self.credit.batch(self.outbox.len(), self.max_batch);
             if n == 0 {
-                if self.credit == 0 && self.blocked_since.is_none() {
+                if self.credit.get() == 0 && self.blocked_since.is_none() {
                     self.blocked_since = Some(Instant::now());
                 }
                 return false;
@@ -51,7 +51,7 @@ impl<Op: Operator> StageActor<Op> {
             self.shared.emitted.fetch_add(n as u64, SeqCst);
             match downstream.try_send(Down::Batch(batch)) {
                 Ok(()) => {
-                    self.credit -= n;
+                    self.credit.spend(n);
                     if let Some(charge) = &mut self.charge {
                         charge.sent(n);
                     }

@@ -141,7 +141,7 @@ impl<Op: Operator> StageActor<Op> {
                             // the restored run reads it again from its source.
                             self.inq.push_front(element);
                             self.consumed -= 1;
-                            self.owed = self.owed.saturating_sub(1);
+                            self.owed.put_back(1);
                             let reason = format!("{reason}; last failure: {failure}");
                             return self.escalate(failure, reason, ctx);
                         }
@@ -153,7 +153,7 @@ impl<Op: Operator> StageActor<Op> {
                 // code consumed, so nothing is counted twice.
                 self.inq.push_front(element);
                 self.consumed -= 1;
-                self.owed = self.owed.saturating_sub(1);
+                self.owed.put_back(1);
                 true
             }
             Verdict::Settled => {
@@ -290,7 +290,7 @@ impl<Op: Operator> StageActor<Op> {
             match pushed {
                 Some(Ok(())) => {
                     self.consumed += 1;
-                    self.owed += 1;
+                    self.owed.freed(1);
                     diverted += 1;
                 }
                 Some(Err((letter, why))) => {

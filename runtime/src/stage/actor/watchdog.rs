@@ -27,7 +27,7 @@ impl<Op: Operator> StageActor<Op> {
             return;
         };
         let holding = !self.inq.is_empty() || self.op_held() > 0;
-        let could_work = self.downstream.is_none() || self.credit > 0;
+        let could_work = self.downstream.is_none() || self.credit.get() > 0;
         // A source paused by its controller holds what it was given (an
         // ingress's channel) on purpose.
         let waiting = self.sup.as_ref().is_some_and(|s| s.resume.is_some())
