@@ -117,8 +117,10 @@ impl CheckpointConfig {
         self
     }
 
-    /// Ignores the state the checkpoint holds for `stage`, a stage the pipeline no
-    /// longer has (removed or renamed). Without it, that is a
+    /// Ignores the state the checkpoint holds for `stage`: for a stage the pipeline
+    /// no longer has (removed or renamed), or one whose state no longer decodes
+    /// (another state version, another type), which then starts empty. Without it,
+    /// each is a
     /// [`BuildError::CheckpointMismatch`](crate::BuildError::CheckpointMismatch).
     #[must_use]
     pub fn discard_state(mut self, stage: impl Into<String>) -> Self {

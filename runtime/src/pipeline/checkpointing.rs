@@ -8,7 +8,8 @@ use super::node::NodeState;
 use super::parts::{KeyedReplica, Parts};
 use crate::checkpoint::dead_letters::{self, DeadLetterFiles};
 use crate::checkpoint::{
-    CheckpointConfig, CheckpointStore, Coordinator, RestoreContext, Snapshot, StoreOptions,
+    CheckpointConfig, CheckpointStore, Coordinator, RestoreContext, Snapshot, StateError,
+    StoreOptions,
 };
 use crate::error::BuildError;
 
@@ -178,8 +179,19 @@ fn restore_latest(
             ));
         }
     }
+    let undecodable = |name: &str, e: StateError| {
+        mismatch(
+            name,
+            format!("{e}; let it start empty with CheckpointConfig::discard_state"),
+        )
+    };
     for (i, name) in names.iter().enumerate() {
         if !stateful[i] {
+            continue;
+        }
+        if discard.contains(name.as_str()) {
+            // Its stored state (of another version, say) is ignored: it starts empty.
+            tracing::info!(stage = %name, checkpoint = id, "stage starts empty: its state is discarded");
             continue;
         }
         if let Some(replica) = &keyed[i]
@@ -192,14 +204,14 @@ fn restore_latest(
             parts
                 .node_mut(i)
                 .restore(&merged, &ctx)
-                .map_err(|e| mismatch(name, e.to_string()))?;
+                .map_err(|e| undecodable(name, e))?;
             continue;
         }
         match states.get(name) {
             Some(snapshot) => parts
                 .node_mut(i)
                 .restore(snapshot, &ctx)
-                .map_err(|e| mismatch(name, e.to_string()))?,
+                .map_err(|e| undecodable(name, e))?,
             None if fresh.contains(name.as_str()) => {}
             None => {
                 return Err(mismatch(

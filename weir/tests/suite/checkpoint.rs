@@ -84,6 +84,8 @@ pub(crate) struct Sum {
     per: BTreeMap<u64, (u64, u64)>,
     out: Totals,
     done: Option<OutputSender<()>>,
+    /// The state version it writes and reads (1 but in the version test).
+    version: u32,
 }
 
 /// A summing sink and the receiver its pipeline's completion waits on.
@@ -94,6 +96,7 @@ pub(crate) fn sum(out: Totals) -> (Sum, OutputReceiver<()>) {
             per: BTreeMap::new(),
             out,
             done: Some(tx),
+            version: 1,
         },
         rx,
     )
@@ -101,10 +104,10 @@ pub(crate) fn sum(out: Totals) -> (Sum, OutputReceiver<()>) {
 
 impl Checkpointable for Sum {
     fn snapshot(&mut self, _: u64) -> Result<Snapshot, StateError> {
-        Snapshot::of(1, &self.per)
+        Snapshot::of(self.version, &self.per)
     }
     fn restore(&mut self, s: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
-        self.per = s.decode(1, ctx)?;
+        self.per = s.decode(self.version, ctx)?;
         Ok(())
     }
 }
@@ -650,4 +653,51 @@ fn each_stage_that_cannot_be_checkpointed_is_a_build_error_naming_it() {
         Err(other) => panic!("file sink: {other}"),
         Ok(_) => panic!("file sink: built"),
     }
+}
+
+/// A stage whose state has another version than the checkpoint's is refused at
+/// `run`, naming the stage and both versions; `discard_state` lets it start
+/// empty.
+#[test]
+fn a_state_of_another_version_is_refused_at_run_naming_the_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let run = |version: u32, config: CheckpointConfig| {
+        let (mut sink, rx) = sum(Arc::default());
+        sink.version = version;
+        Flow::from_source(Counter::new(1, 100, 8))
+            .name("src")
+            .to(sink, rx)
+            .name("sum")
+            .checkpoints(config)
+            .run(&rt)
+    };
+    let config = || CheckpointConfig::new(dir.path()).without_fsync();
+    run(1, config()).unwrap().wait().unwrap();
+    match run(2, config()) {
+        Err(BuildError::CheckpointMismatch { stage, reason, .. }) => {
+            assert_eq!(stage, "sum");
+            assert!(
+                reason.contains("version 1") && reason.contains("version 2"),
+                "{reason}"
+            );
+            assert!(reason.contains("discard_state"), "{reason}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a state of version 1 was restored into version 2"),
+    }
+    let out: Totals = Arc::default();
+    let (mut sink, rx) = sum(Arc::clone(&out));
+    sink.version = 2;
+    Flow::from_source(Counter::new(1, 100, 8))
+        .name("src")
+        .to(sink, rx)
+        .name("sum")
+        .checkpoints(config().discard_state("sum"))
+        .run(&rt)
+        .unwrap()
+        .wait()
+        .unwrap();
+    // Started empty; the source resumed at its end: nothing more to count.
+    assert_eq!(out.lock().unwrap().clone().unwrap(), BTreeMap::new());
 }
