@@ -13,15 +13,12 @@ use std::time::{Duration, Instant};
 
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::Registry;
-use tracing_subscriber::layer::{Context as LayerContext, Layer, SubscriberExt};
 use weir::checkpoint::{
     CheckpointConfig, CheckpointError, Checkpointable, RestoreContext, Snapshot, StateError,
 };
 use weir::operator::{Counting, Io, Operator, Step};
 use weir::{Flow, OutputReceiver, OutputSender, Runnable, Runtime, output};
+use weir_testkit::logs::Logs;
 
 /// Emits `0, 1, 2, …` (a replayable position) until `stop` is set, a burst per step.
 struct Endless {
@@ -191,35 +188,6 @@ fn counter(name: &str, pipeline: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Warnings and errors the process logged: (message and fields as text).
-fn warnings() -> Arc<Mutex<Vec<String>>> {
-    #[derive(Clone, Default)]
-    struct Warnings(Arc<Mutex<Vec<String>>>);
-    struct Text(String);
-    impl Visit for Text {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            self.0.push_str(&format!("{}={value:?} ", field.name()));
-        }
-    }
-    impl<S: Subscriber> Layer<S> for Warnings {
-        fn on_event(&self, event: &Event<'_>, _: LayerContext<'_, S>) {
-            if *event.metadata().level() <= Level::WARN {
-                let mut text = Text(String::new());
-                event.record(&mut text);
-                self.0.lock().unwrap().push(text.0);
-            }
-        }
-    }
-    static SEEN: OnceLock<Warnings> = OnceLock::new();
-    SEEN.get_or_init(|| {
-        let seen = Warnings::default();
-        tracing::subscriber::set_global_default(Registry::default().with(seen.clone())).unwrap();
-        seen
-    })
-    .0
-    .clone()
-}
-
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     futures::executor::block_on(f)
 }
@@ -230,7 +198,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// is in the stats, the `weir_checkpoints_failed_total` counter and a warning.
 #[test]
 fn a_state_that_does_not_encode_fails_the_checkpoint_not_the_pipeline() {
-    let (_, log) = (metrics(), warnings());
+    let (_, logs) = (metrics(), Logs::capture());
     let rt = rt();
     let dir = tempfile::tempdir().unwrap();
     let job = Job::new();
@@ -280,13 +248,16 @@ fn a_state_that_does_not_encode_fails_the_checkpoint_not_the_pipeline() {
     assert_eq!(counter("weir_checkpoints_failed_total", "refusing"), 2);
     let completed = counter("weir_checkpoints_completed_total", "refusing");
     assert!(completed >= 2, "{completed}");
-    let log = log.lock().unwrap().clone();
-    let failed: Vec<_> = log
-        .iter()
-        .filter(|l| l.contains("checkpoint failed") && l.contains("pipeline=refusing"))
+    let failed: Vec<_> = logs
+        .events()
+        .into_iter()
+        .filter(|e| e.level == weir_testkit::logs::Level::WARN)
+        .filter(|e| {
+            e.fields.contains("checkpoint failed") && e.fields.contains("pipeline=refusing")
+        })
         .collect();
-    assert_eq!(failed.len(), 2, "{log:#?}");
-    assert!(failed[0].contains("would not encode"), "{failed:?}");
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert!(failed[0].fields.contains("would not encode"), "{failed:?}");
 }
 
 /// `max_consecutive_failures` failed checkpoints in a row fail the pipeline
