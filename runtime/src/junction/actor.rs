@@ -18,7 +18,7 @@ use actix::{Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handl
 use actix_rt::ArbiterHandle;
 use weir_supervisor::{ErrorClass, Failure, StopReason, SupervisionEvent};
 
-use super::{InPort, Junction, OutPort, Ports, Routing, take_batches};
+use super::{InPort, Junction, OutPort, Ports, QueueCodec, Routing, take_batches};
 use crate::pipeline::shared::PipelineShared;
 use crate::stage::link::{DownLink, PortDown, PortUp, UpLink};
 use crate::stage::message::{Control, Down, Up};
@@ -53,6 +53,9 @@ pub(crate) struct JunctionActor<J: Junction> {
     last_barrier: u64,
     /// Whether the junction is checkpointable.
     stateful: bool,
+    /// How its input queues are kept in a checkpoint, for a junction whose
+    /// queues are part of its state (see `junction::queues`).
+    codec: Option<QueueCodec<J::In>>,
     /// Counts the junction on its arbiter thread (see `stage::neighbours`).
     presence: Option<crate::stage::neighbours::Presence>,
 }
@@ -86,19 +89,31 @@ impl<J: Junction> UnstartedJunction<J> {
         ups: Vec<Option<UpLink>>,
         downs: Vec<Option<DownLink<J::Out>>>,
         max_batch: usize,
+        restored: Vec<Vec<J::In>>,
     ) -> bool {
         let now = Instant::now();
+        let mut restored = restored.into_iter();
         let ins = ups
             .into_iter()
-            .map(|up| InPort {
-                queue: VecDeque::new(),
+            .enumerate()
+            .map(|(i, up)| {
+                // What a restored checkpoint held in this input's queue goes first;
+                // it counts as received by this run.
+                let queue: VecDeque<J::In> = restored.next().unwrap_or_default().into();
+                let n = queue.len() as u64;
+                shared.in_received[i].fetch_add(n, Relaxed);
+                shared.received.fetch_add(n, Relaxed);
+                (queue, n, up)
+            })
+            .map(|(queue, received, up)| InPort {
+                queue,
                 behind: VecDeque::new(),
                 behind_len: 0,
                 arrived: false,
                 ended: false,
                 owed: 0,
                 up,
-                received: 0,
+                received,
             })
             .collect();
         let outs = downs
@@ -132,9 +147,11 @@ impl<J: Junction> UnstartedJunction<J> {
             })
             .collect();
         let mut junction = junction;
-        let stateful = junction.checkpoint().is_some();
+        let codec = junction.queue_codec();
+        let stateful = junction.checkpoint().is_some() || codec.is_some();
         let actor = JunctionActor {
             stateful,
+            codec,
             presence: None,
             barrier: None,
             last_barrier: 0,
@@ -698,9 +715,10 @@ impl<J: Junction> JunctionActor<J> {
     }
 
     fn barrier_due(&self) -> bool {
+        let queues_kept = self.codec.is_some();
         self.ins
             .iter()
-            .all(|p| (p.arrived || p.ended) && p.queue.is_empty())
+            .all(|p| (p.arrived || p.ended) && (queues_kept || p.queue.is_empty()))
             && self.outs.iter().all(|o| !o.open || o.buffer.is_empty())
             && (self.stateful || self.held() == 0)
     }
@@ -763,9 +781,17 @@ impl<J: Junction> JunctionActor<J> {
             return Ok(None);
         }
         let junction = &mut self.junction;
-        crate::checkpoint::guarded_snapshot(|| {
+        let own = crate::checkpoint::guarded_snapshot(|| {
             junction.checkpoint().map(|state| state.snapshot(id))
-        })
+        });
+        match &self.codec {
+            None => own,
+            Some(codec) => {
+                let queues: Vec<&VecDeque<J::In>> = self.ins.iter().map(|p| &p.queue).collect();
+                let own = own?;
+                crate::checkpoint::guarded_snapshot(|| Some(codec.snapshot(own, &queues)))
+            }
+        }
     }
 
     fn committed(&mut self, id: u64) {

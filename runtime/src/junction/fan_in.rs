@@ -345,7 +345,7 @@ impl<T: Send + 'static> Junction for Interleave<T> {
 
 /// What a zip's two inputs carry inside the junction: input 0's elements on the
 /// left, input 1's on the right.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum ZipIn<A, B> {
     /// From input 0.
     Left(A),
@@ -381,6 +381,9 @@ pub type Zip<A, B> = ZipWith<A, B, (A, B), fn(A, B) -> (A, B)>;
 /// pipeline, counting the two elements as failed.
 pub struct ZipWith<A, B, C, F> {
     f: F,
+    /// Set by [`checkpointed`](ZipWith::checkpointed): unmatched elements are
+    /// kept in checkpoints.
+    codec: Option<super::QueueCodec<ZipIn<A, B>>>,
     _t: PhantomData<fn(A, B) -> C>,
 }
 
@@ -393,10 +396,7 @@ impl<A, B, C, F> std::fmt::Debug for ZipWith<A, B, C, F> {
 impl<A, B> ZipWith<A, B, (A, B), fn(A, B) -> (A, B)> {
     /// Pairs.
     pub fn pairs() -> Self {
-        ZipWith {
-            f: |a, b| (a, b),
-            _t: PhantomData,
-        }
+        ZipWith::new(|a, b| (a, b))
     }
 }
 
@@ -406,7 +406,35 @@ where
 {
     /// Combines with `f`.
     pub fn new(f: F) -> Self {
-        ZipWith { f, _t: PhantomData }
+        ZipWith {
+            f,
+            codec: None,
+            _t: PhantomData,
+        }
+    }
+
+    /// Lets the zip be part of a checkpointed pipeline: the elements of one input
+    /// still waiting for their partners at a checkpoint barrier are kept in the
+    /// checkpoint (they need serde types), and a restore pairs them with what the
+    /// other input sends after it. Built by
+    /// [`Graph::zip_checkpointed`](crate::Graph::zip_checkpointed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::junction::ZipWith;
+    ///
+    /// let zip = ZipWith::new(|a: u64, b: String| format!("{a}{b}")).checkpointed();
+    /// # drop(zip);
+    /// ```
+    #[must_use]
+    pub fn checkpointed(mut self) -> Self
+    where
+        A: serde::Serialize + serde::de::DeserializeOwned,
+        B: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.codec = Some(super::QueueCodec::serde());
+        self
     }
 }
 
@@ -425,7 +453,14 @@ where
     }
 
     fn not_checkpointable(&self) -> Option<String> {
-        Some("a zip pairs its inputs element by element, so at a barrier one input can hold elements the other has not matched yet; a checkpoint would have to hold them, which it does not yet".into())
+        if self.codec.is_some() {
+            return None;
+        }
+        Some("a zip pairs its inputs element by element, so at a barrier one input can hold elements the other has not matched yet; they must be kept in the checkpoint: use Graph::zip_checkpointed / zip_with_checkpointed (serde element types)".into())
+    }
+
+    fn queue_codec(&self) -> Option<super::QueueCodec<ZipIn<A, B>>> {
+        self.codec
     }
 
     fn route(&mut self, ports: &mut Ports<'_, ZipIn<A, B>, C>) -> Routing {

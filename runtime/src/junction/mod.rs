@@ -27,6 +27,7 @@ mod feedback;
 mod merge_tests;
 mod mux;
 pub(crate) mod pool;
+mod queues;
 pub(crate) mod when;
 
 use std::collections::VecDeque;
@@ -44,6 +45,7 @@ pub use fan_out::{
 pub use feedback::{Feedback, Overflow};
 pub(crate) use mux::MuxLink;
 pub use mux::{Demux, Frame, Mux};
+pub use queues::QueueCodec;
 
 use weir_supervisor::Failure;
 
@@ -106,6 +108,17 @@ pub trait Junction: Send + 'static {
         None
     }
 
+    /// How to keep the elements waiting in the input queues in a checkpoint, for
+    /// a junction that can hold elements before a barrier that it cannot route
+    /// until elements after it arrive (a `zip`'s unmatched elements). With a
+    /// codec, a barrier passes the junction once every input has delivered it and
+    /// its outputs are sent, whatever its queues hold; the queues are part of its
+    /// snapshot and a restore puts them back (see [`QueueCodec`]). Default
+    /// `None`: a barrier waits for the queues to drain.
+    fn queue_codec(&self) -> Option<QueueCodec<Self::In>> {
+        None
+    }
+
     /// Why a checkpointed pipeline cannot contain this junction, if it cannot.
     ///
     /// A checkpoint barrier arriving on one input holds that input until the
@@ -113,8 +126,9 @@ pub trait Junction: Send + 'static {
     /// once every element before the barriers is routed. A junction that can wait
     /// for one particular input while another input holds elements (`zip`,
     /// `concat`, `interleave`) could then never route them; unless it keeps them in
-    /// its checkpointable state, it says so here, and building a checkpointed
-    /// pipeline with it is a
+    /// its checkpoint (a [`queue_codec`](Self::queue_codec), as
+    /// [`ZipWith::checkpointed`] does), it says so here, and building a
+    /// checkpointed pipeline with it is a
     /// [`BuildError::NotCheckpointable`](crate::BuildError::NotCheckpointable).
     /// Default: a custom junction is not known to align, so it says why.
     fn not_checkpointable(&self) -> Option<String> {

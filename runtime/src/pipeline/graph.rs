@@ -500,6 +500,61 @@ impl Graph {
         C: Send + 'static,
         F: FnMut(A, B) -> C + Send + 'static,
     {
+        self.zip_junction(a, b, ZipWith::new(f))
+    }
+
+    /// [`zip`](Self::zip) for a checkpointed pipeline: the elements of one input
+    /// that wait for their partners at a checkpoint barrier are kept in the
+    /// checkpoint, so they need serde types (see [`ZipWith::checkpointed`]). A
+    /// plain `zip` in a checkpointed pipeline is a
+    /// [`BuildError::NotCheckpointable`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::{Graph, Outlet};
+    ///
+    /// fn readings(g: &mut Graph, ids: Outlet<u64>, values: Outlet<f64>) -> Outlet<(u64, f64)> {
+    ///     g.zip_checkpointed(ids, values)
+    /// }
+    /// ```
+    pub fn zip_checkpointed<A, B>(&mut self, a: Outlet<A>, b: Outlet<B>) -> Outlet<(A, B)>
+    where
+        A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        B: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.zip_with_checkpointed(a, b, |a, b| (a, b))
+    }
+
+    /// [`zip_with`](Self::zip_with) for a checkpointed pipeline (see
+    /// [`zip_checkpointed`](Self::zip_checkpointed)).
+    pub fn zip_with_checkpointed<A, B, C, F>(
+        &mut self,
+        a: Outlet<A>,
+        b: Outlet<B>,
+        f: F,
+    ) -> Outlet<C>
+    where
+        A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        B: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        C: Send + 'static,
+        F: FnMut(A, B) -> C + Send + 'static,
+    {
+        self.zip_junction(a, b, ZipWith::new(f).checkpointed())
+    }
+
+    fn zip_junction<A, B, C, F>(
+        &mut self,
+        a: Outlet<A>,
+        b: Outlet<B>,
+        zip: ZipWith<A, B, C, F>,
+    ) -> Outlet<C>
+    where
+        A: Send + 'static,
+        B: Send + 'static,
+        C: Send + 'static,
+        F: FnMut(A, B) -> C + Send + 'static,
+    {
         fn left<A: Send + 'static, B: Send + 'static, J: Junction<In = ZipIn<A, B>>>(
             addr: &actix::Addr<JunctionActor<J>>,
             port: usize,
@@ -531,7 +586,7 @@ impl Graph {
             left::<A, B, Z<A, B, C, F>> as InletFn<Z<A, B, C, F>>,
             right::<A, B, Z<A, B, C, F>> as InletFn<Z<A, B, C, F>>,
         ];
-        let node = self.add_junction(ZipWith::new(f), inlets, 1);
+        let node = self.add_junction(zip, inlets, 1);
         let id = self.parts.id;
         if self.check_outlet(&a) && self.check_outlet(&b) {
             self.parts.connect(a.at, PortRef { node, port: 0 });

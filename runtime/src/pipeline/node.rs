@@ -449,6 +449,9 @@ pub(crate) struct JunctionNode<J: Junction> {
     ups: Vec<Option<UpLink>>,
     downs: Vec<Option<DownLink<J::Out>>>,
     hooks: Vec<StartHook>,
+    /// Per input: the queue a restored checkpoint held (see
+    /// [`Junction::queue_codec`]).
+    restored: Vec<Vec<J::In>>,
 }
 
 impl<J: Junction> JunctionNode<J> {
@@ -461,6 +464,7 @@ impl<J: Junction> JunctionNode<J> {
             ups: (0..inputs).map(|_| None).collect(),
             downs: (0..outputs).map(|_| None).collect(),
             hooks: Vec::new(),
+            restored: Vec::new(),
         }
     }
 
@@ -477,7 +481,7 @@ impl<J: Junction> Node for JunctionNode<J> {
     fn checkpoint_kind(&mut self) -> NodeState {
         if let Some(reason) = self.junction.not_checkpointable() {
             NodeState::Not(reason)
-        } else if self.junction.checkpoint().is_some() {
+        } else if self.junction.checkpoint().is_some() || self.junction.queue_codec().is_some() {
             NodeState::Stateful
         } else {
             NodeState::Stateless
@@ -485,7 +489,26 @@ impl<J: Junction> Node for JunctionNode<J> {
     }
 
     fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
-        restore_into(self.junction.checkpoint(), snapshot, ctx)
+        let Some(codec) = self.junction.queue_codec() else {
+            return restore_into(self.junction.checkpoint(), snapshot, ctx);
+        };
+        let (own, queues) = codec.restore(snapshot, self.inlets.len(), ctx)?;
+        match (own, self.junction.checkpoint().is_some()) {
+            (Some(own), true) => restore_into(self.junction.checkpoint(), &own, ctx)?,
+            (None, false) => {}
+            (Some(_), false) => {
+                return Err(StateError::Shape(
+                    "the checkpoint holds state for this junction, which keeps none".into(),
+                ));
+            }
+            (None, true) => {
+                return Err(StateError::Shape(
+                    "the checkpoint holds no state for this junction's own".into(),
+                ));
+            }
+        }
+        self.restored = queues;
+        Ok(())
     }
 
     fn on_start(&mut self, hook: StartHook) {
@@ -538,6 +561,7 @@ impl<J: Junction> Node for JunctionNode<J> {
             this.ups,
             this.downs,
             s.max_batch,
+            this.restored,
         )
     }
 }
