@@ -73,6 +73,12 @@ impl Alignment {
         }
     }
 
+    /// Goes on from step `step` (a restored checkpoint's).
+    pub(crate) fn restore_step(&mut self, step: u64) {
+        self.step = step;
+        self.open_since = None;
+    }
+
     /// The current step was released: align the next one. The inputs that are
     /// already there start its clock now.
     pub(crate) fn released(&mut self) {
@@ -90,6 +96,9 @@ mod tests {
         use weir_runtime::junction::Junction;
         let j = crate::barrier::BarrierJunction::<u32>::new(crate::barrier::Barrier::new(), 2);
         assert!(j.not_checkpointable().unwrap().contains("step barrier"));
+        let mut j = j.checkpointed();
+        assert_eq!(j.not_checkpointable(), None);
+        assert!(j.queue_codec().is_some() && j.checkpoint().is_some());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use weir_runtime::junction::{Junction, Ports, Routing};
+use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
+use weir_runtime::junction::{Junction, Ports, QueueCodec, Routing};
 use weir_runtime::{ErrorClass, Failure};
 
 use super::align::{Aligned, Alignment};
@@ -15,11 +16,15 @@ use super::{Barrier, UnevenEnd};
 ///
 /// It holds no element of its own: waiting elements stay in the input queues, so
 /// an input can be ahead of the slowest by at most its edge capacity, queued,
-/// and never by more than one step *released*.
+/// and never by more than one step *released*. Built by
+/// [`BarrierExt::barrier_checkpointed`](super::BarrierExt::barrier_checkpointed),
+/// those queues and its step are kept in checkpoints.
 #[derive(Debug)]
 pub struct BarrierJunction<T> {
     config: Barrier,
     align: Alignment,
+    /// Set for a checkpointed barrier: the queues are part of its snapshot.
+    codec: Option<QueueCodec<T>>,
     _t: std::marker::PhantomData<fn(T) -> T>,
 }
 
@@ -28,8 +33,19 @@ impl<T> BarrierJunction<T> {
         BarrierJunction {
             align: Alignment::new(inputs, config.timeout),
             config,
+            codec: None,
             _t: std::marker::PhantomData,
         }
+    }
+
+    /// Keeps the elements waiting in its queues (inputs ahead of the slowest)
+    /// and its step in checkpoints.
+    pub(crate) fn checkpointed(mut self) -> Self
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.codec = Some(QueueCodec::serde());
+        self
     }
 
     /// "input 2 (\"slow\")", or "input 2" without a name.
@@ -63,12 +79,28 @@ impl<T: Send + 'static> Junction for BarrierJunction<T> {
     /// waiting ones stay in the input queues, which a snapshot does not hold. So
     /// the alignment would never complete.
     fn not_checkpointable(&self) -> Option<String> {
+        if self.codec.is_some() {
+            return None;
+        }
         Some(
             "a step barrier keeps the elements of inputs ahead of the slowest in its input \
-             queues; at a checkpoint barrier they can neither be released (their partners \
-             come after it) nor be part of the snapshot"
+             queues; at a checkpoint barrier they cannot be released (their partners come \
+             after it), so they must be in the snapshot: build it with \
+             BarrierExt::barrier_checkpointed (serde element types)"
                 .into(),
         )
+    }
+
+    fn queue_codec(&self) -> Option<QueueCodec<T>> {
+        self.codec
+    }
+
+    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
+        if self.codec.is_some() {
+            Some(self)
+        } else {
+            None
+        }
     }
 
     fn validate(&self, inputs: usize, outputs: usize) -> Result<(), String> {
@@ -182,5 +214,20 @@ impl<T: Send + 'static> BarrierJunction<T> {
                 ))
             }
         }
+    }
+}
+
+/// A checkpointed barrier's own state: the steps it released (its queues are
+/// kept by its queue codec).
+impl<T: Send + 'static> Checkpointable for BarrierJunction<T> {
+    fn snapshot(&mut self, _: u64) -> Result<Snapshot, StateError> {
+        Snapshot::of(1, &self.align.step())
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
+        let step: u64 = snapshot.decode(1, ctx)?;
+        self.align.restore_step(step);
+        self.config.stats.0.steps.store(step, Relaxed);
+        Ok(())
     }
 }

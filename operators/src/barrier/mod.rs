@@ -186,6 +186,30 @@ pub trait BarrierExt {
         inputs: [Outlet<T>; N],
         barrier: Barrier,
     ) -> [Outlet<T>; N];
+
+    /// [`barrier`](Self::barrier) for a checkpointed pipeline: the elements of
+    /// inputs ahead of the slowest, waiting in its queues at a checkpoint
+    /// barrier, are kept in the checkpoint with the steps released (so they need
+    /// serde types), and a restore goes on from that step with them. A plain
+    /// `barrier` in a checkpointed pipeline is a `BuildError::NotCheckpointable`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_operators::barrier::{Barrier, BarrierExt};
+    /// use weir_runtime::{Graph, Outlet};
+    ///
+    /// fn in_step(g: &mut Graph, a: Outlet<u64>, b: Outlet<u64>) -> [Outlet<u64>; 2] {
+    ///     g.barrier_checkpointed([a, b], Barrier::new())
+    /// }
+    /// ```
+    fn barrier_checkpointed<T, const N: usize>(
+        &mut self,
+        inputs: [Outlet<T>; N],
+        barrier: Barrier,
+    ) -> [Outlet<T>; N]
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static;
 }
 
 impl BarrierExt for Graph {
@@ -194,14 +218,37 @@ impl BarrierExt for Graph {
         inputs: [Outlet<T>; N],
         barrier: Barrier,
     ) -> [Outlet<T>; N] {
-        let ports = self.junction(BarrierJunction::<T>::new(barrier, N), N, N);
-        for (from, to) in inputs.into_iter().zip(ports.inlets) {
-            self.connect(from, to);
-        }
-        match <[Outlet<T>; N]>::try_from(ports.outlets) {
-            Ok(outlets) => outlets,
-            // Cannot happen: `self.junction(.., N, N)` returns exactly N outlets.
-            Err(_) => unreachable!("the junction was built with {N} outputs"),
-        }
+        step_barrier(self, inputs, BarrierJunction::<T>::new(barrier, N))
+    }
+
+    fn barrier_checkpointed<T, const N: usize>(
+        &mut self,
+        inputs: [Outlet<T>; N],
+        barrier: Barrier,
+    ) -> [Outlet<T>; N]
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        step_barrier(
+            self,
+            inputs,
+            BarrierJunction::<T>::new(barrier, N).checkpointed(),
+        )
+    }
+}
+
+fn step_barrier<T: Send + 'static, const N: usize>(
+    g: &mut Graph,
+    inputs: [Outlet<T>; N],
+    junction: BarrierJunction<T>,
+) -> [Outlet<T>; N] {
+    let ports = g.junction(junction, N, N);
+    for (from, to) in inputs.into_iter().zip(ports.inlets) {
+        g.connect(from, to);
+    }
+    match <[Outlet<T>; N]>::try_from(ports.outlets) {
+        Ok(outlets) => outlets,
+        // Cannot happen: `g.junction(.., N, N)` returns exactly N outlets.
+        Err(_) => unreachable!("the junction was built with {N} outputs"),
     }
 }
