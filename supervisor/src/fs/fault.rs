@@ -18,8 +18,9 @@ pub enum Mode {
     /// The operation fails and does nothing; later ones work (a full disk, an
     /// `EIO` the caller survives).
     Fail,
-    /// As `Fail`, but a write writes half its bytes before it fails (a short
-    /// write); other operations fail as under `Fail`.
+    /// A write writes half its bytes and returns that count (a short write),
+    /// and the operation after it fails (a disk filling up in the middle of a
+    /// write); any other operation fails as under `Fail`.
     Torn,
     /// The process dies: a write writes half its bytes, nothing after it
     /// happens; what the kernel has stays (`kill -9`).
@@ -62,6 +63,8 @@ struct Journal {
     ops: Vec<String>,
     armed: bool,
     fault: Option<(usize, Mode)>,
+    /// A short write came: the next operation fails.
+    fail_next: bool,
     dead: bool,
     /// Files with changes not synced yet, and the length that is synced.
     unsynced: HashMap<PathBuf, u64>,
@@ -76,6 +79,8 @@ enum Go {
     Refuse,
     /// Do part of it (half of a write), then fail.
     Tear,
+    /// Do half of a write and report it.
+    Short,
 }
 
 /// The error every injected fault returns.
@@ -153,9 +158,16 @@ impl FaultFs {
         }
         let index = j.ops.len();
         j.ops.push(format!("{op} {}", path.display()));
+        if std::mem::take(&mut j.fail_next) {
+            return Go::Refuse;
+        }
         match j.fault {
             Some((k, Mode::Fail)) if k == index => Go::Refuse,
-            Some((k, Mode::Torn)) if k == index => Go::Tear,
+            Some((k, Mode::Torn)) if k == index && op == "write" => {
+                j.fail_next = true;
+                Go::Short
+            }
+            Some((k, Mode::Torn)) if k == index => Go::Refuse,
             Some((k, _)) if k == index => {
                 j.dead = true;
                 Go::Tear
@@ -205,7 +217,7 @@ impl Fs for FaultFs {
     fn open(&self, path: &Path, how: Open) -> io::Result<Box<dyn FsFile>> {
         match self.begin("open", path) {
             Go::Do => {}
-            Go::Refuse | Go::Tear => return Err(injected()),
+            Go::Refuse | Go::Tear | Go::Short => return Err(injected()),
         }
         let existed = path.exists();
         let file = RealFs.open(path, how)?;
@@ -227,7 +239,7 @@ impl Fs for FaultFs {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         match self.begin("rename", to) {
             Go::Do => {}
-            Go::Refuse | Go::Tear => return Err(injected()),
+            Go::Refuse | Go::Tear | Go::Short => return Err(injected()),
         }
         fs::rename(from, to)?;
         let mut j = self.journal();
@@ -243,7 +255,7 @@ impl Fs for FaultFs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         match self.begin("sync_dir", dir) {
             Go::Do => {}
-            Go::Refuse | Go::Tear => return Err(injected()),
+            Go::Refuse | Go::Tear | Go::Short => return Err(injected()),
         }
         self.journal().dir_ops.retain(|op| !op.in_dir(dir));
         Ok(())
@@ -252,7 +264,7 @@ impl Fs for FaultFs {
     fn remove(&self, path: &Path) -> io::Result<()> {
         match self.begin("remove", path) {
             Go::Do => {}
-            Go::Refuse | Go::Tear => return Err(injected()),
+            Go::Refuse | Go::Tear | Go::Short => return Err(injected()),
         }
         fs::remove_file(path)?;
         self.journal().unsynced.remove(path);
@@ -271,7 +283,7 @@ impl FaultFile {
     fn sync(&mut self, op: &str) -> io::Result<()> {
         match self.fs.begin(op, &self.path) {
             Go::Do => {}
-            Go::Refuse | Go::Tear => return Err(injected()),
+            Go::Refuse | Go::Tear | Go::Short => return Err(injected()),
         }
         // Modelled: the real fsync would only make the tests slow.
         self.fs.journal().unsynced.remove(&self.path);
@@ -292,7 +304,8 @@ impl Seek for FaultFile {
 }
 
 impl Write for FaultFile {
-    /// One operation: writes all of `buf`, or (torn) half of it and fails.
+    /// One operation: writes all of `buf`; or half of it, and fails (killed) or
+    /// returns the half's length (a short write).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let go = self.fs.begin("write", &self.path);
         let len = self.file.len()?;
@@ -307,11 +320,12 @@ impl Write for FaultFile {
                 self.file.write_all(&buf[..buf.len() / 2])?;
                 Err(injected())
             }
+            Go::Short => {
+                let half = buf.len().div_ceil(2);
+                self.file.write_all(&buf[..half])?;
+                Ok(half)
+            }
         }
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.write(buf).map(|_| ())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -331,7 +345,7 @@ impl FsFile for FaultFile {
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         match self.fs.begin("set_len", &self.path) {
             Go::Do => {}
-            Go::Refuse | Go::Tear => return Err(injected()),
+            Go::Refuse | Go::Tear | Go::Short => return Err(injected()),
         }
         let before = self.file.len()?;
         self.file.set_len(len)?;
@@ -376,14 +390,16 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_write_writes_half_and_the_process_goes_on() {
+    fn a_short_write_writes_half_the_next_operation_fails_and_the_process_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let fs = FaultFs::default();
         fs.arm(1, Mode::Torn);
         let mut file = fs.open(&dir.path().join("a"), Open::Append).unwrap();
+        // `write_all` writes again after the short write: that one fails.
         assert!(file.write_all(b"abcd").is_err());
         file.write_all(b"ef").unwrap();
         assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"abef");
+        assert_eq!(fs.ops().len(), 4);
         assert!(!fs.is_dead());
     }
 }
