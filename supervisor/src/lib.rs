@@ -35,6 +35,8 @@
 pub mod dead_letter;
 mod event;
 mod failure;
+#[doc(hidden)]
+pub mod fs;
 pub mod policy;
 
 pub use event::{StopReason, SupervisionEvent};

@@ -7,9 +7,11 @@
 //! (`<path>.<suffix>`). Renames are made in the order the parts were written, and
 //! the directory is synced after them.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use weir_supervisor::fs::{Fs, Open};
 
 /// The state version of an exactly-once file sink's snapshot.
 pub(crate) const PARTS_VERSION: u32 = 1;
@@ -49,17 +51,19 @@ pub(crate) struct PartsState {
     pub(crate) next_segment: Option<u64>,
 }
 
-/// The names a sink's parts have on disk.
+/// The names a sink's parts have on disk, and the renames, removals and
+/// directory syncs on them (through the sink's file system).
 #[derive(Debug, Clone)]
 pub(crate) struct PartNames {
     path: PathBuf,
     dir: PathBuf,
     /// `.<file name>.`
     hidden: String,
+    fs: Arc<dyn Fs>,
 }
 
 impl PartNames {
-    pub(crate) fn new(path: &Path) -> PartNames {
+    pub(crate) fn new(path: &Path, fs: Arc<dyn Fs>) -> PartNames {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -72,6 +76,7 @@ impl PartNames {
             path: path.to_path_buf(),
             dir,
             hidden: format!(".{base}."),
+            fs,
         }
     }
 
@@ -83,6 +88,12 @@ impl PartNames {
     /// The commit log of the final commit, present only while it runs.
     pub(crate) fn manifest(&self) -> PathBuf {
         self.dir.join(format!("{}commit", self.hidden))
+    }
+
+    /// The commit log while it is written, before it is renamed into place: a
+    /// commit log is there whole or not at all.
+    fn manifest_temp(&self) -> PathBuf {
+        self.dir.join(format!("{}commit.tmp", self.hidden))
     }
 
     /// The final name of a part.
@@ -118,9 +129,7 @@ impl PartNames {
 
     /// Forces the directory's entries (creations, renames) to the disk.
     pub(crate) fn sync_dir(&self) -> io::Result<()> {
-        #[cfg(unix)]
-        File::open(&self.dir)?.sync_all()?;
-        Ok(())
+        self.fs.sync_dir(&self.dir)
     }
 
     /// Renames part `part` into place. Idempotent: a part whose pending file is
@@ -132,7 +141,7 @@ impl PartNames {
     pub(crate) fn commit(&self, part: &ClosedPart) -> io::Result<bool> {
         let pending = self.pending(part.k);
         let target = self.target(&part.target);
-        match std::fs::rename(&pending, &target) {
+        match self.fs.rename(&pending, &target) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound && target.exists() => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
@@ -153,18 +162,22 @@ impl PartNames {
     /// a stream, whose parts no checkpoint records.
     pub(crate) fn commit_all(&self, parts: &[ClosedPart]) -> io::Result<()> {
         let manifest = self.manifest();
+        let temp = self.manifest_temp();
         let bytes = weir_runtime::checkpoint::encode(parts)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        let mut file = File::create(&manifest)?;
+        // Written aside and renamed: a failure or crash while it is written
+        // leaves no commit log that does not decode.
+        let mut file = self.fs.open(&temp, Open::Truncate)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         drop(file);
+        self.fs.rename(&temp, &manifest)?;
         self.sync_dir()?;
         for part in parts {
             self.commit(part)?;
         }
         self.sync_dir()?;
-        std::fs::remove_file(&manifest)?;
+        self.fs.remove(&manifest)?;
         self.sync_dir()
     }
 
@@ -175,6 +188,11 @@ impl PartNames {
     ///
     /// A manifest that does not decode, or a rename's error.
     pub(crate) fn finish_interrupted(&self) -> io::Result<bool> {
+        let temp = self.manifest_temp();
+        if temp.exists() {
+            // The commit never began: no rename comes before the log is whole.
+            self.fs.remove(&temp)?;
+        }
         let manifest = self.manifest();
         let bytes = match std::fs::read(&manifest) {
             Ok(bytes) => bytes,
@@ -192,7 +210,7 @@ impl PartNames {
             self.commit(part)?;
         }
         self.sync_dir()?;
-        std::fs::remove_file(&manifest)?;
+        self.fs.remove(&manifest)?;
         self.sync_dir()?;
         Ok(true)
     }
@@ -201,7 +219,7 @@ impl PartNames {
     pub(crate) fn remove_pending_except(&self, keep: Option<u64>) -> io::Result<()> {
         for k in self.list_pending()? {
             if Some(k) != keep {
-                std::fs::remove_file(self.pending(k))?;
+                self.fs.remove(&self.pending(k))?;
             }
         }
         Ok(())
@@ -270,9 +288,9 @@ pub(crate) struct Parts {
 }
 
 impl Parts {
-    pub(crate) fn new(path: &Path) -> Parts {
+    pub(crate) fn new(path: &Path, fs: Arc<dyn Fs>) -> Parts {
         Parts {
-            names: PartNames::new(path),
+            names: PartNames::new(path, fs),
             closed: Vec::new(),
             active: 0,
             next_part: 1,
@@ -416,11 +434,13 @@ impl Parts {
 
 #[cfg(test)]
 mod tests {
+    use weir_supervisor::fs::RealFs;
+
     use super::*;
 
     #[test]
     fn names_sit_next_to_the_path_hidden() {
-        let names = PartNames::new(Path::new("/data/out.log"));
+        let names = PartNames::new(Path::new("/data/out.log"), Arc::new(RealFs));
         assert_eq!(names.pending(3), Path::new("/data/.out.log.pending-3"));
         assert_eq!(names.manifest(), Path::new("/data/.out.log.commit"));
         assert_eq!(names.target(&Target::Path), Path::new("/data/out.log"));
@@ -428,7 +448,7 @@ mod tests {
             names.target(&Target::Rotated("2".into())),
             Path::new("/data/out.log.2")
         );
-        let bare = PartNames::new(Path::new("out"));
+        let bare = PartNames::new(Path::new("out"), Arc::new(RealFs));
         assert_eq!(bare.pending(0), Path::new("./.out.pending-0"));
     }
 
@@ -448,7 +468,7 @@ mod tests {
     #[test]
     fn commits_are_idempotent_and_a_lost_part_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let names = PartNames::new(&dir.path().join("out"));
+        let names = PartNames::new(&dir.path().join("out"), Arc::new(RealFs));
         let part = ClosedPart {
             k: 0,
             len: 2,
@@ -466,7 +486,7 @@ mod tests {
     #[test]
     fn an_interrupted_final_commit_is_finished() {
         let dir = tempfile::tempdir().unwrap();
-        let names = PartNames::new(&dir.path().join("out"));
+        let names = PartNames::new(&dir.path().join("out"), Arc::new(RealFs));
         let parts = [
             ClosedPart {
                 k: 4,

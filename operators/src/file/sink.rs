@@ -1,6 +1,5 @@
 //! [`FileSink`]: buffered writes to a file, an fsync policy, rotation by size.
 
-use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -13,6 +12,7 @@ use std::time::Duration;
 use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Counting, Io, Operator, Step};
 use weir_runtime::{ErrorClass, Failure};
+use weir_supervisor::fs::{Fs, FsFile, Open, RealFs, parent_dir};
 
 use super::commit::{PARTS_VERSION, Parts, PartsState, Recovery, Target};
 use super::rotate::{Naming, Segments};
@@ -21,13 +21,15 @@ use super::rotate::{Naming, Segments};
 pub const DEFAULT_WRITE_BUFFER: usize = 64 * 1024;
 
 /// When a [`FileSink`] makes its writes durable (`fsync`, as
-/// [`File::sync_data`]). Every policy flushes the write buffer to the file when
+/// [`File::sync_data`](std::fs::File::sync_data)). Every policy flushes the write buffer to the file when
 /// the stream completes and before a rotation; they differ in when the data is
 /// forced to the disk.
 ///
 /// Every policy but [`Fsync::Never`] syncs at completion and before a rotation if
 /// anything was written since the last sync: `EveryElements(10)` makes 10 fsyncs
 /// over 95 elements (9, then one at completion) and 10 over 100.
+/// Every policy but `Never` also syncs the directory after it creates (or
+/// rotates) the file, so that a synced element's file survives a power cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
     /// Never: the operating system writes the data back when it chooses.
@@ -190,6 +192,9 @@ pub struct FileSink {
     pub(crate) append: bool,
     pub(crate) exactly_once: bool,
     pub(crate) stats: Arc<FileSinkStats>,
+    /// Every open, write, sync, rename and removal goes through it: the real
+    /// file system, or in tests one that fails or crashes at a chosen step.
+    pub(crate) fs: Arc<dyn Fs>,
 }
 
 impl FileSink {
@@ -206,6 +211,7 @@ impl FileSink {
             append: false,
             exactly_once: false,
             stats: Arc::default(),
+            fs: Arc::new(RealFs),
         }
     }
 
@@ -286,7 +292,9 @@ impl FileSink {
 /// The operator writing the file.
 pub(crate) struct FileWriteStage<T> {
     sink: FileSink,
-    writer: Option<BufWriter<File>>,
+    /// The buffer in front of the file: an element is copied into it, and only a
+    /// full buffer, a flush or a sync reaches the file (through the seam).
+    writer: Option<BufWriter<Box<dyn FsFile>>>,
     segments: Option<Segments>,
     /// Bytes in the active file, buffered ones included.
     size: u64,
@@ -320,7 +328,9 @@ impl<T> std::fmt::Debug for FileWriteStage<T> {
 
 impl<T> FileWriteStage<T> {
     pub(crate) fn new(sink: FileSink) -> Self {
-        let parts = sink.exactly_once.then(|| Parts::new(&sink.path));
+        let parts = sink
+            .exactly_once
+            .then(|| Parts::new(&sink.path, Arc::clone(&sink.fs)));
         FileWriteStage {
             sink,
             writer: None,
@@ -355,20 +365,26 @@ impl<T> FileWriteStage<T> {
     /// Opens the file being written: appending to it (`append`), or empty.
     fn open(&mut self, append: bool) -> Result<(), Failure> {
         let path = self.active_path();
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .append(append)
-            .truncate(!append)
-            .open(&path)
+        let how = if append { Open::Append } else { Open::Truncate };
+        let file = self
+            .sink
+            .fs
+            .open(&path, how)
             .map_err(|e| self.failure("cannot open for writing", &e))?;
         self.size = if append {
-            file.metadata()
-                .map_err(|e| self.failure("cannot stat", &e))?
-                .len()
+            file.len().map_err(|e| self.failure("cannot stat", &e))?
         } else {
             0
         };
+        // The file's directory entry (and a rotation's rename before it) must be
+        // durable before a sync can call what is in the file durable. An
+        // exactly-once sink syncs its directory at every checkpoint instead.
+        if self.parts.is_none() && self.syncs() {
+            self.sink
+                .fs
+                .sync_dir(parent_dir(&path))
+                .map_err(|e| self.failure("cannot sync its directory", &e))?;
+        }
         self.writer = Some(BufWriter::with_capacity(self.sink.buffer, file));
         Ok(())
     }
@@ -377,9 +393,10 @@ impl<T> FileWriteStage<T> {
     /// what was written after the barrier is discarded.
     fn reopen_part(&mut self, len: u64) -> Result<(), Failure> {
         let path = self.active_path();
-        let cut = || -> std::io::Result<File> {
-            let mut file = OpenOptions::new().write(true).open(&path)?;
-            let on_disk = file.metadata()?.len();
+        let fs = Arc::clone(&self.sink.fs);
+        let cut = || -> std::io::Result<Box<dyn FsFile>> {
+            let mut file = fs.open(&path, Open::Existing)?;
+            let on_disk = file.len()?;
             if on_disk < len {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -463,7 +480,7 @@ impl<T> FileWriteStage<T> {
         };
         let result = writer.flush().and_then(|()| {
             if sync {
-                writer.get_ref().sync_data()
+                writer.get_mut().sync_data()
             } else {
                 Ok(())
             }
@@ -500,7 +517,9 @@ impl<T> FileWriteStage<T> {
             return self.open(false);
         }
         let to = segments.next_name();
-        std::fs::rename(&self.sink.path, &to)
+        self.sink
+            .fs
+            .rename(&self.sink.path, &to)
             .map_err(|e| self.failure(&format!("cannot rename to {}", to.display()), &e))?;
         if let Ok(mut files) = self.sink.stats.files.lock() {
             files.push(to);
@@ -785,6 +804,9 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod faults;
 
 #[cfg(test)]
 mod tests {

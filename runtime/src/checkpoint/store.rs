@@ -386,7 +386,7 @@ fn probe(fs: &dyn Fs, dir: &Path, fsync: bool) -> io::Result<()> {
     let mut file = fs.create(&path, false)?;
     file.write_all(b"weir checkpoint store probe\n")?;
     if fsync {
-        file.sync()?;
+        file.sync_all()?;
     }
     drop(file);
     fs.remove(&path)?;

@@ -71,7 +71,10 @@ pub enum DlqError {
     /// not survive a machine crash, and the kernel may have dropped their unsynced
     /// pages, so the writer is poisoned: reopen the file with
     /// [`FileDlqWriter::open_append`](super::FileDlqWriter::open_append).
-    #[error("could not sync the dead-letter file to stable storage")]
+    ///
+    /// The writer's I/O errors, this one's source and [`DlqError::Io`]'s, name
+    /// the file in their message.
+    #[error("could not sync the dead-letter file to stable storage: {0}")]
     Sync(#[source] io::Error),
 
     /// An earlier failure left the writer in an unknown state (a failed write whose

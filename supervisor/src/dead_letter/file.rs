@@ -96,6 +96,8 @@
 //!   [allowed](FileDlqOptions::truncate_corrupt_tail)).
 
 mod elements;
+#[cfg(test)]
+mod fault_tests;
 mod frame;
 mod options;
 mod outcome;

@@ -2,18 +2,17 @@
 //! step of a write, truncation and bit flips, limits, and directories that cannot
 //! be written.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::{self as stdfs, OpenOptions};
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 
 use super::format::{self, HEADER_LEN, MAX_MANIFEST_BYTES, RECORD_HEADER_LEN};
-use super::fs::{Fs, FsFile};
 use super::*;
 use crate::checkpoint::{Snapshot, StatePart};
+use weir_supervisor::fs::{FaultFs, Mode};
 
 static_assertions::assert_impl_all!(CheckpointStore: Send, Sync);
 
@@ -606,201 +605,8 @@ fn a_file_that_cannot_be_read_is_an_error_not_a_skip() {
 
 // ---- Fault injection ----
 
-/// How the fault at the armed operation behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// The operation fails and does nothing; later ones work (a full disk).
-    Fail,
-    /// The process dies: a write writes half its bytes, nothing after happens;
-    /// what the kernel has stays (`kill -9`).
-    Kill,
-    /// As `Kill`, then the machine loses power: data not synced is lost, and
-    /// directory entries (creations, renames) not synced are undone.
-    PowerLoss,
-}
-
-#[derive(Debug)]
-enum DirOp {
-    Create(PathBuf),
-    Rename(PathBuf, PathBuf),
-}
-
-#[derive(Debug, Default)]
-struct Journal {
-    /// The operations done since arming, by name.
-    ops: Vec<String>,
-    armed: bool,
-    fault: Option<(usize, Mode)>,
-    dead: bool,
-    /// Files with writes not synced yet, and their synced length.
-    unsynced: HashMap<PathBuf, u64>,
-    /// Directory changes since the last directory sync.
-    dir_ops: Vec<DirOp>,
-}
-
-/// What an operation does.
-enum Go {
-    Do,
-    /// Fail without doing anything.
-    Refuse,
-    /// Do part of it (half of a write), then fail.
-    Tear,
-}
-
-/// A file system on the real one that fails or crashes at the k-th operation.
-#[derive(Debug, Clone, Default)]
-struct FaultFs(Arc<Mutex<Journal>>);
-
-fn injected() -> io::Error {
-    io::Error::other("injected fault")
-}
-
-impl FaultFs {
-    fn arm(&self, k: usize, mode: Mode) {
-        let mut j = self.0.lock().unwrap();
-        j.armed = true;
-        j.fault = Some((k, mode));
-    }
-
-    /// Counts operations from now on, with no fault.
-    fn count(&self) {
-        self.0.lock().unwrap().armed = true;
-    }
-
-    fn ops(&self) -> Vec<String> {
-        self.0.lock().unwrap().ops.clone()
-    }
-
-    fn begin(&self, op: String) -> Go {
-        let mut j = self.0.lock().unwrap();
-        if j.dead {
-            return Go::Refuse;
-        }
-        if !j.armed {
-            return Go::Do;
-        }
-        let index = j.ops.len();
-        j.ops.push(op);
-        match j.fault {
-            Some((k, Mode::Fail)) if k == index => Go::Refuse,
-            Some((k, _)) if k == index => {
-                j.dead = true;
-                Go::Tear
-            }
-            _ => Go::Do,
-        }
-    }
-
-    /// What a power loss after the crash leaves on disk.
-    fn lose_power(&self) {
-        let mut j = self.0.lock().unwrap();
-        for (path, synced) in j.unsynced.drain() {
-            if let Ok(file) = OpenOptions::new().write(true).open(&path) {
-                file.set_len(synced).unwrap();
-            }
-        }
-        while let Some(op) = j.dir_ops.pop() {
-            match op {
-                DirOp::Create(path) => {
-                    let _ = stdfs::remove_file(path);
-                }
-                DirOp::Rename(from, to) => {
-                    if to.exists() {
-                        stdfs::rename(to, from).unwrap();
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Fs for FaultFs {
-    fn create(&self, path: &Path, new: bool) -> io::Result<Box<dyn FsFile>> {
-        match self.begin(format!("create {}", path.display())) {
-            Go::Do => {}
-            Go::Refuse | Go::Tear => return Err(injected()),
-        }
-        let file = super::fs::RealFs.create(path, new)?;
-        let mut j = self.0.lock().unwrap();
-        j.dir_ops.push(DirOp::Create(path.to_path_buf()));
-        j.unsynced.insert(path.to_path_buf(), 0);
-        Ok(Box::new(FaultFile {
-            fs: self.clone(),
-            path: path.to_path_buf(),
-            file,
-        }))
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        match self.begin(format!("rename {}", to.display())) {
-            Go::Do => {}
-            Go::Refuse | Go::Tear => return Err(injected()),
-        }
-        stdfs::rename(from, to)?;
-        let mut j = self.0.lock().unwrap();
-        if let Some(synced) = j.unsynced.remove(from) {
-            j.unsynced.insert(to.to_path_buf(), synced);
-        }
-        j.dir_ops
-            .push(DirOp::Rename(from.to_path_buf(), to.to_path_buf()));
-        Ok(())
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        match self.begin(format!("sync_dir {}", dir.display())) {
-            Go::Do => {}
-            Go::Refuse | Go::Tear => return Err(injected()),
-        }
-        self.0.lock().unwrap().dir_ops.clear();
-        Ok(())
-    }
-
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        match self.begin(format!("remove {}", path.display())) {
-            Go::Do => {}
-            Go::Refuse | Go::Tear => return Err(injected()),
-        }
-        stdfs::remove_file(path)?;
-        self.0.lock().unwrap().unsynced.remove(path);
-        Ok(())
-    }
-}
-
-struct FaultFile {
-    fs: FaultFs,
-    path: PathBuf,
-    file: Box<dyn FsFile>,
-}
-
-impl FsFile for FaultFile {
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let go = self.fs.begin(format!("write {}", self.path.display()));
-        {
-            let mut j = self.fs.0.lock().unwrap();
-            let len = stdfs::metadata(&self.path).map_or(0, |m| m.len());
-            j.unsynced.entry(self.path.clone()).or_insert(len);
-        }
-        match go {
-            Go::Do => self.file.write_all(bytes),
-            Go::Refuse => Err(injected()),
-            Go::Tear => {
-                self.file.write_all(&bytes[..bytes.len() / 2])?;
-                Err(injected())
-            }
-        }
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        match self.fs.begin(format!("sync {}", self.path.display())) {
-            Go::Do => {}
-            Go::Refuse | Go::Tear => return Err(injected()),
-        }
-        // Durability is modelled (`lose_power`), so the real fsync is left out:
-        // it would only make the test slow.
-        self.fs.0.lock().unwrap().unsynced.remove(&self.path);
-        Ok(())
-    }
-}
+// `FaultFs` and `Mode` are the shared seam's (`weir_supervisor::fs`), used by the
+// file dead-letter queue's and the file sink's fault tests too.
 
 /// Checkpoint 1 written by a real store, then a store on `fs` for checkpoint 2.
 fn setup_crash(dir: &Path, fs: &FaultFs) -> CheckpointStore {

@@ -89,7 +89,7 @@ fn write_files(
         offset += RECORD_HEADER_LEN + u64::from(len);
     }
     if options.fsync {
-        file.sync().map_err(io(&state_path, "fsync"))?;
+        file.sync_all().map_err(io(&state_path, "fsync"))?;
     }
     drop(file);
 
@@ -117,7 +117,7 @@ fn write_files(
     made.temp = Some(temp_path.clone());
     file.write_all(&bytes).map_err(io(&temp_path, "write"))?;
     if options.fsync {
-        file.sync().map_err(io(&temp_path, "fsync"))?;
+        file.sync_all().map_err(io(&temp_path, "fsync"))?;
     }
     drop(file);
     let manifest_path = dir.join(format::manifest_name(data.id));

@@ -1,8 +1,8 @@
 //! [`FileDlqWriter`]: appends dead letters to a file, durably.
 
 use std::fmt;
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, BufReader, Seek, SeekFrom, Write};
+use std::fs::TryLockError;
+use std::io::{self, BufReader, Seek, SeekFrom};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::frame::{self, Frame, HEADER_LEN, Header, RECORD_HEADER_LEN};
 use super::{FileDlqOptions, SyncPolicy, Tail};
 use crate::dead_letter::{DeadLetter, DlqError, DlqPosition, ReadError};
+use crate::fs::{Fs, FsFile, Open, RealFs, at_path, parent_dir};
 
 /// Appends dead letters to a file in the [dead-letter file format](super).
 ///
@@ -54,7 +55,9 @@ use crate::dead_letter::{DeadLetter, DlqError, DlqPosition, ReadError};
 /// # }
 /// ```
 pub struct FileDlqWriter<T> {
-    file: File,
+    /// Through the [file-system seam](crate::fs), so that tests can fail or crash
+    /// at any write, sync or cut.
+    file: Box<dyn FsFile>,
     path: PathBuf,
     options: FileDlqOptions,
     /// Where the next record goes: the end of the valid data.
@@ -113,29 +116,39 @@ impl<T> FileDlqWriter<T> {
     }
 
     pub(super) fn create_with(path: &Path, options: FileDlqOptions) -> Result<Self, DlqError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        lock(&file)?;
+        Self::create_on(&RealFs, path, options)
+    }
+
+    pub(super) fn open_append_with(path: &Path, options: FileDlqOptions) -> Result<Self, DlqError> {
+        Self::open_append_on(&RealFs, path, options)
+    }
+
+    /// [`create_with`](Self::create_with) through the file system `fs`.
+    pub(crate) fn create_on(
+        fs: &dyn Fs,
+        path: &Path,
+        options: FileDlqOptions,
+    ) -> Result<Self, DlqError> {
+        let file = fs.open(path, Open::CreateNew).at(path)?;
+        lock(file.as_ref(), path)?;
         let mut writer = Self::with_file(file, path, options, Tail::Clean, 0);
         writer.write_header()?;
         if options.sync_policy() != SyncPolicy::Never {
-            sync_parent_dir(path)?;
+            let dir = parent_dir(path);
+            fs.sync_dir(dir).at(dir)?;
         }
         Ok(writer)
     }
 
-    pub(super) fn open_append_with(path: &Path, options: FileDlqOptions) -> Result<Self, DlqError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        lock(&file)?;
-        let scan = scan(&file, options.max_record_bytes())?;
+    /// [`open_append_with`](Self::open_append_with) through the file system `fs`.
+    pub(crate) fn open_append_on(
+        fs: &dyn Fs,
+        path: &Path,
+        options: FileDlqOptions,
+    ) -> Result<Self, DlqError> {
+        let mut file = fs.open(path, Open::Keep).at(path)?;
+        lock(file.as_ref(), path)?;
+        let scan = scan(file.as_mut(), options.max_record_bytes())?;
         let recovered = match (&scan.tail, options.truncates_corrupt_tail()) {
             (Tail::Corrupt { offset, reason }, false) => {
                 return Err(ReadError::Corrupt {
@@ -146,33 +159,34 @@ impl<T> FileDlqWriter<T> {
             }
             (tail, _) => tail.clone(),
         };
-        let file_len = file.metadata()?.len();
+        let file_len = file.len().at(path)?;
         let dropped = file_len.saturating_sub(scan.end);
         let mut writer = Self::with_file(file, path, options, recovered, dropped);
         writer.records = scan.records;
         writer.last_crc = scan.last_crc;
         if scan.header_torn {
             // A crash while the file was created: start it again.
-            writer.file.set_len(0)?;
+            writer.file.set_len(0).at(path)?;
             writer.write_header()?;
             if options.sync_policy() != SyncPolicy::Never {
-                sync_parent_dir(path)?;
+                let dir = parent_dir(path);
+                fs.sync_dir(dir).at(dir)?;
             }
         } else {
             if dropped > 0 {
-                writer.file.set_len(scan.end)?;
+                writer.file.set_len(scan.end).at(path)?;
                 if options.sync_policy() != SyncPolicy::Never {
-                    writer.file.sync_all()?;
+                    writer.file.sync_all().at(path)?;
                 }
             }
             writer.end = scan.end;
-            writer.file.seek(SeekFrom::Start(scan.end))?;
+            writer.file.seek(SeekFrom::Start(scan.end)).at(path)?;
         }
         Ok(writer)
     }
 
     fn with_file(
-        file: File,
+        file: Box<dyn FsFile>,
         path: &Path,
         options: FileDlqOptions,
         recovered: Tail,
@@ -196,10 +210,11 @@ impl<T> FileDlqWriter<T> {
 
     /// Writes the header at offset 0 of an empty file.
     fn write_header(&mut self) -> Result<(), DlqError> {
-        self.file.seek(SeekFrom::Start(0))?;
-        self.file.write_all(&frame::header_bytes())?;
+        let path = &self.path;
+        self.file.seek(SeekFrom::Start(0)).at(path)?;
+        self.file.write_all(&frame::header_bytes()).at(path)?;
         if self.options.sync_policy() != SyncPolicy::Never {
-            self.file.sync_all()?;
+            self.file.sync_all().at(path)?;
         }
         self.end = HEADER_LEN;
         Ok(())
@@ -265,7 +280,7 @@ impl<T> FileDlqWriter<T> {
         let offset = self.end;
         if let Err(e) = self.file.write_all(record) {
             self.roll_back(offset);
-            return Err(e.into());
+            return Err(DlqError::Io(at_path(&self.path, e)));
         }
         self.end += record.len() as u64;
         self.records += 1;
@@ -373,7 +388,8 @@ impl<T> FileDlqWriter<T> {
         }
         // The scan moves the file's cursor, where the next record is written: put
         // it back if the file is not cut.
-        let counted = match records_before(&self.file, offset, self.options.max_record_bytes()) {
+        let max = self.options.max_record_bytes();
+        let counted = match records_before(self.file.as_mut(), offset, max) {
             Ok(Some(prefix)) => Ok(prefix),
             Ok(None) => Err(invalid("a record does not start there".into())),
             Err(e) => Err(e),
@@ -393,7 +409,7 @@ impl<T> FileDlqWriter<T> {
             .and_then(|()| self.file.seek(SeekFrom::Start(offset)).map(|_| ()));
         if let Err(e) = cut {
             self.poisoned = true;
-            return Err(e.into());
+            return Err(DlqError::Io(at_path(&self.path, e)));
         }
         self.end = offset;
         self.records = records;
@@ -458,7 +474,8 @@ impl<T> FileDlqWriter<T> {
         let found = if position.end == self.end {
             Some((self.records, self.last_crc))
         } else {
-            let found = records_before(&self.file, position.end, self.options.max_record_bytes());
+            let max = self.options.max_record_bytes();
+            let found = records_before(self.file.as_mut(), position.end, max);
             // The scan moved the cursor, where the next record is written.
             if self.file.seek(SeekFrom::Start(self.end)).is_err() {
                 self.poisoned = true;
@@ -509,7 +526,7 @@ impl<T> FileDlqWriter<T> {
             // After a failed fsync the kernel may have marked unwritten pages clean;
             // nothing more can be promised about this file handle.
             self.poisoned = true;
-            return Err(DlqError::Sync(source));
+            return Err(DlqError::Sync(at_path(&self.path, source)));
         }
         self.unsynced = 0;
         Ok(())
@@ -562,7 +579,7 @@ struct Scan {
 }
 
 /// Walks the records of `file` from the start, checking framing and checksums.
-fn scan(file: &File, max: u32) -> Result<Scan, DlqError> {
+fn scan(file: &mut dyn FsFile, max: u32) -> Result<Scan, DlqError> {
     let mut input = BufReader::with_capacity(1 << 16, file);
     input.seek(SeekFrom::Start(0))?;
     match frame::read_header(&mut input)? {
@@ -610,7 +627,7 @@ fn scan(file: &File, max: u32) -> Result<Scan, DlqError> {
 /// at least `offset`, and the checksum of the last of them; `None` if no record
 /// starts at `offset`.
 fn records_before(
-    file: &File,
+    file: &mut dyn FsFile,
     offset: u64,
     max: u32,
 ) -> Result<Option<(u64, Option<u32>)>, DlqError> {
@@ -637,27 +654,24 @@ fn records_before(
 }
 
 /// Takes the exclusive advisory lock on `file`, without waiting.
-fn lock(file: &File) -> Result<(), DlqError> {
+fn lock(file: &dyn FsFile, path: &Path) -> Result<(), DlqError> {
     match file.try_lock() {
         Ok(()) => Ok(()),
         Err(TryLockError::WouldBlock) => Err(DlqError::Locked),
         // File systems without locks (some network ones): go on unlocked.
         Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => Ok(()),
-        Err(TryLockError::Error(e)) => Err(e.into()),
+        Err(TryLockError::Error(e)) => Err(DlqError::Io(at_path(path, e))),
     }
 }
 
-/// Makes a new file's directory entry durable.
-fn sync_parent_dir(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(parent)?.sync_all()?;
+/// Names the file in an I/O error.
+trait At<T> {
+    /// The error, if any, with `path` in its message.
+    fn at(self, path: &Path) -> io::Result<T>;
+}
+
+impl<T> At<T> for io::Result<T> {
+    fn at(self, path: &Path) -> io::Result<T> {
+        self.map_err(|e| at_path(path, e))
     }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
