@@ -702,6 +702,33 @@ fn a_state_of_another_version_is_refused_at_run_naming_the_stage() {
     assert_eq!(out.lock().unwrap().clone().unwrap(), BTreeMap::new());
 }
 
+/// A fast source (tag 1, `0..fast_end`) and a slow one (tag 2, `0..slow_end`,
+/// behind a `Slow` stage), so that the fast one's elements wait at barriers.
+fn fast_and_slow(
+    g: &mut Graph,
+    fast_end: u64,
+    slow_end: u64,
+) -> (weir::Outlet<(u64, u64)>, weir::Outlet<(u64, u64)>) {
+    let fast = g.source(Flow::from_source(Counter::new(1, fast_end, 64)).name("fast"));
+    let slow = g.source(
+        Flow::from_source(Counter::new(2, slow_end, 3))
+            .name("slow-src")
+            .via(Slow)
+            .name("slow"),
+    );
+    (fast, slow)
+}
+
+/// Runs the graph `build` makes and aborts it (no final checkpoint) after 30,
+/// 60 and 90 ms, each run restoring the last one's newest checkpoint.
+fn abort_three_times(build: impl Fn() -> Graph, rt: &Runtime) {
+    for pause_ms in [30, 60, 90] {
+        let running = build().run(rt).unwrap();
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        let _ = futures::executor::block_on(running.abort());
+    }
+}
+
 /// A checkpointed zip keeps the elements still waiting for their partners in
 /// its checkpoint: aborted several times mid-run (with a fast and a slow input,
 /// so that one input's queue holds unmatched elements at barriers) and started
@@ -714,13 +741,7 @@ fn a_checkpointed_zip_restores_its_unmatched_elements_exactly_once() {
     let (fast_end, slow_end) = (60_000_u64, 40_000_u64);
     let build = |out: Totals| {
         let mut g = Graph::new();
-        let fast = g.source(Flow::from_source(Counter::new(1, fast_end, 64)).name("fast"));
-        let slow = g.source(
-            Flow::from_source(Counter::new(2, slow_end, 3))
-                .name("slow-src")
-                .via(Slow)
-                .name("slow"),
-        );
+        let (fast, slow) = fast_and_slow(&mut g, fast_end, slow_end);
         // Tag 0 for a right pair (the k-th of each), 9 for a wrong one.
         let pairs =
             g.zip_with_checkpointed(fast, slow, |(_, a), (_, b)| (if a == b { 0 } else { 9 }, a));
@@ -736,20 +757,14 @@ fn a_checkpointed_zip_restores_its_unmatched_elements_exactly_once() {
         );
         g
     };
-    let mut restored = Vec::new();
-    for pause_ms in [30, 60, 90] {
-        let running = build(Arc::default()).run(&rt).unwrap();
-        std::thread::sleep(Duration::from_millis(pause_ms));
-        let _ = futures::executor::block_on(running.abort());
-    }
+    abort_three_times(|| build(Arc::default()), &rt);
     let out: Totals = Arc::default();
     let done = build(Arc::clone(&out)).run(&rt).unwrap().wait().unwrap();
     let ck = done.report.checkpoint.clone().unwrap();
-    restored.push(ck.restored_from);
     assert!(ck.restored_from.is_some(), "{ck:?}");
     let n = slow_end;
     let want: BTreeMap<u64, (u64, u64)> = [(0, (n, n * (n - 1) / 2))].into();
-    assert_eq!(out.lock().unwrap().clone().unwrap(), want, "{restored:?}");
+    assert_eq!(out.lock().unwrap().clone().unwrap(), want, "{ck:?}");
 }
 
 /// A checkpointed step barrier keeps the elements of the input ahead in its
@@ -764,13 +779,7 @@ fn a_checkpointed_step_barrier_restores_its_waiting_elements_exactly_once() {
     let (fast_end, slow_end) = (60_000_u64, 40_000_u64);
     let build = |out: Totals| {
         let mut g = Graph::new();
-        let fast = g.source(Flow::from_source(Counter::new(1, fast_end, 64)).name("fast"));
-        let slow = g.source(
-            Flow::from_source(Counter::new(2, slow_end, 3))
-                .name("slow-src")
-                .via(Slow)
-                .name("slow"),
-        );
+        let (fast, slow) = fast_and_slow(&mut g, fast_end, slow_end);
         let [a, b] = g.barrier_checkpointed([fast, slow], Barrier::new());
         g.name_stage(a, "step");
         let both = g.merge([a, b]);
@@ -785,11 +794,7 @@ fn a_checkpointed_step_barrier_restores_its_waiting_elements_exactly_once() {
         );
         g
     };
-    for pause_ms in [30, 60, 90] {
-        let running = build(Arc::default()).run(&rt).unwrap();
-        std::thread::sleep(Duration::from_millis(pause_ms));
-        let _ = futures::executor::block_on(running.abort());
-    }
+    abort_three_times(|| build(Arc::default()), &rt);
     let out: Totals = Arc::default();
     let done = build(Arc::clone(&out)).run(&rt).unwrap().wait().unwrap();
     assert!(done.report.checkpoint.unwrap().restored_from.is_some());
