@@ -708,7 +708,7 @@ fn fast_and_slow(
     g: &mut Graph,
     fast_end: u64,
     slow_end: u64,
-) -> (weir::Outlet<(u64, u64)>, weir::Outlet<(u64, u64)>) {
+) -> [weir::Outlet<(u64, u64)>; 2] {
     let fast = g.source(Flow::from_source(Counter::new(1, fast_end, 64)).name("fast"));
     let slow = g.source(
         Flow::from_source(Counter::new(2, slow_end, 3))
@@ -716,7 +716,7 @@ fn fast_and_slow(
             .via(Slow)
             .name("slow"),
     );
-    (fast, slow)
+    [fast, slow]
 }
 
 /// Runs the graph `build` makes and aborts it (no final checkpoint) after 30,
@@ -741,7 +741,7 @@ fn a_checkpointed_zip_restores_its_unmatched_elements_exactly_once() {
     let (fast_end, slow_end) = (60_000_u64, 40_000_u64);
     let build = |out: Totals| {
         let mut g = Graph::new();
-        let (fast, slow) = fast_and_slow(&mut g, fast_end, slow_end);
+        let [fast, slow] = fast_and_slow(&mut g, fast_end, slow_end);
         // Tag 0 for a right pair (the k-th of each), 9 for a wrong one.
         let pairs =
             g.zip_with_checkpointed(fast, slow, |(_, a), (_, b)| (if a == b { 0 } else { 9 }, a));
@@ -779,7 +779,7 @@ fn a_checkpointed_step_barrier_restores_its_waiting_elements_exactly_once() {
     let (fast_end, slow_end) = (60_000_u64, 40_000_u64);
     let build = |out: Totals| {
         let mut g = Graph::new();
-        let (fast, slow) = fast_and_slow(&mut g, fast_end, slow_end);
+        let [fast, slow] = fast_and_slow(&mut g, fast_end, slow_end);
         let [a, b] = g.barrier_checkpointed([fast, slow], Barrier::new());
         g.name_stage(a, "step");
         let both = g.merge([a, b]);
