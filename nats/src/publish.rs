@@ -7,7 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use weir_runtime::observe::Tally;
 
@@ -186,6 +186,17 @@ struct Batch<T> {
 ///
 /// [`stats`](Self::stats) counts the duplicates the stream dropped.
 ///
+/// That makes each message id once in the stream, not each result: a result
+/// published after the last checkpoint by a run that then crashed stays in the
+/// stream, and the restored run's result for the same input, made from the
+/// restored state, is dropped as its duplicate. Where a result depends on what
+/// came before it (a keyed count, a running total) and the source does not
+/// replay in the same order (a JetStream consumer redelivers a crashed run's
+/// messages after newer ones), the two differ. With
+/// [`on_checkpoint`](Self::on_checkpoint) the sink publishes only what a durable
+/// checkpoint covers, and the stream holds exactly the results of the runs that
+/// were kept.
+///
 /// Acknowledgements are handled in publish order. A publish that fails (no
 /// stream, a timeout, the connection lost) follows the stage's supervision: with
 /// [`Flow::supervise`](weir_runtime::Flow::supervise) it is retried after the
@@ -209,6 +220,40 @@ pub struct Publish<T, F> {
     replay: Vec<Unconfirmed>,
     replaying: Option<JoinHandle<Vec<Result<(), NatsError>>>>,
     stats: Arc<PublishStats>,
+    /// With [`on_checkpoint`](Self::on_checkpoint): what waits for its
+    /// checkpoint.
+    held: Option<Held<T>>,
+}
+
+/// The elements an [`on_checkpoint`](Publish::on_checkpoint) sink holds until a
+/// checkpoint after them is durable.
+struct Held<T> {
+    /// Taken and not yet published, oldest first; the front is number
+    /// `released`.
+    items: VecDeque<Item<T>>,
+    /// Elements taken so far, and handed to the publishes.
+    taken: u64,
+    released: u64,
+    /// Elements that may be published: those before a durable checkpoint's
+    /// barrier (all of them once the input ended).
+    releasable: u64,
+    /// `(checkpoint, taken before its barrier)`, oldest first.
+    barriers: VecDeque<(u64, u64)>,
+    /// The stage, woken when a commit makes elements publishable.
+    waker: Option<Waker>,
+}
+
+impl<T> Default for Held<T> {
+    fn default() -> Self {
+        Held {
+            items: VecDeque::new(),
+            taken: 0,
+            released: 0,
+            releasable: 0,
+            barriers: VecDeque::new(),
+            waker: None,
+        }
+    }
 }
 
 impl<T, F> Publish<T, F> {
@@ -228,6 +273,7 @@ impl<T, F> Publish<T, F> {
             replay: Vec::new(),
             replaying: None,
             stats,
+            held: None,
         }
     }
 
@@ -236,6 +282,25 @@ impl<T, F> Publish<T, F> {
     /// "Checkpoints" above.
     pub fn msg_id(mut self, ids: MsgId<T>) -> Self {
         self.msg_id = Some(ids);
+        self
+    }
+
+    /// Publishes an element only once a checkpoint whose barrier came after it is
+    /// durable (and, when the input ends, what is left then): the stream then
+    /// holds only results that the checkpoints kept, each once, even where a
+    /// result depends on the order of the input (see "Checkpoints" above). The
+    /// element's message is acknowledged after that publish is stored. For a
+    /// checkpointed pipeline, with [`msg_id`](Self::msg_id) (a build error
+    /// otherwise): each checkpoint's snapshot holds what it covers and is not yet
+    /// confirmed, which a restore publishes again first.
+    ///
+    /// Results reach the stream one checkpoint interval later, and the sink
+    /// holds what comes in one interval: with a JetStream source, the consumer's
+    /// `max_ack_pending` bounds it. A crash in the moment between the end of the
+    /// input and the final checkpoint publishes the last stretch the way the
+    /// default does.
+    pub fn on_checkpoint(mut self) -> Self {
+        self.held = Some(Held::default());
         self
     }
 
@@ -298,14 +363,42 @@ impl<T, F> Publish<T, F> {
     /// The publishes not yet confirmed, in order.
     fn unconfirmed(&self) -> Vec<Unconfirmed> {
         let items = self.in_flight.iter().flat_map(|b| &b.items);
+        let held = self.held.iter().flat_map(|h| &h.items);
         items
             .chain(&self.stalled)
+            .chain(held)
             .filter_map(|i| {
                 let id = i.msg_id.clone()?;
                 Some((id, i.subject.clone(), i.payload.to_vec()))
             })
             .collect()
     }
+}
+
+/// The next element of `io` made into a publish, if there is one.
+fn take_item<T, F>(
+    io: &mut Io<'_, Delivery<T>, Infallible>,
+    f: &mut F,
+    ids: &mut Option<MsgId<T>>,
+    next: &mut u64,
+) -> Option<Item<T>>
+where
+    T: Send + 'static,
+    F: FnMut(&Delivery<T>) -> (String, Bytes),
+{
+    let index = io.next_index();
+    let delivery = io.pop()?;
+    let (subject, payload) = f(&delivery);
+    let msg_id = ids.as_mut().map(|ids| ids.id(&delivery, *next));
+    *next += 1;
+    Some(Item {
+        delivery,
+        index,
+        attempt: 1,
+        subject,
+        payload,
+        msg_id,
+    })
 }
 
 /// A message to publish: its id, subject and payload.
@@ -383,12 +476,19 @@ where
     }
 
     fn held(&self) -> usize {
-        self.in_flight_len + self.stalled.len()
+        self.in_flight_len + self.stalled.len() + self.held.as_ref().map_or(0, |h| h.items.len())
     }
 
     fn validate(&self) -> Result<(), String> {
         if self.max_in_flight == 0 {
             return Err("max_in_flight must be at least 1".into());
+        }
+        if self.held.is_some() && self.msg_id.is_none() {
+            return Err(
+                "on_checkpoint needs msg_id: a restore publishes again what a \
+                        checkpoint covers"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -409,20 +509,36 @@ where
         loop {
             let mut progress = false;
             let mut batch = Vec::new();
-            while self.in_flight_len + batch.len() < self.max_in_flight {
-                let index = io.next_index();
-                let Some(delivery) = io.pop() else { break };
-                let (subject, payload) = (self.f)(&delivery);
-                let msg_id = self.msg_id.as_mut().map(|ids| ids.id(&delivery, self.next));
-                self.next += 1;
-                batch.push(Item {
-                    delivery,
-                    index,
-                    attempt: 1,
-                    subject,
-                    payload,
-                    msg_id,
-                });
+            if let Some(held) = &mut self.held {
+                // Everything before the next barrier is taken in (the source's
+                // `max_ack_pending` bounds it); what a durable checkpoint covers
+                // goes out.
+                while let Some(item) = take_item(io, &mut self.f, &mut self.msg_id, &mut self.next)
+                {
+                    held.items.push_back(item);
+                    held.taken += 1;
+                }
+                if io.input_ended() && io.input_exhausted() {
+                    held.releasable = held.taken;
+                }
+                while self.in_flight_len + batch.len() < self.max_in_flight
+                    && held.released < held.releasable
+                {
+                    let Some(item) = held.items.pop_front() else {
+                        break;
+                    };
+                    held.released += 1;
+                    batch.push(item);
+                }
+                held.waker = Some(cx.waker().clone());
+            } else {
+                while self.in_flight_len + batch.len() < self.max_in_flight {
+                    let Some(item) = take_item(io, &mut self.f, &mut self.msg_id, &mut self.next)
+                    else {
+                        break;
+                    };
+                    batch.push(item);
+                }
             }
             if !batch.is_empty() {
                 self.start(batch, Duration::ZERO);
@@ -490,7 +606,7 @@ where
                 break;
             }
         }
-        if self.in_flight.is_empty() {
+        if self.in_flight.is_empty() && self.held.as_ref().is_none_or(|h| h.items.is_empty()) {
             io.finish_when_drained()
         } else {
             Step::Continue
@@ -514,10 +630,32 @@ where
     }
 }
 
-/// With message ids: the element number and the publishes not yet confirmed.
+/// With message ids: the element number and the publishes not yet confirmed
+/// (with [`on_checkpoint`](Publish::on_checkpoint), those held too).
 impl<T, F> Checkpointable for Publish<T, F> {
-    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+    fn snapshot(&mut self, checkpoint: u64) -> Result<Snapshot, StateError> {
+        if let Some(held) = &mut self.held
+            && held.barriers.back().is_none_or(|&(id, _)| id < checkpoint)
+        {
+            held.barriers.push_back((checkpoint, held.taken));
+        }
         Snapshot::of(STATE_VERSION, &(self.next, self.unconfirmed()))
+    }
+
+    fn committed(&mut self, checkpoint: u64) {
+        let Some(held) = &mut self.held else { return };
+        while let Some(&(id, taken)) = held.barriers.front() {
+            if id > checkpoint {
+                break;
+            }
+            held.releasable = held.releasable.max(taken);
+            held.barriers.pop_front();
+        }
+        if held.released < held.releasable
+            && let Some(waker) = held.waker.take()
+        {
+            waker.wake();
+        }
     }
 
     fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {

@@ -175,7 +175,8 @@ pub struct JetStreamSource {
     fetch_started: Instant,
     /// With [`Acks::OnCheckpoint`]: the shares the source holds.
     holds: Holds,
-    /// Restored messages to acknowledge again before the first fetch.
+    /// Restored messages to acknowledge again before the first fetch; listed in
+    /// every snapshot until the server confirmed those acknowledgements.
     restored: Vec<Covered>,
     reacking: Option<JoinHandle<Result<(), NatsError>>>,
     /// Redeliveries of held messages, dropped.
@@ -313,22 +314,27 @@ impl JetStreamSource {
         self.acks == Acks::OnCheckpoint && self.holds.len() >= self.max_ack_pending
     }
 
-    /// Acknowledges the restored messages again, once; `Some(step)` until the
-    /// server confirmed every acknowledgement.
+    /// Acknowledges the restored messages again; `Some(step)` until the server
+    /// confirmed every acknowledgement. They stay in the snapshots until then: a
+    /// checkpoint taken meanwhile still covers them.
     fn reack(&mut self, cx: &mut Context<'_>) -> Option<Step> {
-        if !self.restored.is_empty() {
-            let covered = std::mem::take(&mut self.restored);
-            let client = self.nats.client().clone();
-            self.reacking = Some(self.nats.spawn(ack_again(client, covered)));
+        if self.restored.is_empty() {
+            return None;
         }
-        let task = self.reacking.as_mut()?;
+        let task = self.reacking.get_or_insert_with(|| {
+            let client = self.nats.client().clone();
+            self.nats.spawn(ack_again(client, self.restored.clone()))
+        });
         let result = match Pin::new(task).poll(cx) {
             Poll::Pending => return Some(Step::Continue),
             Poll::Ready(result) => result,
         };
         self.reacking = None;
         match result {
-            Ok(Ok(())) => None,
+            Ok(Ok(())) => {
+                self.restored.clear();
+                None
+            }
             Ok(Err(e)) => Some(Step::Failed(Failure::with_source(ErrorClass::Transient, e))),
             Err(e) => Some(Step::Failed(Failure::with_source(
                 ErrorClass::Transient,
@@ -429,6 +435,12 @@ impl Operator for JetStreamSource {
     fn step(&mut self, io: &mut Io<'_, Infallible, Delivery<Bytes>>, cx: &mut Context<'_>) -> Step {
         if io.input_ended() {
             self.stop_fetching();
+            // Cancelled at once after a restore (a restart after the end): the
+            // restored messages are acknowledged first. If that fails, the
+            // final snapshot still lists them for the next start.
+            if let Some(Step::Continue) = self.reack(cx) {
+                return Step::Continue;
+            }
             return Step::Finished;
         }
         if let Some(step) = self.reack(cx) {
@@ -534,7 +546,10 @@ impl Operator for JetStreamSource {
 /// acknowledged yet; the position itself is kept by the broker.
 impl Checkpointable for JetStreamSource {
     fn snapshot(&mut self, checkpoint: u64) -> Result<Snapshot, StateError> {
-        Snapshot::of(STATE_VERSION, &self.holds.barrier(checkpoint))
+        let mut covered = self.holds.barrier(checkpoint);
+        // Nothing is fetched before they are confirmed: none is held.
+        covered.extend(self.restored.iter().cloned());
+        Snapshot::of(STATE_VERSION, &covered)
     }
 
     fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
