@@ -57,6 +57,9 @@ pub struct CheckpointInfo {
     pub stages: Vec<(String, u64)>,
     /// Taken when the pipeline ended: every stage's final state.
     pub is_final: bool,
+    /// The manifest written for it (its stages' records, versions, offsets and
+    /// checksums), as in the checkpoint directory.
+    pub manifest: Option<super::Manifest>,
 }
 
 /// Why a checkpoint did not complete.
@@ -526,6 +529,7 @@ impl Coordinator {
             bytes: 0,
             stages: Vec::new(),
             is_final: ck.is_final,
+            manifest: None,
         };
         let job = Job {
             id,
@@ -766,11 +770,10 @@ fn encode_and_write(store: &CheckpointStore, job: &mut Job) -> Result<(), Checkp
         created_unix_ms,
         stages,
     };
-    store
-        .write(&data)
-        .map(drop)
-        .map_err(|e| CheckpointError::Write {
-            checkpoint: job.id,
-            reason: e.to_string(),
-        })
+    let manifest = store.write(&data).map_err(|e| CheckpointError::Write {
+        checkpoint: job.id,
+        reason: e.to_string(),
+    })?;
+    job.info.manifest = Some(manifest);
+    Ok(())
 }

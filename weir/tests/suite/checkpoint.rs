@@ -314,9 +314,21 @@ fn a_restart_after_an_abort_resumes_from_the_last_checkpoint_exactly_once() {
         .unwrap();
     let info = futures::executor::block_on(running.checkpoint()).unwrap();
     assert!(info.stages.iter().any(|(s, _)| s == "sum"), "{info:?}");
+    // With the manifest as written in the directory.
+    let manifest = info.manifest.clone().unwrap();
+    assert_eq!(manifest.id, info.id);
+    assert!(
+        manifest
+            .stages
+            .iter()
+            .any(|e| e.stage == "sum" && e.version == 1)
+    );
     let report = futures::executor::block_on(running.abort()).map(|c| c.report);
     // Aborted: the run did not finish, and wrote no final checkpoint.
     let _ = report;
+    let store = CheckpointStore::open(dir.path(), StoreOptions::default()).unwrap();
+    assert!(store.list().unwrap().contains(&manifest));
+    drop(store);
     let partial = out.lock().unwrap().clone().unwrap();
     assert_ne!(
         partial,
