@@ -727,12 +727,17 @@ fn fast_and_slow(g: &mut Graph, fast_end: u64, slow_end: u64) -> [weir::Outlet<(
     [fast, slow]
 }
 
-/// Runs the graph `build` makes and aborts it (no final checkpoint) after 30,
-/// 60 and 90 ms, each run restoring the last one's newest checkpoint.
-fn abort_three_times(build: impl Fn() -> Graph, rt: &Runtime) {
-    for pause_ms in [30, 60, 90] {
-        let running = build().run(rt).unwrap();
+/// Starts what `start` runs three times, each run restoring the last one's
+/// newest checkpoint: after 10, 20 and 30 ms it takes a checkpoint (so that
+/// there is one to restore, however loaded the machine), runs 10 ms more and
+/// is aborted (no final checkpoint).
+fn abort_three_times(start: impl Fn() -> Result<weir::Running<()>, BuildError>) {
+    for pause_ms in [10, 20, 30] {
+        let running = start().unwrap();
         std::thread::sleep(Duration::from_millis(pause_ms));
+        // A run that finished first has nothing more to checkpoint.
+        let _ = futures::executor::block_on(running.checkpoint());
+        std::thread::sleep(Duration::from_millis(10));
         let _ = futures::executor::block_on(running.abort());
     }
 }
@@ -765,7 +770,7 @@ fn a_checkpointed_zip_restores_its_unmatched_elements_exactly_once() {
         );
         g
     };
-    abort_three_times(|| build(Arc::default()), &rt);
+    abort_three_times(|| build(Arc::default()).run(&rt));
     let out: Totals = Arc::default();
     let done = build(Arc::clone(&out)).run(&rt).unwrap().wait().unwrap();
     let ck = done.report.checkpoint.clone().unwrap();
@@ -802,7 +807,7 @@ fn a_checkpointed_step_barrier_restores_its_waiting_elements_exactly_once() {
         );
         g
     };
-    abort_three_times(|| build(Arc::default()), &rt);
+    abort_three_times(|| build(Arc::default()).run(&rt));
     let out: Totals = Arc::default();
     let done = build(Arc::clone(&out)).run(&rt).unwrap().wait().unwrap();
     assert!(done.report.checkpoint.unwrap().restored_from.is_some());
@@ -859,11 +864,7 @@ fn elements_in_flight_in_async_and_buffering_stages_are_counted_once_across_rest
                     .interval(Duration::from_millis(2)),
             )
     };
-    for pause_ms in [30, 60, 90] {
-        let running = run(Arc::default()).run(&rt).unwrap();
-        std::thread::sleep(Duration::from_millis(pause_ms));
-        let _ = futures::executor::block_on(running.abort());
-    }
+    abort_three_times(|| run(Arc::default()).run(&rt));
     let out: Totals = Arc::default();
     let done = run(Arc::clone(&out)).run(&rt).unwrap().wait().unwrap();
     let ck = done.report.checkpoint.clone().unwrap();
@@ -873,4 +874,46 @@ fn elements_in_flight_in_async_and_buffering_stages_are_counted_once_across_rest
         expected(&[(1, end)]),
         "{ck:?}"
     );
+}
+
+/// A checkpointed concat and a checkpointed interleave keep what their inputs
+/// not being read queued before a barrier: aborted three times mid-run and
+/// started again, each counts every element of both inputs exactly once.
+#[test]
+fn a_checkpointed_concat_and_interleave_restore_what_they_queued_exactly_once() {
+    for concat in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let (fast_end, slow_end) = (30_000_u64, 20_000_u64);
+        let build = |out: Totals| {
+            let mut g = Graph::new();
+            // The slow input first: the fast one's elements wait in its queue.
+            let [fast, slow] = fast_and_slow(&mut g, fast_end, slow_end);
+            let joined = if concat {
+                g.concat_checkpointed([slow, fast])
+            } else {
+                g.interleave_checkpointed([slow, fast], 7)
+            };
+            drop(g.sink(joined, |f| {
+                let (sink, rx) = sum(out);
+                f.to(sink, rx).name("sum")
+            }));
+            g.checkpoints(
+                CheckpointConfig::new(dir.path())
+                    .without_fsync()
+                    .interval(Duration::from_millis(2)),
+            );
+            g
+        };
+        abort_three_times(|| build(Arc::default()).run(&rt));
+        let out: Totals = Arc::default();
+        let done = build(Arc::clone(&out)).run(&rt).unwrap().wait().unwrap();
+        let ck = done.report.checkpoint.clone().unwrap();
+        assert!(ck.restored_from.is_some(), "concat {concat}: {ck:?}");
+        assert_eq!(
+            out.lock().unwrap().clone().unwrap(),
+            expected(&[(1, fast_end), (2, slow_end)]),
+            "concat {concat}: {ck:?}"
+        );
+    }
 }
