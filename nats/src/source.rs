@@ -29,6 +29,10 @@ pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_millis(200);
 /// How many acknowledgements of restored messages are awaited at once.
 const REACKS_AT_ONCE: usize = 64;
 
+/// How long a source that stops with restored messages not yet acknowledged
+/// again waits for those acknowledgements (see `on_stop`).
+const REACK_AT_STOP: Duration = Duration::from_secs(2);
+
 /// The version of the source's checkpointed state.
 const STATE_VERSION: u32 = 1;
 
@@ -314,6 +318,35 @@ impl JetStreamSource {
         self.acks == Acks::OnCheckpoint && self.holds.len() >= self.max_ack_pending
     }
 
+    /// A source stopped before it could acknowledge its restored messages again
+    /// (a job started after its end is cancelled before its first step: the
+    /// final stretch of the last run, covered only by its final checkpoint,
+    /// would stay unacknowledged): does it now, waiting at most
+    /// [`REACK_AT_STOP`] for the server. Should that fail or take longer, the
+    /// final snapshot still lists them for the next start.
+    fn reack_at_stop(&mut self) {
+        if self.restored.is_empty() {
+            return;
+        }
+        let task = self.reacking.take().unwrap_or_else(|| {
+            let client = self.nats.client().clone();
+            self.nats.spawn(ack_again(client, self.restored.clone()))
+        });
+        // The connection's own runtime runs the acknowledgements (not this
+        // stage's arbiter), so waiting here cannot hold them up.
+        let bounded = self
+            .nats
+            .spawn(async move { tokio::time::timeout(REACK_AT_STOP, task).await });
+        match futures::executor::block_on(bounded) {
+            Ok(Ok(Ok(Ok(())))) => self.restored.clear(),
+            outcome => tracing::warn!(
+                restored = self.restored.len(),
+                outcome = ?outcome.map(|r| r.map(|r| r.map(|r| r.map_err(|e| e.to_string())))),
+                "nats: restored messages not acknowledged again at stop; the next start will"
+            ),
+        }
+    }
+
     /// Acknowledges the restored messages again; `Some(step)` until the server
     /// confirmed every acknowledgement. They stay in the snapshots until then: a
     /// checkpoint taken meanwhile still covers them.
@@ -518,8 +551,10 @@ impl Operator for JetStreamSource {
     }
 
     fn on_stop(&mut self) {
-        // The holds stay: the final checkpoint, taken after this, lists them.
+        // The holds stay: the final checkpoint (its snapshot taken just before
+        // this) lists them.
         self.stop_fetching();
+        self.reack_at_stop();
     }
 
     fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
