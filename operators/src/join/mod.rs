@@ -45,7 +45,10 @@
 //!   largest timestamps (so the watermarks) and the counters are the join
 //!   stage's state, stored by the key group of their key; a restore resumes the
 //!   join where the checkpoint left it (see [`JoinStage`]). `K`, `L` and `R`
-//!   must be serde types.
+//!   must be serde types, and `Sync`; `L` and `R` also `Clone`: a snapshot
+//!   pauses the join stage only to freeze its rows' 128 key groups, the
+//!   checkpoint's writer encodes them, and the stage copies a group (about
+//!   1/128 of the rows) only if it changes it before the writer is done.
 
 mod operator;
 mod rows;
@@ -95,7 +98,9 @@ pub trait JoinExt {
     /// Joins `left` and `right` by `join` (see the [module](self) for the shape
     /// and semantics).
     ///
-    /// State is checkpointed; `K`, `L` and `R` must be serde types.
+    /// State is checkpointed; `K`, `L` and `R` must be serde types, and
+    /// `Sync`; `L` and `R` also `Clone` (see the [module](self) docs on
+    /// checkpoints).
     ///
     /// # Examples
     ///
@@ -127,9 +132,9 @@ pub trait JoinExt {
         join: IntervalJoin<K, L, R, O>,
     ) -> JoinOutlets<O, L, R>
     where
-        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
-        L: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+        L: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+        R: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
         O: Send + 'static;
 }
 
@@ -141,9 +146,9 @@ impl JoinExt for Graph {
         join: IntervalJoin<K, L, R, O>,
     ) -> JoinOutlets<O, L, R>
     where
-        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
-        L: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+        L: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+        R: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
         O: Send + 'static,
     {
         use crate::ops::{FilterMap, Map};

@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use weir_runtime::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
+use weir_runtime::checkpoint::{Checkpointable, Deferred, RestoreContext, Snapshot, StateError};
 use weir_runtime::operator::{Counting, Io, Operator, Step};
 use weir_runtime::{ErrorClass, Failure};
 
-use super::rows::{Gone, Rows, SavedKey};
+use super::rows::{Gone, Rows, SavedKey, saved};
 use super::spec::{Config, Counts};
 use super::{JoinOut, Side};
 use crate::checkpoint::{Mixed, decode_mixed, mixed};
@@ -250,12 +250,13 @@ where
                     self.hits = hits;
                     return Ok(());
                 }
+                let g = self.rows.group(&key);
                 if c.max_rows.is_none() {
                     // No row bound: probe and insert with one lookup.
                     let due = time.map(|t| ts.saturating_add(t.upper));
                     let combine = &c.combine;
                     self.rows
-                        .probe_insert_left(key, l, (ts, now, due), &mut hits, |l, r| {
+                        .probe_insert_left(g, key, l, (ts, now, due), &mut hits, |l, r| {
                             let hit =
                                 time.is_none_or(|t| (t.lower..=t.upper).contains(&(r.ts - ts)));
                             if hit {
@@ -269,7 +270,7 @@ where
                     self.pass_watermarks(out);
                     return Ok(());
                 }
-                if let Some(rows) = self.rows.map.get_mut(&key) {
+                if let Some(rows) = self.rows.map.get_mut(g, &key) {
                     for (i, r) in rows.right.iter().enumerate() {
                         if time.is_none_or(|t| (t.lower..=t.upper).contains(&(r.ts - ts))) {
                             out.push(JoinOut::Joined((c.combine)(&l, Some(&r.value))));
@@ -296,7 +297,7 @@ where
                     .as_ref()
                     .map(|t| ts.saturating_add(t.upper));
                 self.rows
-                    .insert_left(key, l, ts, now, due, !hits.is_empty());
+                    .insert_left((g, key), l, ts, now, due, !hits.is_empty());
             }
             Side::Right(r) => {
                 let key = (c.key_right)(&r);
@@ -307,11 +308,12 @@ where
                     self.hits = hits;
                     return Ok(());
                 }
+                let g = self.rows.group(&key);
                 if c.max_rows.is_none() {
                     let due = time.map(|t| ts.saturating_sub(t.lower));
                     let combine = &c.combine;
                     self.rows
-                        .probe_insert_right(key, r, (ts, now, due), &mut hits, |r, l| {
+                        .probe_insert_right(g, key, r, (ts, now, due), &mut hits, |r, l| {
                             let hit =
                                 time.is_none_or(|t| (t.lower..=t.upper).contains(&(ts - l.ts)));
                             if hit {
@@ -325,7 +327,7 @@ where
                     self.pass_watermarks(out);
                     return Ok(());
                 }
-                if let Some(rows) = self.rows.map.get_mut(&key) {
+                if let Some(rows) = self.rows.map.get_mut(g, &key) {
                     for (i, l) in rows.left.iter().enumerate() {
                         if time.is_none_or(|t| (t.lower..=t.upper).contains(&(ts - l.ts))) {
                             out.push(JoinOut::Joined((c.combine)(&l.value, Some(&r))));
@@ -352,7 +354,7 @@ where
                     .as_ref()
                     .map(|t| ts.saturating_sub(t.lower));
                 self.rows
-                    .insert_right(key, r, ts, now, due, !hits.is_empty());
+                    .insert_right((g, key), r, ts, now, due, !hits.is_empty());
             }
         }
         self.hits = hits;
@@ -367,22 +369,45 @@ where
     }
 }
 
-impl<K, L, R, O> Checkpointable for JoinStage<K, L, R, O>
-where
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
-    L: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
-{
-    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
-        let now = crate::keyed::state_now();
-        let global = SavedGlobal {
+impl<K, L, R, O> JoinStage<K, L, R, O> {
+    /// The part of a snapshot not split by key, now.
+    fn global(&self) -> SavedGlobal {
+        SavedGlobal {
             max_left: self.max_left,
             max_right: self.max_right,
             seq: self.rows.last_seq(),
             tallies: tallies(&self.config.counters.0).map(|c| c.load(Relaxed)),
-        };
+        }
+    }
+}
+
+impl<K, L, R, O> Checkpointable for JoinStage<K, L, R, O>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    L: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    R: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn snapshot(&mut self, _checkpoint: u64) -> Result<Snapshot, StateError> {
+        let now = crate::keyed::state_now();
         let keys = self.rows.saved(now);
-        mixed(STATE_VERSION, &global, keys.iter().map(|(k, v)| (*k, v)))
+        mixed(
+            STATE_VERSION,
+            &self.global(),
+            keys.iter().map(|(k, v)| (*k, v)),
+        )
+    }
+
+    /// As [`snapshot`](Self::snapshot), encoded by the checkpoint's writer: the
+    /// stage pauses only to freeze its key groups of rows (no row is copied),
+    /// and copies a group only if it writes to it before the writer is done.
+    fn snapshot_deferred(&mut self, _checkpoint: u64) -> Result<Deferred, StateError> {
+        let now = crate::keyed::state_now();
+        let global = self.global();
+        let frozen = self.rows.map.freeze();
+        Ok(Deferred::later(move || {
+            let keys = saved(frozen.iter().flat_map(|(_, f)| f.map().iter()), now);
+            mixed(STATE_VERSION, &global, keys.iter().map(|(k, v)| (*k, v)))
+        }))
     }
 
     /// Replaces the rows with those of the keys `ctx` owns. A snapshot merged
@@ -417,9 +442,9 @@ where
 
 impl<K, L, R, O> Operator for JoinStage<K, L, R, O>
 where
-    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + 'static,
-    L: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    L: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    R: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     O: Send + 'static,
 {
     type In = Side<L, R>;
@@ -736,5 +761,57 @@ mod tests {
             union.sort_unstable();
             assert_eq!(union, want, "n = {n}");
         }
+    }
+
+    /// Feeds `input` to `join` as the stage's step would (no row bound), at the
+    /// tokio clock; what it emitted.
+    fn feed(join: &mut Join, input: Vec<Side<Row, Row>>) -> Vec<JoinOut<(u64, u64), Row, Row>> {
+        let now = crate::keyed::state_now();
+        let mut out = Vec::new();
+        for x in input {
+            join.process(x, now, &mut out).unwrap();
+        }
+        out
+    }
+
+    /// A deferred snapshot encodes the same bytes as the sync one taken at the
+    /// same time, and holds the rows at the barrier, not the stage's writes
+    /// before the writer runs (matches, new rows, rows leaving by watermark);
+    /// a second snapshot taken while the first is pending too. Paused time,
+    /// so the rows' ages are the same in every snapshot.
+    #[tokio::test(start_paused = true)]
+    async fn a_deferred_snapshot_holds_the_rows_at_the_barrier() {
+        let counters = JoinCounters::new();
+        let mut join = event_time(&counters);
+        let rows: Vec<Side<Row, Row>> = (0..3_000_u64).map(|i| Side::Left((i, 100, i))).collect();
+        feed(&mut join, rows);
+        let sync = join.snapshot(1).unwrap();
+        let deferred = join.snapshot_deferred(1).unwrap();
+
+        // Matches mark rows of many groups, new keys come, and the right
+        // watermark passes every left row (`ts + 20 < 200 - 5`).
+        let more: Vec<Side<Row, Row>> = (0..3_000_u64)
+            .step_by(7)
+            .map(|i| Side::Right((i, 110, i)))
+            .chain((5_000..5_500).map(|i| Side::Left((i, 150, i))))
+            .chain([Side::Right((9_999, 200, 0))])
+            .collect();
+        let out = feed(&mut join, more);
+        assert!(
+            kinds(&out)[0] > 0 && kinds(&out)[1] > 0,
+            "{:?}",
+            kinds(&out)
+        );
+        let second_sync = join.snapshot(1).unwrap();
+        let second = join.snapshot_deferred(1).unwrap();
+        feed(&mut join, vec![Side::Right((9_999, 1_000, 1))]);
+        assert_ne!(second_sync, sync);
+        assert_eq!(deferred.resolve().unwrap(), sync);
+        assert_eq!(second.resolve().unwrap(), second_sync);
+
+        // And the deferred snapshot restores to the rows at the barrier.
+        let mut restored = event_time(&JoinCounters::new());
+        restored.restore(&sync, &RestoreContext::default()).unwrap();
+        assert_eq!(restored.rows.len(), 3_000);
     }
 }

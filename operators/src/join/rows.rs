@@ -3,7 +3,6 @@
 //! deadline for the watermarks) — and its form in a snapshot ([`SavedKey`]).
 
 use std::cmp::Ordering;
-use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
@@ -11,9 +10,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{age, before};
-use crate::hash::StateMap;
+use crate::keyed::groups::{Groups, KeyGroup, Spread};
 
 /// One row waiting for partners.
+#[derive(Clone)]
 pub(crate) struct Row<X> {
     pub(crate) value: X,
     pub(crate) ts: i64,
@@ -23,6 +23,7 @@ pub(crate) struct Row<X> {
 }
 
 /// The rows of one key.
+#[derive(Clone)]
 pub(crate) struct KeyRows<L, R> {
     pub(crate) left: Vec<Row<L>>,
     pub(crate) right: Vec<Row<R>>,
@@ -149,8 +150,16 @@ impl<K> Deadlines<K> {
 /// Rows by key, and queues of removal candidates. Entries of a queue whose row
 /// already left by another way are skipped when met and compacted away when a
 /// queue grows past twice the rows, so every queue is bounded by the rows held.
+///
+/// The rows are held in 128 groups ([`Groups`]), so that a deferred snapshot
+/// shares them with the checkpoint's writer and the stage copies a group only
+/// if it writes to it before the writer is done. A key's group is
+/// [spread](KeyGroup::spread) by a fast hash, not its checkpoint key group (a
+/// snapshot regroups the rows by key group on the writer); callers compute it
+/// once per element with [`group`](Self::group) and pass it in.
 pub(crate) struct Rows<K, L, R> {
-    pub(crate) map: StateMap<K, KeyRows<L, R>>,
+    pub(crate) map: Groups<K, KeyRows<L, R>>,
+    spread: Spread,
     len: usize,
     seq: u64,
     /// `(seq, is_left, key)` by arrival; kept only with a TTL or a row bound.
@@ -160,10 +169,18 @@ pub(crate) struct Rows<K, L, R> {
     due_right: Deadlines<K>,
 }
 
+impl<K, L, R> Rows<K, L, R> {
+    /// The number of the last row added (rows are numbered from 1 by arrival).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
     pub(crate) fn new(by_arrival: bool) -> Self {
         Rows {
-            map: StateMap::default(),
+            map: Groups::new(),
+            spread: Spread::default(),
             len: 0,
             seq: 0,
             arrivals: by_arrival.then(VecDeque::new),
@@ -176,8 +193,14 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
         self.len
     }
 
+    /// The group of `key`'s rows.
+    #[inline]
+    pub(crate) fn group(&self, key: &K) -> KeyGroup {
+        KeyGroup::spread(key, &self.spread)
+    }
+
     fn is_live(&self, key: &K, left: bool, seq: u64) -> bool {
-        self.map.get(key).is_some_and(|rows| {
+        self.map.get(self.group(key), key).is_some_and(|rows| {
             if left {
                 rows.left.iter().any(|r| r.seq == seq)
             } else {
@@ -186,10 +209,11 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
         })
     }
 
-    /// Adds a row; `due` is its event-time deadline, if there is event time.
+    /// Adds a row of key `key` (of group `g`); `due` is its event-time
+    /// deadline, if there is event time.
     pub(crate) fn insert_left(
         &mut self,
-        key: K,
+        (g, key): (KeyGroup, K),
         value: L,
         ts: i64,
         now: Instant,
@@ -205,18 +229,18 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
             matched,
         };
         self.map
-            .entry(key)
-            .or_insert_with(KeyRows::empty)
+            .get_or_insert_with(g, key, KeyRows::empty)
             .left
             .push(row);
         self.len += 1;
         self.compact();
     }
 
-    /// Adds a row; `due` is its event-time deadline, if there is event time.
+    /// Adds a row of key `key` (of group `g`); `due` is its event-time
+    /// deadline, if there is event time.
     pub(crate) fn insert_right(
         &mut self,
-        key: K,
+        (g, key): (KeyGroup, K),
         value: R,
         ts: i64,
         now: Instant,
@@ -232,8 +256,7 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
             matched,
         };
         self.map
-            .entry(key)
-            .or_insert_with(KeyRows::empty)
+            .get_or_insert_with(g, key, KeyRows::empty)
             .right
             .push(row);
         self.len += 1;
@@ -247,6 +270,7 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
     /// Returns whether the row matched.
     pub(crate) fn probe_insert_left(
         &mut self,
+        g: KeyGroup,
         key: K,
         value: L,
         (ts, now, due): (i64, Instant, Option<i64>),
@@ -254,7 +278,7 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
         visit: impl FnMut(&L, &Row<R>) -> bool,
     ) -> bool {
         let seq = self.seq + 1;
-        let rows = self.map.entry(key.clone()).or_insert_with(KeyRows::empty);
+        let rows = self.map.get_or_insert_with(g, key.clone(), KeyRows::empty);
         let row = Row {
             value,
             ts,
@@ -270,6 +294,7 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
     /// [`probe_insert_left`](Self::probe_insert_left) for a right row.
     pub(crate) fn probe_insert_right(
         &mut self,
+        g: KeyGroup,
         key: K,
         value: R,
         (ts, now, due): (i64, Instant, Option<i64>),
@@ -277,7 +302,7 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
         visit: impl FnMut(&R, &Row<L>) -> bool,
     ) -> bool {
         let seq = self.seq + 1;
-        let rows = self.map.entry(key.clone()).or_insert_with(KeyRows::empty);
+        let rows = self.map.get_or_insert_with(g, key.clone(), KeyRows::empty);
         let row = Row {
             value,
             ts,
@@ -326,20 +351,17 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
 
     /// Takes a row out of the state (one lookup of its key).
     fn remove(&mut self, key: K, left: bool, seq: u64) -> Option<Gone<L, R>> {
-        let Entry::Occupied(mut entry) = self.map.entry(key) else {
-            return None;
+        let take = |rows: &mut KeyRows<L, R>| {
+            if left {
+                let i = rows.left.iter().position(|r| r.seq == seq)?;
+                Some(Gone::Left(rows.left.remove(i)))
+            } else {
+                let i = rows.right.iter().position(|r| r.seq == seq)?;
+                Some(Gone::Right(rows.right.remove(i)))
+            }
         };
-        let rows = entry.get_mut();
-        let gone = if left {
-            let i = rows.left.iter().position(|r| r.seq == seq)?;
-            Gone::Left(rows.left.remove(i))
-        } else {
-            let i = rows.right.iter().position(|r| r.seq == seq)?;
-            Gone::Right(rows.right.remove(i))
-        };
-        if rows.left.is_empty() && rows.right.is_empty() {
-            entry.remove();
-        }
+        let spent = |rows: &KeyRows<L, R>| rows.left.is_empty() && rows.right.is_empty();
+        let gone = self.map.change(self.group(&key), key, take, spent)??;
         self.len -= 1;
         Some(gone)
     }
@@ -358,7 +380,7 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
     pub(crate) fn oldest_arrival(&mut self) -> Option<Instant> {
         loop {
             let (seq, left, key) = self.arrivals.as_ref()?.front()?;
-            let rows = self.map.get(key);
+            let rows = self.map.get(self.group(key), key);
             let arrived = rows.and_then(|rows| {
                 if *left {
                     rows.left.iter().find(|r| r.seq == *seq).map(|r| r.arrived)
@@ -414,34 +436,9 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
         all.into_iter().map(|(_, g)| g).collect()
     }
 
-    /// The number of the last row added (rows are numbered from 1 by arrival).
-    pub(crate) fn last_seq(&self) -> u64 {
-        self.seq
-    }
-
     /// Every key's rows as they go in a snapshot taken at `now`, borrowed.
     pub(crate) fn saved(&self, now: Instant) -> Vec<(&K, SavedKey<&L, &R>)> {
-        fn save<X>(rows: &[Row<X>], now: Instant) -> Vec<SavedRow<&X>> {
-            rows.iter()
-                .map(|r| SavedRow {
-                    value: &r.value,
-                    ts: r.ts,
-                    seq: r.seq,
-                    age: age(now, r.arrived),
-                    matched: r.matched,
-                })
-                .collect()
-        }
-        self.map
-            .iter()
-            .map(|(k, rows)| {
-                let saved = SavedKey {
-                    left: save(&rows.left, now),
-                    right: save(&rows.right, now),
-                };
-                (k, saved)
-            })
-            .collect()
+        saved(self.map.iter(), now)
     }
 
     /// Replaces the state with `keys` (restored at `now`, each row as old as it
@@ -480,7 +477,9 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
         let mut last = seq;
         for (seq, key, row) in all {
             last = last.max(seq);
-            let rows = self.map.entry(key.clone()).or_insert_with(KeyRows::empty);
+            let rows = self
+                .map
+                .get_or_insert_with(self.group(&key), key.clone(), KeyRows::empty);
             match row {
                 Either::Left(r) => {
                     rows.left.push(Row {
@@ -528,6 +527,38 @@ impl<K: Hash + Eq + Clone, L, R> Rows<K, L, R> {
             self.due_right = due;
         }
     }
+}
+
+/// The rows of `keys` as they go in a snapshot taken at `now`, borrowed: what
+/// the sync snapshot and the deferred one (of frozen key groups) encode.
+pub(crate) fn saved<'a, K, L, R>(
+    keys: impl Iterator<Item = (&'a K, &'a KeyRows<L, R>)>,
+    now: Instant,
+) -> Vec<(&'a K, SavedKey<&'a L, &'a R>)>
+where
+    K: 'a,
+    L: 'a,
+    R: 'a,
+{
+    fn save<X>(rows: &[Row<X>], now: Instant) -> Vec<SavedRow<&X>> {
+        rows.iter()
+            .map(|r| SavedRow {
+                value: &r.value,
+                ts: r.ts,
+                seq: r.seq,
+                age: age(now, r.arrived),
+                matched: r.matched,
+            })
+            .collect()
+    }
+    keys.map(|(k, rows)| {
+        let saved = SavedKey {
+            left: save(&rows.left, now),
+            right: save(&rows.right, now),
+        };
+        (k, saved)
+    })
+    .collect()
 }
 
 impl<L, R> KeyRows<L, R> {

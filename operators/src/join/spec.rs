@@ -340,7 +340,10 @@ where
     /// output carries both the joined elements and the unmatched rows. The order
     /// of the tagged flow is the order the join sees.
     ///
-    /// State is checkpointed; `K`, `L` and `R` must be serde types.
+    /// State is checkpointed; `K`, `L` and `R` must be serde types, and
+    /// `Sync`; `L` and `R` also `Clone` (a snapshot shares the rows with the
+    /// checkpoint's writer and copies a key group of them only if the stage
+    /// changes it before the writer is done; see the [module](super) docs).
     ///
     /// # Examples
     ///
@@ -358,9 +361,9 @@ where
     /// ```
     pub fn on(self, tagged: Flow<Side<L, R>>) -> Flow<JoinOut<O, L, R>>
     where
-        K: Serialize + DeserializeOwned,
-        L: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        K: Serialize + DeserializeOwned + Sync,
+        L: Clone + Serialize + DeserializeOwned + Sync,
+        R: Clone + Serialize + DeserializeOwned + Sync,
     {
         let IntervalJoin {
             config,

@@ -77,15 +77,16 @@ where
 /// [`Keyed::aggregate`](crate::keyed::Keyed::aggregate).
 ///
 /// Checkpointable: every key's accumulator, by key group, with how long the key
-/// has been idle (see the [module docs](crate::keyed) on time). A `fold`'s
-/// snapshot is deferred, as [`KeyedScan`](super::KeyedScan)'s; an `aggregate`'s
-/// accumulator need not be `Clone`, so its snapshot is encoded on the stage.
+/// has been idle (see the [module docs](crate::keyed) on time). The snapshot
+/// of a `fold` and of an `aggregate` is deferred, as
+/// [`KeyedScan`](super::KeyedScan)'s (their accumulators are `Clone + Sync`).
 pub struct KeyedAggregate<T, K, KF, A: Aggregate<T>> {
     kind: &'static str,
     key: Arc<KF>,
     agg: Arc<A>,
     state: KeyedState<K, A::Acc>,
-    /// The deferred snapshot, where the accumulator allows one (`fold`).
+    /// The deferred snapshot (`fold` and `aggregate` set it; unit tests may
+    /// leave it out to encode on the stage).
     defer: Option<DeferFn<K, A::Acc>>,
     /// What the input's end left to emit, oldest key first.
     closing: Option<std::vec::IntoIter<(K, A::Acc)>>,

@@ -1,6 +1,8 @@
-//! [`Groups`]: the entries of a [`KeyedState`](super::state::KeyedState), split by
-//! key group, each group shared with a checkpoint's writer thread by a snapshot and
-//! copied on the stage's next write to it.
+//! [`Groups`]: per-key entries split by key group, each group shared with a
+//! checkpoint's writer thread by a snapshot and copied on the stage's next write
+//! to it. The entries of a [`KeyedState`](super::state::KeyedState) (keyed
+//! `scan`, `reduce`, `fold`, `aggregate`, `dedupe`) and the rows of a join
+//! ([`Rows`](crate::join)) are held this way.
 //!
 //! A snapshot [freezes](Groups::freeze) every non-empty group: it moves the group's
 //! map into an `Arc` (no entry is copied) and hands the writer a clone of each
@@ -13,29 +15,42 @@
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::Instant;
 
 use weir_runtime::checkpoint::{KEY_GROUPS, key_group_of};
 
-/// One key's value, with its place in the recency order and its last touch.
-#[derive(Clone)]
-pub(crate) struct Slot<S> {
-    pub(crate) value: S,
-    pub(crate) seq: u64,
-    pub(crate) touched: Instant,
-}
-
 /// The entries of one key group.
-pub(crate) type Map<K, S> = crate::hash::StateMap<K, Slot<S>>;
+pub(crate) type Map<K, V> = crate::hash::StateMap<K, V>;
 
-/// The key group of a key ([`key_group_of`]), computed once per element and
-/// passed to every [`Groups`] call for that key.
+/// Which of the [`KEY_GROUPS`] groups of a [`Groups`] a key is in, computed
+/// once per element and passed to every [`Groups`] call for that key.
+///
+/// Two ways to choose, each state keeping to one: [`of`](Self::of), the key's
+/// checkpoint key group ([`key_group_of`], a stable hash), so that each group
+/// is one part of the snapshot as it is (the keyed state); or
+/// [`spread`](Self::spread), a fast hash of the state's own, for a state whose
+/// snapshot regroups its entries by key group on the writer anyway (the join's
+/// rows, through [`Snapshot::keyed`](weir_runtime::checkpoint::Snapshot::keyed)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct KeyGroup(u16);
 
+/// The hash [`KeyGroup::spread`] spreads keys with: foldhash, seeded once per
+/// state.
+pub(crate) type Spread = foldhash::fast::RandomState;
+
 impl KeyGroup {
+    /// The checkpoint key group of `key`.
     pub(crate) fn of<K: Hash + ?Sized>(key: &K) -> Self {
         KeyGroup(key_group_of(key))
+    }
+
+    /// A group of `key` by `spread` (its top bits): a few times cheaper than
+    /// [`of`](Self::of), but not a checkpoint key group.
+    #[inline]
+    pub(crate) fn spread<K: Hash + ?Sized>(key: &K, spread: &Spread) -> Self {
+        use std::hash::BuildHasher;
+        const BITS: u32 = KEY_GROUPS.trailing_zeros();
+        let top = spread.hash_one(key) >> (u64::BITS - BITS);
+        KeyGroup(u16::try_from(top).unwrap_or(0))
     }
 
     fn index(self) -> usize {
@@ -45,39 +60,39 @@ impl KeyGroup {
 
 /// A group's map as a snapshot shares it: behind a trait object, so that a state
 /// whose types are not `Sync` (and so is never frozen) is still `Send`.
-pub(crate) trait FrozenMap<K, S>: Send + Sync {
-    fn map(&self) -> &Map<K, S>;
+pub(crate) trait FrozenMap<K, V>: Send + Sync {
+    fn map(&self) -> &Map<K, V>;
 
     /// The map, to write to again: taken back if no one else holds it, or else
     /// copied.
-    fn thaw(self: Arc<Self>) -> Map<K, S>;
+    fn thaw(self: Arc<Self>) -> Map<K, V>;
 }
 
-impl<K, S> FrozenMap<K, S> for Map<K, S>
+impl<K, V> FrozenMap<K, V> for Map<K, V>
 where
     K: Clone + Send + Sync,
-    S: Clone + Send + Sync,
+    V: Clone + Send + Sync,
 {
-    fn map(&self) -> &Map<K, S> {
+    fn map(&self) -> &Map<K, V> {
         self
     }
 
-    fn thaw(self: Arc<Self>) -> Map<K, S> {
+    fn thaw(self: Arc<Self>) -> Map<K, V> {
         Arc::try_unwrap(self).unwrap_or_else(|shared| Map::clone(&shared))
     }
 }
 
 /// A group's frozen map, shared by the state and a snapshot's writer.
-pub(crate) type Frozen<K, S> = Arc<dyn FrozenMap<K, S>>;
+pub(crate) type Frozen<K, V> = Arc<dyn FrozenMap<K, V>>;
 
 /// A group the stage owns, or one a snapshot shares with the writer.
-enum Group<K, S> {
-    Owned(Map<K, S>),
-    Frozen(Frozen<K, S>),
+enum Group<K, V> {
+    Owned(Map<K, V>),
+    Frozen(Frozen<K, V>),
 }
 
-impl<K, S> Group<K, S> {
-    fn map(&self) -> &Map<K, S> {
+impl<K, V> Group<K, V> {
+    fn map(&self) -> &Map<K, V> {
         match self {
             Group::Owned(map) => map,
             Group::Frozen(frozen) => frozen.map(),
@@ -85,7 +100,7 @@ impl<K, S> Group<K, S> {
     }
 
     /// The map, to write to: a frozen group is thawed.
-    fn owned(&mut self) -> &mut Map<K, S> {
+    fn owned(&mut self) -> &mut Map<K, V> {
         if matches!(self, Group::Frozen(_))
             && let Group::Frozen(frozen) = std::mem::replace(self, Group::Owned(Map::default()))
         {
@@ -99,14 +114,14 @@ impl<K, S> Group<K, S> {
     }
 }
 
-/// The entries of a keyed state by key group ([`KEY_GROUPS`] groups), and their
+/// Per-key entries by key group ([`KEY_GROUPS`] groups), and their
 /// number.
-pub(crate) struct Groups<K, S> {
-    groups: Box<[Group<K, S>]>,
+pub(crate) struct Groups<K, V> {
+    groups: Box<[Group<K, V>]>,
     len: usize,
 }
 
-impl<K: Hash + Eq, S> Groups<K, S> {
+impl<K: Hash + Eq, V> Groups<K, V> {
     pub(crate) fn new() -> Self {
         Groups {
             groups: (0..KEY_GROUPS)
@@ -121,12 +136,12 @@ impl<K: Hash + Eq, S> Groups<K, S> {
         self.len
     }
 
-    pub(crate) fn get(&self, g: KeyGroup, key: &K) -> Option<&Slot<S>> {
+    pub(crate) fn get(&self, g: KeyGroup, key: &K) -> Option<&V> {
         self.groups[g.index()].map().get(key)
     }
 
-    /// The slot of `key`, to write to. Thaws the group only if `key` is in it.
-    pub(crate) fn get_mut(&mut self, g: KeyGroup, key: &K) -> Option<&mut Slot<S>> {
+    /// The entry of `key`, to write to. Thaws the group only if `key` is in it.
+    pub(crate) fn get_mut(&mut self, g: KeyGroup, key: &K) -> Option<&mut V> {
         let group = &mut self.groups[g.index()];
         if let Group::Frozen(frozen) = group
             && !frozen.map().contains_key(key)
@@ -136,41 +151,90 @@ impl<K: Hash + Eq, S> Groups<K, S> {
         group.owned().get_mut(key)
     }
 
-    /// Inserts `key` (not held yet) and gives its slot.
-    pub(crate) fn insert(&mut self, g: KeyGroup, key: K, slot: Slot<S>) -> &mut Slot<S> {
+    /// Inserts `key` (replacing its entry if it is held) and gives its entry.
+    pub(crate) fn insert(&mut self, g: KeyGroup, key: K, value: V) -> &mut V {
         match self.groups[g.index()].owned().entry(key) {
             Entry::Vacant(vacant) => {
                 self.len += 1;
-                vacant.insert(slot)
+                vacant.insert(value)
             }
             Entry::Occupied(occupied) => {
                 let held = occupied.into_mut();
-                *held = slot;
+                *held = value;
                 held
             }
         }
     }
 
     /// Removes `key`. Thaws the group only if `key` is in it.
-    pub(crate) fn remove(&mut self, g: KeyGroup, key: &K) -> Option<Slot<S>> {
+    pub(crate) fn remove(&mut self, g: KeyGroup, key: &K) -> Option<V> {
         let group = &mut self.groups[g.index()];
         if let Group::Frozen(frozen) = group
             && !frozen.map().contains_key(key)
         {
             return None;
         }
-        let slot = group.owned().remove(key)?;
+        let value = group.owned().remove(key)?;
         self.len -= 1;
-        Some(slot)
+        Some(value)
+    }
+
+    /// The entry of `key`, made with `empty` if it is not held.
+    pub(crate) fn get_or_insert_with(
+        &mut self,
+        g: KeyGroup,
+        key: K,
+        empty: impl FnOnce() -> V,
+    ) -> &mut V {
+        match self.groups[g.index()].owned().entry(key) {
+            Entry::Vacant(vacant) => {
+                self.len += 1;
+                vacant.insert(empty())
+            }
+            Entry::Occupied(occupied) => occupied.into_mut(),
+        }
+    }
+
+    /// Changes the entry of `key` with `change`, and removes it if that leaves
+    /// it `spent`, with one lookup. Thaws the group only if `key` is in it.
+    /// `None` if `key` is not held.
+    pub(crate) fn change<T>(
+        &mut self,
+        g: KeyGroup,
+        key: K,
+        change: impl FnOnce(&mut V) -> T,
+        spent: impl FnOnce(&V) -> bool,
+    ) -> Option<T> {
+        let group = &mut self.groups[g.index()];
+        if let Group::Frozen(frozen) = group
+            && !frozen.map().contains_key(&key)
+        {
+            return None;
+        }
+        let Entry::Occupied(mut entry) = group.owned().entry(key) else {
+            return None;
+        };
+        let changed = change(entry.get_mut());
+        if spent(entry.get()) {
+            entry.remove();
+            self.len -= 1;
+        }
+        Some(changed)
+    }
+
+    /// The keys held, in no order.
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
+        self.iter().map(|(k, _)| k)
     }
 
     /// Every entry, group by group.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &Slot<S>)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.groups.iter().flat_map(|g| g.map().iter())
     }
 
     /// The non-empty groups, in order, with their key group.
-    pub(crate) fn maps(&self) -> impl Iterator<Item = (u16, &Map<K, S>)> {
+    pub(crate) fn maps(&self) -> impl Iterator<Item = (u16, &Map<K, V>)> {
         self.groups
             .iter()
             .zip(0..)
@@ -180,7 +244,7 @@ impl<K: Hash + Eq, S> Groups<K, S> {
 
     /// Removes every entry. A frozen group is taken back or copied (only a
     /// snapshot's writer can still hold it).
-    pub(crate) fn drain(&mut self) -> Vec<(K, Slot<S>)> {
+    pub(crate) fn drain(&mut self) -> Vec<(K, V)> {
         let mut all = Vec::with_capacity(self.len);
         for group in self.groups.iter_mut().filter(|g| !g.map().is_empty()) {
             all.extend(group.owned().drain());
@@ -203,17 +267,17 @@ impl<K: Hash + Eq, S> Groups<K, S> {
     /// Shares every non-empty group with the caller (a snapshot's writer): the
     /// groups as they are now, which the stage no longer changes (its next write
     /// to one thaws it). O(groups): no entry is copied.
-    pub(crate) fn freeze(&mut self) -> Vec<(u16, Frozen<K, S>)>
+    pub(crate) fn freeze(&mut self) -> Vec<(u16, Frozen<K, V>)>
     where
         K: Clone + Send + Sync + 'static,
-        S: Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
     {
         let mut shared = Vec::new();
         for (group, g) in self.groups.iter_mut().zip(0..) {
             let frozen = match group {
                 Group::Owned(map) if map.is_empty() => continue,
                 Group::Owned(map) => {
-                    let frozen: Frozen<K, S> = Arc::new(std::mem::take(map));
+                    let frozen: Frozen<K, V> = Arc::new(std::mem::take(map));
                     *group = Group::Frozen(Arc::clone(&frozen));
                     frozen
                 }
@@ -227,6 +291,9 @@ impl<K: Hash + Eq, S> Groups<K, S> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use super::super::state::Slot;
     use super::*;
 
     fn slot(value: u64) -> Slot<u64> {
@@ -237,7 +304,7 @@ mod tests {
         }
     }
 
-    fn values(groups: &Groups<u64, u64>) -> Vec<(u64, u64)> {
+    fn values(groups: &Groups<u64, Slot<u64>>) -> Vec<(u64, u64)> {
         let mut all: Vec<_> = groups.iter().map(|(k, s)| (*k, s.value)).collect();
         all.sort_unstable();
         all

@@ -30,12 +30,12 @@
 //!   time is stored as its age at the snapshot and counted again from the
 //!   restore: the time the pipeline was down does not count towards the TTL. The
 //!   recency order (for [`OnFull::EvictLru`]) and the counters (expired, evicted,
-//!   rejected, peak keys) are restored too. `scan`, `reduce`, `fold` and `dedupe`
-//!   pause only microseconds for a snapshot, whatever the number of keys: they
-//!   share their key groups with the checkpoint's writer thread, which encodes
-//!   them, and copy a group only if they change it before the writer is done
-//!   (so their keys and states are `Sync`). `aggregate` (whose accumulator need
-//!   not be `Clone`) encodes its snapshot on the stage.
+//!   rejected, peak keys) are restored too. `scan`, `reduce`, `fold`,
+//!   `aggregate` and `dedupe` pause only microseconds for a snapshot, whatever
+//!   the number of keys: they share their key groups with the checkpoint's
+//!   writer thread, which encodes them, and copy a group only if they change it
+//!   before the writer is done (so their keys and states are `Sync`, and
+//!   `aggregate`'s accumulator is `Clone`).
 //!
 //! # Examples
 //!
@@ -61,7 +61,7 @@
 
 mod aggregate;
 mod dedupe;
-mod groups;
+pub(crate) mod groups;
 mod scan;
 mod state;
 
@@ -301,7 +301,7 @@ where
         F: Fn(&mut S, T) + Send + Sync + 'static,
     {
         let defer: DeferFn<K, S> = KeyedState::snapshot_deferred;
-        self.aggregate_as("keyed_fold", FoldWith { init, f }, Some(defer))
+        self.aggregate_as("keyed_fold", FoldWith { init, f }, defer)
     }
 
     /// Like [`fold`](Self::fold) with an [`Aggregate`]: its accumulator per key,
@@ -309,7 +309,9 @@ where
     /// `keyed_aggregate`.
     ///
     /// State is checkpointed; `K` and the accumulator `A::Acc` must be serde
-    /// types.
+    /// types, and `Sync`; the accumulator `Clone` too (a snapshot shares the
+    /// key groups with the checkpoint's writer and copies one only if the stage
+    /// changes it before the writer is done, see the [module docs](self)).
     ///
     /// # Examples
     ///
@@ -336,17 +338,19 @@ where
     /// ```
     pub fn aggregate<A>(self, agg: A) -> Flow<(K, A::Out)>
     where
+        K: Sync,
         A: Aggregate<T>,
-        A::Acc: Serialize + DeserializeOwned,
+        A::Acc: Clone + Serialize + DeserializeOwned + Sync,
     {
-        self.aggregate_as("keyed_aggregate", agg, None)
+        let defer: DeferFn<K, A::Acc> = KeyedState::snapshot_deferred;
+        self.aggregate_as("keyed_aggregate", agg, defer)
     }
 
     fn aggregate_as<A>(
         self,
         kind: &'static str,
         agg: A,
-        defer: Option<DeferFn<K, A::Acc>>,
+        defer: DeferFn<K, A::Acc>,
     ) -> Flow<(K, A::Out)>
     where
         A: Aggregate<T>,
@@ -354,11 +358,8 @@ where
     {
         let (key, agg, bounds) = (self.key, Arc::new(agg), self.bounds);
         self.flow.via_factory(move || {
-            let op = KeyedAggregate::new(kind, Arc::clone(&key), Arc::clone(&agg), bounds.clone());
-            match defer {
-                Some(defer) => op.deferring(defer),
-                None => op,
-            }
+            KeyedAggregate::new(kind, Arc::clone(&key), Arc::clone(&agg), bounds.clone())
+                .deferring(defer)
         })
     }
 

@@ -15,7 +15,7 @@ use weir_runtime::checkpoint::{
     Deferred, KEY_GROUPS, RestoreContext, Snapshot, StateError, StatePart, encode, key_group_of,
 };
 
-use super::groups::{Groups, KeyGroup, Map, Slot};
+use super::groups::{Groups, KeyGroup, Map};
 use crate::checkpoint::{Mixed, age, before, decode_mixed};
 
 /// What a keyed stage does when a new key arrives and it already holds its
@@ -113,6 +113,14 @@ pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// One key's value, with its place in the recency order and its last touch.
+#[derive(Clone)]
+pub(crate) struct Slot<S> {
+    pub(crate) value: S,
+    pub(crate) seq: u64,
+    pub(crate) touched: Instant,
+}
+
 /// One key's entry in a snapshot: its value, its place in the recency order, and
 /// how long it had been idle when the snapshot was taken (re-anchored at the
 /// restore, see [`crate::checkpoint`]).
@@ -152,7 +160,7 @@ impl Tallies {
 fn encode_snapshot<'a, K, S>(
     version: u32,
     now: Instant,
-    maps: impl Iterator<Item = (u16, &'a Map<K, S>)>,
+    maps: impl Iterator<Item = (u16, &'a Map<K, Slot<S>>)>,
     extra: &[Vec<(&K, Entry<&S>)>],
     tallies: &Tallies,
 ) -> Result<Snapshot, StateError>
@@ -212,7 +220,7 @@ pub(crate) struct Full;
 /// writer. Callers compute a key's [`KeyGroup`] once per element and pass it to
 /// the `_in` methods.
 pub(crate) struct KeyedState<K, S> {
-    groups: Groups<K, S>,
+    groups: Groups<K, Slot<S>>,
     order: VecDeque<(u64, K)>,
     seq: u64,
     bounds: Bounds,
