@@ -742,6 +742,26 @@ fn abort_three_times(start: impl Fn() -> Result<weir::Running<()>, BuildError>) 
     }
 }
 
+/// Ends the graph with a summing sink `sum` fed by `from`, checkpointed every
+/// 2 ms into `dir`.
+fn finish_with_sum(
+    mut g: Graph,
+    from: weir::Outlet<(u64, u64)>,
+    out: Totals,
+    dir: &std::path::Path,
+) -> Graph {
+    drop(g.sink(from, |f| {
+        let (sink, rx) = sum(out);
+        f.to(sink, rx).name("sum")
+    }));
+    g.checkpoints(
+        CheckpointConfig::new(dir)
+            .without_fsync()
+            .interval(Duration::from_millis(2)),
+    );
+    g
+}
+
 /// A checkpointed zip keeps the elements still waiting for their partners in
 /// its checkpoint: aborted several times mid-run (with a fast and a slow input,
 /// so that one input's queue holds unmatched elements at barriers) and started
@@ -759,16 +779,7 @@ fn a_checkpointed_zip_restores_its_unmatched_elements_exactly_once() {
         let pairs =
             g.zip_with_checkpointed(fast, slow, |(_, a), (_, b)| (if a == b { 0 } else { 9 }, a));
         g.name_stage(pairs, "zip");
-        drop(g.sink(pairs, |f| {
-            let (sink, rx) = sum(out);
-            f.to(sink, rx).name("sum")
-        }));
-        g.checkpoints(
-            CheckpointConfig::new(dir.path())
-                .without_fsync()
-                .interval(Duration::from_millis(2)),
-        );
-        g
+        finish_with_sum(g, pairs, out, dir.path())
     };
     abort_three_times(|| build(Arc::default()).run(&rt));
     let out: Totals = Arc::default();
@@ -796,16 +807,7 @@ fn a_checkpointed_step_barrier_restores_its_waiting_elements_exactly_once() {
         let [a, b] = g.barrier_checkpointed([fast, slow], Barrier::new());
         g.name_stage(a, "step");
         let both = g.merge([a, b]);
-        drop(g.sink(both, |f| {
-            let (sink, rx) = sum(out);
-            f.to(sink, rx).name("sum")
-        }));
-        g.checkpoints(
-            CheckpointConfig::new(dir.path())
-                .without_fsync()
-                .interval(Duration::from_millis(2)),
-        );
-        g
+        finish_with_sum(g, both, out, dir.path())
     };
     abort_three_times(|| build(Arc::default()).run(&rt));
     let out: Totals = Arc::default();
@@ -894,16 +896,7 @@ fn a_checkpointed_concat_and_interleave_restore_what_they_queued_exactly_once() 
             } else {
                 g.interleave_checkpointed([slow, fast], 7)
             };
-            drop(g.sink(joined, |f| {
-                let (sink, rx) = sum(out);
-                f.to(sink, rx).name("sum")
-            }));
-            g.checkpoints(
-                CheckpointConfig::new(dir.path())
-                    .without_fsync()
-                    .interval(Duration::from_millis(2)),
-            );
-            g
+            finish_with_sum(g, joined, out, dir.path())
         };
         abort_three_times(|| build(Arc::default()).run(&rt));
         let out: Totals = Arc::default();
