@@ -106,6 +106,7 @@ impl<J: Junction> UnstartedJunction<J> {
                 (queue, n, up)
             })
             .map(|(queue, received, up)| InPort {
+                restored: queue.len(),
                 queue,
                 behind: VecDeque::new(),
                 behind_len: 0,

@@ -2,8 +2,7 @@
 
 use std::marker::PhantomData;
 
-use super::{Junction, Ports, QueueCodec, Routing};
-use crate::checkpoint::{Checkpointable, RestoreContext, Snapshot, StateError};
+use super::{Junction, Ports, Routing};
 
 /// Takes elements from every input as they come, fairly (Akka's `Merge`).
 ///
@@ -228,8 +227,6 @@ impl<T: Send + 'static> Junction for MergePrioritized<T> {
 #[derive(Debug)]
 pub struct Concat<T> {
     current: usize,
-    /// Set by [`checkpointed`](Concat::checkpointed).
-    codec: Option<QueueCodec<T>>,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -237,7 +234,6 @@ impl<T> Default for Concat<T> {
     fn default() -> Self {
         Concat {
             current: 0,
-            codec: None,
             _t: PhantomData,
         }
     }
@@ -247,31 +243,6 @@ impl<T: Send + 'static> Concat<T> {
     /// A concatenation.
     pub fn new() -> Self {
         Concat::default()
-    }
-
-    /// Lets the concatenation be part of a checkpointed pipeline: what the later
-    /// inputs queued before a barrier is kept in the checkpoint with the input
-    /// being read (serde elements). Built by
-    /// [`Graph::concat_checkpointed`](crate::Graph::concat_checkpointed).
-    #[must_use]
-    pub fn checkpointed(mut self) -> Self
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned,
-    {
-        self.codec = Some(QueueCodec::serde());
-        self
-    }
-}
-
-/// A checkpointed concat's own state: the input it reads.
-impl<T> Checkpointable for Concat<T> {
-    fn snapshot(&mut self, _: u64) -> Result<Snapshot, StateError> {
-        Snapshot::of(1, &self.current)
-    }
-
-    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
-        self.current = snapshot.decode(1, ctx)?;
-        Ok(())
     }
 }
 
@@ -284,21 +255,7 @@ impl<T: Send + 'static> Junction for Concat<T> {
     }
 
     fn not_checkpointable(&self) -> Option<String> {
-        if self.codec.is_some() {
-            return None;
-        }
-        Some("a concat reads its second input only after its first ended, so barriers on the later inputs would wait behind elements it cannot route yet; they must be kept in the checkpoint: use Graph::concat_checkpointed (serde element types)".into())
-    }
-
-    fn queue_codec(&self) -> Option<QueueCodec<T>> {
-        self.codec
-    }
-
-    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
-        match self.codec {
-            Some(_) => Some(self),
-            None => None,
-        }
+        Some("a concat reads its second input only after its first ended, so barriers on the later inputs would wait behind elements it cannot route yet; a checkpoint would have to hold those elements, which it does not yet".into())
     }
 
     fn route(&mut self, ports: &mut Ports<'_, T, T>) -> Routing {
@@ -326,8 +283,6 @@ pub struct Interleave<T> {
     segment: usize,
     current: usize,
     taken: usize,
-    /// Set by [`checkpointed`](Interleave::checkpointed).
-    codec: Option<QueueCodec<T>>,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -338,35 +293,8 @@ impl<T: Send + 'static> Interleave<T> {
             segment,
             current: 0,
             taken: 0,
-            codec: None,
             _t: PhantomData,
         }
-    }
-
-    /// Lets the interleave be part of a checkpointed pipeline: what the inputs
-    /// not in turn queued before a barrier is kept in the checkpoint with the
-    /// turn (serde elements). Built by
-    /// [`Graph::interleave_checkpointed`](crate::Graph::interleave_checkpointed).
-    #[must_use]
-    pub fn checkpointed(mut self) -> Self
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned,
-    {
-        self.codec = Some(QueueCodec::serde());
-        self
-    }
-}
-
-/// A checkpointed interleave's own state: whose turn it is and how much of it
-/// was taken.
-impl<T> Checkpointable for Interleave<T> {
-    fn snapshot(&mut self, _: u64) -> Result<Snapshot, StateError> {
-        Snapshot::of(1, &(self.current, self.taken))
-    }
-
-    fn restore(&mut self, snapshot: &Snapshot, ctx: &RestoreContext) -> Result<(), StateError> {
-        (self.current, self.taken) = snapshot.decode(1, ctx)?;
-        Ok(())
     }
 }
 
@@ -379,21 +307,7 @@ impl<T: Send + 'static> Junction for Interleave<T> {
     }
 
     fn not_checkpointable(&self) -> Option<String> {
-        if self.codec.is_some() {
-            return None;
-        }
-        Some("an interleave waits for one input at a time, so an aligned barrier could hold the input it waits for; the other inputs' elements must be kept in the checkpoint: use Graph::interleave_checkpointed (serde element types)".into())
-    }
-
-    fn queue_codec(&self) -> Option<QueueCodec<T>> {
-        self.codec
-    }
-
-    fn checkpoint(&mut self) -> Option<&mut dyn Checkpointable> {
-        match self.codec {
-            Some(_) => Some(self),
-            None => None,
-        }
+        Some("an interleave waits for one input at a time, so an aligned barrier could hold the input it waits for; a checkpoint would have to hold the other inputs' elements, which it does not yet".into())
     }
 
     fn validate(&self, _inputs: usize, _outputs: usize) -> Result<(), String> {

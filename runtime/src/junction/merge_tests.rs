@@ -70,6 +70,7 @@ impl Sim {
                 arrived: false,
                 ended: false,
                 owed: 0,
+                restored: 0,
                 up: None,
                 received: 0,
             })

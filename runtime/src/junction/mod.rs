@@ -161,8 +161,22 @@ pub(crate) struct InPort<T> {
     pub(crate) ended: bool,
     /// Places freed in the queue, not yet granted upstream.
     pub(crate) owed: usize,
+    /// Elements at the front of the queue that a restored checkpoint put there
+    /// (see `queues`): upstream never spent credit on them, so taking them
+    /// frees no place to grant.
+    pub(crate) restored: usize,
     pub(crate) up: Option<UpLink>,
     pub(crate) received: u64,
+}
+
+impl<T> InPort<T> {
+    /// `n` elements left the front of the queue: the places upstream sent them
+    /// into are owed back, those of restored elements excepted.
+    fn taken(&mut self, n: usize) {
+        let restored = n.min(self.restored);
+        self.restored -= restored;
+        self.owed += n - restored;
+    }
 }
 
 pub(crate) struct OutPort<T: Send + 'static> {
@@ -259,7 +273,7 @@ impl<I, O: Send + 'static> Ports<'_, I, O> {
     pub fn pop(&mut self, i: usize) -> Option<I> {
         let port = &mut self.ins[i];
         let x = port.queue.pop_front()?;
-        port.owed += 1;
+        port.taken(1);
         self.taken += 1;
         self.uncommitted += 1;
         Some(x)
@@ -293,6 +307,7 @@ impl<I, O: Send + 'static> Ports<'_, I, O> {
         }
         let n = port.queue.len() as u64;
         port.queue.clear();
+        port.restored = 0;
         self.taken += n;
         self.filtered += n;
     }
@@ -430,7 +445,7 @@ impl<T: Send + 'static> Ports<'_, T, T> {
             return 0;
         }
         let (input, port) = (&mut self.ins[i], &mut self.outs[o]);
-        input.owed += n;
+        input.taken(n);
         port.pushed += n as u64;
         if port.open {
             move_front(&mut input.queue, n, &mut port.buffer);
@@ -485,7 +500,7 @@ impl<T: Clone + Send + 'static> Ports<'_, T, T> {
                 .fetch_add(n as u64, Relaxed);
         }
         port.pushed += n as u64;
-        input.owed += n;
+        input.taken(n);
         self.taken += n as u64;
         n
     }

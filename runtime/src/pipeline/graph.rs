@@ -474,31 +474,6 @@ impl Graph {
         self.fan_in(from, Concat::new())
     }
 
-    /// [`concat`](Self::concat) for a checkpointed pipeline: what the later
-    /// outlets queue before a barrier is kept in the checkpoint (serde elements,
-    /// see [`Concat::checkpointed`]). A plain `concat` in a checkpointed pipeline
-    /// is a [`BuildError::NotCheckpointable`].
-    pub fn concat_checkpointed<T>(&mut self, from: impl IntoIterator<Item = Outlet<T>>) -> Outlet<T>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-    {
-        self.fan_in(from, Concat::new().checkpointed())
-    }
-
-    /// [`interleave`](Self::interleave) for a checkpointed pipeline: what the
-    /// outlets not in turn queue before a barrier is kept in the checkpoint with
-    /// the turn (serde elements, see [`Interleave::checkpointed`]).
-    pub fn interleave_checkpointed<T>(
-        &mut self,
-        from: impl IntoIterator<Item = Outlet<T>>,
-        segment: usize,
-    ) -> Outlet<T>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-    {
-        self.fan_in(from, Interleave::new(segment).checkpointed())
-    }
-
     /// `segment` elements from each outlet in turn (see [`Interleave`]).
     pub fn interleave<T: Send + 'static>(
         &mut self,

@@ -877,36 +877,3 @@ fn elements_in_flight_in_async_and_buffering_stages_are_counted_once_across_rest
         "{ck:?}"
     );
 }
-
-/// A checkpointed concat and a checkpointed interleave keep what their inputs
-/// not being read queued before a barrier: aborted three times mid-run and
-/// started again, each counts every element of both inputs exactly once.
-#[test]
-fn a_checkpointed_concat_and_interleave_restore_what_they_queued_exactly_once() {
-    for concat in [true, false] {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = rt();
-        let (fast_end, slow_end) = (30_000_u64, 20_000_u64);
-        let build = |out: Totals| {
-            let mut g = Graph::new();
-            // The slow input first: the fast one's elements wait in its queue.
-            let [fast, slow] = fast_and_slow(&mut g, fast_end, slow_end);
-            let joined = if concat {
-                g.concat_checkpointed([slow, fast])
-            } else {
-                g.interleave_checkpointed([slow, fast], 7)
-            };
-            finish_with_sum(g, joined, out, dir.path())
-        };
-        abort_three_times(|| build(Arc::default()).run(&rt));
-        let out: Totals = Arc::default();
-        let done = build(Arc::clone(&out)).run(&rt).unwrap().wait().unwrap();
-        let ck = done.report.checkpoint.clone().unwrap();
-        assert!(ck.restored_from.is_some(), "concat {concat}: {ck:?}");
-        assert_eq!(
-            out.lock().unwrap().clone().unwrap(),
-            expected(&[(1, fast_end), (2, slow_end)]),
-            "concat {concat}: {ck:?}"
-        );
-    }
-}
